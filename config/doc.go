@@ -1,0 +1,2 @@
+// Package config loads and validates kretry's YAML configuration file.
+package config

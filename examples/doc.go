@@ -1,0 +1,2 @@
+// Package examples holds runnable programs that use kretry, one per folder.
+package examples

@@ -1,0 +1,111 @@
+// Package metrics holds kretry's Prometheus collectors (DESIGN.md §8), shared by
+// the consumer and the relay. Collectors go on the caller's Registerer, never the
+// global one; a second New on the same Registerer reuses what is there, so
+// several consumers and relays can share one registry.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Namespace prefixes every kretry metric.
+const Namespace = "kretry"
+
+// Outcome values of the outcome label of kretry_records_total.
+const (
+	OutcomeOK           = "ok"
+	OutcomeRetried      = "retried"
+	OutcomeDeadLettered = "dead_lettered"
+	OutcomeDiscarded    = "discarded"
+	OutcomeSkipped      = "skipped"
+)
+
+// TierDLQ is the tier label of kretry_forwarded_total for a forward to the DLQ.
+const TierDLQ = "dlq"
+
+// Metrics is the set of kretry collectors. Its zero value is not usable; a
+// Metrics from New with a nil Registerer works but is exported nowhere.
+type Metrics struct {
+	Records          *prometheus.CounterVec   // topic, outcome
+	HandlerDuration  *prometheus.HistogramVec // topic
+	Forwarded        *prometheus.CounterVec   // topic, tier
+	Refed            *prometheus.CounterVec   // topic, tier
+	RefeedLateness   *prometheus.HistogramVec // tier
+	PausedPartitions *prometheus.GaugeVec     // tier
+	DeadLettered     *prometheus.CounterVec   // topic, reason
+}
+
+// New builds the collectors and registers them on reg. A nil reg disables
+// export. When reg already holds a kretry collector of the same shape, the
+// existing one is reused, so counts from several users add up.
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "records_total",
+			Help: "Records the main consumer finished, by outcome.",
+		}, []string{"topic", "outcome"}),
+		HandlerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "handler_duration_seconds",
+			Help:    "Time spent in the user's handler.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"topic"}),
+		Forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "forwarded_total",
+			Help: "Records forwarded to a retry tier or the DLQ (tier=dlq), acknowledged by the broker.",
+		}, []string{"topic", "tier"}),
+		Refed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "refed_total",
+			Help: "Records the relay re-fed from a retry tier to their main topic.",
+		}, []string{"topic", "tier"}),
+		RefeedLateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "refeed_lateness_seconds",
+			Help:    "Re-feed time minus due time.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"tier"}),
+		PausedPartitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "paused_partitions",
+			Help: "Retry-tier partitions the relay holds paused until their head record is due.",
+		}, []string{"tier"}),
+		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "dead_lettered_total",
+			Help: "Records written to a DLQ, by reason.",
+		}, []string{"topic", "reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.Records = register(reg, m.Records, &err)
+	m.HandlerDuration = register(reg, m.HandlerDuration, &err)
+	m.Forwarded = register(reg, m.Forwarded, &err)
+	m.Refed = register(reg, m.Refed, &err)
+	m.RefeedLateness = register(reg, m.RefeedLateness, &err)
+	m.PausedPartitions = register(reg, m.PausedPartitions, &err)
+	m.DeadLettered = register(reg, m.DeadLettered, &err)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered in its
+// place; the first other error is kept in *errp.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	if *errp == nil {
+		*errp = fmt.Errorf("registering kretry metrics: %w", err)
+	}
+	return c
+}
