@@ -1,0 +1,84 @@
+# kretry — make targets. `make test` is what CI runs (.ci/run).
+#
+#   make demo              kretry end to end on an embedded broker
+#   make test              vet + unit tests (race) + integration tests on a real Apache Kafka broker
+#   make test-unit         vet + unit tests (race)
+#   make test-integration  integration tests on $KRETRY_BROKERS, or on the broker of `make kafka-up`
+#   make kafka-up          start (or reuse) the local broker; last line: KRETRY_BROKERS=127.0.0.1:PORT
+#   make kafka-down        stop it and remove its data
+#   make bench             the benchmarks
+#   make lint              gofmt, go vet, staticcheck
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+KAFKA := scripts/kafka/kafka.sh
+# Integration tests of every package run against one broker; some take minutes.
+INTEGRATION_TIMEOUT ?= 30m
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# Lines go test -v prints for every test start; the rest (--- PASS/FAIL/SKIP,
+# logs, package results) stays.
+TEST_FILTER := awk '!/^=== (RUN|PAUSE|CONT|NAME)/ { print; fflush() }'
+
+.PHONY: help test test-unit test-integration kafka-up kafka-down demo bench lint vet
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+test-unit: vet
+	$(GO) test -race ./...
+
+# test stops the broker afterwards only if it started it: a broker that was
+# already running (someone's `make kafka-up`) or KRETRY_BROKERS is left alone.
+test: test-unit
+	@t0=$$(date +%s); started=; brokers=$${KRETRY_BROKERS:-}; \
+	if [[ -z $$brokers ]]; then \
+		if line=$$($(KAFKA) status 2>/dev/null); then \
+			brokers=$${line#KRETRY_BROKERS=}; echo "using the running broker $$brokers"; \
+		else \
+			line=$$($(KAFKA) up | tail -n 1); started=1; brokers=$${line#KRETRY_BROKERS=}; \
+		fi; \
+	fi; \
+	status=0; \
+	KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
+		| $(TEST_FILTER) || status=$$?; \
+	if [[ -n $$started ]]; then $(KAFKA) down || true; fi; \
+	echo "integration tests: exit status $$status in $$(( $$(date +%s) - t0 ))s"; \
+	exit $$status
+
+test-integration:
+	@brokers=$${KRETRY_BROKERS:-}; \
+	if [[ -z $$brokers ]]; then \
+		line=$$($(KAFKA) up | tail -n 1); brokers=$${line#KRETRY_BROKERS=}; \
+		echo "the broker stays up for the next run; stop it with: make kafka-down"; \
+	fi; \
+	KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
+		| $(TEST_FILTER)
+
+kafka-up:
+	@$(KAFKA) up
+
+kafka-down:
+	@$(KAFKA) down
+
+demo:
+	$(GO) run ./cmd/kretry demo
+
+# The bench issue fills this in: scripts/bench.sh if it exists, else the bench
+# program under internal/bench/cmd.
+bench:
+	@if [[ -x scripts/bench.sh ]]; then scripts/bench.sh; \
+	elif compgen -G 'internal/bench/cmd/*.go' >/dev/null; then $(GO) run ./internal/bench/cmd; \
+	else echo "make bench: no benchmarks yet (scripts/bench.sh or internal/bench/cmd will provide them)"; fi
+
+lint: vet
+	@out=$$(gofmt -l .); if [[ -n $$out ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags integration ./...
