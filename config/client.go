@@ -1,0 +1,121 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// ClientOpts returns the franz-go options that connect to c's cluster: the
+// seed brokers, the client id, TLS (the CA, certificate and key files are read
+// now) and SASL with the password read now from the environment variable
+// named by SASL.PasswordEnv. An unreadable file, a bad PEM or an unset
+// password variable is an error naming the field; all such problems are
+// returned at once. The password never appears in an error.
+func (c *Config) ClientOpts() ([]kgo.Opt, error) {
+	var errs []error
+	var opts []kgo.Opt
+	if len(c.Brokers) == 0 {
+		errs = append(errs, c.fieldError("brokers", `empty: list at least one broker "host:port" or set %s`, EnvBrokers))
+	} else {
+		opts = append(opts, kgo.SeedBrokers(c.Brokers...))
+	}
+	id := c.ClientID
+	if id == "" {
+		id = DefaultClientID
+	}
+	opts = append(opts, kgo.ClientID(id))
+	if c.TLS != nil {
+		tc, err := c.tlsConfig()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			opts = append(opts, kgo.DialTLSConfig(tc))
+		}
+	}
+	if c.SASL != nil {
+		m, err := c.saslMechanism()
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			opts = append(opts, kgo.SASL(m))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return opts, nil
+}
+
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	t := c.TLS
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} // the user's explicit choice, documented as for testing only
+	var errs []error
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		switch {
+		case err != nil:
+			errs = append(errs, c.fieldError("tls.ca_file", "%v: give a readable PEM file of the CA certificates", err))
+		default:
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				errs = append(errs, c.fieldError("tls.ca_file", "no PEM certificate in %s: give a PEM file of the CA certificates", t.CAFile))
+			}
+			tc.RootCAs = pool
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile != "":
+		certPEM, err := os.ReadFile(t.CertFile)
+		if err != nil {
+			errs = append(errs, c.fieldError("tls.cert_file", "%v: give a readable PEM file of the client certificate", err))
+		}
+		keyPEM, kerr := os.ReadFile(t.KeyFile)
+		if kerr != nil {
+			errs = append(errs, c.fieldError("tls.key_file", "%v: give a readable PEM file of the client certificate's key", kerr))
+		}
+		if err == nil && kerr == nil {
+			cert, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				errs = append(errs, c.fieldError("tls.cert_file", "%s with tls.key_file %s: %v: give a PEM certificate and its PEM private key", t.CertFile, t.KeyFile, err))
+			} else {
+				tc.Certificates = []tls.Certificate{cert}
+			}
+		}
+	case t.CertFile != "":
+		errs = append(errs, c.fieldError("tls.cert_file", "given without tls.key_file: set both for a client certificate, or neither"))
+	case t.KeyFile != "":
+		errs = append(errs, c.fieldError("tls.key_file", "given without tls.cert_file: set both for a client certificate, or neither"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return tc, nil
+}
+
+func (c *Config) saslMechanism() (sasl.Mechanism, error) {
+	s := c.SASL
+	if s.PasswordEnv == "" {
+		return nil, c.fieldError("sasl.password_env", "required: the name of the environment variable that holds the SASL password")
+	}
+	pass := os.Getenv(s.PasswordEnv)
+	if pass == "" {
+		return nil, c.fieldError("sasl.password_env", "environment variable %s is not set or empty: export it with the password of SASL user %q", s.PasswordEnv, s.Username)
+	}
+	switch strings.ToUpper(s.Mechanism) {
+	case MechanismPlain:
+		return plain.Auth{User: s.Username, Pass: pass}.AsMechanism(), nil
+	case MechanismScramSHA256:
+		return scram.Auth{User: s.Username, Pass: pass}.AsSha256Mechanism(), nil
+	case MechanismScramSHA512:
+		return scram.Auth{User: s.Username, Pass: pass}.AsSha512Mechanism(), nil
+	}
+	return nil, c.fieldError("sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism)
+}

@@ -1,0 +1,232 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// Defaults applied by Load and Parse. They are also described in the package
+// doc and in the README.
+const (
+	// DefaultClientID is the Kafka client id when client_id is not given.
+	DefaultClientID = "kretry"
+	// DefaultRelaySuffix makes the relay's group when relay.group is not
+	// given: group "orders-service" relays as "orders-service-relay".
+	DefaultRelaySuffix = "-relay"
+	// DefaultFetchMaxWait is relay.fetch_max_wait when not given: how long a
+	// relay fetch waits on the broker for data, which bounds how late a
+	// resumed partition is fetched.
+	DefaultFetchMaxWait = 100 * time.Millisecond
+	// MinTierRetention is the floor of a tier topic's default retention,
+	// which is max(2 × the tier's delay, MinTierRetention).
+	MinTierRetention = 24 * time.Hour
+	// DefaultDLQRetention is the retention of a DLQ topic when
+	// retention.dlq is not given: 14 days.
+	DefaultDLQRetention = 14 * 24 * time.Hour
+)
+
+// Environment variables that override the file in Load and Parse. An empty
+// value counts as unset.
+const (
+	// EnvBrokers replaces brokers: a comma-separated list of host:port.
+	EnvBrokers = "KRETRY_BROKERS"
+	// EnvGroup replaces group.
+	EnvGroup = "KRETRY_GROUP"
+)
+
+// Config is a loaded kretry configuration with every default resolved. Build it
+// with Load or Parse, which validate it; a Config built by hand is used as is.
+type Config struct {
+	Source   string   // file name used in error messages; "" from Parse
+	Brokers  []string // seed brokers, host:port
+	ClientID string   // default "kretry"
+	Group    string   // the main consumer's group; required
+	TLS      *TLS     // nil: plaintext
+	SASL     *SASL    // nil: no authentication
+	Topics   []Topic
+	Relay    Relay
+
+	lines map[string]int // field path → line, for errors from ClientOpts
+}
+
+// TLS turns on TLS to the brokers. Empty file names mean the system's CA pool
+// and no client certificate. Relative paths are relative to the directory of
+// the file given to Load (to the working directory for Parse).
+type TLS struct {
+	CAFile             string // PEM CA bundle that replaces the system pool
+	CertFile           string // PEM client certificate; set with KeyFile or not at all
+	KeyFile            string // PEM private key of CertFile
+	InsecureSkipVerify bool   // do not verify the brokers' certificates (testing only)
+}
+
+// SASL turns on SASL authentication. The password is never in the file: it is
+// read by ClientOpts from the environment variable named PasswordEnv.
+type SASL struct {
+	Mechanism   string // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Username    string
+	PasswordEnv string // name of the environment variable that holds the password
+}
+
+// SASL mechanisms accepted in sasl.mechanism.
+const (
+	MechanismPlain       = "PLAIN"
+	MechanismScramSHA256 = "SCRAM-SHA-256"
+	MechanismScramSHA512 = "SCRAM-SHA-512"
+)
+
+// Topic is one main topic and its retry ladder.
+type Topic struct {
+	Name          string
+	Tiers         []retrytopics.Tier // Attempts resolved to ≥ 1
+	DLQ           string             // resolved name; default "{topic}.dlq" expanded, e.g. "orders.dlq"
+	Naming        string             // tier topic template; default retrytopics.DefaultNaming
+	MaxAge        time.Duration      // 0: no limit
+	TierRetention time.Duration      // 0: per tier max(2 × delay, 24h); see RetentionForTier
+	DLQRetention  time.Duration      // 0: 14 days; see RetentionForDLQ
+}
+
+// Relay configures the relay that re-feeds due records, in process or
+// standalone (kretry relay).
+type Relay struct {
+	Group        string        // default Config.Group + "-relay"
+	FetchMaxWait time.Duration // default 100ms
+}
+
+// Load reads and validates the YAML file at path, applies KRETRY_BROKERS and
+// KRETRY_GROUP, and resolves the defaults. Errors name path as given, the
+// line and the field; all of a file's errors are returned at once, joined, one
+// per line in file order (each is a *FieldError).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	c, err := parse(path, data, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if c.TLS != nil {
+		dir := filepath.Dir(path)
+		for _, f := range []*string{&c.TLS.CAFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
+			if *f != "" && !filepath.IsAbs(*f) {
+				*f = filepath.Join(dir, *f)
+			}
+		}
+	}
+	return c, nil
+}
+
+// Parse reads and validates a configuration from YAML text, like Load. Its
+// errors start with "line N:" instead of a file name, and Source is "".
+func Parse(data []byte) (*Config, error) {
+	return parse("", data, os.LookupEnv)
+}
+
+// Ladders resolves the retry ladder of every topic for c.Group, in the order
+// of c.Topics.
+func (c *Config) Ladders() ([]*retrytopics.Ladder, error) {
+	ls := make([]*retrytopics.Ladder, 0, len(c.Topics))
+	for _, t := range c.Topics {
+		l, err := t.Ladder(c.Group)
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// Ladder resolves t's retry ladder for group: its tier topics from t.Naming
+// and its DLQ t.DLQ.
+func (t Topic) Ladder(group string) (*retrytopics.Ladder, error) {
+	var opts []retrytopics.LadderOpt
+	if t.Naming != "" {
+		opts = append(opts, retrytopics.WithNaming(t.Naming))
+	}
+	if t.DLQ != "" {
+		opts = append(opts, retrytopics.WithDLQ(t.DLQ))
+	}
+	return retrytopics.NewLadder(t.Name, group, t.Tiers, opts...)
+}
+
+// RetentionForTier returns the retention a tier topic of t with the given
+// delay should have: TierRetention when set, else max(2 × delay, 24h).
+func (t Topic) RetentionForTier(delay time.Duration) time.Duration {
+	if t.TierRetention > 0 {
+		return t.TierRetention
+	}
+	return max(2*delay, MinTierRetention)
+}
+
+// RetentionForDLQ returns the retention t's DLQ should have: DLQRetention when
+// set, else 14 days.
+func (t Topic) RetentionForDLQ() time.Duration {
+	if t.DLQRetention > 0 {
+		return t.DLQRetention
+	}
+	return DefaultDLQRetention
+}
+
+// FieldError is one problem in a configuration: where it is and what is
+// wrong. Load and Parse return them joined with errors.Join; get them back with
+// errors.As (the first) or by unwrapping the joined error.
+type FieldError struct {
+	Source  string // file name as given to Load; "" from Parse
+	Line    int    // 1-based; 0 when the problem has no line (an environment variable)
+	Field   string // field path, e.g. "topics[0].tiers[1].delay"
+	Problem string // what is wrong and what is allowed
+}
+
+// Error returns "file:line: field: problem", "line N: field: problem" without
+// a file, or "field: problem" without a line.
+func (e *FieldError) Error() string {
+	var prefix string
+	switch {
+	case e.Line > 0 && e.Source != "":
+		prefix = fmt.Sprintf("%s:%d: ", e.Source, e.Line)
+	case e.Line > 0:
+		prefix = fmt.Sprintf("line %d: ", e.Line)
+	case e.Source != "":
+		prefix = e.Source + ": "
+	}
+	if e.Field == "" {
+		return prefix + e.Problem
+	}
+	return prefix + e.Field + ": " + e.Problem
+}
+
+// fieldError builds the error of a field of a loaded config for ClientOpts,
+// with its line when c came from Load or Parse.
+func (c *Config) fieldError(field, format string, args ...any) error {
+	return &FieldError{Source: c.Source, Line: c.lines[field], Field: field, Problem: fmt.Sprintf(format, args...)}
+}
+
+var _ error = (*FieldError)(nil)
+
+// joinSorted orders errs by line, stable, with line-less errors last.
+func joinSorted(errs []*FieldError) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	key := func(e *FieldError) int {
+		if e.Line == 0 {
+			return math.MaxInt
+		}
+		return e.Line
+	}
+	sorted := slices.Clone(errs)
+	slices.SortStableFunc(sorted, func(a, b *FieldError) int { return cmp.Compare(key(a), key(b)) })
+	out := make([]error, len(sorted))
+	for i, e := range sorted {
+		out[i] = e
+	}
+	return errors.Join(out...)
+}

@@ -1,0 +1,470 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// The file is read from goccy/go-yaml's AST rather than decoded into structs:
+// walking the nodes gives every error its line and lets one pass collect all
+// of a file's errors instead of stopping at the first.
+
+type lookupEnv func(string) (string, bool)
+
+var (
+	topKeys       = []string{"brokers", "client_id", "group", "tls", "sasl", "topics", "relay"}
+	tlsKeys       = []string{"ca_file", "cert_file", "key_file", "insecure_skip_verify"}
+	saslKeys      = []string{"mechanism", "username", "password_env"}
+	topicKeys     = []string{"name", "tiers", "dlq", "naming", "max_age", "retention"}
+	tierKeys      = []string{"delay", "attempts"}
+	retentionKeys = []string{"tiers", "dlq"}
+	relayKeys     = []string{"group", "fetch_max_wait"}
+
+	mechanisms = []string{MechanismPlain, MechanismScramSHA256, MechanismScramSHA512}
+
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// field is one key of a mapping with its value; value is nil for a null.
+type field struct {
+	line  int // line of the key
+	value ast.Node
+}
+
+type decoder struct {
+	src     string
+	errs    []*FieldError
+	lines   map[string]int
+	anchors map[string]ast.Node
+}
+
+func (d *decoder) errorf(line int, path, format string, args ...any) {
+	d.errs = append(d.errs, &FieldError{Source: d.src, Line: line, Field: path, Problem: fmt.Sprintf(format, args...)})
+}
+
+func parse(src string, data []byte, env lookupEnv) (*Config, error) {
+	d := &decoder{src: src, lines: map[string]int{}, anchors: map[string]ast.Node{}}
+	file, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		line, msg := 0, err.Error()
+		var ye yaml.Error
+		if errors.As(err, &ye) {
+			msg = ye.GetMessage()
+			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+				line = tk.Position.Line
+			}
+		}
+		return nil, &FieldError{Source: src, Line: line, Problem: "invalid YAML: " + msg}
+	}
+	var root ast.Node
+	for _, doc := range file.Docs {
+		if doc.Body == nil {
+			continue
+		}
+		if root != nil {
+			d.errorf(lineOf(doc.Body), "", "a second YAML document: put the whole configuration in one document")
+			continue
+		}
+		root = doc.Body
+		ast.Walk(anchorCollector(d.anchors), root)
+	}
+	c := &Config{Source: src, lines: d.lines}
+	d.config(root, c, env)
+	if len(d.errs) > 0 {
+		return nil, joinSorted(d.errs)
+	}
+	return c, nil
+}
+
+type anchorCollector map[string]ast.Node
+
+func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
+	if an, ok := n.(*ast.AnchorNode); ok && an.Name != nil {
+		a[an.Name.GetToken().Value] = an.Value
+	}
+	return a
+}
+
+func lineOf(n ast.Node) int {
+	if n == nil {
+		return 0
+	}
+	if tk := n.GetToken(); tk != nil && tk.Position != nil {
+		return tk.Position.Line
+	}
+	return 0
+}
+
+// resolve strips tags and anchors and follows aliases; a null becomes nil.
+func (d *decoder) resolve(n ast.Node) ast.Node {
+	for range 64 { // an alias may point at an alias; bound the chain
+		switch v := n.(type) {
+		case nil, *ast.NullNode:
+			return nil
+		case *ast.TagNode:
+			n = v.Value
+		case *ast.AnchorNode:
+			n = v.Value
+		case *ast.AliasNode:
+			target, ok := d.anchors[v.Value.GetToken().Value]
+			if !ok {
+				return n
+			}
+			n = target
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// describe says what a value is for a "got ..." message.
+func describe(n ast.Node) string {
+	switch v := n.(type) {
+	case nil:
+		return "nothing"
+	case *ast.MappingNode, *ast.MappingValueNode:
+		return "a mapping"
+	case *ast.SequenceNode:
+		return "a list"
+	case *ast.AliasNode:
+		return "an alias to an unknown anchor"
+	case *ast.StringNode:
+		return strconv.Quote(v.Value)
+	}
+	if s, ok := scalarText(n); ok {
+		return s
+	}
+	return n.Type().String()
+}
+
+func scalarText(n ast.Node) (string, bool) {
+	switch v := n.(type) {
+	case *ast.StringNode:
+		return v.Value, true
+	case *ast.LiteralNode:
+		return v.Value.Value, true
+	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+		return v.GetToken().Value, true
+	}
+	return "", false
+}
+
+// mapping reads the mapping n (nil reads as empty) at path. Keys not in
+// allowed are errors that list the allowed ones, except those in forbidden,
+// whose problem is given. ok is false when n is not a mapping.
+func (d *decoder) mapping(n ast.Node, line int, path string, allowed []string, forbidden map[string]string) (map[string]field, bool) {
+	fields := map[string]field{}
+	var pairs []*ast.MappingValueNode
+	switch v := n.(type) {
+	case nil:
+		return fields, true
+	case *ast.MappingNode:
+		pairs = v.Values
+	case *ast.MappingValueNode:
+		pairs = []*ast.MappingValueNode{v}
+	default:
+		d.errorf(line, path, "must be a mapping with the keys %s, got %s", strings.Join(allowed, ", "), describe(n))
+		return nil, false
+	}
+	for _, p := range pairs {
+		kline := lineOf(p.Key)
+		if p.Key.IsMergeKey() {
+			d.errorf(kline, join(path, "<<"), "merge keys are not supported; allowed keys here: %s", strings.Join(allowed, ", "))
+			continue
+		}
+		key, ok := scalarText(d.resolve(p.Key))
+		if !ok {
+			d.errorf(kline, path, "a key must be a plain word, got %s", describe(d.resolve(p.Key)))
+			continue
+		}
+		if problem, ok := forbidden[key]; ok {
+			d.errorf(kline, join(path, key), "%s", problem)
+			continue
+		}
+		known := false
+		for _, a := range allowed {
+			known = known || a == key
+		}
+		if !known {
+			d.errorf(kline, join(path, key), "unknown key; allowed keys here: %s", strings.Join(allowed, ", "))
+			continue
+		}
+		fields[key] = field{line: kline, value: d.resolve(p.Value)}
+		d.lines[join(path, key)] = kline
+	}
+	return fields, true
+}
+
+// sequence reads the list n at path; ok is false (and the error is recorded)
+// when n is not a list.
+func (d *decoder) sequence(f field, path, want string) ([]ast.Node, bool) {
+	s, ok := f.value.(*ast.SequenceNode)
+	if !ok {
+		d.errorf(f.line, path, "must be a list of %s, got %s", want, describe(f.value))
+		return nil, false
+	}
+	out := make([]ast.Node, len(s.Values))
+	for i, v := range s.Values {
+		out[i] = d.resolve(v)
+	}
+	return out, true
+}
+
+// str reads a string value; set is false for a missing or null value and for
+// a value that is not a scalar (an error).
+func (d *decoder) str(fields map[string]field, key, path string) (s string, line int, set bool) {
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return "", f.line, false
+	}
+	s, ok = scalarText(f.value)
+	if !ok {
+		d.errorf(f.line, path, "must be a string, got %s", describe(f.value))
+		return "", f.line, false
+	}
+	return s, f.line, true
+}
+
+// nonEmpty reads a string that, when given, must not be empty.
+func (d *decoder) nonEmpty(fields map[string]field, key, path, what string) (string, int, bool) {
+	s, line, set := d.str(fields, key, path)
+	if set && strings.TrimSpace(s) == "" {
+		d.errorf(line, path, "must not be empty: %s", what)
+		return "", line, false
+	}
+	return s, line, set
+}
+
+// duration reads a duration that, when given, must be > 0. what says what the
+// field means when it is ≤ 0 (the text after "must be > 0").
+func (d *decoder) duration(fields map[string]field, key, path, what string) (time.Duration, int, bool) {
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return 0, f.line, false
+	}
+	text, ok := scalarText(f.value)
+	if !ok {
+		d.errorf(f.line, path, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got %s", describe(f.value))
+		return 0, f.line, false
+	}
+	v, err := parseDuration(text)
+	if err != nil {
+		d.errorf(f.line, path, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got %s", text)
+		return 0, f.line, false
+	}
+	if v <= 0 {
+		d.errorf(f.line, path, "must be > 0%s, got %s", what, text)
+		return 0, f.line, false
+	}
+	return v, f.line, true
+}
+
+// parseDuration reads Go's duration syntax and also a leading whole number of
+// days: "14d", "1d12h".
+func parseDuration(s string) (time.Duration, error) {
+	rest, neg := s, false
+	if len(rest) > 0 && (rest[0] == '-' || rest[0] == '+') {
+		neg, rest = rest[0] == '-', rest[1:]
+	}
+	i := strings.IndexByte(rest, 'd')
+	if i <= 0 {
+		return time.ParseDuration(s)
+	}
+	days, err := strconv.ParseUint(rest[:i], 10, 64)
+	if err != nil || days > uint64(math.MaxInt64/int64(24*time.Hour)) {
+		return 0, fmt.Errorf("bad number of days in %q", s)
+	}
+	v := time.Duration(days) * 24 * time.Hour
+	if tail := rest[i+1:]; tail != "" {
+		if tail[0] == '-' || tail[0] == '+' {
+			return 0, fmt.Errorf("sign inside %q", s)
+		}
+		t, err := time.ParseDuration(tail)
+		if err != nil {
+			return 0, err
+		}
+		if t > math.MaxInt64-v {
+			return 0, fmt.Errorf("%q overflows", s)
+		}
+		v += t
+	}
+	if neg {
+		v = -v
+	}
+	return v, nil
+}
+
+func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
+	rootLine := max(lineOf(root), 1)
+	top, ok := d.mapping(root, rootLine, "", topKeys, nil)
+	if !ok {
+		return
+	}
+
+	// brokers
+	if f, ok := top["brokers"]; ok && f.value != nil {
+		if items, ok := d.sequence(f, "brokers", `"host:port" strings`); ok {
+			for i, it := range items {
+				path := fmt.Sprintf("brokers[%d]", i)
+				s, ok := scalarText(it)
+				if !ok || strings.TrimSpace(s) == "" {
+					d.errorf(max(lineOf(it), f.line), path, `must be a broker address "host:port", got %s`, describe(it))
+					continue
+				}
+				c.Brokers = append(c.Brokers, strings.TrimSpace(s))
+			}
+			if len(items) == 0 {
+				if _, env := env(EnvBrokers); !env {
+					d.errorf(f.line, "brokers", `must list at least one broker "host:port", got an empty list`)
+				}
+			}
+		}
+	}
+	if v, ok := env(EnvBrokers); ok && strings.TrimSpace(v) != "" {
+		c.Brokers = nil
+		for b := range strings.SplitSeq(v, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				c.Brokers = append(c.Brokers, b)
+			}
+		}
+		if len(c.Brokers) == 0 {
+			d.errorf(0, EnvBrokers, "must be a comma-separated list of host:port, got %q", v)
+		}
+	} else if f, ok := top["brokers"]; !ok || f.value == nil {
+		d.errorf(max(f.line, rootLine), "brokers", `required: list at least one broker, e.g. brokers: ["127.0.0.1:9092"], or set %s`, EnvBrokers)
+	}
+
+	// client_id, group
+	c.ClientID = DefaultClientID
+	if s, _, ok := d.nonEmpty(top, "client_id", "client_id", `omit it for the default "`+DefaultClientID+`"`); ok {
+		c.ClientID = s
+	}
+	if s, _, ok := d.nonEmpty(top, "group", "group", "the consumer group of the main consumer"); ok {
+		c.Group = s
+	}
+	if v, ok := env(EnvGroup); ok && strings.TrimSpace(v) != "" {
+		c.Group = strings.TrimSpace(v)
+	} else if f, ok := top["group"]; !ok || f.value == nil {
+		d.errorf(max(f.line, rootLine), "group", "required: the consumer group of the main consumer, e.g. group: orders-service, or set %s", EnvGroup)
+	}
+
+	if f, ok := top["tls"]; ok {
+		c.TLS = d.tls(f)
+	}
+	if f, ok := top["sasl"]; ok {
+		c.SASL = d.sasl(f)
+	}
+	d.topics(top, rootLine, c)
+	d.relay(top, c)
+}
+
+func (d *decoder) tls(f field) *TLS {
+	fields, ok := d.mapping(f.value, f.line, "tls", tlsKeys, nil)
+	if !ok {
+		return nil
+	}
+	t := &TLS{}
+	t.CAFile, _, _ = d.nonEmpty(fields, "ca_file", "tls.ca_file", "the PEM file of the CAs that sign the brokers' certificates; omit it for the system's CAs")
+	cert, certLine, hasCert := d.nonEmpty(fields, "cert_file", "tls.cert_file", "the PEM file of the client certificate")
+	key, keyLine, hasKey := d.nonEmpty(fields, "key_file", "tls.key_file", "the PEM file of the client certificate's private key")
+	t.CertFile, t.KeyFile = cert, key
+	switch {
+	case hasKey && !hasCert:
+		d.errorf(keyLine, "tls.key_file", "given without tls.cert_file: set both for a client certificate, or neither")
+	case hasCert && !hasKey:
+		d.errorf(certLine, "tls.cert_file", "given without tls.key_file: set both for a client certificate, or neither")
+	}
+	if v, ok := fields["insecure_skip_verify"]; ok && v.value != nil {
+		b, isBool := v.value.(*ast.BoolNode)
+		if !isBool {
+			d.errorf(v.line, "tls.insecure_skip_verify", "must be true or false, got %s", describe(v.value))
+		} else {
+			t.InsecureSkipVerify = b.Value
+		}
+	}
+	return t
+}
+
+func (d *decoder) sasl(f field) *SASL {
+	fields, ok := d.mapping(f.value, f.line, "sasl", saslKeys, map[string]string{
+		"password": "not allowed: never put the password in the file; export it in an environment variable and name that variable in sasl.password_env",
+	})
+	if !ok {
+		return nil
+	}
+	s := &SASL{}
+	line := func(key string) int { return max(fields[key].line, f.line) }
+	if m, l, ok := d.nonEmpty(fields, "mechanism", "sasl.mechanism", "one of "+strings.Join(mechanisms, ", ")); ok {
+		for _, want := range mechanisms {
+			if strings.EqualFold(m, want) {
+				s.Mechanism = want
+			}
+		}
+		if s.Mechanism == "" {
+			d.errorf(l, "sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), m)
+		}
+	} else if fv, given := fields["mechanism"]; !given || fv.value == nil {
+		d.errorf(line("mechanism"), "sasl.mechanism", "required: one of %s", strings.Join(mechanisms, ", "))
+	}
+	if u, _, ok := d.nonEmpty(fields, "username", "sasl.username", "the SASL user name"); ok {
+		s.Username = u
+	} else if fv, given := fields["username"]; !given || fv.value == nil {
+		d.errorf(line("username"), "sasl.username", "required: the SASL user name")
+	}
+	if e, l, ok := d.str(fields, "password_env", "sasl.password_env"); ok {
+		// The value is not echoed: it may be a password put there by mistake.
+		if !envName.MatchString(e) {
+			d.errorf(l, "sasl.password_env", "must be the name of an environment variable (letters, digits and _, e.g. KRETRY_SASL_PASSWORD) that holds the password, not the password itself")
+		} else {
+			s.PasswordEnv = e
+		}
+	} else if fv, given := fields["password_env"]; !given || fv.value == nil {
+		d.errorf(line("password_env"), "sasl.password_env", "required: the name of the environment variable that holds the password, e.g. password_env: KRETRY_SASL_PASSWORD")
+	}
+	return s
+}
+
+func (d *decoder) relay(top map[string]field, c *Config) {
+	c.Relay.FetchMaxWait = DefaultFetchMaxWait
+	f, ok := top["relay"]
+	if !ok {
+		if c.Group != "" {
+			c.Relay.Group = c.Group + DefaultRelaySuffix
+		}
+		return
+	}
+	fields, ok := d.mapping(f.value, f.line, "relay", relayKeys, nil)
+	if !ok {
+		return
+	}
+	if g, l, ok := d.nonEmpty(fields, "group", "relay.group", `omit it for the default "{group}`+DefaultRelaySuffix+`"`); ok {
+		c.Relay.Group = g
+		if g == c.Group {
+			d.errorf(l, "relay.group", "must differ from group %q: the relay consumes the tier topics in a group of its own (default %q)", c.Group, c.Group+DefaultRelaySuffix)
+		}
+	} else if c.Group != "" {
+		c.Relay.Group = c.Group + DefaultRelaySuffix
+	}
+	if v, _, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
+		c.Relay.FetchMaxWait = v
+	}
+}

@@ -1,0 +1,298 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml/ast"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// topicLines remembers where a topic's parts are, for the checks that span
+// fields and topics.
+type topicLines struct {
+	topic, name, dlq, naming int
+	tiers                    []int
+	ok                       bool // no error in the topic's own fields
+}
+
+func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
+	f, ok := top["topics"]
+	if !ok || f.value == nil {
+		d.errorf(max(f.line, rootLine), "topics", "required: list at least one topic with its tiers, e.g. topics: [{name: orders, tiers: [{delay: 5s}]}]")
+		return
+	}
+	items, ok := d.sequence(f, "topics", "topics, each with a name and tiers")
+	if !ok {
+		return
+	}
+	if len(items) == 0 {
+		d.errorf(f.line, "topics", "must list at least one topic with its tiers, got an empty list")
+		return
+	}
+	firstByName := map[string]int{}
+	var lines []topicLines
+	for i, it := range items {
+		path := fmt.Sprintf("topics[%d]", i)
+		before := len(d.errs)
+		t, tl := d.topic(it, max(lineOf(it), f.line), path)
+		if t.Name != "" {
+			if j, dup := firstByName[t.Name]; dup {
+				d.errorf(tl.name, path+".name", "duplicate topic %q, also topics[%d] on line %d: list each topic once", t.Name, j, lines[j].name)
+			} else {
+				firstByName[t.Name] = i
+			}
+		}
+		tl.ok = len(d.errs) == before
+		c.Topics = append(c.Topics, t)
+		lines = append(lines, tl)
+	}
+	d.ladders(c, lines)
+}
+
+func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
+	t := Topic{Naming: retrytopics.DefaultNaming, DLQ: retrytopics.DefaultDLQ}
+	tl := topicLines{topic: line, name: line, dlq: line, naming: line}
+	if n == nil {
+		d.errorf(line, path, "must be a mapping with the keys %s, got nothing", strings.Join(topicKeys, ", "))
+		return t, tl
+	}
+	fields, ok := d.mapping(n, line, path, topicKeys, nil)
+	if !ok {
+		return t, tl
+	}
+
+	if name, l, ok := d.nonEmpty(fields, "name", path+".name", "the name of the main topic"); ok {
+		tl.name = l
+		if problem := topicNameProblem(name); problem != "" {
+			d.errorf(l, path+".name", "%s, got %q", problem, name)
+		} else {
+			t.Name = name
+		}
+	} else if f, given := fields["name"]; !given || f.value == nil {
+		d.errorf(max(f.line, line), path+".name", "required: the name of the main topic, e.g. name: orders")
+	}
+
+	t.Tiers, tl.tiers = d.tiers(fields, line, path)
+
+	if s, l, ok := d.nonEmpty(fields, "dlq", path+".dlq", `omit it for the default "`+retrytopics.DefaultDLQ+`"`); ok {
+		tl.dlq = l
+		if problem := templateProblem(s, false); problem != "" {
+			d.errorf(l, path+".dlq", "%s", problem)
+		} else {
+			t.DLQ = s
+		}
+	}
+	if s, l, ok := d.nonEmpty(fields, "naming", path+".naming", `omit it for the default "`+retrytopics.DefaultNaming+`"`); ok {
+		tl.naming = l
+		if problem := templateProblem(s, true); problem != "" {
+			d.errorf(l, path+".naming", "%s", problem)
+		} else {
+			t.Naming = s
+		}
+	}
+	if v, _, ok := d.duration(fields, "max_age", path+".max_age", " (omit max_age for no limit)"); ok {
+		t.MaxAge = v
+	}
+	if f, ok := fields["retention"]; ok {
+		rpath := path + ".retention"
+		rf, ok := d.mapping(f.value, f.line, rpath, retentionKeys, nil)
+		if ok {
+			longest := time.Duration(0)
+			for _, tier := range t.Tiers {
+				longest = max(longest, tier.Delay)
+			}
+			if v, l, ok := d.duration(rf, "tiers", rpath+".tiers", " (omit it for the default max(2 × delay, 24h) per tier)"); ok {
+				if longest > 0 && v < 2*longest {
+					d.errorf(l, rpath+".tiers", "must be at least 2 × the longest tier delay (2 × %s = %s) so that no record expires before it is due, got %s",
+						retrytopics.FormatDelay(longest), retrytopics.FormatDelay(2*longest), rf["tiers"].value.GetToken().Value)
+				} else {
+					t.TierRetention = v
+				}
+			}
+			if v, _, ok := d.duration(rf, "dlq", rpath+".dlq", " (omit it for the default 336h, 14 days)"); ok {
+				t.DLQRetention = v
+			}
+		}
+	}
+	return t, tl
+}
+
+// tiers reads a topic's tiers; the delays of those read must be > 0 and
+// strictly increasing. It returns the valid tiers and every tier's line.
+func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]retrytopics.Tier, []int) {
+	path += ".tiers"
+	f, ok := fields["tiers"]
+	if !ok || f.value == nil {
+		d.errorf(max(f.line, topicLine), path, "required: list at least one tier, e.g. tiers: [{delay: 5s}, {delay: 1m}]")
+		return nil, nil
+	}
+	items, ok := d.sequence(f, path, "tiers, each with a delay and optional attempts")
+	if !ok {
+		return nil, nil
+	}
+	if len(items) == 0 {
+		d.errorf(f.line, path, "must list at least one tier, e.g. tiers: [{delay: 5s}], got an empty list")
+		return nil, nil
+	}
+	var tiers []retrytopics.Tier
+	var lines []int
+	var prev time.Duration
+	prevText := ""
+	for i, it := range items {
+		tpath := fmt.Sprintf("%s[%d]", path, i)
+		line := max(lineOf(it), f.line)
+		lines = append(lines, line)
+		if it == nil {
+			d.errorf(line, tpath, "must be a mapping with a delay and optional attempts, e.g. {delay: 5s}, got nothing")
+			continue
+		}
+		tf, ok := d.mapping(it, line, tpath, tierKeys, nil)
+		if !ok {
+			continue
+		}
+		tier := retrytopics.Tier{Attempts: 1}
+		valid := true
+		delay, dline, ok := d.duration(tf, "delay", tpath+".delay", "")
+		switch {
+		case ok && prev > 0 && delay <= prev:
+			d.errorf(dline, tpath+".delay", "must be longer than the previous tier's delay %s: tiers go in strictly increasing order of delay, got %s",
+				prevText, tf["delay"].value.GetToken().Value)
+			valid = false
+		case ok:
+			tier.Delay, prev, prevText = delay, delay, tf["delay"].value.GetToken().Value
+		case tf["delay"].value == nil:
+			d.errorf(max(tf["delay"].line, line), tpath+".delay", "required: how long a record waits in this tier, a duration > 0 such as 5s, 1m or 1h30m")
+			valid = false
+		default:
+			valid = false
+		}
+		if a, ok := tf["attempts"]; ok && a.value != nil {
+			n, isInt := a.value.(*ast.IntegerNode)
+			v, inRange := int64(0), false
+			if isInt {
+				switch x := n.Value.(type) {
+				case int64:
+					v, inRange = x, true
+				case uint64:
+					v, inRange = int64(min(x, math.MaxInt64)), true
+				}
+			}
+			switch {
+			case !isInt || !inRange || v > 1<<20:
+				d.errorf(a.line, tpath+".attempts", "must be a whole number ≥ 1 (default 1), got %s", describe(a.value))
+				valid = false
+			case v < 1:
+				d.errorf(a.line, tpath+".attempts", "must be ≥ 1 (omit it for the default 1), got %d", v)
+				valid = false
+			default:
+				tier.Attempts = int(v)
+			}
+		}
+		if valid {
+			tiers = append(tiers, tier)
+		}
+	}
+	return tiers, lines
+}
+
+// templateProblem checks a naming template (tier true) or a DLQ name.
+func templateProblem(tmpl string, tier bool) string {
+	allowed := "{topic}, {group}"
+	if tier {
+		allowed += ", {delay}, {index}"
+	}
+	perTier := false
+	for rest := tmpl; ; {
+		open, close := strings.IndexByte(rest, '{'), strings.IndexByte(rest, '}')
+		if open < 0 && close < 0 {
+			break
+		}
+		if open < 0 || (close >= 0 && close < open) {
+			return fmt.Sprintf(`has a "}" without its "{"; placeholders are %s, got %q`, allowed, tmpl)
+		}
+		end := strings.IndexByte(rest[open:], '}')
+		if end < 0 {
+			return fmt.Sprintf(`has a "{" without its "}"; placeholders are %s, got %q`, allowed, tmpl)
+		}
+		switch ph := rest[open : open+end+1]; ph {
+		case "{topic}", "{group}":
+		case "{delay}", "{index}":
+			if !tier {
+				return fmt.Sprintf("%s names a tier, and the DLQ is one topic for all tiers; allowed: %s, got %q", ph, allowed, tmpl)
+			}
+			perTier = true
+		default:
+			return fmt.Sprintf("unknown placeholder %s; allowed: %s, got %q", ph, allowed, tmpl)
+		}
+		rest = rest[open+end+1:]
+	}
+	if tier && !perTier {
+		return fmt.Sprintf("must contain {delay} or {index} so that each tier gets its own topic, got %q", tmpl)
+	}
+	return ""
+}
+
+// topicNameProblem applies Kafka's rules for topic names.
+func topicNameProblem(name string) string {
+	const rule = "must be a Kafka topic name: letters, digits, '.', '_' and '-', at most 249 characters, not \".\" or \"..\""
+	if name == "." || name == ".." || len(name) > 249 {
+		return rule
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return rule
+		}
+	}
+	return ""
+}
+
+// ladders resolves the ladder of every topic whose own fields are valid,
+// fills in its DLQ name, and checks that no two topics (main, tier or DLQ) of
+// the file share a name.
+func (d *decoder) ladders(c *Config, lines []topicLines) {
+	if c.Group == "" {
+		return // reported; {group} cannot be expanded
+	}
+	type owner struct {
+		topic int
+		main  bool
+		what  string
+		line  int
+	}
+	seen := map[string]owner{}
+	claim := func(name, field, kind string, o owner) {
+		first, dup := seen[name]
+		switch {
+		case !dup:
+			seen[name] = o
+		case first.topic == o.topic, first.main && o.main:
+			// NewLadder and the duplicate-name check report these
+		default:
+			d.errorf(o.line, field, "%s %q is also %s (line %d): every main, tier and DLQ topic needs its own name; change naming or dlq",
+				kind, name, first.what, first.line)
+		}
+	}
+	for i := range c.Topics {
+		t, tl := &c.Topics[i], lines[i]
+		path := fmt.Sprintf("topics[%d]", i)
+		if !tl.ok {
+			continue
+		}
+		l, err := t.Ladder(c.Group)
+		if err != nil {
+			d.errorf(tl.topic, path, "%v", err)
+			continue
+		}
+		t.DLQ = l.DLQ()
+		claim(t.Name, path+".name", "topic", owner{i, true, "the main topic " + path, tl.name})
+		for j, s := range l.Steps() {
+			tpath := fmt.Sprintf("%s.tiers[%d]", path, j)
+			claim(s.Topic, tpath, "tier topic", owner{i, false, "the tier topic of " + tpath, tl.tiers[j]})
+		}
+		claim(t.DLQ, path+".dlq", "DLQ", owner{i, false, "the DLQ of " + path, tl.dlq})
+	}
+}
