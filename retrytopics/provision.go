@@ -1,0 +1,404 @@
+package retrytopics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Retention defaults of the topics that Plan wants (DESIGN.md §2).
+const (
+	// MinTierRetention is the shortest retention Plan wants for a tier topic:
+	// a tier's retention is max(2 × delay, MinTierRetention), so that a record
+	// outlives a relay that is down for a while.
+	MinTierRetention = 24 * time.Hour
+	// DefaultDLQRetention is the retention Plan wants for a DLQ topic: long
+	// enough to notice an incident, look at it and replay.
+	DefaultDLQRetention = 14 * 24 * time.Hour
+)
+
+// Provision is what Plan provisions for one ladder: its tier topics and its
+// DLQ, and the retention they should have.
+type Provision struct {
+	Ladder *Ladder
+	// TierRetention is the retention every tier topic should have at least.
+	// 0: per tier, max(2 × delay, MinTierRetention).
+	TierRetention time.Duration
+	// DLQRetention is the retention the DLQ should have at least.
+	// 0: DefaultDLQRetention (14 days).
+	DLQRetention time.Duration
+}
+
+// TopicKind says what a provisioned topic is for.
+type TopicKind string
+
+// The kinds of topics that Plan provisions.
+const (
+	KindTier TopicKind = "tier"
+	KindDLQ  TopicKind = "dlq"
+)
+
+// Action is one change that Apply makes to a topic.
+type Action string
+
+// The actions of a plan. Apply never deletes a topic, never removes
+// partitions and never shortens a retention.
+const (
+	// ActionCreate creates a missing topic with the main topic's partition
+	// count and replication factor and the wanted retention.
+	ActionCreate Action = "create"
+	// ActionRaiseRetention sets retention.ms to the wanted retention
+	// (IncrementalAlterConfigs), where the topic keeps records for less.
+	ActionRaiseRetention Action = "raise-retention"
+	// ActionAddPartitions raises the partition count to the main topic's.
+	// It is safe for kretry: the relay re-feeds a record to the partition
+	// named by its kretry-original-partition header, and DLQ replay to its
+	// original topic and partition, so which partition of a tier or DLQ topic
+	// holds a record never decides where it goes back to. Records already in
+	// a tier topic stay where they are and are re-fed when due.
+	ActionAddPartitions Action = "add-partitions"
+)
+
+// Unlimited is the retention of a topic with retention.ms = -1.
+const Unlimited time.Duration = -1
+
+// TopicState is one row of a plan: a tier or DLQ topic as the cluster has it
+// and as kretry wants it, and what Apply would change.
+type TopicState struct {
+	Topic string
+	Kind  TopicKind
+	// MainTopic is the ladder's main topic (the first one, when ladders share
+	// a DLQ); Tier the step's name ("retry-5s"), empty for a DLQ.
+	MainTopic, Tier string
+	Exists          bool
+	// Partitions and Retention are what the topic has: 0 when it does not
+	// exist; Retention is Unlimited for retention.ms = -1.
+	Partitions int32
+	Retention  time.Duration
+	// WantPartitions is the main topic's partition count (the most of all
+	// main topics when ladders share a topic); WantReplication the main
+	// topic's replication factor, used only to create the topic.
+	WantPartitions  int32
+	WantReplication int16
+	WantRetention   time.Duration
+	// Actions is empty when the topic is as wanted.
+	Actions []Action
+}
+
+// OK reports whether the topic needs no change.
+func (s TopicState) OK() bool { return len(s.Actions) == 0 }
+
+// TopicPlan is the result of Plan: one row per tier and DLQ topic of the
+// ladders, in ladder order, each topic once.
+type TopicPlan struct {
+	Topics []TopicState
+}
+
+// Changes returns the rows that Apply would change.
+func (p *TopicPlan) Changes() []TopicState {
+	var out []TopicState
+	for _, s := range p.Topics {
+		if !s.OK() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Missing returns the names of the planned topics that do not exist.
+func (p *TopicPlan) Missing() []string {
+	var out []string
+	for _, s := range p.Topics {
+		if !s.Exists {
+			out = append(out, s.Topic)
+		}
+	}
+	return out
+}
+
+// MissingTopicError is returned by Plan when a ladder's main topic does not
+// exist: kretry provisions the retry and DLQ topics of a main topic, never the
+// main topic itself.
+type MissingTopicError struct {
+	Topic string
+}
+
+func (e *MissingTopicError) Error() string {
+	return fmt.Sprintf("main topic %s does not exist: create it first (kretry creates only the retry and DLQ topics, with the main topic's partition count)", e.Topic)
+}
+
+// TierRetention returns the retention that Plan wants for a tier with the
+// given delay when no override is configured: max(2 × delay, 24h).
+func TierRetention(delay time.Duration) time.Duration {
+	return max(2*delay, MinTierRetention)
+}
+
+// Plan compares the tier and DLQ topics that the ladders want with the
+// cluster: a topic is to be created when it is missing, to get partitions
+// when it has fewer than its main topic, and to get a longer retention when
+// it keeps records for less than the wanted retention (see Provision). A main
+// topic that does not exist is a *MissingTopicError (joined, one per topic).
+// Plan changes nothing.
+func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*TopicPlan, error) {
+	var mains []string
+	for i, p := range provisions {
+		if p.Ladder == nil {
+			return nil, fmt.Errorf("plan topics: provision %d has no ladder: give each Provision its Ladder", i)
+		}
+		if p.TierRetention < 0 || p.DLQRetention < 0 {
+			return nil, fmt.Errorf("plan topics of %s: negative retention override: use 0 for the default", p.Ladder.Topic())
+		}
+		if !slices.Contains(mains, p.Ladder.Topic()) {
+			mains = append(mains, p.Ladder.Topic())
+		}
+	}
+	if len(mains) == 0 {
+		return &TopicPlan{}, nil
+	}
+
+	mainDetails, err := listTopics(ctx, adm, mains)
+	if err != nil {
+		return nil, err
+	}
+	var missing []error
+	for _, m := range mains {
+		if _, ok := mainDetails[m]; !ok {
+			missing = append(missing, &MissingTopicError{Topic: m})
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errors.Join(missing...)
+	}
+
+	plan := &TopicPlan{}
+	index := map[string]int{} // topic → row
+	want := func(topic string, kind TopicKind, main, tier string, retention time.Duration) {
+		md := mainDetails[main]
+		parts := int32(len(md.Partitions))
+		rf := int16(md.Partitions.NumReplicas())
+		if i, ok := index[topic]; ok { // shared between ladders: want the most of each
+			s := &plan.Topics[i]
+			s.WantPartitions = max(s.WantPartitions, parts)
+			s.WantReplication = max(s.WantReplication, rf)
+			s.WantRetention = max(s.WantRetention, retention)
+			return
+		}
+		index[topic] = len(plan.Topics)
+		plan.Topics = append(plan.Topics, TopicState{
+			Topic: topic, Kind: kind, MainTopic: main, Tier: tier,
+			WantPartitions: parts, WantReplication: rf, WantRetention: retention,
+		})
+	}
+	for _, p := range provisions {
+		l := p.Ladder
+		for _, s := range l.Steps() {
+			r := p.TierRetention
+			if r == 0 {
+				r = TierRetention(s.Delay)
+			}
+			want(s.Topic, KindTier, l.Topic(), s.Name, r)
+		}
+		r := p.DLQRetention
+		if r == 0 {
+			r = DefaultDLQRetention
+		}
+		want(l.DLQ(), KindDLQ, l.Topic(), "", r)
+	}
+
+	names := make([]string, len(plan.Topics))
+	for i, s := range plan.Topics {
+		names[i] = s.Topic
+	}
+	details, err := listTopics(ctx, adm, names)
+	if err != nil {
+		return nil, err
+	}
+	var existing []string
+	for i := range plan.Topics {
+		s := &plan.Topics[i]
+		if d, ok := details[s.Topic]; ok {
+			s.Exists = true
+			s.Partitions = int32(len(d.Partitions))
+			existing = append(existing, s.Topic)
+		}
+	}
+	retentions, err := describeRetention(ctx, adm, existing)
+	if err != nil {
+		return nil, err
+	}
+	for i := range plan.Topics {
+		s := &plan.Topics[i]
+		if !s.Exists {
+			s.Actions = []Action{ActionCreate}
+			continue
+		}
+		s.Retention = retentions[s.Topic]
+		if s.Retention != Unlimited && s.Retention < s.WantRetention {
+			s.Actions = append(s.Actions, ActionRaiseRetention)
+		}
+		if s.Partitions < s.WantPartitions {
+			s.Actions = append(s.Actions, ActionAddPartitions)
+		}
+	}
+	return plan, nil
+}
+
+// listTopics returns the details of the topics that exist; a topic that does
+// not exist is absent, any other per-topic error is returned.
+func listTopics(ctx context.Context, adm *kadm.Client, topics []string) (kadm.TopicDetails, error) {
+	// kadm answers metadata from the client's cache, up to MetadataMinAge
+	// (5s) old, unless authorized operations are asked for: a plan right
+	// after an apply on the same client must see the topics it created.
+	details, err := adm.ListTopics(kadm.WithAuthorizedOps(ctx), topics...)
+	if err != nil {
+		return nil, fmt.Errorf("list topics %v: %w", topics, err)
+	}
+	out := kadm.TopicDetails{}
+	for _, t := range topics {
+		d, ok := details[t]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		case d.Err != nil:
+			return nil, fmt.Errorf("describe topic %s: %w", t, d.Err)
+		default:
+			out[t] = d
+		}
+	}
+	return out, nil
+}
+
+func describeRetention(ctx context.Context, adm *kadm.Client, topics []string) (map[string]time.Duration, error) {
+	out := make(map[string]time.Duration, len(topics))
+	if len(topics) == 0 {
+		return out, nil
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("describe configs of topics %v: %w", topics, err)
+	}
+	for _, t := range topics {
+		rc, err := rcs.On(t, nil)
+		if err == nil {
+			err = rc.Err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describe configs of topic %s: %w", t, err)
+		}
+		var v *string
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				v = c.Value
+			}
+		}
+		if v == nil {
+			return nil, fmt.Errorf("describe configs of topic %s: the broker did not return retention.ms", t)
+		}
+		ms, err := strconv.ParseInt(*v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("topic %s: retention.ms %q is not a number", t, *v)
+		}
+		if ms < 0 {
+			out[t] = Unlimited
+		} else {
+			out[t] = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return out, nil
+}
+
+// Applied is one change that Apply made.
+type Applied struct {
+	TopicState
+	Action Action
+	// AlreadyExisted is set on a create that found the topic created in the
+	// meantime, by another kretry process applying the same plan; the topic
+	// is left as that process made it and the next Plan checks it.
+	AlreadyExisted bool
+}
+
+// Apply makes the changes of plan, in order: it creates missing topics with
+// the wanted partitions, replication factor and retention.ms, raises a
+// retention that is too short, and adds partitions up to the main topic's
+// count. It never deletes, never removes partitions and never shortens a
+// retention. It returns what it changed, nothing when the plan has no
+// changes, so applying a fresh plan twice changes nothing the second time.
+// On an error it returns the changes made before it.
+func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, error) {
+	var done []Applied
+	for _, s := range plan.Changes() {
+		for _, a := range s.Actions {
+			ap := Applied{TopicState: s, Action: a}
+			var err error
+			switch a {
+			case ActionCreate:
+				configs := map[string]*string{"retention.ms": kadm.StringPtr(retentionMs(s.WantRetention))}
+				_, err = adm.CreateTopic(ctx, s.WantPartitions, s.WantReplication, configs, s.Topic)
+				if errors.Is(err, kerr.TopicAlreadyExists) {
+					ap.AlreadyExisted, err = true, nil
+				}
+				if err != nil {
+					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s): %w",
+						s.Topic, s.WantPartitions, s.WantReplication, FormatRetention(s.WantRetention), err)
+				}
+			case ActionRaiseRetention:
+				var rs kadm.AlterConfigsResponses
+				rs, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{
+					Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr(retentionMs(s.WantRetention)),
+				}}, s.Topic)
+				if err == nil {
+					_, err = rs.On(s.Topic, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+				}
+				if err != nil {
+					err = fmt.Errorf("raise retention.ms of topic %s from %s to %s: %w",
+						s.Topic, FormatRetention(s.Retention), FormatRetention(s.WantRetention), err)
+				}
+			case ActionAddPartitions:
+				var rs kadm.CreatePartitionsResponses
+				rs, err = adm.UpdatePartitions(ctx, int(s.WantPartitions), s.Topic)
+				if err == nil {
+					_, err = rs.On(s.Topic, func(r *kadm.CreatePartitionsResponse) error { return r.Err })
+				}
+				if err != nil {
+					err = fmt.Errorf("add partitions to topic %s (%d to %d): %w", s.Topic, s.Partitions, s.WantPartitions, err)
+				}
+			default:
+				err = fmt.Errorf("topic %s: unknown action %q", s.Topic, a)
+			}
+			if err != nil {
+				return done, err
+			}
+			done = append(done, ap)
+		}
+	}
+	return done, nil
+}
+
+func retentionMs(d time.Duration) string {
+	if d == Unlimited {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// FormatRetention writes a retention in whole days where it is whole days
+// ("14d", "1d"), else in FormatDelay form ("20m", "36h" is "1d12h"), and
+// Unlimited as "unlimited".
+func FormatRetention(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == Unlimited:
+		return "unlimited"
+	case d >= day && d%day == 0:
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	case d > day:
+		return strconv.FormatInt(int64(d/day), 10) + "d" + FormatDelay(d%day)
+	default:
+		return FormatDelay(d)
+	}
+}

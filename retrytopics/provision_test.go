@@ -1,0 +1,328 @@
+package retrytopics_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+const day = 24 * time.Hour
+
+func TestTierRetention(t *testing.T) {
+	for _, tc := range []struct {
+		delay, want time.Duration
+	}{
+		{5 * time.Second, day},
+		{10 * time.Minute, day},
+		{12 * time.Hour, day},
+		{13 * time.Hour, 26 * time.Hour},
+		{3 * day, 6 * day},
+	} {
+		if got := retrytopics.TierRetention(tc.delay); got != tc.want {
+			t.Errorf("TierRetention(%v) = %v, want %v", tc.delay, got, tc.want)
+		}
+	}
+}
+
+func TestFormatRetention(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{retrytopics.Unlimited, "unlimited"},
+		{day, "1d"},
+		{14 * day, "14d"},
+		{26 * time.Hour, "1d2h"},
+		{time.Hour, "1h"},
+		{90 * time.Minute, "1h30m"},
+	} {
+		if got := retrytopics.FormatRetention(tc.d); got != tc.want {
+			t.Errorf("FormatRetention(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
+
+// provisionFixture is a kfake cluster holding the main topic (3 partitions)
+// of a ladder with tiers 5s, 1m and 30h.
+type provisionFixture struct {
+	ctx    context.Context
+	adm    *kadm.Client
+	ladder *retrytopics.Ladder
+	main   string
+	mainRF int
+}
+
+func newProvisionFixture(t *testing.T, opts ...kfake.Opt) *provisionFixture {
+	t.Helper()
+	main := kafkatest.Name(t, "orders")
+	_, seeds := kafkatest.Fake(t, append(opts, kfake.SeedTopics(3, main))...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	l, err := retrytopics.NewLadder(main, "g", []retrytopics.Tier{
+		{Delay: 5 * time.Second}, {Delay: time.Minute}, {Delay: 30 * time.Hour, Attempts: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &provisionFixture{ctx: t.Context(), adm: kadm.NewClient(cl), ladder: l, main: main}
+	td, err := f.adm.ListTopics(f.ctx, main)
+	if err != nil || td[main].Err != nil {
+		t.Fatalf("list main topic: %v %v", err, td[main].Err)
+	}
+	f.mainRF = td[main].Partitions.NumReplicas()
+	return f
+}
+
+// wanted are the topics of the fixture's ladder with the retention each
+// should have, by default.
+func (f *provisionFixture) wanted() map[string]time.Duration {
+	return map[string]time.Duration{
+		f.main + ".retry-5s":  day,
+		f.main + ".retry-1m":  day,
+		f.main + ".retry-30h": 60 * time.Hour,
+		f.main + ".dlq":       14 * day,
+	}
+}
+
+// topic reads a topic's partitions, replication factor and retention.ms with
+// kadm, independently of the code under test.
+func (f *provisionFixture) topic(t *testing.T, name string) (parts, rf int, retentionMs int64) {
+	t.Helper()
+	// WithAuthorizedOps: fresh metadata, not kadm's cache of the plan's.
+	td, err := f.adm.ListTopics(kadm.WithAuthorizedOps(f.ctx), name)
+	if err != nil || td[name].Err != nil {
+		t.Fatalf("list topic %s: %v %v", name, err, td[name].Err)
+	}
+	rcs, err := f.adm.DescribeTopicConfigs(f.ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	retentionMs = -2
+	for _, c := range rc.Configs {
+		if c.Key == "retention.ms" {
+			retentionMs, err = strconv.ParseInt(c.MaybeValue(), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return len(td[name].Partitions), td[name].Partitions.NumReplicas(), retentionMs
+}
+
+func (f *provisionFixture) create(t *testing.T, name string, parts int32, retention string) {
+	t.Helper()
+	if _, err := f.adm.CreateTopic(f.ctx, parts, -1, map[string]*string{"retention.ms": &retention}, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *provisionFixture) plan(t *testing.T, provs ...retrytopics.Provision) *retrytopics.TopicPlan {
+	t.Helper()
+	if len(provs) == 0 {
+		provs = []retrytopics.Provision{{Ladder: f.ladder}}
+	}
+	p, err := retrytopics.Plan(f.ctx, f.adm, provs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPlanEmptyClusterThenApply(t *testing.T) {
+	f := newProvisionFixture(t)
+	p := f.plan(t)
+
+	want := f.wanted()
+	if len(p.Topics) != len(want) {
+		t.Fatalf("plan has %d topics, want %d: %+v", len(p.Topics), len(want), p.Topics)
+	}
+	order := []string{f.main + ".retry-5s", f.main + ".retry-1m", f.main + ".retry-30h", f.main + ".dlq"}
+	for i, s := range p.Topics {
+		if s.Topic != order[i] {
+			t.Errorf("row %d is %s, want %s", i, s.Topic, order[i])
+		}
+		if s.Exists || !slices.Equal(s.Actions, []retrytopics.Action{retrytopics.ActionCreate}) {
+			t.Errorf("%s: exists %v, actions %v; want missing and [create]", s.Topic, s.Exists, s.Actions)
+		}
+		if s.WantPartitions != 3 || s.WantRetention != want[s.Topic] || int(s.WantReplication) != f.mainRF {
+			t.Errorf("%s: want partitions %d, rf %d, retention %v; want 3, %d, %v", s.Topic, s.WantPartitions, s.WantReplication, s.WantRetention, f.mainRF, want[s.Topic])
+		}
+		kind := retrytopics.KindTier
+		if i == 3 {
+			kind = retrytopics.KindDLQ
+		}
+		if s.Kind != kind || s.MainTopic != f.main {
+			t.Errorf("%s: kind %s main %s, want %s %s", s.Topic, s.Kind, s.MainTopic, kind, f.main)
+		}
+	}
+	if got := p.Missing(); !slices.Equal(got, order) {
+		t.Errorf("Missing() = %v, want %v", got, order)
+	}
+
+	done, err := retrytopics.Apply(f.ctx, f.adm, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 4 {
+		t.Errorf("Apply made %d changes, want 4: %+v", len(done), done)
+	}
+	for name, ret := range want {
+		parts, rf, ms := f.topic(t, name)
+		if parts != 3 || rf != f.mainRF || ms != ret.Milliseconds() {
+			t.Errorf("%s: %d partitions, rf %d, retention.ms %d; want 3, %d, %d", name, parts, rf, ms, f.mainRF, ret.Milliseconds())
+		}
+	}
+
+	again := f.plan(t)
+	if ch := again.Changes(); len(ch) != 0 {
+		t.Errorf("plan after apply has changes: %+v", ch)
+	}
+	done, err = retrytopics.Apply(f.ctx, f.adm, again)
+	if err != nil || len(done) != 0 {
+		t.Errorf("second apply: %d changes, err %v; want none", len(done), err)
+	}
+}
+
+func TestPlanRaisesRetentionAndPartitionsNeverShrinks(t *testing.T) {
+	f := newProvisionFixture(t)
+	short := f.main + ".retry-5s" // 1h retention, 3 partitions
+	few := f.main + ".retry-1m"   // right retention, 1 partition
+	long := f.main + ".retry-30h" // unlimited retention, 5 partitions
+	dlq := f.main + ".dlq"        // 30 days, 3 partitions
+	f.create(t, short, 3, "3600000")
+	f.create(t, few, 1, "86400000")
+	f.create(t, long, 5, "-1")
+	f.create(t, dlq, 3, strconv.FormatInt((30 * day).Milliseconds(), 10))
+
+	p := f.plan(t)
+	got := map[string][]retrytopics.Action{}
+	for _, s := range p.Topics {
+		got[s.Topic] = s.Actions
+		if !s.Exists {
+			t.Errorf("%s: Exists false", s.Topic)
+		}
+	}
+	for topic, want := range map[string][]retrytopics.Action{
+		short: {retrytopics.ActionRaiseRetention},
+		few:   {retrytopics.ActionAddPartitions},
+		long:  nil,
+		dlq:   nil,
+	} {
+		if !slices.Equal(got[topic], want) {
+			t.Errorf("%s: actions %v, want %v", topic, got[topic], want)
+		}
+	}
+	if s := p.Topics[2]; s.Retention != retrytopics.Unlimited || s.Partitions != 5 {
+		t.Errorf("%s: retention %v partitions %d, want unlimited and 5", s.Topic, s.Retention, s.Partitions)
+	}
+
+	done, err := retrytopics.Apply(f.ctx, f.adm, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 2 {
+		t.Errorf("Apply made %d changes, want 2: %+v", len(done), done)
+	}
+	for name, want := range map[string]struct {
+		parts int
+		ms    int64
+	}{
+		short: {3, day.Milliseconds()},
+		few:   {3, day.Milliseconds()},
+		long:  {5, -1},
+		dlq:   {3, (30 * day).Milliseconds()},
+	} {
+		parts, _, ms := f.topic(t, name)
+		if parts != want.parts || ms != want.ms {
+			t.Errorf("%s: %d partitions, retention.ms %d; want %d, %d", name, parts, ms, want.parts, want.ms)
+		}
+	}
+	if ch := f.plan(t).Changes(); len(ch) != 0 {
+		t.Errorf("plan after apply has changes: %+v", ch)
+	}
+}
+
+func TestPlanRetentionOverrides(t *testing.T) {
+	f := newProvisionFixture(t)
+	p := f.plan(t, retrytopics.Provision{Ladder: f.ladder, TierRetention: 3 * day, DLQRetention: 30 * day})
+	for _, s := range p.Topics {
+		want := 3 * day
+		if s.Kind == retrytopics.KindDLQ {
+			want = 30 * day
+		}
+		if s.WantRetention != want {
+			t.Errorf("%s: want retention %v, want %v", s.Topic, s.WantRetention, want)
+		}
+	}
+	if _, err := retrytopics.Apply(f.ctx, f.adm, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ms := f.topic(t, f.main+".dlq"); ms != (30 * day).Milliseconds() {
+		t.Errorf("dlq retention.ms %d, want %d", ms, (30 * day).Milliseconds())
+	}
+}
+
+func TestPlanMainTopicMissing(t *testing.T) {
+	f := newProvisionFixture(t)
+	absent := kafkatest.Name(t, "absent")
+	l, err := retrytopics.NewLadder(absent, "g", []retrytopics.Tier{{Delay: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = retrytopics.Plan(f.ctx, f.adm, []retrytopics.Provision{{Ladder: f.ladder}, {Ladder: l}})
+	var mte *retrytopics.MissingTopicError
+	if !errors.As(err, &mte) || mte.Topic != absent {
+		t.Fatalf("Plan error %v, want a *MissingTopicError naming %s", err, absent)
+	}
+	if td, err := f.adm.ListTopics(kadm.WithAuthorizedOps(f.ctx), f.main+".dlq"); err != nil || td[f.main+".dlq"].Err == nil {
+		t.Errorf("Plan with a missing main topic created %s", f.main+".dlq")
+	}
+}
+
+func TestPlanSharedDLQ(t *testing.T) {
+	f := newProvisionFixture(t)
+	other := kafkatest.Name(t, "payments")
+	f.create(t, other, 6, "604800000")
+	shared := kafkatest.Name(t, "all") + ".dlq"
+	l1, err := retrytopics.NewLadder(f.main, "g", []retrytopics.Tier{{Delay: time.Second}}, retrytopics.WithDLQ(shared))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := retrytopics.NewLadder(other, "g", []retrytopics.Tier{{Delay: time.Second}}, retrytopics.WithDLQ(shared))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := f.plan(t, retrytopics.Provision{Ladder: l1}, retrytopics.Provision{Ladder: l2, DLQRetention: 20 * day})
+	var rows []retrytopics.TopicState
+	for _, s := range p.Topics {
+		if s.Topic == shared {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) != 1 {
+		t.Fatalf("shared DLQ has %d rows, want 1", len(rows))
+	}
+	if rows[0].WantPartitions != 6 || rows[0].WantRetention != 20*day {
+		t.Errorf("shared DLQ wants %d partitions, retention %v; want the most of both ladders: 6, 20d", rows[0].WantPartitions, rows[0].WantRetention)
+	}
+	if len(p.Topics) != 3 {
+		t.Errorf("plan has %d rows, want 3 (two tiers, one DLQ)", len(p.Topics))
+	}
+}
