@@ -209,7 +209,7 @@ func TestPlanRaisesRetentionAndPartitionsNeverShrinks(t *testing.T) {
 	f.create(t, short, 3, "3600000")
 	f.create(t, few, 1, "86400000")
 	f.create(t, long, 5, "-1")
-	f.create(t, dlq, 3, strconv.FormatInt((30 * day).Milliseconds(), 10))
+	f.create(t, dlq, 3, strconv.FormatInt((30*day).Milliseconds(), 10))
 
 	p := f.plan(t)
 	got := map[string][]retrytopics.Action{}
