@@ -1,0 +1,251 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrUnknownTopic is returned (wrapped) by a Reader's methods when the DLQ
+// topic, or a replay's target topic, does not exist.
+var ErrUnknownTopic = errors.New("topic does not exist")
+
+// Reader reads one DLQ topic. A read covers the records up to each
+// partition's high watermark at its start, so it always ends: records
+// dead-lettered while it runs are left for the next read. A Reader never
+// writes to the DLQ. Its methods may be called from one goroutine at a time.
+type Reader struct {
+	topic string
+	cfg   cfg
+	cl    *kgo.Client // metadata, offsets, replay produce and commits
+	adm   *kadm.Client
+}
+
+// NewReader returns a Reader of the DLQ topic. It connects on first use.
+func NewReader(topic string, opts ...Opt) (*Reader, error) {
+	if topic == "" {
+		return nil, errors.New("dlq: no DLQ topic given: name one (orders.dlq)")
+	}
+	c := defaultCfg()
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(c.clientOpts),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // with idempotence, franz-go's default: stated because replay depends on it
+		kgo.RecordPartitioner(replayPartitioner{kgo.StickyKeyPartitioner(nil)}),
+		kgo.ProducerLinger(0),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: kafka client: %w", err)
+	}
+	return &Reader{topic: topic, cfg: c, cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+// Topic is the DLQ topic's name.
+func (r *Reader) Topic() string { return r.topic }
+
+// Close closes the Reader's client.
+func (r *Reader) Close() { r.cl.Close() }
+
+// Partition is the extent of one DLQ partition.
+type Partition struct {
+	Partition int32
+	Start     int64 // log start offset: the oldest record still kept
+	End       int64 // high watermark: one past the newest record
+}
+
+// Partitions returns the DLQ's partitions, in order, with their offsets now.
+func (r *Reader) Partitions(ctx context.Context) ([]Partition, error) {
+	return r.partitionsOf(ctx, r.topic)
+}
+
+func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, error) {
+	starts, err := r.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the offsets of %s: %w", topic, err)
+	}
+	ends, err := r.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("listing the offsets of %s: %w", topic, err)
+	}
+	var ps []Partition
+	for p, s := range starts[topic] {
+		if s.Err != nil {
+			if errors.Is(s.Err, kerr.UnknownTopicOrPartition) {
+				return nil, fmt.Errorf("%s: %w: check the name, or create it with `kretry topics apply`", topic, ErrUnknownTopic)
+			}
+			return nil, fmt.Errorf("listing the offsets of %s partition %d: %w", topic, p, s.Err)
+		}
+		e, ok := ends.Lookup(topic, p)
+		if !ok || e.Err != nil {
+			return nil, fmt.Errorf("listing the end offset of %s partition %d: %w", topic, p, e.Err)
+		}
+		ps = append(ps, Partition{Partition: p, Start: s.Offset, End: e.Offset})
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("%s: %w: check the name, or create it with `kretry topics apply`", topic, ErrUnknownTopic)
+	}
+	slices.SortFunc(ps, func(a, b Partition) int { return int(a.Partition - b.Partition) })
+	return ps, nil
+}
+
+// span is a range of offsets of one partition to read; to is excluded.
+type span struct {
+	partition int32
+	from, to  int64
+}
+
+// spans returns what m selects of ps, in partition order.
+func (m matcher) spans(topic string, ps []Partition) ([]span, error) {
+	for _, want := range m.f.Partitions {
+		if !slices.ContainsFunc(ps, func(p Partition) bool { return p.Partition == want }) {
+			return nil, fmt.Errorf("%s has no partition %d: it has partitions 0-%d", topic, want, len(ps)-1)
+		}
+	}
+	var out []span
+	for _, p := range ps {
+		if !m.wantPartition(p.Partition) {
+			continue
+		}
+		sp := span{partition: p.Partition, from: max(p.Start, m.f.Offsets.From), to: p.End}
+		if m.f.Offsets.HasTo {
+			sp.to = min(sp.to, m.f.Offsets.To+1)
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("stop")
+
+// Read calls fn for each record that f selects, partition by partition, in
+// offset order, up to the high watermarks at the start of the read or
+// f.Limit records. An error from fn stops the read and is returned.
+func (r *Reader) Read(ctx context.Context, f Filter, fn func(*Record) error) error {
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	m := f.compile(r.cfg.now())
+	ps, err := r.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	spans, err := m.spans(r.topic, ps)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, sp := range spans {
+		err := r.scan(ctx, sp, func(kr *kgo.Record) error {
+			rec := NewRecord(kr)
+			if !m.match(rec) {
+				return nil
+			}
+			if err := fn(rec); err != nil {
+				return err
+			}
+			n++
+			if f.Limit > 0 && n >= f.Limit {
+				return errStop
+			}
+			return nil
+		})
+		if errors.Is(err, errStop) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Record returns the record at offset of partition.
+func (r *Reader) Record(ctx context.Context, partition int32, offset int64) (*Record, error) {
+	ps, err := r.Partitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(ps, func(p Partition) bool { return p.Partition == partition })
+	if i < 0 {
+		return nil, fmt.Errorf("%s has no partition %d: it has partitions 0-%d", r.topic, partition, len(ps)-1)
+	}
+	p := ps[i]
+	if offset < p.Start || offset >= p.End {
+		return nil, fmt.Errorf("%s partition %d has no offset %d: it holds offsets %s", r.topic, partition, offset, extent(p))
+	}
+	var rec *Record
+	err = r.scan(ctx, span{partition, offset, offset + 1}, func(kr *kgo.Record) error {
+		if kr.Offset == offset {
+			rec = NewRecord(kr)
+		}
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, fmt.Errorf("%s partition %d has no record at offset %d (a transaction marker, or removed by retention or compaction)", r.topic, partition, offset)
+	}
+	return rec, nil
+}
+
+func extent(p Partition) string {
+	if p.Start >= p.End {
+		return "none (it is empty)"
+	}
+	return fmt.Sprintf("%d-%d", p.Start, p.End-1)
+}
+
+// scan calls fn for every record of sp, in order, until fn returns an error.
+// It uses a client of its own, so that nothing is fetched beyond the span
+// once it returns. Control records are read (and skipped) so that a span
+// ending in a transaction marker still ends.
+func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) error {
+	if sp.from >= sp.to {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(r.cfg.clientOpts),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {sp.partition: kgo.NewOffset().At(sp.from)}}),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // records removed by retention meanwhile: go on from the oldest kept
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return fmt.Errorf("dlq: kafka client: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollRecords(ctx, 1000)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var errs []string
+		fs.EachError(func(t string, p int32, err error) {
+			errs = append(errs, fmt.Sprintf("reading %s partition %d: %v", t, p, err))
+		})
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
+		}
+		for it := fs.RecordIter(); !it.Done(); {
+			kr := it.Next()
+			if kr.Offset >= sp.to {
+				return nil
+			}
+			if !kr.Attrs.IsControl() {
+				if err := fn(kr); err != nil {
+					return err
+				}
+			}
+			if kr.Offset >= sp.to-1 {
+				return nil
+			}
+		}
+	}
+}
