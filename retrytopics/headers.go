@@ -1,0 +1,351 @@
+package retrytopics
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The record headers of the header contract, version 1 (DESIGN.md §3). Every
+// kretry header starts with HeaderPrefix; all other headers belong to the user
+// and are kept, in order, on every hop.
+const (
+	HeaderPrefix = "kretry-"
+
+	HeaderVersion           = "kretry-version"            // "1"
+	HeaderGroup             = "kretry-group"              // the group whose handler failed
+	HeaderAttempts          = "kretry-attempts"           // failed attempts so far, ≥ 1
+	HeaderTier              = "kretry-tier"               // the tier the record is in or came from: "retry-5s"
+	HeaderDueAt             = "kretry-due-at"             // earliest re-feed time
+	HeaderOriginalTopic     = "kretry-original-topic"     // the first delivery's topic
+	HeaderOriginalPartition = "kretry-original-partition" // ... partition
+	HeaderOriginalOffset    = "kretry-original-offset"    // ... offset
+	HeaderOriginalTimestamp = "kretry-original-timestamp" // ... record timestamp
+	HeaderFirstFailureAt    = "kretry-first-failure-at"
+	HeaderLastFailureAt     = "kretry-last-failure-at"
+	HeaderErrorText         = "kretry-error"   // the last error's text, at most MaxErrorLen bytes
+	HeaderReason            = "kretry-reason"  // DLQ records only
+	HeaderReplays           = "kretry-replays" // replays from the DLQ so far
+)
+
+// Version is the version of the header contract this package writes and reads.
+const Version = 1
+
+// MaxErrorLen is the most bytes of error text Encode writes to kretry-error.
+const MaxErrorLen = 1024
+
+// TimeLayout is the form of every kretry time header: RFC 3339, UTC, with
+// milliseconds.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Reason says why a record is in the DLQ (the kretry-reason header).
+type Reason string
+
+// The reasons a record goes to the DLQ.
+const (
+	ReasonExhausted       Reason = "exhausted"        // the ladder is used up
+	ReasonPermanent       Reason = "permanent"        // the handler returned a permanent error
+	ReasonPanic           Reason = "panic"            // the handler panicked
+	ReasonExpired         Reason = "expired"          // the record is older than max_age
+	ReasonInvalidMetadata Reason = "invalid-metadata" // its kretry headers cannot be read
+)
+
+// Valid reports whether r is one of the Reason constants.
+func (r Reason) Valid() bool {
+	switch r {
+	case ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonInvalidMetadata:
+		return true
+	}
+	return false
+}
+
+// Metadata is what the kretry headers of a record say. A record re-fed or
+// dead-lettered by kretry carries all of it (Group set); a record replayed
+// from the DLQ carries only Replays.
+type Metadata struct {
+	Group             string    // the consumer group whose handler failed
+	Attempts          int       // failed attempts so far: 1 after the first failure
+	Tier              string    // the tier the record is in or came from: "retry-5s"
+	DueAt             time.Time // earliest time the relay may re-feed it
+	OriginalTopic     string    // where the record was first delivered
+	OriginalPartition int32
+	OriginalOffset    int64
+	OriginalTimestamp time.Time
+	FirstFailureAt    time.Time
+	LastFailureAt     time.Time
+	Error             string // the last error's text; Encode cuts it at MaxErrorLen bytes on a UTF-8 boundary
+	Reason            Reason // DLQ records only; "" elsewhere
+	Replays           int    // times replayed from the DLQ
+}
+
+// HeaderError is the error Decode returns for a kretry header that is
+// missing, repeated or malformed.
+type HeaderError struct {
+	Header string // the header's name, e.g. HeaderAttempts
+	Value  string // its value as found; "" when missing
+	Err    error  // what is wrong: ErrHeaderMissing, ErrHeaderRepeated or a description
+}
+
+// ErrHeaderMissing is the Err of a HeaderError for a required header that a
+// record with kretry-group does not carry.
+var ErrHeaderMissing = errors.New("missing")
+
+// ErrHeaderRepeated is the Err of a HeaderError for a kretry header a record
+// carries more than once.
+var ErrHeaderRepeated = errors.New("repeated")
+
+var (
+	errMissing  = fmt.Errorf("%w: a record with kretry-group must carry it", ErrHeaderMissing)
+	errRepeated = fmt.Errorf("%w: a record carries each kretry header at most once", ErrHeaderRepeated)
+)
+
+func (e *HeaderError) Error() string {
+	if errors.Is(e.Err, ErrHeaderMissing) || errors.Is(e.Err, ErrHeaderRepeated) {
+		return fmt.Sprintf("kretry header %s: %v", e.Header, e.Err)
+	}
+	v := e.Value
+	if len(v) > 64 {
+		v = cutUTF8(v, 64) + "..."
+	}
+	return fmt.Sprintf("kretry header %s: invalid value %q: %v", e.Header, v, e.Err)
+}
+
+func (e *HeaderError) Unwrap() error { return e.Err }
+
+// FormatTime writes t as a kretry time header does: RFC 3339 in UTC with
+// milliseconds (TimeLayout). Finer precision is truncated.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
+// UserHeaders returns the headers of hs that are not kretry headers, in
+// order, in a new slice; nil when there are none.
+func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	var out []kgo.RecordHeader
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Encode returns the user headers of hs in their order followed by md as
+// kretry headers: every kretry-* header already in hs, known or not, is
+// dropped, so headers never grow with the hops. With md.Group set it writes
+// the whole contract, leaving out kretry-error, kretry-reason and
+// kretry-replays when they are empty or 0; with md.Group empty (a record
+// replayed from the DLQ) it writes only kretry-replays, when above 0.
+func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
+	out := make([]kgo.RecordHeader, 0, len(hs)+14)
+	out = append(out, UserHeaders(hs)...)
+	add := func(k, v string) { out = append(out, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
+	if md.Group != "" {
+		add(HeaderVersion, strconv.Itoa(Version))
+		add(HeaderGroup, md.Group)
+		add(HeaderAttempts, strconv.Itoa(md.Attempts))
+		add(HeaderTier, md.Tier)
+		add(HeaderDueAt, FormatTime(md.DueAt))
+		add(HeaderOriginalTopic, md.OriginalTopic)
+		add(HeaderOriginalPartition, strconv.FormatInt(int64(md.OriginalPartition), 10))
+		add(HeaderOriginalOffset, strconv.FormatInt(md.OriginalOffset, 10))
+		add(HeaderOriginalTimestamp, FormatTime(md.OriginalTimestamp))
+		add(HeaderFirstFailureAt, FormatTime(md.FirstFailureAt))
+		add(HeaderLastFailureAt, FormatTime(md.LastFailureAt))
+		if md.Error != "" {
+			add(HeaderErrorText, cutUTF8(strings.ToValidUTF8(md.Error, "\uFFFD"), MaxErrorLen))
+		}
+		if md.Reason != "" {
+			add(HeaderReason, string(md.Reason))
+		}
+	}
+	if md.Replays > 0 {
+		add(HeaderReplays, strconv.Itoa(md.Replays))
+	}
+	return out
+}
+
+// known lists the contract's headers in the order Decode checks them.
+var known = []string{
+	HeaderVersion, HeaderGroup, HeaderAttempts, HeaderTier, HeaderDueAt,
+	HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
+	HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderReplays,
+}
+
+// Decode reads the kretry headers of a record strictly: a malformed value is
+// never read as zero.
+//
+// A record without any kretry header gives (Metadata{}, false, nil). A record
+// that carries kretry-replays but not kretry-group (a record replayed from
+// the DLQ) is valid with Attempts 0. Once kretry-group is present,
+// kretry-version (1), kretry-attempts (≥ 1), kretry-tier, kretry-due-at,
+// kretry-original-* and the failure times are required; kretry-error,
+// kretry-reason (one of the Reason constants) and kretry-replays (≥ 0) are
+// optional. A missing, repeated or malformed kretry header is a *HeaderError
+// naming the header and its value; of several, the first in the contract's
+// order is reported. Headers that start with "kretry-" but are not in the
+// contract are ignored.
+func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	var vals [14]string
+	var have [14]bool
+	found := false
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			continue
+		}
+		i := indexOf(h.Key)
+		if i < 0 {
+			continue
+		}
+		if have[i] {
+			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
+		}
+		have[i], vals[i], found = true, string(h.Value), true
+	}
+	if !found {
+		return Metadata{}, false, nil
+	}
+	get := func(name string) (string, bool) {
+		i := indexOf(name)
+		return vals[i], have[i]
+	}
+
+	d := decoder{get: get}
+	if v, ok := get(HeaderVersion); ok && v != strconv.Itoa(Version) {
+		return Metadata{}, false, &HeaderError{HeaderVersion, v,
+			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
+	}
+	if _, ok := get(HeaderGroup); !ok {
+		// Without a group, only a DLQ replay's count may be present.
+		for i, name := range known {
+			if have[i] && name != HeaderVersion && name != HeaderReplays {
+				return Metadata{}, false, &HeaderError{HeaderGroup, "",
+					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
+			}
+		}
+		md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
+		if d.err != nil {
+			return Metadata{}, false, d.err
+		}
+		return md, true, nil
+	}
+
+	if _, ok := get(HeaderVersion); !ok {
+		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
+	}
+	md.Group = d.text(HeaderGroup, true)
+	md.Attempts = int(d.int(HeaderAttempts, true, 1, 1<<31-1))
+	md.Tier = d.text(HeaderTier, true)
+	md.DueAt = d.time(HeaderDueAt)
+	md.OriginalTopic = d.text(HeaderOriginalTopic, true)
+	md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
+	md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
+	md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
+	md.FirstFailureAt = d.time(HeaderFirstFailureAt)
+	md.LastFailureAt = d.time(HeaderLastFailureAt)
+	if _, ok := get(HeaderErrorText); ok {
+		md.Error = d.text(HeaderErrorText, false)
+	}
+	if v, ok := get(HeaderReason); ok && d.err == nil {
+		if r := Reason(v); r.Valid() {
+			md.Reason = r
+		} else {
+			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired or invalid-metadata")}
+		}
+	}
+	md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
+	if d.err != nil {
+		return Metadata{}, false, d.err
+	}
+	return md, true, nil
+}
+
+func indexOf(name string) int {
+	for i, k := range known {
+		if k == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// decoder keeps the first error, so Decode reads as a list of fields.
+type decoder struct {
+	get func(string) (string, bool)
+	err *HeaderError
+}
+
+func (d *decoder) text(name string, nonEmpty bool) string {
+	v, ok := d.get(name)
+	switch {
+	case d.err != nil:
+	case !ok:
+		d.err = &HeaderError{Header: name, Err: errMissing}
+	case !utf8.ValidString(v):
+		d.err = &HeaderError{name, v, errors.New("want UTF-8 text")}
+	case nonEmpty && v == "":
+		d.err = &HeaderError{name, v, errors.New("want a non-empty value")}
+	default:
+		return v
+	}
+	return ""
+}
+
+// int reads a canonical base-10 integer in [lo, hi]: no sign, no leading
+// zeros, no spaces, so that a value reads back exactly as Encode writes it.
+// An absent optional header is 0.
+func (d *decoder) int(name string, required bool, lo, hi int64) int64 {
+	v, ok := d.get(name)
+	if d.err != nil {
+		return 0
+	}
+	if !ok {
+		if required {
+			d.err = &HeaderError{Header: name, Err: errMissing}
+		}
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	tooBig := errors.Is(err, strconv.ErrRange) && v[0] != '-' || err == nil && n > hi
+	switch {
+	case tooBig && v[0] != '+' && v[0] != '0':
+		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer from %d to %d", lo, hi)}
+		return 0
+	case err != nil || strconv.FormatInt(n, 10) != v || n < lo || n > hi:
+		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer ≥ %d", lo)}
+		return 0
+	}
+	return n
+}
+
+func (d *decoder) time(name string) time.Time {
+	v, ok := d.get(name)
+	if d.err != nil {
+		return time.Time{}
+	}
+	if !ok {
+		d.err = &HeaderError{Header: name, Err: errMissing}
+		return time.Time{}
+	}
+	t, err := time.Parse(TimeLayout, v)
+	if err != nil || FormatTime(t) != v {
+		d.err = &HeaderError{name, v, errors.New("want an RFC 3339 UTC time with milliseconds, like 2026-11-25T10:00:05.123Z")}
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// cutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,227 @@
+package retrytopics_test
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+func TestFormatDelay(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{5 * time.Second, "5s"},
+		{time.Minute, "1m"},
+		{10 * time.Minute, "10m"},
+		{90 * time.Minute, "1h30m"},
+		{time.Hour, "1h"},
+		{500 * time.Millisecond, "500ms"},
+		{1500 * time.Millisecond, "1s500ms"},
+		{90 * time.Second, "1m30s"},
+		{time.Hour + time.Second, "1h1s"},
+		{25 * time.Hour, "25h"},
+		{250 * time.Microsecond, "250us"},
+		{1001 * time.Nanosecond, "1001ns"},
+		{0, "0s"},
+		{-5 * time.Second, "-5s"},
+	} {
+		got := retrytopics.FormatDelay(tc.d)
+		if got != tc.want {
+			t.Errorf("FormatDelay(%v) = %q, want %q", tc.d, got, tc.want)
+		}
+		if back, err := time.ParseDuration(got); err != nil || back != tc.d {
+			t.Errorf("time.ParseDuration(%q) = %v, %v; want %v", got, back, err, tc.d)
+		}
+	}
+}
+
+func TestNewLadderDefaults(t *testing.T) {
+	l, err := retrytopics.NewLadder("orders", "orders-service", []retrytopics.Tier{
+		{Delay: 5 * time.Second},
+		{Delay: time.Minute, Attempts: 1},
+		{Delay: 10 * time.Minute, Attempts: 2},
+		{Delay: 90 * time.Minute},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Topic() != "orders" || l.Group() != "orders-service" || l.DLQ() != "orders.dlq" {
+		t.Errorf("Topic, Group, DLQ = %q, %q, %q", l.Topic(), l.Group(), l.DLQ())
+	}
+	want := []retrytopics.Step{
+		{Index: 0, Name: "retry-5s", Topic: "orders.retry-5s", Delay: 5 * time.Second, Attempts: 1},
+		{Index: 1, Name: "retry-1m", Topic: "orders.retry-1m", Delay: time.Minute, Attempts: 1},
+		{Index: 2, Name: "retry-10m", Topic: "orders.retry-10m", Delay: 10 * time.Minute, Attempts: 2},
+		{Index: 3, Name: "retry-1h30m", Topic: "orders.retry-1h30m", Delay: 90 * time.Minute, Attempts: 1},
+	}
+	if got := l.Steps(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Steps() =\n%+v\nwant\n%+v", got, want)
+	}
+	if got := l.MaxRetries(); got != 5 {
+		t.Errorf("MaxRetries() = %d, want 5", got)
+	}
+
+	// Steps returns a copy: changing it leaves the ladder alone.
+	l.Steps()[0].Topic = "changed"
+	if l.Steps()[0].Topic != "orders.retry-5s" {
+		t.Error("Steps() exposes the ladder's own slice")
+	}
+
+	for _, s := range want {
+		if got, ok := l.StepByTopic(s.Topic); !ok || got != s {
+			t.Errorf("StepByTopic(%q) = %+v, %v", s.Topic, got, ok)
+		}
+		if got, ok := l.StepByName(s.Name); !ok || got != s {
+			t.Errorf("StepByName(%q) = %+v, %v", s.Name, got, ok)
+		}
+	}
+	for _, topic := range []string{"orders", "orders.dlq", "orders.retry-2s", ""} {
+		if got, ok := l.StepByTopic(topic); ok {
+			t.Errorf("StepByTopic(%q) = %+v, true; want false", topic, got)
+		}
+	}
+}
+
+func TestLadderFor(t *testing.T) {
+	l, err := retrytopics.NewLadder("orders", "g", []retrytopics.Tier{
+		{Delay: 5 * time.Second},
+		{Delay: time.Minute},
+		{Delay: 10 * time.Minute, Attempts: 2},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		failure int
+		tier    string // "" for the DLQ
+	}{
+		{-1, ""},
+		{0, ""},
+		{1, "retry-5s"},
+		{2, "retry-1m"},
+		{3, "retry-10m"},
+		{4, "retry-10m"},
+		{5, ""}, // MaxRetries()+1
+		{6, ""},
+		{1 << 40, ""},
+	} {
+		s, ok := l.For(tc.failure)
+		if ok != (tc.tier != "") || s.Name != tc.tier {
+			t.Errorf("For(%d) = %q, %v; want %q, %v", tc.failure, s.Name, ok, tc.tier, tc.tier != "")
+		}
+	}
+	if _, ok := l.For(l.MaxRetries() + 1); ok {
+		t.Error("For(MaxRetries()+1) reports a tier; want the DLQ")
+	}
+}
+
+func TestNewLadderNaming(t *testing.T) {
+	tiers := []retrytopics.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute}}
+	for _, tc := range []struct {
+		name   string
+		opts   []retrytopics.LadderOpt
+		topics []string
+		dlq    string
+	}{
+		{"defaults", nil, []string{"orders.retry-5s", "orders.retry-1m"}, "orders.dlq"},
+		{"index is 1-based",
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}-retry-{index}")},
+			[]string{"orders-retry-1", "orders-retry-2"}, "orders.dlq"},
+		{"group and both",
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{group}.{topic}.{index}-{delay}"), retrytopics.WithDLQ("{group}.{topic}.dead")},
+			[]string{"svc.orders.1-5s", "svc.orders.2-1m"}, "svc.orders.dead"},
+		{"plain DLQ name",
+			[]retrytopics.LadderOpt{retrytopics.WithDLQ("dead-letters")},
+			[]string{"orders.retry-5s", "orders.retry-1m"}, "dead-letters"},
+		{"last option wins",
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("x-{delay}"), retrytopics.WithNaming("y-{delay}")},
+			[]string{"y-5s", "y-1m"}, "orders.dlq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := retrytopics.NewLadder("orders", "svc", tiers, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range l.Steps() {
+				got = append(got, s.Topic)
+			}
+			if !reflect.DeepEqual(got, tc.topics) || l.DLQ() != tc.dlq {
+				t.Errorf("topics %v, DLQ %q; want %v, %q", got, l.DLQ(), tc.topics, tc.dlq)
+			}
+			// The tier name does not depend on the template.
+			if s := l.Steps()[1]; s.Name != "retry-1m" {
+				t.Errorf("Steps()[1].Name = %q, want retry-1m", s.Name)
+			}
+		})
+	}
+}
+
+func TestNewLadderErrors(t *testing.T) {
+	s5, m1 := 5*time.Second, time.Minute
+	for _, tc := range []struct {
+		name         string
+		topic, group string
+		tiers        []retrytopics.Tier
+		opts         []retrytopics.LadderOpt
+		want         string // a part of the error
+	}{
+		{"no tiers", "orders", "g", nil, nil, "no tiers"},
+		{"zero delay", "orders", "g", []retrytopics.Tier{{Delay: 0}}, nil, "want a delay > 0"},
+		{"negative delay", "orders", "g", []retrytopics.Tier{{Delay: -s5}}, nil, "want a delay > 0"},
+		{"negative attempts", "orders", "g", []retrytopics.Tier{{Delay: s5, Attempts: -1}}, nil, "attempts -1"},
+		{"out of order", "orders", "g", []retrytopics.Tier{{Delay: m1}, {Delay: s5}}, nil, "tier 2 (5s) does not wait longer than tier 1 (1m)"},
+		{"equal delays", "orders", "g", []retrytopics.Tier{{Delay: s5}, {Delay: s5}}, nil, "strictly increasing"},
+		{"empty topic", "", "g", []retrytopics.Tier{{Delay: s5}}, nil, "main topic: topic name is empty"},
+		{"empty group", "orders", "", []retrytopics.Tier{{Delay: s5}}, nil, "group is empty"},
+		{"bad topic", "or ders", "g", []retrytopics.Tier{{Delay: s5}}, nil, `character ' '`},
+		{"no per-tier placeholder", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}.retry")}, "no {delay} or {index}"},
+		{"unknown placeholder", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}.{delai}")}, "unknown placeholder {delai}"},
+		{"unclosed brace", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}.{delay")}, "'{' without its '}'"},
+		{"stray brace", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}}.{delay}")}, "'}' without its '{'"},
+		{"empty naming", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("")}, "naming template \"\": empty"},
+		{"DLQ with delay", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithDLQ("{topic}.{delay}.dlq")}, "{delay} names a tier"},
+		{"DLQ is the main topic", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithDLQ("{topic}")}, "the DLQ is the main topic"},
+		{"tier is the DLQ", "orders", "g", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{topic}.retry-{delay}"), retrytopics.WithDLQ("orders.retry-5s")}, "like the DLQ"},
+		{"group makes an illegal name", "orders", "my group", []retrytopics.Tier{{Delay: s5}},
+			[]retrytopics.LadderOpt{retrytopics.WithNaming("{group}.{delay}")}, `"my group.5s"`},
+		{"too long", strings.Repeat("o", 246), "g", []retrytopics.Tier{{Delay: s5}}, nil, "at most 249"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := retrytopics.NewLadder(tc.topic, tc.group, tc.tiers, tc.opts...)
+			if err == nil {
+				t.Fatalf("NewLadder = %+v, nil; want an error with %q", l.Steps(), tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("NewLadder error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewLadderDuplicateTierTopic(t *testing.T) {
+	// {delay} alone cannot collide, since delays are strictly increasing, but a
+	// template can still map a tier onto the main topic.
+	_, err := retrytopics.NewLadder("orders-1", "g", []retrytopics.Tier{{Delay: time.Second}},
+		retrytopics.WithNaming("{topic}"+"-{index}"), retrytopics.WithDLQ("dlq"))
+	if err != nil {
+		t.Fatalf("NewLadder: %v", err)
+	}
+	_, err = retrytopics.NewLadder("orders-1", "g", []retrytopics.Tier{{Delay: time.Second}},
+		retrytopics.WithNaming("orders-{index}"))
+	if err == nil || !strings.Contains(err.Error(), "like the main topic") {
+		t.Fatalf("NewLadder with a tier named like the main topic: err = %v", err)
+	}
+}
