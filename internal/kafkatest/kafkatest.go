@@ -1,0 +1,84 @@
+package kafkatest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Fake starts an in-process kfake cluster, closed when the test ends, and
+// returns it with its seed addresses. kfake's defaults apply (three brokers);
+// opts are passed through.
+func Fake(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, []string) {
+	t.Helper()
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatalf("kafkatest: starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()
+}
+
+// VirtualFake starts kfake on a kfake.VirtualNetwork, for tests inside a
+// testing/synctest bubble (call it with the bubble's t, so the cluster is
+// closed inside the bubble). The returned kgo options, SeedBrokers and Dialer,
+// connect a client to it; real TCP would stop synctest's clock from advancing.
+// Brokers without a port from kfake.Ports get distinct virtual ports.
+func VirtualFake(t testing.TB, opts ...kfake.Opt) (*kfake.Cluster, []kgo.Opt) {
+	t.Helper()
+	vn := new(kfake.VirtualNetwork)
+	var next atomic.Int32
+	next.Store(40000)
+	listen := func(network, address string) (net.Listener, error) {
+		// kfake listens on port 0 for "any port"; on the virtual network
+		// every 0 would be the same port, so pick one per broker.
+		if host, port, err := net.SplitHostPort(address); err == nil && port == "0" {
+			address = net.JoinHostPort(host, strconv.Itoa(int(next.Add(1))))
+		}
+		return vn.Listen(network, address)
+	}
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.ListenFn(listen)}, opts...)...)
+	if err != nil {
+		t.Fatalf("kafkatest: starting kfake on a virtual network: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.Dialer(vn.DialContext)}
+}
+
+// Name returns a unique topic (or group) name that starts with prefix and
+// carries the test's name, so a leftover on a shared broker says where it came
+// from: prefix-TestName-1a2b3c4d. Characters Kafka does not allow in a topic
+// name become '-'.
+func Name(t testing.TB, prefix string) string {
+	t.Helper()
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	name := sanitize(t.Name())
+	// Kafka allows 249 characters; leave room for prefix and suffix.
+	if len(name) > 150 {
+		name = name[:150]
+	}
+	if prefix != "" {
+		name = prefix + "-" + name
+	}
+	return name + "-" + hex.EncodeToString(b[:])
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, s)
+}
