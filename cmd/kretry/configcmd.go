@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+func (a *app) newConfigCommand() *cobra.Command {
+	cfgCmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check a kretry config file",
+	}
+	cfgCmd.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the config file and show the ladders it defines",
+		Long: `check loads the -c file as kretry would, with KRETRY_BROKERS, KRETRY_GROUP and
+--brokers applied, and prints the retry ladder of each topic. It does not
+talk to Kafka. A bad file exits 1 with every problem, each with its line and
+field.`,
+		RunE: func(*cobra.Command, []string) error { return a.configCheck() },
+	})
+	return cfgCmd
+}
+
+type configJSON struct {
+	File       string            `json:"file"`
+	OK         bool              `json:"ok"`
+	Brokers    []string          `json:"brokers"`
+	Group      string            `json:"group"`
+	RelayGroup string            `json:"relay_group"`
+	Topics     []configTopicJSON `json:"topics"`
+}
+
+type configTopicJSON struct {
+	Name       string     `json:"name"`
+	Tiers      []tierJSON `json:"tiers"`
+	DLQ        string     `json:"dlq"`
+	MaxRetries int        `json:"max_retries"`
+}
+
+type tierJSON struct {
+	Name     string `json:"name"`
+	Topic    string `json:"topic"`
+	Delay    string `json:"delay"`
+	Attempts int    `json:"attempts"`
+}
+
+func (a *app) configCheck() error {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.configPath, err)
+	}
+	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group}
+	tiers := 0
+	var dlqs []string
+	for _, l := range ladders {
+		t := configTopicJSON{Name: l.Topic(), DLQ: l.DLQ(), MaxRetries: l.MaxRetries()}
+		for _, s := range l.Steps() {
+			t.Tiers = append(t.Tiers, tierJSON{Name: s.Name, Topic: s.Topic, Delay: retrytopics.FormatDelay(s.Delay), Attempts: s.Attempts})
+		}
+		tiers += len(t.Tiers)
+		dlqs = append(dlqs, l.DLQ())
+		out.Topics = append(out.Topics, t)
+	}
+	if a.json {
+		return json.NewEncoder(a.stdout).Encode(out)
+	}
+	fmt.Fprintf(a.stdout, "%s: ok: %d %s, %d %s, %s %s\n", a.configPath,
+		len(ladders), plural(len(ladders), "topic", "topics"),
+		tiers, plural(tiers, "tier", "tiers"),
+		plural(len(dlqs), "dlq", "dlqs"), strings.Join(dlqs, ", "))
+	fmt.Fprintf(a.stdout, "  brokers  %s\n", strings.Join(cfg.Brokers, ","))
+	fmt.Fprintf(a.stdout, "  group    %s (relay %s)\n", cfg.Group, cfg.Relay.Group)
+	for _, t := range out.Topics {
+		var rungs []string
+		for _, s := range t.Tiers {
+			r := s.Topic
+			if s.Attempts > 1 {
+				r += fmt.Sprintf(" ×%d", s.Attempts)
+			}
+			rungs = append(rungs, r)
+		}
+		fmt.Fprintf(a.stdout, "  %s: %s -> %s (%d %s)\n", t.Name, strings.Join(rungs, " -> "), t.DLQ,
+			t.MaxRetries, plural(t.MaxRetries, "retry", "retries"))
+	}
+	return nil
+}
