@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -119,3 +120,43 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 	}
 	return nil, c.fieldError("sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism)
 }
+
+// ConnectError explains err, an error from a client built with ClientOpts
+// (a failed Ping or first request), with what was used to connect: the
+// brokers, TLS, and the SASL mechanism, user and the variable the password
+// came from, never the password. A broker that rejects a login may just close
+// the connection, which the client reports as a bare EOF; this says what to
+// check. It returns nil for a nil err and wraps err otherwise.
+func (c *Config) ConnectError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var how, check []string
+	check = append(check, "that the brokers are reachable")
+	if c.TLS != nil {
+		how = append(how, "over TLS")
+		check = append(check, "the TLS settings")
+	}
+	if c.SASL != nil {
+		how = append(how, fmt.Sprintf("as SASL user %q (%s, password from %s)", c.SASL.Username, c.SASL.Mechanism, c.SASL.PasswordEnv))
+		check = append(check, fmt.Sprintf("the user name and the password in %s", c.SASL.PasswordEnv))
+	}
+	brokers := strings.Join(c.Brokers, ",")
+	if len(how) > 0 {
+		brokers += " " + strings.Join(how, " ")
+	}
+	last := len(check) - 1
+	list := check[last]
+	if last > 0 {
+		list = strings.Join(check[:last], ", ") + " and " + check[last]
+	}
+	return &connectError{msg: fmt.Sprintf("cannot connect to %s: %v: check %s", brokers, err, list), err: err}
+}
+
+type connectError struct {
+	msg string
+	err error
+}
+
+func (e *connectError) Error() string { return e.msg }
+func (e *connectError) Unwrap() error { return e.err }

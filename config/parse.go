@@ -96,6 +96,12 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 	return a
 }
 
+// getenv returns the trimmed value of an environment variable; empty is unset.
+func getenv(env lookupEnv, name string) string {
+	v, _ := env(name)
+	return strings.TrimSpace(v)
+}
+
 func lineOf(n ast.Node) int {
 	if n == nil {
 		return 0
@@ -182,7 +188,11 @@ func (d *decoder) mapping(n ast.Node, line int, path string, allowed []string, f
 	case *ast.MappingValueNode:
 		pairs = []*ast.MappingValueNode{v}
 	default:
-		d.errorf(line, path, "must be a mapping with the keys %s, got %s", strings.Join(allowed, ", "), describe(n))
+		what := "must be"
+		if path == "" {
+			what = "the configuration must be"
+		}
+		d.errorf(line, path, "%s a mapping with the keys %s, got %s", what, strings.Join(allowed, ", "), describe(n))
 		return nil, false
 	}
 	for _, p := range pairs {
@@ -214,17 +224,28 @@ func (d *decoder) mapping(n ast.Node, line int, path string, allowed []string, f
 	return fields, true
 }
 
-// sequence reads the list n at path; ok is false (and the error is recorded)
-// when n is not a list.
-func (d *decoder) sequence(f field, path, want string) ([]ast.Node, bool) {
+// item is one element of a list: its resolved value (nil for a null) and
+// its line.
+type item struct {
+	value ast.Node
+	line  int
+}
+
+// sequence reads the list in f at path; ok is false (and the error is
+// recorded) when it is not a list.
+func (d *decoder) sequence(f field, path, want string) ([]item, bool) {
 	s, ok := f.value.(*ast.SequenceNode)
 	if !ok {
 		d.errorf(f.line, path, "must be a list of %s, got %s", want, describe(f.value))
 		return nil, false
 	}
-	out := make([]ast.Node, len(s.Values))
+	out := make([]item, len(s.Values))
 	for i, v := range s.Values {
-		out[i] = d.resolve(v)
+		line := lineOf(v)
+		if i < len(s.Entries) && s.Entries[i] != nil && s.Entries[i].Start != nil {
+			line = s.Entries[i].Start.Position.Line // the "-": a null value has no token of its own
+		}
+		out[i] = item{d.resolve(v), max(line, f.line)}
 	}
 	return out, true
 }
@@ -325,21 +346,21 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 		if items, ok := d.sequence(f, "brokers", `"host:port" strings`); ok {
 			for i, it := range items {
 				path := fmt.Sprintf("brokers[%d]", i)
-				s, ok := scalarText(it)
+				s, ok := scalarText(it.value)
 				if !ok || strings.TrimSpace(s) == "" {
-					d.errorf(max(lineOf(it), f.line), path, `must be a broker address "host:port", got %s`, describe(it))
+					d.errorf(it.line, path, `must be a broker address "host:port", got %s`, describe(it.value))
 					continue
 				}
 				c.Brokers = append(c.Brokers, strings.TrimSpace(s))
 			}
 			if len(items) == 0 {
-				if _, env := env(EnvBrokers); !env {
+				if getenv(env, EnvBrokers) == "" {
 					d.errorf(f.line, "brokers", `must list at least one broker "host:port", got an empty list`)
 				}
 			}
 		}
 	}
-	if v, ok := env(EnvBrokers); ok && strings.TrimSpace(v) != "" {
+	if v := getenv(env, EnvBrokers); v != "" {
 		c.Brokers = nil
 		for b := range strings.SplitSeq(v, ",") {
 			if b = strings.TrimSpace(b); b != "" {
@@ -361,8 +382,8 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 	if s, _, ok := d.nonEmpty(top, "group", "group", "the consumer group of the main consumer"); ok {
 		c.Group = s
 	}
-	if v, ok := env(EnvGroup); ok && strings.TrimSpace(v) != "" {
-		c.Group = strings.TrimSpace(v)
+	if v := getenv(env, EnvGroup); v != "" {
+		c.Group = v
 	} else if f, ok := top["group"]; !ok || f.value == nil {
 		d.errorf(max(f.line, rootLine), "group", "required: the consumer group of the main consumer, e.g. group: orders-service, or set %s", EnvGroup)
 	}

@@ -38,7 +38,7 @@ func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
 	for i, it := range items {
 		path := fmt.Sprintf("topics[%d]", i)
 		before := len(d.errs)
-		t, tl := d.topic(it, max(lineOf(it), f.line), path)
+		t, tl := d.topic(it.value, it.line, path)
 		if t.Name != "" {
 			if j, dup := firstByName[t.Name]; dup {
 				d.errorf(tl.name, path+".name", "duplicate topic %q, also topics[%d] on line %d: list each topic once", t.Name, j, lines[j].name)
@@ -144,13 +144,13 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 	prevText := ""
 	for i, it := range items {
 		tpath := fmt.Sprintf("%s[%d]", path, i)
-		line := max(lineOf(it), f.line)
+		line := it.line
 		lines = append(lines, line)
-		if it == nil {
+		if it.value == nil {
 			d.errorf(line, tpath, "must be a mapping with a delay and optional attempts, e.g. {delay: 5s}, got nothing")
 			continue
 		}
-		tf, ok := d.mapping(it, line, tpath, tierKeys, nil)
+		tf, ok := d.mapping(it.value, line, tpath, tierKeys, nil)
 		if !ok {
 			continue
 		}

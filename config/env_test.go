@@ -1,0 +1,233 @@
+package config_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kretry/kretry/config"
+)
+
+const withGroupTemplates = `brokers: ["file-1:9092"]
+group: file-group
+topics:
+  - name: orders
+    naming: "{group}.{topic}.retry-{delay}"
+    dlq: "{group}.{topic}.dlq"
+    tiers: [{delay: 5s}]
+`
+
+func TestEnvOverrides(t *testing.T) {
+	cases := []struct {
+		name              string
+		brokersEnv, group string
+		yaml              string
+		wantBrokers       []string
+		wantGroup         string
+	}{
+		{"no overrides", "", "", withGroupTemplates, []string{"file-1:9092"}, "file-group"},
+		{"KRETRY_BROKERS", " env-1:9092, env-2:9093 ,", "", withGroupTemplates, []string{"env-1:9092", "env-2:9093"}, "file-group"},
+		{"KRETRY_GROUP", "", "env-group", withGroupTemplates, []string{"file-1:9092"}, "env-group"},
+		{"both, file without brokers and group", "env-1:9092", "env-group",
+			"topics: [{name: orders, naming: \"{group}.{topic}.retry-{delay}\", dlq: \"{group}.{topic}.dlq\", tiers: [{delay: 5s}]}]\n",
+			[]string{"env-1:9092"}, "env-group"},
+		{"KRETRY_BROKERS with an empty list in the file", "env-1:9092", "",
+			strings.Replace(withGroupTemplates, `["file-1:9092"]`, "[]", 1), []string{"env-1:9092"}, "file-group"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(config.EnvBrokers, tc.brokersEnv)
+			t.Setenv(config.EnvGroup, tc.group)
+			c, err := config.Parse([]byte(tc.yaml))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(c.Brokers, tc.wantBrokers) || c.Group != tc.wantGroup {
+				t.Errorf("brokers %q group %q, want %q %q", c.Brokers, c.Group, tc.wantBrokers, tc.wantGroup)
+			}
+			// Everything derived from the group follows the override.
+			if want := tc.wantGroup + "-relay"; c.Relay.Group != want {
+				t.Errorf("relay group %q, want %q", c.Relay.Group, want)
+			}
+			if want := tc.wantGroup + ".orders.dlq"; c.Topics[0].DLQ != want {
+				t.Errorf("DLQ %q, want %q", c.Topics[0].DLQ, want)
+			}
+			ls, err := c.Ladders()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := ls[0].Steps()[0].Topic, tc.wantGroup+".orders.retry-5s"; got != want {
+				t.Errorf("tier topic %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestEnvOverrideErrors(t *testing.T) {
+	t.Run("KRETRY_BROKERS without a broker", func(t *testing.T) {
+		t.Setenv(config.EnvBrokers, " , ,")
+		t.Setenv(config.EnvGroup, "")
+		_, err := config.Parse([]byte("group: g\ntopics: [{name: t, tiers: [{delay: -1s}]}]\n"))
+		want := "line 2: topics[0].tiers[0].delay: must be > 0, got -1s\n" +
+			`KRETRY_BROKERS: must be a comma-separated list of host:port, got ", ,"`
+		if err == nil || err.Error() != want {
+			t.Errorf("error:\n%v\nwant:\n%s", err, want)
+		}
+	})
+	t.Run("neither file nor environment", func(t *testing.T) {
+		t.Setenv(config.EnvBrokers, "")
+		t.Setenv(config.EnvGroup, "")
+		_, err := config.Parse([]byte("# nothing but topics\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"))
+		want := `line 2: brokers: required: list at least one broker, e.g. brokers: ["127.0.0.1:9092"], or set KRETRY_BROKERS` + "\n" +
+			`line 2: group: required: the consumer group of the main consumer, e.g. group: orders-service, or set KRETRY_GROUP`
+		if err == nil || err.Error() != want {
+			t.Errorf("error:\n%v\nwant:\n%s", err, want)
+		}
+	})
+}
+
+func TestFieldError(t *testing.T) {
+	clearEnv(t)
+	_, err := config.Parse([]byte("brokers: [a]\ngroup: g\ntopics:\n  - name: orders\n    tiers:\n      - delay: 5s\n      - delay: -1m\n"))
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		t.Fatalf("%v is not a *FieldError", err)
+	}
+	want := config.FieldError{Line: 7, Field: "topics[0].tiers[1].delay", Problem: "must be > 0, got -1m"}
+	if *fe != want {
+		t.Errorf("FieldError %+v, want %+v", *fe, want)
+	}
+	if got := fe.Error(); got != "line 7: topics[0].tiers[1].delay: must be > 0, got -1m" {
+		t.Errorf("Error() = %q", got)
+	}
+	fe.Source = "kretry.yaml"
+	if got := fe.Error(); got != "kretry.yaml:7: topics[0].tiers[1].delay: must be > 0, got -1m" {
+		t.Errorf("Error() = %q", got)
+	}
+
+	// A joined error holds one *FieldError per problem.
+	_, err = config.Parse([]byte("brokers: []\ngroup: \"\"\ntopics: []\n"))
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		t.Fatalf("%T does not unwrap to a list", err)
+	}
+	var fields []string
+	for _, e := range joined.Unwrap() {
+		if errors.As(e, &fe) {
+			fields = append(fields, fe.Field)
+		}
+	}
+	if want := []string{"brokers", "group", "topics"}; !reflect.DeepEqual(fields, want) {
+		t.Errorf("fields %q, want %q", fields, want)
+	}
+}
+
+func TestDurations(t *testing.T) {
+	clearEnv(t)
+	cases := []struct {
+		text string
+		want time.Duration
+		err  string
+	}{
+		{"500ms", 500 * time.Millisecond, ""},
+		{"1h30m", 90 * time.Minute, ""},
+		{"14d", 14 * day, ""},
+		{"1d12h", 36 * time.Hour, ""},
+		{"+2d", 2 * day, ""},
+		{"-1d", 0, "must be > 0 (omit max_age for no limit), got -1d"},
+		{"0d", 0, "must be > 0 (omit max_age for no limit), got 0d"},
+		{"1.5d", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 1.5d"},
+		{"1d-1h", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 1d-1h"},
+		{"d", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got d"},
+		{"1w", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 1w"},
+		{"999999999d", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 999999999d"},
+		{"106751d24h", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 106751d24h"},
+		{"30", 0, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got 30"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.text, func(t *testing.T) {
+			c, err := config.Parse([]byte("brokers: [a]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}], max_age: " + tc.text + "}]\n"))
+			if tc.err != "" {
+				if want := "line 3: topics[0].max_age: " + tc.err; err == nil || err.Error() != want {
+					t.Errorf("error %v, want %s", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Topics[0].MaxAge != tc.want {
+				t.Errorf("max_age %v, want %v", c.Topics[0].MaxAge, tc.want)
+			}
+		})
+	}
+}
+
+func TestLadders(t *testing.T) {
+	clearEnv(t)
+	c, err := config.Load("../testdata/config/good/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := c.Ladders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type step struct {
+		topic    string
+		attempts int
+	}
+	want := []struct {
+		topic, group, dlq string
+		steps             []step
+		maxRetries        int
+	}{
+		{"orders", "orders-service", "orders.dead", []step{{"orders.retry-5s", 1}, {"orders.retry-1m", 1}, {"orders.retry-10m", 2}}, 4},
+		{"payments", "orders-service", "payments.dlq", []step{{"payments.retry-500ms", 1}, {"payments.retry-1h30m", 3}}, 4},
+	}
+	if len(ls) != len(want) {
+		t.Fatalf("%d ladders, want %d", len(ls), len(want))
+	}
+	for i, w := range want {
+		l := ls[i]
+		var steps []step
+		for _, s := range l.Steps() {
+			steps = append(steps, step{s.Topic, s.Attempts})
+		}
+		if l.Topic() != w.topic || l.Group() != w.group || l.DLQ() != w.dlq || !reflect.DeepEqual(steps, w.steps) || l.MaxRetries() != w.maxRetries {
+			t.Errorf("ladder %d: %s %s %s %v %d, want %+v", i, l.Topic(), l.Group(), l.DLQ(), steps, l.MaxRetries(), w)
+		}
+	}
+
+	// Topic.Ladder takes the group: {group} in naming follows it.
+	c2, err := config.Load("../testdata/config/good/naming-index.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c2.Topics[0].Ladder("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{l.Steps()[0].Topic, l.Steps()[1].Topic, l.DLQ()}; !reflect.DeepEqual(got, []string{"other.invoices.r1", "other.invoices.r2", "billing.invoices.dead"}) {
+		t.Errorf("topics %q: tiers follow the group given, the DLQ is the one resolved at load", got)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	def := config.Topic{}
+	if got := def.RetentionForTier(5 * time.Second); got != 24*time.Hour {
+		t.Errorf("default retention of a 5s tier %v, want 24h", got)
+	}
+	if got := def.RetentionForTier(20 * time.Hour); got != 40*time.Hour {
+		t.Errorf("default retention of a 20h tier %v, want 40h", got)
+	}
+	if got := def.RetentionForDLQ(); got != 14*day {
+		t.Errorf("default DLQ retention %v, want 336h", got)
+	}
+	set := config.Topic{TierRetention: 72 * time.Hour, DLQRetention: 30 * day}
+	if set.RetentionForTier(5*time.Second) != 72*time.Hour || set.RetentionForDLQ() != 30*day {
+		t.Errorf("set retention not used: %v %v", set.RetentionForTier(5*time.Second), set.RetentionForDLQ())
+	}
+}
