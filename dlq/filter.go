@@ -233,10 +233,11 @@ func (f Filter) Validate() error {
 	return nil
 }
 
-// Selection returns the filter's selection in a canonical text form, without
-// the limit: two filters with the same Selection select the same records. A
-// replay keeps it with its progress. Relative times keep their relative form,
-// so the same command run twice is the same selection.
+// Selection returns what the filter selects within a partition, in a
+// canonical text form: two filters with the same Selection select the same
+// records of a partition. Limit and Partitions are left out: a replay keeps
+// the Selection with its progress, which is per partition. Relative times keep
+// their relative form, so the same command run twice is the same selection.
 func (f Filter) Selection() string {
 	var parts []string
 	add := func(k, v string) {
@@ -255,14 +256,6 @@ func (f Filter) Selection() string {
 	add("error-contains", strings.ToLower(f.ErrorContains))
 	add("key", f.Key)
 	add("original-topic", f.OriginalTopic)
-	ps := slices.Clone(f.Partitions)
-	slices.Sort(ps)
-	ps = slices.Compact(ps)
-	var pss []string
-	for _, p := range ps {
-		pss = append(pss, strconv.Itoa(int(p)))
-	}
-	add("partition", strings.Join(pss, ","))
 	add("offsets", f.Offsets.String())
 	if len(parts) == 0 {
 		return "all"

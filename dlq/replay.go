@@ -65,7 +65,9 @@ func ReplayForce(force bool) ReplayOpt { return replayOptFunc(func(c *replayCfg)
 
 // ReplayGroup keeps the replay's progress as the committed offsets of group.
 // Default: the DLQ topic + "-replay" (orders.dlq-replay).
-func ReplayGroup(group string) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.group = group }) }
+func ReplayGroup(group string) ReplayOpt {
+	return replayOptFunc(func(c *replayCfg) { c.group = group })
+}
 
 // ReplayFromStart deletes the group's progress on the DLQ first and starts
 // over from the oldest record (or the filter's first offset). A dry run
@@ -285,7 +287,7 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 
 	// Plan: the targets must exist before anything is produced.
 	plan := ReplayPlan{ByTarget: map[string]int{}, Resumed: maps.Clone(sum.Resumed)}
-	err = r.walk(ctx, spans, m, f.Limit, c, func(rec *Record, target string, out Outcome) error {
+	err = r.walk(ctx, spans, m, f.Limit, c, nil, func(rec *Record, target string, out Outcome) error {
 		if out == Replayed {
 			plan.Records++
 			plan.ByTarget[target]++
@@ -318,7 +320,7 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 		sum.Progress[p] = at
 		return nil
 	}
-	err = r.walk(ctx, spans, m, f.Limit, c, func(rec *Record, target string, out Outcome) error {
+	err = r.walk(ctx, spans, m, f.Limit, c, &sum.PassedOver, func(rec *Record, target string, out Outcome) error {
 		ev := ReplayEvent{Record: rec, Outcome: out, Target: target}
 		switch {
 		case out != Replayed:
@@ -383,7 +385,7 @@ func skipOf(rec *Record, why Outcome) Skip {
 // walk returns early (an error, ctx, the limit) with what was examined up to
 // the record that stopped it — so that records passed over are not read
 // again. A record whose fn returned an error was not examined.
-func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c replayCfg,
+func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c replayCfg, passedOver *int,
 	fn func(rec *Record, target string, out Outcome) error, done func(p int32, at int64) error,
 ) error {
 	n := 0
@@ -402,6 +404,8 @@ func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c
 				if out == Replayed {
 					n++
 				}
+			} else if passedOver != nil {
+				*passedOver++
 			}
 			examined = kr.Offset + 1
 			if limit > 0 && n >= limit {

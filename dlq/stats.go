@@ -96,14 +96,14 @@ func sorted(m map[string]int) []Count {
 
 // StatsJSON is the JSON form of Stats (`kretry dlq stats --json`).
 type StatsJSON struct {
-	Topic            string      `json:"topic"`
-	Total            int         `json:"total"`
-	First            *time.Time  `json:"first,omitempty"`
-	Last             *time.Time  `json:"last,omitempty"`
-	ByReason         []Count     `json:"by_reason"`
-	ByOriginalTopic  []Count     `json:"by_original_topic"`
-	ByError          []Count     `json:"by_error"`
-	ByHour           []HourCount `json:"by_hour"`
+	Topic           string      `json:"topic"`
+	Total           int         `json:"total"`
+	First           *time.Time  `json:"first,omitempty"`
+	Last            *time.Time  `json:"last,omitempty"`
+	ByReason        []Count     `json:"by_reason"`
+	ByOriginalTopic []Count     `json:"by_original_topic"`
+	ByError         []Count     `json:"by_error"`
+	ByHour          []HourCount `json:"by_hour"`
 }
 
 // JSON returns s's JSON form for the DLQ topic.

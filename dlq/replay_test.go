@@ -1,0 +1,292 @@
+package dlq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// consumeAll returns every record of topic now (all partitions, to the end).
+func consumeAll(t *testing.T, seeds []string, topic string) []*kgo.Record {
+	t.Helper()
+	r, err := dlq.NewReader(topic, dlq.WithClientOpts(kgo.SeedBrokers(seeds...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []*kgo.Record
+	if err := r.Read(context.Background(), dlq.Filter{}, func(rec *dlq.Record) error {
+		out = append(out, rec.Record)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func header(rec *kgo.Record, key string) (string, bool) {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func replay(t *testing.T, r *dlq.Reader, f dlq.Filter, opts ...dlq.ReplayOpt) *dlq.ReplaySummary {
+	t.Helper()
+	sum, err := r.Replay(context.Background(), f, opts...)
+	if err != nil {
+		t.Fatalf("Replay: %v", err)
+	}
+	return sum
+}
+
+func TestReplayToOriginalTopic(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	r := newReader(t, seeds)
+	var events []dlq.ReplayEvent
+	var plan dlq.ReplayPlan
+	sum := replay(t, r, dlq.Filter{OriginalTopic: "orders"},
+		dlq.ReplayOnStart(func(p dlq.ReplayPlan) { plan = p }),
+		dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { events = append(events, e) }))
+	if sum.Replayed != 3 || sum.ByTarget["orders"] != 3 || len(sum.Skips) != 0 || sum.PassedOver != 3 {
+		t.Errorf("summary %+v", sum)
+	}
+	if plan.Records != 3 || plan.ByTarget["orders"] != 3 {
+		t.Errorf("plan %+v", plan)
+	}
+	if len(events) != 3 || events[0].Outcome != dlq.Replayed || events[0].Target != "orders" {
+		t.Errorf("events %+v", events)
+	}
+	got := consumeAll(t, seeds, "orders")
+	if len(got) != 3 {
+		t.Fatalf("orders holds %d records, want 3", len(got))
+	}
+	for _, rec := range got {
+		// Key, value and user headers unchanged; kretry headers: only kretry-replays.
+		i := slices.IndexFunc(fill, func(e entry) bool { return e.value == string(rec.Value) })
+		if i < 0 {
+			t.Fatalf("unexpected record %q", rec.Value)
+		}
+		e := fill[i]
+		if string(rec.Key) != e.key || rec.Partition != e.p {
+			t.Errorf("record %q: key %q partition %d, want %q %d", rec.Value, rec.Key, rec.Partition, e.key, e.p)
+		}
+		want := []kgo.RecordHeader{{Key: "trace", Value: fmt.Appendf(nil, "t%d", i)}, {Key: retrytopics.HeaderReplays, Value: []byte("1")}}
+		if !slices.EqualFunc(rec.Headers, want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
+			t.Errorf("record %q headers %v, want %v", rec.Value, rec.Headers, want)
+		}
+		md, ok, err := retrytopics.Decode(rec.Headers)
+		if err != nil || !ok || md.Group != "" || md.Replays != 1 || md.Attempts != 0 {
+			t.Errorf("replayed record decodes as %+v %v %v: want a fresh delivery with Replays 1", md, ok, err)
+		}
+	}
+	// The DLQ is untouched.
+	if n := len(consumeAll(t, seeds, "orders.dlq")); n != len(fill) {
+		t.Errorf("DLQ holds %d records after the replay, want %d", n, len(fill))
+	}
+}
+
+func TestReplayIsResumable(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	r := newReader(t, seeds)
+	f := dlq.Filter{Reasons: []string{"permanent", "exhausted", "panic"}} // 5 records, 3 to orders, 2 to payments
+
+	// Limit: 2 now, then the rest.
+	lf := f
+	lf.Limit = 2
+	s1 := replay(t, r, lf)
+	if s1.Replayed != 2 || !s1.LimitReached {
+		t.Errorf("first replay %+v, want 2 and the limit reached", s1)
+	}
+	// Interrupted: cancel after the first record of the next run.
+	ctx, cancel := context.WithCancel(context.Background())
+	s2, err := r.Replay(ctx, f, dlq.ReplayOnRecord(func(dlq.ReplayEvent) { cancel() }))
+	if !errors.Is(err, context.Canceled) || !s2.Interrupted || s2.Replayed != 1 {
+		t.Errorf("interrupted replay: %+v, %v; want 1 replayed and interrupted", s2, err)
+	}
+	s3 := replay(t, r, f)
+	if s3.Replayed != 2 {
+		t.Errorf("resumed replay replayed %d, want the 2 left", s3.Replayed)
+	}
+	s4 := replay(t, r, f)
+	if s4.Replayed != 0 || len(s4.Skips) != 0 {
+		t.Errorf("identical replay after it all: %+v, want nothing", s4)
+	}
+	// Every selected record exactly once.
+	var vals []string
+	for _, topic := range []string{"orders", "payments"} {
+		for _, rec := range consumeAll(t, seeds, topic) {
+			vals = append(vals, string(rec.Value))
+		}
+	}
+	slices.Sort(vals)
+	if want := []string{"v2", "v4", "v5", "v6", `{"id":17}`}; !slices.Equal(vals, want) {
+		t.Errorf("delivered %v, want each of %v once", vals, want)
+	}
+
+	// Newly dead-lettered records are what the next identical replay delivers.
+	put(t, seeds, "orders.dlq", entry{1, 3 * time.Hour, "k9", retrytopics.ReasonPanic, "orders", "again", "v9"})
+	if s := replay(t, r, f); s.Replayed != 1 || s.Resumed[0] != 4 || s.Resumed[1] != 2 || s.Progress[1] != 3 {
+		t.Errorf("replay after a new dead letter: %+v", s)
+	}
+
+	// Another selection is refused while this progress stands...
+	_, err = r.Replay(context.Background(), dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"))
+	var pe *dlq.ProgressError
+	if !errors.As(err, &pe) || pe.Committed != f.Selection() {
+		t.Fatalf("replay of another selection: %v, want a ProgressError naming %q", err, f.Selection())
+	}
+	// ...unless started over, or kept in another group.
+	s5 := replay(t, r, dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"), dlq.ReplayGroup("elsewhere"))
+	if s5.Replayed != 1 || s5.Group != "elsewhere" {
+		t.Errorf("replay in another group: %+v", s5)
+	}
+	s6 := replay(t, r, f, dlq.ReplayFromStart(true), dlq.ReplayDryRun(true))
+	if s6.Replayed != 6 || len(s6.Resumed) != 0 {
+		t.Errorf("dry run from the start: %+v, want 6 that would be replayed", s6)
+	}
+	s7 := replay(t, r, dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"), dlq.ReplayFromStart(true))
+	if s7.Replayed != 1 {
+		t.Errorf("replay from the start of another selection: %+v", s7)
+	}
+	// The from-start replay took the group over: the first selection's
+	// progress is gone, and that selection is now refused.
+	if _, err := r.Replay(context.Background(), f); !errors.As(err, &pe) || pe.Committed != `reason="unknown"` {
+		t.Errorf("first selection after a from-start of another: %v", err)
+	}
+}
+
+func TestReplayDryRunProducesNothing(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	r := newReader(t, seeds)
+	var outcomes []dlq.Outcome
+	sum := replay(t, r, dlq.Filter{}, dlq.ReplayDryRun(true), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { outcomes = append(outcomes, e.Outcome) }))
+	if sum.Replayed != 5 || sum.Skipped(dlq.SkippedNoTarget) != 1 || len(sum.Progress) != 0 {
+		t.Errorf("dry run summary %+v", sum)
+	}
+	if outcomes[0] != dlq.WouldReplay {
+		t.Errorf("dry run outcomes %v", outcomes)
+	}
+	for _, topic := range []string{"orders", "payments"} {
+		if n := len(consumeAll(t, seeds, topic)); n != 0 {
+			t.Errorf("dry run wrote %d records to %s", n, topic)
+		}
+	}
+	// It committed nothing: a real replay after it does all the work.
+	if s := replay(t, r, dlq.Filter{}); s.Replayed != 5 || len(s.Resumed) != 0 {
+		t.Errorf("replay after a dry run: %+v", s)
+	}
+}
+
+func TestReplayGuards(t *testing.T) {
+	seeds := newFake(t)
+	// k1 replayed 3 times already, k2 twice, k3 unreadable kretry headers.
+	put(t, seeds, "orders.dlq",
+		entry{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "e", "v1"},
+		entry{0, time.Minute, "k2", retrytopics.ReasonPermanent, "orders", "e", "v2"},
+	)
+	cl := producer(t, seeds)
+	md := testMeta("orders", 0, 5, retrytopics.ReasonPermanent, "e")
+	md.Replays = 3
+	hs := retrytopics.Encode(nil, md)
+	md.Replays = 2
+	hs2 := retrytopics.Encode(nil, md)
+	bad := retrytopics.Encode(nil, testMeta("orders", 0, 6, retrytopics.ReasonPermanent, "e"))
+	bad[2].Value = []byte("-1") // kretry-attempts
+	for i, h := range [][]kgo.RecordHeader{hs, hs2, bad} {
+		rec := &kgo.Record{Topic: "orders.dlq", Partition: 1, Key: []byte("g" + strconv.Itoa(i)), Value: []byte("g" + strconv.Itoa(i)), Headers: h}
+		if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newReader(t, seeds)
+
+	s := replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayDryRun(true))
+	if s.Replayed != 1 || s.Skipped(dlq.SkippedMaxReplays) != 1 || s.Skipped(dlq.SkippedNoTarget) != 1 {
+		t.Errorf("default max replays 3: %+v", s)
+	}
+	if sk := s.Skips[0]; sk.Partition != 1 || sk.Offset != 0 || sk.Why != dlq.SkippedMaxReplays || sk.Replays != 3 {
+		t.Errorf("skip %+v", sk)
+	}
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayDryRun(true), dlq.ReplayMaxReplays(2))
+	if s.Replayed != 0 || s.Skipped(dlq.SkippedMaxReplays) != 2 {
+		t.Errorf("max replays 2: %+v", s)
+	}
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayMaxReplays(2), dlq.ReplayForce(true))
+	if s.Replayed != 2 {
+		t.Errorf("forced: %+v", s)
+	}
+	var replays []string
+	for _, rec := range consumeAll(t, seeds, "orders") {
+		v, _ := header(rec, retrytopics.HeaderReplays)
+		replays = append(replays, v)
+	}
+	if !slices.Equal(replays, []string{"4", "3"}) {
+		t.Errorf("kretry-replays of the forced records %v, want [4 3]", replays)
+	}
+	// The invalid-metadata record goes only with a target.
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}, Reasons: []string{"invalid-metadata"}}, dlq.ReplayTo("other"), dlq.ReplayGroup("g2"))
+	if s.Replayed != 1 {
+		t.Errorf("invalid-metadata with a target: %+v", s)
+	}
+	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayMaxReplays(0)); err == nil {
+		t.Errorf("max replays 0 accepted")
+	}
+	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayTo("orders.dlq")); err == nil {
+		t.Errorf("a replay into the DLQ itself accepted")
+	}
+}
+
+func TestReplayMissingTargetProducesNothing(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	put(t, seeds, "orders.dlq", entry{1, time.Hour, "x", retrytopics.ReasonPanic, "gone", "e", "vx"})
+	r := newReader(t, seeds)
+	_, err := r.Replay(context.Background(), dlq.Filter{})
+	if !errors.Is(err, dlq.ErrUnknownTopic) {
+		t.Fatalf("replay with a missing target: %v, want ErrUnknownTopic", err)
+	}
+	for _, topic := range []string{"orders", "payments"} {
+		if n := len(consumeAll(t, seeds, topic)); n != 0 {
+			t.Errorf("a replay with a missing target wrote %d records to %s first", n, topic)
+		}
+	}
+	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 7 {
+		t.Errorf("with --to: %+v", s)
+	}
+}
+
+func TestReplayRate(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	r := newReader(t, seeds)
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	// One record a minute: the second waits on the limiter, and cancelling
+	// there stops the replay with nothing in flight.
+	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayTo("other"), dlq.ReplayRate(1.0/60),
+		dlq.ReplayOnRecord(func(dlq.ReplayEvent) {
+			n++
+			go cancel()
+		}))
+	if !errors.Is(err, context.Canceled) || s.Replayed != 1 || n != 1 {
+		t.Errorf("rate-limited replay cancelled while waiting: %+v, %v", s, err)
+	}
+	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 5 {
+		t.Errorf("resumed after the cancel: %+v", s)
+	}
+}
