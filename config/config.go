@@ -26,11 +26,11 @@ const (
 	// resumed partition is fetched.
 	DefaultFetchMaxWait = 100 * time.Millisecond
 	// MinTierRetention is the floor of a tier topic's default retention,
-	// which is max(2 × the tier's delay, MinTierRetention).
-	MinTierRetention = 24 * time.Hour
+	// which is max(2 × the tier's delay, MinTierRetention): 24h.
+	MinTierRetention = retrytopics.MinTierRetention
 	// DefaultDLQRetention is the retention of a DLQ topic when
 	// retention.dlq is not given: 14 days.
-	DefaultDLQRetention = 14 * 24 * time.Hour
+	DefaultDLQRetention = retrytopics.DefaultDLQRetention
 )
 
 // Environment variables that override the file in Load and Parse. An empty
@@ -157,13 +157,28 @@ func (t Topic) Ladder(group string) (*retrytopics.Ladder, error) {
 	return retrytopics.NewLadder(t.Name, group, t.Tiers, opts...)
 }
 
+// Provisions returns what retrytopics.Plan provisions for c: one Provision
+// per topic, in order, with its ladder for c.Group and its retention
+// settings (0 for the defaults).
+func (c *Config) Provisions() ([]retrytopics.Provision, error) {
+	ls, err := c.Ladders()
+	if err != nil {
+		return nil, err
+	}
+	ps := make([]retrytopics.Provision, len(ls))
+	for i, l := range ls {
+		ps[i] = retrytopics.Provision{Ladder: l, TierRetention: c.Topics[i].TierRetention, DLQRetention: c.Topics[i].DLQRetention}
+	}
+	return ps, nil
+}
+
 // RetentionForTier returns the retention a tier topic of t with the given
 // delay should have: TierRetention when set, else max(2 × delay, 24h).
 func (t Topic) RetentionForTier(delay time.Duration) time.Duration {
 	if t.TierRetention > 0 {
 		return t.TierRetention
 	}
-	return max(2*delay, MinTierRetention)
+	return retrytopics.TierRetention(delay)
 }
 
 // RetentionForDLQ returns the retention t's DLQ should have: DLQRetention when

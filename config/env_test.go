@@ -231,3 +231,24 @@ func TestRetention(t *testing.T) {
 		t.Errorf("set retention not used: %v %v", set.RetentionForTier(5*time.Second), set.RetentionForDLQ())
 	}
 }
+
+func TestProvisions(t *testing.T) {
+	clearEnv(t)
+	c, err := config.Load("../testdata/config/good/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.Provisions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2 {
+		t.Fatalf("%d provisions, want 2", len(ps))
+	}
+	if p := ps[0]; p.Ladder.Topic() != "orders" || p.Ladder.DLQ() != "orders.dead" || p.TierRetention != 72*time.Hour || p.DLQRetention != 336*time.Hour {
+		t.Errorf("orders: %s %s %v %v", p.Ladder.Topic(), p.Ladder.DLQ(), p.TierRetention, p.DLQRetention)
+	}
+	if p := ps[1]; p.Ladder.Topic() != "payments" || p.Ladder.DLQ() != "payments.dlq" || p.TierRetention != 0 || p.DLQRetention != 0 {
+		t.Errorf("payments: %s %s %v %v, want the defaults (0)", p.Ladder.Topic(), p.Ladder.DLQ(), p.TierRetention, p.DLQRetention)
+	}
+}
