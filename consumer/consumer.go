@@ -1,0 +1,329 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// commitTimeout bounds the final commit of marked offsets at shutdown.
+const commitTimeout = 15 * time.Second
+
+// pollRecords is the most records one poll hands to the partitions' goroutines.
+const pollRecords = 1000
+
+// Consumer runs a Handler over the main topics of a config, with the retry
+// ladder of each topic. Build it with New; Run it once.
+type Consumer struct {
+	cfg        *config.Config
+	handler    Handler
+	opts       options
+	ladders    map[string]*retrytopics.Ladder // by main topic
+	maxAge     map[string]time.Duration       // by main topic; 0: no limit
+	clientOpts []kgo.Opt                      // from the config, then WithClientOpts
+	metrics    *metrics.Metrics
+	relay      relayRunner // nil: WithRelay(false)
+	started    atomic.Bool
+}
+
+// New checks cfg, h and opts and returns a Consumer that has started nothing:
+// no connection is made until Run. Every ladder of cfg is resolved here, so a
+// bad config fails now rather than in Run.
+func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
+	if cfg == nil {
+		return nil, errors.New("consumer: nil config: load one with config.Load")
+	}
+	if h == nil {
+		return nil, errors.New("consumer: nil handler: pass a Handler or a HandlerFunc")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt.apply(&o)
+		}
+	}
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Group == "" {
+		return nil, errors.New("consumer: the config has no group: set group in the config file or KRETRY_GROUP")
+	}
+	if len(cfg.Topics) == 0 {
+		return nil, errors.New("consumer: the config has no topics: list the main topics under topics in the config file")
+	}
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	c := &Consumer{
+		cfg:     cfg,
+		handler: h,
+		opts:    o,
+		ladders: make(map[string]*retrytopics.Ladder, len(ladders)),
+		maxAge:  make(map[string]time.Duration, len(cfg.Topics)),
+	}
+	for i, l := range ladders {
+		if _, dup := c.ladders[l.Topic()]; dup {
+			return nil, fmt.Errorf("consumer: topic %s is listed twice in the config: list each main topic once", l.Topic())
+		}
+		c.ladders[l.Topic()] = l
+		if age := cfg.Topics[i].MaxAge; age < 0 {
+			return nil, fmt.Errorf("consumer: topic %s: negative max_age %v: use 0 for no limit", l.Topic(), age)
+		} else {
+			c.maxAge[l.Topic()] = age
+		}
+	}
+	base, err := cfg.ClientOpts()
+	if err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	c.clientOpts = append(slices.Clone(base), o.clientOpts...)
+	if c.metrics, err = metrics.New(o.registerer); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	if o.relay {
+		if c.relay, err = newRelay(c, ladders); err != nil {
+			return nil, fmt.Errorf("consumer: relay: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Run joins cfg.Group over every main topic of the config and handles records
+// until ctx is done; with the relay (WithRelay, the default) it also runs the
+// relay of the same ladders and returns when both have stopped.
+//
+// Before joining, Run checks that every main, tier and DLQ topic exists; a
+// missing one is an error naming it. After ctx is cancelled, Run stops
+// fetching, lets in-flight handlers finish within the grace period
+// (WithGracePeriod), commits the offsets of every record done, leaves the
+// group and returns nil; no goroutine it started outlives it. A record is done
+// when its handler returned nil, or when its forward to a retry tier or the
+// DLQ was acknowledged by the broker; any other record is delivered again
+// later, so delivery is at least once.
+//
+// Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return errors.New("consumer: Run called twice: build a new Consumer with New")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	s := &session{
+		c:       c,
+		log:     c.opts.logger,
+		workers: make(map[topicPartition]*worker),
+		base:    context.WithoutCancel(ctx),
+	}
+	cl, kprom, err := s.newClient()
+	if err != nil {
+		return err
+	}
+	s.cl = cl
+	if s.partitions, err = s.checkTopics(ctx); err != nil {
+		cl.Close()
+		return err
+	}
+
+	var wg sync.WaitGroup
+	var relayErr error
+	if c.relay != nil {
+		wg.Go(func() {
+			if err := c.relay.Run(ctx); err != nil && ctx.Err() == nil {
+				relayErr = fmt.Errorf("consumer: relay stopped: %w", err)
+				c.opts.logger.Error("kretry relay stopped; stopping the consumer", "error", err)
+				cancel()
+			}
+		})
+	}
+	if c.opts.crash != nil {
+		wg.Go(func() {
+			select {
+			case <-c.opts.crash:
+				s.crashed.Store(true)
+				cancel()
+			case <-ctx.Done():
+			}
+		})
+	}
+
+	s.poll(ctx)
+	err = s.shutdown()
+	kprom.release()
+	cancel()
+	wg.Wait()
+	if s.crashed.Load() {
+		return errCrashed
+	}
+	return errors.Join(relayErr, err)
+}
+
+// topicPartition names one partition of a main topic.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// session is the state of one Run: the client, the partitions' workers and
+// the partition counts of the topics records are forwarded to.
+type session struct {
+	c          *Consumer
+	cl         *kgo.Client
+	log        *slog.Logger
+	base       context.Context  // values of Run's ctx, never cancelled
+	partitions map[string]int32 // tier and DLQ topic → partition count
+
+	mu      sync.Mutex
+	workers map[topicPartition]*worker
+	closing bool // set at shutdown: assignments start no workers
+
+	crashed atomic.Bool // the test hook fired: commit nothing more
+}
+
+// poll fetches records and hands each partition's records to its worker until
+// ctx is done. BlockRebalanceOnPoll holds rebalances between PollRecords and
+// AllowRebalance, so a revoke never races the hand-off.
+func (s *session) poll(ctx context.Context) {
+	for {
+		fetches := s.cl.PollRecords(ctx, pollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			s.log.Error("kretry consumer fetch failed", "topic", topic, "partition", partition, "error", err)
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			s.mu.Lock()
+			w := s.workers[topicPartition{p.Topic, p.Partition}]
+			s.mu.Unlock()
+			if w == nil {
+				// Not ours any more; the new owner fetches these again.
+				return
+			}
+			w.enqueue(p.Records)
+		})
+		s.cl.AllowRebalance()
+	}
+}
+
+// assigned starts a worker for each partition assigned.
+func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return
+	}
+	for topic, partitions := range assigned {
+		ladder := s.c.ladders[topic]
+		for _, p := range partitions {
+			tp := topicPartition{topic, p}
+			if s.workers[tp] != nil {
+				continue
+			}
+			w := newWorker(s, tp, ladder)
+			s.workers[tp] = w
+			go w.run()
+		}
+	}
+}
+
+// revoked stops and waits for the workers of the revoked partitions, then
+// commits what they marked.
+func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	s.stopWorkers(revoked, s.c.opts.grace)
+	if s.crashed.Load() {
+		return
+	}
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		s.log.Error("kretry consumer commit on revoke failed; records done since the last commit will be handled again",
+			"group", s.c.cfg.Group, "error", err)
+	}
+}
+
+// lost stops the workers of partitions another member may already own: their
+// handlers are cancelled at once and nothing is committed.
+func (s *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.stopWorkers(lost, 0)
+}
+
+// stopWorkers stops the workers of the given partitions (all of them when
+// tps is nil), waits for them, and resumes the partitions they paused: a pause
+// outlives a rebalance in franz-go, and a partition reassigned to us later
+// must not stay paused.
+func (s *session) stopWorkers(tps map[string][]int32, grace time.Duration) {
+	s.mu.Lock()
+	var stopping []*worker
+	if tps == nil {
+		for tp, w := range s.workers {
+			stopping = append(stopping, w)
+			delete(s.workers, tp)
+		}
+	} else {
+		for topic, partitions := range tps {
+			for _, p := range partitions {
+				tp := topicPartition{topic, p}
+				if w := s.workers[tp]; w != nil {
+					stopping = append(stopping, w)
+					delete(s.workers, tp)
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range stopping {
+		w.stop(grace)
+	}
+	resume := make(map[string][]int32)
+	for _, w := range stopping {
+		w.wait()
+		resume[w.tp.topic] = append(resume[w.tp.topic], w.tp.partition)
+	}
+	if len(resume) > 0 {
+		s.cl.ResumeFetchPartitions(resume)
+	}
+}
+
+// shutdown stops every worker within the grace period, commits the marks,
+// and leaves the group by closing the client.
+func (s *session) shutdown() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	grace := s.c.opts.grace
+	if s.crashed.Load() {
+		grace = 0
+	}
+	s.stopWorkers(nil, grace)
+	var err error
+	if !s.crashed.Load() {
+		ctx, cancel := context.WithTimeout(s.base, commitTimeout)
+		if cerr := s.cl.CommitMarkedOffsets(ctx); cerr != nil {
+			err = fmt.Errorf("consumer: committing offsets at shutdown: %w; records done since the last commit will be handled again", cerr)
+			s.log.Error("kretry consumer commit at shutdown failed", "group", s.c.cfg.Group, "error", cerr)
+		}
+		cancel()
+	}
+	s.cl.CloseAllowingRebalance()
+	return err
+}
+
+// relayRunner is the part of retrytopics.Relay that Run uses.
+type relayRunner interface {
+	Run(ctx context.Context) error
+}

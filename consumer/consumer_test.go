@@ -1,0 +1,701 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// checkDLQRecord checks a DLQ record against the record it came from: same
+// key, value and user headers, and kretry headers saying reason, attempts,
+// tier and errText, failed at failedAt, first delivered as orig.
+func checkForwarded(t *testing.T, got, orig *kgo.Record, want retrytopics.Metadata) {
+	t.Helper()
+	if string(got.Key) != string(orig.Key) || string(got.Value) != string(orig.Value) {
+		t.Errorf("forwarded key/value = %q/%q, want %q/%q", got.Key, got.Value, orig.Key, orig.Value)
+	}
+	if g, w := userHeaders(got.Headers), userHeaders(orig.Headers); g != w {
+		t.Errorf("forwarded user headers = %s, want %s", g, w)
+	}
+	md, ok, err := retrytopics.Decode(got.Headers)
+	if err != nil || !ok {
+		t.Fatalf("Decode(forwarded headers) = ok %v, err %v", ok, err)
+	}
+	if v, _ := header(got, retrytopics.HeaderVersion); v != "1" {
+		t.Errorf("kretry-version = %q, want 1", v)
+	}
+	// Compare times at the header's precision.
+	norm := func(m retrytopics.Metadata) retrytopics.Metadata {
+		for _, tp := range []*time.Time{&m.DueAt, &m.OriginalTimestamp, &m.FirstFailureAt, &m.LastFailureAt} {
+			*tp = tp.Truncate(time.Millisecond).UTC()
+		}
+		return m
+	}
+	if g, w := norm(md), norm(want); g != w {
+		t.Errorf("forwarded metadata\n got %+v\nwant %+v", g, w)
+	}
+	for _, h := range got.Headers {
+		if strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
+			if _, one := header(got, h.Key); !one {
+				t.Errorf("header %s appears more than once", h.Key)
+			}
+		}
+	}
+}
+
+func TestPermanentGoesToDLQAfterOneAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 4, 2)
+		reg := prometheus.NewRegistry()
+		var calls counter
+		var failedAt time.Time
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			if string(r.Key) == "bad" {
+				failedAt = time.Now()
+				return consumer.Permanent(fmt.Errorf("order %s: unknown customer", r.Value))
+			}
+			return nil
+		})
+		producedAt := time.Now().Add(-time.Second)
+		orig := &kgo.Record{Partition: 3, Key: []byte("bad"), Value: []byte("o-1"), Timestamp: producedAt,
+			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}, {Key: "kind", Value: nil}}}
+		c.produce(orig, &kgo.Record{Partition: 3, Key: []byte("good"), Value: []byte("o-2")})
+
+		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+		waitFor(t, "the DLQ record", func() bool { return len(c.read(c.ladder.DLQ())) == 1 })
+		waitFor(t, "the good record", func() bool { return calls.get("good") == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+
+		if n := calls.get("bad"); n != 1 {
+			t.Errorf("handler called %d times for the permanent failure, want 1", n)
+		}
+		dlq := c.read(c.ladder.DLQ())[0]
+		if dlq.Partition != 1 {
+			t.Errorf("DLQ partition = %d, want 3 mod 2 = 1", dlq.Partition)
+		}
+		checkForwarded(t, dlq, orig, retrytopics.Metadata{
+			Group: testGroup, Attempts: 1, Tier: "dlq", DueAt: failedAt,
+			OriginalTopic: testTopic, OriginalPartition: 3, OriginalOffset: 0, OriginalTimestamp: producedAt,
+			FirstFailureAt: failedAt, LastFailureAt: failedAt,
+			Error: "order o-1: unknown customer", Reason: retrytopics.ReasonPermanent,
+		})
+		for _, s := range c.ladder.Steps() {
+			if n := len(c.read(s.Topic)); n != 0 {
+				t.Errorf("%s holds %d records, want 0", s.Topic, n)
+			}
+		}
+		if got := c.committed(testGroup, testTopic); got[3] != 2 {
+			t.Errorf("committed offsets = %v, want partition 3 at 2", got)
+		}
+		m, err := metrics.New(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			c    prometheus.Collector
+			want float64
+		}{
+			{m.Records.WithLabelValues(testTopic, metrics.OutcomeDeadLettered), 1},
+			{m.Records.WithLabelValues(testTopic, metrics.OutcomeOK), 1},
+			{m.DeadLettered.WithLabelValues(testTopic, "permanent"), 1},
+			{m.Forwarded.WithLabelValues(testTopic, metrics.TierDLQ), 1},
+		} {
+			if got := metricValue(t, tc.c); got != tc.want {
+				t.Errorf("%v = %v, want %v", tc.c, got, tc.want)
+			}
+		}
+		if n := seriesCount(m.HandlerDuration); n != 1 {
+			t.Errorf("handler duration series = %d, want 1", n)
+		}
+		// The client metrics of kprom are unregistered when Run returns.
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "kretry_client_") {
+				t.Errorf("client metric %s still registered after Run returned", mf.GetName())
+			}
+		}
+	})
+}
+
+func TestFirstFailureGoesToFirstTier(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 4, 2)
+		var logs logBuffer
+		var failedAt time.Time
+		h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+			failedAt = time.Now()
+			return errTransient
+		})
+		producedAt := time.Now().Add(-time.Second)
+		orig := &kgo.Record{Partition: 2, Key: []byte("k"), Value: []byte("v"), Timestamp: producedAt,
+			Headers: []kgo.RecordHeader{{Key: "a", Value: []byte("1")}}}
+		c.produce(&kgo.Record{Partition: 2, Key: []byte("first"), Value: []byte("x")}, orig)
+		first := c.ladder.Steps()[0]
+
+		r := c.start(h, consumer.WithRelay(false), consumer.WithLogger(logs.logger()))
+		waitFor(t, "two tier records", func() bool { return len(c.read(first.Topic)) == 2 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		got := c.read(first.Topic)[1]
+		if got.Partition != 0 {
+			t.Errorf("tier partition = %d, want 2 mod 2 = 0", got.Partition)
+		}
+		checkForwarded(t, got, orig, retrytopics.Metadata{
+			Group: testGroup, Attempts: 1, Tier: "retry-5s", DueAt: failedAt.Add(5 * time.Second),
+			OriginalTopic: testTopic, OriginalPartition: 2, OriginalOffset: 1, OriginalTimestamp: producedAt,
+			FirstFailureAt: failedAt, LastFailureAt: failedAt, Error: errTransient.Error(),
+		})
+		if got := c.committed(testGroup, testTopic); got[2] != 2 {
+			t.Errorf("committed = %v, want partition 2 at 2", got)
+		}
+		// One info line per forward, with what an operator needs.
+		lines := strings.Count(logs.String(), "kretry record forwarded to a retry tier")
+		if lines != 2 {
+			t.Errorf("forward log lines = %d, want 2; logs:\n%s", lines, logs.String())
+		}
+		for _, want := range []string{"tier=retry-5s", "attempt=1", "partition=2", "offset=1", `error="transient failure"`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("logs lack %s:\n%s", want, logs.String())
+			}
+		}
+	})
+}
+
+// A record re-fed by the relay carries its history: the next failure counts
+// on from it, keeps the first delivery and first failure, and moves on to the
+// next tier; the last tier's failures go to the DLQ as exhausted.
+func TestRefedRecordMovesUpTheLadder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 2, 2)
+		failedAt := map[string]time.Time{}
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			failedAt[string(r.Key)] = time.Now()
+			return errTransient
+		})
+		first := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+		history := func(attempts int, tier string) retrytopics.Metadata {
+			return retrytopics.Metadata{
+				Group: testGroup, Attempts: attempts, Tier: tier, DueAt: first.Add(time.Minute),
+				OriginalTopic: testTopic, OriginalPartition: 1, OriginalOffset: 42, OriginalTimestamp: first.Add(-time.Second),
+				FirstFailureAt: first, LastFailureAt: first.Add(30 * time.Second), Error: "earlier", Replays: 2,
+			}
+		}
+		user := []kgo.RecordHeader{{Key: "u", Value: []byte("1")}}
+		second := &kgo.Record{Partition: 1, Key: []byte("second"), Headers: retrytopics.Encode(user, history(1, "retry-5s"))}
+		last := &kgo.Record{Partition: 1, Key: []byte("last"), Headers: retrytopics.Encode(user, history(4, "retry-10m"))}
+		c.produce(second, last)
+
+		r := c.start(h, consumer.WithRelay(false))
+		steps := c.ladder.Steps()
+		waitFor(t, "the tier and DLQ records", func() bool {
+			return len(c.read(steps[1].Topic)) == 1 && len(c.read(c.ladder.DLQ())) == 1
+		})
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		want := history(2, "retry-1m")
+		want.DueAt, want.LastFailureAt, want.Error = failedAt["second"].Add(time.Minute), failedAt["second"], errTransient.Error()
+		checkForwarded(t, c.read(steps[1].Topic)[0], second, want)
+		want = history(5, "retry-10m")
+		want.DueAt, want.LastFailureAt, want.Error = failedAt["last"], failedAt["last"], errTransient.Error()
+		want.Reason = retrytopics.ReasonExhausted
+		checkForwarded(t, c.read(c.ladder.DLQ())[0], last, want)
+	})
+}
+
+func TestPanicGoesToDLQ(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			if string(r.Key) == "boom" {
+				var m map[string]int
+				m["nil map"]++ // a real runtime panic
+			}
+			return nil
+		})
+		c.produce(&kgo.Record{Key: []byte("boom")}, &kgo.Record{Key: []byte("after")})
+		r := c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the record after the panic", func() bool { return calls.get("after") == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		dlq := c.read(c.ladder.DLQ())
+		if len(dlq) != 1 {
+			t.Fatalf("DLQ holds %d records, want 1", len(dlq))
+		}
+		if v, _ := header(dlq[0], retrytopics.HeaderReason); v != "panic" {
+			t.Errorf("kretry-reason = %q, want panic", v)
+		}
+		if v, _ := header(dlq[0], retrytopics.HeaderErrorText); !strings.HasPrefix(v, "panic: assignment to entry in nil map") {
+			t.Errorf("kretry-error = %q, want the panic's text", v)
+		}
+		if n := calls.get("boom"); n != 1 {
+			t.Errorf("handler called %d times for the panicking record, want 1", n)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != 2 {
+			t.Errorf("committed = %v, want 2", got)
+		}
+	})
+}
+
+func TestMaxAgeSendsOldRecordsToDLQ(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		c.cfg.Topics[0].MaxAge = time.Hour
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			return nil
+		})
+		now := time.Now()
+		// A re-fed record is as old as its first delivery, not its re-feed.
+		refed := retrytopics.Metadata{
+			Group: testGroup, Attempts: 1, Tier: "retry-5s", DueAt: now,
+			OriginalTopic: testTopic, OriginalTimestamp: now.Add(-61 * time.Minute),
+			FirstFailureAt: now.Add(-time.Minute), LastFailureAt: now.Add(-time.Minute),
+		}
+		c.produce(
+			&kgo.Record{Key: []byte("old"), Timestamp: now.Add(-2 * time.Hour)},
+			&kgo.Record{Key: []byte("old-refed"), Headers: retrytopics.Encode(nil, refed)},
+			&kgo.Record{Key: []byte("young"), Timestamp: now.Add(-59 * time.Minute)},
+		)
+		r := c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the young record", func() bool { return calls.get("young") == 1 })
+		waitFor(t, "two DLQ records", func() bool { return len(c.read(c.ladder.DLQ())) == 2 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if calls.get("old")+calls.get("old-refed") != 0 {
+			t.Errorf("the handler ran for an expired record")
+		}
+		for i, d := range c.read(c.ladder.DLQ()) {
+			md, _, err := retrytopics.Decode(d.Headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if md.Reason != retrytopics.ReasonExpired || !strings.Contains(md.Error, "max_age 1h0m0s") {
+				t.Errorf("DLQ record %d: reason %q, error %q; want expired naming max_age", i, md.Reason, md.Error)
+			}
+		}
+	})
+}
+
+func TestInvalidMetadataGoesToDLQWithoutHandler(t *testing.T) {
+	valid := retrytopics.Encode(nil, retrytopics.Metadata{
+		Group: testGroup, Attempts: 1, Tier: "retry-5s", OriginalTopic: testTopic,
+	})
+	with := func(key, value string) []kgo.RecordHeader {
+		hs := []kgo.RecordHeader{{Key: "user", Value: []byte("kept")}}
+		for _, h := range valid {
+			if h.Key == key {
+				h.Value = []byte(value)
+			}
+			hs = append(hs, h)
+		}
+		return hs
+	}
+	cases := map[string]struct {
+		headers []kgo.RecordHeader
+		names   string // the header the error names
+	}{
+		"attempts not a number": {with(retrytopics.HeaderAttempts, "x"), retrytopics.HeaderAttempts},
+		"attempts zero":         {with(retrytopics.HeaderAttempts, "0"), retrytopics.HeaderAttempts},
+		"unknown version":       {with(retrytopics.HeaderVersion, "2"), retrytopics.HeaderVersion},
+		"bad time":              {with(retrytopics.HeaderDueAt, "yesterday"), retrytopics.HeaderDueAt},
+		"repeated":              {append(with("", ""), kgo.RecordHeader{Key: retrytopics.HeaderTier, Value: []byte("retry-1m")}), retrytopics.HeaderTier},
+		"tier without group":    {[]kgo.RecordHeader{{Key: retrytopics.HeaderTier, Value: []byte("retry-5s")}}, retrytopics.HeaderGroup},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t, 1, 1)
+				var calls atomic.Int32
+				h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+					calls.Add(1)
+					return nil
+				})
+				orig := &kgo.Record{Key: []byte("k"), Value: []byte("v"), Headers: tc.headers}
+				c.produce(orig)
+				r := c.start(h, consumer.WithRelay(false))
+				waitFor(t, "the DLQ record", func() bool { return len(c.read(c.ladder.DLQ())) == 1 })
+				if err := r.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if n := calls.Load(); n != 0 {
+					t.Errorf("handler called %d times, want 0", n)
+				}
+				d := c.read(c.ladder.DLQ())[0]
+				md, ok, err := retrytopics.Decode(d.Headers)
+				if err != nil || !ok {
+					t.Fatalf("the DLQ record's headers do not decode: %v", err)
+				}
+				if md.Reason != retrytopics.ReasonInvalidMetadata || md.Attempts != 1 || md.OriginalOffset != 0 ||
+					!strings.Contains(md.Error, tc.names) {
+					t.Errorf("DLQ metadata %+v: want reason invalid-metadata, attempts 1, error naming %s", md, tc.names)
+				}
+				if g := userHeaders(d.Headers); g != `"user"="kept";` && tc.names != retrytopics.HeaderGroup {
+					t.Errorf("user headers = %s, want the user header kept", g)
+				}
+				if got := c.committed(testGroup, testTopic); got[0] != 1 {
+					t.Errorf("committed = %v, want 1", got)
+				}
+			})
+		})
+	}
+}
+
+func TestOtherGroupsRetryIsSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		reg := prometheus.NewRegistry()
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			return nil
+		})
+		now := time.Now()
+		other := retrytopics.Metadata{
+			Group: "billing", Attempts: 1, Tier: "retry-5s", DueAt: now,
+			OriginalTopic: testTopic, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		}
+		ours := other
+		ours.Group = testGroup
+		c.produce(
+			&kgo.Record{Key: []byte("billing's"), Headers: retrytopics.Encode(nil, other)},
+			&kgo.Record{Key: []byte("ours"), Headers: retrytopics.Encode(nil, ours)},
+		)
+		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+		waitFor(t, "our re-fed record", func() bool { return calls.get("ours") == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := calls.get("billing's"); n != 0 {
+			t.Errorf("handler ran %d times for another group's retry, want 0", n)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != 2 {
+			t.Errorf("committed = %v, want 2 (past the skipped record)", got)
+		}
+		m, _ := metrics.New(reg)
+		if got := metricValue(t, m.Records.WithLabelValues(testTopic, metrics.OutcomeSkipped)); got != 1 {
+			t.Errorf("skipped = %v, want 1", got)
+		}
+	})
+}
+
+func TestClassifierDiscard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		errGone := errors.New("customer deleted")
+		classify := func(err error) consumer.Decision {
+			if errors.Is(err, errGone) {
+				return consumer.Discard
+			}
+			return consumer.DefaultClassifier(err)
+		}
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			switch string(r.Key) {
+			case "gone":
+				return fmt.Errorf("order 7: %w", errGone)
+			case "perm":
+				return consumer.Permanent(errors.New("bad"))
+			}
+			return errTransient
+		})
+		c.produce(&kgo.Record{Key: []byte("gone")}, &kgo.Record{Key: []byte("perm")}, &kgo.Record{Key: []byte("retry")})
+		r := c.start(h, consumer.WithRelay(false), consumer.WithClassifier(classify))
+		waitFor(t, "all three", func() bool { return calls.total() == 3 })
+		waitFor(t, "commit", func() bool { return c.committed(testGroup, testTopic)[0] == 3 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := len(c.read(c.ladder.DLQ())); n != 1 {
+			t.Errorf("DLQ holds %d, want 1 (the permanent one)", n)
+		}
+		if n := len(c.read(c.ladder.Steps()[0].Topic)); n != 1 {
+			t.Errorf("first tier holds %d, want 1 (the transient one)", n)
+		}
+	})
+}
+
+// A forward the broker refuses leaves the record uncommitted and holds the
+// partition: nothing after it is handled until it is forwarded.
+func TestFailedForwardLeavesOffsetUncommitted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		var logs logBuffer
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			if string(r.Key) == "perm" {
+				return consumer.Permanent(errors.New("bad"))
+			}
+			return nil
+		})
+		r := c.start(h, consumer.WithRelay(false), consumer.WithLogger(logs.logger()))
+		c.produce(&kgo.Record{Key: []byte("ok-1")})
+		waitFor(t, "ok-1", func() bool { return calls.get("ok-1") == 1 })
+		if _, err := c.adm.DeleteTopics(context.Background(), c.ladder.DLQ()); err != nil {
+			t.Fatal(err)
+		}
+		c.produce(&kgo.Record{Key: []byte("perm")}, &kgo.Record{Key: []byte("ok-2")})
+		waitFor(t, "the failed forward", func() bool {
+			return strings.Count(logs.String(), "kretry forward failed") >= 3
+		})
+		time.Sleep(time.Minute)
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := calls.get("ok-2"); n != 0 {
+			t.Errorf("the record after the failed forward was handled %d times, want 0", n)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != 1 {
+			t.Errorf("committed = %v, want 1: the failed record stays uncommitted", got)
+		}
+
+		// Once the DLQ is back, a new run forwards it and moves on.
+		if _, err := c.adm.CreateTopic(context.Background(), 1, 1, nil, c.ladder.DLQ()); err != nil {
+			t.Fatal(err)
+		}
+		r = c.start(h, consumer.WithRelay(false))
+		waitFor(t, "ok-2", func() bool { return calls.get("ok-2") == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := len(c.read(c.ladder.DLQ())); n != 1 {
+			t.Errorf("DLQ holds %d records, want 1", n)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != 3 {
+			t.Errorf("committed = %v, want 3", got)
+		}
+	})
+}
+
+func TestMissingTopicsFailRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		c.cfg.Source = "kretry.yaml"
+		if _, err := c.adm.DeleteTopics(context.Background(), c.ladder.DLQ(), c.ladder.Steps()[1].Topic); err != nil {
+			t.Fatal(err)
+		}
+		h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+		cons, err := consumer.New(c.cfg, h, consumer.WithRelay(false), consumer.WithClientOpts(c.kopts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cons.Run(context.Background())
+		want := `topics orders.retry-1m, orders.dlq do not exist: run "kretry topics apply -c kretry.yaml"`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Run = %v, want an error containing %s", err, want)
+		}
+
+		c.cfg.Topics = append(c.cfg.Topics, c.cfg.Topics[0])
+		c.cfg.Topics[1].Name = "payments"
+		cons, err = consumer.New(c.cfg, h, consumer.WithRelay(false), consumer.WithClientOpts(c.kopts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cons.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "main topic payments does not exist") {
+			t.Errorf("Run = %v, want it to name the missing main topic", err)
+		}
+	})
+}
+
+func TestNewChecksItsArguments(t *testing.T) {
+	ok := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	c := func() *cluster {
+		// New connects to nothing, so a config without a cluster will do.
+		cl := &cluster{}
+		cl.cfg = newConfig()
+		return cl
+	}
+	cases := []struct {
+		name string
+		edit func(*cluster) (consumer.Handler, []consumer.Option)
+		want string
+	}{
+		{"nil handler", func(*cluster) (consumer.Handler, []consumer.Option) { return nil, nil }, "nil handler"},
+		{"no group", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Group = ""; return ok, nil }, "no group"},
+		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Topics = nil; return ok, nil }, "no topics"},
+		{"no brokers", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Brokers = nil; return ok, nil }, "brokers"},
+		{"bad ladder", func(c *cluster) (consumer.Handler, []consumer.Option) {
+			c.cfg.Topics[0].Tiers = []retrytopics.Tier{{Delay: time.Minute}, {Delay: time.Second}}
+			return ok, nil
+		}, "orders"},
+		{"negative grace", func(*cluster) (consumer.Handler, []consumer.Option) {
+			return ok, []consumer.Option{consumer.WithGracePeriod(-time.Second)}
+		}, "grace period"},
+		{"negative max_age", func(c *cluster) (consumer.Handler, []consumer.Option) {
+			c.cfg.Topics[0].MaxAge = -time.Second
+			return ok, nil
+		}, "max_age"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := c()
+			h, opts := tc.edit(cl)
+			_, err := consumer.New(cl.cfg, h, append(opts, consumer.WithRelay(false))...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("New = %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := consumer.New(nil, ok); err == nil {
+		t.Error("New(nil config) succeeded")
+	}
+	if _, err := consumer.New(newConfig(), ok, consumer.WithRelay(false)); err != nil {
+		t.Errorf("New with a good config = %v", err)
+	}
+}
+
+// Shutdown in mid-flight loses nothing: every record ends handled or
+// forwarded, each of those is committed or handled again by the next run, and
+// the handlers in flight finish within the grace period.
+func TestShutdownMidFlightLosesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 4, 4)
+		const n = 200
+		var recs []*kgo.Record
+		for i := range n {
+			recs = append(recs, &kgo.Record{Partition: int32(i % 4), Key: []byte(strconv.Itoa(i))})
+		}
+		c.produce(recs...)
+
+		var mu sync.Mutex
+		done := map[string]int{} // handled with nil, by key
+		var calls counter
+		var inFlightCancelled atomic.Int32
+		h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			time.Sleep(time.Second) // work
+			if ctx.Err() != nil {
+				inFlightCancelled.Add(1)
+			}
+			i, _ := strconv.Atoi(string(r.Key))
+			if i%5 == 0 {
+				return errTransient
+			}
+			mu.Lock()
+			done[string(r.Key)]++
+			mu.Unlock()
+			return nil
+		})
+		r := c.start(h, consumer.WithRelay(false), consumer.WithGracePeriod(5*time.Second))
+		waitFor(t, "some records", func() bool { return calls.total() >= 40 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := inFlightCancelled.Load(); n != 0 {
+			t.Errorf("%d handlers saw their context cancelled within the grace period", n)
+		}
+		committed := c.committed(testGroup, testTopic)
+		tier := map[string]bool{}
+		for _, tr := range c.read(c.ladder.Steps()[0].Topic) {
+			tier[string(tr.Key)] = true
+		}
+		// Everything below the committed offsets is durable.
+		for _, rec := range recs {
+			if rec.Offset >= committed[rec.Partition] {
+				continue
+			}
+			k := string(rec.Key)
+			mu.Lock()
+			handled := done[k] > 0
+			mu.Unlock()
+			if !handled && !tier[k] {
+				t.Errorf("record %s (p%d o%d) is below the committed offset but neither handled nor forwarded", k, rec.Partition, rec.Offset)
+			}
+		}
+		if total := committed[0] + committed[1] + committed[2] + committed[3]; total == 0 || total == n {
+			t.Errorf("committed %d records of %d: the stop did not happen in mid-flight", total, n)
+		}
+
+		// A second run finishes the rest from the committed offsets.
+		r = c.start(h, consumer.WithRelay(false))
+		waitFor(t, "everything committed", func() bool {
+			got := c.committed(testGroup, testTopic)
+			return got[0]+got[1]+got[2]+got[3] == n
+		})
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		tier = map[string]bool{}
+		for _, tr := range c.read(c.ladder.Steps()[0].Topic) {
+			tier[string(tr.Key)] = true
+		}
+		for _, rec := range recs {
+			k := string(rec.Key)
+			i, _ := strconv.Atoi(k)
+			if i%5 == 0 && !tier[k] {
+				t.Errorf("failing record %s was never forwarded", k)
+			}
+			if i%5 != 0 && done[k] == 0 {
+				t.Errorf("record %s was never handled", k)
+			}
+		}
+	})
+}
+
+// A handler that outlives the grace period has its context cancelled; its
+// record is not committed and is handled again by the next run.
+func TestGracePeriodCancelsSlowHandler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		var calls counter
+		started := make(chan struct{}, 1)
+		h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+			if calls.add(r.Key) == 1 {
+				started <- struct{}{}
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})
+		c.produce(&kgo.Record{Key: []byte("slow")})
+		r := c.start(h, consumer.WithRelay(false), consumer.WithGracePeriod(3*time.Second))
+		<-started
+		stopAt := time.Now()
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if waited := time.Since(stopAt); waited < 3*time.Second {
+			t.Errorf("Run returned %v after cancel, before the grace period", waited)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != 0 {
+			t.Errorf("committed = %v: the cancelled record must not be", got)
+		}
+		if n := len(c.read(c.ladder.Steps()[0].Topic)) + len(c.read(c.ladder.DLQ())); n != 0 {
+			t.Errorf("a cancelled handler's record was forwarded (%d)", n)
+		}
+		r = c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the second delivery", func() bool { return calls.get("slow") == 2 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}

@@ -1,0 +1,129 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// An Option configures a Consumer. Options are applied in order; a later one
+// overrides an earlier one of the same kind.
+type Option interface{ apply(*options) }
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+type options struct {
+	logger     *slog.Logger
+	registerer prometheus.Registerer
+	clientOpts []kgo.Opt
+	classifier Classifier
+	relay      bool
+	grace      time.Duration
+
+	// Provisioning (creating missing tier and DLQ topics at start) goes here
+	// as an option of its own; Run checks the topics after it.
+
+	// A partition's fetching is paused once pauseAt of its records wait for
+	// its worker, and resumed when the worker is down to resumeAt, so a slow
+	// partition holds a bounded number of records in memory and does not
+	// hold up the others. The gap keeps the worker busy while the resumed
+	// partition waits for its next fetch (up to the client's FetchMaxWait).
+	// Tests lower them (export_test.go).
+	pauseAt, resumeAt int
+
+	// crash, when closed, makes Run stop like a killed process: nothing more
+	// is committed and Run returns errCrashed. Tests only (export_test.go).
+	crash <-chan struct{}
+}
+
+func defaultOptions() options {
+	return options{
+		logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		classifier: DefaultClassifier,
+		relay:      true,
+		grace:      10 * time.Second,
+		pauseAt:    pollRecords,
+		resumeAt:   pollRecords / 4,
+	}
+}
+
+func (o *options) validate() error {
+	if o.grace < 0 {
+		return fmt.Errorf("consumer: WithGracePeriod(%v): the grace period must not be negative", o.grace)
+	}
+	for i, opt := range o.clientOpts {
+		if opt == nil {
+			return fmt.Errorf("consumer: WithClientOpts: option %d is nil", i)
+		}
+	}
+	return nil
+}
+
+// WithLogger sets the logger. The consumer logs one info line per record
+// forwarded to a retry tier or the DLQ, errors at error level, and nothing per
+// successful record. Default: a logger that discards everything. A nil logger
+// means the default.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(o *options) {
+		if l == nil {
+			l = defaultOptions().logger
+		}
+		o.logger = l
+	})
+}
+
+// WithRegisterer registers kretry's metrics (kretry_records_total,
+// kretry_handler_duration_seconds, kretry_forwarded_total,
+// kretry_dead_lettered_total and, when the relay runs in Run, the relay's) and
+// the franz-go client metrics of kprom (kretry_client_*, with the label
+// component="consumer") on reg. The client metrics are unregistered when Run
+// returns. Default: nil, metrics are counted but exported nowhere.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return optionFunc(func(o *options) { o.registerer = reg })
+}
+
+// WithClientOpts adds franz-go client options (TLS, SASL, a dialer, client
+// tuning) after those built from the config, to the consumer's client and to
+// the relay's. Options that would change kretry's guarantees are overridden:
+// the consumer group, the consumed topics, offset commits, the rebalance
+// callbacks and the partitioner. Default: none.
+func WithClientOpts(opts ...kgo.Opt) Option {
+	return optionFunc(func(o *options) { o.clientOpts = append(o.clientOpts, opts...) })
+}
+
+// WithClassifier sets the function that decides whether a failed record is
+// retried, dead-lettered or discarded. It replaces the default entirely.
+// Default: DefaultClassifier (ErrPermanent → DeadLetter, anything else →
+// Retry). A nil classifier means the default.
+func WithClassifier(c Classifier) Option {
+	return optionFunc(func(o *options) {
+		if c == nil {
+			c = DefaultClassifier
+		}
+		o.classifier = c
+	})
+}
+
+// WithRelay sets whether Run also runs the relay (retrytopics.Relay) for the
+// same ladders, in group cfg.Relay.Group. Without it the retry tiers are
+// re-fed only by a relay running elsewhere (`kretry relay`). Default: true.
+func WithRelay(run bool) Option {
+	return optionFunc(func(o *options) { o.relay = run })
+}
+
+// WithGracePeriod sets how long in-flight handlers may run after Run's context
+// is cancelled or their partition is revoked; after it their context is
+// cancelled. Zero cancels them at once. Default: 10s.
+func WithGracePeriod(d time.Duration) Option {
+	return optionFunc(func(o *options) { o.grace = d })
+}
+
+// errCrashed is returned by Run when the test-only crash hook fired.
+var errCrashed = errors.New("consumer: crashed by the test hook")

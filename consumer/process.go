@@ -1,0 +1,230 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// Backoff of a forward that the broker refused: it is retried in place, so
+// the handler does not run again and nothing after it on the partition is
+// handled before it is done.
+const (
+	forwardBackoffMin = 100 * time.Millisecond
+	forwardBackoffMax = 10 * time.Second
+)
+
+// process takes one record to its outcome: handled, skipped, discarded, or
+// forwarded to a retry tier or the DLQ and acknowledged; then it marks the
+// record's offset for commit. It returns false, with the record unmarked,
+// when the worker was stopped before the outcome was durable.
+func (w *worker) process(rec *kgo.Record) bool {
+	s := w.s
+	topic := rec.Topic
+	md, hasMD, err := retrytopics.Decode(rec.Headers)
+	if err != nil {
+		return w.deadLetter(rec, retrytopics.Metadata{}, retrytopics.ReasonInvalidMetadata,
+			"unreadable kretry headers: "+err.Error())
+	}
+	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
+		// Another group's retry, re-fed to the topic we share with it.
+		s.cl.MarkCommitRecords(rec)
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
+		return true
+	}
+	if maxAge := s.c.maxAge[topic]; maxAge > 0 {
+		born := rec.Timestamp
+		if md.Group != "" {
+			born = md.OriginalTimestamp
+		}
+		if age := time.Since(born); age > maxAge {
+			return w.deadLetter(rec, md, retrytopics.ReasonExpired,
+				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge))
+		}
+	}
+
+	// The handler may change the record; what is forwarded is what arrived.
+	orig := *rec
+	orig.Headers = slices.Clone(rec.Headers)
+	herr, panicked := w.handle(rec)
+	rec = &orig
+	switch {
+	case herr == nil:
+		s.cl.MarkCommitRecords(rec)
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeOK).Inc()
+		return true
+	case panicked:
+		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
+	case w.ctx.Err() != nil:
+		// Cancelled by us (revoke or shutdown): not the record's failure.
+		s.log.Info("kretry handler stopped by cancellation; the record will be delivered again",
+			"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
+		return false
+	}
+
+	switch d := w.classify(rec, herr); d {
+	case Discard:
+		s.cl.MarkCommitRecords(rec)
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
+		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
+			"error", herr)
+		return true
+	case DeadLetter:
+		return w.deadLetter(rec, md, retrytopics.ReasonPermanent, herr.Error())
+	}
+	failure := 1
+	if md.Group != "" {
+		failure = md.Attempts + 1
+	}
+	step, ok := w.ladder.For(failure)
+	if !ok {
+		return w.deadLetter(rec, md, retrytopics.ReasonExhausted, herr.Error())
+	}
+	now := time.Now()
+	next := w.nextMetadata(rec, md, now, herr.Error())
+	next.Tier = step.Name
+	next.DueAt = now.Add(step.Delay)
+	if !w.forward(rec, step.Topic, next) {
+		return false
+	}
+	s.cl.MarkCommitRecords(rec)
+	s.c.metrics.Forwarded.WithLabelValues(topic, step.Name).Inc()
+	s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeRetried).Inc()
+	s.log.Info("kretry record forwarded to a retry tier",
+		"topic", topic, "partition", rec.Partition, "offset", rec.Offset,
+		"tier", step.Name, "attempt", next.Attempts, "due_at", next.DueAt, "error", herr)
+	return true
+}
+
+// handle runs the handler, recovering a panic into an error whose text is
+// "panic: " and the panic's value.
+func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
+	start := time.Now()
+	defer func() {
+		w.s.c.metrics.HandlerDuration.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds())
+		if v := recover(); v != nil {
+			err, panicked = fmt.Errorf("panic: %v", v), true
+			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
+	return w.s.c.handler.Handle(w.ctx, rec), false
+}
+
+// classify runs the classifier; a panic or an unknown Decision is Retry.
+func (w *worker) classify(rec *kgo.Record, herr error) (d Decision) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.s.log.Error("kretry classifier panicked; retrying the record", "topic", rec.Topic,
+				"partition", rec.Partition, "offset", rec.Offset, "panic", fmt.Sprint(v))
+			d = Retry
+		}
+	}()
+	d = w.s.c.opts.classifier(herr)
+	if d != Retry && d != DeadLetter && d != Discard {
+		w.s.log.Error("kretry classifier returned an unknown decision; retrying the record", "decision", d,
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+		d = Retry
+	}
+	return d
+}
+
+// deadLetter forwards rec to its ladder's DLQ with the reason and marks it.
+func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason retrytopics.Reason, errText string) bool {
+	now := time.Now()
+	next := w.nextMetadata(rec, md, now, errText)
+	next.Reason = reason
+	next.DueAt = now
+	// The tier the record came from; a record that never went through the
+	// ladder is in the DLQ only.
+	next.Tier = md.Tier
+	if next.Tier == "" {
+		next.Tier = metrics.TierDLQ
+	}
+	if !w.forward(rec, w.ladder.DLQ(), next) {
+		return false
+	}
+	s := w.s
+	s.cl.MarkCommitRecords(rec)
+	s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
+	s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
+	s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
+	s.log.Info("kretry record dead-lettered",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+		"dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", next.Attempts, "error", errText)
+	return true
+}
+
+// nextMetadata is the kretry metadata of rec after a failure at now: the
+// failure is counted, the first delivery and the first failure are kept from
+// md when rec came through the ladder, and taken from rec otherwise.
+func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time.Time, errText string) retrytopics.Metadata {
+	next := retrytopics.Metadata{
+		Group:         w.s.c.cfg.Group,
+		LastFailureAt: now,
+		Error:         errText,
+		Replays:       md.Replays,
+	}
+	if md.Group != "" {
+		next.Attempts = md.Attempts + 1
+		next.OriginalTopic = md.OriginalTopic
+		next.OriginalPartition = md.OriginalPartition
+		next.OriginalOffset = md.OriginalOffset
+		next.OriginalTimestamp = md.OriginalTimestamp
+		next.FirstFailureAt = md.FirstFailureAt
+	} else {
+		next.Attempts = 1
+		next.OriginalTopic = rec.Topic
+		next.OriginalPartition = rec.Partition
+		next.OriginalOffset = rec.Offset
+		next.OriginalTimestamp = rec.Timestamp
+		next.FirstFailureAt = now
+	}
+	return next
+}
+
+// forward produces rec's key, value and user headers, with md as its kretry
+// headers, to topic at rec's partition (mod the topic's partition count),
+// and waits for the broker's acknowledgement. A refused produce is retried
+// with backoff for as long as the worker runs; false means the worker was
+// stopped first and nothing may be marked.
+func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata) bool {
+	out := &kgo.Record{
+		Topic:     topic,
+		Partition: rec.Partition % w.s.partitions[topic],
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   retrytopics.Encode(rec.Headers, md),
+		Timestamp: md.LastFailureAt,
+	}
+	backoff := forwardBackoffMin
+	for try := 1; ; try++ {
+		err := w.s.cl.ProduceSync(w.ctx, out).FirstErr()
+		if err == nil {
+			return true
+		}
+		if w.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+			w.s.log.Error("kretry forward abandoned at stop; the record is not committed and will be handled again",
+				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic, "error", err)
+			return false
+		}
+		w.s.log.Error("kretry forward failed; the record is not committed and the forward is retried",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic,
+			"try", try, "retry_in", backoff, "error", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-w.ctx.Done():
+			t.Stop()
+			return false
+		}
+		backoff = min(2*backoff, forwardBackoffMax)
+	}
+}
