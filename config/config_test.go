@@ -83,6 +83,31 @@ func TestGoodConfigs(t *testing.T) {
 			}},
 			Relay: config.Relay{Group: "billing-relay", FetchMaxWait: 100 * time.Millisecond},
 		},
+		// The annotated example of the README, kept valid here.
+		"readme.yaml": {
+			Brokers:  []string{"kafka-1:9093", "kafka-2:9093"},
+			ClientID: "orders-service",
+			Group:    "orders-service",
+			TLS: &config.TLS{
+				CAFile:   filepath.Join(dir, "ca.pem"),
+				CertFile: filepath.Join(dir, "client.pem"),
+				KeyFile:  filepath.Join(dir, "client-key.pem"),
+			},
+			SASL: &config.SASL{Mechanism: "SCRAM-SHA-512", Username: "orders", PasswordEnv: "KRETRY_SASL_PASSWORD"},
+			Topics: []config.Topic{{
+				Name:   "orders",
+				Tiers:  tiers(5*time.Second, 1, time.Minute, 1, 10*time.Minute, 2),
+				DLQ:    "orders.dlq",
+				Naming: "{topic}.retry-{delay}",
+				MaxAge: day, TierRetention: 72 * time.Hour, DLQRetention: 14 * day,
+			}, {
+				Name:   "payments",
+				Tiers:  tiers(30*time.Second, 3, 90*time.Minute, 1),
+				DLQ:    "payments.dlq",
+				Naming: "{topic}.retry-{delay}",
+			}},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond},
+		},
 		"tls.yaml": {
 			Brokers:  []string{"kafka.example.com:9093"},
 			ClientID: "kretry",

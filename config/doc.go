@@ -1,2 +1,93 @@
-// Package config loads and validates kretry's YAML configuration file.
+// Package config loads and validates kretry's YAML configuration file: the
+// cluster to connect to (Config, TLS, SASL), the main topics with their retry
+// ladders (Topic), and the relay (Relay). Load reads a file and Parse reads
+// text; both resolve every default, so the Config they return holds the
+// values kretry will use. ClientOpts turns the connection settings into
+// franz-go options, and Ladders resolves each topic's retrytopics.Ladder.
+//
+// # Format
+//
+//	brokers: ["127.0.0.1:9092"]        # required; KRETRY_BROKERS overrides
+//	client_id: orders-service          # default "kretry"
+//	group: orders-service              # required; KRETRY_GROUP overrides
+//	tls:                               # optional; present (even {}) = TLS on
+//	  ca_file: ca.pem                  # default: the system's CAs
+//	  cert_file: client.pem            # client certificate: cert_file and
+//	  key_file: client-key.pem         #   key_file together, or neither
+//	  insecure_skip_verify: false      # default false; for testing only
+//	sasl:                              # optional
+//	  mechanism: SCRAM-SHA-512         # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+//	  username: orders
+//	  password_env: KRETRY_SASL_PASSWORD   # the NAME of the variable holding the password
+//	topics:                            # required, at least one
+//	  - name: orders                   # the main topic
+//	    tiers:                         # required, at least one, delays increasing
+//	      - delay: 5s
+//	      - delay: 1m
+//	      - delay: 10m
+//	        attempts: 2                # default 1
+//	    dlq: orders.dlq                # default "{topic}.dlq"
+//	    naming: "{topic}.retry-{delay}"  # the default
+//	    max_age: 24h                   # default none
+//	    retention:
+//	      tiers: 72h                   # default per tier max(2 × delay, 24h)
+//	      dlq: 336h                    # default 336h (14 days)
+//	relay:
+//	  group: orders-service-relay      # default "{group}-relay"
+//	  fetch_max_wait: 100ms            # default 100ms
+//
+// # Defaults
+//
+//	client_id                 "kretry"
+//	tls                       off; with tls present: the system's CAs, no client certificate
+//	sasl                      off
+//	tiers[].attempts          1
+//	dlq                       "{topic}.dlq"
+//	naming                    "{topic}.retry-{delay}"
+//	max_age                   none: records are retried however old they are
+//	retention.tiers           per tier max(2 × delay, 24h)
+//	retention.dlq             336h (14 days)
+//	relay.group               "{group}-relay"
+//	relay.fetch_max_wait      100ms
+//
+// # Values
+//
+// Durations use Go's syntax (500ms, 5s, 1m, 1h30m) and may start with a whole
+// number of days: 14d, 1d12h. Every duration must be > 0.
+//
+// The naming template builds each tier topic's name from {topic} (the main
+// topic), {group} (the consumer group), {delay} (the tier's delay in its
+// shortest form: 5s, 1m, 1h30m, 500ms) and {index} (the tier's position,
+// 1 for the first); it must contain {delay} or {index}. dlq is a name or a
+// template with {topic} and {group}; Topic.DLQ holds it expanded with the
+// file's group (after KRETRY_GROUP). Every main, tier and DLQ topic of a file
+// needs a name of its own, legal for Kafka (letters, digits, '.', '_', '-',
+// at most 249 characters).
+//
+// A tier retention set in the file must be at least 2 × the longest delay of
+// the topic, so that no record expires before it is due.
+//
+// The SASL password is never in the file: password_env names an environment
+// variable that ClientOpts reads; a "password" key is an error. TLS file
+// paths are relative to the directory of the file given to Load (to the
+// working directory for Parse).
+//
+// # Environment
+//
+// KRETRY_BROKERS (comma-separated host:port) replaces brokers and KRETRY_GROUP
+// replaces group, in Load and Parse. An empty variable counts as unset. With
+// them set, the file may leave brokers and group out.
+//
+// # Errors
+//
+// The format is strict. Every problem is a *FieldError naming the file as
+// given to Load, the line, the field and what is allowed:
+//
+//	kretry.yaml:7: topics[0].tiers[1].delay: must be > 0, got -1m
+//	kretry.yaml:9: topics[0].colour: unknown key; allowed keys here: name, tiers, dlq, naming, max_age, retention
+//
+// Load and Parse report all of a file's problems at once, joined with
+// errors.Join, one per line in file order. Parse has no file name, so its
+// errors start with "line N:". A problem of an environment variable has no
+// line and comes last. A YAML syntax error stops at the first one.
 package config
