@@ -215,29 +215,41 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 	for i, s := range plan.Topics {
 		names[i] = s.Topic
 	}
-	details, err := listTopics(ctx, adm, names)
-	if err != nil {
+	if err := observe(ctx, adm, plan.Topics, names); err != nil {
 		return nil, err
 	}
+	return plan, nil
+}
+
+// observe fills in what the cluster has of the named topics of states and
+// decides their actions.
+func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names []string) error {
+	details, err := listTopics(ctx, adm, names)
+	if err != nil {
+		return err
+	}
 	var existing []string
-	for i := range plan.Topics {
-		s := &plan.Topics[i]
-		if d, ok := details[s.Topic]; ok {
-			s.Exists = true
-			s.Partitions = int32(len(d.Partitions))
-			existing = append(existing, s.Topic)
+	for _, n := range names {
+		if _, ok := details[n]; ok {
+			existing = append(existing, n)
 		}
 	}
 	retentions, err := describeRetention(ctx, adm, existing)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	for i := range plan.Topics {
-		s := &plan.Topics[i]
-		if !s.Exists {
+	for i := range states {
+		s := &states[i]
+		if !slices.Contains(names, s.Topic) {
+			continue
+		}
+		d, ok := details[s.Topic]
+		s.Exists, s.Partitions, s.Retention, s.Actions = ok, 0, 0, nil
+		if !ok {
 			s.Actions = []Action{ActionCreate}
 			continue
 		}
+		s.Partitions = int32(len(d.Partitions))
 		s.Retention = retentions[s.Topic]
 		if s.Retention != Unlimited && s.Retention < s.WantRetention {
 			s.Actions = append(s.Actions, ActionRaiseRetention)
@@ -246,7 +258,7 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 			s.Actions = append(s.Actions, ActionAddPartitions)
 		}
 	}
-	return plan, nil
+	return nil
 }
 
 // listTopics returns the details of the topics that exist; a topic that does
@@ -316,31 +328,55 @@ func describeRetention(ctx context.Context, adm *kadm.Client, topics []string) (
 type Applied struct {
 	TopicState
 	Action Action
-	// AlreadyExisted is set on a create that found the topic created in the
-	// meantime, by another kretry process applying the same plan; the topic
-	// is left as that process made it and the next Plan checks it.
+	// AlreadyExisted is set on a create that found the topic there: created
+	// in the meantime (by another kretry process applying the same plan), or
+	// not yet in the metadata that Plan read. Apply then checks the topic
+	// and raises its retention or partitions where they fall short.
 	AlreadyExisted bool
 }
+
+// visibleTimeout bounds how long Apply waits for topics it created to
+// appear in the metadata of the broker it talks to.
+const visibleTimeout = 30 * time.Second
 
 // Apply makes the changes of plan, in order: it creates missing topics with
 // the wanted partitions, replication factor and retention.ms, raises a
 // retention that is too short, and adds partitions up to the main topic's
 // count. It never deletes, never removes partitions and never shortens a
-// retention. It returns what it changed, nothing when the plan has no
-// changes, so applying a fresh plan twice changes nothing the second time.
-// On an error it returns the changes made before it.
+// retention. It returns when every topic it created shows in the broker's
+// metadata (at most 30s), so that a consumer or relay started next finds
+// them. It returns what it changed, nothing when the plan has no changes,
+// so applying a fresh plan twice changes nothing the second time. On an
+// error it returns the changes made before it.
 func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, error) {
 	var done []Applied
+	var created []string
 	for _, s := range plan.Changes() {
-		for _, a := range s.Actions {
-			ap := Applied{TopicState: s, Action: a}
+		queue := slices.Clone(s.Actions)
+		for len(queue) > 0 {
+			ap := Applied{TopicState: s, Action: queue[0]}
+			queue = queue[1:]
 			var err error
-			switch a {
+			switch ap.Action {
 			case ActionCreate:
 				configs := map[string]*string{"retention.ms": kadm.StringPtr(retentionMs(s.WantRetention))}
 				_, err = adm.CreateTopic(ctx, s.WantPartitions, s.WantReplication, configs, s.Topic)
 				if errors.Is(err, kerr.TopicAlreadyExists) {
-					ap.AlreadyExisted, err = true, nil
+					// Look at the topic as it is, and queue what it lacks.
+					ap.AlreadyExisted = true
+					if err = waitVisible(ctx, adm, []string{s.Topic}); err == nil {
+						states := []TopicState{s}
+						if err = observe(ctx, adm, states, []string{s.Topic}); err == nil {
+							s = states[0]
+							for _, a := range s.Actions {
+								if a != ActionCreate { // seen above; never loop on create
+									queue = append(queue, a)
+								}
+							}
+						}
+					}
+				} else if err == nil {
+					created = append(created, s.Topic)
 				}
 				if err != nil {
 					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s): %w",
@@ -368,7 +404,7 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 					err = fmt.Errorf("add partitions to topic %s (%d to %d): %w", s.Topic, s.Partitions, s.WantPartitions, err)
 				}
 			default:
-				err = fmt.Errorf("topic %s: unknown action %q", s.Topic, a)
+				err = fmt.Errorf("topic %s: unknown action %q", s.Topic, ap.Action)
 			}
 			if err != nil {
 				return done, err
@@ -376,7 +412,48 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 			done = append(done, ap)
 		}
 	}
+	if err := waitVisible(ctx, adm, created); err != nil {
+		return done, err
+	}
 	return done, nil
+}
+
+// waitVisible waits until every topic shows in the metadata with a leader
+// for each partition: a broker learns of a topic from the controller a
+// little after CreateTopics returns.
+func waitVisible(ctx context.Context, adm *kadm.Client, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, visibleTimeout)
+	defer cancel()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		details, err := listTopics(ctx, adm, topics)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		var missing []string
+		for _, t := range topics {
+			d, ok := details[t]
+			for _, p := range d.Partitions {
+				if p.Leader < 0 || p.Err != nil {
+					ok = false
+				}
+			}
+			if !ok {
+				missing = append(missing, t)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v were created but do not show in the broker's metadata after %v: check the cluster's health: %w",
+				missing, visibleTimeout, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
 func retentionMs(d time.Duration) string {

@@ -3,6 +3,7 @@ package retrytopics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
@@ -324,5 +325,31 @@ func TestPlanSharedDLQ(t *testing.T) {
 	}
 	if len(p.Topics) != 3 {
 		t.Errorf("plan has %d rows, want 3 (two tiers, one DLQ)", len(p.Topics))
+	}
+}
+
+func TestApplyTopicCreatedAfterPlan(t *testing.T) {
+	f := newProvisionFixture(t)
+	p := f.plan(t)
+	// Another process creates the DLQ between our plan and our apply, with
+	// one partition and a short retention.
+	dlq := f.main + ".dlq"
+	f.create(t, dlq, 1, "3600000")
+
+	done, err := retrytopics.Apply(f.ctx, f.adm, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range done {
+		if d.Topic == dlq {
+			got = append(got, fmt.Sprintf("%s %v", d.Action, d.AlreadyExisted))
+		}
+	}
+	if want := []string{"create true", "raise-retention false", "add-partitions false"}; !slices.Equal(got, want) {
+		t.Errorf("changes to %s: %v, want %v", dlq, got, want)
+	}
+	if parts, _, ms := f.topic(t, dlq); parts != 3 || ms != (14*day).Milliseconds() {
+		t.Errorf("%s: %d partitions, retention.ms %d; want 3 and 14d", dlq, parts, ms)
 	}
 }

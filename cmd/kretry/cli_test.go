@@ -150,6 +150,16 @@ func createTopic(t *testing.T, opts []kgo.Opt, name string, partitions int32, re
 	if _, err := adm.CreateTopic(t.Context(), partitions, -1, cfgs, name); err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	// A real broker shows a new topic in its metadata a little later.
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		if inspect(t, opts, name)[name].exists {
+			return
+		}
+		if wait > 10*time.Second {
+			t.Fatalf("topic %s created but not in the metadata", name)
+		}
+		time.Sleep(wait)
+	}
 }
 
 // fakeWithMain starts kfake with main (3 partitions) and returns its seeds.

@@ -153,7 +153,7 @@ func (a *app) printApplied(plan *retrytopics.TopicPlan, done []retrytopics.Appli
 	for _, d := range done {
 		switch {
 		case d.AlreadyExisted:
-			fmt.Fprintf(a.stdout, "exists    %s: created meanwhile by someone else; left as it is\n", d.Topic)
+			fmt.Fprintf(a.stdout, "exists    %s: already there (created since the plan read the metadata); checked as it is\n", d.Topic)
 		case d.Action == retrytopics.ActionCreate:
 			fmt.Fprintf(a.stdout, "created   %s: %d partitions, replication factor %d, retention %s\n",
 				d.Topic, d.WantPartitions, d.WantReplication, retrytopics.FormatRetention(d.WantRetention))
