@@ -54,27 +54,13 @@ second time.`,
 	return topics
 }
 
-// provisions builds the input of retrytopics.Plan from cfg: one ladder per
-// topic with its retention overrides.
-func provisions(cfg *config.Config) ([]retrytopics.Provision, error) {
-	provs := make([]retrytopics.Provision, 0, len(cfg.Topics))
-	for _, t := range cfg.Topics {
-		l, err := t.Ladder(cfg.Group)
-		if err != nil {
-			return nil, err
-		}
-		provs = append(provs, retrytopics.Provision{Ladder: l, TierRetention: t.TierRetention, DLQRetention: t.DLQRetention})
-	}
-	return provs, nil
-}
-
 // planWith loads the config, connects and plans; the caller closes adm.
 func (a *app) planWith(ctx context.Context) (*config.Config, *kadm.Client, *retrytopics.TopicPlan, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	provs, err := provisions(cfg)
+	provs, err := cfg.Provisions()
 	if err != nil {
 		return nil, nil, nil, err
 	}
