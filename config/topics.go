@@ -14,9 +14,9 @@ import (
 // topicLines remembers where a topic's parts are, for the checks that span
 // fields and topics.
 type topicLines struct {
-	topic, name, dlq, naming int
-	tiers                    []int
-	ok                       bool // no error in the topic's own fields
+	topic, name, dlq int
+	tiers            []int
+	ok               bool // no error in the topic's own fields
 }
 
 func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
@@ -55,7 +55,7 @@ func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
 
 func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	t := Topic{Naming: retrytopics.DefaultNaming, DLQ: retrytopics.DefaultDLQ}
-	tl := topicLines{topic: line, name: line, dlq: line, naming: line}
+	tl := topicLines{topic: line, name: line, dlq: line}
 	if n == nil {
 		d.errorf(line, path, "must be a mapping with the keys %s, got nothing", strings.Join(topicKeys, ", "))
 		return t, tl
@@ -87,7 +87,6 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 		}
 	}
 	if s, l, ok := d.nonEmpty(fields, "naming", path+".naming", `omit it for the default "`+retrytopics.DefaultNaming+`"`); ok {
-		tl.naming = l
 		if problem := templateProblem(s, true); problem != "" {
 			d.errorf(l, path+".naming", "%s", problem)
 		} else {
