@@ -64,6 +64,11 @@
 // needs a name of its own, legal for Kafka (letters, digits, '.', '_', '-',
 // at most 249 characters).
 //
+// relay.group must differ from group: the relay consumes the tier topics in
+// a consumer group of its own. relay.fetch_max_wait is how long a relay fetch
+// waits on the broker for new records, and so bounds how late a partition
+// resumed at its due time is fetched.
+//
 // A tier retention set in the file must be at least 2 × the longest delay of
 // the topic, so that no record expires before it is due.
 //
