@@ -434,7 +434,7 @@ func TestHelpExits0(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	r := kretry(t, "version")
-	if r.code != 0 || !regexp.MustCompile(`^kretry \S+ \(franz-go v\d+\.\d+\.\d+\S*, go\d\S*, \w+/\w+\)\n$`).MatchString(r.stdout) {
+	if r.code != 0 || !regexp.MustCompile(`^kretry \S+( rev [0-9a-f]+(\+dirty)?)? \(franz-go v\d+\.\d+\.\d+\S*, go\d\S*, \w+/\w+\)\n$`).MatchString(r.stdout) {
 		t.Errorf("version: %v", r)
 	}
 	r = kretry(t, "version", "--json")

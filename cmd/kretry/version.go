@@ -18,7 +18,11 @@ func (a *app) newVersionCommand() *cobra.Command {
 			if a.json {
 				return json.NewEncoder(a.stdout).Encode(v)
 			}
-			_, err := fmt.Fprintf(a.stdout, "kretry %s (franz-go %s, %s, %s)\n", v.Kretry, v.FranzGo, v.Go, v.Platform)
+			rev := ""
+			if v.Revision != "" {
+				rev = " rev " + v.Revision
+			}
+			_, err := fmt.Fprintf(a.stdout, "kretry %s%s (franz-go %s, %s, %s)\n", v.Kretry, rev, v.FranzGo, v.Go, v.Platform)
 			return err
 		},
 	}
@@ -26,14 +30,16 @@ func (a *app) newVersionCommand() *cobra.Command {
 
 type versions struct {
 	Kretry   string `json:"kretry"`
+	Revision string `json:"revision,omitempty"` // VCS commit, "+dirty" with local changes
 	FranzGo  string `json:"franz_go"`
 	Go       string `json:"go"`
 	Platform string `json:"platform"`
 }
 
 // buildVersions reads the versions that the go command stamped into the
-// binary: kretry's module version ("(devel)" or a pseudo-version when built
-// from a checkout) and franz-go's.
+// binary: kretry's module version ("(devel)" when built from a checkout, a
+// tag or pseudo-version when installed with go install), the commit when
+// built in a git checkout, and franz-go's.
 func buildVersions() versions {
 	v := versions{Kretry: "unknown", FranzGo: "unknown", Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	bi, ok := debug.ReadBuildInfo()
@@ -42,6 +48,18 @@ func buildVersions() versions {
 	}
 	if bi.Main.Version != "" {
 		v.Kretry = bi.Main.Version
+	}
+	var modified bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v.Revision = s.Value[:min(12, len(s.Value))]
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if modified && v.Revision != "" {
+		v.Revision += "+dirty"
 	}
 	for _, d := range bi.Deps {
 		if d.Path == "github.com/twmb/franz-go" {
