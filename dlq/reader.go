@@ -249,3 +249,13 @@ func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) 
 		}
 	}
 }
+
+// List returns the records f selects (see Read); set f.Limit to bound it.
+func (r *Reader) List(ctx context.Context, f Filter) ([]*Record, error) {
+	var out []*Record
+	err := r.Read(ctx, f, func(rec *Record) error {
+		out = append(out, rec)
+		return nil
+	})
+	return out, err
+}

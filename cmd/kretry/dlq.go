@@ -1,0 +1,368 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/dlq"
+)
+
+const dlqFiltersHelp = `Filters (all optional; a record must match every one given):
+  --since, --until T     dead-lettered at or after / before T: a time
+                         (2026-11-25T10:00:00Z, 2026-11-25 10:00, 2026-11-25; UTC
+                         unless a zone is given) or a duration ago (90s, 30m, 2h, 3d)
+  --reason R,...         exhausted, permanent, panic, expired, invalid-metadata, or
+                         unknown (a record without kretry headers)
+  --error-contains S     the error text contains S, ignoring case
+  --key K                the key is exactly K
+  --original-topic T     first delivered on topic T
+  --partition P,...      only these DLQ partitions
+  --offsets FROM-TO      only these DLQ offsets (both included; also FROM-, -TO, N)
+  --limit N              at most N records`
+
+func newDLQCommand(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "List, show, count and replay the records of a DLQ topic",
+		Long: `kretry dlq reads a dead-letter topic: ls lists its records, show prints one in
+full, stats counts them, replay re-produces them to their original topic.
+
+The DLQ is --topic, or the DLQ of the config's topic when the config has one
+topic. A read covers the records there when it starts: it always ends. Nothing
+here deletes or alters a DLQ record.
+
+` + dlqFiltersHelp,
+	}
+	cmd.AddCommand(newDLQLsCommand(a), newDLQShowCommand(a), newDLQStatsCommand(a), newDLQReplayCommand(a))
+	return cmd
+}
+
+// dlqFlags are the flags every dlq command shares.
+type dlqFlags struct {
+	topic         string
+	since, until  string
+	reasons       []string
+	errorContains string
+	key           string
+	originalTopic string
+	partitions    []int32
+	offsets       string
+	limit         int
+}
+
+func (d *dlqFlags) addTopic(fs *pflag.FlagSet) {
+	fs.StringVar(&d.topic, "topic", "", "the DLQ topic (default: the DLQ of the config's only topic)")
+}
+
+func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
+	fs.StringVar(&d.since, "since", "", "records dead-lettered at or after this time or duration ago (2026-11-25T10:00:00Z, 2h, 3d)")
+	fs.StringVar(&d.until, "until", "", "records dead-lettered before this time or duration ago")
+	fs.StringSliceVar(&d.reasons, "reason", nil, "records with these reasons: "+strings.Join(dlq.Reasons, ", "))
+	fs.StringVar(&d.errorContains, "error-contains", "", "records whose error contains this text, ignoring case")
+	fs.StringVar(&d.key, "key", "", "records with exactly this key")
+	fs.StringVar(&d.originalTopic, "original-topic", "", "records first delivered on this topic")
+	fs.Int32SliceVar(&d.partitions, "partition", nil, "only these DLQ partitions")
+	fs.StringVar(&d.offsets, "offsets", "", "only these DLQ offsets: FROM-TO (both included), FROM-, -TO or N")
+	fs.IntVar(&d.limit, "limit", 0, "at most this many records (0: all)")
+}
+
+// filter checks the filter flags; a bad one is a usage error that says what
+// is allowed.
+func (d *dlqFlags) filter() (dlq.Filter, error) {
+	var f dlq.Filter
+	var err error
+	if d.since != "" {
+		if f.Since, err = dlq.ParseTimeBound(d.since); err != nil {
+			return f, usagef("--since %v", err)
+		}
+	}
+	if d.until != "" {
+		if f.Until, err = dlq.ParseTimeBound(d.until); err != nil {
+			return f, usagef("--until %v", err)
+		}
+	}
+	for _, r := range d.reasons {
+		reason, err := dlq.ParseReason(r)
+		if err != nil {
+			return f, usagef("--reason %v", err)
+		}
+		f.Reasons = append(f.Reasons, reason)
+	}
+	if d.offsets != "" {
+		if f.Offsets, err = dlq.ParseOffsets(d.offsets); err != nil {
+			return f, usagef("--offsets %v", err)
+		}
+	}
+	for _, p := range d.partitions {
+		if p < 0 {
+			return f, usagef("--partition %d: want a partition number, 0 or more", p)
+		}
+	}
+	if d.limit < 0 {
+		return f, usagef("--limit %d: want a number of records, 0 (all) or more", d.limit)
+	}
+	f.ErrorContains, f.Key, f.OriginalTopic = d.errorContains, d.key, d.originalTopic
+	f.Partitions, f.Limit = d.partitions, d.limit
+	return f, nil
+}
+
+// openDLQ loads the config, resolves the DLQ topic, checks that the brokers
+// answer and returns a Reader of the DLQ.
+func (a *app) openDLQ(cmd *cobra.Command, d *dlqFlags) (*dlq.Reader, error) {
+	cfg, err := a.dlqConfig(cmd, d)
+	if err != nil {
+		return nil, err
+	}
+	topic := d.topic
+	if topic == "" {
+		switch len(cfg.Topics) {
+		case 0:
+			return nil, usagef("%s has no topics: name the DLQ with --topic", a.configPath)
+		case 1:
+			topic = cfg.Topics[0].DLQ
+		default:
+			var dlqs []string
+			for _, t := range cfg.Topics {
+				dlqs = append(dlqs, t.DLQ)
+			}
+			return nil, usagef("%s has %d topics: name the DLQ with --topic, one of %s", a.configPath, len(cfg.Topics), strings.Join(dlqs, ", "))
+		}
+	}
+	// Fail on unreachable brokers or a refused login as every command does.
+	cl, err := a.connect(cmd.Context(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	cl.Close()
+	opts, err := a.clientOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return dlq.NewReader(topic, dlq.WithClientOpts(opts...))
+}
+
+// dlqConfig loads -c. Without a config file, --topic with --brokers (or
+// KRETRY_BROKERS) is enough: the DLQ tools need no ladder.
+func (a *app) dlqConfig(cmd *cobra.Command, d *dlqFlags) (*config.Config, error) {
+	if _, err := os.Stat(a.configPath); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") && d.topic != "" {
+		brokers := a.brokers
+		if len(brokers) == 0 {
+			for _, b := range strings.Split(os.Getenv(config.EnvBrokers), ",") {
+				if b = strings.TrimSpace(b); b != "" {
+					brokers = append(brokers, b)
+				}
+			}
+		}
+		if len(brokers) > 0 {
+			return &config.Config{Brokers: brokers}, nil
+		}
+	}
+	return a.loadConfig()
+}
+
+// termWidth is the width of the terminal w writes to: COLUMNS when set, else
+// the terminal's, else 80.
+func termWidth(w io.Writer) int {
+	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
+		return n
+	}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if n, _, err := term.GetSize(int(f.Fd())); err == nil && n > 0 {
+			return n
+		}
+	}
+	return dlq.DefaultWidth
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newDLQLsCommand(a *app) *cobra.Command {
+	var d dlqFlags
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List the DLQ's records, one line each (--json: one object each)",
+		Long: `ls lists the records of the DLQ, partition by partition in offset order: their
+partition/offset, when they were dead-lettered (UTC), key (hex when not
+printable), original topic/partition@offset, attempts, reason and error, the
+error cut to fit the terminal (80 columns when not a terminal, or $COLUMNS).
+
+With --json, one JSON object per record with every header, the key and the
+value as base64 and, when printable UTF-8, as text.
+
+` + dlqFiltersHelp,
+		Example: `  kretry dlq ls -c kretry.yaml --since 2h --reason permanent
+  kretry dlq ls --brokers 127.0.0.1:9092 --topic orders.dlq --json --limit 10`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := d.filter()
+			if err != nil {
+				return err
+			}
+			r, err := a.openDLQ(cmd, &d)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			n := 0
+			var emit func(*dlq.Record) error
+			var table *dlq.Table
+			if a.json {
+				enc := json.NewEncoder(a.stdout)
+				emit = func(rec *dlq.Record) error { return enc.Encode(rec) }
+			} else {
+				table = dlq.NewTable(a.stdout, termWidth(a.stdout))
+				emit = table.Add
+			}
+			err = r.Read(cmd.Context(), f, func(rec *dlq.Record) error {
+				n++
+				return emit(rec)
+			})
+			if table != nil && n > 0 {
+				if ferr := table.Flush(); err == nil {
+					err = ferr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if n == 0 && !a.json {
+				fmt.Fprintf(a.stderr, "no records in %s match\n", r.Topic())
+			}
+			return nil
+		},
+	}
+	d.addTopic(cmd.Flags())
+	d.addFilters(cmd.Flags())
+	return cmd
+}
+
+func newDLQShowCommand(a *app) *cobra.Command {
+	var d dlqFlags
+	var partition int32
+	var offset int64
+	cmd := &cobra.Command{
+		Use:   "show --partition P --offset O",
+		Short: "Print one DLQ record in full",
+		Long: `show prints one record of the DLQ in full: where it is, what its kretry headers
+say, every header, the key, and the value as indented JSON when it is JSON,
+else as text when printable, else as a hex dump. With --json, the object ls
+--json prints for it.`,
+		Example: `  kretry dlq show -c kretry.yaml --partition 0 --offset 17`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("partition") || !cmd.Flags().Changed("offset") {
+				return usagef("show needs --partition P and --offset O (ls lists them as P/O)")
+			}
+			if partition < 0 || offset < 0 {
+				return usagef("--partition and --offset: want numbers, 0 or more")
+			}
+			r, err := a.openDLQ(cmd, &d)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			rec, err := r.Record(cmd.Context(), partition, offset)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return json.NewEncoder(a.stdout).Encode(rec)
+			}
+			return dlq.WriteRecord(a.stdout, rec)
+		},
+	}
+	d.addTopic(cmd.Flags())
+	cmd.Flags().Int32Var(&partition, "partition", 0, "the record's DLQ partition")
+	cmd.Flags().Int64Var(&offset, "offset", 0, "the record's offset")
+	return cmd
+}
+
+func newDLQStatsCommand(a *app) *cobra.Command {
+	var d dlqFlags
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Count the DLQ's records by reason, original topic, error and hour",
+		Long: `stats counts the records of the DLQ by reason, by original topic, by error and
+by hour dead-lettered (UTC). Errors are grouped with their numbers and ids
+masked: "order 17 not found" and "order 99 not found" count as
+"order <n> not found"; UUIDs become <uuid>, hex ids <hex>. With --json, one
+JSON object.
+
+` + dlqFiltersHelp,
+		Example: `  kretry dlq stats -c kretry.yaml --since 1d`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := d.filter()
+			if err != nil {
+				return err
+			}
+			r, err := a.openDLQ(cmd, &d)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			s, err := r.Stats(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return json.NewEncoder(a.stdout).Encode(s.JSON(r.Topic()))
+			}
+			return writeStats(a.stdout, r.Topic(), s, termWidth(a.stdout))
+		},
+	}
+	d.addTopic(cmd.Flags())
+	d.addFilters(cmd.Flags())
+	return cmd
+}
+
+func writeStats(w io.Writer, topic string, s *dlq.Stats, width int) error {
+	if s.Total == 0 {
+		_, err := fmt.Fprintf(w, "%s: no records match\n", topic)
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d records, dead-lettered %s to %s (UTC)\n", topic, s.Total,
+		s.First.Format(time.DateTime), s.Last.Format(time.DateTime))
+	cw := len(strconv.Itoa(s.Total))
+	section := func(title string, rows []dlq.Count, blank string) {
+		fmt.Fprintf(&b, "\n%s\n", title)
+		for _, c := range rows {
+			v := c.Value
+			if v == "" {
+				v = blank
+			}
+			fmt.Fprintf(&b, "  %*d  %s\n", cw, c.Count, cutText(v, width-cw-4))
+		}
+	}
+	section("by reason", s.Reasons(), "-")
+	section("by original topic", s.OriginalTopics(), "- (none: not written by kretry)")
+	section("by error", s.Errors(), "- (no error)")
+	fmt.Fprintf(&b, "\nby hour (UTC)\n")
+	for _, h := range s.Hours() {
+		fmt.Fprintf(&b, "  %*d  %s\n", cw, h.Count, h.Hour.Format("2006-01-02 15:04"))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func cutText(s string, n int) string {
+	n = max(n, 20)
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

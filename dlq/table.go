@@ -1,0 +1,217 @@
+package dlq
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// DefaultWidth is the line width a Table fits when it is not told one.
+const DefaultWidth = 80
+
+// tableChunk is how many rows a Table holds before it writes them: column
+// widths are those of each chunk, so a long listing streams.
+const tableChunk = 500
+
+// Table writes records as `kretry dlq ls` does: one line per record with its
+// partition/offset, time (UTC, month-day and time of day), key, original
+// topic/partition@offset, attempts, reason and error. The error is cut so
+// that a line fits the width; in a narrow one the key and original columns
+// are cut first so that at least 24 characters of error show.
+type Table struct {
+	w      io.Writer
+	width  int
+	rows   [][]string
+	header bool
+	err    error
+}
+
+var tableHeader = []string{"P/OFFSET", "TIME (UTC)", "KEY", "ORIGINAL", "ATT", "REASON", "ERROR"}
+
+// Columns a narrow table shortens.
+const (
+	colKey      = 2
+	colOriginal = 3
+)
+
+// NewTable returns a Table writing to w lines of at most width characters
+// (DefaultWidth when width ≤ 0). Call Flush at the end.
+func NewTable(w io.Writer, width int) *Table {
+	if width <= 0 {
+		width = DefaultWidth
+	}
+	return &Table{w: w, width: width}
+}
+
+// Add adds r to the table.
+func (t *Table) Add(r *Record) error {
+	orig := "-"
+	if r.HasMeta {
+		orig = fmt.Sprintf("%s/%d@%d", r.Meta.OriginalTopic, r.Meta.OriginalPartition, r.Meta.OriginalOffset)
+	}
+	attempts := "-"
+	if r.HasMeta {
+		attempts = strconv.Itoa(r.Meta.Attempts)
+	}
+	errText := strings.Join(strings.Fields(r.ErrorText()), " ")
+	if errText == "" {
+		errText = "-"
+	}
+	t.rows = append(t.rows, []string{
+		fmt.Sprintf("%d/%d", r.Partition, r.Offset),
+		r.Timestamp.UTC().Format("01-02 15:04:05"),
+		cut(KeyText(r.Key), 24),
+		cut(orig, 40),
+		attempts,
+		r.Reason,
+		errText,
+	})
+	if len(t.rows) >= tableChunk {
+		return t.Flush()
+	}
+	return t.err
+}
+
+// Flush writes the rows added since the last Flush.
+func (t *Table) Flush() error {
+	if t.err != nil || (len(t.rows) == 0 && t.header) {
+		return t.err
+	}
+	rows := t.rows
+	if !t.header {
+		rows = append([][]string{tableHeader}, rows...)
+		t.header = true
+	}
+	widths := make([]int, len(tableHeader))
+	for _, row := range rows {
+		for i, c := range row[:len(row)-1] {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	// Fit the width: the error gets what is left, at least errMin; when
+	// that is not enough, the original and the key columns give way first.
+	const errMin, origMin, keyMin = 24, 16, 8
+	fixed := 0
+	for _, w := range widths[:len(widths)-1] {
+		fixed += w + 2
+	}
+	if short := errMin - (t.width - fixed); short > 0 {
+		give := min(short, max(widths[colOriginal]-origMin, 0))
+		widths[colOriginal] -= give
+		short -= give
+		give = min(short, max(widths[colKey]-keyMin, 0))
+		widths[colKey] -= give
+		fixed -= short
+	}
+	fixed = 0
+	for _, w := range widths[:len(widths)-1] {
+		fixed += w + 2
+	}
+	errWidth := max(t.width-fixed, 10)
+	var b bytes.Buffer
+	for _, row := range rows {
+		for i, c := range row[:len(row)-1] {
+			c = cut(c, widths[i])
+			b.WriteString(c)
+			b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
+		}
+		b.WriteString(cut(row[len(row)-1], errWidth))
+		b.WriteByte('\n')
+	}
+	t.rows = t.rows[:0]
+	_, t.err = t.w.Write(b.Bytes())
+	return t.err
+}
+
+// WriteTable writes recs as `kretry dlq ls` does, in lines of at most width
+// characters (DefaultWidth when width ≤ 0).
+func WriteTable(w io.Writer, recs []*Record, width int) error {
+	t := NewTable(w, width)
+	for _, r := range recs {
+		if err := t.Add(r); err != nil {
+			return err
+		}
+	}
+	return t.Flush()
+}
+
+// cut shortens s to n characters, ending it with … when cut.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	if n <= 1 {
+		return "…"
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+// WriteRecord writes one record in full, as `kretry dlq show` does: where it
+// is, its headers, key, what its kretry headers say, and its value as
+// indented JSON when it is JSON, else as text when printable, else as a hex
+// dump.
+func WriteRecord(w io.Writer, r *Record) error {
+	var b bytes.Buffer
+	line := func(k, v string) { fmt.Fprintf(&b, "%-20s %s\n", k, v) }
+	line("topic", r.Topic)
+	line("partition", strconv.Itoa(int(r.Partition)))
+	line("offset", strconv.FormatInt(r.Offset, 10))
+	line("timestamp", retrytopics.FormatTime(r.Timestamp))
+	line("reason", r.Reason)
+	if r.MetaErr != nil {
+		line("metadata error", r.MetaErr.Error())
+	}
+	if r.HasMeta {
+		md := r.Meta
+		line("original", fmt.Sprintf("%s partition %d offset %d at %s", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, retrytopics.FormatTime(md.OriginalTimestamp)))
+		line("group", md.Group)
+		line("attempts", fmt.Sprintf("%d (last tier %s)", md.Attempts, md.Tier))
+		line("failures", fmt.Sprintf("first %s, last %s", retrytopics.FormatTime(md.FirstFailureAt), retrytopics.FormatTime(md.LastFailureAt)))
+	}
+	if n, ok := r.Replays(); ok {
+		line("replays", strconv.Itoa(n))
+	} else {
+		line("replays", "unreadable")
+	}
+	if r.HasMeta && r.Meta.Error != "" {
+		line("error", r.Meta.Error)
+	}
+	b.WriteString("\nkey")
+	writeBytes(&b, r.Key, false)
+	fmt.Fprintf(&b, "\nheaders (%d)\n", len(r.Headers))
+	for _, h := range r.Headers {
+		v := string(h.Value)
+		if !Printable(h.Value) {
+			v = "0x" + hexString(h.Value)
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", h.Key, v)
+	}
+	b.WriteString("\nvalue")
+	writeBytes(&b, r.Value, true)
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func writeBytes(b *bytes.Buffer, v []byte, tryJSON bool) {
+	switch {
+	case v == nil:
+		b.WriteString(" (null)\n")
+	case len(v) == 0:
+		b.WriteString(" (empty)\n")
+	case tryJSON && json.Valid(v):
+		var ind bytes.Buffer
+		_ = json.Indent(&ind, v, "", "  ")
+		fmt.Fprintf(b, " (JSON, %d bytes)\n%s\n", len(v), ind.Bytes())
+	case Printable(v):
+		fmt.Fprintf(b, " (text, %d bytes)\n%s\n", len(v), strings.TrimRight(string(v), "\n"))
+	default:
+		fmt.Fprintf(b, " (binary, %d bytes)\n%s", len(v), hex.Dump(v))
+	}
+}
