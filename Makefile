@@ -35,9 +35,11 @@ vet:
 test-unit: vet
 	$(GO) test -race ./...
 
-# test stops the broker afterwards only if it started it: a broker that was
-# already running (someone's `make kafka-up`) or KRETRY_BROKERS is left alone.
-test: test-unit
+# test brings the broker up first (so a restart of a shared one is short), then
+# vet, unit and integration tests. It stops the broker afterwards, pass or
+# fail, only if it started it: a running broker (someone's `make kafka-up`) or
+# KRETRY_BROKERS is left alone.
+test:
 	@t0=$$(date +%s); started=; brokers=$${KRETRY_BROKERS:-}; \
 	if [[ -z $$brokers ]]; then \
 		if line=$$($(KAFKA) status 2>/dev/null); then \
@@ -46,11 +48,16 @@ test: test-unit
 			line=$$($(KAFKA) up | tail -n 1); started=1; brokers=$${line#KRETRY_BROKERS=}; \
 		fi; \
 	fi; \
+	if [[ -n $$started ]]; then trap '$(KAFKA) down || true' EXIT; fi; \
+	echo "+ $(GO) vet ./... (and -tags integration)"; \
+	$(GO) vet ./...; $(GO) vet -tags integration ./...; \
+	echo "+ $(GO) test -race ./..."; \
+	$(GO) test -race ./...; \
+	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./..."; \
 	status=0; \
 	KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
 		| $(TEST_FILTER) || status=$$?; \
-	if [[ -n $$started ]]; then $(KAFKA) down || true; fi; \
-	echo "integration tests: exit status $$status in $$(( $$(date +%s) - t0 ))s"; \
+	echo "integration tests: exit status $$status; make test took $$(( $$(date +%s) - t0 ))s"; \
 	exit $$status
 
 test-integration:
@@ -79,6 +86,7 @@ bench:
 	else echo "make bench: no benchmarks yet (scripts/bench.sh or internal/bench/cmd will provide them)"; fi
 
 lint: vet
+	cd internal/kafkatest/dockerkafka && 0GO) vet ./...
 	@out=$$(gofmt -l .); if [[ -n $$out ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run $(STATICCHECK) -tags integration ./...

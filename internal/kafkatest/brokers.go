@@ -35,6 +35,7 @@ var (
 
 	// dockerStdin keeps the dockerkafka process's stdin open for as long as
 	// this test binary lives: it stops its container on EOF.
+	//lint:ignore U1000 only held, so that the garbage collector does not close it
 	dockerStdin io.WriteCloser
 )
 

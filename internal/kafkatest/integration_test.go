@@ -276,7 +276,6 @@ func TestGroupTransactSessionReadCommitted(t *testing.T) {
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 	)
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,9 @@ cleanup_stale() {
 	if [[ -n $data && $data == */kretry-kafka.* ]]; then
 		rm -rf "$data"
 	fi
+	# The next broker takes the same port if it is free, so a KRETRY_BROKERS
+	# someone exported stays valid across a restart.
+	if [[ -n $port ]]; then echo "$port" >"$state/last-port"; fi
 	rm -f "$state/pid" "$state/port" "$state/data"
 }
 
@@ -171,11 +174,15 @@ cmd_up() {
 	need_java
 	fetch_jars
 
-	local t0 ports cport id
+	local t0 ports cport id last
 	t0=$(now_ms)
 	ports=$(probe ports 2)
 	port=$(sed -n 1p <<<"$ports")
 	cport=$(sed -n 2p <<<"$ports")
+	last=$(cat "$state/last-port" 2>/dev/null || true)
+	if [[ -n $last && $last != "$cport" ]] && probe free "$last"; then
+		port=$last
+	fi
 	data=$(mktemp -d "${TMPDIR:-/tmp}/kretry-kafka.XXXXXX")
 	cat >"$data/server.properties" <<EOF
 process.roles=broker,controller

@@ -1,8 +1,9 @@
 // Command kafkaprobe serves scripts/kafka/kafka.sh: it picks free local ports
 // and checks that a broker answers a real metadata request.
 //
-//	kafkaprobe ports N              print N free TCP ports on 127.0.0.1
-//	kafkaprobe ping [-timeout D] ADDR[,ADDR]   exit 0 once the broker answers
+//	kafkaprobe ports N                        print N free TCP ports on 127.0.0.1
+//	kafkaprobe free PORT                      exit 0 if PORT is free on 127.0.0.1
+//	kafkaprobe ping [-timeout D] ADDR[,ADDR]  exit 0 once the broker answers
 package main
 
 import (
@@ -35,6 +36,15 @@ func main() {
 			fmt.Fprintln(os.Stderr, "kafkaprobe:", err)
 			os.Exit(1)
 		}
+	case "free":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", os.Args[2]))
+		if err != nil {
+			os.Exit(1)
+		}
+		l.Close()
 	case "ping":
 		fs := flag.NewFlagSet("ping", flag.ExitOnError)
 		timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
@@ -75,6 +85,6 @@ func ports(n int) error {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: kafkaprobe ports N | kafkaprobe ping [-timeout D] ADDR[,ADDR...]")
+	fmt.Fprintln(os.Stderr, "usage: kafkaprobe ports N | kafkaprobe free PORT | kafkaprobe ping [-timeout D] ADDR[,ADDR...]")
 	os.Exit(2)
 }
