@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kretry/kretry/retrytopics"
@@ -101,15 +102,16 @@ type Relay struct {
 }
 
 // Load reads and validates the YAML file at path, applies KRETRY_BROKERS and
-// KRETRY_GROUP, and resolves the defaults. Errors name path as given, the
-// line and the field; all of a file's errors are returned at once, joined, one
-// per line in file order (each is a *FieldError).
-func Load(path string) (*Config, error) {
+// KRETRY_GROUP (and WithBrokers over both), and resolves the defaults. Errors
+// name path as given, the line and the field; all of a file's errors are
+// returned at once, joined, one per line in file order (each is a
+// *FieldError).
+func Load(path string, opts ...LoadOpt) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	c, err := parse(path, data, os.LookupEnv)
+	c, err := parse(path, data, lookup(opts))
 	if err != nil {
 		return nil, err
 	}
@@ -126,8 +128,49 @@ func Load(path string) (*Config, error) {
 
 // Parse reads and validates a configuration from YAML text, like Load. Its
 // errors start with "line N:" instead of a file name, and Source is "".
-func Parse(data []byte) (*Config, error) {
-	return parse("", data, os.LookupEnv)
+func Parse(data []byte, opts ...LoadOpt) (*Config, error) {
+	return parse("", data, lookup(opts))
+}
+
+// LoadOpt changes how Load and Parse resolve a file.
+type LoadOpt interface{ apply(*loadCfg) }
+
+type loadCfg struct{ brokers []string }
+
+type loadOpt func(*loadCfg)
+
+func (o loadOpt) apply(c *loadCfg) { o(c) }
+
+// WithBrokers replaces the file's brokers and KRETRY_BROKERS, as the CLI's
+// --brokers flag does: with it the file may leave brokers out. Empty entries
+// are dropped; with none left it has no effect. Default: none.
+func WithBrokers(brokers ...string) LoadOpt {
+	return loadOpt(func(c *loadCfg) {
+		for _, b := range brokers {
+			if b = strings.TrimSpace(b); b != "" {
+				c.brokers = append(c.brokers, b)
+			}
+		}
+	})
+}
+
+// lookup is the environment as the options change it: WithBrokers stands in
+// for KRETRY_BROKERS.
+func lookup(opts []LoadOpt) lookupEnv {
+	var c loadCfg
+	for _, o := range opts {
+		o.apply(&c)
+	}
+	if len(c.brokers) == 0 {
+		return os.LookupEnv
+	}
+	flag := strings.Join(c.brokers, ",")
+	return func(name string) (string, bool) {
+		if name == EnvBrokers {
+			return flag, true
+		}
+		return os.LookupEnv(name)
+	}
 }
 
 // Ladders resolves the retry ladder of every topic for c.Group, in the order

@@ -81,7 +81,8 @@
 //
 // KRETRY_BROKERS (comma-separated host:port) replaces brokers and KRETRY_GROUP
 // replaces group, in Load and Parse. An empty variable counts as unset. With
-// them set, the file may leave brokers and group out.
+// them set, the file may leave brokers and group out. The option WithBrokers
+// (the CLI's --brokers) replaces both the file's brokers and KRETRY_BROKERS.
 //
 // # Errors
 //

@@ -252,3 +252,31 @@ func TestProvisions(t *testing.T) {
 		t.Errorf("payments: %s %s %v %v, want the defaults (0)", p.Ladder.Topic(), p.Ladder.DLQ(), p.TierRetention, p.DLQRetention)
 	}
 }
+
+func TestWithBrokers(t *testing.T) {
+	t.Setenv(config.EnvBrokers, "env-1:9092")
+	t.Setenv(config.EnvGroup, "")
+	noBrokers := []byte("group: g\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n")
+	withBrokers := []byte("brokers: [file:9092]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n")
+	cases := []struct {
+		name string
+		data []byte
+		opts []config.LoadOpt
+		want []string
+	}{
+		{"over the file and the environment", withBrokers, []config.LoadOpt{config.WithBrokers("flag-1:9092", " flag-2:9092 ")}, []string{"flag-1:9092", "flag-2:9092"}},
+		{"file without brokers", noBrokers, []config.LoadOpt{config.WithBrokers("flag-1:9092")}, []string{"flag-1:9092"}},
+		{"empty: no effect", withBrokers, []config.LoadOpt{config.WithBrokers("", " ")}, []string{"env-1:9092"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.Parse(tc.data, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Brokers, tc.want) {
+				t.Errorf("brokers %q, want %q", c.Brokers, tc.want)
+			}
+		})
+	}
+}
