@@ -70,7 +70,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if cmd == nil {
 			cmd = root
 		}
-		fmt.Fprintf(stderr, "kretry: %s: see \"%s --help\"\n", strings.TrimSpace(err.Error()), cmd.CommandPath())
+		msg, sep := strings.TrimSpace(err.Error()), ":"
+		if strings.HasSuffix(msg, "?") {
+			sep = ""
+		}
+		fmt.Fprintf(stderr, "kretry: %s%s see \"%s --help\"\n", msg, sep, cmd.CommandPath())
 		return exitUsage
 	}
 	for line := range strings.SplitSeq(strings.TrimSpace(err.Error()), "\n") {
