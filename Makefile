@@ -40,13 +40,14 @@ test-unit: vet
 # fail, only if it started it: a running broker (someone's `make kafka-up`) or
 # KRETRY_BROKERS is left alone.
 test:
-	@t0=$$(date +%s); started=; brokers=$${KRETRY_BROKERS:-}; \
+	@t0=$$(date +%s); started=; release=; brokers=$${KRETRY_BROKERS:-}; \
 	if [[ -z $$brokers ]]; then \
 		if line=$$($(KAFKA) status 2>/dev/null); then \
 			brokers=$${line#KRETRY_BROKERS=}; echo "using the running broker $$brokers"; \
 		else \
 			line=$$($(KAFKA) up | tail -n 1); started=1; brokers=$${line#KRETRY_BROKERS=}; \
 		fi; \
+		release=$$($(KAFKA) version); \
 	fi; \
 	if [[ -n $$started ]]; then trap '$(KAFKA) down || true' EXIT; fi; \
 	echo "+ $(GO) vet ./... (and -tags integration)"; \
@@ -55,18 +56,19 @@ test:
 	$(GO) test -race ./...; \
 	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./..."; \
 	status=0; \
-	KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
+	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
 		| $(TEST_FILTER) || status=$$?; \
 	echo "integration tests: exit status $$status; make test took $$(( $$(date +%s) - t0 ))s"; \
 	exit $$status
 
 test-integration:
-	@brokers=$${KRETRY_BROKERS:-}; \
+	@release=; brokers=$${KRETRY_BROKERS:-}; \
 	if [[ -z $$brokers ]]; then \
 		line=$$($(KAFKA) up | tail -n 1); brokers=$${line#KRETRY_BROKERS=}; \
 		echo "the broker stays up for the next run; stop it with: make kafka-down"; \
+		release=$$($(KAFKA) version); \
 	fi; \
-	KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
+	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
 		| $(TEST_FILTER)
 
 kafka-up:

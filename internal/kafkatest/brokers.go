@@ -22,6 +22,10 @@ import (
 // broker, comma-separated; `make kafka-up` prints it.
 const EnvBrokers = "KRETRY_BROKERS"
 
+// EnvKafkaVersion, if set, names the release of the broker in KRETRY_BROKERS
+// (make test sets it for the broker of scripts/kafka/kafka.sh); it is only logged.
+const EnvKafkaVersion = "KRETRY_KAFKA_VERSION"
+
 // How long a broker named by KRETRY_BROKERS gets to answer before every test
 // that needs it fails.
 const probeTimeout = 5 * time.Second
@@ -41,7 +45,7 @@ var (
 
 type discovery struct {
 	seeds   []string
-	version string // kversion's guess, e.g. "v4.4"
+	version string // e.g. "4.4.0 (v4.4 by ApiVersions)"
 	source  string // where the broker came from
 	skip    string // why there is no broker, when there is none
 	err     error  // a broker was expected and is broken
@@ -68,7 +72,7 @@ func Brokers(t testing.TB) []string {
 		t.Skipf("kafkatest: no Kafka broker: %s", found.skip)
 	}
 	logOnce.Do(func() {
-		t.Logf("kafkatest: Apache Kafka %s (by ApiVersions) at %s, from %s",
+		t.Logf("kafkatest: Apache Kafka %s at %s, from %s",
 			found.version, strings.Join(found.seeds, ","), found.source)
 	})
 	return slices.Clone(found.seeds)
@@ -117,7 +121,12 @@ func fromEnv(env string) discovery {
 		return discovery{err: fmt.Errorf("%s=%s does not answer within %v (%v): start a broker with `make kafka-up` and set %s to the address it prints, or unset %s",
 			EnvBrokers, env, probeTimeout, err, EnvBrokers, EnvBrokers)}
 	}
-	return discovery{seeds: seeds, version: info.Version, source: EnvBrokers}
+	// ApiVersions gives only major.minor; whoever started the broker may know more.
+	version := info.Version + " by ApiVersions"
+	if v := os.Getenv(EnvKafkaVersion); v != "" {
+		version = v + " (" + version + ")"
+	}
+	return discovery{seeds: seeds, version: version, source: EnvBrokers}
 }
 
 // fromScript starts a broker of this test binary's own, in a state dir of its
@@ -141,11 +150,14 @@ func fromScript(script string) discovery {
 		return discovery{err: fmt.Errorf("%s up printed no %s= line:\n%s%s", script, EnvBrokers, stdout.String(), stderr.String())}
 	}
 	d := fromEnv(strings.Join(seeds, ","))
+	if v, err := os.ReadFile(filepath.Join(state, "version")); err == nil && d.err == nil {
+		d.version = strings.TrimSpace(string(v)) + " (" + d.version + ")"
+	}
 	d.source = "a broker started by scripts/kafka/kafka.sh for this test binary"
 	return d
 }
 
-// fromDocker runs the dockerkafka module (testcontainers-go's Kafka module),
+// fromDocker runs the dockerkafka module (Apache Kafka with testcontainers-go),
 // which prints KRETRY_BROKERS=... and keeps the container until its stdin
 // closes, that is until this test binary exits.
 func fromDocker(dir string) discovery {

@@ -9,6 +9,7 @@
 #   kafka.sh down              stop it and remove its data
 #   kafka.sh status            print KRETRY_BROKERS=... and exit 0 if it runs, else exit 1
 #   kafka.sh check             exit 0 if this machine can start a broker, else say why
+#   kafka.sh version           print the Apache Kafka release pom.xml pins
 #
 # The jars are fetched once with mvn from pom.xml into
 # ${XDG_CACHE_HOME:-$HOME/.cache}/kretry/kafka-VERSION and reused by every clone.
@@ -292,8 +293,9 @@ up) shift; cmd_up "$@" ;;
 down) cmd_down ;;
 status) cmd_status ;;
 check) cmd_check ;;
+version) echo "$version" ;;
 *)
-	echo "usage: $0 up [--owner PID] | down | status | check" >&2
+	echo "usage: $0 up [--owner PID] | down | status | check | version" >&2
 	exit 2
 	;;
 esac
