@@ -83,7 +83,7 @@ demo:
 # The bench issue fills this in: scripts/bench.sh if it exists, else the bench
 # program under internal/bench/cmd.
 bench:
-	@if [[ -x scripts/bench.sh ]]; then scripts/bench.sh; \
+	@if [[ -f scripts/bench.sh ]]; then bash scripts/bench.sh; \
 	elif compgen -G 'internal/bench/cmd/*.go' >/dev/null; then $(GO) run ./internal/bench/cmd; \
 	else echo "make bench: no benchmarks yet (scripts/bench.sh or internal/bench/cmd will provide them)"; fi
 
