@@ -1,0 +1,388 @@
+//go:build integration
+
+package dlq_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// pipeline is a main topic with its ladder and DLQ on the real broker, and
+// what the consumer's handler saw.
+type pipeline struct {
+	t      *testing.T
+	seeds  []string
+	cfg    *config.Config
+	main   string
+	dlq    string
+	adm    *kadm.Client
+	mu     sync.Mutex
+	seen   map[string]int // value → times handled successfully
+	failOn func(rec *kgo.Record) error
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	seeds := kafkatest.Brokers(t)
+	main := kafkatest.Name(t, "orders")
+	yaml := fmt.Sprintf(`brokers: [%q]
+group: %s
+topics:
+  - name: %s
+    tiers:
+      - delay: 1s
+`, strings.Join(seeds, ","), main+"-svc", main)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	p := &pipeline{t: t, seeds: seeds, cfg: cfg, main: main, dlq: cfg.Topics[0].DLQ, adm: adm, seen: map[string]int{}}
+	topics := []string{main, main + ".retry-1s", p.dlq}
+	resp, err := adm.CreateTopics(context.Background(), 3, 1, nil, topics...)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("creating %v: %v", topics, err)
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), topics...) })
+	return p
+}
+
+// produce writes records to the main topic: key order-i, value "i".
+func (p *pipeline) produce(from, to int) {
+	p.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.seeds...))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, &kgo.Record{Topic: p.main, Key: []byte("order-" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i)),
+			Headers: []kgo.RecordHeader{{Key: "trace-id", Value: []byte("trace-" + strconv.Itoa(i))}}})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// run runs the real consumer until it has committed everything on the main
+// topic and until done() holds, then stops it.
+func (p *pipeline) run(done func() bool) {
+	p.t.Helper()
+	c, err := consumer.New(p.cfg, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		if err := p.failOn(rec); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.seen[string(rec.Value)]++
+		p.mu.Unlock()
+		return nil
+	}), consumer.WithRelay(false), consumer.WithGracePeriod(time.Second))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !(p.caughtUp() && done()) {
+		if time.Now().After(deadline) {
+			cancel()
+			<-errc
+			p.t.Fatalf("the consumer did not catch up with %s within 2 minutes", p.main)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		p.t.Fatalf("consumer Run: %v", err)
+	}
+}
+
+// caughtUp reports whether the consumer group committed the main topic's end.
+func (p *pipeline) caughtUp() bool {
+	ends, err := p.adm.ListEndOffsets(context.Background(), p.main)
+	if err != nil {
+		return false
+	}
+	committed, err := p.adm.FetchOffsetsForTopics(context.Background(), p.cfg.Group, p.main)
+	if err != nil {
+		return false
+	}
+	ok := true
+	ends.Each(func(o kadm.ListedOffset) {
+		c, found := committed.Lookup(p.main, o.Partition)
+		if o.Offset > 0 && (!found || c.At < o.Offset) {
+			ok = false
+		}
+	})
+	return ok
+}
+
+func (p *pipeline) dlqSize() int64 {
+	ends, err := p.adm.ListEndOffsets(context.Background(), p.dlq)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// mainRecords returns the main topic's records from offset `after` of each
+// partition on (nil: from the start).
+func (p *pipeline) mainRecords(after map[int32]int64) []*kgo.Record {
+	p.t.Helper()
+	r := newReaderOf(p.t, p.seeds, p.main)
+	var out []*kgo.Record
+	if err := r.Read(context.Background(), dlq.Filter{}, func(rec *dlq.Record) error {
+		if rec.Offset >= after[rec.Partition] {
+			out = append(out, rec.Record)
+		}
+		return nil
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+func (p *pipeline) mainEnds() map[int32]int64 {
+	ends, err := p.adm.ListEndOffsets(context.Background(), p.main)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+func newReaderOf(t *testing.T, seeds []string, topic string) *dlq.Reader {
+	t.Helper()
+	r, err := dlq.NewReader(topic, dlq.WithClientOpts(kgo.SeedBrokers(seeds...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// TestIntegrationReplay fills a DLQ through the real consumer (a handler that
+// fails some records permanently and panics on others), then checks
+// filters, stats, a dry run, an interrupted and resumed replay, that an
+// identical replay delivers nothing, that the consumer handles every replayed
+// record once, and the max-replays guard on a record that failed again.
+func TestIntegrationReplay(t *testing.T) {
+	p := newPipeline(t)
+	const n = 40
+	// 0-9 not found (permanent), 10-14 panic, the rest succeed.
+	p.failOn = func(rec *kgo.Record) error {
+		i, _ := strconv.Atoi(string(rec.Value))
+		switch {
+		case i < 10:
+			return consumer.Permanent(fmt.Errorf("order %d not found in %s", i, "db-"+strconv.Itoa(i%3)))
+		case i < 15:
+			var m map[string]int
+			m["x"] = i // panics: assignment to entry in nil map
+		}
+		return nil
+	}
+	p.produce(0, n)
+	p.run(func() bool { return p.dlqSize() == 15 })
+	if got := len(p.seen); got != 25 {
+		t.Fatalf("handled %d records, want 25", got)
+	}
+	ctx := context.Background()
+	r := newReaderOf(t, p.seeds, p.dlq)
+
+	// Filters select the right records.
+	count := func(f dlq.Filter) (keys []string) {
+		t.Helper()
+		if err := r.Read(ctx, f, func(rec *dlq.Record) error {
+			keys = append(keys, string(rec.Key))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	if got := count(dlq.Filter{Reasons: []string{"permanent"}}); len(got) != 10 {
+		t.Errorf("reason permanent: %v", got)
+	}
+	if got := count(dlq.Filter{Reasons: []string{"panic"}}); !slices.Equal(got, []string{"order-10", "order-11", "order-12", "order-13", "order-14"}) {
+		t.Errorf("reason panic: %v", got)
+	}
+	if got := count(dlq.Filter{ErrorContains: "IN DB-1"}); !slices.Equal(got, []string{"order-1", "order-4", "order-7"}) {
+		t.Errorf("error contains: %v", got)
+	}
+	if got := count(dlq.Filter{Key: "order-3"}); len(got) != 1 {
+		t.Errorf("key: %v", got)
+	}
+	if got := count(dlq.Filter{OriginalTopic: p.main}); len(got) != 15 {
+		t.Errorf("original topic: %v", got)
+	}
+	if got := count(dlq.Filter{OriginalTopic: "elsewhere"}); len(got) != 0 {
+		t.Errorf("original topic elsewhere: %v", got)
+	}
+	since, _ := dlq.ParseTimeBound("10m")
+	until, _ := dlq.ParseTimeBound("1h")
+	if got := count(dlq.Filter{Since: since}); len(got) != 15 {
+		t.Errorf("since 10m: %v", got)
+	}
+	if got := count(dlq.Filter{Until: until}); len(got) != 0 {
+		t.Errorf("until 1h ago: %v", got)
+	}
+	perPartition := 0
+	for part := int32(0); part < 3; part++ {
+		perPartition += len(count(dlq.Filter{Partitions: []int32{part}}))
+	}
+	if perPartition != 15 {
+		t.Errorf("partitions add up to %d", perPartition)
+	}
+	if got := count(dlq.Filter{Offsets: dlq.OffsetRange{From: 0, To: 0, HasTo: true}}); len(got) != 3 {
+		t.Errorf("offset 0 of each partition: %v", got)
+	}
+
+	// Stats add up.
+	st, err := r.Stats(ctx, dlq.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(cs []dlq.Count) (n int) {
+		for _, c := range cs {
+			n += c.Count
+		}
+		return n
+	}
+	if st.Total != 15 || sum(st.Reasons()) != 15 || sum(st.OriginalTopics()) != 15 || sum(st.Errors()) != 15 {
+		t.Errorf("stats do not add up: %+v", st)
+	}
+	if st.ByReason["permanent"] != 10 || st.ByReason["panic"] != 5 || st.ByError["order <n> not found in db-<n>"] != 10 ||
+		st.ByError["panic: assignment to entry in nil map"] != 5 {
+		t.Errorf("stats: %+v", st)
+	}
+
+	// A dry run produces nothing.
+	before := p.mainEnds()
+	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayDryRun(true))
+	if err != nil || s.Replayed != 15 {
+		t.Fatalf("dry run: %+v %v", s, err)
+	}
+	if after := p.mainEnds(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a dry run wrote to %s: end offsets %v, then %v", p.main, before, after)
+	}
+
+	// An interrupted replay: cancelled after 4 acknowledged records.
+	cctx, cancel := context.WithCancel(ctx)
+	acked := 0
+	s, err = r.Replay(cctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+		if acked++; acked == 4 {
+			cancel()
+		}
+	}))
+	if !errors.Is(err, context.Canceled) || s.Replayed != 4 || !s.Interrupted {
+		t.Fatalf("interrupted replay: %+v %v", s, err)
+	}
+	// Then with a limit, then the rest.
+	s, err = r.Replay(ctx, dlq.Filter{Limit: 5})
+	if err != nil || s.Replayed != 5 || !s.LimitReached {
+		t.Fatalf("replay with a limit: %+v %v", s, err)
+	}
+	s, err = r.Replay(ctx, dlq.Filter{})
+	if err != nil || s.Replayed != 6 {
+		t.Fatalf("resumed replay: %+v %v", s, err)
+	}
+	// An identical second replay delivers nothing.
+	s, err = r.Replay(ctx, dlq.Filter{})
+	if err != nil || s.Replayed != 0 || len(s.Resumed) != 3 {
+		t.Fatalf("identical second replay: %+v %v", s, err)
+	}
+
+	// Every DLQ record reached the main topic exactly once, as it was, with
+	// kretry-replays 1 and no other kretry header.
+	replayed := p.mainRecords(before)
+	var vals []string
+	for _, rec := range replayed {
+		vals = append(vals, string(rec.Value))
+		i, _ := strconv.Atoi(string(rec.Value))
+		md, ok, err := retrytopics.Decode(rec.Headers)
+		if err != nil || !ok || md.Group != "" || md.Replays != 1 {
+			t.Errorf("replayed record %s: kretry headers %+v %v %v", rec.Value, md, ok, err)
+		}
+		if string(rec.Key) != "order-"+strconv.Itoa(i) || len(rec.Headers) != 2 || string(rec.Headers[0].Value) != "trace-"+strconv.Itoa(i) {
+			t.Errorf("replayed record %s: key %s headers %v", rec.Value, rec.Key, rec.Headers)
+		}
+	}
+	slices.SortFunc(vals, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
+	want := make([]string, 15)
+	for i := range want {
+		want[i] = strconv.Itoa(i)
+	}
+	if !slices.Equal(vals, want) {
+		t.Fatalf("replayed to %s: %v, want each of %v once", p.main, vals, want)
+	}
+
+	// The consumer now succeeds, except on order-3, which fails again.
+	p.failOn = func(rec *kgo.Record) error {
+		if string(rec.Key) == "order-3" {
+			return consumer.Permanent(errors.New("order 3 still not found"))
+		}
+		return nil
+	}
+	p.run(func() bool { return p.dlqSize() == 16 })
+	for i := range 15 {
+		want := 1
+		if i == 3 {
+			want = 0
+		}
+		if got := p.seen[strconv.Itoa(i)]; got != want {
+			t.Errorf("record %d handled %d times after the replay, want %d", i, got, want)
+		}
+	}
+
+	// The record that failed again carries kretry-replays 1: with
+	// --max-replays 1 it is skipped, with --force it goes.
+	s, err = r.Replay(ctx, dlq.Filter{}, dlq.ReplayMaxReplays(1))
+	if err != nil || s.Replayed != 0 || s.Skipped(dlq.SkippedMaxReplays) != 1 {
+		t.Fatalf("max-replays 1: %+v %v", s, err)
+	}
+	mid := p.mainEnds()
+	s, err = r.Replay(ctx, dlq.Filter{Key: "order-3"}, dlq.ReplayMaxReplays(1), dlq.ReplayForce(true), dlq.ReplayGroup(p.dlq+"-forced"))
+	if err != nil || s.Replayed != 2 {
+		// Both DLQ records of order-3 (replays 0 and 1): a new group starts from the oldest.
+		t.Fatalf("forced: %+v %v", s, err)
+	}
+	var reps []string
+	for _, rec := range p.mainRecords(mid) {
+		v, _ := header(rec, retrytopics.HeaderReplays)
+		reps = append(reps, v)
+	}
+	slices.Sort(reps)
+	if !slices.Equal(reps, []string{"1", "2"}) {
+		t.Errorf("forced replays carry kretry-replays %v, want [1 2]", reps)
+	}
+}
