@@ -564,7 +564,7 @@ func TestSASLScram(t *testing.T) {
 	const wrong = "wrong-password-xyzzy"
 	t.Setenv("KRETRY_TEST_SASL_PASSWORD", wrong)
 	r := kretry(t, "topics", "plan", "-c", cfg)
-	if r.code != 1 || !strings.Contains(r.stderr, `SCRAM-SHA-256 login of user "svc"`) ||
+	if r.code != 1 || !strings.Contains(r.stderr, `login of user "svc"`) ||
 		!strings.Contains(r.stderr, "check the username and the password in $KRETRY_TEST_SASL_PASSWORD") ||
 		strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("plan with a wrong password: %v", r)

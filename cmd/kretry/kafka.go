@@ -50,15 +50,15 @@ func (a *app) kafkaError(ctx context.Context, cfg *config.Config, err error) err
 	case ctx.Err() != nil:
 		return fmt.Errorf("interrupted while talking to Kafka at %s", brokers)
 	case cfg.SASL != nil && (errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism)):
-		return fmt.Errorf("Kafka at %s refused the %s login of user %q (%v): check the username and the password in $%s",
-			brokers, cfg.SASL.Mechanism, cfg.SASL.Username, err, cfg.SASL.PasswordEnv)
+		return fmt.Errorf("login of user %q (%s) refused by Kafka at %s (%v): check the username and the password in $%s",
+			cfg.SASL.Username, cfg.SASL.Mechanism, brokers, err, cfg.SASL.PasswordEnv)
 	case cfg.SASL != nil && errors.Is(err, io.EOF):
 		// Some brokers (kfake among them) close the connection on a
 		// wrong password instead of answering SaslAuthenticationFailed.
-		return fmt.Errorf("Kafka at %s closed the connection during the %s login of user %q, as brokers do on a wrong password: check the username and the password in $%s",
+		return fmt.Errorf("connection closed by Kafka at %s during the %s login of user %q, as brokers do on a wrong password: check the username and the password in $%s",
 			brokers, cfg.SASL.Mechanism, cfg.SASL.Username, cfg.SASL.PasswordEnv)
 	case cfg.SASL == nil && (errors.As(err, &firstEOF) || errors.Is(err, kerr.SaslAuthenticationFailed)):
-		return fmt.Errorf("Kafka at %s closed the connection, as brokers do when they want SASL or TLS: add the sasl or tls section to %s (%v)",
+		return fmt.Errorf("connection closed by Kafka at %s, as brokers do when they want SASL or TLS: add the sasl or tls section to %s (%v)",
 			brokers, a.configPath, err)
 	case errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("cannot reach Kafka at %s (%v): check --brokers or brokers in %s, and that Kafka runs (try \"kretry broker\")",
