@@ -206,6 +206,7 @@ func TestIntegrationReplay(t *testing.T) {
 			return consumer.Permanent(fmt.Errorf("order %d not found in %s", i, "db-"+strconv.Itoa(i%3)))
 		case i < 15:
 			var m map[string]int
+			//lint:ignore SA5000 the handler panics on purpose, as a buggy one would
 			m["x"] = i // panics: assignment to entry in nil map
 		}
 		return nil
@@ -384,5 +385,24 @@ func TestIntegrationReplay(t *testing.T) {
 	slices.Sort(reps)
 	if !slices.Equal(reps, []string{"1", "2"}) {
 		t.Errorf("forced replays carry kretry-replays %v, want [1 2]", reps)
+	}
+
+	// --from-start deletes the group's progress: the panics go again, once.
+	mid = p.mainEnds()
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, dlq.ReplayFromStart(true))
+	if err != nil || s.Replayed != 5 {
+		t.Fatalf("from start: %+v %v", s, err)
+	}
+	if got := len(p.mainRecords(mid)); got != 5 {
+		t.Errorf("from start wrote %d records, want 5", got)
+	}
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}})
+	if err != nil || s.Replayed != 0 {
+		t.Fatalf("identical replay after from start: %+v %v", s, err)
+	}
+	// The earlier selection's progress went with it.
+	var pe *dlq.ProgressError
+	if _, err := r.Replay(ctx, dlq.Filter{}); !errors.As(err, &pe) {
+		t.Errorf("the earlier selection after a from-start of another: %v, want a ProgressError", err)
 	}
 }
