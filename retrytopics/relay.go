@@ -1,0 +1,598 @@
+package retrytopics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/metrics"
+)
+
+// Relay consumes the tier topics of one or more ladders in one consumer group
+// and re-feeds each record to its ladder's main topic, at its original
+// partition, no earlier than its due time (kretry-due-at).
+//
+// Per tier partition, records are re-fed in offset order, one at a time: a
+// record is produced (acks=all, idempotent) and acknowledged before the next
+// one of its partition is, and its offset is marked for commit only after
+// that. When a partition's head record is not yet due, the partition is
+// paused, rewound to that record and resumed by a timer at its due time; no
+// goroutine sleeps and no record is held in memory meanwhile.
+//
+// A tier record whose kretry headers cannot be read goes to the ladder's DLQ
+// with reason invalid-metadata. A record whose kretry-group is not its
+// ladder's group belongs to another group's relay sharing the topic and is
+// committed past.
+type Relay struct {
+	cfg     relayCfg
+	ladders []*Ladder
+	tiers   map[string]tierOf // by tier topic
+	topics  []string          // the tier topics, in ladder order
+	metrics *metrics.Metrics
+	running atomic.Bool
+}
+
+// tierOf is what the relay knows about one tier topic.
+type tierOf struct {
+	ladder *Ladder
+	step   Step
+}
+
+// RelayOpt configures NewRelay.
+type RelayOpt interface{ apply(*relayCfg) }
+
+type relayOpt func(*relayCfg)
+
+func (o relayOpt) apply(c *relayCfg) { o(c) }
+
+type relayCfg struct {
+	group           string
+	logger          *slog.Logger
+	clientOpts      []kgo.Opt
+	reg             prometheus.Registerer
+	fetchMaxWait    time.Duration
+	deliveryTimeout time.Duration
+	maxPollRecords  int
+	retryBackoff    time.Duration
+	maxRetryBackoff time.Duration
+}
+
+// Defaults of the relay options.
+const (
+	DefaultRelayFetchMaxWait    = 100 * time.Millisecond
+	DefaultRelayDeliveryTimeout = 30 * time.Second
+	DefaultRelayMaxPollRecords  = 500
+)
+
+func defaultRelayCfg() relayCfg {
+	return relayCfg{
+		logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		fetchMaxWait:    DefaultRelayFetchMaxWait,
+		deliveryTimeout: DefaultRelayDeliveryTimeout,
+		maxPollRecords:  DefaultRelayMaxPollRecords,
+		retryBackoff:    time.Second,
+		maxRetryBackoff: 30 * time.Second,
+	}
+}
+
+// WithRelayGroup sets the relay's consumer group. Default: the ladders'
+// group followed by "-relay" ("orders-service-relay"); required when the
+// ladders belong to different groups.
+func WithRelayGroup(group string) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.group = group })
+}
+
+// WithRelayLogger sets the logger: one line per re-feed at debug, problems
+// at warn and error. Default: discard everything.
+func WithRelayLogger(l *slog.Logger) RelayOpt {
+	return relayOpt(func(c *relayCfg) {
+		if l != nil {
+			c.logger = l
+		}
+	})
+}
+
+// WithRelayClientOpts adds kgo options to the relay's clients: seed brokers,
+// TLS, SASL, a dialer. The options the relay's guarantees rest on (group,
+// topics, commit mode, partitioner, acks) are set after these and win.
+// Default: none (kgo's default seed, localhost:9092).
+func WithRelayClientOpts(opts ...kgo.Opt) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// WithRelayRegisterer sets where the relay's metrics (kretry_refed_total,
+// kretry_refeed_lateness_seconds, kretry_paused_partitions, and the
+// forwarded and dead-lettered counts of invalid records) are registered.
+// Default: nil, counted but exported nowhere.
+func WithRelayRegisterer(reg prometheus.Registerer) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.reg = reg })
+}
+
+// WithRelayFetchMaxWait sets how long a broker may hold a fetch of the tier
+// topics open when it has nothing new. A resumed partition is fetched after
+// the fetch in flight returns, so this bounds the lateness the relay adds on
+// top of its produce round trip. Default DefaultRelayFetchMaxWait, 100ms.
+func WithRelayFetchMaxWait(d time.Duration) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.fetchMaxWait = d })
+}
+
+// WithRelayDeliveryTimeout bounds how long one re-feed (or DLQ forward) may
+// wait for the broker's acknowledgement before it counts as failed; a failed
+// re-feed is not committed, its partition is rewound and retried after a
+// backoff. Default DefaultRelayDeliveryTimeout, 30s.
+func WithRelayDeliveryTimeout(d time.Duration) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.deliveryTimeout = d })
+}
+
+// NewRelay returns a relay over every tier topic of ladders. It starts
+// nothing; Run does.
+func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
+	cfg := defaultRelayCfg()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if len(ladders) == 0 {
+		return nil, errors.New("relay: no ladders: give the ladder of at least one topic")
+	}
+	switch {
+	case cfg.fetchMaxWait < time.Millisecond:
+		return nil, fmt.Errorf("relay: fetch max wait %v: want at least 1ms", cfg.fetchMaxWait)
+	case cfg.deliveryTimeout <= 0:
+		return nil, fmt.Errorf("relay: delivery timeout %v: want a timeout > 0", cfg.deliveryTimeout)
+	}
+	r := &Relay{cfg: cfg, tiers: map[string]tierOf{}}
+	for i, l := range ladders {
+		if l == nil {
+			return nil, fmt.Errorf("relay: ladder %d is nil", i)
+		}
+		if cfg.group == "" && l.Group() != ladders[0].Group() {
+			return nil, fmt.Errorf("relay: the ladders of %s and %s belong to groups %s and %s: give the relay its group with WithRelayGroup",
+				ladders[0].Topic(), l.Topic(), ladders[0].Group(), l.Group())
+		}
+		for _, s := range l.steps {
+			if other, dup := r.tiers[s.Topic]; dup {
+				return nil, fmt.Errorf("relay: topic %s is a tier of both %s and %s: give each ladder its own tier topics",
+					s.Topic, other.ladder.Topic(), l.Topic())
+			}
+			r.tiers[s.Topic] = tierOf{ladder: l, step: s}
+			r.topics = append(r.topics, s.Topic)
+		}
+		r.ladders = append(r.ladders, l)
+	}
+	if r.cfg.group == "" {
+		r.cfg.group = ladders[0].Group() + "-relay"
+	}
+	m, err := metrics.New(cfg.reg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r.metrics = m
+	return r, nil
+}
+
+// Group returns the relay's consumer group.
+func (r *Relay) Group() string { return r.cfg.group }
+
+// Run checks that every tier topic exists, joins the relay's group and
+// re-feeds records until ctx is done. Then it commits what it re-fed, leaves
+// the group and returns nil; no goroutine of it outlives the call. It
+// returns an error without joining when a topic is missing. A Relay runs
+// once at a time.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("relay: Run is already running")
+	}
+	defer r.running.Store(false)
+
+	prod, err := kgo.NewClient(r.clientOpts(false)...)
+	if err != nil {
+		return fmt.Errorf("relay: building the Kafka client: %w", err)
+	}
+	defer prod.Close()
+	parts, err := r.checkTopics(ctx, prod)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
+		paused: map[topicPartition]*pause{}, failures: map[topicPartition]int{}}
+	cons, err := kgo.NewClient(r.clientOpts(true, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
+	if err != nil {
+		return fmt.Errorf("relay: building the Kafka client: %w", err)
+	}
+	s.cons = cons
+	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","))
+
+	for {
+		fetches := cons.PollRecords(ctx, r.cfg.maxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			cons.AllowRebalance()
+			break
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+				return
+			}
+			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
+		})
+		s.handle(ctx, fetches)
+		cons.AllowRebalance()
+	}
+
+	s.stop()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	if err := cons.CommitMarkedOffsets(cctx); err != nil {
+		s.log.Error("kretry relay could not commit its last offsets; those records will be re-fed again", "error", err)
+	}
+	cancel()
+	cons.Close()
+	s.log.Info("kretry relay stopped", "group", r.cfg.group)
+	return nil
+}
+
+// clientOpts returns the options of the producing client, or with consume
+// set of the group's consuming client: the user's first, then the relay's.
+func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
+	name := "producer"
+	if consume {
+		name = "consumer"
+	}
+	opts := slices.Clone(r.cfg.clientOpts)
+	opts = append(opts, kgo.WithLogger(kgoLogger{r.cfg.logger.With("component", "kgo", "client", "relay-"+name)}))
+	if !consume {
+		return append(opts,
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout),
+			kgo.ProducerLinger(0),
+		)
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(r.cfg.group),
+		kgo.ConsumeTopics(r.topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxWait(r.cfg.fetchMaxWait),
+	)
+	return append(opts, extra...)
+}
+
+// checkTopics checks that every tier, main and DLQ topic exists and returns
+// the partition count of each main and DLQ topic.
+func (r *Relay) checkTopics(ctx context.Context, cl *kgo.Client) (map[string]int32, error) {
+	names := slices.Clone(r.topics)
+	for _, l := range r.ladders {
+		names = append(names, l.Topic(), l.DLQ())
+	}
+	details, err := kadm.NewClient(cl).ListTopics(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("relay: listing topics %s: %w", strings.Join(names, ", "), err)
+	}
+	parts := map[string]int32{}
+	for _, name := range names {
+		d, ok := details[name]
+		switch {
+		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+			return nil, fmt.Errorf(`topic %s does not exist: run "kretry topics apply -c kretry.yaml"`, name)
+		case d.Err != nil:
+			return nil, fmt.Errorf("relay: topic %s: %w", name, d.Err)
+		case len(d.Partitions) == 0:
+			return nil, fmt.Errorf("relay: topic %s has no partitions", name)
+		}
+		parts[name] = int32(len(d.Partitions))
+	}
+	return parts, nil
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// pause is a partition held until its head record is due.
+type pause struct {
+	timer *time.Timer
+	tier  string
+}
+
+// session is the state of one Run.
+type session struct {
+	r     *Relay
+	prod  *kgo.Client
+	cons  *kgo.Client
+	parts map[string]int32
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	closed   bool
+	paused   map[topicPartition]*pause
+	failures map[topicPartition]int // consecutive failed produces; poll goroutine only
+}
+
+// outcome is what became of one partition's records of a poll.
+type outcome struct {
+	tp      topicPartition
+	done    []*kgo.Record // re-fed, forwarded or skipped: to mark
+	rewind  *kgo.Record   // the first record not done, if any
+	until   time.Time     // when to fetch rewind again
+	failure bool          // rewind is for a failed produce, not a due time
+}
+
+// handle processes one poll: the partitions in parallel, each in offset
+// order. Then, still holding rebalances, it marks what is done and pauses
+// and rewinds every partition that has a record to wait for.
+func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
+	var outs []*outcome
+	var wg sync.WaitGroup
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		o := &outcome{tp: topicPartition{p.Topic, p.Partition}}
+		outs = append(outs, o)
+		wg.Go(func() { s.partition(ctx, o, p.Records) })
+	})
+	wg.Wait()
+
+	pauses := map[string][]int32{}
+	rewinds := map[string]map[int32]kgo.EpochOffset{}
+	for _, o := range outs {
+		s.cons.MarkCommitRecords(o.done...)
+		if o.rewind == nil {
+			if len(o.done) > 0 {
+				delete(s.failures, o.tp)
+			}
+			continue
+		}
+		if o.failure {
+			n := s.failures[o.tp]
+			s.failures[o.tp] = n + 1
+			o.until = time.Now().Add(min(s.r.cfg.retryBackoff<<min(n, 16), s.r.cfg.maxRetryBackoff))
+		} else if len(o.done) > 0 {
+			delete(s.failures, o.tp)
+		}
+		pauses[o.tp.topic] = append(pauses[o.tp.topic], o.tp.partition)
+		if rewinds[o.tp.topic] == nil {
+			rewinds[o.tp.topic] = map[int32]kgo.EpochOffset{}
+		}
+		rewinds[o.tp.topic][o.tp.partition] = kgo.EpochOffset{Epoch: -1, Offset: o.rewind.Offset}
+	}
+	if len(pauses) == 0 {
+		return
+	}
+	// Pause first, so that the session restart SetOffsets causes does not
+	// fetch what we are about to hold.
+	s.cons.PauseFetchPartitions(pauses)
+	s.cons.SetOffsets(rewinds)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range outs {
+		if o.rewind != nil {
+			s.hold(o.tp, o.until)
+		}
+	}
+}
+
+// hold arms the timer that resumes tp at until. s.mu is held.
+func (s *session) hold(tp topicPartition, until time.Time) {
+	tier := s.r.tiers[tp.topic].step.Name
+	if old := s.paused[tp]; old != nil {
+		old.timer.Stop() // cannot happen while the partition is paused; kept safe
+	} else {
+		s.r.metrics.PausedPartitions.WithLabelValues(tier).Inc()
+	}
+	p := &pause{tier: tier}
+	p.timer = time.AfterFunc(time.Until(until), func() { s.resume(tp, p) })
+	s.paused[tp] = p
+}
+
+// resume is the timer of a pause: the head record of tp is due.
+func (s *session) resume(tp topicPartition, p *pause) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.paused[tp] != p {
+		return // revoked, lost or stopped meanwhile
+	}
+	delete(s.paused, tp)
+	s.r.metrics.PausedPartitions.WithLabelValues(p.tier).Dec()
+	s.cons.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
+}
+
+// release drops the pauses of partitions that are leaving this member and
+// resumes them: kgo keeps pauses across rebalances, and a partition that
+// comes back later must be fetched from its committed offset.
+func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for topic, ps := range tps {
+		for _, p := range ps {
+			tp := topicPartition{topic, p}
+			if st := s.paused[tp]; st != nil {
+				st.timer.Stop()
+				delete(s.paused, tp)
+				s.r.metrics.PausedPartitions.WithLabelValues(st.tier).Dec()
+			}
+		}
+	}
+	cl.ResumeFetchPartitions(tps)
+}
+
+// revoked runs in kgo's group goroutine, between polls (BlockRebalanceOnPoll).
+func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.release(cl, tps)
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		s.log.Error("kretry relay could not commit offsets of revoked partitions; their records will be re-fed again",
+			"error", err)
+	}
+}
+
+func (s *session) lost(_ context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.release(cl, tps)
+}
+
+// stop drops every timer; after it no timer touches the client.
+func (s *session) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for tp, p := range s.paused {
+		p.timer.Stop()
+		delete(s.paused, tp)
+		s.r.metrics.PausedPartitions.WithLabelValues(p.tier).Dec()
+	}
+}
+
+// partition takes recs, the records of one partition of a poll, in order,
+// until one must wait: not due, or its produce failed.
+func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record) {
+	t := s.r.tiers[o.tp.topic]
+	for _, rec := range recs {
+		if ctx.Err() != nil {
+			return // shutting down: what is not marked is fetched again by the next owner
+		}
+		md, ok, err := Decode(rec.Headers)
+		if err == nil && (!ok || md.Group == "") {
+			err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
+		}
+		if err != nil {
+			if !s.deadLetter(t, rec, err) {
+				o.rewind, o.failure = rec, true
+				return
+			}
+			o.done = append(o.done, rec)
+			continue
+		}
+		if md.Group != t.ladder.Group() {
+			s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "record_group", md.Group)
+			o.done = append(o.done, rec)
+			continue
+		}
+		if now := time.Now(); now.Before(md.DueAt) {
+			o.rewind, o.until = rec, md.DueAt
+			return
+		}
+		if !s.refeed(t, rec, md) {
+			o.rewind, o.failure = rec, true
+			return
+		}
+		o.done = append(o.done, rec)
+	}
+}
+
+// refeed produces rec to its main topic and waits for the acknowledgement.
+func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata) bool {
+	main := t.ladder.Topic()
+	out := &kgo.Record{
+		Topic:     main,
+		Partition: md.OriginalPartition % s.parts[main],
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   Encode(rec.Headers, md),
+	}
+	if err := s.produce(out); err != nil {
+		s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", main, "error", err)
+		return false
+	}
+	lateness := time.Since(md.DueAt)
+	s.r.metrics.Refed.WithLabelValues(main, t.step.Name).Inc()
+	s.r.metrics.RefeedLateness.WithLabelValues(t.step.Name).Observe(lateness.Seconds())
+	s.log.Debug("kretry relay re-fed a record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+		"to", main, "to_partition", out.Partition, "to_offset", out.Offset, "attempts", md.Attempts,
+		"lateness", lateness)
+	return true
+}
+
+// deadLetter forwards rec, whose kretry headers cannot be read, to the DLQ
+// of its ladder with reason invalid-metadata, and waits for the
+// acknowledgement.
+func (s *session) deadLetter(t tierOf, rec *kgo.Record, decodeErr error) bool {
+	dlq := t.ladder.DLQ()
+	now := time.Now()
+	md := Metadata{
+		Group:    t.ladder.Group(),
+		Attempts: 1,
+		Tier:     t.step.Name,
+		DueAt:    now,
+		// Where kretry found the record: its tier topic.
+		OriginalTopic:     rec.Topic,
+		OriginalPartition: rec.Partition,
+		OriginalOffset:    rec.Offset,
+		OriginalTimestamp: rec.Timestamp,
+		FirstFailureAt:    now,
+		LastFailureAt:     now,
+		Error:             "unreadable kretry headers: " + decodeErr.Error(),
+		Reason:            ReasonInvalidMetadata,
+	}
+	out := &kgo.Record{
+		Topic:     dlq,
+		Partition: rec.Partition % s.parts[dlq],
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   Encode(rec.Headers, md),
+	}
+	if err := s.produce(out); err != nil {
+		s.log.Error("kretry relay could not dead-letter a record with unreadable kretry headers; it stays in its tier and is retried",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", err)
+		return false
+	}
+	s.r.metrics.Forwarded.WithLabelValues(t.ladder.Topic(), metrics.TierDLQ).Inc()
+	s.r.metrics.DeadLettered.WithLabelValues(t.ladder.Topic(), string(ReasonInvalidMetadata)).Inc()
+	s.log.Warn("kretry relay dead-lettered a record with unreadable kretry headers",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", decodeErr)
+	return true
+}
+
+// produce writes rec and waits for its acknowledgement, bounded by the
+// delivery timeout; shutdown does not cut it short, so that an acknowledged
+// re-feed is also marked.
+func (s *session) produce(rec *kgo.Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.deliveryTimeout)
+	defer cancel()
+	return s.prod.ProduceSync(ctx, rec).FirstErr()
+}
+
+// kgoLogger sends kgo's log lines to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	ctx := context.Background()
+	switch {
+	case k.l.Enabled(ctx, slog.LevelDebug):
+		return kgo.LogLevelDebug
+	case k.l.Enabled(ctx, slog.LevelWarn):
+		return kgo.LogLevelWarn
+	case k.l.Enabled(ctx, slog.LevelError):
+		return kgo.LogLevelError
+	}
+	return kgo.LogLevelNone
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	// kgo's info lines (joins, assignments) are routine for kretry: debug.
+	l := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	}
+	k.l.Log(context.Background(), l, msg, keyvals...)
+}
