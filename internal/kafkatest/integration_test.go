@@ -56,6 +56,7 @@ func createTopic(t *testing.T, adm *kadm.Client, partitions int32, configs map[s
 		defer cancel()
 		adm.DeleteTopics(ctx, topic)
 	})
+	kafkatest.WaitTopics(t, adm, topic)
 	return topic
 }
 

@@ -1,14 +1,18 @@
 package kafkatest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -81,4 +85,48 @@ func sanitize(s string) string {
 		}
 		return '-'
 	}, s)
+}
+
+// WaitTopics waits until every topic is in adm's broker metadata with a leader
+// for each of its partitions. A KRaft broker learns of a topic shortly after
+// CreateTopics returns, so a test that creates a topic and uses it at once can
+// see UNKNOWN_TOPIC_OR_PARTITION without this. It fails the test after 30s.
+func WaitTopics(t testing.TB, adm *kadm.Client, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		var missing error
+		tds, err := adm.ListTopics(ctx, topics...)
+		if err != nil {
+			missing = err
+		}
+		for _, topic := range topics {
+			td, ok := tds[topic]
+			switch {
+			case missing != nil:
+			case !ok:
+				missing = fmt.Errorf("topic %s is not in the metadata", topic)
+			case td.Err != nil:
+				missing = fmt.Errorf("topic %s: %w", topic, td.Err)
+			case len(td.Partitions) == 0:
+				missing = fmt.Errorf("topic %s has no partitions yet", topic)
+			default:
+				for _, p := range td.Partitions {
+					if p.Err != nil || p.Leader < 0 {
+						missing = fmt.Errorf("topic %s partition %d has no leader yet (%v)", topic, p.Partition, p.Err)
+						break
+					}
+				}
+			}
+		}
+		if missing == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("kafkatest: waiting for topics %v: %v", topics, missing)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

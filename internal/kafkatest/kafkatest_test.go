@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -115,4 +116,22 @@ func TestVirtualFakeInBubble(t *testing.T) {
 			t.Fatalf("fake clock advanced %v, want at least an hour", got)
 		}
 	})
+}
+
+func TestWaitTopics(t *testing.T) {
+	_, seeds := Fake(t, kfake.NumBrokers(1))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(context.Background(), 3, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	WaitTopics(t, adm, "t")
+	tds, err := adm.ListTopics(context.Background(), "t")
+	if err != nil || len(tds["t"].Partitions) != 3 {
+		t.Fatalf("after WaitTopics: %v, %v", tds, err)
+	}
 }
