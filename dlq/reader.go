@@ -16,6 +16,23 @@ import (
 // topic, or a replay's target topic, does not exist.
 var ErrUnknownTopic = errors.New("topic does not exist")
 
+// unknownTopicError names the missing topics and the fix; it is ErrUnknownTopic.
+type unknownTopicError struct {
+	what   string // "DLQ topic", "target topic"
+	topics []string
+	fix    string
+}
+
+func (e *unknownTopicError) Error() string {
+	verb := "does"
+	if len(e.topics) > 1 {
+		verb = "do"
+	}
+	return fmt.Sprintf("%s %s %s not exist: %s", e.what, strings.Join(e.topics, ", "), verb, e.fix)
+}
+
+func (e *unknownTopicError) Is(target error) bool { return target == ErrUnknownTopic }
+
 // Reader reads one DLQ topic. A read covers the records up to each
 // partition's high watermark at its start, so it always ends: records
 // dead-lettered while it runs are left for the next read. A Reader never
@@ -78,7 +95,7 @@ func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, e
 	for p, s := range starts[topic] {
 		if s.Err != nil {
 			if errors.Is(s.Err, kerr.UnknownTopicOrPartition) {
-				return nil, fmt.Errorf("%s: %w: check the name, or create it with `kretry topics apply`", topic, ErrUnknownTopic)
+				return nil, &unknownTopicError{"topic", []string{topic}, "check the name, or create it with `kretry topics apply`"}
 			}
 			return nil, fmt.Errorf("listing the offsets of %s partition %d: %w", topic, p, s.Err)
 		}
@@ -89,7 +106,7 @@ func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, e
 		ps = append(ps, Partition{Partition: p, Start: s.Offset, End: e.Offset})
 	}
 	if len(ps) == 0 {
-		return nil, fmt.Errorf("%s: %w: check the name, or create it with `kretry topics apply`", topic, ErrUnknownTopic)
+		return nil, &unknownTopicError{"topic", []string{topic}, "check the name, or create it with `kretry topics apply`"}
 	}
 	slices.SortFunc(ps, func(a, b Partition) int { return int(a.Partition - b.Partition) })
 	return ps, nil

@@ -192,8 +192,8 @@ type ProgressError struct {
 }
 
 func (e *ProgressError) Error() string {
-	return fmt.Sprintf("replay group %s holds progress on %s partition %d (offset %d) from a replay of another selection (%s, this one is %s): "+
-		"start this selection over with --from-start, or keep its progress apart with another --group",
+	return fmt.Sprintf("replay group %s holds progress on %s partition %d (offset %d) from a replay of another selection (%s; this one is %s): "+
+		"start this selection over from the oldest record with --from-start (ReplayFromStart), or keep its progress apart with another --group (ReplayGroup)",
 		e.Group, e.Topic, e.Partition, e.Offset, e.Committed, e.Selection)
 }
 
@@ -504,8 +504,7 @@ func (r *Reader) checkTargets(ctx context.Context, targets []string) (map[string
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("target topic %s: %w; nothing was replayed: create it (`kretry topics apply`) or choose another with --to",
-			strings.Join(missing, ", "), ErrUnknownTopic)
+		return nil, &unknownTopicError{"target topic", missing, "nothing was replayed; create it (`kretry topics apply`), or choose another with --to"}
 	}
 	return counts, nil
 }

@@ -182,7 +182,7 @@ func TestDLQCommandsOnKfake(t *testing.T) {
 		t.Errorf("replay --json:\n%s", res)
 	}
 	res = kretry(t, "dlq", "replay", "-c", cfg, "--reason", "unknown", "--to", "nope", "--group", "legacy2")
-	if res.code != exitFailure || !strings.Contains(res.stderr, "target topic nope: topic does not exist; nothing was replayed") {
+	if res.code != exitFailure || !strings.Contains(res.stderr, "target topic nope does not exist: nothing was replayed") {
 		t.Errorf("replay to a missing topic:\n%s", res)
 	}
 }
