@@ -1,0 +1,208 @@
+//go:build integration
+
+package retrytopics_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// TestRelayLatenessRealBroker writes a few hundred records into a 1s tier
+// over a few seconds, as a consumer would, and measures how late the relay
+// re-feeds them: never early is asserted, the figures are logged.
+func TestRelayLatenessRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	const (
+		parts   = 4
+		records = 400
+		batch   = 20
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	main := kafkatest.Name(t, "orders")
+	group := kafkatest.Name(t, "svc")
+	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := l.Steps()[0]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := []string{main, tier.Topic, l.DLQ()}
+	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
+		t.Fatal(err)
+	}
+	defer adm.DeleteTopics(context.Background(), topics...)
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(t, reg)
+	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l},
+		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)), retrytopics.WithRelayRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(rctx) }()
+	defer func() {
+		stop()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	// Read the main topic as a consumer would, noting when each record
+	// became visible.
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(main),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+
+	// The reader runs while records are written; it reports through these
+	// once done is closed.
+	var lateness, visible []time.Duration
+	var problems []string
+	errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	seen := map[string]int{}
+	sentc := make(chan *kgo.Record, records)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sent := map[string]*kgo.Record{}
+		for len(seen) < records && ctx.Err() == nil {
+			fs := rd.PollFetches(ctx)
+			if fs.IsClientClosed() {
+				return
+			}
+			at := time.Now()
+			fs.EachRecord(func(got *kgo.Record) {
+				seen[string(got.Key)]++
+				for len(sentc) > 0 {
+					r := <-sentc
+					sent[string(r.Key)] = r
+				}
+				want := sent[string(got.Key)]
+				if want == nil {
+					errorf("unexpected record %q on the main topic", got.Key)
+					return
+				}
+				md, _, err := retrytopics.Decode(got.Headers)
+				if err != nil {
+					errorf("re-fed %q: %v", got.Key, err)
+					return
+				}
+				if got.Partition != md.OriginalPartition || !bytes.Equal(got.Value, want.Value) ||
+					!reflect.DeepEqual(retrytopics.UserHeaders(got.Headers), retrytopics.UserHeaders(want.Headers)) {
+					errorf("re-fed %q differs: partition %d value %q headers %s", got.Key, got.Partition, got.Value, show(got.Headers))
+				}
+				if got.Timestamp.Before(md.DueAt) {
+					errorf("re-fed %q at %s, before it was due at %s", got.Key,
+						retrytopics.FormatTime(got.Timestamp), retrytopics.FormatTime(md.DueAt))
+				}
+				lateness = append(lateness, got.Timestamp.Sub(md.DueAt))
+				visible = append(visible, at.Sub(md.DueAt))
+			})
+		}
+	}()
+
+	for i := 0; i < records; i += batch {
+		var recs []*kgo.Record
+		for j := i; j < i+batch; j++ {
+			now := time.Now()
+			md := retrytopics.Metadata{
+				Group: group, Attempts: 1, Tier: tier.Name, DueAt: now.Add(tier.Delay),
+				OriginalTopic: main, OriginalPartition: int32(j % parts), OriginalOffset: int64(j),
+				OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "boom",
+			}
+			rec := &kgo.Record{Topic: tier.Topic, Partition: int32(j % parts),
+				Key: fmt.Appendf(nil, "key-%d", j), Value: fmt.Appendf(nil, "value-%d", j),
+				Headers: retrytopics.Encode(hdr("trace", fmt.Sprint(j)), md)}
+			recs = append(recs, rec)
+		}
+		for _, rec := range recs {
+			sentc <- rec
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	<-done
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if len(seen) < records {
+		t.Fatalf("%d of %d records re-fed before the deadline", len(seen), records)
+	}
+	// Give a duplicate a chance to show up before counting.
+	time.Sleep(2 * time.Second)
+	fs := rd.PollFetches(nil)
+	fs.EachRecord(func(got *kgo.Record) { seen[string(got.Key)]++ })
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s re-fed %d times", k, n)
+		}
+	}
+
+	p50, p99, pmax := percentiles(lateness)
+	v50, v99, vmax := percentiles(visible)
+	t.Logf("relay lateness over %d records (1s tier, %d partitions, fetch max wait %v): p50 %v, p99 %v, max %v (re-fed record timestamp − due)",
+		len(lateness), parts, retrytopics.DefaultRelayFetchMaxWait, p50, p99, pmax)
+	t.Logf("seen by a consumer of the main topic: p50 %v, p99 %v, max %v (poll return − due)", v50, v99, vmax)
+	if n := histogramCount(t, m.RefeedLateness); n != records {
+		t.Errorf("lateness histogram holds %d observations, want %d", n, records)
+	}
+
+	// The relay commits what it re-fed: the group ends at the tier's ends.
+	stop()
+	if err := <-errc; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	errc <- nil // for the deferred stop
+	offs, err := adm.FetchOffsets(context.Background(), r.Group())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(context.Background(), tier.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := offs.Lookup(tier.Topic, o.Partition); !ok || c.At != o.Offset {
+			t.Errorf("relay committed %v on %s[%d], want the end %d", c.At, tier.Topic, o.Partition, o.Offset)
+		}
+	})
+	if got := gauge(t, m, tier.Name); got != 0 {
+		t.Errorf("paused partitions = %v after Run, want 0", got)
+	}
+}
+
+func percentiles(ds []time.Duration) (p50, p99, pmax time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return at(0.50), at(0.99), s[len(s)-1]
+}
