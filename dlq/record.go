@@ -205,7 +205,15 @@ func (r *Record) JSON() RecordJSON {
 }
 
 // MarshalJSON writes r in its JSON form.
-func (r *Record) MarshalJSON() ([]byte, error) { return json.Marshal(r.JSON()) }
+func (r *Record) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // keys and values show as they are: <, >, &
+	if err := enc.Encode(r.JSON()); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
 
 func bytesJSON(b []byte) (b64, text *string) {
 	if b == nil {

@@ -193,7 +193,7 @@ type ProgressError struct {
 
 func (e *ProgressError) Error() string {
 	return fmt.Sprintf("replay group %s holds progress on %s partition %d (offset %d) from a replay of another selection (%s; this one is %s): "+
-		"start this selection over from the oldest record with --from-start (ReplayFromStart), or keep its progress apart with another --group (ReplayGroup)",
+		"start this selection over from the oldest record (ReplayFromStart), or keep its progress in another replay group (ReplayGroup)",
 		e.Group, e.Topic, e.Partition, e.Offset, e.Committed, e.Selection)
 }
 

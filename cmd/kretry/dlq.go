@@ -221,7 +221,7 @@ value as base64 and, when printable UTF-8, as text.
 			var emit func(*dlq.Record) error
 			var table *dlq.Table
 			if a.json {
-				enc := json.NewEncoder(a.stdout)
+				enc := newJSONEncoder(a.stdout)
 				emit = func(rec *dlq.Record) error { return enc.Encode(rec) }
 			} else {
 				table = dlq.NewTable(a.stdout, termWidth(a.stdout))
@@ -279,7 +279,7 @@ else as text when printable, else as a hex dump. With --json, the object ls
 				return err
 			}
 			if a.json {
-				return json.NewEncoder(a.stdout).Encode(rec)
+				return newJSONEncoder(a.stdout).Encode(rec)
 			}
 			return dlq.WriteRecord(a.stdout, rec)
 		},
@@ -318,7 +318,7 @@ JSON object.
 				return err
 			}
 			if a.json {
-				return json.NewEncoder(a.stdout).Encode(s.JSON(r.Topic()))
+				return newJSONEncoder(a.stdout).Encode(s.JSON(r.Topic()))
 			}
 			return writeStats(a.stdout, r.Topic(), s, termWidth(a.stdout))
 		},
@@ -365,4 +365,11 @@ func cutText(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// newJSONEncoder writes one JSON object per line, with <, > and & as they are.
+func newJSONEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }

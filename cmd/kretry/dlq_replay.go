@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,7 +139,7 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 			)
 		}))
 	}
-	enc := json.NewEncoder(a.stdout)
+	enc := newJSONEncoder(a.stdout)
 	opts = append(opts, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
 		if bar != nil && e.Outcome == dlq.Replayed {
 			_ = bar.Add(1)
@@ -166,7 +165,9 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 	}
 	var pe *dlq.ProgressError
 	if errors.As(err, &pe) {
-		return err
+		return fmt.Errorf("replay group %s holds progress on %s partition %d (offset %d) of another selection (%s; this one is %s): "+
+			"run with --from-start to drop that progress and start this selection from the oldest record, or with --group NAME to keep this selection's progress apart",
+			pe.Group, pe.Topic, pe.Partition, pe.Offset, pe.Committed, pe.Selection)
 	}
 	if sum != nil && (err == nil || sum.Interrupted || sum.Replayed > 0) {
 		if a.json {
@@ -177,7 +178,7 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 	}
 	switch {
 	case sum != nil && sum.Interrupted:
-		return fmt.Errorf("replay interrupted after %d records, each acknowledged and committed: run the same command to continue", sum.Replayed)
+		return fmt.Errorf("replay interrupted after %s, each acknowledged and committed: run the same command to continue", records(sum.Replayed))
 	case err != nil:
 		return err
 	}
@@ -189,12 +190,12 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 	if s.DryRun {
 		verb = "dry run: would replay"
 	}
-	fmt.Fprintf(w, "%s %d records of %s (selection: %s; progress group %s)\n", verb, s.Replayed, s.Topic, s.Selection, s.Group)
+	fmt.Fprintf(w, "%s %s of %s (selection: %s; progress group %s)\n", verb, records(s.Replayed), s.Topic, s.Selection, s.Group)
 	for _, t := range slices.Sorted(maps.Keys(s.ByTarget)) {
 		fmt.Fprintf(w, "  to %s: %d\n", t, s.ByTarget[t])
 	}
 	if n := len(s.Skips); n > 0 {
-		fmt.Fprintf(w, "skipped %d records:\n", n)
+		fmt.Fprintf(w, "skipped %s:\n", records(n))
 		if k := s.Skipped(dlq.SkippedMaxReplays); k > 0 {
 			fmt.Fprintf(w, "  %d replayed %d times or more already (--max-replays %d; --force replays them): %s\n",
 				k, rf.maxReplays, rf.maxReplays, skipList(s.Skips, dlq.SkippedMaxReplays))
@@ -205,7 +206,7 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 		}
 	}
 	if s.PassedOver > 0 {
-		fmt.Fprintf(w, "passed over %d records the filters do not select\n", s.PassedOver)
+		fmt.Fprintf(w, "passed over %s the filters do not select\n", records(s.PassedOver))
 	}
 	if len(s.Resumed) > 0 {
 		var ps []string
@@ -264,4 +265,11 @@ func summaryJSON(s *dlq.ReplaySummary, _ dlq.Filter, _ replayFlags) summaryLine 
 		PassedOver: s.PassedOver, Resumed: s.Resumed, Progress: s.Progress,
 		LimitReached: s.LimitReached, Interrupted: s.Interrupted,
 	}
+}
+
+func records(n int) string {
+	if n == 1 {
+		return "1 record"
+	}
+	return fmt.Sprintf("%d records", n)
 }
