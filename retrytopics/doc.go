@@ -1,5 +1,21 @@
-// Package retrytopics holds kretry's retry ladder (Ladder, Tier), the naming of
-// its tier and DLQ topics, the header contract v1 that a record carries across
-// hops (the Header* constants, Metadata, Encode, Decode), and the Relay that
-// re-feeds a retry-tier record to its main topic when it is due.
+// Package retrytopics holds kretry's retry ladder, the names of its topics,
+// the header contract that a record carries across hops, and the Relay that
+// re-feeds a waiting record to its main topic when it is due.
+//
+// A Ladder (NewLadder) is the ordered list of retry tiers of one main topic
+// for one consumer group: each Step has a delay, a number of attempts, a
+// name ("retry-5s") and a topic ("orders.retry-5s" by DefaultNaming).
+// Ladder.For maps failure number k to the tier that takes it, or to the DLQ
+// (DefaultDLQ, "orders.dlq") once the ladder is used up.
+//
+// Encode and Decode write and read the kretry-* headers (the Header*
+// constants, version 1): Encode replaces every kretry header and keeps the
+// user's headers in order; Decode is strict and reports a bad, missing or
+// repeated header as a *HeaderError, never as a zero value.
+//
+// A Relay (NewRelay, Run) consumes every tier topic in one consumer group.
+// A record that is due is produced to the main topic at its original
+// partition, acknowledged, and only then committed; a partition whose head
+// record is not due is paused, rewound to that record and resumed by a timer
+// at its due time, so waiting records cost no memory and no goroutine.
 package retrytopics
