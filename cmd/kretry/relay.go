@@ -1,27 +1,111 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+
+	"github.com/kretry/kretry/retrytopics"
 )
 
-// newRelayCommand is registered with its flags; it runs once retrytopics has
-// its Relay (the full command is written and waits for it).
 func (a *app) newRelayCommand() *cobra.Command {
-	var logLevel string
+	var (
+		logLevel    string
+		metricsAddr string
+	)
 	cmd := &cobra.Command{
 		Use:   "relay",
-		Short: "Run the relay alone: re-feed due records from the tier topics until SIGINT/SIGTERM (not built yet)",
-		RunE: func(*cobra.Command, []string) error {
+		Short: "Run the relay alone: re-feed due records from the tier topics until SIGINT/SIGTERM",
+		Long: `relay consumes every tier topic of the config in the relay group (relay.group,
+default GROUP-relay) and re-feeds each record to its main topic, to its
+original partition, once it is due. Run it when the consumers run with the
+in-process relay turned off. It checks first that every tier and DLQ topic exists.
+SIGINT or SIGTERM stops it gracefully: it commits and leaves the group.
+With --metrics it serves the kretry_refed_total, kretry_refeed_lateness_seconds
+and kretry_paused_partitions metrics.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return usagef("--log-level %q: use debug, info, warn or error", logLevel)
 			}
-			return errors.New("kretry relay is not built yet: run the relay in process with the consumer meanwhile")
+			return a.relay(cmd.Context(), level, metricsAddr)
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9100); empty: off")
 	return cmd
+}
+
+func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) error {
+	cfg, adm, plan, err := a.planWith(ctx)
+	if err != nil {
+		return err
+	}
+	adm.Close()
+	var missing []string
+	for _, s := range plan.Topics {
+		if !s.Exists { // the relay reads the tiers and dead-letters unreadable records
+			missing = append(missing, s.Topic)
+		}
+	}
+	switch len(missing) {
+	case 0:
+	case 1:
+		return fmt.Errorf("topic %s does not exist: run %s", missing[0], a.hint("topics apply"))
+	default:
+		return fmt.Errorf("topics %s do not exist: run %s", strings.Join(missing, ", "), a.hint("topics apply"))
+	}
+
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		return err
+	}
+	opts, err := a.clientOpts(cfg)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	relayOpts := []retrytopics.RelayOpt{
+		retrytopics.WithRelayGroup(cfg.Relay.Group),
+		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),
+		retrytopics.WithRelayLogger(logger),
+		retrytopics.WithRelayClientOpts(opts...),
+	}
+
+	var srv *http.Server
+	if metricsAddr != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		relayOpts = append(relayOpts, retrytopics.WithRelayRegisterer(reg))
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("serve metrics on %s: %w: pass another --metrics address", metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+
+	r, err := retrytopics.NewRelay(ladders, relayOpts...)
+	if err != nil {
+		return err
+	}
+	err = r.Run(ctx)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("relay: %w", a.kafkaError(context.Background(), cfg, err))
+	}
+	return nil
 }

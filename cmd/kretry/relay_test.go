@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+func TestRelayMissingTopics(t *testing.T) {
+	noEnvOverrides(t)
+	main := kafkatest.Name(t, "orders")
+	seeds := fakeWithMain(t, main)
+	cfg := writeConfig(t, seeds, main, "")
+	r := kretry(t, "relay", "-c", cfg)
+	want := "kretry: topics " + strings.Join(ladderTopics(main), ", ") + ` do not exist: run "kretry topics apply -c ` + cfg + `"` + "\n"
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("relay without its topics: %v\nwant stderr %q", r, want)
+	}
+}
+
+func TestRelayRefeedsAndStopsGracefully(t *testing.T) {
+	noEnvOverrides(t)
+	main := kafkatest.Name(t, "orders")
+	seeds := fakeWithMain(t, main)
+	cfg := writeConfig(t, seeds, main, "")
+	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+
+	// A record that failed once on partition 2 of main and is due already.
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	now := time.Now()
+	rec := &kgo.Record{
+		Topic: main + ".retry-5s", Partition: 2, Key: []byte("k1"), Value: []byte("v1"),
+		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, retrytopics.Metadata{
+			Group: main + "-group", Attempts: 1, Tier: "retry-5s", DueAt: now.Add(-time.Second),
+			OriginalTopic: main, OriginalPartition: 2, OriginalOffset: 7, OriginalTimestamp: now.Add(-6 * time.Second),
+			FirstFailureAt: now.Add(-6 * time.Second), LastFailureAt: now.Add(-6 * time.Second), Error: "boom",
+		}),
+	}
+	if err := prod.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- runContext(ctx, []string{"relay", "-c", cfg}, &stdout, &stderr) }()
+
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(main), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var got *kgo.Record
+	for got == nil {
+		fs := cons.PollFetches(t.Context())
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("consume %s: %v", main, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = r })
+	}
+	if got.Partition != 2 || string(got.Key) != "k1" || string(got.Value) != "v1" || got.Headers[0].Key != "trace" {
+		t.Errorf("re-fed record: partition %d key %q value %q headers %v", got.Partition, got.Key, got.Value, got.Headers)
+	}
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("relay exit %d: %s", code, stderr.String())
+	}
+	if !regexp.MustCompile(`(?m)msg="kretry relay stopped"`).MatchString(stderr.String()) {
+		t.Errorf("relay stderr lacks the stop line:\n%s", stderr.String())
+	}
+	// Stopping committed the re-fed record: the relay group is past it.
+	adm := kadm.NewClient(prod)
+	offs, err := adm.FetchOffsets(t.Context(), main+"-group-relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup(main+".retry-5s", 2); !ok || o.At != 1 {
+		t.Errorf("relay group offset on %s.retry-5s/2: %+v (found %v), want 1", main, o, ok)
+	}
+}
