@@ -220,6 +220,8 @@ const progressPrefix = "kretry-replay/1 "
 // ReplayFromStart or another ReplayGroup. Progress is per partition: a
 // replay limited to some partitions resumes, or is refused, on those only.
 //
+// Filter.Limit caps the records replayed; skipped ones do not count.
+//
 // Before producing anything, Replay reads the selection once to find the
 // target topics and fails if one is missing. When ctx is cancelled, it stops
 // after the record in flight, commits what was acknowledged and returns

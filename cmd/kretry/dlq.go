@@ -74,6 +74,7 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.StringVar(&d.key, "key", "", "records with exactly this key")
 	fs.StringVar(&d.originalTopic, "original-topic", "", "records first delivered on this topic")
 	fs.Int32SliceVar(&d.partitions, "partition", nil, "only these DLQ partitions")
+	fs.Lookup("partition").DefValue = "" // all, not "[]"
 	fs.StringVar(&d.offsets, "offsets", "", "only these DLQ offsets: FROM-TO (both included), FROM-, -TO or N")
 	fs.IntVar(&d.limit, "limit", 0, "at most this many records (0: all)")
 }
