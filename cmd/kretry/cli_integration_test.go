@@ -122,3 +122,9 @@ func TestIntegrationBadConfigAndUsage(t *testing.T) {
 		t.Errorf("unknown flag: %v", r)
 	}
 }
+
+func TestIntegrationRelay(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := realMain(t, seeds)
+	relayRoundTrip(t, seeds, main)
+}

@@ -31,6 +31,14 @@ func TestRelayRefeedsAndStopsGracefully(t *testing.T) {
 	noEnvOverrides(t)
 	main := kafkatest.Name(t, "orders")
 	seeds := fakeWithMain(t, main)
+	relayRoundTrip(t, seeds, main)
+}
+
+// relayRoundTrip provisions main's ladder, puts a due record on its first
+// tier, runs "kretry relay" until the record is back on main, stops it and
+// checks that it committed.
+func relayRoundTrip(t *testing.T, seeds []string, main string) {
+	t.Helper()
 	cfg := writeConfig(t, seeds, main, "")
 	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
 		t.Fatalf("apply: %v", r)
