@@ -297,6 +297,10 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 		return nil
 	}, nil)
 	if err != nil && !errors.Is(err, errStop) {
+		if ctx.Err() != nil {
+			sum.Interrupted = true // before anything was produced
+			return sum, ctx.Err()
+		}
 		return sum, err
 	}
 	counts, err := r.checkTargets(ctx, slices.Sorted(maps.Keys(plan.ByTarget)))
