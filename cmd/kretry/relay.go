@@ -31,7 +31,7 @@ default GROUP-relay) and re-feeds each record to its main topic, to its
 original partition, once it is due. Run it when the consumers run with the
 in-process relay turned off. It checks first that every tier and DLQ topic exists.
 SIGINT or SIGTERM stops it gracefully: it commits and leaves the group.
-With --metrics it serves the kretry_refed_total, kretry_refeed_lateness_seconds
+With --json it logs JSON lines. With --metrics it serves the kretry_refed_total, kretry_refeed_lateness_seconds
 and kretry_paused_partitions metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
@@ -74,7 +74,11 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level})
+	if a.json {
+		handler = slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level})
+	}
+	logger := slog.New(handler)
 	relayOpts := []retrytopics.RelayOpt{
 		retrytopics.WithRelayGroup(cfg.Relay.Group),
 		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),

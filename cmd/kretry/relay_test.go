@@ -3,7 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"regexp"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func relayRoundTrip(t *testing.T, seeds []string, main string) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- runContext(ctx, []string{"relay", "-c", cfg}, &stdout, &stderr) }()
+	go func() { done <- runContext(ctx, []string{"relay", "-c", cfg, "--json"}, &stdout, &stderr) }()
 
 	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(main), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -90,8 +91,16 @@ func relayRoundTrip(t *testing.T, seeds []string, main string) {
 	if code := <-done; code != 0 {
 		t.Fatalf("relay exit %d: %s", code, stderr.String())
 	}
-	if !regexp.MustCompile(`(?m)msg="kretry relay stopped"`).MatchString(stderr.String()) {
-		t.Errorf("relay stderr lacks the stop line:\n%s", stderr.String())
+	var msgs []string
+	for line := range strings.SplitSeq(strings.TrimSpace(stderr.String()), "\n") {
+		var entry struct{ Msg string }
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("relay --json logged a line that is not JSON: %q", line)
+		}
+		msgs = append(msgs, entry.Msg)
+	}
+	if !slices.Contains(msgs, "kretry relay started") || !slices.Contains(msgs, "kretry relay stopped") {
+		t.Errorf("relay logs lack the start and stop lines:\n%s", stderr.String())
 	}
 	// Stopping committed the re-fed record: the relay group is past it.
 	adm := kadm.NewClient(prod)
