@@ -335,22 +335,22 @@ type Applied struct {
 	AlreadyExisted bool
 }
 
-// visibleTimeout bounds how long Apply waits for topics it created to
-// appear in the metadata of the broker it talks to.
+// visibleTimeout bounds how long Apply waits for the broker it talks to to
+// show its changes.
 const visibleTimeout = 30 * time.Second
 
 // Apply makes the changes of plan, in order: it creates missing topics with
 // the wanted partitions, replication factor and retention.ms, raises a
 // retention that is too short, and adds partitions up to the main topic's
 // count. It never deletes, never removes partitions and never shortens a
-// retention. It returns when every topic it created shows in the broker's
-// metadata (at most 30s), so that a consumer or relay started next finds
-// them. It returns what it changed, nothing when the plan has no changes,
+// retention. It returns when the broker shows every change (at most 30s
+// later), so that a consumer or relay started next finds the topics and a
+// Plan right after finds nothing to do. It returns what it changed, nothing when the plan has no changes,
 // so applying a fresh plan twice changes nothing the second time. On an
 // error it returns the changes made before it.
 func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, error) {
 	var done []Applied
-	var created []string
+	var changed []TopicState
 	for _, s := range plan.Changes() {
 		queue := slices.Clone(s.Actions)
 		for len(queue) > 0 {
@@ -375,8 +375,6 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 							}
 						}
 					}
-				} else if err == nil {
-					created = append(created, s.Topic)
 				}
 				if err != nil {
 					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s): %w",
@@ -411,11 +409,54 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 			}
 			done = append(done, ap)
 		}
+		changed = append(changed, s)
 	}
-	if err := waitVisible(ctx, adm, created); err != nil {
+	if err := settle(ctx, adm, changed); err != nil {
 		return done, err
 	}
 	return done, nil
+}
+
+// settle waits until the changed topics show as wanted: in the metadata with
+// a leader for each partition, with their partitions and retention. A broker
+// applies CreateTopics, CreatePartitions and config changes from the
+// controller a little after they return, and a Plan right after Apply must
+// find nothing left to do.
+func settle(ctx context.Context, adm *kadm.Client, changed []TopicState) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	names := make([]string, len(changed))
+	for i, s := range changed {
+		names[i] = s.Topic
+	}
+	if err := waitVisible(ctx, adm, names); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, visibleTimeout)
+	defer cancel()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		states := slices.Clone(changed)
+		err := observe(ctx, adm, states, names)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		var pending []string
+		for _, s := range states {
+			if err != nil || !s.OK() {
+				pending = append(pending, s.Topic)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topics %v were changed but do not show the changes after %v: check the cluster's health and run the apply again: %w",
+				pending, visibleTimeout, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
 }
 
 // waitVisible waits until every topic shows in the metadata with a leader

@@ -345,6 +345,13 @@ func TestBrokersFlagOverridesConfig(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, main+".dlq") {
 		t.Errorf("plan with --brokers: %v", r)
 	}
+	// A file without brokers works with --brokers.
+	noBrokers := filepath.Join(t.TempDir(), "kretry.yaml")
+	os.WriteFile(noBrokers, []byte("group: g\ntopics:\n  - name: "+main+"\n    tiers: [{delay: 1s}]\n"), 0o600)
+	r = kretry(t, "topics", "plan", "-c", noBrokers, "--brokers", strings.Join(seeds, ","))
+	if r.code != 0 || !strings.Contains(r.stdout, main+".retry-1s") {
+		t.Errorf("plan of a file without brokers, with --brokers: %v", r)
+	}
 	// --brokers also wins over KRETRY_BROKERS.
 	t.Setenv("KRETRY_BROKERS", dead)
 	r = kretry(t, "topics", "apply", "--brokers", strings.Join(seeds, ","), "-c", cfg)

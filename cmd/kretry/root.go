@@ -183,20 +183,15 @@ func unknownCommand(cmd *cobra.Command, name string) error {
 	return &usageError{errors.New(msg)}
 }
 
-// loadConfig loads the -c file and applies --brokers. Its errors name the
+// loadConfig loads the -c file with --brokers in place of its brokers (and
+// of KRETRY_BROKERS), so a file without brokers works with --brokers. Its errors name the
 // file, and for a missing file say how to give one.
 func (a *app) loadConfig() (*config.Config, error) {
-	cfg, err := config.Load(a.configPath)
+	cfg, err := config.Load(a.configPath, config.WithBrokers(a.brokers...))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("config file %s does not exist: pass -c FILE (the format is in the README)", a.configPath)
 	}
-	if err != nil {
-		return nil, err
-	}
-	if len(a.brokers) > 0 {
-		cfg.Brokers = append([]string(nil), a.brokers...)
-	}
-	return cfg, nil
+	return cfg, err
 }
 
 // clientOpts returns the franz-go options for cfg: seeds, client id, TLS and
