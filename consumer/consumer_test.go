@@ -699,3 +699,54 @@ func TestGracePeriodCancelsSlowHandler(t *testing.T) {
 		}
 	})
 }
+
+// A partition paused because its worker is behind must not stay paused when a
+// second consumer joins (the partition is revoked) and leaves again (it comes
+// back): franz-go keeps pauses across rebalances.
+func TestRebalanceDuringPauseLeavesNothingPaused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 2, 2)
+		const n = 60
+		var recs []*kgo.Record
+		for i := range n {
+			recs = append(recs, &kgo.Record{Partition: int32(i % 2), Key: []byte(strconv.Itoa(i))})
+		}
+		c.produce(recs...)
+		var byA, byB counter
+		slow := func(cnt *counter) consumer.Handler {
+			return consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+				cnt.add(r.Key)
+				time.Sleep(time.Second)
+				return nil
+			})
+		}
+		// Every fetch pauses its partition: the worker is always behind.
+		// franz-go's autocommit waits on a sync.RWMutex while a join is in
+		// progress, which synctest does not count as durably blocked: a tick
+		// during a join would stop the virtual clock. Commits still happen on
+		// revoke and at shutdown.
+		opts := []consumer.Option{consumer.WithRelay(false), consumer.WithPauseAt(2, 0),
+			consumer.WithClientOpts(kgo.AutoCommitInterval(24 * time.Hour))}
+		a := c.start(slow(&byA), opts...)
+		waitFor(t, "A under way", func() bool { return byA.total() >= 4 })
+		b := c.start(slow(&byB), opts...)
+		waitFor(t, "B under way", func() bool { return byB.total() >= 4 })
+		if err := b.stop(); err != nil {
+			t.Fatalf("B: %v", err)
+		}
+		waitFor(t, "every record handled", func() bool {
+			for _, r := range recs {
+				if byA.get(string(r.Key))+byB.get(string(r.Key)) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		if err := a.stop(); err != nil {
+			t.Fatalf("A: %v", err)
+		}
+		if got := c.committed(testGroup, testTopic); got[0] != n/2 || got[1] != n/2 {
+			t.Errorf("committed = %v, want both partitions at %d", got, n/2)
+		}
+	})
+}
