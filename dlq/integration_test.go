@@ -93,6 +93,15 @@ func (p *pipeline) produce(from, to int) {
 // topic and until done() holds, then stops it.
 func (p *pipeline) run(done func() bool) {
 	p.t.Helper()
+	ladders, err := p.cfg.Ladders()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	relay, err := retrytopics.NewRelay(ladders, retrytopics.WithRelayGroup(p.cfg.Relay.Group),
+		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(p.seeds...)))
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	c, err := consumer.New(p.cfg, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		if err := p.failOn(rec); err != nil {
 			return err
@@ -106,20 +115,24 @@ func (p *pipeline) run(done func() bool) {
 		p.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- c.Run(ctx) }()
+	go func() { errc <- relay.Run(ctx) }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for !(p.caughtUp() && done()) {
 		if time.Now().After(deadline) {
 			cancel()
+			<-errc
 			<-errc
 			p.t.Fatalf("the consumer did not catch up with %s within 2 minutes", p.main)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	cancel()
-	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-		p.t.Fatalf("consumer Run: %v", err)
+	for range 2 {
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			p.t.Fatalf("consumer or relay Run: %v", err)
+		}
 	}
 }
 
@@ -190,15 +203,17 @@ func newReaderOf(t *testing.T, seeds []string, topic string) *dlq.Reader {
 	return r
 }
 
-// TestIntegrationReplay fills a DLQ through the real consumer (a handler that
-// fails some records permanently and panics on others), then checks
+// TestIntegrationReplay fills a DLQ through the real consumer and relay (a
+// handler that fails some records permanently, panics on others and fails
+// others on every attempt of the 1s tier), then checks
 // filters, stats, a dry run, an interrupted and resumed replay, that an
 // identical replay delivers nothing, that the consumer handles every replayed
 // record once, and the max-replays guard on a record that failed again.
 func TestIntegrationReplay(t *testing.T) {
 	p := newPipeline(t)
 	const n = 40
-	// 0-9 not found (permanent), 10-14 panic, the rest succeed.
+	// 0-9 not found (permanent), 10-14 panic, 15-19 fail until the ladder
+	// is used up, the rest succeed.
 	p.failOn = func(rec *kgo.Record) error {
 		i, _ := strconv.Atoi(string(rec.Value))
 		switch {
@@ -208,13 +223,15 @@ func TestIntegrationReplay(t *testing.T) {
 			var m map[string]int
 			//lint:ignore SA5000 the handler panics on purpose, as a buggy one would
 			m["x"] = i // panics: assignment to entry in nil map
+		case i < 20:
+			return fmt.Errorf("payments API: 503 Service Unavailable (request %08x-0000-4000-8000-%012d)", i*7919, i)
 		}
 		return nil
 	}
 	p.produce(0, n)
-	p.run(func() bool { return p.dlqSize() == 15 })
-	if got := len(p.seen); got != 25 {
-		t.Fatalf("handled %d records, want 25", got)
+	p.run(func() bool { return p.dlqSize() == 20 })
+	if got := len(p.seen); got != 20 {
+		t.Fatalf("handled %d records, want 20", got)
 	}
 	ctx := context.Background()
 	r := newReaderOf(t, p.seeds, p.dlq)
@@ -243,7 +260,10 @@ func TestIntegrationReplay(t *testing.T) {
 	if got := count(dlq.Filter{Key: "order-3"}); len(got) != 1 {
 		t.Errorf("key: %v", got)
 	}
-	if got := count(dlq.Filter{OriginalTopic: p.main}); len(got) != 15 {
+	if got := count(dlq.Filter{Reasons: []string{"exhausted"}}); !slices.Equal(got, []string{"order-15", "order-16", "order-17", "order-18", "order-19"}) {
+		t.Errorf("reason exhausted: %v", got)
+	}
+	if got := count(dlq.Filter{OriginalTopic: p.main}); len(got) != 20 {
 		t.Errorf("original topic: %v", got)
 	}
 	if got := count(dlq.Filter{OriginalTopic: "elsewhere"}); len(got) != 0 {
@@ -251,7 +271,7 @@ func TestIntegrationReplay(t *testing.T) {
 	}
 	since, _ := dlq.ParseTimeBound("10m")
 	until, _ := dlq.ParseTimeBound("1h")
-	if got := count(dlq.Filter{Since: since}); len(got) != 15 {
+	if got := count(dlq.Filter{Since: since}); len(got) != 20 {
 		t.Errorf("since 10m: %v", got)
 	}
 	if got := count(dlq.Filter{Until: until}); len(got) != 0 {
@@ -261,7 +281,7 @@ func TestIntegrationReplay(t *testing.T) {
 	for part := int32(0); part < 3; part++ {
 		perPartition += len(count(dlq.Filter{Partitions: []int32{part}}))
 	}
-	if perPartition != 15 {
+	if perPartition != 20 {
 		t.Errorf("partitions add up to %d", perPartition)
 	}
 	if got := count(dlq.Filter{Offsets: dlq.OffsetRange{From: 0, To: 0, HasTo: true}}); len(got) != 3 {
@@ -279,18 +299,19 @@ func TestIntegrationReplay(t *testing.T) {
 		}
 		return n
 	}
-	if st.Total != 15 || sum(st.Reasons()) != 15 || sum(st.OriginalTopics()) != 15 || sum(st.Errors()) != 15 {
+	if st.Total != 20 || sum(st.Reasons()) != 20 || sum(st.OriginalTopics()) != 20 || sum(st.Errors()) != 20 || sum(statsHours(st)) != 20 {
 		t.Errorf("stats do not add up: %+v", st)
 	}
 	if st.ByReason["permanent"] != 10 || st.ByReason["panic"] != 5 || st.ByError["order <n> not found in db-<n>"] != 10 ||
-		st.ByError["panic: assignment to entry in nil map"] != 5 {
+		st.ByError["panic: assignment to entry in nil map"] != 5 || st.ByReason["exhausted"] != 5 ||
+		st.ByError["payments API: <n> Service Unavailable (request <uuid>)"] != 5 {
 		t.Errorf("stats: %+v", st)
 	}
 
 	// A dry run produces nothing.
 	before := p.mainEnds()
 	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayDryRun(true))
-	if err != nil || s.Replayed != 15 {
+	if err != nil || s.Replayed != 20 {
 		t.Fatalf("dry run: %+v %v", s, err)
 	}
 	if after := p.mainEnds(); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -314,7 +335,7 @@ func TestIntegrationReplay(t *testing.T) {
 		t.Fatalf("replay with a limit: %+v %v", s, err)
 	}
 	s, err = r.Replay(ctx, dlq.Filter{})
-	if err != nil || s.Replayed != 6 {
+	if err != nil || s.Replayed != 11 {
 		t.Fatalf("resumed replay: %+v %v", s, err)
 	}
 	// An identical second replay delivers nothing.
@@ -339,7 +360,7 @@ func TestIntegrationReplay(t *testing.T) {
 		}
 	}
 	slices.SortFunc(vals, func(a, b string) int { x, _ := strconv.Atoi(a); y, _ := strconv.Atoi(b); return x - y })
-	want := make([]string, 15)
+	want := make([]string, 20)
 	for i := range want {
 		want[i] = strconv.Itoa(i)
 	}
@@ -354,8 +375,8 @@ func TestIntegrationReplay(t *testing.T) {
 		}
 		return nil
 	}
-	p.run(func() bool { return p.dlqSize() == 16 })
-	for i := range 15 {
+	p.run(func() bool { return p.dlqSize() == 21 })
+	for i := range 20 {
 		want := 1
 		if i == 3 {
 			want = 0
@@ -405,4 +426,12 @@ func TestIntegrationReplay(t *testing.T) {
 	if _, err := r.Replay(ctx, dlq.Filter{}); !errors.As(err, &pe) {
 		t.Errorf("the earlier selection after a from-start of another: %v, want a ProgressError", err)
 	}
+}
+
+func statsHours(s *dlq.Stats) []dlq.Count {
+	var out []dlq.Count
+	for _, h := range s.Hours() {
+		out = append(out, dlq.Count{Value: h.Hour.String(), Count: h.Count})
+	}
+	return out
 }
