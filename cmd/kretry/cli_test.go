@@ -9,11 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +27,16 @@ import (
 )
 
 const day = 24 * time.Hour
+
+// TestMain lets a test run this test binary as the kretry command: with
+// KRETRY_TEST_AS_MAIN=1 it is main, for tests of the real process (signals,
+// exit status).
+func TestMain(m *testing.M) {
+	if os.Getenv("KRETRY_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // result is what one in-process run of the CLI did.
 type result struct {
@@ -591,5 +603,63 @@ func TestSASLScram(t *testing.T) {
 	r = kretry(t, "topics", "plan", "-c", plain)
 	if r.code != 1 || !strings.Contains(r.stderr, "as brokers do when they want SASL or TLS: add the sasl or tls section to "+plain) {
 		t.Errorf("plan without sasl against a SASL broker: %v", r)
+	}
+}
+
+func TestBrokerProcessStopsOnSIGTERM(t *testing.T) {
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "broker", "--port", "0", "--topic", "orders")
+	cmd.Env = append(os.Environ(), "KRETRY_TEST_AS_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("kretry broker printed nothing: %v", cmd.Wait())
+	}
+	addr, ok := strings.CutPrefix(sc.Text(), "KRETRY_BROKERS=")
+	if !ok {
+		t.Fatalf("kretry broker printed %q", sc.Text())
+	}
+	if s := inspect(t, []kgo.Opt{kgo.SeedBrokers(addr)}, "orders")["orders"]; !s.exists || s.partitions != 3 {
+		t.Errorf("topic orders on the broker process: %+v, want 3 partitions", s)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("kretry broker after SIGTERM: %v\n%s", err, stderr.String())
+	}
+	if !strings.HasSuffix(stderr.String(), "kretry broker: stopped\n") {
+		t.Errorf("stderr %q, want the stop line last", stderr.String())
+	}
+}
+
+func TestProcessExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"version"}, 0},
+		{[]string{"config", "check", "-c", filepath.Join(t.TempDir(), "missing.yaml")}, 1},
+		{[]string{"--bogus"}, 2},
+	} {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], tc.args...)
+		cmd.Env = append(os.Environ(), "KRETRY_TEST_AS_MAIN=1")
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.want {
+			t.Errorf("kretry %v: exit %d, want %d", tc.args, code, tc.want)
+		}
 	}
 }
