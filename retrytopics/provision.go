@@ -520,3 +520,14 @@ func FormatRetention(d time.Duration) string {
 		return FormatDelay(d)
 	}
 }
+
+// EnsureTopics plans and applies in one call: what a consumer or relay does
+// at start to create its missing tier and DLQ topics. It returns what it
+// changed; a missing main topic is a *MissingTopicError.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, provisions []Provision) ([]Applied, error) {
+	plan, err := Plan(ctx, adm, provisions)
+	if err != nil {
+		return nil, err
+	}
+	return Apply(ctx, adm, plan)
+}

@@ -353,3 +353,20 @@ func TestApplyTopicCreatedAfterPlan(t *testing.T) {
 		t.Errorf("%s: %d partitions, retention.ms %d; want 3 and 14d", dlq, parts, ms)
 	}
 }
+
+func TestEnsureTopics(t *testing.T) {
+	f := newProvisionFixture(t)
+	provs := []retrytopics.Provision{{Ladder: f.ladder}}
+	done, err := retrytopics.EnsureTopics(f.ctx, f.adm, provs)
+	if err != nil || len(done) != 4 {
+		t.Fatalf("EnsureTopics: %d changes, %v; want 4 creations", len(done), err)
+	}
+	for name, ret := range f.wanted() {
+		if parts, _, ms := f.topic(t, name); parts != 3 || ms != ret.Milliseconds() {
+			t.Errorf("%s: %d partitions, retention.ms %d", name, parts, ms)
+		}
+	}
+	if done, err := retrytopics.EnsureTopics(f.ctx, f.adm, provs); err != nil || len(done) != 0 {
+		t.Errorf("second EnsureTopics: %d changes, %v; want none", len(done), err)
+	}
+}
