@@ -68,7 +68,7 @@ func (t *Table) Add(r *Record) error {
 		fmt.Sprintf("%d/%d", r.Partition, r.Offset),
 		r.Timestamp.UTC().Format("01-02 15:04:05"),
 		cut(KeyText(r.Key), 24),
-		cut(orig, 40),
+		cutKeepSuffix(orig, 40),
 		attempts,
 		r.Reason,
 		errText,
@@ -118,7 +118,11 @@ func (t *Table) Flush() error {
 	var b bytes.Buffer
 	for _, row := range rows {
 		for i, c := range row[:len(row)-1] {
-			c = cut(c, widths[i])
+			if i == colOriginal {
+				c = cutKeepSuffix(c, widths[i])
+			} else {
+				c = cut(c, widths[i])
+			}
 			b.WriteString(c)
 			b.WriteString(strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)+2))
 		}
@@ -151,6 +155,21 @@ func cut(s string, n int) string {
 		return "…"
 	}
 	return string([]rune(s)[:n-1]) + "…"
+}
+
+// cutKeepSuffix shortens topic/partition@offset to n characters in the
+// topic name, so that the partition and offset stay whole.
+func cutKeepSuffix(s string, n int) string {
+	i := strings.LastIndexByte(s, '/')
+	if utf8.RuneCountInString(s) <= n || i < 0 {
+		return cut(s, n)
+	}
+	suffix := s[i:]
+	keep := n - utf8.RuneCountInString(suffix) - 1
+	if keep < 1 {
+		return cut(s, n)
+	}
+	return string([]rune(s[:i])[:keep]) + "…" + suffix
 }
 
 // WriteRecord writes one record in full, as `kretry dlq show` does: where it

@@ -48,6 +48,9 @@ func TestTable(t *testing.T) {
 		if !strings.Contains(lines[3], " - ") || !strings.Contains(lines[3], "unknown") {
 			t.Errorf("row without kretry headers: %q", lines[3])
 		}
+		if width == 100 && !strings.Contains(lines[4], " payments/0@103 ") && !strings.Contains(lines[4], "…/0@103 ") {
+			t.Errorf("a cut original keeps its partition and offset: %q", lines[4])
+		}
 		if !strings.Contains(b.String(), "0x000") || !strings.Contains(lines[len(lines)-1], "…") {
 			t.Errorf("binary key in hex, long error cut: %q", lines[len(lines)-1])
 		}
