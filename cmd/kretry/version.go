@@ -19,7 +19,7 @@ func (a *app) newVersionCommand() *cobra.Command {
 				return json.NewEncoder(a.stdout).Encode(v)
 			}
 			rev := ""
-			if v.Revision != "" {
+			if v.Revision != "" && v.Kretry == "(devel)" { // a pseudo-version already names the commit
 				rev = " rev " + v.Revision
 			}
 			_, err := fmt.Fprintf(a.stdout, "kretry %s%s (franz-go %s, %s, %s)\n", v.Kretry, rev, v.FranzGo, v.Go, v.Platform)
