@@ -18,12 +18,16 @@ type cfg struct {
 	clientOpts []kgo.Opt
 	logger     *slog.Logger
 	now        func() time.Time
+	// idleCheck is how long a scan waits for records before it checks
+	// whether retention removed the rest of its span.
+	idleCheck time.Duration
 }
 
 func defaultCfg() cfg {
 	return cfg{
-		logger: slog.New(slog.DiscardHandler),
-		now:    time.Now,
+		logger:    slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		idleCheck: 5 * time.Second,
 	}
 }
 

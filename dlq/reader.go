@@ -239,12 +239,28 @@ func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) 
 	}
 	defer cl.Close()
 	for {
-		fs := cl.PollRecords(ctx, 1000)
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.idleCheck)
+		fs := cl.PollRecords(pctx, 1000)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if fs.Empty() && pctx.Err() != nil {
+			// Nothing for a while: if retention removed the rest of the
+			// span meanwhile, no record will come.
+			starts, err := r.adm.ListStartOffsets(ctx, r.topic)
+			if err == nil {
+				if o, ok := starts.Lookup(r.topic, sp.partition); ok && o.Err == nil && o.Offset >= sp.to {
+					return nil
+				}
+			}
+			continue
+		}
 		var errs []string
 		fs.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) && pctx.Err() != nil {
+				return // the idle check's, not the read's
+			}
 			errs = append(errs, fmt.Sprintf("reading %s partition %d: %v", t, p, err))
 		})
 		if len(errs) > 0 {

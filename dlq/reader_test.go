@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -267,5 +268,35 @@ func TestStats(t *testing.T) {
 	}
 	if f.Total != 3 || f.ByReason["permanent"] != 1 || f.ByReason["exhausted"] != 1 || f.ByReason["panic"] != 1 {
 		t.Errorf("filtered stats: %+v", f)
+	}
+}
+
+func TestReadEndsWhenRetentionRemovesTheSpan(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq", fill...)
+	r := newReader(t, seeds, dlq.WithIdleCheck(50*time.Millisecond))
+	adm := kadm.NewClient(producer(t, seeds))
+	var got []string
+	err := r.Read(context.Background(), dlq.Filter{}, func(rec *dlq.Record) error {
+		if rec.Partition == 0 && rec.Offset == 0 {
+			// Partition 1 loses all its records after the read listed them.
+			os := kadm.Offsets{}
+			os.Add(kadm.Offset{Topic: "orders.dlq", Partition: 1, At: 2})
+			resp, err := adm.DeleteRecords(context.Background(), os)
+			if err == nil {
+				err = resp.Error()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		got = append(got, fmt.Sprintf("%d/%d", rec.Partition, rec.Offset))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0/0", "0/1", "0/2", "0/3"}; !slices.Equal(got, want) {
+		t.Errorf("read %v, want %v", got, want)
 	}
 }
