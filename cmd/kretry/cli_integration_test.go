@@ -126,5 +126,5 @@ func TestIntegrationBadConfigAndUsage(t *testing.T) {
 func TestIntegrationRelay(t *testing.T) {
 	seeds := kafkatest.Brokers(t)
 	main := realMain(t, seeds)
-	relayRoundTrip(t, seeds, main)
+	relayRoundTrip(t, seeds, main, false)
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,13 +36,14 @@ func TestRelayRefeedsAndStopsGracefully(t *testing.T) {
 	noEnvOverrides(t)
 	main := kafkatest.Name(t, "orders")
 	seeds := fakeWithMain(t, main)
-	relayRoundTrip(t, seeds, main)
+	relayRoundTrip(t, seeds, main, true)
 }
 
 // relayRoundTrip provisions main's ladder, puts a due record on its first
 // tier, runs "kretry relay" until the record is back on main, stops it and
-// checks that it committed.
-func relayRoundTrip(t *testing.T, seeds []string, main string) {
+// checks that it committed. With metrics it also serves /metrics and checks
+// that the re-feed is counted there.
+func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 	t.Helper()
 	cfg := writeConfig(t, seeds, main, "")
 	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
@@ -66,9 +71,13 @@ func relayRoundTrip(t *testing.T, seeds []string, main string) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr bytes.Buffer
+	var stdout, stderr syncBuffer
+	args := []string{"relay", "-c", cfg, "--json"}
+	if metrics {
+		args = append(args, "--metrics", "127.0.0.1:0")
+	}
 	done := make(chan int, 1)
-	go func() { done <- runContext(ctx, []string{"relay", "-c", cfg, "--json"}, &stdout, &stderr) }()
+	go func() { done <- runContext(ctx, args, &stdout, &stderr) }()
 
 	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(main), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -85,6 +94,10 @@ func relayRoundTrip(t *testing.T, seeds []string, main string) {
 	}
 	if got.Partition != 2 || string(got.Key) != "k1" || string(got.Value) != "v1" || got.Headers[0].Key != "trace" {
 		t.Errorf("re-fed record: partition %d key %q value %q headers %v", got.Partition, got.Key, got.Value, got.Headers)
+	}
+
+	if metrics {
+		checkRefedMetric(t, stderr.String(), main)
 	}
 
 	cancel()
@@ -111,4 +124,59 @@ func relayRoundTrip(t *testing.T, seeds []string, main string) {
 	if o, ok := offs.Lookup(main+".retry-5s", 2); !ok || o.At != 1 {
 		t.Errorf("relay group offset on %s.retry-5s/2: %+v (found %v), want 1", main, o, ok)
 	}
+}
+
+// checkRefedMetric scrapes the /metrics that the relay logged it serves until
+// kretry_refed_total counts the re-feed of a record of main (the counter
+// moves once the produce is acknowledged, which may be just after the record
+// shows on main).
+func checkRefedMetric(t *testing.T, logs, main string) {
+	t.Helper()
+	var url string
+	for line := range strings.SplitSeq(logs, "\n") {
+		var entry struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving metrics" {
+			url = entry.URL
+		}
+	}
+	if url == "" {
+		t.Fatalf("relay --metrics logged no URL:\n%s", logs)
+	}
+	want := regexp.MustCompile(`(?m)^kretry_refed_total\{[^}]*topic="` + regexp.QuoteMeta(main) + `"[^}]*\} 1$`)
+	var body []byte
+	for range 500 { // at most 10s
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want.Match(body) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%s does not count the re-feed (want %s):\n%s", url, want, body)
+}
+
+// syncBuffer is a bytes.Buffer that a running command writes while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
