@@ -476,6 +476,18 @@ func TestCompletion(t *testing.T) {
 // called, and returns its address from the KRETRY_BROKERS line it prints.
 func startBroker(t *testing.T, args ...string) (addr string, stop func() result) {
 	t.Helper()
+	line, stop := startBrokerLine(t, args...)
+	addr, ok := strings.CutPrefix(line, "KRETRY_BROKERS=")
+	if !ok {
+		t.Fatalf("broker printed %q, want KRETRY_BROKERS=HOST:PORT", line)
+	}
+	return addr, stop
+}
+
+// startBrokerLine runs "kretry broker" in process until the returned stop is
+// called, and returns the first line it printed.
+func startBrokerLine(t *testing.T, args ...string) (line string, stop func() result) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
@@ -490,14 +502,9 @@ func startBroker(t *testing.T, args ...string) (addr string, stop func() result)
 		cancel()
 		t.Fatalf("broker printed nothing; exit %d: %s", <-done, stderr.String())
 	}
-	line := sc.Text()
+	line = sc.Text()
 	rest := make(chan string, 1)
 	go func() { b, _ := io.ReadAll(pr); rest <- string(b) }()
-	addr, ok := strings.CutPrefix(line, "KRETRY_BROKERS=")
-	if !ok {
-		cancel()
-		t.Fatalf("broker printed %q, want KRETRY_BROKERS=HOST:PORT", line)
-	}
 	stopped := false
 	stop = func() result {
 		cancel()
@@ -510,7 +517,21 @@ func startBroker(t *testing.T, args ...string) (addr string, stop func() result)
 			stop()
 		}
 	})
-	return addr, stop
+	return line, stop
+}
+
+func TestBrokerJSON(t *testing.T) {
+	line, stop := startBrokerLine(t, "--port", "0", "--json", "--topic", "orders:2")
+	var got struct{ Brokers, Data string }
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("broker --json printed %q: %v", line, err)
+	}
+	if s := inspect(t, []kgo.Opt{kgo.SeedBrokers(got.Brokers)}, "orders")["orders"]; !s.exists || s.partitions != 2 {
+		t.Errorf("broker at %q from --json: topic orders %+v", got.Brokers, s)
+	}
+	if r := stop(); r.code != 0 {
+		t.Errorf("broker --json: %v", r)
+	}
 }
 
 func TestBrokerCommandKeepsTopicsWithData(t *testing.T) {
