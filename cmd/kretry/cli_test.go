@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"go.uber.org/goleak"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -30,12 +31,13 @@ const day = 24 * time.Hour
 
 // TestMain lets a test run this test binary as the kretry command: with
 // KRETRY_TEST_AS_MAIN=1 it is main, for tests of the real process (signals,
-// exit status).
+// exit status). Otherwise it runs the tests and fails on any goroutine that a
+// command left running.
 func TestMain(m *testing.M) {
 	if os.Getenv("KRETRY_TEST_AS_MAIN") == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // result is what one in-process run of the CLI did.
