@@ -134,6 +134,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	s.cl = cl
 	if s.partitions, err = s.checkTopics(ctx); err != nil {
 		cl.Close()
+		kprom.release()
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: nothing to stop
+		}
 		return err
 	}
 

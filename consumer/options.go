@@ -3,7 +3,6 @@ package consumer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -30,13 +29,17 @@ type options struct {
 	// Provisioning (creating missing tier and DLQ topics at start) goes here
 	// as an option of its own; Run checks the topics after it.
 
-	// A partition's fetching is paused once pauseAt of its records wait for
-	// its worker, and resumed when the worker is down to resumeAt, so a slow
-	// partition holds a bounded number of records in memory and does not
-	// hold up the others. The gap keeps the worker busy while the resumed
-	// partition waits for its next fetch (up to the client's FetchMaxWait).
-	// Tests lower them (export_test.go).
+	// A partition's fetching is paused once pauseAt of its records, or
+	// pauseBytes of their keys, values and headers, wait for its worker, and
+	// resumed when the worker is down to resumeAt records and pauseBytes/4,
+	// so a slow partition holds a bounded amount in memory and does not hold
+	// up the others. Pausing drops what franz-go buffered for the partition,
+	// to be fetched again, so the thresholds sit well above one fetch (1 MiB
+	// per partition by default); the gap keeps the worker busy while the
+	// resumed partition waits for its next fetch (up to the client's
+	// FetchMaxWait). Tests lower them (export_test.go).
 	pauseAt, resumeAt int
+	pauseBytes        int
 
 	// crash, when closed, makes Run stop like a killed process: nothing more
 	// is committed and Run returns errCrashed. Tests only (export_test.go).
@@ -45,12 +48,13 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:     slog.New(slog.DiscardHandler),
 		classifier: DefaultClassifier,
 		relay:      true,
 		grace:      10 * time.Second,
-		pauseAt:    pollRecords,
-		resumeAt:   pollRecords / 4,
+		pauseAt:    20000,
+		resumeAt:   5000,
+		pauseBytes: 32 << 20,
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,8 +13,8 @@ import (
 )
 
 // Backoff of a forward that the broker refused: it is retried in place, so
-// the handler does not run again and nothing after it on the partition is
-// handled before it is done.
+// the handler does not run again, and nothing after it on the partition is
+// marked before it is acknowledged.
 const (
 	forwardBackoffMin = 100 * time.Millisecond
 	forwardBackoffMax = 10 * time.Second
@@ -35,7 +34,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	}
 	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
 		// Another group's retry, re-fed to the topic we share with it.
-		s.cl.MarkCommitRecords(rec)
+		w.mark(rec)
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return true
 	}
@@ -50,15 +49,15 @@ func (w *worker) process(rec *kgo.Record) bool {
 		}
 	}
 
-	// The handler may change the record; what is forwarded is what arrived.
-	orig := *rec
-	orig.Headers = slices.Clone(rec.Headers)
+	// What is forwarded and marked is what arrived, whatever fields of rec
+	// the handler set (a copy on the stack: this runs for every record).
+	arrived := *rec
 	herr, panicked := w.handle(rec)
-	rec = &orig
+	*rec = arrived
 	switch {
 	case herr == nil:
-		s.cl.MarkCommitRecords(rec)
-		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeOK).Inc()
+		w.mark(rec)
+		w.handled.Inc()
 		return true
 	case panicked:
 		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
@@ -71,7 +70,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 
 	switch d := w.classify(rec, herr); d {
 	case Discard:
-		s.cl.MarkCommitRecords(rec)
+		w.mark(rec)
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
 		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
 			"error", herr)
@@ -91,16 +90,13 @@ func (w *worker) process(rec *kgo.Record) bool {
 	next := w.nextMetadata(rec, md, now, herr.Error())
 	next.Tier = step.Name
 	next.DueAt = now.Add(step.Delay)
-	if !w.forward(rec, step.Topic, next) {
-		return false
-	}
-	s.cl.MarkCommitRecords(rec)
-	s.c.metrics.Forwarded.WithLabelValues(topic, step.Name).Inc()
-	s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeRetried).Inc()
-	s.log.Info("kretry record forwarded to a retry tier",
-		"topic", topic, "partition", rec.Partition, "offset", rec.Offset,
-		"tier", step.Name, "attempt", next.Attempts, "due_at", next.DueAt, "error", herr)
-	return true
+	return w.forward(rec, step.Topic, next, func() {
+		s.c.metrics.Forwarded.WithLabelValues(topic, step.Name).Inc()
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeRetried).Inc()
+		s.log.Info("kretry record forwarded to a retry tier",
+			"topic", topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", step.Name, "attempt", next.Attempts, "due_at", next.DueAt, "error", herr)
+	})
 }
 
 // handle runs the handler, recovering a panic into an error whose text is
@@ -108,7 +104,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
 	start := time.Now()
 	defer func() {
-		w.s.c.metrics.HandlerDuration.WithLabelValues(rec.Topic).Observe(time.Since(start).Seconds())
+		w.handlerDuration.Observe(time.Since(start).Seconds())
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
@@ -148,18 +144,15 @@ func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason ret
 	if next.Tier == "" {
 		next.Tier = metrics.TierDLQ
 	}
-	if !w.forward(rec, w.ladder.DLQ(), next) {
-		return false
-	}
 	s := w.s
-	s.cl.MarkCommitRecords(rec)
-	s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
-	s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
-	s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
-	s.log.Info("kretry record dead-lettered",
-		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-		"dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", next.Attempts, "error", errText)
-	return true
+	return w.forward(rec, w.ladder.DLQ(), next, func() {
+		s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
+		s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
+		s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
+		s.log.Info("kretry record dead-lettered",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", next.Tier, "dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", next.Attempts, "error", errText)
+	})
 }
 
 // nextMetadata is the kretry metadata of rec after a failure at now: the
@@ -190,26 +183,13 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 	return next
 }
 
-// forward produces rec's key, value and user headers, with md as its kretry
-// headers, to topic at rec's partition (mod the topic's partition count),
-// and waits for the broker's acknowledgement. A refused produce is retried
-// with backoff for as long as the worker runs; false means the worker was
-// stopped first and nothing may be marked.
-func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata) bool {
-	out := &kgo.Record{
-		Topic:     topic,
-		Partition: rec.Partition % w.s.partitions[topic],
-		Key:       rec.Key,
-		Value:     rec.Value,
-		Headers:   retrytopics.Encode(rec.Headers, md),
-		Timestamp: md.LastFailureAt,
-	}
+// reforward produces p's forward again after it failed with err, waiting
+// for each ack, with backoff, until it is acknowledged; false means the worker
+// was stopped first.
+func (w *worker) reforward(p *pendingRecord, err error) bool {
+	rec, topic := p.rec, p.fwd.Topic
 	backoff := forwardBackoffMin
 	for try := 1; ; try++ {
-		err := w.s.cl.ProduceSync(w.ctx, out).FirstErr()
-		if err == nil {
-			return true
-		}
 		if w.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			w.s.log.Error("kretry forward abandoned at stop; the record is not committed and will be handled again",
 				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic, "error", err)
@@ -223,8 +203,14 @@ func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata)
 		case <-t.C:
 		case <-w.ctx.Done():
 			t.Stop()
-			return false
+			err = w.ctx.Err()
+			continue
 		}
 		backoff = min(2*backoff, forwardBackoffMax)
+		f := p.fwd
+		again := &kgo.Record{Topic: f.Topic, Partition: f.Partition, Key: f.Key, Value: f.Value, Headers: f.Headers, Timestamp: f.Timestamp}
+		if err = w.s.cl.ProduceSync(w.ctx, again).FirstErr(); err == nil {
+			return true
+		}
 	}
 }

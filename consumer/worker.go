@@ -5,20 +5,33 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/retrytopics"
 )
 
+// maxPending bounds the records a worker has taken to an outcome but not yet
+// marked, because a forward before them is still waiting for its ack.
+const maxPending = 1000
+
 // worker handles the records of one partition, in order, one at a time.
+//
+// Forwards are pipelined: a failed record's forward is produced without
+// waiting, and the worker goes on with the next record. Marks are not: a
+// record is marked only when it and every record before it on the partition
+// is done (handled, or forwarded and acknowledged), so the committed offset
+// never passes a record whose outcome is not durable.
 type worker struct {
 	s      *session
 	tp     topicPartition
 	ladder *retrytopics.Ladder
 
-	mu     sync.Mutex
-	queue  []*kgo.Record
-	paused bool // this worker paused the partition's fetching
+	mu          sync.Mutex
+	queue       []*kgo.Record
+	queuedBytes int
+	paused      bool // this worker paused the partition's fetching
 
 	wake chan struct{} // cap 1: records were queued
 	quit chan struct{} // closed by stop: take no new record
@@ -29,6 +42,23 @@ type worker struct {
 	cancel context.CancelFunc
 	timer  *time.Timer
 	done   chan struct{}
+
+	// pending holds, in offset order, the records done or being forwarded
+	// that wait for an earlier forward's ack before they are marked. Worker
+	// goroutine only.
+	pending []*pendingRecord
+
+	// The metric series of every record, resolved once.
+	handled         prometheus.Counter
+	handlerDuration prometheus.Observer
+}
+
+// pendingRecord is a record whose outcome is decided but not yet marked.
+type pendingRecord struct {
+	rec   *kgo.Record
+	fwd   *kgo.Record // the forward in flight; nil: the record is done
+	errc  chan error  // the forward's result
+	acked func()      // metrics and log line, once the forward is acknowledged
 }
 
 func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worker {
@@ -39,15 +69,31 @@ func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worke
 		quit: make(chan struct{}),
 		ctx:  ctx, cancel: cancel,
 		done: make(chan struct{}),
+
+		handled:         s.c.metrics.Records.WithLabelValues(tp.topic, metrics.OutcomeOK),
+		handlerDuration: s.c.metrics.HandlerDuration.WithLabelValues(tp.topic),
 	}
+}
+
+// recordBytes is what a queued record costs, roughly.
+func recordBytes(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
 }
 
 // enqueue appends records fetched for the partition, pausing its fetching
 // when the worker is far behind. It runs on the poll goroutine.
 func (w *worker) enqueue(recs []*kgo.Record) {
+	o := &w.s.c.opts
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
-	if !w.paused && len(w.queue) >= w.s.c.opts.pauseAt {
+	for _, r := range recs {
+		w.queuedBytes += recordBytes(r)
+	}
+	if !w.paused && (len(w.queue) >= o.pauseAt || w.queuedBytes >= o.pauseBytes) {
 		w.paused = true
 		w.s.cl.PauseFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
 	}
@@ -59,8 +105,10 @@ func (w *worker) enqueue(recs []*kgo.Record) {
 }
 
 // next returns the partition's next record, or false once the worker is
-// stopped.
+// stopped. Before it waits for more records it settles the forwards in
+// flight, so that an idle partition's marks do not wait.
 func (w *worker) next() (*kgo.Record, bool) {
+	o := &w.s.c.opts
 	for {
 		select {
 		case <-w.quit:
@@ -72,7 +120,8 @@ func (w *worker) next() (*kgo.Record, bool) {
 			rec := w.queue[0]
 			w.queue[0] = nil
 			w.queue = w.queue[1:]
-			if w.paused && len(w.queue) <= w.s.c.opts.resumeAt {
+			w.queuedBytes -= recordBytes(rec)
+			if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
 				w.paused = false
 				w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
 			}
@@ -81,6 +130,12 @@ func (w *worker) next() (*kgo.Record, bool) {
 		}
 		w.queue = nil // drop the drained backing array
 		w.mu.Unlock()
+		if len(w.pending) > 0 {
+			if !w.settle() {
+				return nil, false
+			}
+			continue
+		}
 		select {
 		case <-w.quit:
 			return nil, false
@@ -91,14 +146,17 @@ func (w *worker) next() (*kgo.Record, bool) {
 
 func (w *worker) run() {
 	defer close(w.done)
+	// At stop, forwards in flight still get the grace period to be acked.
+	defer w.settle()
 	for {
 		rec, ok := w.next()
 		if !ok {
 			return
 		}
 		if !w.process(rec) {
-			// The record is not done and is not marked; the partition's
-			// next owner, or this consumer after a restart, gets it again.
+			// The record is not done and is not marked, nor is anything
+			// after it; the partition's next owner, or this consumer after
+			// a restart, gets it again.
 			return
 		}
 	}
@@ -122,4 +180,63 @@ func (w *worker) wait() {
 		w.timer.Stop()
 	}
 	w.cancel()
+}
+
+// mark marks rec for commit once every record before it is done.
+func (w *worker) mark(rec *kgo.Record) {
+	if len(w.pending) == 0 {
+		w.s.cl.MarkCommitRecords(rec)
+		return
+	}
+	w.pending = append(w.pending, &pendingRecord{rec: rec})
+}
+
+// forward starts producing rec's key, value and user headers, with md as its
+// kretry headers, to topic at rec's partition (mod the topic's partition
+// count), with acks=all on the idempotent producer. rec is marked, after
+// acked runs, once the broker acknowledged the forward and every earlier
+// record of the partition is done. false means the worker was stopped while
+// settling earlier forwards: nothing more may be marked.
+func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata, acked func()) bool {
+	out := &kgo.Record{
+		Topic:     topic,
+		Partition: rec.Partition % w.s.partitions[topic],
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   retrytopics.Encode(rec.Headers, md),
+		Timestamp: md.LastFailureAt,
+	}
+	p := &pendingRecord{rec: rec, fwd: out, errc: make(chan error, 1), acked: acked}
+	w.s.cl.Produce(w.ctx, out, func(_ *kgo.Record, err error) { p.errc <- err })
+	w.pending = append(w.pending, p)
+	if len(w.pending) >= maxPending {
+		return w.settle()
+	}
+	return true
+}
+
+// settle waits for the forwards in flight, in order, and marks each pending
+// record once it and every record before it is done. A refused forward is
+// produced again in place, with backoff, until it is acknowledged; false
+// means the worker was stopped first, and the records from that one on stay
+// unmarked.
+func (w *worker) settle() bool {
+	pending := w.pending
+	w.pending = nil
+	for i, p := range pending {
+		if p.fwd != nil {
+			if err := <-p.errc; err != nil && !w.reforward(p, err) {
+				// No promise may outlive the worker.
+				for _, q := range pending[i+1:] {
+					if q.fwd != nil {
+						<-q.errc
+					}
+				}
+				return false
+			}
+			p.acked()
+		}
+		w.s.cl.MarkCommitRecords(p.rec)
+	}
+	return true
 }

@@ -1,0 +1,22 @@
+package consumer
+
+import (
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// newRelay builds the relay that Run runs next to the consumer, for the same
+// ladders, with the same client options, logger and registerer.
+func newRelay(c *Consumer, ladders []*retrytopics.Ladder) (relayRunner, error) {
+	opts := []retrytopics.RelayOpt{
+		retrytopics.WithRelayLogger(c.opts.logger.With("component", "relay")),
+		retrytopics.WithRelayClientOpts(c.clientOpts...),
+		retrytopics.WithRelayRegisterer(c.opts.registerer),
+	}
+	if c.cfg.Relay.Group != "" {
+		opts = append(opts, retrytopics.WithRelayGroup(c.cfg.Relay.Group))
+	}
+	if c.cfg.Relay.FetchMaxWait > 0 {
+		opts = append(opts, retrytopics.WithRelayFetchMaxWait(c.cfg.Relay.FetchMaxWait))
+	}
+	return retrytopics.NewRelay(ladders, opts...)
+}
