@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/bench"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// The kretry sides: the consumer as a user runs it (consumer.New + Run, the
+// relay in process, every default), and a standalone relay.
+
+func init() {
+	childModes["b1-kretry"] = runB1Kretry
+	childModes["retry-kretry"] = runRetryKretry
+	childModes["relay"] = runRelay
+}
+
+var formatDelay = retrytopics.FormatDelay
+
+// benchConfig is the configuration a user would load for one topic with one
+// tier of delay, built by hand so that KRETRY_GROUP cannot change the group.
+func benchConfig(cf childFlags) *config.Config {
+	return &config.Config{
+		Brokers:  cf.brokers,
+		ClientID: "kretry-bench",
+		Group:    cf.group,
+		Topics: []config.Topic{{
+			Name:   cf.topic,
+			Tiers:  []retrytopics.Tier{{Delay: cf.delay, Attempts: 1}},
+			DLQ:    cf.topic + ".dlq",
+			Naming: retrytopics.DefaultNaming,
+		}},
+		Relay: config.Relay{Group: cf.group + config.DefaultRelaySuffix, FetchMaxWait: config.DefaultFetchMaxWait},
+	}
+}
+
+// runConsumer runs c until w has counted its records, then stops it and waits.
+func runConsumer(ctx context.Context, c *consumer.Consumer, w *window, cap time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	err := waitWindow(ctx, w, cap, errc)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("consumer.Run: %w", err)
+	}
+	return nil
+}
+
+// runB1Kretry consumes n records with a no-op handler.
+func runB1Kretry(ctx context.Context, cf childFlags) (result, error) {
+	w := newWindow(cf.n)
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		noop(r)
+		w.tick(1)
+		return nil
+	})
+	c, err := consumer.New(benchConfig(cf), h, consumer.WithRelay(cf.relay))
+	if err != nil {
+		return result{}, err
+	}
+	err = runConsumer(ctx, c, w, cf.cap)
+	var r result
+	w.fill(&r)
+	return r, err
+}
+
+var errFailOnce = errors.New("bench: every first delivery fails")
+
+// runRetryKretry fails every record on its first delivery and counts it when
+// it comes back from the tier, with the lateness of its re-feed.
+func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
+	w := newWindow(cf.n)
+	late := make([]float64, cf.n)
+	var nLate, failures atomic.Int64
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		due, ok := dueAt(r.Headers)
+		if !ok {
+			failures.Add(1)
+			w.tick(0)
+			return errFailOnce
+		}
+		ms := float64(time.Since(due)) / float64(time.Millisecond)
+		if i := nLate.Add(1) - 1; i < int64(len(late)) {
+			late[i] = ms
+		}
+		w.tick(1)
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	cfg := benchConfig(cf)
+	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg))
+	var note string
+	var relay *retrytopics.Relay
+	if err != nil {
+		// Until the consumer runs its relay in process, run one next to it,
+		// built as the consumer builds it.
+		var rerr error
+		c, rerr = consumer.New(cfg, h, consumer.WithRegisterer(reg), consumer.WithRelay(false))
+		if rerr != nil {
+			return result{}, err
+		}
+		ladders, lerr := cfg.Ladders()
+		if lerr != nil {
+			return result{}, lerr
+		}
+		relay, err = retrytopics.NewRelay(ladders, retrytopics.WithRelayClientOpts(kgo.SeedBrokers(cf.brokers...)),
+			retrytopics.WithRelayRegisterer(reg), retrytopics.WithRelayGroup(cfg.Relay.Group),
+			retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait))
+		if err != nil {
+			return result{}, err
+		}
+		note = "relay run next to the consumer in the same process (consumer.New with its relay failed)"
+		fmt.Fprintln(os.Stderr, note)
+	}
+	if relay != nil {
+		rctx, rcancel := context.WithCancel(ctx)
+		rdone := make(chan error, 1)
+		go func() { rdone <- relay.Run(rctx) }()
+		defer func() { rcancel(); <-rdone }()
+	}
+	stopProgress := progress(func() string {
+		return fmt.Sprintf("failed once %d, handled ok %d", failures.Load(), w.count.Load())
+	})
+	err = runConsumer(ctx, c, w, cf.cap)
+	stopProgress()
+	var r result
+	w.fill(&r)
+	r.ExcludedSeconds = cf.delay.Seconds()
+	r.Note = note
+	r.Failures = failures.Load()
+	n := min(nLate.Load(), int64(len(late)))
+	if n > 0 {
+		xs := late[:n]
+		r.Lateness = &latency{Count: n, P50: bench.Percentile(xs, 50), P99: bench.Percentile(xs, 99), Max: slices.Max(xs)}
+	}
+	r.RelayLateness = histogramLatency(reg, "kretry_refeed_lateness_seconds")
+	return r, err
+}
+
+// dueAt reads kretry-due-at; false when the record has none (a first delivery).
+func dueAt(hs []kgo.RecordHeader) (time.Time, bool) {
+	for _, h := range hs {
+		if h.Key == retrytopics.HeaderDueAt {
+			t, err := time.Parse(retrytopics.TimeLayout, string(h.Value))
+			return t, err == nil
+		}
+	}
+	return time.Time{}, false
+}
+
+// histogramLatency sums every series of histogram name in reg and reads its
+// p50, p99 and max as bucket upper bounds, in milliseconds.
+func histogramLatency(reg *prometheus.Registry, name string) *latency {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil
+	}
+	var count uint64
+	bounds := map[float64]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h == nil {
+				continue
+			}
+			count += h.GetSampleCount()
+			for _, b := range h.GetBucket() {
+				bounds[b.GetUpperBound()] += b.GetCumulativeCount()
+			}
+		}
+	}
+	if count == 0 {
+		return nil
+	}
+	les := make([]float64, 0, len(bounds))
+	for le := range bounds {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	q := func(p float64) float64 {
+		need := uint64(math.Ceil(p / 100 * float64(count)))
+		for _, le := range les {
+			if bounds[le] >= need {
+				return le * 1000
+			}
+		}
+		return math.Inf(1)
+	}
+	return &latency{Count: int64(count), P50: q(50), P99: q(99), Max: q(100)}
+}
+
+// gaugeSum sums every series of gauge name in reg.
+func gaugeSum(reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += gaugeValue(m)
+		}
+	}
+	return sum
+}
+
+func gaugeValue(m *dto.Metric) float64 {
+	if g := m.GetGauge(); g != nil {
+		return g.GetValue()
+	}
+	return 0
+}
+
+// runRelay runs a standalone relay over the tier of cf.delay until it is told
+// to stop, printing "paused=N" (kretry_paused_partitions) as it changes.
+func runRelay(ctx context.Context, cf childFlags) (result, error) {
+	ladder, err := retrytopics.NewLadder(cf.topic, cf.group, []retrytopics.Tier{{Delay: cf.delay, Attempts: 1}})
+	if err != nil {
+		return result{}, err
+	}
+	reg := prometheus.NewRegistry()
+	relay, err := retrytopics.NewRelay([]*retrytopics.Ladder{ladder},
+		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(cf.brokers...)),
+		retrytopics.WithRelayRegisterer(reg))
+	if err != nil {
+		return result{}, err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- relay.Run(ctx) }()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	last := -1
+	for {
+		select {
+		case err := <-errc:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return result{}, fmt.Errorf("relay.Run: %w", err)
+			}
+			return result{}, nil
+		case <-tick.C:
+			if p := int(gaugeSum(reg, "kretry_paused_partitions")); p != last {
+				last = p
+				fmt.Printf("paused=%d\n", p)
+			}
+		}
+	}
+}
+
+// tierHeaders returns the kretry headers of a record parked in topic's tier of
+// delay since now, as the consumer would have written them.
+func tierHeaders(topic, group string, delay time.Duration, now time.Time) func(int, int32) []kgo.RecordHeader {
+	return func(i int, p int32) []kgo.RecordHeader {
+		return retrytopics.Encode(nil, retrytopics.Metadata{
+			Group: group, Attempts: 1, Tier: "retry-" + formatDelay(delay), DueAt: now.Add(delay),
+			OriginalTopic: topic, OriginalPartition: p, OriginalOffset: int64(i / 8), OriginalTimestamp: now,
+			FirstFailureAt: now, LastFailureAt: now, Error: "bench: parked",
+		})
+	}
+}
+
+// progress prints line() to stderr every second until the returned func is called.
+func progress(line func() string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				fmt.Fprintf(os.Stderr, "%5.1fs %s\n", now.Sub(start).Seconds(), line())
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

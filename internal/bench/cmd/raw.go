@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The raw franz-go baselines. They are what a careful franz-go user writes by
+// hand: a group consumer with AutoCommitMarks, BlockRebalanceOnPoll and one
+// goroutine per assigned partition that processes its records in order and
+// marks each one after it is done (franz-go's goroutine_per_partition_consuming
+// example, autocommit_marks flavour).
+
+func init() {
+	childModes["b1-raw"] = runB1Raw
+	childModes["b2-raw"] = runB2Raw
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// partitionWorkers owns one goroutine per assigned partition.
+type partitionWorkers struct {
+	cl      *kgo.Client
+	process func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record)
+
+	mu      sync.Mutex
+	workers map[tp]*partitionWorker
+}
+
+type partitionWorker struct {
+	recs   chan []*kgo.Record
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (pw *partitionWorkers) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	for topic, ps := range assigned {
+		for _, p := range ps {
+			wctx, cancel := context.WithCancel(ctx)
+			w := &partitionWorker{recs: make(chan []*kgo.Record, 8), cancel: cancel, done: make(chan struct{})}
+			pw.workers[tp{topic, p}] = w
+			go func() {
+				defer close(w.done)
+				for {
+					select {
+					case <-wctx.Done():
+						return
+					case recs := <-w.recs:
+						pw.process(wctx, cl, recs)
+					}
+				}
+			}()
+		}
+	}
+}
+
+// revoked stops the workers of the partitions lost and commits their marks.
+func (pw *partitionWorkers) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	pw.stop(revoked)
+	_ = cl.CommitMarkedOffsets(ctx)
+}
+
+func (pw *partitionWorkers) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	pw.stop(lost)
+}
+
+func (pw *partitionWorkers) stop(ps map[string][]int32) {
+	pw.mu.Lock()
+	var ws []*partitionWorker
+	for topic, parts := range ps {
+		for _, p := range parts {
+			if w, ok := pw.workers[tp{topic, p}]; ok {
+				ws = append(ws, w)
+				delete(pw.workers, tp{topic, p})
+			}
+		}
+	}
+	pw.mu.Unlock()
+	for _, w := range ws {
+		w.cancel()
+	}
+	for _, w := range ws {
+		<-w.done
+	}
+}
+
+// feed hands each partition's records to its worker.
+func (pw *partitionWorkers) feed(ctx context.Context, fs kgo.Fetches) {
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		pw.mu.Lock()
+		w := pw.workers[tp{p.Topic, p.Partition}]
+		pw.mu.Unlock()
+		if w == nil {
+			return
+		}
+		select {
+		case w.recs <- p.Records:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// rawGroupConsumer runs the poll loop until ctx is done, handing records to
+// per-partition workers that call process.
+func rawGroupConsumer(ctx context.Context, cf childFlags, process func(context.Context, *kgo.Client, []*kgo.Record), extra ...kgo.Opt) error {
+	pw := &partitionWorkers{process: process, workers: map[tp]*partitionWorker{}}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cf.brokers...),
+		kgo.ConsumerGroup(cf.group),
+		kgo.ConsumeTopics(cf.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsAssigned(pw.assigned),
+		kgo.OnPartitionsRevoked(pw.revoked),
+		kgo.OnPartitionsLost(pw.lost),
+	}, extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	pw.cl = cl
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			cl.AllowRebalance()
+			break
+		}
+		if errs := fs.Errors(); len(errs) > 0 {
+			for _, e := range errs {
+				if e.Err != context.Canceled {
+					cl.AllowRebalance()
+					return fmt.Errorf("fetch %s/%d: %w", e.Topic, e.Partition, e.Err)
+				}
+			}
+		}
+		pw.feed(ctx, fs)
+		cl.AllowRebalance()
+	}
+	// Leaving: stop the workers, commit their marks, leave the group.
+	pw.mu.Lock()
+	all := map[string][]int32{}
+	for k := range pw.workers {
+		all[k.topic] = append(all[k.topic], k.partition)
+	}
+	pw.mu.Unlock()
+	pw.stop(all)
+	_ = cl.CommitMarkedOffsets(context.Background())
+	return nil
+}
+
+// runB1Raw consumes n records with a no-op handler and marks each one.
+func runB1Raw(ctx context.Context, cf childFlags) (result, error) {
+	w := newWindow(cf.n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
+			for _, r := range recs {
+				if ctx.Err() != nil {
+					return
+				}
+				noop(r)
+				cl.MarkCommitRecords(r)
+				w.tick(1)
+			}
+		})
+	}()
+	err := waitWindow(ctx, w, cf.cap, errc)
+	cancel()
+	if err == nil {
+		err = <-errc
+	}
+	var r result
+	w.fill(&r)
+	return r, err
+}
+
+// noop is the handler of the happy path: it looks at the record and returns.
+func noop(r *kgo.Record) {
+	_ = len(r.Value)
+}
+
+// runB2Raw is the plain consume→produce pipe: each partition's batch is
+// produced to <topic>.pipe (acks=all, idempotent), and its records are marked
+// once the broker acknowledged the whole batch.
+func runB2Raw(ctx context.Context, cf childFlags) (result, error) {
+	w := newWindow(cf.n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := cf.topic + ".pipe"
+	errc := make(chan error, 1)
+	go func() {
+		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
+			var wg sync.WaitGroup
+			var firstErr error
+			var mu sync.Mutex
+			wg.Add(len(recs))
+			for _, r := range recs {
+				w.tick(0) // the window opens at the first record consumed
+				o := &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers, Partition: r.Partition}
+				cl.Produce(ctx, o, func(_ *kgo.Record, err error) {
+					if err != nil {
+						mu.Lock()
+						if firstErr == nil {
+							firstErr = err
+						}
+						mu.Unlock()
+					}
+					wg.Done()
+				})
+			}
+			wg.Wait()
+			if firstErr != nil {
+				return // not marked: consumed again after a restart
+			}
+			cl.MarkCommitRecords(recs...)
+			w.tick(int64(len(recs)))
+		}, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}()
+	err := waitWindow(ctx, w, cf.cap, errc)
+	cancel()
+	if err == nil {
+		err = <-errc
+	}
+	var r result
+	w.fill(&r)
+	return r, err
+}
