@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -205,4 +207,161 @@ func percentiles(ds []time.Duration) (p50, p99, pmax time.Duration) {
 	slices.Sort(s)
 	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
 	return at(0.50), at(0.99), s[len(s)-1]
+}
+
+// TestRelayRebalanceRealBroker starts a second relay in the group while the
+// first holds every partition paused, then stops it: no partition may stay
+// paused, and every record is re-fed once, no earlier than due.
+func TestRelayRebalanceRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	const parts = 4
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	main := kafkatest.Name(t, "orders")
+	group := kafkatest.Name(t, "svc")
+	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: 20 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := l.Steps()[0]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := []string{main, tier.Topic, l.DLQ()}
+	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
+		t.Fatal(err)
+	}
+	defer adm.DeleteTopics(context.Background(), topics...)
+
+	now := time.Now()
+	due := now.Add(tier.Delay)
+	var recs []*kgo.Record
+	for p := range int32(parts) {
+		md := retrytopics.Metadata{
+			Group: group, Attempts: 1, Tier: tier.Name, DueAt: due,
+			OriginalTopic: main, OriginalPartition: p, OriginalOffset: 0,
+			OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "boom",
+		}
+		recs = append(recs, &kgo.Record{Topic: tier.Topic, Partition: p, Key: fmt.Appendf(nil, "key-%d", p),
+			Value: []byte("v"), Headers: retrytopics.Encode(nil, md)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	type running struct {
+		m    *metricsOf
+		stop func() error
+	}
+	start := func() running {
+		reg := prometheus.NewRegistry()
+		m := &metricsOf{newMetrics(t, reg)}
+		r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l},
+			retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)), retrytopics.WithRelayRegisterer(reg),
+			retrytopics.WithRelayLogger(testLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- r.Run(rctx) }()
+		return running{m, func() error { stop(); return <-errc }}
+	}
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		t.Logf("waiting for %s", what)
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("still waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	a := start()
+	poll("relay A to pause all partitions", func() bool { return gauge(t, a.m.Metrics, tier.Name) == parts })
+	b := start()
+	poll("relay B to take partitions", func() bool {
+		ga, gb := gauge(t, a.m.Metrics, tier.Name), gauge(t, b.m.Metrics, tier.Name)
+		return gb > 0 && ga+gb == parts
+	})
+	if err := b.stop(); err != nil {
+		t.Fatalf("relay B: %v", err)
+	}
+	poll("relay A to hold all partitions again", func() bool { return gauge(t, a.m.Metrics, tier.Name) == parts })
+	if time.Now().After(due) {
+		t.Fatalf("the rebalances took longer than the tier's delay (%v): raise it", tier.Delay)
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(main),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	seen := map[string]int{}
+	for len(seen) < parts && ctx.Err() == nil {
+		rd.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			seen[string(r.Key)]++
+			md, _, err := retrytopics.Decode(r.Headers)
+			if err != nil || r.Timestamp.Before(md.DueAt) {
+				t.Errorf("re-fed %q at %s, due %s (%v)", r.Key, retrytopics.FormatTime(r.Timestamp), retrytopics.FormatTime(md.DueAt), err)
+			}
+		})
+	}
+	poll("no paused partition", func() bool { return gauge(t, a.m.Metrics, tier.Name) == 0 })
+	if err := a.stop(); err != nil {
+		t.Fatalf("relay A: %v", err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset != 1 {
+			t.Errorf("%s[%d] holds %d records, want 1", main, o.Partition, o.Offset)
+		}
+	})
+	if len(seen) != parts {
+		t.Errorf("re-fed %d of %d records", len(seen), parts)
+	}
+}
+
+type metricsOf struct{ *metrics.Metrics }
+
+// testLogger logs the relay's own lines, down to debug, through t.Logf; kgo's
+// lines only from warn up.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(&tlogHandler{t: t, h: slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})})
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
+	return len(p), nil
+}
+
+type tlogHandler struct {
+	t   *testing.T
+	h   slog.Handler
+	kgo bool
+}
+
+func (h *tlogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || !h.kgo
+}
+func (h *tlogHandler) Handle(ctx context.Context, r slog.Record) error { return h.h.Handle(ctx, r) }
+func (h *tlogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	kgo := h.kgo
+	for _, a := range as {
+		kgo = kgo || a.Key == "component" && a.Value.String() == "kgo"
+	}
+	return &tlogHandler{t: h.t, h: h.h.WithAttrs(as), kgo: kgo}
+}
+func (h *tlogHandler) WithGroup(name string) slog.Handler {
+	return &tlogHandler{t: h.t, h: h.h.WithGroup(name), kgo: h.kgo}
 }
