@@ -207,6 +207,9 @@ func (s *session) poll(ctx context.Context) {
 			return
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+				return
+			}
 			s.log.Error("kretry consumer fetch failed", "topic", topic, "partition", partition, "error", err)
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {

@@ -123,6 +123,33 @@ func (b *realBroker) readAll(topic string) []*kgo.Record {
 	return out
 }
 
+// dropPanics leaves out the consumer's log lines about recovered panics.
+type dropPanics struct{ slog.Handler }
+
+func (d dropPanics) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "kretry handler panicked" {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+// waitStable waits until every group has members and is Stable.
+func (b *realBroker) waitStable(groups ...string) {
+	b.t.Helper()
+	waitReal(b.t, 30*time.Second, "stable groups", func() bool {
+		ds, err := b.adm.DescribeGroups(context.Background(), groups...)
+		if err != nil {
+			return false
+		}
+		for _, g := range groups {
+			if d := ds[g]; d.Err != nil || d.State != "Stable" || len(d.Members) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // checkCommittedToEnd checks that group has committed every partition of
 // topic to its end offset.
 func (b *realBroker) checkCommittedToEnd(group, topic string) {
@@ -142,6 +169,13 @@ func (b *realBroker) checkCommittedToEnd(group, topic string) {
 			b.t.Errorf("group %s: %s[%d] committed at %d, end offset %d", group, topic, o.Partition, c.At, o.Offset)
 		}
 	})
+}
+
+// verifyNoLeaks checks, after every other cleanup of the test, that no
+// goroutine started during the test is left.
+func verifyNoLeaks(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
 // waitReal polls cond every 100ms for up to limit of real time: a bound on
@@ -178,7 +212,7 @@ func outcome(i int) string {
 // DLQ, exactly once in the DLQ with key, value and user headers intact, the
 // group is committed to the end, and re-feeds are never early.
 func TestLadderOnRealBroker(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	verifyNoLeaks(t)
 	b := newRealBroker(t, 4)
 	const n = 1200
 	recs := make([]*kgo.Record, n)
@@ -190,9 +224,6 @@ func TestLadderOnRealBroker(t *testing.T) {
 			Key: []byte("k-" + strconv.Itoa(i)), Value: v,
 			Headers: []kgo.RecordHeader{{Key: "idx", Value: []byte(strconv.Itoa(i))}, {Key: "bin", Value: []byte{0, 1, 0xff}}, {Key: "empty"}},
 		}
-	}
-	if err := b.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
 	}
 
 	var mu sync.Mutex
@@ -243,15 +274,22 @@ func TestLadderOnRealBroker(t *testing.T) {
 		return nil
 	})
 	reg := prometheus.NewRegistry()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Errors such as failed forwards show; the 120 expected panics do not.
+	logger := slog.New(dropPanics{slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})})
 	cons, err := consumer.New(b.cfg, h, consumer.WithRegisterer(reg), consumer.WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	start := time.Now()
 	go func() { errc <- cons.Run(ctx) }()
+	// Lateness is measured in the steady state: a new group's first join
+	// waits group.initial.rebalance.delay.ms (3s by default) on the broker.
+	b.waitStable(b.cfg.Group, b.cfg.Relay.Group)
+	start := time.Now()
+	if err := b.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
 
 	m, err := metrics.New(reg)
 	if err != nil {
@@ -346,7 +384,7 @@ func TestLadderOnRealBroker(t *testing.T) {
 // loses nothing: the next consumer of the group handles again whatever was not
 // committed. Duplicates are expected and counted.
 func TestCrashLosesNothing(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	verifyNoLeaks(t)
 	b := newRealBroker(t, 4)
 	const n = 400
 	recs := make([]*kgo.Record, n)
@@ -362,7 +400,7 @@ func TestCrashLosesNothing(t *testing.T) {
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		i, _ := strconv.Atoi(string(r.Key[2:]))
 		md, _, _ := retrytopics.Decode(r.Headers)
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
 		if i%2 == 0 && md.Group == "" { // even records fail their first delivery
@@ -376,7 +414,9 @@ func TestCrashLosesNothing(t *testing.T) {
 	// A: forwards some records, then its client dies without a commit.
 	crash := make(chan struct{})
 	reg := prometheus.NewRegistry()
-	a, err := consumer.New(b.cfg, h, consumer.WithCrash(crash), consumer.WithRegisterer(reg))
+	// A commits every 250ms, so the crash falls between commits.
+	a, err := consumer.New(b.cfg, h, consumer.WithCrash(crash), consumer.WithRegisterer(reg),
+		consumer.WithClientOpts(kgo.AutoCommitInterval(250*time.Millisecond)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,10 +108,20 @@ func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
-				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", panicStack())
 		}
 	}()
 	return w.s.c.handler.Handle(w.ctx, rec), false
+}
+
+// panicStack is the recovering goroutine's stack, cut to 4 KiB: where the
+// panic happened is at its top.
+func panicStack() string {
+	st := debug.Stack()
+	if len(st) > 4<<10 {
+		st = append(st[:4<<10:4<<10], "..."...)
+	}
+	return string(st)
 }
 
 // classify runs the classifier; a panic or an unknown Decision is Retry.

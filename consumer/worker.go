@@ -131,7 +131,7 @@ func (w *worker) next() (*kgo.Record, bool) {
 		w.queue = nil // drop the drained backing array
 		w.mu.Unlock()
 		if len(w.pending) > 0 {
-			if !w.settle() {
+			if !w.settle(true) {
 				return nil, false
 			}
 			continue
@@ -147,13 +147,13 @@ func (w *worker) next() (*kgo.Record, bool) {
 func (w *worker) run() {
 	defer close(w.done)
 	// At stop, forwards in flight still get the grace period to be acked.
-	defer w.settle()
+	defer w.settle(true)
 	for {
 		rec, ok := w.next()
 		if !ok {
 			return
 		}
-		if !w.process(rec) {
+		if !w.process(rec) || !w.settle(false) {
 			// The record is not done and is not marked, nor is anything
 			// after it; the partition's next owner, or this consumer after
 			// a restart, gets it again.
@@ -210,33 +210,46 @@ func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata,
 	w.s.cl.Produce(w.ctx, out, func(_ *kgo.Record, err error) { p.errc <- err })
 	w.pending = append(w.pending, p)
 	if len(w.pending) >= maxPending {
-		return w.settle()
+		return w.settle(true)
 	}
 	return true
 }
 
-// settle waits for the forwards in flight, in order, and marks each pending
-// record once it and every record before it is done. A refused forward is
-// produced again in place, with backoff, until it is acknowledged; false
-// means the worker was stopped first, and the records from that one on stay
-// unmarked.
-func (w *worker) settle() bool {
-	pending := w.pending
-	w.pending = nil
-	for i, p := range pending {
+// settle marks the pending records from the oldest on, as long as each is
+// done: with block, it waits for every forward in flight; without, it stops
+// at the first forward not yet acknowledged. A refused forward is produced
+// again in place, with backoff, until it is acknowledged; false means the
+// worker was stopped first, and the records from that one on stay unmarked.
+func (w *worker) settle(block bool) bool {
+	for len(w.pending) > 0 {
+		p := w.pending[0]
 		if p.fwd != nil {
-			if err := <-p.errc; err != nil && !w.reforward(p, err) {
+			var err error
+			if block {
+				err = <-p.errc
+			} else {
+				select {
+				case err = <-p.errc:
+				default:
+					return true
+				}
+			}
+			if err != nil && !w.reforward(p, err) {
 				// No promise may outlive the worker.
-				for _, q := range pending[i+1:] {
+				for _, q := range w.pending[1:] {
 					if q.fwd != nil {
 						<-q.errc
 					}
 				}
+				w.pending = nil
 				return false
 			}
 			p.acked()
 		}
 		w.s.cl.MarkCommitRecords(p.rec)
+		w.pending[0] = nil
+		w.pending = w.pending[1:]
 	}
+	w.pending = nil
 	return true
 }
