@@ -175,6 +175,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if runErrStop != nil {
 		return nil, fmt.Errorf("consumer: %w", runErrStop)
 	}
+	if ctx.Err() != nil {
+		return nil, errors.New("interrupted before every record was accounted for")
+	}
 	if waitErr != nil && !errors.Is(waitErr, errTimeout) {
 		return nil, waitErr
 	}
