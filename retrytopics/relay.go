@@ -284,10 +284,16 @@ func (r *Relay) checkTopics(ctx context.Context, cl *kgo.Client) (map[string]int
 	if err != nil {
 		return nil, fmt.Errorf("relay: listing topics %s: %w", strings.Join(names, ", "), err)
 	}
+	mains := map[string]bool{}
+	for _, l := range r.ladders {
+		mains[l.Topic()] = true
+	}
 	parts := map[string]int32{}
 	for _, name := range names {
 		d, ok := details[name]
 		switch {
+		case (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && mains[name]:
+			return nil, fmt.Errorf("main topic %s does not exist: create it first, then run \"kretry topics apply -c kretry.yaml\" for its retry and DLQ topics", name)
 		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
 			return nil, fmt.Errorf(`topic %s does not exist: run "kretry topics apply -c kretry.yaml"`, name)
 		case d.Err != nil:

@@ -59,7 +59,10 @@ func testLadder(t *testing.T) *retrytopics.Ladder {
 }
 
 func seedTopics(l *retrytopics.Ladder, mainParts, sideParts int32, skip []string) []kfake.Opt {
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(mainParts, l.Topic())}
+	opts := []kfake.Opt{kfake.NumBrokers(1)}
+	if !slices.Contains(skip, l.Topic()) {
+		opts = append(opts, kfake.SeedTopics(mainParts, l.Topic()))
+	}
 	side := []string{l.DLQ()}
 	for _, s := range l.Steps() {
 		side = append(side, s.Topic)
@@ -639,26 +642,31 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestRelayFailsOnMissingTopic(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := testLadder(t)
-		e := newVirtualEnv(t, 2, 2, l.Steps()[0].Topic)
-		r, err := retrytopics.NewRelay([]*retrytopics.Ladder{e.ladder}, retrytopics.WithRelayClientOpts(e.kopts...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = r.Run(context.Background())
-		want := `topic orders.retry-5s does not exist: run "kretry topics apply -c kretry.yaml"`
-		if err == nil || err.Error() != want {
-			t.Fatalf("Run = %v, want %q", err, want)
-		}
-		groups, gerr := e.adm.ListGroups(context.Background())
-		if gerr != nil {
-			t.Fatal(gerr)
-		}
-		if len(groups) != 0 {
-			t.Errorf("groups %v exist: Run joined before checking its topics", groups.Groups())
-		}
-	})
+	for _, tc := range []struct{ skip, want string }{
+		{"orders.retry-5s", `topic orders.retry-5s does not exist: run "kretry topics apply -c kretry.yaml"`},
+		{"orders.dlq", `topic orders.dlq does not exist: run "kretry topics apply -c kretry.yaml"`},
+		{"orders", `main topic orders does not exist: create it first, then run "kretry topics apply -c kretry.yaml" for its retry and DLQ topics`},
+	} {
+		t.Run(tc.skip, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newVirtualEnv(t, 2, 2, tc.skip)
+				r, err := retrytopics.NewRelay([]*retrytopics.Ladder{e.ladder}, retrytopics.WithRelayClientOpts(e.kopts...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Run(context.Background()); err == nil || err.Error() != tc.want {
+					t.Fatalf("Run = %v, want %q", err, tc.want)
+				}
+				groups, err := e.adm.ListGroups(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(groups) != 0 {
+					t.Errorf("groups %v exist: Run joined before checking its topics", groups.Groups())
+				}
+			})
+		})
+	}
 }
 
 func TestNewRelay(t *testing.T) {
