@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/kretry/kretry/retrytopics"
 )
 
 // newClient builds the client of one Run: the config's and the user's options
@@ -43,7 +45,7 @@ func (s *session) newClient() (*kgo.Client, *clientMetrics, error) {
 		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("kretry",
 			kprom.Subsystem("client"),
 			kprom.Registerer(cm.reg),
-			kprom.WithStaticLabel(prometheus.Labels{"component": "consumer"}),
+			kprom.WithStaticLabel(prometheus.Labels{"component": "consumer", "group": c.cfg.Group}),
 		)))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -51,6 +53,23 @@ func (s *session) newClient() (*kgo.Client, *clientMetrics, error) {
 		return nil, nil, fmt.Errorf("consumer: building the Kafka client: %w", err)
 	}
 	return cl, cm, nil
+}
+
+// provision creates the missing tier and DLQ topics (WithProvisioning).
+func (s *session) provision(ctx context.Context) error {
+	provs, err := s.c.cfg.Provisions()
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	applied, err := retrytopics.EnsureTopics(ctx, kadm.NewClient(s.cl), provs)
+	if err != nil {
+		return fmt.Errorf("consumer: provisioning the retry and DLQ topics: %w", err)
+	}
+	for _, a := range applied {
+		s.log.Info("kretry topic provisioned", "topic", a.Topic, "action", string(a.Action),
+			"partitions", a.WantPartitions, "retention", a.WantRetention.String(), "already_existed", a.AlreadyExisted)
+	}
+	return nil
 }
 
 // checkTopics checks that every main, tier and DLQ topic exists and returns

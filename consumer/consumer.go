@@ -132,7 +132,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 	s.cl = cl
-	if s.partitions, err = s.checkTopics(ctx); err != nil {
+	if c.opts.provision {
+		err = s.provision(ctx)
+	}
+	if err == nil {
+		s.partitions, err = s.checkTopics(ctx)
+	}
+	if err != nil {
 		cl.Close()
 		kprom.release()
 		if ctx.Err() != nil {

@@ -79,6 +79,9 @@ func TestPermanentGoesToDLQAfterOneAttempt(t *testing.T) {
 		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
 		waitFor(t, "the DLQ record", func() bool { return len(c.read(c.ladder.DLQ())) == 1 })
 		waitFor(t, "the good record", func() bool { return calls.get("good") == 1 })
+		if n := clientMetrics(t, reg); n == 0 {
+			t.Error("no kretry_client_* metric{component=consumer,group=orders-service} while Run runs")
+		}
 		if err := r.stop(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -125,16 +128,36 @@ func TestPermanentGoesToDLQAfterOneAttempt(t *testing.T) {
 			t.Errorf("handler duration series = %d, want 1", n)
 		}
 		// The client metrics of kprom are unregistered when Run returns.
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if strings.HasPrefix(mf.GetName(), "kretry_client_") {
-				t.Errorf("client metric %s still registered after Run returned", mf.GetName())
-			}
+		if n := clientMetrics(t, reg); n != 0 {
+			t.Errorf("%d kretry_client_* metrics still registered after Run returned", n)
 		}
 	})
+}
+
+// clientMetrics counts the kretry_client_* series of the consumer's client
+// in reg.
+func clientMetrics(t *testing.T, reg *prometheus.Registry) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "kretry_client_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["component"] == "consumer" && labels["group"] == testGroup {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestFirstFailureGoesToFirstTier(t *testing.T) {
@@ -749,6 +772,95 @@ func TestRebalanceDuringPauseLeavesNothingPaused(t *testing.T) {
 		}
 		if got := c.committed(testGroup, testTopic); got[0] != n/2 || got[1] != n/2 {
 			t.Errorf("committed = %v, want both partitions at %d", got, n/2)
+		}
+	})
+}
+
+func TestProvisioningCreatesMissingTopics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 3, 3)
+		side := []string{c.ladder.DLQ()}
+		for _, s := range c.ladder.Steps() {
+			side = append(side, s.Topic)
+		}
+		if _, err := c.adm.DeleteTopics(context.Background(), side...); err != nil {
+			t.Fatal(err)
+		}
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			return consumer.Permanent(errors.New("bad"))
+		})
+		c.produce(&kgo.Record{Partition: 2, Key: []byte("k")})
+		r := c.start(h, consumer.WithProvisioning(true))
+		waitFor(t, "the DLQ record", func() bool {
+			d, err := c.adm.ListTopics(context.Background(), c.ladder.DLQ())
+			return err == nil && d[c.ladder.DLQ()].Err == nil && len(c.read(c.ladder.DLQ())) == 1
+		})
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		details, err := c.adm.ListTopics(context.Background(), side...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, topic := range side {
+			if d := details[topic]; d.Err != nil || len(d.Partitions) != 3 {
+				t.Errorf("topic %s: err %v, %d partitions; want it created with the main topic's 3", topic, d.Err, len(d.Partitions))
+			}
+		}
+		if p := c.read(c.ladder.DLQ())[0].Partition; p != 2 {
+			t.Errorf("DLQ record on partition %d, want 2", p)
+		}
+
+		// The main topic is never created.
+		c.cfg.Topics[0].Name = "payments"
+		cons, err := consumer.New(c.cfg, h, consumer.WithProvisioning(true), consumer.WithClientOpts(c.kopts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var missing *retrytopics.MissingTopicError
+		if err := cons.Run(context.Background()); !errors.As(err, &missing) || missing.Topic != "payments" {
+			t.Errorf("Run = %v, want a *retrytopics.MissingTopicError for payments", err)
+		}
+	})
+}
+
+// Two consumers of one group on one registry do not panic on kprom's
+// duplicate registration: the second one's client metrics are left out, and
+// each consumer unregisters only what it registered.
+func TestTwoConsumersShareARegistry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 2, 2)
+		reg := prometheus.NewRegistry()
+		var logs logBuffer
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			return nil
+		})
+		a := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+		waitFor(t, "A's client metrics", func() bool { return clientMetrics(t, reg) > 0 })
+		b := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg), consumer.WithLogger(logs.logger()))
+		c.produce(&kgo.Record{Partition: 0, Key: []byte("x")}, &kgo.Record{Partition: 1, Key: []byte("y")})
+		waitFor(t, "both records", func() bool { return calls.total() == 2 })
+		if n := clientMetrics(t, reg); n == 0 {
+			t.Error("no client metrics while both run")
+		}
+		if !strings.Contains(logs.String(), "franz-go client metric is not exported") {
+			t.Errorf("the second consumer did not say its client metrics are left out:\n%s", logs.String())
+		}
+		if err := b.stop(); err != nil {
+			t.Fatalf("B: %v", err)
+		}
+		if n := clientMetrics(t, reg); n == 0 {
+			t.Error("B's stop unregistered A's client metrics")
+		}
+		if err := a.stop(); err != nil {
+			t.Fatalf("A: %v", err)
+		}
+		if n := clientMetrics(t, reg); n != 0 {
+			t.Errorf("%d client metrics left after both stopped", n)
 		}
 	})
 }

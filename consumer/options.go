@@ -25,9 +25,7 @@ type options struct {
 	classifier Classifier
 	relay      bool
 	grace      time.Duration
-
-	// Provisioning (creating missing tier and DLQ topics at start) goes here
-	// as an option of its own; Run checks the topics after it.
+	provision  bool
 
 	// A partition's fetching is paused once pauseAt of its records, or
 	// pauseBytes of their keys, values and headers, wait for its worker, and
@@ -86,8 +84,8 @@ func WithLogger(l *slog.Logger) Option {
 // WithRegisterer registers kretry's metrics (kretry_records_total,
 // kretry_handler_duration_seconds, kretry_forwarded_total,
 // kretry_dead_lettered_total and, when the relay runs in Run, the relay's) and
-// the franz-go client metrics of kprom (kretry_client_*, with the label
-// component="consumer") on reg. The client metrics are unregistered when Run
+// the franz-go client metrics of kprom (kretry_client_*, with the labels
+// component="consumer" and group=<the config's group>) on reg. The client metrics are unregistered when Run
 // returns. Default: nil, metrics are counted but exported nowhere.
 func WithRegisterer(reg prometheus.Registerer) Option {
 	return optionFunc(func(o *options) { o.registerer = reg })
@@ -127,6 +125,16 @@ func WithRelay(run bool) Option {
 // cancelled. Zero cancels them at once. Default: 10s.
 func WithGracePeriod(d time.Duration) Option {
 	return optionFunc(func(o *options) { o.grace = d })
+}
+
+// WithProvisioning sets whether Run creates the missing tier and DLQ topics
+// of every ladder before it joins the group, like `kretry topics apply`: with
+// the main topic's partition count and replication factor, raising a
+// retention or partition count that falls short, never deleting or
+// shrinking anything. The main topics must exist. Default: false, Run only
+// checks that every topic exists and fails, naming the missing ones, if not.
+func WithProvisioning(create bool) Option {
+	return optionFunc(func(o *options) { o.provision = create })
 }
 
 // errCrashed is returned by Run when the test-only crash hook fired.
