@@ -2,6 +2,7 @@ package retrytopics_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -413,4 +414,23 @@ func show(hs []kgo.RecordHeader) string {
 		b.WriteString("  " + h.Key + "=" + string(h.Value) + "\n")
 	}
 	return b.String()
+}
+
+func ExampleDecode() {
+	headers := []kgo.RecordHeader{
+		{Key: "trace-id", Value: []byte("abc")},
+		{Key: "kretry-replays", Value: []byte("2")},
+	}
+	md, ok, err := retrytopics.Decode(headers)
+	fmt.Println(md.Replays, ok, err)
+
+	headers = append(headers,
+		kgo.RecordHeader{Key: "kretry-version", Value: []byte("1")},
+		kgo.RecordHeader{Key: "kretry-group", Value: []byte("orders-service")},
+		kgo.RecordHeader{Key: "kretry-attempts", Value: []byte("two")})
+	_, _, err = retrytopics.Decode(headers)
+	fmt.Println(err)
+	// Output:
+	// 2 true <nil>
+	// kretry header kretry-attempts: invalid value "two": want a base-10 integer ≥ 1
 }

@@ -1,6 +1,7 @@
 package retrytopics_test
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -224,4 +225,44 @@ func TestNewLadderDuplicateTierTopic(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "like the main topic") {
 		t.Fatalf("NewLadder with a tier named like the main topic: err = %v", err)
 	}
+}
+
+func ExampleNewLadder() {
+	l, err := retrytopics.NewLadder("orders", "orders-service", []retrytopics.Tier{
+		{Delay: 5 * time.Second},
+		{Delay: time.Minute},
+		{Delay: 10 * time.Minute, Attempts: 2},
+	})
+	if err != nil {
+		panic(err)
+	}
+	for failure := 1; failure <= l.MaxRetries()+1; failure++ {
+		if s, ok := l.For(failure); ok {
+			fmt.Printf("failure %d → %s (%s)\n", failure, s.Topic, s.Name)
+		} else {
+			fmt.Printf("failure %d → %s\n", failure, l.DLQ())
+		}
+	}
+	// Output:
+	// failure 1 → orders.retry-5s (retry-5s)
+	// failure 2 → orders.retry-1m (retry-1m)
+	// failure 3 → orders.retry-10m (retry-10m)
+	// failure 4 → orders.retry-10m (retry-10m)
+	// failure 5 → orders.dlq
+}
+
+func ExampleWithNaming() {
+	l, err := retrytopics.NewLadder("orders", "billing", []retrytopics.Tier{{Delay: 30 * time.Second}, {Delay: 90 * time.Minute}},
+		retrytopics.WithNaming("{group}.{topic}.retry{index}-{delay}"), retrytopics.WithDLQ("{group}.{topic}.dead"))
+	if err != nil {
+		panic(err)
+	}
+	for _, s := range l.Steps() {
+		fmt.Println(s.Index, s.Name, s.Topic)
+	}
+	fmt.Println(l.DLQ())
+	// Output:
+	// 0 retry-30s billing.orders.retry1-30s
+	// 1 retry-1h30m billing.orders.retry2-1h30m
+	// billing.orders.dead
 }
