@@ -190,8 +190,9 @@ func TestRelayLatenessRealBroker(t *testing.T) {
 		t.Fatalf("%d of %d records re-fed before the deadline", len(seen), records)
 	}
 	// Give a duplicate a chance to show up before counting.
-	time.Sleep(2 * time.Second)
-	fs := rd.PollFetches(nil)
+	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+	fs := rd.PollFetches(dctx)
+	dcancel()
 	fs.EachRecord(func(got *kgo.Record) {
 		if string(got.Key) != "warm-up" {
 			seen[string(got.Key)]++
