@@ -207,7 +207,11 @@ func childMain(args []string) int {
 	if rss, rerr := bench.PeakRSS(0); rerr == nil {
 		res.PeakRSS = rss
 	}
-	out, _ := json.Marshal(res)
+	out, jerr := json.Marshal(res)
+	if jerr != nil {
+		fmt.Fprintf(os.Stderr, "child %s: encoding the result: %v\n", mode, jerr)
+		return 1
+	}
 	fmt.Printf("RESULT %s\n", out)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "child %s: %v\n", mode, err)

@@ -81,6 +81,10 @@ func TestHistogramLatency(t *testing.T) {
 	if l.Count != 100 || l.P50 != 1 || l.P99 != 100 || l.Max != 1000 {
 		t.Errorf("got %+v; want count 100, p50 ≤ 1 ms, p99 ≤ 100 ms, max ≤ 1000 ms", *l)
 	}
+	h.WithLabelValues("retry-1m").Observe(5) // past the last bucket
+	if l := histogramLatency(reg, "kretry_refeed_lateness_seconds"); l.Max != -1000 {
+		t.Errorf("max past the last bucket = %v, want -1000 (more than 1000 ms)", l.Max)
+	}
 	if histogramLatency(reg, "no_such_metric") != nil {
 		t.Error("a missing histogram gave a latency")
 	}

@@ -168,7 +168,8 @@ func dueAt(hs []kgo.RecordHeader) (time.Time, bool) {
 }
 
 // histogramLatency sums every series of histogram name in reg and reads its
-// p50, p99 and max as bucket upper bounds, in milliseconds.
+// p50, p99 and max as bucket upper bounds, in milliseconds. A quantile beyond
+// the last finite bucket is that bound negated: "more than" (JSON has no +Inf).
 func histogramLatency(reg *prometheus.Registry, name string) *latency {
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -201,12 +202,17 @@ func histogramLatency(reg *prometheus.Registry, name string) *latency {
 	slices.Sort(les)
 	q := func(p float64) float64 {
 		need := uint64(math.Ceil(p / 100 * float64(count)))
+		last := 0.0
 		for _, le := range les {
+			if math.IsInf(le, 1) {
+				break
+			}
 			if bounds[le] >= need {
 				return le * 1000
 			}
+			last = le
 		}
-		return math.Inf(1)
+		return -last * 1000
 	}
 	return &latency{Count: int64(count), P50: q(50), P99: q(99), Max: q(100)}
 }

@@ -389,7 +389,7 @@ func (b *benches) b3(ctx context.Context) error {
 	t := &bench.Table{Header: []string{"measured at", "re-feeds", "p50 ms", "p99 ms", "max ms"}}
 	t.Add("main consumer's handler (re-fed record handled − kretry-due-at)", l.Count, f1(l.P50), f1(l.P99), f1(l.Max))
 	if rl := k.RelayLateness; rl != nil {
-		t.Add("relay histogram kretry_refeed_lateness_seconds (bucket upper bounds)", rl.Count, "≤ "+f1(rl.P50), "≤ "+f1(rl.P99), "≤ "+f1(rl.Max))
+		t.Add("relay histogram kretry_refeed_lateness_seconds (bucket upper bounds)", rl.Count, bucketText(rl.P50), bucketText(rl.P99), bucketText(rl.Max))
 	}
 	b.rep.Sections = append(b.rep.Sections, bench.Section{
 		Title: fmt.Sprintf("B3 delay precision: %s tier", rf.b3Delay),
@@ -574,4 +574,13 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// bucketText renders a quantile read from histogram buckets (see
+// histogramLatency): "≤ bound", or "> bound" past the last bucket.
+func bucketText(v float64) string {
+	if v < 0 {
+		return "> " + f1(-v)
+	}
+	return "≤ " + f1(v)
 }
