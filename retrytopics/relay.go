@@ -73,15 +73,19 @@ type relayCfg struct {
 const (
 	DefaultRelayFetchMaxWait    = 100 * time.Millisecond
 	DefaultRelayDeliveryTimeout = 30 * time.Second
-	DefaultRelayMaxPollRecords  = 500
 )
+
+// relayMaxPollRecords bounds one poll, and so how long the relay holds off a
+// rebalance: its records are re-fed one acknowledgement at a time per
+// partition before the next poll.
+const relayMaxPollRecords = 500
 
 func defaultRelayCfg() relayCfg {
 	return relayCfg{
 		logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		fetchMaxWait:    DefaultRelayFetchMaxWait,
 		deliveryTimeout: DefaultRelayDeliveryTimeout,
-		maxPollRecords:  DefaultRelayMaxPollRecords,
+		maxPollRecords:  relayMaxPollRecords,
 		retryBackoff:    time.Second,
 		maxRetryBackoff: 30 * time.Second,
 	}
