@@ -4,5 +4,43 @@
 // that forward is acknowledged.
 //
 // The types that matter are Consumer (New, Run), Handler and HandlerFunc, and
-// Permanent for errors that must not be retried.
+// Permanent for errors that must not be retried; a Classifier
+// (WithClassifier) may decide otherwise.
+//
+// # Guarantees
+//
+// Delivery is at least once. A record's offset is committed when the record is
+// done — its handler returned nil, or its forward to a retry tier or the DLQ
+// was acknowledged by the broker (acks=all, idempotent producer) — and every
+// record before it on its partition is done. A record that is not done when
+// its partition is revoked, when Run stops, or when the process dies is
+// delivered again: a duplicate, never a loss.
+//
+// Records of one partition are handled in order, one at a time; partitions run
+// in parallel, one goroutine each. A retried record leaves its place: it comes
+// back through the main topic after its tier's delay, behind whatever arrived
+// meanwhile.
+//
+// Forwards are pipelined: the handler goes on with the next record of the
+// partition (up to 1,000 records ahead) while a forward waits for its
+// acknowledgement. A forward the broker refuses is retried in place, with
+// backoff and an error log line each time, and the partition's committed
+// offset does not move past it meanwhile; if the partition is revoked or Run
+// stops first, it and the records after it are delivered again.
+//
+// Re-fed records are ordinary records of the main topic with kretry-* headers
+// (retrytopics.Header*). A kretry consumer of another group commits past them
+// without calling its handler; consumers that do not use kretry see them too.
+//
+// # What goes to the DLQ
+//
+// A record goes to its ladder's DLQ with a kretry-reason header of
+// "permanent" (the classifier said DeadLetter), "exhausted" (the ladder is
+// used up), "panic" (the handler panicked; kretry-error holds "panic: " and
+// the value), "expired" (older than the topic's max_age, measured from its
+// first delivery), or "invalid-metadata" (its kretry headers cannot be read;
+// the handler is not called). Key, value and user headers are kept byte for
+// byte. kretry-attempts counts every failure including the last one;
+// kretry-tier names the tier the record came from, or "dlq" for a record
+// that never went through the ladder.
 package consumer

@@ -23,7 +23,9 @@ import (
 // that cancellation is not a failure of the record: it is neither retried nor
 // dead-lettered, its offset is not committed, and it is delivered again.
 //
-// The record must not be kept after Handle returns.
+// The record must not be kept after Handle returns, and the bytes of its key,
+// value and headers must not be changed: a failed record is forwarded as it
+// arrived (fields of rec that Handle sets are restored).
 type Handler interface {
 	Handle(ctx context.Context, rec *kgo.Record) error
 }
