@@ -43,4 +43,10 @@
 // byte. kretry-attempts counts every failure including the last one;
 // kretry-tier names the tier the record came from, or "dlq" for a record
 // that never went through the ladder.
+//
+// A forwarded record, to a tier or to the DLQ, is stamped with the time of
+// the failure (so a tier's time-based retention counts from then); the first
+// delivery's timestamp travels in kretry-original-timestamp, and max_age is
+// measured from it. It goes to the partition of its source record modulo the
+// target topic's partition count.
 package consumer
