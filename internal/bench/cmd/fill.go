@@ -147,6 +147,7 @@ type fillSpec struct {
 	partitions int32
 	headers    func(i int, partition int32) []kgo.RecordHeader
 	snappy     bool // compress batches as kretry's forwards are (kgo's default); else none
+	rate       int  // records per second; 0: as fast as the broker takes them
 }
 
 // fill produces the records of spec as fast as the broker takes them
@@ -188,6 +189,16 @@ func fill(ctx context.Context, brokers []string, spec fillSpec) (time.Duration, 
 	}
 	start := time.Now()
 	for i := 0; i < spec.n; i++ {
+		if spec.rate > 0 && i%100 == 0 {
+			// Paced: record i is due at start + i/rate.
+			if d := time.Until(start.Add(time.Duration(float64(i) / float64(spec.rate) * float64(time.Second)))); d > 0 {
+				select {
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				case <-time.After(d):
+				}
+			}
+		}
 		p := int32(i) % spec.partitions
 		off := (i * spec.valueBytes) % (16 << 20)
 		r := &kgo.Record{Partition: p, Value: pool[off : off+spec.valueBytes]}
@@ -223,4 +234,32 @@ func (a *admin) topicBytes(ctx context.Context, topic string) (int64, error) {
 		})
 	})
 	return n, nil
+}
+
+// waitStable waits until every group is Stable with at least one member.
+func (a *admin) waitStable(ctx context.Context, groups ...string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		dg, err := a.adm.DescribeGroups(ctx, groups...)
+		if err == nil {
+			stable := true
+			for _, g := range groups {
+				d, ok := dg[g]
+				if !ok || d.Err != nil || d.State != "Stable" || len(d.Members) == 0 {
+					stable = false
+				}
+			}
+			if stable {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("groups %v not stable after a minute", groups)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
