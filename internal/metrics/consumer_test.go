@@ -120,8 +120,12 @@ func TestTwoConsumersOneRegistry(t *testing.T) {
 		want(t, reg, 1, "kretry_refed_total", "topic", "b", "tier", "retry-5s")
 		want(t, reg, 0, "kretry_dead_lettered_total", "topic", "a")
 		want(t, reg, 1, "kretry_dead_lettered_total", "topic", "b", "reason", "permanent")
-		if len(names(t, reg, "kretry_client_")) == 0 {
-			t.Error("no kprom client metric on the shared registry")
+		// Each consumer's client exports its own franz-go metrics, told apart
+		// by the group label.
+		for _, g := range []string{"ga", "gb"} {
+			if v := value(t, reg, "kretry_client_connects_total", "component", "consumer", "group", g); v <= 0 {
+				t.Errorf(`kretry_client_connects_total{component="consumer",group=%q} = %v, want > 0`, g, v)
+			}
 		}
 	})
 }
