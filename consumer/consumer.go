@@ -127,7 +127,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		workers: make(map[topicPartition]*worker),
 		base:    context.WithoutCancel(ctx),
 	}
-	cl, kprom, err := s.newClient()
+	cl, hooks, err := s.newClient()
 	if err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		cl.Close()
-		kprom.release()
+		hooks.release()
 		if ctx.Err() != nil {
 			return nil // cancelled while starting: nothing to stop
 		}
@@ -171,7 +171,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	s.poll(ctx)
 	err = s.shutdown()
-	kprom.release()
+	hooks.release()
 	cancel()
 	wg.Wait()
 	if s.crashed.Load() {
