@@ -74,6 +74,7 @@ func newRealBroker(t *testing.T, parts int32) *realBroker {
 	if err != nil {
 		t.Fatalf("create topics: %v", err)
 	}
+	kafkatest.WaitTopics(t, adm, topics...)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
