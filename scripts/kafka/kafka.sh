@@ -17,7 +17,7 @@
 # by default .cache/kafka in the repository.
 #
 # Environment: KRETRY_KAFKA_STATE (state dir), KRETRY_KAFKA_START_TIMEOUT
-# (seconds to wait for the broker, default 120), KRETRY_KAFKA_HEAP (default 512m).
+# (seconds to wait for the broker, default 300: a loaded 2-core machine takes over a minute), KRETRY_KAFKA_HEAP (default 512m).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,7 +26,7 @@ version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.x
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/kretry/kafka-$version
 libs=$cache/libs
 state=${KRETRY_KAFKA_STATE:-$root/.cache/kafka}
-start_timeout=${KRETRY_KAFKA_START_TIMEOUT:-120}
+start_timeout=${KRETRY_KAFKA_START_TIMEOUT:-300}
 heap=${KRETRY_KAFKA_HEAP:-512m}
 
 say() { printf 'kafka.sh: %s\n' "$*" >&2; }
