@@ -24,12 +24,14 @@ import (
 // and re-feeds each record to its ladder's main topic, at its original
 // partition, no earlier than its due time (kretry-due-at).
 //
-// Per tier partition, records are re-fed in offset order, one at a time: a
-// record is produced (acks=all, idempotent) and acknowledged before the next
-// one of its partition is, and its offset is marked for commit only after
-// that. When a partition's head record is not yet due, the partition is
-// paused, rewound to that record and resumed by a timer at its due time; no
-// goroutine sleeps and no record is held in memory meanwhile.
+// Per tier partition, records are re-fed in offset order: the due records of
+// a poll are produced back to back (acks=all, idempotent, so a main
+// partition receives them in that order and nothing after a failed one), and
+// a record's offset is marked for commit only after its re-feed and every
+// one before it are acknowledged. When a partition's head record is not yet
+// due, the partition is paused, rewound to that record and resumed by a
+// timer at its due time; no goroutine sleeps and no record is held in memory
+// meanwhile.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
@@ -76,9 +78,14 @@ const (
 )
 
 // relayMaxPollRecords bounds one poll, and so how long the relay holds off a
-// rebalance: its records are re-fed one acknowledgement at a time per
-// partition before the next poll.
-const relayMaxPollRecords = 500
+// rebalance: the poll's re-feeds are acknowledged before the next poll.
+const relayMaxPollRecords = 5000
+
+// The relay's fetch sizes, unless WithRelayClientOpts sets them.
+const (
+	relayFetchMaxBytes          = 8 << 20
+	relayFetchMaxPartitionBytes = 512 << 10
+)
 
 func defaultRelayCfg() relayCfg {
 	return relayCfg{
@@ -109,9 +116,10 @@ func WithRelayLogger(l *slog.Logger) RelayOpt {
 }
 
 // WithRelayClientOpts adds kgo options to the relay's clients: seed brokers,
-// TLS, SASL, a dialer. The options the relay's guarantees rest on (group,
-// topics, commit mode, partitioner, acks) are set after these and win.
-// Default: none (kgo's default seed, localhost:9092).
+// TLS, SASL, a dialer. They override the relay's fetch sizes (8 MiB per
+// fetch, 512 KiB per partition); the options the relay's guarantees rest on
+// (group, topics, commit mode, partitioner, acks, fetch max wait) are set
+// after these and win. Default: none (kgo's default seed, localhost:9092).
 func WithRelayClientOpts(opts ...kgo.Opt) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
@@ -256,7 +264,14 @@ func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
 	if consume {
 		name = "consumer"
 	}
-	opts := slices.Clone(r.cfg.clientOpts)
+	var opts []kgo.Opt
+	if consume {
+		// Defaults the caller may override: a resumed partition needs only
+		// its due records, and smaller fetches bound the memory that a burst
+		// of resumed partitions (or well-compressed batches) can take.
+		opts = append(opts, kgo.FetchMaxBytes(relayFetchMaxBytes), kgo.FetchMaxPartitionBytes(relayFetchMaxPartitionBytes))
+	}
+	opts = append(opts, r.cfg.clientOpts...)
 	opts = append(opts, kgo.WithLogger(kgoLogger{r.cfg.logger.With("component", "kgo", "client", "relay-"+name)}))
 	if !consume {
 		return append(opts,
@@ -470,8 +485,46 @@ func (s *session) stop() {
 
 // partition takes recs, the records of one partition of a poll, in order,
 // until one must wait: not due, or its produce failed.
+//
+// The re-feeds of the due records are produced back to back and waited for
+// together. That keeps order where it matters: records of one tier partition
+// that go to one main partition are written in offset order by the
+// idempotent producer, and when one of them fails, kgo fails every later one
+// buffered for that partition, so none of them lands ahead of it. The done
+// records are the prefix before the first failure; the partition is rewound
+// there, and a later record that was acknowledged anyway (only possible when
+// it went to another main partition) is re-fed again: a duplicate, never a
+// loss.
 func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record) {
 	t := s.r.tiers[o.tp.topic]
+	var inflight []*refeed
+	// settle waits for every re-feed in flight and reports whether all of
+	// them succeeded; records are done in order up to the first failure.
+	settle := func() bool {
+		ok := o.rewind == nil
+		for _, f := range inflight {
+			if f.res != nil {
+				r := <-f.res
+				if r.err != nil {
+					if ok {
+						s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
+							"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+							"to", t.ladder.Topic(), "error", r.err)
+						o.rewind, o.failure, ok = f.rec, true, false
+					}
+					continue
+				}
+				s.refed(t, f, r)
+			}
+			if ok {
+				o.done = append(o.done, f.rec)
+			}
+		}
+		inflight = inflight[:0]
+		return ok
+	}
+	defer settle()
+
 	for _, rec := range recs {
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
@@ -481,6 +534,9 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 			err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
 		}
 		if err != nil {
+			if !settle() {
+				return
+			}
 			if !s.deadLetter(t, rec, err) {
 				o.rewind, o.failure = rec, true
 				return
@@ -491,43 +547,59 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 		if md.Group != t.ladder.Group() {
 			s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
 				"offset", rec.Offset, "record_group", md.Group)
-			o.done = append(o.done, rec)
+			inflight = append(inflight, &refeed{rec: rec}) // done in its turn
 			continue
 		}
-		if now := time.Now(); now.Before(md.DueAt) {
-			o.rewind, o.until = rec, md.DueAt
+		if time.Now().Before(md.DueAt) {
+			if settle() {
+				o.rewind, o.until = rec, md.DueAt
+			}
 			return
 		}
-		if !s.refeed(t, rec, md) {
-			o.rewind, o.failure = rec, true
-			return
-		}
-		o.done = append(o.done, rec)
+		inflight = append(inflight, s.refeed(t, rec, md))
 	}
 }
 
-// refeed produces rec to its main topic and waits for the acknowledgement.
-func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata) bool {
+// refeed is one re-feed in flight; res is nil for a record that needs none.
+type refeed struct {
+	rec *kgo.Record
+	md  Metadata
+	out *kgo.Record
+	res chan refeedResult
+}
+
+type refeedResult struct {
+	err error
+	at  time.Time // when the broker acknowledged it
+}
+
+// refeed starts producing rec to its main topic, at its original partition.
+func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata) *refeed {
 	main := t.ladder.Topic()
-	out := &kgo.Record{
+	f := &refeed{rec: rec, md: md, res: make(chan refeedResult, 1)}
+	f.out = &kgo.Record{
 		Topic:     main,
 		Partition: md.OriginalPartition % s.parts[main],
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),
 	}
-	if err := s.produce(out); err != nil {
-		s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
-			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", main, "error", err)
-		return false
-	}
-	lateness := time.Since(md.DueAt)
-	s.r.metrics.Refed.WithLabelValues(main, t.step.Name).Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.deliveryTimeout)
+	s.prod.Produce(ctx, f.out, func(_ *kgo.Record, err error) {
+		cancel()
+		f.res <- refeedResult{err: err, at: time.Now()}
+	})
+	return f
+}
+
+// refed counts and logs a re-feed the broker acknowledged.
+func (s *session) refed(t tierOf, f *refeed, r refeedResult) {
+	lateness := r.at.Sub(f.md.DueAt)
+	s.r.metrics.Refed.WithLabelValues(t.ladder.Topic(), t.step.Name).Inc()
 	s.r.metrics.RefeedLateness.WithLabelValues(t.step.Name).Observe(lateness.Seconds())
-	s.log.Debug("kretry relay re-fed a record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-		"to", main, "to_partition", out.Partition, "to_offset", out.Offset, "attempts", md.Attempts,
+	s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+		"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.md.Attempts,
 		"lateness", lateness)
-	return true
 }
 
 // deadLetter forwards rec, whose kretry headers cannot be read, to the DLQ

@@ -3,6 +3,7 @@ package retrytopics_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
@@ -566,9 +567,15 @@ func TestRelayRebalanceDuringPause(t *testing.T) {
 func TestRelayRetriesFailedRefeed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 2, 2)
-		rec, md := e.tierRecord(0, 1, "k", time.Now())
-		next, nextMD := e.tierRecord(0, 1, "next", time.Now())
-		e.produce(rec, next)
+		// Five due records of one tier partition for one main partition:
+		// all in flight together when the broker refuses them.
+		var recs []*kgo.Record
+		var mds []retrytopics.Metadata
+		for i := range 5 {
+			rec, md := e.tierRecord(0, 1, fmt.Sprint("k", i), time.Now())
+			recs, mds = append(recs, rec), append(mds, md)
+		}
+		e.produce(recs...)
 		failUntil := time.Now().Add(20 * time.Second)
 		var mu sync.Mutex
 		refused := 0
@@ -607,16 +614,20 @@ func TestRelayRetriesFailedRefeed(t *testing.T) {
 		if got := e.committed(relayGroup+"-relay", e.step(0).Topic); got[1] != 0 {
 			t.Errorf("relay committed %v while its re-feed failed, want nothing past 0", got)
 		}
-		waitFor(t, "both re-feeds", func() bool { return len(e.read(relayTopic)) == 2 })
+		waitFor(t, "all re-feeds", func() bool { return len(e.read(relayTopic)) == 5 })
 		if err := r.stop(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
 		got := e.read(relayTopic)
-		if len(got) != 2 {
-			t.Fatalf("main topic holds %d records, want 2 (no duplicate, no loss)", len(got))
+		if len(got) != 5 {
+			t.Fatalf("main topic holds %d records, want 5 (no duplicate, no loss)", len(got))
 		}
-		checkRefed(t, got[0], rec, md, 2)
-		checkRefed(t, got[1], next, nextMD, 2)
+		for i := range got {
+			checkRefed(t, got[i], recs[i], mds[i], 2)
+		}
+		if c := e.committed(relayGroup+"-relay", e.step(0).Topic); c[1] != 5 {
+			t.Errorf("relay committed %v, want partition 1 at 5", c)
+		}
 		mu.Lock()
 		if refused == 0 {
 			t.Error("the broker refused no produce: the test did not test a failure")
@@ -756,4 +767,114 @@ func TestRelayRunLeavesNoGoroutine(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return within 30s of its context being cancelled")
 	}
+}
+
+// TestRelayFailureMidPipeline: one tier partition holds records for two main
+// partitions on two brokers, and the broker of main partition 0 refuses
+// produces for a while. The re-feeds to partition 1 succeed meanwhile; the
+// tier partition is rewound to the first failed record, so those are re-fed
+// again: duplicates on partition 1, nothing lost, each main partition in tier
+// order, and the tier committed only once everything landed.
+func TestRelayFailureMidPipeline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := testLadder(t)
+		fake, kopts := kafkatest.VirtualFake(t, kfake.NumBrokers(2), kfake.SeedTopics(2, l.Topic()),
+			kfake.SeedTopics(1, l.DLQ(), l.Steps()[0].Topic, l.Steps()[1].Topic))
+		e := newEnvOn(t, fake, kopts, l)
+		var recs []*kgo.Record
+		var mds []retrytopics.Metadata
+		for i := range 4 {
+			rec, md := e.tierRecord(0, 0, fmt.Sprint("k", i), time.Now())
+			rec.Partition = 0 // one tier partition; original partitions 0, 1, 0, 1
+			md.OriginalPartition = int32(i % 2)
+			rec.Headers = retrytopics.Encode(nil, md)
+			recs, mds = append(recs, rec), append(mds, md)
+		}
+		e.produce(recs...)
+
+		failUntil := time.Now().Add(10 * time.Second)
+		var mu sync.Mutex
+		refused, mixed := 0, 0
+		fake.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+			fake.KeepControl()
+			req := kreq.(*kmsg.ProduceRequest)
+			has0, has1 := false, false
+			for _, rt := range req.Topics {
+				for _, rp := range rt.Partitions {
+					has0, has1 = has0 || rp.Partition == 0, has1 || rp.Partition == 1
+				}
+			}
+			if !time.Now().Before(failUntil) || !has0 {
+				return nil, nil, false
+			}
+			mu.Lock()
+			refused++
+			if has1 {
+				mixed++
+			}
+			mu.Unlock()
+			resp := req.ResponseKind().(*kmsg.ProduceResponse)
+			for _, rt := range req.Topics {
+				st := kmsg.NewProduceResponseTopic()
+				st.Topic, st.TopicID = rt.Topic, rt.TopicID
+				for _, rp := range rt.Partitions {
+					sp := kmsg.NewProduceResponseTopicPartition()
+					sp.Partition = rp.Partition
+					sp.ErrorCode = kerr.NotEnoughReplicas.Code
+					st.Partitions = append(st.Partitions, sp)
+				}
+				resp.Topics = append(resp.Topics, st)
+			}
+			return resp, nil, true
+		})
+
+		r := e.start(retrytopics.WithRelayDeliveryTimeout(3 * time.Second))
+		time.Sleep(time.Until(failUntil))
+		if c := e.committed(relayGroup+"-relay", e.step(0).Topic); c[0] != 0 {
+			t.Errorf("relay committed %v while a re-feed failed, want nothing past 0", c)
+		}
+		waitFor(t, "main partition 0", func() bool {
+			n := 0
+			for _, g := range e.read(relayTopic) {
+				if g.Partition == 0 {
+					n++
+				}
+			}
+			return n == 2
+		})
+		waitFor(t, "the commit", func() bool { return e.committed(relayGroup+"-relay", e.step(0).Topic)[0] == 4 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		mu.Lock()
+		if refused == 0 || mixed > 0 {
+			t.Fatalf("refused %d produce requests, %d of them also for partition 1: the brokers do not split the partitions", refused, mixed)
+		}
+		mu.Unlock()
+
+		var p0, p1 []string
+		for _, g := range e.read(relayTopic) {
+			i := int(g.Key[1] - '0')
+			checkRefed(t, g, recs[i], mds[i], 2)
+			if g.Partition == 0 {
+				p0 = append(p0, string(g.Key))
+			} else {
+				p1 = append(p1, string(g.Key))
+			}
+		}
+		if want := []string{"k0", "k2"}; !slices.Equal(p0, want) {
+			t.Errorf("main partition 0 holds %v, want %v", p0, want)
+		}
+		// Partition 1 got k1, k3 once per attempt of the tier partition.
+		if len(p1) < 4 || len(p1)%2 != 0 {
+			t.Fatalf("main partition 1 holds %v, want k1, k3 repeated, at least twice", p1)
+		}
+		for i := 0; i < len(p1); i += 2 {
+			if p1[i] != "k1" || p1[i+1] != "k3" {
+				t.Errorf("main partition 1 holds %v, want k1, k3 repeated", p1)
+				break
+			}
+		}
+		t.Logf("main partition 1 after the outage: %v", p1)
+	})
 }
