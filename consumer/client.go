@@ -4,23 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kprom"
 
+	"github.com/kretry/kretry/internal/telemetry"
 	"github.com/kretry/kretry/retrytopics"
 )
 
 // newClient builds the client of one Run: the config's and the user's options
 // first, then the ones kretry's guarantees rest on, which override them.
-func (s *session) newClient() (*kgo.Client, *clientMetrics, error) {
+func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	c := s.c
 	topics := make([]string, 0, len(c.ladders))
 	for _, t := range c.cfg.Topics {
@@ -28,7 +26,7 @@ func (s *session) newClient() (*kgo.Client, *clientMetrics, error) {
 	}
 	opts := slices.Clone(c.clientOpts)
 	opts = append(opts,
-		kgo.WithLogger(kgoLogger{c.opts.logger.With("component", "kgo", "client", "consumer")}),
+		kgo.WithLogger(telemetry.Logger(c.opts.logger.With("component", "kgo", "client", "consumer"))),
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(topics...),
 		kgo.AutoCommitMarks(),
@@ -39,14 +37,10 @@ func (s *session) newClient() (*kgo.Client, *clientMetrics, error) {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	)
-	cm := &clientMetrics{}
-	if reg := c.opts.registerer; reg != nil {
-		cm.reg = &ownedRegisterer{reg: reg, log: c.opts.logger, owned: map[prometheus.Collector]struct{}{}}
-		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("kretry",
-			kprom.Subsystem("client"),
-			kprom.Registerer(cm.reg),
-			kprom.WithStaticLabel(prometheus.Labels{"component": "consumer", "group": c.cfg.Group}),
-		)))
+	hook, cm := telemetry.NewClientMetrics(c.opts.registerer, c.opts.logger,
+		prometheus.Labels{"component": "consumer", "group": c.cfg.Group})
+	if hook != nil {
+		opts = append(opts, hook)
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -141,97 +135,4 @@ func notExist(kind string, topics []string) string {
 		return kind + " " + topics[0] + " does not exist"
 	}
 	return kind + "s " + strings.Join(topics, ", ") + " do not exist"
-}
-
-// clientMetrics holds kprom's registrations of one Run's client.
-type clientMetrics struct {
-	reg *ownedRegisterer // nil: no Registerer
-}
-
-// release unregisters whatever kprom registered and the client has not
-// unregistered on close.
-func (m *clientMetrics) release() {
-	if m == nil || m.reg == nil {
-		return
-	}
-	m.reg.unregisterAll()
-}
-
-// ownedRegisterer lets kprom share the caller's Registerer with other kretry
-// clients: kprom registers with MustRegister, which panics when a collector
-// of the same name is already there (two consumers on one registry). Here
-// that is logged and the collector is left out, and Unregister only removes
-// collectors this registerer added, never another client's.
-type ownedRegisterer struct {
-	reg prometheus.Registerer
-	log *slog.Logger
-
-	mu    sync.Mutex
-	owned map[prometheus.Collector]struct{}
-}
-
-func (r *ownedRegisterer) Register(c prometheus.Collector) error {
-	if err := r.reg.Register(c); err != nil {
-		return err
-	}
-	r.mu.Lock()
-	r.owned[c] = struct{}{}
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *ownedRegisterer) MustRegister(cs ...prometheus.Collector) {
-	for _, c := range cs {
-		if err := r.Register(c); err != nil {
-			r.log.Warn("kretry consumer: a franz-go client metric is not exported: the registerer already holds one of that name (another kretry client?)",
-				"error", err)
-		}
-	}
-}
-
-func (r *ownedRegisterer) Unregister(c prometheus.Collector) bool {
-	r.mu.Lock()
-	_, ok := r.owned[c]
-	delete(r.owned, c)
-	r.mu.Unlock()
-	return ok && r.reg.Unregister(c)
-}
-
-func (r *ownedRegisterer) unregisterAll() {
-	r.mu.Lock()
-	owned := r.owned
-	r.owned = map[prometheus.Collector]struct{}{}
-	r.mu.Unlock()
-	for c := range owned {
-		r.reg.Unregister(c)
-	}
-}
-
-// kgoLogger passes franz-go's log lines to slog: its warnings and errors as
-// such, its info lines (rebalances, connections) at debug level.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel {
-	switch ctx := context.Background(); {
-	case k.l.Enabled(ctx, slog.LevelDebug):
-		return kgo.LogLevelInfo
-	case k.l.Enabled(ctx, slog.LevelWarn):
-		return kgo.LogLevelWarn
-	case k.l.Enabled(ctx, slog.LevelError):
-		return kgo.LogLevelError
-	}
-	return kgo.LogLevelNone
-}
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	var l slog.Level
-	switch level {
-	case kgo.LogLevelError:
-		l = slog.LevelError
-	case kgo.LogLevelWarn:
-		l = slog.LevelWarn
-	default:
-		l = slog.LevelDebug
-	}
-	k.l.Log(context.Background(), l, msg, keyvals...)
 }

@@ -140,7 +140,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		cl.Close()
-		hooks.release()
+		hooks.Release()
 		if ctx.Err() != nil {
 			return nil // cancelled while starting: nothing to stop
 		}
@@ -171,7 +171,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	s.poll(ctx)
 	err = s.shutdown()
-	hooks.release()
+	hooks.Release()
 	cancel()
 	wg.Wait()
 	if s.crashed.Load() {
