@@ -55,10 +55,13 @@ test:
 	echo "+ $(GO) test -race ./..."; \
 	$(GO) test -race ./...; \
 	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./..."; \
+	log=$$(mktemp); \
 	status=0; \
 	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
-		| $(TEST_FILTER) || status=$$?; \
-	echo "integration tests: exit status $$status; make test took $$(( $$(date +%s) - t0 ))s"; \
+		| $(TEST_FILTER) | tee $$log || status=$$?; \
+	count() { grep -cE -- "^ *--- $$1:" $$log || true; }; \
+	echo "tests in the integration run (with subtests): $$(count PASS) passed, $$(count SKIP) skipped, $$(count FAIL) failed; exit status $$status; make test took $$(( $$(date +%s) - t0 ))s"; \
+	rm -f $$log; \
 	exit $$status
 
 test-integration:
