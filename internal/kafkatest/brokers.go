@@ -28,7 +28,7 @@ const EnvKafkaVersion = "KRETRY_KAFKA_VERSION"
 
 // How long a broker named by KRETRY_BROKERS gets to answer before every test
 // that needs it fails.
-const probeTimeout = 5 * time.Second
+const probeTimeout = 10 * time.Second
 
 // found is what the first Brokers call of a test binary found; later calls
 // reuse it, so one binary starts at most one broker.
