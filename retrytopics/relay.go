@@ -584,9 +584,9 @@ func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata) *refeed {
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.deliveryTimeout)
-	s.prod.Produce(ctx, f.out, func(_ *kgo.Record, err error) {
-		cancel()
+	// The producer's RecordDeliveryTimeout bounds the wait; a context could
+	// not cut it shorter once the record is sent (idempotence).
+	s.prod.Produce(context.Background(), f.out, func(_ *kgo.Record, err error) {
 		f.res <- refeedResult{err: err, at: time.Now()}
 	})
 	return f

@@ -781,6 +781,13 @@ func TestRelayFailureMidPipeline(t *testing.T) {
 		fake, kopts := kafkatest.VirtualFake(t, kfake.NumBrokers(2), kfake.SeedTopics(2, l.Topic()),
 			kfake.SeedTopics(1, l.DLQ(), l.Steps()[0].Topic, l.Steps()[1].Topic))
 		e := newEnvOn(t, fake, kopts, l)
+		// Main partitions 0 and 1 on different brokers, so that one broker
+		// can refuse partition 0 alone.
+		if l0, l1 := fake.LeaderFor(relayTopic, 0), fake.LeaderFor(relayTopic, 1); l0 == l1 {
+			if err := fake.MoveTopicPartition(relayTopic, 1, 1-l0); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var recs []*kgo.Record
 		var mds []retrytopics.Metadata
 		for i := range 4 {
