@@ -141,31 +141,124 @@ func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 // replayed from the DLQ) it writes only kretry-replays, when above 0.
 func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	out := make([]kgo.RecordHeader, 0, len(hs)+14)
-	out = append(out, UserHeaders(hs)...)
-	add := func(k, v string) { out = append(out, kgo.RecordHeader{Key: k, Value: []byte(v)}) }
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			out = append(out, h)
+		}
+	}
+	errText := md.Error
+	if errText != "" {
+		errText = cutUTF8(strings.ToValidUTF8(errText, "\uFFFD"), MaxErrorLen)
+	}
+	// Every value is appended to one buffer and sliced from it: one
+	// allocation for all of them instead of one per header.
+	buf := make([]byte, 0, 5*len(TimeLayout)+3*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+8)
+	add := func(k string, from int) {
+		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
+	}
 	if md.Group != "" {
-		add(HeaderVersion, strconv.Itoa(Version))
-		add(HeaderGroup, md.Group)
-		add(HeaderAttempts, strconv.Itoa(md.Attempts))
-		add(HeaderTier, md.Tier)
-		add(HeaderDueAt, FormatTime(md.DueAt))
-		add(HeaderOriginalTopic, md.OriginalTopic)
-		add(HeaderOriginalPartition, strconv.FormatInt(int64(md.OriginalPartition), 10))
-		add(HeaderOriginalOffset, strconv.FormatInt(md.OriginalOffset, 10))
-		add(HeaderOriginalTimestamp, FormatTime(md.OriginalTimestamp))
-		add(HeaderFirstFailureAt, FormatTime(md.FirstFailureAt))
-		add(HeaderLastFailureAt, FormatTime(md.LastFailureAt))
-		if md.Error != "" {
-			add(HeaderErrorText, cutUTF8(strings.ToValidUTF8(md.Error, "\uFFFD"), MaxErrorLen))
+		n := len(buf)
+		buf = strconv.AppendInt(buf, Version, 10)
+		add(HeaderVersion, n)
+		n = len(buf)
+		buf = append(buf, md.Group...)
+		add(HeaderGroup, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, int64(md.Attempts), 10)
+		add(HeaderAttempts, n)
+		n = len(buf)
+		buf = append(buf, md.Tier...)
+		add(HeaderTier, n)
+		n = len(buf)
+		buf = appendTime(buf, md.DueAt)
+		add(HeaderDueAt, n)
+		n = len(buf)
+		buf = append(buf, md.OriginalTopic...)
+		add(HeaderOriginalTopic, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
+		add(HeaderOriginalPartition, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
+		add(HeaderOriginalOffset, n)
+		n = len(buf)
+		buf = appendTime(buf, md.OriginalTimestamp)
+		add(HeaderOriginalTimestamp, n)
+		n = len(buf)
+		buf = appendTime(buf, md.FirstFailureAt)
+		add(HeaderFirstFailureAt, n)
+		n = len(buf)
+		buf = appendTime(buf, md.LastFailureAt)
+		add(HeaderLastFailureAt, n)
+		if errText != "" {
+			n = len(buf)
+			buf = append(buf, errText...)
+			add(HeaderErrorText, n)
 		}
 		if md.Reason != "" {
-			add(HeaderReason, string(md.Reason))
+			n = len(buf)
+			buf = append(buf, md.Reason...)
+			add(HeaderReason, n)
 		}
 	}
 	if md.Replays > 0 {
-		add(HeaderReplays, strconv.Itoa(md.Replays))
+		n := len(buf)
+		buf = strconv.AppendInt(buf, int64(md.Replays), 10)
+		add(HeaderReplays, n)
 	}
 	return out
+}
+
+// appendTime appends t as FormatTime writes it, without time.Format's
+// layout interpretation (Encode writes five times per record).
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	h, mi, sec := t.Clock()
+	ms := t.Nanosecond() / int(time.Millisecond)
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append(b, byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T')
+	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':')
+	b = append(b, byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+	return b
+}
+
+// parseTime reads a time in exactly the form FormatTime writes; false for
+// anything else (including out-of-range fields), which time.Parse then
+// explains.
+func parseTime(v string) (time.Time, bool) {
+	if len(v) != len(TimeLayout) || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' ||
+		v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) (int, bool) {
+		x := 0
+		for _, c := range []byte(v[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			x = x*10 + int(c-'0')
+		}
+		return x, true
+	}
+	y, ok1 := num(0, 4)
+	mo, ok2 := num(5, 2)
+	d, ok3 := num(8, 2)
+	h, ok4 := num(11, 2)
+	mi, ok5 := num(14, 2)
+	sec, ok6 := num(17, 2)
+	ms, ok7 := num(20, 3)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != d { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // known lists the contract's headers in the order Decode checks them.
@@ -189,6 +282,15 @@ var known = []string{
 // order is reported. Headers that start with "kretry-" but are not in the
 // contract are ignored.
 func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, HeaderPrefix) {
+			return decode(hs)
+		}
+	}
+	return Metadata{}, false, nil // a first delivery: nothing to read, nothing allocated
+}
+
+func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	var vals [14]string
 	var have [14]bool
 	found := false
@@ -329,6 +431,9 @@ func (d *decoder) time(name string) time.Time {
 	if !ok {
 		d.err = &HeaderError{Header: name, Err: errMissing}
 		return time.Time{}
+	}
+	if t, ok := parseTime(v); ok {
+		return t
 	}
 	t, err := time.Parse(TimeLayout, v)
 	if err != nil || FormatTime(t) != v {
