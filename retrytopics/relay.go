@@ -286,6 +286,9 @@ func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
 		kgo.ConsumeTopics(r.topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
+		// A short interval keeps the group's lag honest (tools read "waiting
+		// in tier" from it) and narrows the re-feeds repeated after a crash.
+		kgo.AutoCommitInterval(time.Second),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(r.cfg.fetchMaxWait),
 	)
