@@ -62,7 +62,7 @@ func runMain(args []string) int {
 	fs.IntVar(&rf.b1Records, "b1-records", 1_000_000, "B1 records")
 	fs.IntVar(&rf.b1Rounds, "b1-rounds", 5, "B1 rounds (each runs kretry and raw once)")
 	fs.BoolVar(&rf.b1Relay, "b1-relay", true, "B1: the kretry consumer runs its relay in process, as by default")
-	fs.IntVar(&rf.b2Records, "b2-records", 200_000, "B2 records")
+	fs.IntVar(&rf.b2Records, "b2-records", 500_000, "B2 records")
 	fs.IntVar(&rf.b2Rounds, "b2-rounds", 3, "B2 rounds")
 	fs.DurationVar(&rf.b2Delay, "b2-delay", time.Second, "B2 tier delay")
 	fs.DurationVar(&rf.b2Cap, "b2-cap", time.Minute, "B2: stop a side this long after its first record and rate what it did (keeps make bench inside its time budget)")
