@@ -5,7 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,20 +86,19 @@ func (a *app) demo(ctx context.Context, records int, timeout time.Duration) erro
 	return nil
 }
 
-// demoDLQLimit is how many DLQ records the demo lists at its end.
-const demoDLQLimit = 10
-
 // demoDLQ runs `kretry dlq ls` on the demo's DLQ, in process, while the
-// embedded broker still runs.
+// embedded broker still runs: the first records, then those that used up the
+// ladder (they come last).
 func (a *app) demoDLQ(ctx context.Context, w io.Writer, brokers []string, topic string, total int) error {
-	args := []string{"dlq", "ls", "--brokers", strings.Join(brokers, ","), "--topic", topic, "--limit", strconv.Itoa(demoDLQLimit)}
-	fmt.Fprintf(w, "\n$ kretry %s\n", strings.Join(args, " "))
-	var stderr bytes.Buffer
-	if code := runContext(ctx, args, w, &stderr); code != exitOK {
-		return fmt.Errorf("kretry dlq ls on the demo's DLQ: exit %d: %s", code, strings.TrimSpace(stderr.String()))
+	base := []string{"dlq", "ls", "--brokers", strings.Join(brokers, ","), "--topic", topic}
+	for _, extra := range [][]string{{"--limit", "6"}, {"--reason", "exhausted", "--limit", "4"}} {
+		args := append(slices.Clone(base), extra...)
+		fmt.Fprintf(w, "\n$ kretry %s\n", strings.Join(args, " "))
+		var stderr bytes.Buffer
+		if code := runContext(ctx, args, w, &stderr); code != exitOK {
+			return fmt.Errorf("kretry dlq ls on the demo's DLQ: exit %d: %s", code, strings.TrimSpace(stderr.String()))
+		}
 	}
-	if total > demoDLQLimit {
-		fmt.Fprintf(w, "(%d of the %d records in %s)\n", demoDLQLimit, total, topic)
-	}
+	fmt.Fprintf(w, "\n%s holds %d records; the embedded broker and its topics end with the demo\n", topic, total)
 	return nil
 }

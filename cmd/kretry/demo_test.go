@@ -25,7 +25,7 @@ func TestDemoBadRecordsIsUsage(t *testing.T) {
 // TestDemoJSON runs the real demo (1s, 3s, 5s×2 ladder: about 15 s) with few
 // records and checks its one JSON object.
 func TestDemoJSON(t *testing.T) {
-	noEnvOverrides(t)
+	t.Parallel()
 	r := kretry(t, "demo", "--records", "300", "--json")
 	if r.code != exitOK {
 		t.Fatalf("kretry demo --json: %s", r)
@@ -65,5 +65,36 @@ func TestDemoJSON(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "metrics on http://127.0.0.1:") {
 		t.Errorf("stderr does not say where /metrics is served:\n%s", r.stderr)
+	}
+}
+
+// TestDemoText runs the real demo in text mode and checks that it ends with
+// the tally and the listings of kretry dlq ls.
+func TestDemoText(t *testing.T) {
+	t.Parallel()
+	r := kretry(t, "demo", "--records", "300")
+	if r.code != exitOK {
+		t.Fatalf("kretry demo: %s", r)
+	}
+	out := r.stdout
+	for _, want := range []string{
+		"metrics on http://127.0.0.1:",
+		"every record accounted for",
+		"  produced             300\n",
+		"  lost                   0\n",
+		"  duplicates             0\n",
+		"re-feed lateness  p50 ",
+		"$ kretry dlq ls --brokers 127.0.0.1:",
+		"--topic orders.dlq --reason exhausted --limit 4\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+	// The second listing is dlq ls's table of records that used up the
+	// ladder: 1 + 1 + 2 attempts, then the DLQ at attempt 5.
+	listing := out[strings.LastIndex(out, "$ kretry dlq ls"):]
+	if !strings.Contains(listing, "P/OFFSET") || !strings.Contains(listing, " 5 ") || !strings.Contains(listing, "exhausted") {
+		t.Errorf("no dlq ls table of exhausted records at the end:\n%s", listing)
 	}
 }

@@ -300,8 +300,8 @@ type observer struct {
 }
 
 var (
-	errUnavailable = errors.New("payment service unavailable: 503 Service Unavailable")
-	errRejected    = errors.New("order rejected: amount_cents must be positive")
+	errUnavailable = errors.New("payment service: 503 unavailable")
+	errRejected    = errors.New("order rejected: negative amount")
 )
 
 func (o *observer) handle(_ context.Context, rec *kgo.Record) error {
@@ -326,7 +326,7 @@ func (o *observer) handle(_ context.Context, rec *kgo.Record) error {
 	case Permanent:
 		return consumer.Permanent(errRejected)
 	case Panic:
-		panic(fmt.Sprintf("decode order %s: unexpected end of JSON input", rec.Key))
+		panic("decode order: unexpected end of JSON input")
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
