@@ -176,8 +176,8 @@ cmd_up() {
 	fetch_jars
 
 	local t0 ports cport id last
+	ports=$(probe ports 2) # builds kafkaprobe first: not part of the start time
 	t0=$(now_ms)
-	ports=$(probe ports 2)
 	port=$(sed -n 1p <<<"$ports")
 	cport=$(sed -n 2p <<<"$ports")
 	last=$(cat "$state/last-port" 2>/dev/null || true)
