@@ -222,7 +222,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
-		paused: map[topicPartition]*pause{}, failures: map[topicPartition]int{}}
+		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, failures: map[topicPartition]int{}}
 	cons, err := kgo.NewClient(r.clientOpts(true, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -231,13 +231,19 @@ func (r *Relay) Run(ctx context.Context) error {
 	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","))
 
 	for {
-		fetches := cons.PollRecords(ctx, r.cfg.maxPollRecords)
+		// Wake up when the first held record is due, data or not.
+		pctx, pcancel := ctx, context.CancelFunc(func() {})
+		if due, ok := s.nextHeldDue(); ok {
+			pctx, pcancel = context.WithDeadline(ctx, due)
+		}
+		fetches := cons.PollRecords(pctx, r.cfg.maxPollRecords)
+		pcancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			cons.AllowRebalance()
 			break
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 				return
 			}
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
@@ -286,9 +292,6 @@ func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
 		kgo.ConsumeTopics(r.topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
-		// A short interval keeps the group's lag honest (tools read "waiting
-		// in tier" from it) and narrows the re-feeds repeated after a crash.
-		kgo.AutoCommitInterval(time.Second),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(r.cfg.fetchMaxWait),
 	)
@@ -350,7 +353,8 @@ type session struct {
 	mu       sync.Mutex
 	closed   bool
 	paused   map[topicPartition]*pause
-	failures map[topicPartition]int // consecutive failed produces; poll goroutine only
+	held     map[topicPartition]held // see holdHorizon
+	failures map[topicPartition]int  // consecutive failed produces; poll goroutine only
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -360,23 +364,69 @@ type outcome struct {
 	rewind  *kgo.Record   // the first record not done, if any
 	until   time.Time     // when to fetch rewind again
 	failure bool          // rewind is for a failed produce, not a due time
+	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
+}
+
+// Near-due records are held in memory rather than paused for: a record that
+// is due within holdHorizon is kept, with the records polled after it, and
+// re-fed by the poll loop, which polls with a deadline at the earliest due
+// time. A pause would rewind the partition, and kgo's SetOffsets restarts
+// the fetch session of every partition, which at a steady flow of near-due
+// records costs far more lateness than it saves memory. What is held at once
+// is bounded by holdRecords and holdBytes; past that, the pause path again.
+// Partitions that are paused hold nothing.
+const (
+	holdHorizon = time.Second
+	holdRecords = 10000
+	holdBytes   = 16 << 20
+)
+
+// held is what a partition holds: records polled but not yet due.
+type held struct {
+	recs []*kgo.Record
+	due  time.Time // of recs[0]
+}
+
+// nextHeldDue returns the earliest due time of the held records.
+func (s *session) nextHeldDue() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first time.Time
+	for _, h := range s.held {
+		if first.IsZero() || h.due.Before(first) {
+			first = h.due
+		}
+	}
+	return first, !first.IsZero()
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
 // order. Then, still holding rebalances, it marks what is done and pauses
 // and rewinds every partition that has a record to wait for.
 func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
+	// What partitions held from earlier polls comes before what they got now.
+	s.mu.Lock()
+	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
+	for tp, h := range s.held {
+		recs[tp] = h.recs
+	}
+	clear(s.held)
+	s.mu.Unlock()
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			tp := topicPartition{p.Topic, p.Partition}
+			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
+		}
+	})
 	var outs []*outcome
 	var wg sync.WaitGroup
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
-		o := &outcome{tp: topicPartition{p.Topic, p.Partition}}
+	for tp, rs := range recs {
+		o := &outcome{tp: tp}
 		outs = append(outs, o)
-		wg.Go(func() { s.partition(ctx, o, p.Records) })
-	})
+		wg.Go(func() { s.partition(ctx, o, rs) })
+	}
 	wg.Wait()
+	s.holdNearDue(outs)
 
 	pauses := map[string][]int32{}
 	rewinds := map[string]map[int32]kgo.EpochOffset{}
@@ -412,13 +462,44 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	defer s.mu.Unlock()
 	for _, o := range outs {
 		if o.rewind != nil {
-			s.hold(o.tp, o.until)
+			s.pauseUntil(o.tp, o.until)
 		}
 	}
 }
 
-// hold arms the timer that resumes tp at until. s.mu is held.
-func (s *session) hold(tp topicPartition, until time.Time) {
+// holdNearDue turns the not-due rewinds of outs that are due within
+// holdHorizon into holds, nearest first, within holdRecords and holdBytes.
+func (s *session) holdNearDue(outs []*outcome) {
+	var near []*outcome
+	horizon := time.Now().Add(holdHorizon)
+	for _, o := range outs {
+		if o.rewind != nil && !o.failure && !o.until.After(horizon) {
+			near = append(near, o)
+		}
+	}
+	slices.SortFunc(near, func(a, b *outcome) int { return a.until.Compare(b.until) })
+	n, size := 0, 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range near {
+		b := 0
+		for _, r := range o.waiting {
+			b += len(r.Key) + len(r.Value)
+			for _, h := range r.Headers {
+				b += len(h.Key) + len(h.Value)
+			}
+		}
+		if n+len(o.waiting) > holdRecords || size+b > holdBytes {
+			continue // paused and rewound like a far-due record
+		}
+		n, size = n+len(o.waiting), size+b
+		s.held[o.tp] = held{recs: o.waiting, due: o.until}
+		o.rewind = nil
+	}
+}
+
+// pauseUntil arms the timer that resumes tp at until. s.mu is held.
+func (s *session) pauseUntil(tp topicPartition, until time.Time) {
 	tier := s.r.tiers[tp.topic].step.Name
 	if old := s.paused[tp]; old != nil {
 		old.timer.Stop() // cannot happen while the partition is paused; kept safe
@@ -451,6 +532,7 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 	for topic, ps := range tps {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
+			delete(s.held, tp) // unmarked: the next owner fetches them again
 			if st := s.paused[tp]; st != nil {
 				st.timer.Stop()
 				delete(s.paused, tp)
@@ -479,6 +561,7 @@ func (s *session) stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	clear(s.held)
 	for tp, p := range s.paused {
 		p.timer.Stop()
 		delete(s.paused, tp)
@@ -528,7 +611,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 	}
 	defer settle()
 
-	for _, rec := range recs {
+	for i, rec := range recs {
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
 		}
@@ -555,7 +638,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 		}
 		if time.Now().Before(md.DueAt) {
 			if settle() {
-				o.rewind, o.until = rec, md.DueAt
+				o.rewind, o.until, o.waiting = rec, md.DueAt, recs[i:]
 			}
 			return
 		}

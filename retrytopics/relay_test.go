@@ -885,3 +885,119 @@ func TestRelayFailureMidPipeline(t *testing.T) {
 		t.Logf("main partition 1 after the outage: %v", p1)
 	})
 }
+
+// TestRelayHoldsNearDueRecords: a record due within a second is held in
+// memory and re-fed by the poll loop at its due time, without a pause (whose
+// resume would wait for the fetch in flight); a record due later is paused for.
+func TestRelayHoldsNearDueRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newVirtualEnv(t, 1, 1)
+		reg := prometheus.NewRegistry()
+		m := newMetrics(t, reg)
+		warm, _ := e.tierRecord(0, 0, "warm-up", time.Now())
+		e.produce(warm)
+		r := e.start(retrytopics.WithRelayRegisterer(reg))
+		waitFor(t, "the warm-up re-feed", func() bool { return len(e.read(relayTopic)) == 1 })
+
+		now := time.Now()
+		var recs []*kgo.Record
+		var mds []retrytopics.Metadata
+		for i, d := range []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 5 * time.Second} {
+			rec, md := e.tierRecord(0, 0, fmt.Sprint("k", i), now.Add(d))
+			recs, mds = append(recs, rec), append(mds, md)
+		}
+		e.produce(recs...)
+		time.Sleep(200 * time.Millisecond)
+		if n := len(e.read(relayTopic)); n != 1 {
+			t.Fatalf("%d records on the main topic before the first was due, want the warm-up only", n)
+		}
+		if g := gauge(t, m, "retry-5s"); g != 0 {
+			t.Errorf("paused partitions = %v while the head is due within a second, want 0 (held)", g)
+		}
+		waitFor(t, "two re-feeds", func() bool { return len(e.read(relayTopic)) == 3 })
+		waitFor(t, "the pause for the third", func() bool { return gauge(t, m, "retry-5s") == 1 })
+		waitFor(t, "the third re-feed", func() bool { return len(e.read(relayTopic)) == 4 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		got := e.read(relayTopic)[1:]
+		for i := range got {
+			checkRefed(t, got[i], recs[i], mds[i], 1)
+		}
+		// Held records go out at their due time (virtual time: exactly).
+		for i := range 2 {
+			if late := got[i].Timestamp.Sub(mds[i].DueAt); late > 10*time.Millisecond {
+				t.Errorf("%s re-fed %v late, want it re-fed at its due time from memory", got[i].Key, late)
+			}
+		}
+		if c := e.committed(relayGroup+"-relay", e.step(0).Topic); c[0] != 4 {
+			t.Errorf("relay committed %v, want partition 0 at 4", c)
+		}
+		if g := gauge(t, m, "retry-5s"); g != 0 {
+			t.Errorf("paused partitions = %v after Run, want 0", g)
+		}
+	})
+}
+
+// TestRelayRebalanceWhileHolding: a second relay joins and leaves while the
+// first holds near-due records in memory. Revoked partitions drop what they
+// held (unmarked), their new owner fetches it again: every record is re-fed,
+// none early, none twice, nothing left paused.
+func TestRelayRebalanceWhileHolding(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newVirtualEnv(t, 4, 4)
+		regA, regB := prometheus.NewRegistry(), prometheus.NewRegistry()
+		mA, mB := newMetrics(t, regA), newMetrics(t, regB)
+		a := e.start(retrytopics.WithRelayRegisterer(regA))
+		var b *runningRelay
+		var recs []*kgo.Record
+		var mds []retrytopics.Metadata
+		// A record every 100ms on every partition, each due 900ms after it
+		// was written: partitions always hold something.
+		for round := range 30 {
+			if round == 5 {
+				b = e.start(retrytopics.WithRelayRegisterer(regB))
+			}
+			if round == 20 {
+				if err := b.stop(); err != nil {
+					t.Fatalf("relay B: %v", err)
+				}
+			}
+			for p := range int32(4) {
+				rec, md := e.tierRecord(0, p, fmt.Sprintf("r%02d-p%d", round, p), time.Now().Add(900*time.Millisecond))
+				recs, mds = append(recs, rec), append(mds, md)
+			}
+			e.produce(recs[len(recs)-4:]...)
+			time.Sleep(100 * time.Millisecond)
+		}
+		waitFor(t, "every re-feed", func() bool { return len(e.read(relayTopic)) >= len(recs) })
+		time.Sleep(5 * time.Second) // room for a duplicate to show
+		if err := a.stop(); err != nil {
+			t.Fatalf("relay A: %v", err)
+		}
+		byKey := map[string]int{}
+		for i, r := range recs {
+			byKey[string(r.Key)] = i
+		}
+		seen := map[string]int{}
+		for _, g := range e.read(relayTopic) {
+			i, ok := byKey[string(g.Key)]
+			if !ok {
+				t.Fatalf("unexpected record %q", g.Key)
+			}
+			seen[string(g.Key)]++
+			checkRefed(t, g, recs[i], mds[i], 4)
+		}
+		for k, n := range seen {
+			if n != 1 {
+				t.Errorf("%s re-fed %d times", k, n)
+			}
+		}
+		if len(seen) != len(recs) {
+			t.Errorf("%d of %d records re-fed", len(seen), len(recs))
+		}
+		if ga, gb := gauge(t, mA, "retry-5s"), gauge(t, mB, "retry-5s"); ga != 0 || gb != 0 {
+			t.Errorf("paused partitions A=%v B=%v after Run, want 0", ga, gb)
+		}
+	})
+}
