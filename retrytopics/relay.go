@@ -379,6 +379,10 @@ const (
 	holdHorizon = time.Second
 	holdRecords = 10000
 	holdBytes   = 16 << 20
+
+	// resumeLead is how long before its head is due a paused partition is
+	// resumed; less than holdHorizon, so that the head is held once fetched.
+	resumeLead = holdHorizon / 2
 )
 
 // held is what a partition holds: records polled but not yet due.
@@ -461,9 +465,18 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range outs {
-		if o.rewind != nil {
-			s.pauseUntil(o.tp, o.until)
+		if o.rewind == nil {
+			continue
 		}
+		// Resume a little before the head is due: it is fetched within the
+		// hold horizon, held, and re-fed at its due time from memory, so the
+		// fetch does not add to its lateness. Unless it is that close
+		// already (the hold budget was full): then at the due time.
+		at := o.until
+		if early := o.until.Add(-resumeLead); !o.failure && time.Now().Before(early) {
+			at = early
+		}
+		s.pauseUntil(o.tp, at)
 	}
 }
 
