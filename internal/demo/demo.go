@@ -156,8 +156,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := produce(ctx, cl, o.Records); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(o.Progress, "produced %d records to %s; a line per second: records waiting in each tier (end offset − committed offset of %s) and in the DLQ\n",
-		o.Records, Topic, cfg.Relay.Group)
+	fmt.Fprintf(o.Progress, "produced %d records to %s; a line per second: records waiting in each tier (written to it, not re-fed yet) and in the DLQ\n",
+		o.Records, Topic)
 
 	dlqReader, err := newDLQReader(brokers, ladder.DLQ())
 	if err != nil {
@@ -168,7 +168,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	dlqDone := make(chan struct{})
 	go func() { defer close(dlqDone); dlqReader.run(dlqCtx) }()
 
-	waitErr := watch(ctx, o, adm, cfg.Relay.Group, ladder, obs, dlqReader, runDone, start)
+	refed := func(tier string) int64 { return counter(reg, "kretry_refed_total", "topic", Topic, "tier", tier) }
+	waitErr := watch(ctx, o, adm, refed, ladder, obs, dlqReader, runDone, start)
 	runErrStop := stopConsumer()
 	stopDLQ()
 	<-dlqDone
@@ -345,4 +346,36 @@ func (o *observer) distinctOK() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.ok)
+}
+
+// counter sums the series of the counter name in g whose labels include the
+// given name, value pairs.
+func counter(g prometheus.Gatherer, name string, labels ...string) int64 {
+	families, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return int64(sum)
 }

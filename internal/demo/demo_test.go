@@ -120,3 +120,25 @@ func TestServeMetricsServesTheRegistryUntilStopped(t *testing.T) {
 		t.Error("/metrics still served after stop")
 	}
 }
+
+func TestCounterSumsTheMatchingSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kretry_refed_total", Help: "h"}, []string{"topic", "tier"})
+	reg.MustRegister(c)
+	c.WithLabelValues("orders", "retry-1s").Add(3)
+	c.WithLabelValues("orders", "retry-3s").Add(5)
+	c.WithLabelValues("other", "retry-1s").Add(7)
+	for _, tc := range []struct {
+		labels []string
+		want   int64
+	}{
+		{[]string{"topic", "orders", "tier", "retry-1s"}, 3},
+		{[]string{"topic", "orders"}, 8},
+		{[]string{"tier", "retry-1s"}, 10},
+		{[]string{"tier", "retry-5s"}, 0},
+	} {
+		if got := counter(reg, "kretry_refed_total", tc.labels...); got != tc.want {
+			t.Errorf("counter(%v) = %d, want %d", tc.labels, got, tc.want)
+		}
+	}
+}

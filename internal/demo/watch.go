@@ -17,7 +17,7 @@ import (
 // watch prints a progress line per second until every produced record is
 // accounted for — accepted by the handler or read back from the DLQ — or
 // o.Timeout passes (errTimeout).
-func watch(ctx context.Context, o Options, adm *kadm.Client, relayGroup string, l *retrytopics.Ladder,
+func watch(ctx context.Context, o Options, adm *kadm.Client, refed func(tier string) int64, l *retrytopics.Ladder,
 	obs *observer, dlq *dlqReader, consumerDone <-chan struct{}, start time.Time) error {
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
@@ -36,14 +36,14 @@ func watch(ctx context.Context, o Options, adm *kadm.Client, relayGroup string, 
 				o.Timeout, accounted(obs, dlq), o.Records)
 			return errTimeout
 		case <-report.C:
-			line, err := progressLine(ctx, adm, relayGroup, l, obs, time.Since(start))
+			line, err := progressLine(ctx, adm, refed, l, obs, time.Since(start))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(o.Progress, line)
 		case <-check.C:
 			if accounted(obs, dlq) >= o.Records {
-				line, err := progressLine(ctx, adm, relayGroup, l, obs, time.Since(start))
+				line, err := progressLine(ctx, adm, refed, l, obs, time.Since(start))
 				if err != nil {
 					return err
 				}
@@ -70,9 +70,11 @@ func accounted(obs *observer, dlq *dlqReader) int {
 	return n
 }
 
-// progressLine shows how many records wait in each tier (end offset −
-// committed offset of the relay group) and how many the DLQ holds.
-func progressLine(ctx context.Context, adm *kadm.Client, relayGroup string, l *retrytopics.Ladder,
+// progressLine shows how many records wait in each tier — written to it (its
+// end offsets) and not re-fed yet (kretry_refed_total of the relay) — and how
+// many the DLQ holds. The relay group's committed offsets would say the same
+// only up to its auto-commit interval (5 s) later.
+func progressLine(ctx context.Context, adm *kadm.Client, refed func(tier string) int64, l *retrytopics.Ladder,
 	obs *observer, elapsed time.Duration) (string, error) {
 	topics := append(topicsOf(l), l.DLQ())
 	ends, err := adm.ListEndOffsets(ctx, topics...)
@@ -82,28 +84,16 @@ func progressLine(ctx context.Context, adm *kadm.Client, relayGroup string, l *r
 	if err != nil {
 		return "", fmt.Errorf("end offsets of %s: %w", strings.Join(topics, ", "), err)
 	}
-	committed, err := adm.FetchOffsetsForTopics(ctx, relayGroup, topicsOf(l)...)
-	if err == nil {
-		err = committed.Error()
-	}
-	if err != nil {
-		return "", fmt.Errorf("committed offsets of group %s: %w", relayGroup, err)
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%5.1fs  handled ok %5d  waiting:", elapsed.Seconds(), obs.distinctOK())
 	for _, s := range l.Steps() {
-		var n int64
+		var written int64
 		ends.Each(func(e kadm.ListedOffset) {
-			if e.Topic != s.Topic {
-				return
+			if e.Topic == s.Topic {
+				written += e.Offset
 			}
-			at := int64(0)
-			if c, ok := committed.Lookup(e.Topic, e.Partition); ok && c.At >= 0 {
-				at = c.At
-			}
-			n += max(0, e.Offset-at)
 		})
-		fmt.Fprintf(&b, "  %s %4d", s.Name, n)
+		fmt.Fprintf(&b, "  %s %4d", s.Name, max(0, written-refed(s.Name)))
 	}
 	var inDLQ int64
 	ends.Each(func(e kadm.ListedOffset) {
