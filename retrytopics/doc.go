@@ -15,7 +15,9 @@
 //
 // A Relay (NewRelay, Run) consumes every tier topic in one consumer group.
 // A record that is due is produced to the main topic at its original
-// partition, acknowledged, and only then committed; a partition whose head
-// record is not due is paused, rewound to that record and resumed by a timer
-// at its due time, so waiting records cost no memory and no goroutine.
+// partition, acknowledged, and only then committed. A partition whose head
+// record is due later than a second from now is paused, rewound to that
+// record and resumed by a timer shortly before it is due, so waiting records
+// cost no memory and no goroutine; a record due within a second is held in
+// memory (bounded) and re-fed by the poll loop at its due time.
 package retrytopics

@@ -28,10 +28,15 @@ import (
 // a poll are produced back to back (acks=all, idempotent, so a main
 // partition receives them in that order and nothing after a failed one), and
 // a record's offset is marked for commit only after its re-feed and every
-// one before it are acknowledged. When a partition's head record is not yet
-// due, the partition is paused, rewound to that record and resumed by a
-// timer at its due time; no goroutine sleeps and no record is held in memory
-// meanwhile.
+// one before it are acknowledged.
+//
+// A record that is not yet due waits without a sleeping goroutine. If it is
+// due within a second, it is held in memory with the records polled after it
+// (at most 10,000 records and 16 MiB over all partitions), and the poll loop
+// polls with a deadline at its due time and re-feeds it then. Otherwise its
+// partition is paused, rewound to it, and resumed by a timer half a second
+// before it is due, so that it is fetched in time to be held. Paused
+// partitions hold no records in memory.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
