@@ -341,7 +341,7 @@ type topicPartition struct {
 	partition int32
 }
 
-// pause is a partition held until its head record is due.
+// pause is a paused partition and the timer that resumes it.
 type pause struct {
 	timer *time.Timer
 	tier  string
@@ -410,8 +410,9 @@ func (s *session) nextHeldDue() (time.Time, bool) {
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
-// order. Then, still holding rebalances, it marks what is done and pauses
-// and rewinds every partition that has a record to wait for.
+// order. Then, still holding rebalances, it marks what is done, holds the
+// near-due records, and pauses and rewinds every other partition that has a
+// record to wait for.
 func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
@@ -464,7 +465,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		return
 	}
 	// Pause first, so that the session restart SetOffsets causes does not
-	// fetch what we are about to hold.
+	// fetch what we are about to wait for.
 	s.cons.PauseFetchPartitions(pauses)
 	s.cons.SetOffsets(rewinds)
 	s.mu.Lock()
