@@ -57,7 +57,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	switch {
 	case herr == nil:
 		w.mark(rec)
-		w.handled.Inc()
+		w.handledN++
 		return true
 	case panicked:
 		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
@@ -104,7 +104,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
 	start := time.Now()
 	defer func() {
-		w.handlerDuration.Observe(time.Since(start).Seconds())
+		w.durations = append(w.durations, time.Since(start).Seconds())
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,

@@ -48,6 +48,17 @@ type worker struct {
 	// goroutine only.
 	pending []*pendingRecord
 
+	// unmarked is the newest done record not yet marked, one of nUnmarked
+	// (worker goroutine only); see markLater.
+	unmarked  *kgo.Record
+	nUnmarked int
+	// handledN and durations are kretry_records_total{outcome="ok"} and
+	// kretry_handler_duration_seconds observations not yet exported: added
+	// in bursts by flushMarks, so that eight workers do not contend for one
+	// counter's cache line on every record.
+	handledN  int
+	durations []float64
+
 	// The metric series of every record, resolved once.
 	handled         prometheus.Counter
 	handlerDuration prometheus.Observer
@@ -130,6 +141,7 @@ func (w *worker) next() (*kgo.Record, bool) {
 		}
 		w.queue = nil // drop the drained backing array
 		w.mu.Unlock()
+		w.flushMarks() // nothing more to do now: mark what is done
 		if len(w.pending) > 0 {
 			if !w.settle(true) {
 				return nil, false
@@ -185,7 +197,7 @@ func (w *worker) wait() {
 // mark marks rec for commit once every record before it is done.
 func (w *worker) mark(rec *kgo.Record) {
 	if len(w.pending) == 0 {
-		w.s.cl.MarkCommitRecords(rec)
+		w.markLater(rec)
 		return
 	}
 	w.pending = append(w.pending, &pendingRecord{rec: rec})
@@ -235,6 +247,7 @@ func (w *worker) settle(block bool) bool {
 				}
 			}
 			if err != nil && !w.reforward(p, err) {
+				w.flushMarks()
 				// No promise may outlive the worker.
 				for _, q := range w.pending[1:] {
 					if q.fwd != nil {
@@ -246,10 +259,44 @@ func (w *worker) settle(block bool) bool {
 			}
 			p.acked()
 		}
-		w.s.cl.MarkCommitRecords(p.rec)
+		w.markLater(p.rec)
 		w.pending[0] = nil
 		w.pending = w.pending[1:]
 	}
 	w.pending = nil
+	if block {
+		w.flushMarks()
+	}
 	return true
+}
+
+// markEvery bounds how many done records a worker leaves unmarked.
+const markEvery = 256
+
+// markLater notes rec, done, as the partition's newest record to mark. kgo
+// keeps only the highest mark of a partition, so marking the newest of a
+// run of done records marks them all, for one MarkCommitRecords (a sort and
+// the group's lock) instead of one per record.
+func (w *worker) markLater(rec *kgo.Record) {
+	w.unmarked = rec
+	w.nUnmarked++
+	if w.nUnmarked >= markEvery {
+		w.flushMarks()
+	}
+}
+
+// flushMarks marks the newest done record, if any is unmarked.
+func (w *worker) flushMarks() {
+	if w.handledN > 0 {
+		w.handled.Add(float64(w.handledN))
+		w.handledN = 0
+	}
+	for _, d := range w.durations {
+		w.handlerDuration.Observe(d)
+	}
+	w.durations = w.durations[:0]
+	if w.unmarked != nil {
+		w.s.cl.MarkCommitRecords(w.unmarked)
+		w.unmarked, w.nUnmarked = nil, 0
+	}
 }
