@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/telemetry"
 )
 
 // Relay consumes the tier topics of one or more ladders in one consumer group
@@ -94,7 +94,7 @@ const (
 
 func defaultRelayCfg() relayCfg {
 	return relayCfg{
-		logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		logger:          slog.New(slog.DiscardHandler),
 		fetchMaxWait:    DefaultRelayFetchMaxWait,
 		deliveryTimeout: DefaultRelayDeliveryTimeout,
 		maxPollRecords:  relayMaxPollRecords,
@@ -213,7 +213,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 
-	prod, err := kgo.NewClient(r.clientOpts(false)...)
+	// franz-go's client metrics, as kretry_client_*{component="relay-producer"|"relay-consumer",group=...}.
+	prodHooks, prodMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
+		prometheus.Labels{"component": "relay-producer", "group": r.cfg.group})
+	defer prodMetrics.Release()
+	consHooks, consMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
+		prometheus.Labels{"component": "relay-consumer", "group": r.cfg.group})
+	defer consMetrics.Release()
+
+	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks)...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -228,7 +236,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, failures: map[topicPartition]int{}}
-	cons, err := kgo.NewClient(r.clientOpts(true, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
+	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -270,7 +278,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // clientOpts returns the options of the producing client, or with consume
 // set of the group's consuming client: the user's first, then the relay's.
-func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
+func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.Opt {
 	name := "producer"
 	if consume {
 		name = "consumer"
@@ -283,7 +291,10 @@ func (r *Relay) clientOpts(consume bool, extra ...kgo.Opt) []kgo.Opt {
 		opts = append(opts, kgo.FetchMaxBytes(relayFetchMaxBytes), kgo.FetchMaxPartitionBytes(relayFetchMaxPartitionBytes))
 	}
 	opts = append(opts, r.cfg.clientOpts...)
-	opts = append(opts, kgo.WithLogger(kgoLogger{r.cfg.logger.With("component", "kgo", "client", "relay-"+name)}))
+	opts = append(opts, kgo.WithLogger(telemetry.Logger(r.cfg.logger.With("component", "kgo", "client", "relay-"+name))))
+	if hooks != nil {
+		opts = append(opts, hooks)
+	}
 	if !consume {
 		return append(opts,
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -754,32 +765,4 @@ func (s *session) produce(rec *kgo.Record) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.deliveryTimeout)
 	defer cancel()
 	return s.prod.ProduceSync(ctx, rec).FirstErr()
-}
-
-// kgoLogger sends kgo's log lines to slog.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel {
-	ctx := context.Background()
-	switch {
-	case k.l.Enabled(ctx, slog.LevelDebug):
-		return kgo.LogLevelDebug
-	case k.l.Enabled(ctx, slog.LevelWarn):
-		return kgo.LogLevelWarn
-	case k.l.Enabled(ctx, slog.LevelError):
-		return kgo.LogLevelError
-	}
-	return kgo.LogLevelNone
-}
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	// kgo's info lines (joins, assignments) are routine for kretry: debug.
-	l := slog.LevelDebug
-	switch level {
-	case kgo.LogLevelError:
-		l = slog.LevelError
-	case kgo.LogLevelWarn:
-		l = slog.LevelWarn
-	}
-	k.l.Log(context.Background(), l, msg, keyvals...)
 }

@@ -309,6 +309,30 @@ func newMetrics(t *testing.T, reg prometheus.Registerer) *metrics.Metrics {
 	return m
 }
 
+// clientSeries counts the kretry_client_* series of franz-go's kprom plugin
+// that carry component on reg.
+func clientSeries(t *testing.T, reg *prometheus.Registry, component string) int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if !strings.HasPrefix(mf.GetName(), "kretry_client_") {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "component" && l.GetValue() == component {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
 func TestRelayRefeedsWhenDue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 4, 4)
@@ -326,8 +350,16 @@ func TestRelayRefeedsWhenDue(t *testing.T) {
 			t.Fatalf("%d records on the main topic 1ms before they are due", len(got))
 		}
 		waitFor(t, "the re-feed", func() bool { return len(e.read(relayTopic)) == 1 })
+		for _, component := range []string{"relay-consumer", "relay-producer"} {
+			if n := clientSeries(t, reg, component); n == 0 {
+				t.Errorf("no kretry_client_* series with component=%s while the relay runs", component)
+			}
+		}
 		if err := r.stop(); err != nil {
 			t.Fatalf("Run: %v", err)
+		}
+		if n := clientSeries(t, reg, "relay-consumer") + clientSeries(t, reg, "relay-producer"); n != 0 {
+			t.Errorf("%d kretry_client_* series left on the registry after Run returned", n)
 		}
 
 		checkRefed(t, e.read(relayTopic)[0], rec, md, 4)
