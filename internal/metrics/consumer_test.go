@@ -56,7 +56,7 @@ func TestLadderCounters(t *testing.T) {
 		c := newCluster(t, "orders")
 		reg := prometheus.NewRegistry()
 		h := newScripted()
-		c.start(t, c.config("orders", "g"), h, consumer.WithRegisterer(reg))
+		stop := c.start(t, c.config("orders", "g"), h, consumer.WithRegisterer(reg))
 		c.produce(t, "orders", "ok-1", "heal-1", "always-1")
 
 		var maxPaused float64
@@ -84,6 +84,17 @@ func TestLadderCounters(t *testing.T) {
 		want(t, reg, 1, "kretry_dead_lettered_total", "topic", "orders", "reason", "exhausted")
 		if !h.succeeded("heal-1") || !h.succeeded("ok-1") {
 			t.Errorf("handler successes: %v", h.ok)
+		}
+
+		// The relay's clients export franz-go's metrics on the same registry.
+		for _, comp := range []string{"relay-consumer", "relay-producer"} {
+			if v := value(t, reg, "kretry_client_connects_total", "component", comp, "group", "g-relay"); v <= 0 {
+				t.Errorf(`kretry_client_connects_total{component=%q,group="g-relay"} = %v, want > 0`, comp, v)
+			}
+		}
+		stop()
+		if left := names(t, reg, "kretry_client_"); len(left) > 0 {
+			t.Errorf("kprom metrics still registered after Run returned: %v", left)
 		}
 	})
 }
