@@ -46,7 +46,7 @@ need_java() {
 	command -v java >/dev/null ||
 		die "java not found: install a Java 17 or newer runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless), or use Docker for the integration tests"
 	local v
-	v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+	v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | sed -n 1p)
 	[[ -n $v && $v -ge 17 ]] ||
 		die "java ${v:-of unknown version} found; Apache Kafka $version needs Java 17 or newer: install openjdk-17-jre-headless"
 }
@@ -99,7 +99,7 @@ read_state() {
 
 # alive PID: the process exists and is a Kafka broker (not a recycled pid).
 alive() {
-	[[ -n $1 ]] && kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'
+	[[ -n $1 ]] && kill -0 "$1" 2>/dev/null && [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *kafka.Kafka* ]]
 }
 
 log_tail() {
