@@ -140,7 +140,13 @@ func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 // kretry-replays when they are empty or 0; with md.Group empty (a record
 // replayed from the DLQ) it writes only kretry-replays, when above 0.
 func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
-	out := make([]kgo.RecordHeader, 0, len(hs)+14)
+	users := 0
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			users++
+		}
+	}
+	out := make([]kgo.RecordHeader, 0, users+14) // a re-fed record's 14 kretry headers are all replaced
 	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			out = append(out, h)
@@ -293,8 +299,10 @@ func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	var vals [14]string
 	var have [14]bool
+	var at [14]int // index in hs
 	found := false
-	for _, h := range hs {
+	size := 0
+	for j, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			continue
 		}
@@ -305,7 +313,25 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		if have[i] {
 			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
 		}
-		have[i], vals[i], found = true, string(h.Value), true
+		have[i], at[i], found = true, j, true
+		size += len(h.Value)
+	}
+	// The values are copied into one string and sliced from it: one
+	// allocation per record instead of one per header.
+	var b strings.Builder
+	b.Grow(size)
+	var end [14]int
+	for i := range have {
+		if have[i] {
+			b.Write(hs[at[i]].Value)
+		}
+		end[i] = b.Len()
+	}
+	all := b.String()
+	for i := range have {
+		if have[i] {
+			vals[i] = all[end[i]-len(hs[at[i]].Value) : end[i]]
+		}
 	}
 	if !found {
 		return Metadata{}, false, nil
