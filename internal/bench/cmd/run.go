@@ -56,7 +56,7 @@ func runMain(args []string) int {
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
-	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1 and B2 (round 1) into this directory")
+	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1 and B2 (round 1) and of the B3 burst into this directory")
 	fs.IntVar(&rf.partitions, "partitions", 8, "partitions of every topic")
 	fs.IntVar(&rf.valueBytes, "value-bytes", 256, "record value size")
 	fs.IntVar(&rf.b1Records, "b1-records", 1_000_000, "B1 records")
@@ -381,7 +381,8 @@ func (b *benches) b3(ctx context.Context) error {
 	if err := b.fill(ctx, topic, rf.b3Records, nil); err != nil {
 		return err
 	}
-	k, err := runChild(ctx, "retry-kretry", b.childArgs(topic, b.adm.group("b3-kretry"), rf.b3Records, "-delay", rf.b3Delay.String(), "-cap", rf.b3Cap.String())...)
+	k, err := runChild(ctx, "retry-kretry", b.childArgs(topic, b.adm.group("b3-kretry"), rf.b3Records,
+		append([]string{"-delay", rf.b3Delay.String(), "-cap", rf.b3Cap.String()}, b.profileArgs("b3-kretry")...)...)...)
 	if err != nil {
 		return err
 	}
