@@ -184,7 +184,7 @@ cmd_up() {
 	if [[ -n $last && $last != "$cport" ]] && probe free "$last"; then
 		port=$last
 	fi
-	data=$(mktemp -d "${TMPDIR:-/tmp}/kretry-kafka.XXXXXX")
+	data=$(mktemp -d -t kretry-kafka.XXXXXX)
 	cat >"$data/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
