@@ -235,7 +235,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
-		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, failures: map[topicPartition]int{}}
+		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, failures: map[topicPartition]int{}}
 	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -366,11 +366,12 @@ type session struct {
 	parts map[string]int32
 	log   *slog.Logger
 
-	mu       sync.Mutex
-	closed   bool
-	paused   map[topicPartition]*pause
-	held     map[topicPartition]held // see holdHorizon
-	failures map[topicPartition]int  // consecutive failed produces; poll goroutine only
+	mu         sync.Mutex
+	closed     bool
+	paused     map[topicPartition]*pause
+	held       map[topicPartition]held // see holdHorizon
+	holdPaused map[topicPartition]bool // paused by pauseHolders
+	failures   map[topicPartition]int  // consecutive failed produces; poll goroutine only
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -390,7 +391,9 @@ type outcome struct {
 // the fetch session of every partition, which at a steady flow of near-due
 // records costs far more lateness than it saves memory. What is held at once
 // is bounded by holdRecords and holdBytes; past that, the pause path again.
-// Partitions that are paused hold nothing.
+// Partitions paused until a due time hold nothing; a partition that holds
+// holdPauseAt records or more is paused without a rewind until it has re-fed
+// them (pauseHolders).
 const (
 	holdHorizon = time.Second
 	holdRecords = 10000
@@ -448,6 +451,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 	wg.Wait()
 	s.holdNearDue(outs)
+	s.pauseHolders(outs)
 
 	pauses := map[string][]int32{}
 	rewinds := map[string]map[int32]kgo.EpochOffset{}
@@ -494,6 +498,39 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 			at = early
 		}
 		s.pauseUntil(o.tp, at)
+	}
+}
+
+// holdPauseAt: a partition holding this many records is paused, without a
+// rewind, until it holds none: it has seconds of records in memory already,
+// and fetching more would only grow what it holds.
+const holdPauseAt = 2000
+
+// pauseHolders pauses the partitions that hold holdPauseAt records or more
+// and resumes those it paused that hold nothing now.
+func (s *session) pauseHolders(outs []*outcome) {
+	pause := map[string][]int32{}
+	resume := map[string][]int32{}
+	s.mu.Lock()
+	for _, o := range outs {
+		h, holding := s.held[o.tp]
+		switch {
+		case holding && len(h.recs) >= holdPauseAt && !s.holdPaused[o.tp]:
+			s.holdPaused[o.tp] = true
+			pause[o.tp.topic] = append(pause[o.tp.topic], o.tp.partition)
+		case !holding && s.holdPaused[o.tp]:
+			delete(s.holdPaused, o.tp)
+			if o.rewind == nil { // a rewound partition stays paused for its timer
+				resume[o.tp.topic] = append(resume[o.tp.topic], o.tp.partition)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(pause) > 0 {
+		s.cons.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		s.cons.ResumeFetchPartitions(resume)
 	}
 }
 
@@ -563,6 +600,7 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
 			delete(s.held, tp) // unmarked: the next owner fetches them again
+			delete(s.holdPaused, tp)
 			if st := s.paused[tp]; st != nil {
 				st.timer.Stop()
 				delete(s.paused, tp)
@@ -592,6 +630,7 @@ func (s *session) stop() {
 	defer s.mu.Unlock()
 	s.closed = true
 	clear(s.held)
+	clear(s.holdPaused)
 	for tp, p := range s.paused {
 		p.timer.Stop()
 		delete(s.paused, tp)
