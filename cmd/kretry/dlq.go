@@ -173,8 +173,12 @@ func (a *app) dlqConfig(cmd *cobra.Command, d *dlqFlags) (*config.Config, error)
 	return a.loadConfig()
 }
 
+// unlimitedWidth is the line width of output that goes to a file or a pipe:
+// nothing is cut there, so keys and errors stay whole for grep and less.
+const unlimitedWidth = 1 << 20
+
 // termWidth is the width of the terminal w writes to: COLUMNS when set, else
-// the terminal's, else 80.
+// the terminal's; output that is not a terminal is not cut.
 func termWidth(w io.Writer) int {
 	if n, err := strconv.Atoi(os.Getenv("COLUMNS")); err == nil && n > 0 {
 		return n
@@ -183,8 +187,9 @@ func termWidth(w io.Writer) int {
 		if n, _, err := term.GetSize(int(f.Fd())); err == nil && n > 0 {
 			return n
 		}
+		return dlq.DefaultWidth
 	}
-	return dlq.DefaultWidth
+	return unlimitedWidth
 }
 
 func isTerminal(w io.Writer) bool {
@@ -200,7 +205,8 @@ func newDLQLsCommand(a *app) *cobra.Command {
 		Long: `ls lists the records of the DLQ, partition by partition in offset order: their
 partition/offset, when they were dead-lettered (UTC), key (hex when not
 printable), original topic/partition@offset, attempts, reason and error, the
-error cut to fit the terminal (80 columns when not a terminal, or $COLUMNS).
+error cut to fit the terminal ($COLUMNS when set; not cut when the output is
+not a terminal).
 
 With --json, one JSON object per record with every header, the key and the
 value as base64 and, when printable UTF-8, as text.

@@ -88,6 +88,32 @@ func fillDLQ(t *testing.T, seeds []string, dlqTopic, main string) {
 	}
 }
 
+// TestDLQLsIntoPipeIsNotCut: output that is not a terminal, without COLUMNS,
+// is not cut, so keys and errors stay whole for grep.
+func TestDLQLsIntoPipeIsNotCut(t *testing.T) {
+	noEnvOverrides(t)
+	_, seeds := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders.dlq"))
+	cfg := writeConfig(t, seeds, "orders", "")
+	t.Setenv("COLUMNS", "")
+	long := strings.Repeat("x", 150)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &kgo.Record{Topic: "orders.dlq", Key: []byte("o-long-key-0123456789"), Headers: retrytopics.Encode(nil, retrytopics.Metadata{
+		Group: "g", Attempts: 1, Tier: "dlq", DueAt: time.Now(), OriginalTopic: "orders", OriginalOffset: 13,
+		OriginalTimestamp: time.Now(), FirstFailureAt: time.Now(), LastFailureAt: time.Now(),
+		Error: long, Reason: retrytopics.ReasonPermanent})}
+	if err := cl.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	res := kretry(t, "dlq", "ls", "-c", cfg, "--key", "o-long-key-0123456789")
+	if res.code != exitOK || !strings.Contains(res.stdout, "o-long-key-0123456789") || !strings.Contains(res.stdout, long) {
+		t.Errorf("ls into a pipe cut the key or the error:\n%s", res)
+	}
+}
+
 func TestDLQCommandsOnKfake(t *testing.T) {
 	noEnvOverrides(t)
 	_, seeds := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "orders", "orders.dlq"))
