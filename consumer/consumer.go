@@ -126,6 +126,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		log:     c.opts.logger,
 		workers: make(map[topicPartition]*worker),
 		base:    context.WithoutCancel(ctx),
+		cancel:  cancel,
 	}
 	cl, hooks, err := s.newClient()
 	if err != nil {
@@ -177,7 +178,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if s.crashed.Load() {
 		return errCrashed
 	}
-	return errors.Join(relayErr, err)
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return errors.Join(s.failErr, relayErr, err)
 }
 
 // topicPartition names one partition of a main topic.
@@ -200,6 +203,22 @@ type session struct {
 	closing bool // set at shutdown: assignments start no workers
 
 	crashed atomic.Bool // the test hook fired: commit nothing more
+
+	cancel  context.CancelFunc // stops Run
+	failMu  sync.Mutex
+	failErr error // why a worker stopped Run, if one did
+}
+
+// fail stops Run, which returns err: for what kretry cannot get past without
+// losing a record.
+func (s *session) fail(err error) {
+	s.failMu.Lock()
+	if s.failErr == nil {
+		s.failErr = err
+		s.log.Error("kretry consumer stopping", "error", err)
+	}
+	s.failMu.Unlock()
+	s.cancel()
 }
 
 // poll fetches records and hands each partition's records to its worker until

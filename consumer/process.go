@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/metrics"
@@ -195,15 +197,32 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 
 // reforward produces p's forward again after it failed with err, waiting
 // for each ack, with backoff, until it is acknowledged; false means the worker
-// was stopped first.
+// was stopped first. A forward the broker or the client can never accept (too
+// large, not authorized) goes to the DLQ instead; when the DLQ refuses it too,
+// Run stops with an error that names the record, which stays uncommitted.
 func (w *worker) reforward(p *pendingRecord, err error) bool {
-	rec, topic := p.rec, p.fwd.Topic
+	rec := p.rec
 	backoff := forwardBackoffMin
 	for try := 1; ; try++ {
+		topic := p.fwd.Topic
 		if w.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			w.s.log.Error("kretry forward abandoned at stop; the record is not committed and will be handled again",
 				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic, "error", err)
 			return false
+		}
+		if refused(err) {
+			if topic == w.ladder.DLQ() {
+				w.s.fail(fmt.Errorf("consumer: record %s/%d@%d cannot be written to the DLQ %s: %w: "+
+					"raise the topic's max.message.bytes (and kgo.ProducerBatchMaxBytes through WithClientOpts) or grant the write; "+
+					"the record stays uncommitted", rec.Topic, rec.Partition, rec.Offset, topic, err))
+				return false
+			}
+			w.redirectToDLQ(p, err)
+			try, backoff = 0, forwardBackoffMin
+			if err = w.s.cl.ProduceSync(w.ctx, p.fwd).FirstErr(); err == nil {
+				return true
+			}
+			continue
 		}
 		w.s.log.Error("kretry forward failed; the record is not committed and the forward is retried",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic,
@@ -222,5 +241,47 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 		if err = w.s.cl.ProduceSync(w.ctx, again).FirstErr(); err == nil {
 			return true
 		}
+	}
+}
+
+// refused reports whether a produce error is one that no retry can mend: the
+// broker's (or the client's) non-retriable answers, such as a record larger
+// than the topic or the client accepts, or a write the ACLs deny.
+func refused(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable
+}
+
+// refusedErrorLen bounds the error text of a record redirected to the DLQ, so
+// that a record refused for its size has the best chance to fit there.
+const refusedErrorLen = 256
+
+// redirectToDLQ turns p's refused forward to a retry tier into a dead letter
+// with reason permanent and the refusal as its error.
+func (w *worker) redirectToDLQ(p *pendingRecord, refusal error) {
+	rec, tier := p.rec, p.fwd.Topic
+	md, _, err := retrytopics.Decode(p.fwd.Headers)
+	if err != nil { // kretry wrote these headers: a bug, not the record's fault
+		w.s.log.Error("kretry cannot read the headers of its own forward", "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "error", err)
+	}
+	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", tier, refusal, md.Error)
+	if len(errText) > refusedErrorLen {
+		errText = strings.ToValidUTF8(errText[:refusedErrorLen], "")
+	}
+	md.Reason, md.Error, md.DueAt = retrytopics.ReasonPermanent, errText, md.LastFailureAt
+	f := p.fwd
+	p.fwd = &kgo.Record{Topic: w.ladder.DLQ(), Partition: rec.Partition % w.s.partitions[w.ladder.DLQ()],
+		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: f.Timestamp}
+	w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", tier, "error", refusal)
+	s, reason := w.s, md.Reason
+	p.acked = func() {
+		s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
+		s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
+		s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
+		s.log.Info("kretry record dead-lettered",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", md.Attempts, "error", errText)
 	}
 }
