@@ -122,11 +122,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cancel()
 
 	s := &session{
-		c:       c,
-		log:     c.opts.logger,
-		workers: make(map[topicPartition]*worker),
-		base:    context.WithoutCancel(ctx),
-		cancel:  cancel,
+		c:        c,
+		log:      c.opts.logger,
+		workers:  make(map[topicPartition]*worker),
+		stopping: make(map[topicPartition]*worker),
+		base:     context.WithoutCancel(ctx),
+		cancel:   cancel,
 	}
 	cl, hooks, err := s.newClient()
 	if err != nil {
@@ -198,9 +199,10 @@ type session struct {
 	base       context.Context  // values of Run's ctx, never cancelled
 	partitions map[string]int32 // tier and DLQ topic → partition count
 
-	mu      sync.Mutex
-	workers map[topicPartition]*worker
-	closing bool // set at shutdown: assignments start no workers
+	mu       sync.Mutex
+	workers  map[topicPartition]*worker
+	stopping map[topicPartition]*worker // stopped, not yet returned
+	closing  bool                       // set at shutdown: assignments start no workers
 
 	crashed atomic.Bool // the test hook fired: commit nothing more
 
@@ -300,20 +302,26 @@ func (s *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32
 // must not stay paused.
 func (s *session) stopWorkers(tps map[string][]int32, grace time.Duration) {
 	s.mu.Lock()
-	var stopping []*worker
-	if tps == nil {
-		for tp, w := range s.workers {
+	var stopping, running []*worker
+	take := func(tp topicPartition) {
+		if w := s.workers[tp]; w != nil {
 			stopping = append(stopping, w)
 			delete(s.workers, tp)
+			s.stopping[tp] = w
+		} else if w := s.stopping[tp]; w != nil {
+			// Stopped by another call (a revoke during shutdown): its
+			// partition is not ours to give away until it has returned.
+			running = append(running, w)
+		}
+	}
+	if tps == nil {
+		for tp := range s.workers {
+			take(tp)
 		}
 	} else {
 		for topic, partitions := range tps {
 			for _, p := range partitions {
-				tp := topicPartition{topic, p}
-				if w := s.workers[tp]; w != nil {
-					stopping = append(stopping, w)
-					delete(s.workers, tp)
-				}
+				take(topicPartition{topic, p})
 			}
 		}
 	}
@@ -321,11 +329,24 @@ func (s *session) stopWorkers(tps map[string][]int32, grace time.Duration) {
 	for _, w := range stopping {
 		w.stop(grace)
 	}
+	for _, w := range running {
+		if grace <= 0 {
+			w.cancel()
+		}
+		<-w.done
+	}
 	resume := make(map[string][]int32)
 	for _, w := range stopping {
 		w.wait()
 		resume[w.tp.topic] = append(resume[w.tp.topic], w.tp.partition)
 	}
+	s.mu.Lock()
+	for _, w := range stopping {
+		if s.stopping[w.tp] == w {
+			delete(s.stopping, w.tp)
+		}
+	}
+	s.mu.Unlock()
 	if len(resume) > 0 {
 		s.cl.ResumeFetchPartitions(resume)
 	}
