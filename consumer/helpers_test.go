@@ -216,13 +216,7 @@ func (r *running) stop() error {
 // is still false after two virtual hours: a liveness bound, not a speed check.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Hour)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s after two (virtual) hours", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	kafkatest.WaitFor(t, what, 100*time.Millisecond, 2*time.Hour, cond)
 }
 
 // header returns the value of the only header named key, and whether there

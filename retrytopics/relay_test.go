@@ -208,13 +208,7 @@ func (rr *runningRelay) stop() error {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Hour)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s after two (virtual) hours", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	kafkatest.WaitFor(t, what, 50*time.Millisecond, 2*time.Hour, cond)
 }
 
 // checkRefed checks that got is want re-fed: on the main topic at want's

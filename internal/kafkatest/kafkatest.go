@@ -130,3 +130,16 @@ func WaitTopics(t testing.TB, adm *kadm.Client, topics ...string) {
 		}
 	}
 }
+
+// WaitFor polls cond every interval until it holds, and fails the test when it
+// still does not after within. Inside a synctest bubble both are virtual time,
+// so a long bound costs nothing: it is a liveness bound, not a speed check.
+func WaitFor(t testing.TB, what string, interval, within time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s after %s", what, within)
+		}
+		time.Sleep(interval)
+	}
+}

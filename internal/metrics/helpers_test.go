@@ -102,12 +102,7 @@ func (c *cluster) start(t *testing.T, cfg *config.Config, h consumer.Handler, op
 // it. Inside a synctest bubble that is milliseconds of real time.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Minute); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10 minutes (virtual) for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	kafkatest.WaitFor(t, what, 50*time.Millisecond, 10*time.Minute, cond)
 }
 
 // value is the value of the series name{labels} in g: a counter's or a
