@@ -15,9 +15,11 @@
 //
 // A Relay (NewRelay, Run) consumes every tier topic in one consumer group.
 // A record that is due is produced to the main topic at its original
-// partition, acknowledged, and only then committed. A partition whose head
-// record is due later than a second from now is paused, rewound to that
-// record and resumed by a timer shortly before it is due, so waiting records
-// cost no memory and no goroutine; a record due within a second is held in
-// memory (bounded) and re-fed by the poll loop at its due time.
+// partition, acknowledged, and only then committed. A record not yet due is
+// held in memory with the records polled after it, its partition paused
+// without a rewind, and re-fed by the poll loop at its due time; what is held
+// is bounded (20,000 records, 32 MiB, nearest due first). Past that bound a
+// partition is paused, rewound to its head and resumed by a timer shortly
+// before the head is due, so a backlog of waiting records costs no more
+// memory than the bound, and no goroutine.
 package retrytopics

@@ -288,19 +288,29 @@ var known = []string{
 // order is reported. Headers that start with "kretry-" but are not in the
 // contract are ignored.
 func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	md, ok, _, err = decodeHeaders(hs)
+	return md, ok, err
+}
+
+// decodeHeaders is Decode that also reports whether hs is as Encode(hs, md)
+// would write it, up to the order of the headers: no kretry header outside
+// the contract and kretry-error within MaxErrorLen. Such headers can be
+// written on as they are.
+func decodeHeaders(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) {
 	for _, h := range hs {
 		if strings.HasPrefix(h.Key, HeaderPrefix) {
 			return decode(hs)
 		}
 	}
-	return Metadata{}, false, nil // a first delivery: nothing to read, nothing allocated
+	return Metadata{}, false, true, nil // a first delivery: nothing to read, nothing allocated
 }
 
-func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) {
 	var vals [14]string
 	var have [14]bool
 	var at [14]int // index in hs
 	found := false
+	canonical = true
 	size := 0
 	for j, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
@@ -308,10 +318,11 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		}
 		i := indexOf(h.Key)
 		if i < 0 {
+			canonical = false // Encode drops it
 			continue
 		}
 		if have[i] {
-			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
+			return Metadata{}, false, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
 		}
 		have[i], at[i], found = true, j, true
 		size += len(h.Value)
@@ -334,7 +345,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		}
 	}
 	if !found {
-		return Metadata{}, false, nil
+		return Metadata{}, false, canonical, nil
 	}
 	get := func(name string) (string, bool) {
 		i := indexOf(name)
@@ -343,26 +354,26 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 
 	d := decoder{get: get}
 	if v, ok := get(HeaderVersion); ok && v != strconv.Itoa(Version) {
-		return Metadata{}, false, &HeaderError{HeaderVersion, v,
+		return Metadata{}, false, false, &HeaderError{HeaderVersion, v,
 			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
 	}
 	if _, ok := get(HeaderGroup); !ok {
 		// Without a group, only a DLQ replay's count may be present.
 		for i, name := range known {
 			if have[i] && name != HeaderVersion && name != HeaderReplays {
-				return Metadata{}, false, &HeaderError{HeaderGroup, "",
+				return Metadata{}, false, false, &HeaderError{HeaderGroup, "",
 					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
 			}
 		}
 		md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
 		if d.err != nil {
-			return Metadata{}, false, d.err
+			return Metadata{}, false, false, d.err
 		}
-		return md, true, nil
+		return md, true, canonical && (md.Replays > 0 || !have[indexOf(HeaderReplays)]), nil
 	}
 
 	if _, ok := get(HeaderVersion); !ok {
-		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
+		return Metadata{}, false, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
 	md.Group = d.text(HeaderGroup, true)
 	md.Attempts = int(d.int(HeaderAttempts, true, 1, 1<<31-1))
@@ -386,9 +397,12 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	}
 	md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
 	if d.err != nil {
-		return Metadata{}, false, d.err
+		return Metadata{}, false, false, d.err
 	}
-	return md, true, nil
+	// Encode leaves out an empty kretry-error and a kretry-replays of 0.
+	canonical = canonical && len(md.Error) <= MaxErrorLen &&
+		(md.Error != "" || !have[indexOf(HeaderErrorText)]) && (md.Replays > 0 || !have[indexOf(HeaderReplays)])
+	return md, true, canonical, nil
 }
 
 func indexOf(name string) int {

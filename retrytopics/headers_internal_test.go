@@ -2,8 +2,12 @@ package retrytopics
 
 import (
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // appendTime and parseTime agree with time.Format and time.Parse of
@@ -68,4 +72,67 @@ func BenchmarkReEncode(b *testing.B) {
 		}
 		_ = Encode(hs, got)
 	}
+}
+
+// decodeHeaders calls headers canonical exactly when Encode would write the
+// same headers again (up to order), so that the relay may pass them on.
+func TestDecodeHeadersCanonical(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 0, 5, 123e6, time.UTC)
+	md := Metadata{Group: "g", Attempts: 2, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 42, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "boom", Replays: 1}
+	user := []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}, {Key: "x", Value: nil}}
+	enc := Encode(user, md)
+	with := func(hs []kgo.RecordHeader, extra ...kgo.RecordHeader) []kgo.RecordHeader {
+		return append(slices.Clone(hs), extra...)
+	}
+	without := func(hs []kgo.RecordHeader, key string) []kgo.RecordHeader {
+		return slices.DeleteFunc(slices.Clone(hs), func(h kgo.RecordHeader) bool { return h.Key == key })
+	}
+	set := func(hs []kgo.RecordHeader, key, value string) []kgo.RecordHeader {
+		out := without(hs, key)
+		return append(out, kgo.RecordHeader{Key: key, Value: []byte(value)})
+	}
+	noErr := md
+	noErr.Error, noErr.Replays = "", 0
+	interleaved := append([]kgo.RecordHeader{enc[2], user[0]}, enc[3:]...)
+	interleaved = append(interleaved, user[1], enc[0], enc[1])
+	for _, tc := range []struct {
+		name string
+		hs   []kgo.RecordHeader
+		want bool
+	}{
+		{"as Encode writes them", enc, true},
+		{"without the optional headers", Encode(user, noErr), true},
+		{"user and kretry headers interleaved", interleaved, true},
+		{"an unknown kretry header", with(enc, kgo.RecordHeader{Key: "kretry-future", Value: []byte("1")}), false},
+		{"an empty kretry-error", set(enc, HeaderErrorText, ""), false},
+		{"kretry-replays 0", set(enc, HeaderReplays, "0"), false},
+		{"kretry-error over MaxErrorLen", set(enc, HeaderErrorText, strings.Repeat("e", MaxErrorLen+1)), false},
+		{"a DLQ replay's count", []kgo.RecordHeader{{Key: HeaderReplays, Value: []byte("2")}}, true},
+		{"a DLQ replay's count of 0", []kgo.RecordHeader{{Key: HeaderReplays, Value: []byte("0")}}, false},
+		{"no kretry header", user, true},
+	} {
+		got, ok, canonical, err := decodeHeaders(tc.hs)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if canonical != tc.want {
+			t.Errorf("%s: canonical = %v, want %v", tc.name, canonical, tc.want)
+		}
+		if canonical && ok {
+			if a, b := sortedHeaders(tc.hs), sortedHeaders(Encode(tc.hs, got)); !slices.Equal(a, b) {
+				t.Errorf("%s: canonical, but Encode writes\n%q\nfor\n%q", tc.name, b, a)
+			}
+		}
+	}
+}
+
+func sortedHeaders(hs []kgo.RecordHeader) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.Key + "=" + string(h.Value)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -30,13 +30,16 @@ import (
 // a record's offset is marked for commit only after its re-feed and every
 // one before it are acknowledged.
 //
-// A record that is not yet due waits without a sleeping goroutine. If it is
-// due within a second, it is held in memory with the records polled after it
-// (at most 10,000 records and 16 MiB over all partitions), and the poll loop
-// polls with a deadline at its due time and re-feeds it then. Otherwise its
-// partition is paused, rewound to it, and resumed by a timer half a second
-// before it is due, so that it is fetched in time to be held. Paused
-// partitions hold no records in memory.
+// A record that is not yet due waits without a sleeping goroutine. It is held
+// in memory with the records polled after it, within a budget over all
+// partitions (at most 20,000 records and 32 MiB, nearest due first), and the
+// poll loop polls with a deadline at its due time and re-feeds it then. A
+// partition whose head is due more than half a second from now, or that
+// holds 2,000 records, is paused without a rewind while it holds them, so
+// what a partition holds is about one poll. Past the budget, a partition is
+// paused, rewound to its head and resumed by a timer half a second before
+// the head is due: such a partition holds nothing, so a backlog of millions
+// costs no more memory than the budget.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
@@ -246,7 +249,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	for {
 		// Wake up when the first held record is due, data or not.
 		pctx, pcancel := ctx, context.CancelFunc(func() {})
-		if due, ok := s.nextHeldDue(); ok {
+		if due, ok := s.nextWake(); ok {
 			pctx, pcancel = context.WithDeadline(ctx, due)
 		}
 		fetches := cons.PollRecords(pctx, r.cfg.maxPollRecords)
@@ -369,7 +372,7 @@ type session struct {
 	mu         sync.Mutex
 	closed     bool
 	paused     map[topicPartition]*pause
-	held       map[topicPartition]held // see holdHorizon
+	held       map[topicPartition]held // see holdRecords
 	holdPaused map[topicPartition]bool // paused by pauseHolders
 	failures   map[topicPartition]int  // consecutive failed produces; poll goroutine only
 }
@@ -384,24 +387,28 @@ type outcome struct {
 	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
 }
 
-// Near-due records are held in memory rather than paused for: a record that
-// is due within holdHorizon is kept, with the records polled after it, and
-// re-fed by the poll loop, which polls with a deadline at the earliest due
-// time. A pause would rewind the partition, and kgo's SetOffsets restarts
-// the fetch session of every partition, which at a steady flow of near-due
-// records costs far more lateness than it saves memory. What is held at once
-// is bounded by holdRecords and holdBytes; past that, the pause path again.
-// Partitions paused until a due time hold nothing; a partition that holds
-// holdPauseAt records or more is paused without a rewind until it has re-fed
-// them (pauseHolders).
+// Records not yet due are held in memory rather than paused for: the first
+// record of a partition that is not due is kept, with the records polled
+// after it, and re-fed by the poll loop, which polls with a deadline at the
+// earliest due time. A rewind would cost more: kgo's SetOffsets restarts the
+// fetch session of every partition and drops what they had buffered, which
+// at a steady flow of records into a tier cost seconds of lateness.
+//
+// What is held at once is bounded by holdRecords and holdBytes, nearest due
+// first; a partition past the budget is paused, rewound to its head, and
+// resumed by a timer resumeLead before the head is due (it holds nothing
+// meanwhile). A holding partition is paused without a rewind while its head
+// is due later than resumeLead from now or while it holds holdPauseAt
+// records, so that it holds about one poll rather than a tier's backlog.
 const (
-	holdHorizon = time.Second
-	holdRecords = 10000
-	holdBytes   = 16 << 20
+	holdRecords = 20000
+	holdBytes   = 32 << 20
+	holdPauseAt = 2000
 
 	// resumeLead is how long before its head is due a paused partition is
-	// resumed; less than holdHorizon, so that the head is held once fetched.
-	resumeLead = holdHorizon / 2
+	// resumed, so that the records after the head are fetched and held by
+	// the time the head is re-fed.
+	resumeLead = 500 * time.Millisecond
 )
 
 // held is what a partition holds: records polled but not yet due.
@@ -410,14 +417,22 @@ type held struct {
 	due  time.Time // of recs[0]
 }
 
-// nextHeldDue returns the earliest due time of the held records.
-func (s *session) nextHeldDue() (time.Time, bool) {
+// nextWake returns when the poll loop must look at the held records again,
+// data or not: the earliest due time of a held head, or resumeLead before
+// it for a partition paused while it holds, when that is still ahead (it
+// is resumed then).
+func (s *session) nextWake() (time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	var first time.Time
-	for _, h := range s.held {
-		if first.IsZero() || h.due.Before(first) {
-			first = h.due
+	for tp, h := range s.held {
+		at := h.due
+		if early := at.Add(-resumeLead); s.holdPaused[tp] && early.After(now) {
+			at = early
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
 		}
 	}
 	return first, !first.IsZero()
@@ -425,8 +440,8 @@ func (s *session) nextHeldDue() (time.Time, bool) {
 
 // handle processes one poll: the partitions in parallel, each in offset
 // order. Then, still holding rebalances, it marks what is done, holds the
-// near-due records, and pauses and rewinds every other partition that has a
-// record to wait for.
+// records not yet due within the budget, and pauses and rewinds every other
+// partition that has a record to wait for.
 func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
@@ -450,7 +465,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		wg.Go(func() { s.partition(ctx, o, rs) })
 	}
 	wg.Wait()
-	s.holdNearDue(outs)
+	s.hold(outs)
 	s.pauseHolders(outs)
 
 	pauses := map[string][]int32{}
@@ -489,10 +504,10 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		if o.rewind == nil {
 			continue
 		}
-		// Resume a little before the head is due: it is fetched within the
-		// hold horizon, held, and re-fed at its due time from memory, so the
-		// fetch does not add to its lateness. Unless it is that close
-		// already (the hold budget was full): then at the due time.
+		// Resume a little before the head is due: it is fetched, held, and
+		// re-fed at its due time from memory, so the fetch does not add to
+		// its lateness. Unless it is that close already (the hold budget
+		// was full): then at the due time.
 		at := o.until
 		if early := o.until.Add(-resumeLead); !o.failure && time.Now().Before(early) {
 			at = early
@@ -501,25 +516,25 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 }
 
-// holdPauseAt: a partition holding this many records is paused, without a
-// rewind, until it holds none: it has seconds of records in memory already,
-// and fetching more would only grow what it holds.
-const holdPauseAt = 2000
-
-// pauseHolders pauses the partitions that hold holdPauseAt records or more
-// and resumes those it paused that hold nothing now.
+// pauseHolders pauses the holding partitions whose head is due later than
+// resumeLead from now or that hold holdPauseAt records, and resumes those it
+// paused that hold nothing now, or whose head is near and that hold no more
+// than half of holdPauseAt.
 func (s *session) pauseHolders(outs []*outcome) {
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}
+	soon := time.Now().Add(resumeLead)
 	s.mu.Lock()
 	for _, o := range outs {
 		h, holding := s.held[o.tp]
+		paused := s.holdPaused[o.tp]
 		switch {
-		case holding && len(h.recs) >= holdPauseAt && !s.holdPaused[o.tp]:
+		case holding && !paused && (h.due.After(soon) || len(h.recs) >= holdPauseAt):
 			s.holdPaused[o.tp] = true
+			s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[o.tp.topic].step.Name).Inc()
 			pause[o.tp.topic] = append(pause[o.tp.topic], o.tp.partition)
-		case !holding && s.holdPaused[o.tp]:
-			delete(s.holdPaused, o.tp)
+		case paused && (!holding || !h.due.After(soon) && len(h.recs) <= holdPauseAt/2):
+			s.unholdPause(o.tp)
 			if o.rewind == nil { // a rewound partition stays paused for its timer
 				resume[o.tp.topic] = append(resume[o.tp.topic], o.tp.partition)
 			}
@@ -534,21 +549,20 @@ func (s *session) pauseHolders(outs []*outcome) {
 	}
 }
 
-// holdNearDue turns the not-due rewinds of outs that are due within
-// holdHorizon into holds, nearest first, within holdRecords and holdBytes.
-func (s *session) holdNearDue(outs []*outcome) {
-	var near []*outcome
-	horizon := time.Now().Add(holdHorizon)
+// hold turns the not-due rewinds of outs into holds, nearest first, within
+// holdRecords and holdBytes; the rest stay rewinds.
+func (s *session) hold(outs []*outcome) {
+	var waiting []*outcome
 	for _, o := range outs {
-		if o.rewind != nil && !o.failure && !o.until.After(horizon) {
-			near = append(near, o)
+		if o.rewind != nil && !o.failure {
+			waiting = append(waiting, o)
 		}
 	}
-	slices.SortFunc(near, func(a, b *outcome) int { return a.until.Compare(b.until) })
+	slices.SortFunc(waiting, func(a, b *outcome) int { return a.until.Compare(b.until) })
 	n, size := 0, 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, o := range near {
+	for _, o := range waiting {
 		b := 0
 		for _, r := range o.waiting {
 			b += len(r.Key) + len(r.Value)
@@ -557,7 +571,7 @@ func (s *session) holdNearDue(outs []*outcome) {
 			}
 		}
 		if n+len(o.waiting) > holdRecords || size+b > holdBytes {
-			continue // paused and rewound like a far-due record
+			continue // paused and rewound
 		}
 		n, size = n+len(o.waiting), size+b
 		s.held[o.tp] = held{recs: o.waiting, due: o.until}
@@ -600,7 +614,7 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
 			delete(s.held, tp) // unmarked: the next owner fetches them again
-			delete(s.holdPaused, tp)
+			s.unholdPause(tp)
 			if st := s.paused[tp]; st != nil {
 				st.timer.Stop()
 				delete(s.paused, tp)
@@ -609,6 +623,14 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 		}
 	}
 	cl.ResumeFetchPartitions(tps)
+}
+
+// unholdPause forgets that tp is paused while it holds. s.mu is held.
+func (s *session) unholdPause(tp topicPartition) {
+	if s.holdPaused[tp] {
+		delete(s.holdPaused, tp)
+		s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[tp.topic].step.Name).Dec()
+	}
 }
 
 // revoked runs in kgo's group goroutine, between polls (BlockRebalanceOnPoll).
@@ -630,7 +652,9 @@ func (s *session) stop() {
 	defer s.mu.Unlock()
 	s.closed = true
 	clear(s.held)
-	clear(s.holdPaused)
+	for tp := range s.holdPaused {
+		s.unholdPause(tp)
+	}
 	for tp, p := range s.paused {
 		p.timer.Stop()
 		delete(s.paused, tp)
@@ -684,7 +708,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
 		}
-		md, ok, err := Decode(rec.Headers)
+		md, ok, canonical, err := decodeHeaders(rec.Headers)
 		if err == nil && (!ok || md.Group == "") {
 			err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
 		}
@@ -711,7 +735,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 			}
 			return
 		}
-		inflight = append(inflight, s.refeed(t, rec, md))
+		inflight = append(inflight, s.refeed(t, rec, md, canonical))
 	}
 }
 
@@ -729,15 +753,21 @@ type refeedResult struct {
 }
 
 // refeed starts producing rec to its main topic, at its original partition.
-func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata) *refeed {
+// The kretry headers go on as they are: when they are canonical (as kretry
+// writes them) rec's headers are reused, otherwise Encode rewrites them.
+func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata, canonical bool) *refeed {
 	main := t.ladder.Topic()
 	f := &refeed{rec: rec, md: md, res: make(chan refeedResult, 1)}
+	headers := rec.Headers
+	if !canonical {
+		headers = Encode(rec.Headers, md)
+	}
 	f.out = &kgo.Record{
 		Topic:     main,
 		Partition: md.OriginalPartition % s.parts[main],
 		Key:       rec.Key,
 		Value:     rec.Value,
-		Headers:   Encode(rec.Headers, md),
+		Headers:   headers,
 	}
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).

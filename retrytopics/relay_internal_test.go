@@ -7,9 +7,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// holdNearDue holds the nearest not-due partitions within its budgets and
-// leaves the rest to the pause path.
-func TestHoldNearDueBudget(t *testing.T) {
+// hold holds the nearest not-due partitions within its budgets, however far
+// their due time, and leaves the rest to the pause path.
+func TestHoldBudget(t *testing.T) {
 	now := time.Now()
 	recs := func(n, valueBytes int) []*kgo.Record {
 		out := make([]*kgo.Record, n)
@@ -22,22 +22,22 @@ func TestHoldNearDueBudget(t *testing.T) {
 		return &outcome{tp: topicPartition{"t", p}, rewind: waiting[0], until: now.Add(due), waiting: waiting}
 	}
 	outs := []*outcome{
-		out(0, 300*time.Millisecond, recs(2000, 1)), // third nearest: over the record budget with 0 and 1
-		out(1, 100*time.Millisecond, recs(6000, 1)), // nearest: held
-		out(2, 200*time.Millisecond, recs(3000, 1)), // held: 9,000 in all
-		out(3, 2*time.Second, recs(1, 1)),           // beyond the horizon
-		out(4, 400*time.Millisecond, recs(1, holdBytes)),
-		out(5, 500*time.Millisecond, recs(1000, 1)), // fits in what is left
+		out(0, 300*time.Millisecond, recs(holdRecords/2+1, 1)), // third nearest: over the record budget with 1 and 2
+		out(1, 100*time.Millisecond, recs(holdRecords/4, 1)),   // nearest: held
+		out(2, 200*time.Millisecond, recs(holdRecords/4, 1)),   // held: half the budget in all
+		out(3, 10*time.Minute, recs(1, 1)),                     // far, and fits: held
+		out(4, 400*time.Millisecond, recs(1, holdBytes)),       // over the byte budget
+		out(5, 500*time.Millisecond, recs(1000, 1)),            // fits in what is left
 		{tp: topicPartition{"t", 6}, rewind: &kgo.Record{}, until: now.Add(time.Second), failure: true},
 		{tp: topicPartition{"t", 7}}, // nothing to wait for
 	}
-	s := &session{held: map[topicPartition]held{}}
-	s.holdNearDue(outs)
+	s := &session{held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}}
+	s.hold(outs)
 
 	for _, tc := range []struct {
 		p    int32
 		held bool
-	}{{0, false}, {1, true}, {2, true}, {3, false}, {4, false}, {5, true}, {6, false}, {7, false}} {
+	}{{0, false}, {1, true}, {2, true}, {3, true}, {4, false}, {5, true}, {6, false}, {7, false}} {
 		o := outs[tc.p]
 		h, isHeld := s.held[o.tp]
 		if isHeld != tc.held {
@@ -50,7 +50,14 @@ func TestHoldNearDueBudget(t *testing.T) {
 			t.Errorf("partition %d is neither held nor rewound", tc.p)
 		}
 	}
-	if due, ok := s.nextHeldDue(); !ok || !due.Equal(now.Add(100*time.Millisecond)) {
-		t.Errorf("nextHeldDue = %v, %v; want the nearest, +100ms", due, ok)
+	if due, ok := s.nextWake(); !ok || !due.Equal(now.Add(100*time.Millisecond)) {
+		t.Errorf("nextWake = %v, %v; want the nearest due time, +100ms", due, ok)
+	}
+	// A partition paused while it holds wakes the loop resumeLead early.
+	s.holdPaused[topicPartition{"t", 3}] = true
+	clear(s.held)
+	s.held[topicPartition{"t", 3}] = held{recs: outs[3].waiting, due: outs[3].until}
+	if due, ok := s.nextWake(); !ok || !due.Equal(now.Add(10*time.Minute-resumeLead)) {
+		t.Errorf("nextWake = %v, %v; want resumeLead before the paused holder's head", due, ok)
 	}
 }
