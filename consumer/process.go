@@ -106,7 +106,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
 	start := time.Now()
 	defer func() {
-		w.durations = append(w.durations, time.Since(start).Seconds())
+		w.durations.Observe(time.Since(start).Seconds())
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,

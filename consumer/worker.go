@@ -57,11 +57,10 @@ type worker struct {
 	// in bursts by flushMarks, so that eight workers do not contend for one
 	// counter's cache line on every record.
 	handledN  int
-	durations []float64
+	durations *metrics.DurationBatch
 
 	// The metric series of every record, resolved once.
-	handled         prometheus.Counter
-	handlerDuration prometheus.Observer
+	handled prometheus.Counter
 }
 
 // pendingRecord is a record whose outcome is decided but not yet marked.
@@ -81,8 +80,8 @@ func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worke
 		ctx:  ctx, cancel: cancel,
 		done: make(chan struct{}),
 
-		handled:         s.c.metrics.Records.WithLabelValues(tp.topic, metrics.OutcomeOK),
-		handlerDuration: s.c.metrics.HandlerDuration.WithLabelValues(tp.topic),
+		handled:   s.c.metrics.Records.WithLabelValues(tp.topic, metrics.OutcomeOK),
+		durations: s.c.metrics.HandlerDuration.Batch(tp.topic),
 	}
 }
 
@@ -291,10 +290,7 @@ func (w *worker) flushMarks() {
 		w.handled.Add(float64(w.handledN))
 		w.handledN = 0
 	}
-	for _, d := range w.durations {
-		w.handlerDuration.Observe(d)
-	}
-	w.durations = w.durations[:0]
+	w.durations.Flush()
 	if w.unmarked != nil {
 		w.s.cl.MarkCommitRecords(w.unmarked)
 		w.unmarked, w.nUnmarked = nil, 0

@@ -30,7 +30,7 @@ const TierDLQ = "dlq"
 // Metrics from New with a nil Registerer works but is exported nowhere.
 type Metrics struct {
 	Records          *prometheus.CounterVec   // topic, outcome
-	HandlerDuration  *prometheus.HistogramVec // topic
+	HandlerDuration  *HandlerDurationVec      // topic
 	Forwarded        *prometheus.CounterVec   // topic, tier
 	Refed            *prometheus.CounterVec   // topic, tier
 	RefeedLateness   *prometheus.HistogramVec // tier
@@ -47,11 +47,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "records_total",
 			Help: "Records the main consumer finished, by outcome.",
 		}, []string{"topic", "outcome"}),
-		HandlerDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: Namespace, Name: "handler_duration_seconds",
-			Help:    "Time spent in the user's handler.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"topic"}),
+		HandlerDuration: newHandlerDurationVec(),
 		Forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "forwarded_total",
 			Help: "Records forwarded to a retry tier or the DLQ (tier=dlq), acknowledged by the broker.",

@@ -1,0 +1,86 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// benchWorker is a worker of partition 0 of topic "t" whose ladder has one
+// tier, retry-5s; its client produces to a kfake cluster (not a group
+// member: marks are no-ops).
+func benchWorker(b *testing.B, h Handler) *worker {
+	b.Helper()
+	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "t", "t.retry-5s", "t.dlq"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(fake.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	ladder, err := retrytopics.NewLadder("t", "g", []retrytopics.Tier{{Delay: 5 * time.Second, Attempts: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := metrics.New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &Consumer{cfg: &config.Config{Group: "g"}, handler: h, opts: defaultOptions(), metrics: m}
+	s := &session{c: c, cl: cl, log: c.opts.logger, base: context.Background(),
+		partitions: map[string]int32{"t.retry-5s": 8, "t.dlq": 8}}
+	return newWorker(s, topicPartition{"t", 0}, ladder)
+}
+
+// benchRecords are n records of partition 0 of "t" with 256 B values.
+func benchRecords(n int) []*kgo.Record {
+	value := make([]byte, 256)
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: "t", Partition: 0, Offset: int64(i), Value: value, Timestamp: time.Now()}
+	}
+	return recs
+}
+
+// runBench takes b.N records through the worker's loop (next, process,
+// settle), queued 1,000 at a time as a poll hands them over.
+func runBench(b *testing.B, w *worker) {
+	recs := benchRecords(1000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(recs) == 0 {
+			w.enqueue(recs)
+		}
+		rec, ok := w.next()
+		if !ok || !w.process(rec) || !w.settle(false) {
+			b.Fatal("worker stopped")
+		}
+	}
+	w.settle(true)
+}
+
+// BenchmarkWorkerHandled is the happy path of B1: a no-op handler.
+func BenchmarkWorkerHandled(b *testing.B) {
+	w := benchWorker(b, HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
+	runBench(b, w)
+}
+
+// BenchmarkWorkerForwarded is the first delivery of B2: every record fails
+// and is forwarded to retry-5s (kfake acknowledges).
+func BenchmarkWorkerForwarded(b *testing.B) {
+	fail := errors.New("fail")
+	w := benchWorker(b, HandlerFunc(func(context.Context, *kgo.Record) error { return fail }))
+	runBench(b, w)
+}

@@ -1,0 +1,129 @@
+package metrics
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// handlerDurationBuckets are the bucket upper bounds of
+// kretry_handler_duration_seconds: 0.5 ms to 16.384 s, doubling.
+var handlerDurationBuckets = prometheus.ExponentialBuckets(0.0005, 2, nHandlerDurationBuckets)
+
+const nHandlerDurationBuckets = 16
+
+// HandlerDurationVec is kretry_handler_duration_seconds, a histogram by topic
+// that takes observations in batches. A consumer's worker counts its handler
+// calls into a DurationBatch of its own and adds the batch now and then, so
+// that workers on several cores do not contend for one histogram's atomics
+// on every record: client_golang's histograms have no bulk observe.
+type HandlerDurationVec struct {
+	desc *prometheus.Desc
+
+	mu     sync.Mutex
+	series map[string]*durationCounts // by topic
+}
+
+// durationCounts are the counts of one series or one batch.
+type durationCounts struct {
+	buckets [nHandlerDurationBuckets + 1]uint64 // per bucket, not cumulative; the last one is +Inf
+	count   uint64
+	sum     float64
+}
+
+func (c *durationCounts) observe(seconds float64) {
+	i := 0
+	for i < len(handlerDurationBuckets) && seconds > handlerDurationBuckets[i] {
+		i++
+	}
+	c.buckets[i]++
+	c.count++
+	c.sum += seconds
+}
+
+func (c *durationCounts) add(o *durationCounts) {
+	for i, n := range o.buckets {
+		c.buckets[i] += n
+	}
+	c.count += o.count
+	c.sum += o.sum
+}
+
+func newHandlerDurationVec() *HandlerDurationVec {
+	return &HandlerDurationVec{
+		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "handler_duration_seconds"),
+			"Time spent in the user's handler.", []string{"topic"}, nil),
+		series: make(map[string]*durationCounts),
+	}
+}
+
+// seriesLocked returns topic's series, created empty if need be. v.mu is held.
+func (v *HandlerDurationVec) seriesLocked(topic string) *durationCounts {
+	s := v.series[topic]
+	if s == nil {
+		s = new(durationCounts)
+		v.series[topic] = s
+	}
+	return s
+}
+
+// Batch returns an empty batch of topic's series. The series is exported
+// (with a count of 0) from now on, like a client_golang Vec's child.
+func (v *HandlerDurationVec) Batch(topic string) *DurationBatch {
+	v.mu.Lock()
+	s := v.seriesLocked(topic)
+	v.mu.Unlock()
+	return &DurationBatch{vec: v, series: s}
+}
+
+// WithLabelValues returns an Observer that adds each observation to topic's
+// series at once: for tests and callers off the hot path.
+func (v *HandlerDurationVec) WithLabelValues(topic string) prometheus.Observer {
+	b := v.Batch(topic)
+	return prometheus.ObserverFunc(func(seconds float64) {
+		v.mu.Lock()
+		b.series.observe(seconds)
+		v.mu.Unlock()
+	})
+}
+
+// Describe implements prometheus.Collector.
+func (v *HandlerDurationVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
+
+// Collect implements prometheus.Collector.
+func (v *HandlerDurationVec) Collect(ch chan<- prometheus.Metric) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for topic, s := range v.series {
+		cumulative := make(map[float64]uint64, len(handlerDurationBuckets))
+		var n uint64
+		for i, le := range handlerDurationBuckets {
+			n += s.buckets[i]
+			cumulative[le] = n
+		}
+		ch <- prometheus.MustNewConstHistogram(v.desc, s.count, s.sum, cumulative, topic)
+	}
+}
+
+// DurationBatch holds observations of one series of a HandlerDurationVec
+// until Flush adds them to it. It is not safe for concurrent use: each
+// goroutine that observes has its own.
+type DurationBatch struct {
+	vec    *HandlerDurationVec
+	series *durationCounts
+	counts durationCounts
+}
+
+// Observe counts one handler call of the given duration in the batch.
+func (b *DurationBatch) Observe(seconds float64) { b.counts.observe(seconds) }
+
+// Flush adds the batch's observations to its series and empties the batch.
+func (b *DurationBatch) Flush() {
+	if b.counts.count == 0 {
+		return
+	}
+	b.vec.mu.Lock()
+	b.series.add(&b.counts)
+	b.vec.mu.Unlock()
+	b.counts = durationCounts{}
+}
