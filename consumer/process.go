@@ -29,7 +29,14 @@ const (
 func (w *worker) process(rec *kgo.Record) bool {
 	s := w.s
 	topic := rec.Topic
+	// The handler call starts where the previous one ended, when nothing
+	// came between them but the worker's own bookkeeping (see handlerEnd).
+	start := w.handlerEnd
+	w.handlerEnd = 0
 	md, hasMD, err := retrytopics.Decode(rec.Headers)
+	if hasMD {
+		start = 0 // decoding kretry headers is not the handler's time
+	}
 	if err != nil {
 		return w.deadLetter(rec, retrytopics.Metadata{}, retrytopics.ReasonInvalidMetadata,
 			"unreadable kretry headers: "+err.Error())
@@ -41,6 +48,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 		return true
 	}
 	if maxAge := s.c.maxAge[topic]; maxAge > 0 {
+		start = 0
 		born := rec.Timestamp
 		if md.Group != "" {
 			born = md.OriginalTimestamp
@@ -54,7 +62,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	// What is forwarded and marked is what arrived, whatever fields of rec
 	// the handler set (a copy on the stack: this runs for every record).
 	arrived := *rec
-	herr, panicked := w.handle(rec)
+	herr, panicked := w.handle(rec, start)
 	*rec = arrived
 	switch {
 	case herr == nil:
@@ -102,15 +110,21 @@ func (w *worker) process(rec *kgo.Record) bool {
 }
 
 // handle runs the handler, recovering a panic into an error whose text is
-// "panic: " and the panic's value.
-func (w *worker) handle(rec *kgo.Record) (err error, panicked bool) {
-	start := time.Now()
+// "panic: " and the panic's value. start is when the call starts on the
+// worker's clock (w.since), or 0 to read the clock now.
+func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panicked bool) {
+	if start == 0 {
+		start = w.since()
+	}
 	defer func() {
-		w.durations.Observe(time.Since(start).Seconds())
+		end := w.since()
+		w.durations.Observe((end - start).Seconds())
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
 				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", panicStack())
+		} else if err == nil {
+			w.handlerEnd = end
 		}
 	}()
 	return w.s.c.handler.Handle(w.ctx, rec), false

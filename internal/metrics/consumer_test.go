@@ -1,10 +1,14 @@
 package metrics_test
 
 import (
+	"context"
+	"math"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
 )
@@ -136,6 +140,50 @@ func TestTwoConsumersOneRegistry(t *testing.T) {
 		for _, g := range []string{"ga", "gb"} {
 			if v := value(t, reg, "kretry_client_connects_total", "component", "consumer", "group", g); v <= 0 {
 				t.Errorf(`kretry_client_connects_total{component="consumer",group=%q} = %v, want > 0`, g, v)
+			}
+		}
+	})
+}
+
+// TestHandlerDurationIsHandlerTime: kretry_handler_duration_seconds counts
+// the time spent in the handler only, not the worker's wait for records
+// between two bursts (virtual time stands still while the worker works, so
+// the sum is exact).
+func TestHandlerDurationIsHandlerTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, "orders")
+		reg := prometheus.NewRegistry()
+		h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+			time.Sleep(10 * time.Millisecond)
+			return nil
+		})
+		c.start(t, c.config("orders", "g"), h, consumer.WithRegisterer(reg), consumer.WithRelay(false))
+		c.produce(t, "orders", "a-1", "a-2", "a-3", "a-4")
+		waitFor(t, "the first burst timed", func() bool { return value(t, reg, "kretry_handler_duration_seconds") == 4 })
+		time.Sleep(time.Minute)
+		c.produce(t, "orders", "b-1", "b-2", "b-3", "b-4")
+		waitFor(t, "the second burst timed", func() bool { return value(t, reg, "kretry_handler_duration_seconds") == 8 })
+
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != "kretry_handler_duration_seconds" {
+				continue
+			}
+			h := f.GetMetric()[0].GetHistogram()
+			if sum := h.GetSampleSum(); math.Abs(sum-0.08) > 1e-9 {
+				t.Errorf("sum = %v s, want 8 calls of 10 ms = 0.08 s", sum)
+			}
+			for _, b := range h.GetBucket() {
+				want := uint64(8)
+				if b.GetUpperBound() < 0.01 {
+					want = 0
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
 			}
 		}
 	})
