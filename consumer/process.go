@@ -1,12 +1,15 @@
 package consumer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -100,13 +103,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	next := w.nextMetadata(rec, md, now, herr.Error())
 	next.Tier = step.Name
 	next.DueAt = now.Add(step.Delay)
-	return w.forward(rec, step.Topic, next, func() {
-		s.c.metrics.Forwarded.WithLabelValues(topic, step.Name).Inc()
-		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeRetried).Inc()
-		s.log.Info("kretry record forwarded to a retry tier",
-			"topic", topic, "partition", rec.Partition, "offset", rec.Offset,
-			"tier", step.Name, "attempt", next.Attempts, "due_at", next.DueAt, "error", herr)
-	})
+	return w.forward(rec, step.Topic, next)
 }
 
 // handle runs the handler, recovering a panic into an error whose text is
@@ -170,15 +167,40 @@ func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason ret
 	if next.Tier == "" {
 		next.Tier = metrics.TierDLQ
 	}
-	s := w.s
-	return w.forward(rec, w.ladder.DLQ(), next, func() {
-		s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
-		s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
-		s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
-		s.log.Info("kretry record dead-lettered",
+	return w.forward(rec, w.ladder.DLQ(), next)
+}
+
+// forwarded counts p's forward, acknowledged, and logs it: a dead letter
+// when its metadata has a reason, a forward to a retry tier otherwise.
+func (w *worker) forwarded(p *pendingRecord) {
+	rec, md, m := p.rec, &p.fwd.md, w.s.c.metrics
+	if md.Reason != "" {
+		m.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
+		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason)).Inc()
+		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
+		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-			"tier", next.Tier, "dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", next.Attempts, "error", errText)
-	})
+			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", md.Error)
+		return
+	}
+	fwd := w.forwardedTo[md.Tier]
+	if fwd == nil {
+		if w.forwardedTo == nil {
+			w.forwardedTo = make(map[string]prometheus.Counter)
+			w.retried = m.Records.WithLabelValues(rec.Topic, metrics.OutcomeRetried)
+		}
+		fwd = m.Forwarded.WithLabelValues(rec.Topic, md.Tier)
+		w.forwardedTo[md.Tier] = fwd
+	}
+	fwd.Inc()
+	w.retried.Inc()
+	// Every record retried passes here: box the log line's values only
+	// when the logger wants it.
+	if w.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		w.s.log.Info("kretry record forwarded to a retry tier",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", md.Tier, "attempt", md.Attempts, "due_at", md.DueAt, "error", md.Error)
+	}
 }
 
 // nextMetadata is the kretry metadata of rec after a failure at now: the
@@ -218,7 +240,7 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 	rec := p.rec
 	backoff := forwardBackoffMin
 	for try := 1; ; try++ {
-		topic := p.fwd.Topic
+		topic := p.fwd.out.Topic
 		if w.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			w.s.log.Error("kretry forward abandoned at stop; the record is not committed and will be handled again",
 				"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic, "error", err)
@@ -233,7 +255,7 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 			}
 			w.redirectToDLQ(p, err)
 			try, backoff = 0, forwardBackoffMin
-			if err = w.s.cl.ProduceSync(w.ctx, p.fwd).FirstErr(); err == nil {
+			if err = w.s.cl.ProduceSync(w.ctx, &p.fwd.out).FirstErr(); err == nil {
 				return true
 			}
 			continue
@@ -250,7 +272,7 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 			continue
 		}
 		backoff = min(2*backoff, forwardBackoffMax)
-		f := p.fwd
+		f := &p.fwd.out
 		again := &kgo.Record{Topic: f.Topic, Partition: f.Partition, Key: f.Key, Value: f.Value, Headers: f.Headers, Timestamp: f.Timestamp}
 		if err = w.s.cl.ProduceSync(w.ctx, again).FirstErr(); err == nil {
 			return true
@@ -273,29 +295,17 @@ const refusedErrorLen = 256
 // redirectToDLQ turns p's refused forward to a retry tier into a dead letter
 // with reason permanent and the refusal as its error.
 func (w *worker) redirectToDLQ(p *pendingRecord, refusal error) {
-	rec, tier := p.rec, p.fwd.Topic
-	md, _, err := retrytopics.Decode(p.fwd.Headers)
-	if err != nil { // kretry wrote these headers: a bug, not the record's fault
-		w.s.log.Error("kretry cannot read the headers of its own forward", "topic", rec.Topic, "partition", rec.Partition,
-			"offset", rec.Offset, "error", err)
-	}
+	rec, tier, md := p.rec, p.fwd.out.Topic, p.fwd.md
 	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", tier, refusal, md.Error)
 	if len(errText) > refusedErrorLen {
 		errText = strings.ToValidUTF8(errText[:refusedErrorLen], "")
 	}
 	md.Reason, md.Error, md.DueAt = retrytopics.ReasonPermanent, errText, md.LastFailureAt
-	f := p.fwd
-	p.fwd = &kgo.Record{Topic: w.ladder.DLQ(), Partition: rec.Partition % w.s.partitions[w.ladder.DLQ()],
+	// The refused forward's promise has run: its record is ours again.
+	f := p.fwd.out
+	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: rec.Partition % w.s.partitions[w.ladder.DLQ()],
 		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: f.Timestamp}
 	w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", tier, "error", refusal)
-	s, reason := w.s, md.Reason
-	p.acked = func() {
-		s.c.metrics.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
-		s.c.metrics.DeadLettered.WithLabelValues(rec.Topic, string(reason)).Inc()
-		s.c.metrics.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
-		s.log.Info("kretry record dead-lettered",
-			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(reason), "attempt", md.Attempts, "error", errText)
-	}
+	p.fwd.md = md
 }

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +47,10 @@ type worker struct {
 	// pending holds, in offset order, the records done or being forwarded
 	// that wait for an earlier forward's ack before they are marked. Worker
 	// goroutine only.
-	pending []*pendingRecord
+	pending []pendingRecord
+	// acks is signalled (cap 1) after each forward's promise has run, for
+	// settle to look at the oldest forward again.
+	acks chan struct{}
 
 	// unmarked is the newest done record not yet marked, one of nUnmarked
 	// (worker goroutine only); see markLater.
@@ -59,8 +63,11 @@ type worker struct {
 	handledN  int
 	durations *metrics.DurationBatch
 
-	// The metric series of every record, resolved once.
-	handled prometheus.Counter
+	// The metric series of every record, resolved once, and those of every
+	// forward to a retry tier, resolved on the first (worker goroutine only).
+	handled     prometheus.Counter
+	retried     prometheus.Counter
+	forwardedTo map[string]prometheus.Counter // kretry_forwarded_total by tier
 
 	// clock0 anchors the worker's clock, since, on which handler calls are
 	// timed. handlerEnd is when the last handler call returned nil, or 0 when
@@ -76,10 +83,20 @@ type worker struct {
 
 // pendingRecord is a record whose outcome is decided but not yet marked.
 type pendingRecord struct {
-	rec   *kgo.Record
-	fwd   *kgo.Record // the forward in flight; nil: the record is done
-	errc  chan error  // the forward's result
-	acked func()      // metrics and log line, once the forward is acknowledged
+	rec *kgo.Record
+	fwd *pendingForward // nil: the record is done
+}
+
+// pendingForward is a record's forward to a retry tier or the DLQ, produced
+// and not yet settled.
+type pendingForward struct {
+	out kgo.Record
+	// md is out's kretry metadata, which the forward's metrics and log line
+	// come from once it is acknowledged.
+	md retrytopics.Metadata
+	// done is set by out's promise, after err.
+	done atomic.Bool
+	err  error
 }
 
 func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worker {
@@ -88,6 +105,7 @@ func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worke
 		s: s, tp: tp, ladder: ladder,
 		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
+		acks: make(chan struct{}, 1),
 		ctx:  ctx, cancel: cancel,
 		done: make(chan struct{}),
 
@@ -221,27 +239,37 @@ func (w *worker) mark(rec *kgo.Record) {
 		w.markLater(rec)
 		return
 	}
-	w.pending = append(w.pending, &pendingRecord{rec: rec})
+	w.pending = append(w.pending, pendingRecord{rec: rec})
 }
 
 // forward starts producing rec's key, value and user headers, with md as its
 // kretry headers, to topic at rec's partition (mod the topic's partition
-// count), with acks=all on the idempotent producer. rec is marked, after
-// acked runs, once the broker acknowledged the forward and every earlier
-// record of the partition is done. false means the worker was stopped while
-// settling earlier forwards: nothing more may be marked.
-func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata, acked func()) bool {
-	out := &kgo.Record{
-		Topic:     topic,
-		Partition: rec.Partition % w.s.partitions[topic],
-		Key:       rec.Key,
-		Value:     rec.Value,
-		Headers:   retrytopics.Encode(rec.Headers, md),
-		Timestamp: md.LastFailureAt,
+// count), with acks=all on the idempotent producer. rec is marked once the
+// broker acknowledged the forward and every earlier record of the partition
+// is done; the forward is counted and logged (see forwarded) when it is
+// acknowledged. false means the worker was stopped while settling earlier
+// forwards: nothing more may be marked.
+func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata) bool {
+	f := &pendingForward{
+		out: kgo.Record{
+			Topic:     topic,
+			Partition: rec.Partition % w.s.partitions[topic],
+			Key:       rec.Key,
+			Value:     rec.Value,
+			Headers:   retrytopics.Encode(rec.Headers, md),
+			Timestamp: md.LastFailureAt,
+		},
+		md: md,
 	}
-	p := &pendingRecord{rec: rec, fwd: out, errc: make(chan error, 1), acked: acked}
-	w.s.cl.Produce(w.ctx, out, func(_ *kgo.Record, err error) { p.errc <- err })
-	w.pending = append(w.pending, p)
+	w.s.cl.Produce(w.ctx, &f.out, func(_ *kgo.Record, err error) {
+		f.err = err
+		f.done.Store(true)
+		select {
+		case w.acks <- struct{}{}:
+		default: // a signal is already waiting
+		}
+	})
+	w.pending = append(w.pending, pendingRecord{rec: rec, fwd: f})
 	if len(w.pending) >= maxPending {
 		return w.settle(true)
 	}
@@ -258,40 +286,41 @@ func (w *worker) settle(block bool) bool {
 		w.handlerEnd = 0
 	}
 	for len(w.pending) > 0 {
-		p := w.pending[0]
-		if p.fwd != nil {
-			var err error
-			if block {
-				err = <-p.errc
-			} else {
-				select {
-				case err = <-p.errc:
-				default:
-					return true
-				}
+		p := &w.pending[0]
+		if f := p.fwd; f != nil {
+			if !f.done.Load() && !block {
+				return true
 			}
-			if err != nil && !w.reforward(p, err) {
+			w.waitAck(f)
+			if f.err != nil && !w.reforward(p, f.err) {
 				w.flushMarks()
 				// No promise may outlive the worker.
 				for _, q := range w.pending[1:] {
 					if q.fwd != nil {
-						<-q.errc
+						w.waitAck(q.fwd)
 					}
 				}
 				w.pending = nil
 				return false
 			}
-			p.acked()
+			w.forwarded(p)
 		}
 		w.markLater(p.rec)
-		w.pending[0] = nil
+		w.pending[0] = pendingRecord{}
 		w.pending = w.pending[1:]
 	}
-	w.pending = nil
+	w.pending = w.pending[:0] // what is left of the backing array, for the next ones
 	if block {
 		w.flushMarks()
 	}
 	return true
+}
+
+// waitAck waits for f's promise to have run.
+func (w *worker) waitAck(f *pendingForward) {
+	for !f.done.Load() {
+		<-w.acks
+	}
 }
 
 // markEvery bounds how many done records a worker leaves unmarked.
