@@ -865,3 +865,44 @@ func TestTwoConsumersShareARegistry(t *testing.T) {
 		}
 	})
 }
+
+// TestHandlerChangesToTheRecordAreIgnored: what the handler sets in the
+// record it is given changes neither what is marked nor what is forwarded.
+func TestHandlerChangesToTheRecordAreIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 4, 2)
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			bad := string(r.Key) == "bad"
+			r.Topic, r.Partition, r.Offset, r.LeaderEpoch = "elsewhere", 7, 1e6, 99
+			r.Key, r.Value, r.Headers = []byte("k"), []byte("v"), []kgo.RecordHeader{{Key: "h"}}
+			r.Timestamp = time.Unix(0, 0)
+			if bad {
+				return consumer.Permanent(errors.New("bad record"))
+			}
+			return nil
+		})
+		orig := &kgo.Record{Partition: 2, Key: []byte("bad"), Value: []byte("o-2"),
+			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}}
+		c.produce(&kgo.Record{Partition: 2, Key: []byte("good"), Value: []byte("o-1")}, orig,
+			&kgo.Record{Partition: 2, Key: []byte("good"), Value: []byte("o-3")})
+
+		r := c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the DLQ record", func() bool { return len(c.read(c.ladder.DLQ())) == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		dlq := c.read(c.ladder.DLQ())[0]
+		if string(dlq.Key) != "bad" || string(dlq.Value) != "o-2" || userHeaders(dlq.Headers) != userHeaders(orig.Headers) {
+			t.Errorf("DLQ record %q/%q %s, want bad/o-2 %s", dlq.Key, dlq.Value, userHeaders(dlq.Headers), userHeaders(orig.Headers))
+		}
+		if dlq.Partition != 0 {
+			t.Errorf("DLQ partition = %d, want 2 mod 2 = 0", dlq.Partition)
+		}
+		if md, _, _ := retrytopics.Decode(dlq.Headers); md.OriginalTopic != testTopic || md.OriginalPartition != 2 || md.OriginalOffset != 1 {
+			t.Errorf("DLQ record first delivered as %s/%d@%d, want %s/2@1", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, testTopic)
+		}
+		if got := c.committed(testGroup, testTopic); got[2] != 3 {
+			t.Errorf("committed offsets = %v, want partition 2 at 3", got)
+		}
+	})
+}

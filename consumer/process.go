@@ -50,7 +50,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return true
 	}
-	if maxAge := s.c.maxAge[topic]; maxAge > 0 {
+	if maxAge := w.maxAge; maxAge > 0 {
 		start = 0
 		born := rec.Timestamp
 		if md.Group != "" {
@@ -66,12 +66,16 @@ func (w *worker) process(rec *kgo.Record) bool {
 	// the handler set (a copy on the stack: this runs for every record).
 	arrived := *rec
 	herr, panicked := w.handle(rec, start)
-	*rec = arrived
-	switch {
-	case herr == nil:
+	if herr == nil {
+		// Marking reads these fields only. Copying all of rec back would
+		// cost a write barrier per pointer while the GC runs.
+		rec.Topic, rec.Partition, rec.LeaderEpoch, rec.Offset = arrived.Topic, arrived.Partition, arrived.LeaderEpoch, arrived.Offset
 		w.mark(rec)
 		w.handledN++
 		return true
+	}
+	*rec = arrived
+	switch {
 	case panicked:
 		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
 	case w.ctx.Err() != nil:
@@ -115,7 +119,7 @@ func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panick
 	}
 	defer func() {
 		end := w.since()
-		w.durations.Observe((end - start).Seconds())
+		w.durations.Observe(end - start)
 		if v := recover(); v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,

@@ -28,6 +28,7 @@ type worker struct {
 	s      *session
 	tp     topicPartition
 	ladder *retrytopics.Ladder
+	maxAge time.Duration // the topic's max_age; 0: no limit
 
 	mu          sync.Mutex
 	queue       []*kgo.Record
@@ -102,7 +103,7 @@ type pendingForward struct {
 func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worker {
 	ctx, cancel := context.WithCancel(s.base)
 	return &worker{
-		s: s, tp: tp, ladder: ladder,
+		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic],
 		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
 		acks: make(chan struct{}, 1),

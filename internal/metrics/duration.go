@@ -1,14 +1,25 @@
 package metrics
 
 import (
+	"math"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // handlerDurationBuckets are the bucket upper bounds of
 // kretry_handler_duration_seconds: 0.5 ms to 16.384 s, doubling.
-var handlerDurationBuckets = prometheus.ExponentialBuckets(0.0005, 2, nHandlerDurationBuckets)
+// handlerDurationBounds are the same as durations, for DurationBatch.
+var (
+	handlerDurationBuckets = prometheus.ExponentialBuckets(0.0005, 2, nHandlerDurationBuckets)
+	handlerDurationBounds  = func() (ds [nHandlerDurationBuckets]time.Duration) {
+		for i, le := range handlerDurationBuckets {
+			ds[i] = time.Duration(math.Round(le * float64(time.Second)))
+		}
+		return ds
+	}()
+)
 
 const nHandlerDurationBuckets = 16
 
@@ -39,14 +50,6 @@ func (c *durationCounts) observe(seconds float64) {
 	c.buckets[i]++
 	c.count++
 	c.sum += seconds
-}
-
-func (c *durationCounts) add(o *durationCounts) {
-	for i, n := range o.buckets {
-		c.buckets[i] += n
-	}
-	c.count += o.count
-	c.sum += o.sum
 }
 
 func newHandlerDurationVec() *HandlerDurationVec {
@@ -107,23 +110,40 @@ func (v *HandlerDurationVec) Collect(ch chan<- prometheus.Metric) {
 
 // DurationBatch holds observations of one series of a HandlerDurationVec
 // until Flush adds them to it. It is not safe for concurrent use: each
-// goroutine that observes has its own.
+// goroutine that observes has its own. It counts in time.Duration, so that
+// an observation is integer compares and adds.
 type DurationBatch struct {
 	vec    *HandlerDurationVec
 	series *durationCounts
-	counts durationCounts
+
+	buckets [nHandlerDurationBuckets + 1]uint64 // as in durationCounts
+	count   uint64
+	sum     time.Duration
 }
 
-// Observe counts one handler call of the given duration in the batch.
-func (b *DurationBatch) Observe(seconds float64) { b.counts.observe(seconds) }
+// Observe counts one handler call that took d in the batch.
+func (b *DurationBatch) Observe(d time.Duration) {
+	i := 0
+	for i < len(handlerDurationBounds) && d > handlerDurationBounds[i] {
+		i++
+	}
+	b.buckets[i]++
+	b.count++
+	b.sum += d
+}
 
 // Flush adds the batch's observations to its series and empties the batch.
 func (b *DurationBatch) Flush() {
-	if b.counts.count == 0 {
+	if b.count == 0 {
 		return
 	}
 	b.vec.mu.Lock()
-	b.series.add(&b.counts)
+	s := b.series
+	for i, n := range b.buckets {
+		s.buckets[i] += n
+	}
+	s.count += b.count
+	s.sum += b.sum.Seconds()
 	b.vec.mu.Unlock()
-	b.counts = durationCounts{}
+	b.buckets, b.count, b.sum = [nHandlerDurationBuckets + 1]uint64{}, 0, 0
 }

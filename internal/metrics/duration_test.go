@@ -4,6 +4,7 @@ import (
 	"math"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -12,8 +13,19 @@ import (
 )
 
 // durations cover every bucket: below the first bound, on bounds (a bound
-// belongs to its own bucket), between bounds, and above the last one (+Inf).
-var durations = []float64{0, 0.0001, 0.0005, 0.0005001, 0.001, 0.003, 0.2, 1, 4.096, 16.384, 16.385, 3600}
+// belongs to its own bucket), just above them, between bounds, and above the
+// last one (+Inf).
+var durations = []time.Duration{0, 100 * time.Microsecond, 500 * time.Microsecond, 500*time.Microsecond + 1,
+	time.Millisecond, 3 * time.Millisecond, 200 * time.Millisecond, time.Second, 4096 * time.Millisecond,
+	16384 * time.Millisecond, 16384*time.Millisecond + 1, time.Hour}
+
+func seconds(ds ...time.Duration) []float64 {
+	var s []float64
+	for _, d := range ds {
+		s = append(s, d.Seconds())
+	}
+	return s
+}
 
 // reference is a client_golang histogram of kretry_handler_duration_seconds's
 // shape, the one the batched collector replaces.
@@ -92,9 +104,9 @@ func TestHandlerDurationBatch(t *testing.T) {
 	}
 	sameHistogram(t, gathered(t, reg, "orders"), reference(t))
 	b.Flush()
-	sameHistogram(t, gathered(t, reg, "orders"), reference(t, durations...))
+	sameHistogram(t, gathered(t, reg, "orders"), reference(t, seconds(durations...)...))
 	b.Flush()
-	sameHistogram(t, gathered(t, reg, "orders"), reference(t, durations...))
+	sameHistogram(t, gathered(t, reg, "orders"), reference(t, seconds(durations...)...))
 }
 
 // TestHandlerDurationBatchesMerge: two workers' batches of one topic, flushed
@@ -130,7 +142,7 @@ func TestHandlerDurationBatchesMerge(t *testing.T) {
 	wg.Wait()
 	var all []float64
 	for range 2 * rounds {
-		all = append(all, durations...)
+		all = append(all, seconds(durations...)...)
 	}
 	sameHistogram(t, gathered(t, reg, "orders"), reference(t, all...))
 
@@ -156,8 +168,8 @@ func TestHandlerDurationRegistryReuse(t *testing.T) {
 		t.Fatal("a second New on the same registry built a second handler duration histogram")
 	}
 	b1, b2 := m1.HandlerDuration.Batch("orders"), m2.HandlerDuration.Batch("orders")
-	b1.Observe(0.001)
-	b2.Observe(2)
+	b1.Observe(time.Millisecond)
+	b2.Observe(2 * time.Second)
 	b1.Flush()
 	b2.Flush()
 	sameHistogram(t, gathered(t, reg, "orders"), reference(t, 0.001, 2))
@@ -167,7 +179,7 @@ func TestHandlerDurationRegistryReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	b3 := m3.HandlerDuration.Batch("orders")
-	b3.Observe(1)
+	b3.Observe(time.Second)
 	b3.Flush()
 	sameHistogram(t, gathered(t, reg, "orders"), reference(t, 0.001, 2))
 }
