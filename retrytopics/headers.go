@@ -405,11 +405,38 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 	return md, true, canonical, nil
 }
 
+// indexOf returns the index of name in known, or -1. A switch, not a loop:
+// Decode looks up every kretry header of every record.
 func indexOf(name string) int {
-	for i, k := range known {
-		if k == name {
-			return i
-		}
+	switch name {
+	case HeaderVersion:
+		return 0
+	case HeaderGroup:
+		return 1
+	case HeaderAttempts:
+		return 2
+	case HeaderTier:
+		return 3
+	case HeaderDueAt:
+		return 4
+	case HeaderOriginalTopic:
+		return 5
+	case HeaderOriginalPartition:
+		return 6
+	case HeaderOriginalOffset:
+		return 7
+	case HeaderOriginalTimestamp:
+		return 8
+	case HeaderFirstFailureAt:
+		return 9
+	case HeaderLastFailureAt:
+		return 10
+	case HeaderErrorText:
+		return 11
+	case HeaderReason:
+		return 12
+	case HeaderReplays:
+		return 13
 	}
 	return -1
 }
@@ -456,11 +483,26 @@ func (d *decoder) int(name string, required bool, lo, hi int64) int64 {
 	case tooBig && v[0] != '+' && v[0] != '0':
 		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer from %d to %d", lo, hi)}
 		return 0
-	case err != nil || strconv.FormatInt(n, 10) != v || n < lo || n > hi:
+	case err != nil || !canonicalInt(v) || n < lo || n > hi:
 		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer ≥ %d", lo)}
 		return 0
 	}
 	return n
+}
+
+// canonicalInt reports whether v, which ParseInt read, is written as
+// strconv.FormatInt writes a non-negative number: digits only, no leading
+// zero. (FormatInt itself would allocate on every header of every record.)
+func canonicalInt(v string) bool {
+	if v == "" || v[0] == '0' && len(v) > 1 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *decoder) time(name string) time.Time {

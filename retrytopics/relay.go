@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -24,11 +25,12 @@ import (
 // and re-feeds each record to its ladder's main topic, at its original
 // partition, no earlier than its due time (kretry-due-at).
 //
-// Per tier partition, records are re-fed in offset order: the due records of
-// a poll are produced back to back (acks=all, idempotent, so a main
-// partition receives them in that order and nothing after a failed one), and
-// a record's offset is marked for commit only after its re-feed and every
-// one before it are acknowledged.
+// Per tier partition, records are re-fed in offset order: due records are
+// produced back to back (acks=all, idempotent, so a main partition receives
+// them in that order and nothing after a failed one), the relay polls on
+// without waiting for the acknowledgements (at most 10,000 re-feeds in
+// flight), and a record's offset is marked for commit only after its
+// re-feed and every one before it are acknowledged.
 //
 // A record that is not yet due waits without a sleeping goroutine. It is held
 // in memory with the records polled after it, within a budget over all
@@ -238,7 +240,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 
 	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
-		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, failures: map[topicPartition]int{}}
+		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
+		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}}
 	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -246,11 +249,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	s.cons = cons
 	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","))
 
+	var wake time.Time // when to poll again, data or not; see nextWake
 	for {
-		// Wake up when the first held record is due, data or not.
 		pctx, pcancel := ctx, context.CancelFunc(func() {})
-		if due, ok := s.nextWake(); ok {
-			pctx, pcancel = context.WithDeadline(ctx, due)
+		if !wake.IsZero() {
+			pctx, pcancel = context.WithDeadline(ctx, wake)
 		}
 		fetches := cons.PollRecords(pctx, r.cfg.maxPollRecords)
 		pcancel()
@@ -265,9 +268,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
 		})
 		s.handle(ctx, fetches)
+		wake = s.nextWake()
 		cons.AllowRebalance()
 	}
 
+	s.settleAll(nil)
 	s.stop()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	if err := cons.CommitMarkedOffsets(cctx); err != nil {
@@ -372,9 +377,13 @@ type session struct {
 	mu         sync.Mutex
 	closed     bool
 	paused     map[topicPartition]*pause
-	held       map[topicPartition]held // see holdRecords
-	holdPaused map[topicPartition]bool // paused by pauseHolders
-	failures   map[topicPartition]int  // consecutive failed produces; poll goroutine only
+	held       map[topicPartition]held      // see holdRecords
+	holdPaused map[topicPartition]bool      // paused by pauseHolders
+	inflight   map[topicPartition][]*refeed // re-feeds not yet settled, per partition, in order
+	failures   map[topicPartition]int       // consecutive failed produces; poll goroutine only
+
+	// heldRecords and heldBytes are what held holds, as of the last poll.
+	heldRecords, heldBytes int
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -385,6 +394,8 @@ type outcome struct {
 	until   time.Time     // when to fetch rewind again
 	failure bool          // rewind is for a failed produce, not a due time
 	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
+	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
+	queue   []*refeed     // the partition's re-feeds in flight, oldest first
 }
 
 // Records not yet due are held in memory rather than paused for: the first
@@ -397,51 +408,59 @@ type outcome struct {
 // What is held at once is bounded by holdRecords and holdBytes, nearest due
 // first; a partition past the budget is paused, rewound to its head, and
 // resumed by a timer resumeLead before the head is due (it holds nothing
-// meanwhile). A holding partition is paused without a rewind while its head
-// is due later than resumeLead from now or while it holds holdPauseAt
-// records, so that it holds about one poll rather than a tier's backlog.
+// meanwhile). A holding partition is paused without a rewind while the last
+// record it holds is due later than resumeLead from now, or while it holds
+// holdPauseAt records: it holds what falls due in the next resumeLead, plus
+// one fetch, rather than a tier's backlog.
 const (
-	holdRecords = 20000
+	holdRecords = 30000
 	holdBytes   = 32 << 20
-	holdPauseAt = 2000
+	holdPauseAt = 5000
 
-	// resumeLead is how long before its head is due a paused partition is
-	// resumed, so that the records after the head are fetched and held by
-	// the time the head is re-fed.
-	resumeLead = 500 * time.Millisecond
+	// resumeLead is how long before its records are due a paused partition
+	// is resumed, so that the records after them are fetched and held by the
+	// time they are re-fed.
+	resumeLead = 300 * time.Millisecond
 )
 
 // held is what a partition holds: records polled but not yet due.
 type held struct {
 	recs []*kgo.Record
 	due  time.Time // of recs[0]
+	tail time.Time // of the last of recs, as far as it can be read
 }
 
 // nextWake returns when the poll loop must look at the held records again,
-// data or not: the earliest due time of a held head, or resumeLead before
-// it for a partition paused while it holds, when that is still ahead (it
-// is resumed then).
-func (s *session) nextWake() (time.Time, bool) {
+// data or not: the earliest due time of a held head, or for a partition
+// paused while it holds, resumeLead before its last record is due, when that
+// is still ahead (it is resumed then); and settleEvery from now while
+// re-feeds are in flight, to mark them. Zero: only when records arrive.
+func (s *session) nextWake() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	var first time.Time
+	if len(s.inflight) > 0 {
+		first = now.Add(settleEvery)
+	}
 	for tp, h := range s.held {
 		at := h.due
-		if early := at.Add(-resumeLead); s.holdPaused[tp] && early.After(now) {
+		if early := h.tail.Add(-resumeLead); s.holdPaused[tp] && early.After(now) && early.Before(at) {
 			at = early
 		}
 		if first.IsZero() || at.Before(first) {
 			first = at
 		}
 	}
-	return first, !first.IsZero()
+	return first
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
-// order. Then, still holding rebalances, it marks what is done, holds the
-// records not yet due within the budget, and pauses and rewinds every other
-// partition that has a record to wait for.
+// order, producing the re-feeds of due records without waiting for them.
+// Then, still holding rebalances, it marks what is done (acknowledged, in
+// order), holds the records not yet due within the budget, and pauses and
+// rewinds every other partition that has a record to wait for or a re-feed
+// that failed.
 func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
@@ -450,6 +469,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		recs[tp] = h.recs
 	}
 	clear(s.held)
+	inflight := maps.Clone(s.inflight)
 	s.mu.Unlock()
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
@@ -457,14 +477,43 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
 		}
 	})
-	var outs []*outcome
+	outs := make(map[topicPartition]*outcome, len(recs))
 	var wg sync.WaitGroup
 	for tp, rs := range recs {
-		o := &outcome{tp: tp}
-		outs = append(outs, o)
+		o := &outcome{tp: tp, queue: inflight[tp]}
+		outs[tp] = o
 		wg.Go(func() { s.partition(ctx, o, rs) })
 	}
 	wg.Wait()
+	// Settle every partition with re-feeds in flight, polled now or not;
+	// block when too many are in flight.
+	n := 0
+	for tp, q := range inflight {
+		if outs[tp] == nil {
+			outs[tp] = &outcome{tp: tp, queue: q}
+		}
+	}
+	for _, o := range outs {
+		n += len(o.queue)
+	}
+	block := n > maxInflight
+	for _, o := range outs {
+		s.settle(o, block)
+	}
+	s.mu.Lock()
+	for _, o := range outs {
+		if len(o.queue) > 0 {
+			s.inflight[o.tp] = o.queue
+		} else {
+			delete(s.inflight, o.tp)
+		}
+	}
+	s.mu.Unlock()
+	s.finish(slices.Collect(maps.Values(outs)))
+}
+
+// finish holds, pauses and rewinds after a poll's outcomes are known.
+func (s *session) finish(outs []*outcome) {
 	s.hold(outs)
 	s.pauseHolders(outs)
 
@@ -516,24 +565,28 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 }
 
-// pauseHolders pauses the holding partitions whose head is due later than
-// resumeLead from now or that hold holdPauseAt records, and resumes those it
-// paused that hold nothing now, or whose head is near and that hold no more
-// than half of holdPauseAt.
+// pauseHolders pauses the holding partitions whose last held record is due
+// later than resumeLead from now or that hold holdPauseAt records, and every
+// holding partition while the relay holds half its budget or more: what one
+// more poll brings then still fits, so records held already are not rewound
+// for lack of room. It resumes the partitions it paused that hold nothing
+// now, or whose last record is near and that hold no more than half of
+// holdPauseAt, while the relay holds less than half its budget.
 func (s *session) pauseHolders(outs []*outcome) {
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}
 	soon := time.Now().Add(resumeLead)
 	s.mu.Lock()
+	full := s.heldRecords >= holdRecords/2 || s.heldBytes >= holdBytes/2
 	for _, o := range outs {
 		h, holding := s.held[o.tp]
 		paused := s.holdPaused[o.tp]
 		switch {
-		case holding && !paused && (h.due.After(soon) || len(h.recs) >= holdPauseAt):
+		case holding && !paused && (full || h.tail.After(soon) || len(h.recs) >= holdPauseAt):
 			s.holdPaused[o.tp] = true
 			s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[o.tp.topic].step.Name).Inc()
 			pause[o.tp.topic] = append(pause[o.tp.topic], o.tp.partition)
-		case paused && (!holding || !h.due.After(soon) && len(h.recs) <= holdPauseAt/2):
+		case paused && (!holding || !full && !h.tail.After(soon) && len(h.recs) <= holdPauseAt/2):
 			s.unholdPause(o.tp)
 			if o.rewind == nil { // a rewound partition stays paused for its timer
 				resume[o.tp.topic] = append(resume[o.tp.topic], o.tp.partition)
@@ -574,9 +627,10 @@ func (s *session) hold(outs []*outcome) {
 			continue // paused and rewound
 		}
 		n, size = n+len(o.waiting), size+b
-		s.held[o.tp] = held{recs: o.waiting, due: o.until}
+		s.held[o.tp] = held{recs: o.waiting, due: o.until, tail: o.tailDue}
 		o.rewind = nil
 	}
+	s.heldRecords, s.heldBytes = n, size
 }
 
 // pauseUntil arms the timer that resumes tp at until. s.mu is held.
@@ -634,7 +688,10 @@ func (s *session) unholdPause(tp topicPartition) {
 }
 
 // revoked runs in kgo's group goroutine, between polls (BlockRebalanceOnPoll).
+// What the revoked partitions re-fed is marked once acknowledged, then
+// committed.
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.settleAll(tps)
 	s.release(cl, tps)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		s.log.Error("kretry relay could not commit offsets of revoked partitions; their records will be re-fed again",
@@ -642,7 +699,16 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]
 	}
 }
 
+// lost drops what the lost partitions have in flight, unmarked: another
+// member may own them already.
 func (s *session) lost(_ context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.mu.Lock()
+	for topic, ps := range tps {
+		for _, p := range ps {
+			delete(s.inflight, topicPartition{topic, p})
+		}
+	}
+	s.mu.Unlock()
 	s.release(cl, tps)
 }
 
@@ -663,47 +729,20 @@ func (s *session) stop() {
 }
 
 // partition takes recs, the records of one partition of a poll, in order,
-// until one must wait: not due, or its produce failed.
+// until one must wait: not due, or its produce failed. The re-feeds of due
+// records are started and appended to o.queue, behind those still in flight
+// from earlier polls; settle takes them from there once acknowledged.
 //
-// The re-feeds of the due records are produced back to back and waited for
-// together. That keeps order where it matters: records of one tier partition
-// that go to one main partition are written in offset order by the
-// idempotent producer, and when one of them fails, kgo fails every later one
-// buffered for that partition, so none of them lands ahead of it. The done
-// records are the prefix before the first failure; the partition is rewound
-// there, and a later record that was acknowledged anyway (only possible when
-// it went to another main partition) is re-fed again: a duplicate, never a
-// loss.
+// Re-feeds are produced back to back and not waited for. That keeps order
+// where it matters: records of one tier partition that go to one main
+// partition are written in offset order by the idempotent producer, and when
+// one of them fails, kgo fails every later one buffered for that partition,
+// so none of them lands ahead of it. The done records are the prefix before
+// the first failure; the partition is rewound there, and a later record that
+// was acknowledged anyway (only possible when it went to another main
+// partition) is re-fed again: a duplicate, never a loss.
 func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record) {
 	t := s.r.tiers[o.tp.topic]
-	var inflight []*refeed
-	// settle waits for every re-feed in flight and reports whether all of
-	// them succeeded; records are done in order up to the first failure.
-	settle := func() bool {
-		ok := o.rewind == nil
-		for _, f := range inflight {
-			if f.res != nil {
-				r := <-f.res
-				if r.err != nil {
-					if ok {
-						s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
-							"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
-							"to", t.ladder.Topic(), "error", r.err)
-						o.rewind, o.failure, ok = f.rec, true, false
-					}
-					continue
-				}
-				s.refed(t, f, r)
-			}
-			if ok {
-				o.done = append(o.done, f.rec)
-			}
-		}
-		inflight = inflight[:0]
-		return ok
-	}
-	defer settle()
-
 	for i, rec := range recs {
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
@@ -713,7 +752,8 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 			err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
 		}
 		if err != nil {
-			if !settle() {
+			// Rare: the dead letter is written after everything before it.
+			if s.settle(o, true); o.rewind != nil {
 				return
 			}
 			if !s.deadLetter(t, rec, err) {
@@ -726,17 +766,89 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 		if md.Group != t.ladder.Group() {
 			s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
 				"offset", rec.Offset, "record_group", md.Group)
-			inflight = append(inflight, &refeed{rec: rec}) // done in its turn
+			o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 			continue
 		}
 		if time.Now().Before(md.DueAt) {
-			if settle() {
-				o.rewind, o.until, o.waiting = rec, md.DueAt, recs[i:]
+			o.rewind, o.until, o.waiting, o.tailDue = rec, md.DueAt, recs[i:], md.DueAt
+			if last := recs[len(recs)-1]; last != rec {
+				if lmd, ok, err := Decode(last.Headers); err == nil && ok && !lmd.DueAt.Before(md.DueAt) {
+					o.tailDue = lmd.DueAt
+				}
 			}
 			return
 		}
-		inflight = append(inflight, s.refeed(t, rec, md, canonical))
+		o.queue = append(o.queue, s.refeed(t, rec, md, canonical))
 	}
+}
+
+// maxInflight bounds the re-feeds in flight over all partitions: past it, a
+// poll waits for their acknowledgements.
+const maxInflight = 2 * relayMaxPollRecords
+
+// settleEvery is how soon the poll loop comes back to mark re-feeds in
+// flight when no record arrives.
+const settleEvery = 10 * time.Millisecond
+
+// settleAll waits for the re-feeds in flight of the partitions in tps (all
+// when tps is nil) and marks the records done, up to a failed one; it runs
+// when the poll loop is not handling a poll (a revoke, or after the loop).
+func (s *session) settleAll(tps map[string][]int32) {
+	var outs []*outcome
+	s.mu.Lock()
+	for tp, q := range s.inflight {
+		if tps == nil || slices.Contains(tps[tp.topic], tp.partition) {
+			outs = append(outs, &outcome{tp: tp, queue: q})
+			delete(s.inflight, tp)
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range outs {
+		s.settle(o, true)
+		s.cons.MarkCommitRecords(o.done...)
+	}
+}
+
+// settle takes the re-feeds at the front of o.queue that are acknowledged
+// (with block, all of them) and appends their records to o.done, in order.
+// At the first failed one it waits for the rest of the queue, drops it, and
+// makes the failed record o's rewind: neither it nor anything after it is
+// marked.
+func (s *session) settle(o *outcome, block bool) {
+	t := s.r.tiers[o.tp.topic]
+	for i, f := range o.queue {
+		if f.res != nil && !f.settled {
+			if block {
+				f.r = <-f.res
+			} else {
+				select {
+				case f.r = <-f.res:
+				default:
+					o.queue = o.queue[i:]
+					return
+				}
+			}
+			f.settled = true
+		}
+		if f.r.err != nil {
+			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
+				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+				"to", t.ladder.Topic(), "error", f.r.err)
+			for _, g := range o.queue[i+1:] { // no promise outlives the queue
+				if g.res != nil && !g.settled {
+					<-g.res
+				}
+			}
+			o.queue = nil
+			o.rewind, o.failure, o.waiting = f.rec, true, nil
+			return
+		}
+		if f.res != nil {
+			s.refed(t, f, f.r)
+		}
+		o.done = append(o.done, f.rec)
+	}
+	o.queue = nil
 }
 
 // refeed is one re-feed in flight; res is nil for a record that needs none.
@@ -745,6 +857,9 @@ type refeed struct {
 	md  Metadata
 	out *kgo.Record
 	res chan refeedResult
+
+	settled bool         // r holds what res delivered
+	r       refeedResult // settle's goroutine only
 }
 
 type refeedResult struct {

@@ -60,6 +60,7 @@ func testRelayLateness(t *testing.T, delay time.Duration) {
 	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
 		t.Fatal(err)
 	}
+	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
 	defer adm.DeleteTopics(context.Background(), topics...)
 
 	reg := prometheus.NewRegistry()
@@ -282,6 +283,7 @@ func TestRelayRebalanceRealBroker(t *testing.T) {
 	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
 		t.Fatal(err)
 	}
+	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
 	defer adm.DeleteTopics(context.Background(), topics...)
 
 	now := time.Now()
@@ -451,6 +453,7 @@ func TestRelayBacklogRealBroker(t *testing.T) {
 	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
 		t.Fatal(err)
 	}
+	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
 	defer adm.DeleteTopics(context.Background(), topics...)
 
 	now := time.Now()

@@ -50,14 +50,36 @@ func TestHoldBudget(t *testing.T) {
 			t.Errorf("partition %d is neither held nor rewound", tc.p)
 		}
 	}
-	if due, ok := s.nextWake(); !ok || !due.Equal(now.Add(100*time.Millisecond)) {
-		t.Errorf("nextWake = %v, %v; want the nearest due time, +100ms", due, ok)
+	if due := s.nextWake(); !due.Equal(now.Add(100 * time.Millisecond)) {
+		t.Errorf("nextWake = %v; want the nearest due time, +100ms", due)
 	}
-	// A partition paused while it holds wakes the loop resumeLead early.
-	s.holdPaused[topicPartition{"t", 3}] = true
+	// A partition paused while it holds wakes the loop resumeLead before its
+	// last record is due, to be resumed, or at its head's due time if that
+	// comes first.
+	tp3 := topicPartition{"t", 3}
+	s.holdPaused[tp3] = true
 	clear(s.held)
-	s.held[topicPartition{"t", 3}] = held{recs: outs[3].waiting, due: outs[3].until}
-	if due, ok := s.nextWake(); !ok || !due.Equal(now.Add(10*time.Minute-resumeLead)) {
-		t.Errorf("nextWake = %v, %v; want resumeLead before the paused holder's head", due, ok)
+	for _, tc := range []struct{ head, tail, want time.Duration }{
+		{10 * time.Minute, 10 * time.Minute, 10*time.Minute - resumeLead},
+		{10 * time.Minute, 11 * time.Minute, 10 * time.Minute},
+		{100 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		s.held[tp3] = held{recs: outs[3].waiting, due: now.Add(tc.head), tail: now.Add(tc.tail)}
+		if due := s.nextWake(); !due.Equal(now.Add(tc.want)) {
+			t.Errorf("head +%v, last +%v: nextWake = +%v; want +%v", tc.head, tc.tail, due.Sub(now), tc.want)
+		}
+	}
+	// Re-feeds in flight bring the wake-up to settleEvery from now.
+	s.inflight = map[topicPartition][]*refeed{tp3: {{}}}
+	if due := s.nextWake(); due.IsZero() || due.After(time.Now().Add(settleEvery)) {
+		t.Errorf("nextWake = %v with re-feeds in flight; want within %v", due, settleEvery)
+	}
+	clear(s.held)
+	if due := s.nextWake(); due.IsZero() {
+		t.Error("nextWake = zero with re-feeds in flight and nothing held")
+	}
+	clear(s.inflight)
+	if due := s.nextWake(); !due.IsZero() {
+		t.Errorf("nextWake = %v with nothing held or in flight; want zero", due)
 	}
 }

@@ -39,6 +39,10 @@ type result struct {
 	// Lateness of re-fed records as the main consumer's handler saw them:
 	// handling time − kretry-due-at, in milliseconds.
 	Lateness *latency `json:"lateness,omitempty"`
+	// RefeedLateness is the re-feed time − kretry-due-at, in milliseconds:
+	// the re-fed record's timestamp, which the relay's producer stamps when
+	// it produces the record, as the handler reads it.
+	RefeedLateness *latency `json:"refeed_lateness,omitempty"`
 	// RelayLateness is the relay's own kretry_refeed_lateness_seconds histogram,
 	// read as bucket upper bounds, in milliseconds.
 	RelayLateness *latency `json:"relay_lateness,omitempty"`

@@ -90,6 +90,7 @@ var errFailOnce = errors.New("bench: every first delivery fails")
 func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	w := newWindow(cf.n)
 	late := make([]float64, cf.n)
+	refeedLate := make([]float64, cf.n)
 	var nLate, failures atomic.Int64
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		due, ok := dueAt(r.Headers)
@@ -101,6 +102,7 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		ms := float64(time.Since(due)) / float64(time.Millisecond)
 		if i := nLate.Add(1) - 1; i < int64(len(late)) {
 			late[i] = ms
+			refeedLate[i] = float64(r.Timestamp.Sub(due)) / float64(time.Millisecond)
 		}
 		w.tick(1)
 		return nil
@@ -151,6 +153,8 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	if n > 0 {
 		xs := late[:n]
 		r.Lateness = &latency{Count: n, P50: bench.Percentile(xs, 50), P99: bench.Percentile(xs, 99), Max: slices.Max(xs)}
+		xs = refeedLate[:n]
+		r.RefeedLateness = &latency{Count: n, P50: bench.Percentile(xs, 50), P99: bench.Percentile(xs, 99), Max: slices.Max(xs)}
 	}
 	r.RelayLateness = histogramLatency(reg, "kretry_refeed_lateness_seconds")
 	return r, err
