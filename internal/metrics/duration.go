@@ -35,11 +35,11 @@ type HandlerDurationVec struct {
 	series map[string]*durationCounts // by topic
 }
 
-// durationCounts are the counts of one series or one batch.
+// durationCounts are the counts of one series, guarded by its vec's mu.
 type durationCounts struct {
 	buckets [nHandlerDurationBuckets + 1]uint64 // per bucket, not cumulative; the last one is +Inf
 	count   uint64
-	sum     float64
+	sum     float64 // seconds
 }
 
 func (c *durationCounts) observe(seconds float64) {
