@@ -46,9 +46,8 @@ func (w *worker) process(rec *kgo.Record) bool {
 	}
 	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
 		// Another group's retry, re-fed to the topic we share with it.
-		w.mark(rec)
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
-		return true
+		return w.mark(rec)
 	}
 	if maxAge := w.maxAge; maxAge > 0 {
 		start = 0
@@ -70,9 +69,8 @@ func (w *worker) process(rec *kgo.Record) bool {
 		// Marking reads these fields only. Copying all of rec back would
 		// cost a write barrier per pointer while the GC runs.
 		rec.Topic, rec.Partition, rec.LeaderEpoch, rec.Offset = arrived.Topic, arrived.Partition, arrived.LeaderEpoch, arrived.Offset
-		w.mark(rec)
 		w.handledN++
-		return true
+		return w.mark(rec)
 	}
 	*rec = arrived
 	switch {
@@ -87,11 +85,10 @@ func (w *worker) process(rec *kgo.Record) bool {
 
 	switch d := w.classify(rec, herr); d {
 	case Discard:
-		w.mark(rec)
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
 		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
 			"error", herr)
-		return true
+		return w.mark(rec)
 	case DeadLetter:
 		return w.deadLetter(rec, md, retrytopics.ReasonPermanent, herr.Error())
 	}

@@ -234,13 +234,26 @@ func (w *worker) wait() {
 	w.cancel()
 }
 
-// mark marks rec for commit once every record before it is done.
-func (w *worker) mark(rec *kgo.Record) {
+// mark marks rec for commit once every record before it is done. false
+// means the worker was stopped while settling earlier forwards: nothing more
+// may be marked.
+func (w *worker) mark(rec *kgo.Record) bool {
 	if len(w.pending) == 0 {
 		w.markLater(rec)
-		return
+		return true
 	}
-	w.pending = append(w.pending, pendingRecord{rec: rec})
+	return w.hold(pendingRecord{rec: rec})
+}
+
+// hold appends p to the pending records, and settles them, waiting for the
+// forwards in flight, once there are maxPending: a forward that is slow to
+// be acknowledged holds up its partition rather than piling records up.
+func (w *worker) hold(p pendingRecord) bool {
+	w.pending = append(w.pending, p)
+	if len(w.pending) >= maxPending {
+		return w.settle(true)
+	}
+	return true
 }
 
 // forward starts producing rec's key, value and user headers, with md as its
@@ -270,11 +283,7 @@ func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata)
 		default: // a signal is already waiting
 		}
 	})
-	w.pending = append(w.pending, pendingRecord{rec: rec, fwd: f})
-	if len(w.pending) >= maxPending {
-		return w.settle(true)
-	}
-	return true
+	return w.hold(pendingRecord{rec: rec, fwd: f})
 }
 
 // settle marks the pending records from the oldest on, as long as each is
