@@ -18,7 +18,7 @@
 // partition, acknowledged, and only then committed. A record not yet due is
 // held in memory with the records polled after it, its partition paused
 // without a rewind, and re-fed by the poll loop at its due time; what is held
-// is bounded (20,000 records, 32 MiB, nearest due first). Past that bound a
+// is bounded (30,000 records, 32 MiB, nearest due first). Past that bound a
 // partition is paused, rewound to its head and resumed by a timer shortly
 // before the head is due, so a backlog of waiting records costs no more
 // memory than the bound, and no goroutine.

@@ -306,8 +306,8 @@ func decodeHeaders(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err 
 }
 
 func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) {
-	var vals [14]string
-	var have [14]bool
+	var d decoder
+	vals, have := &d.vals, &d.have
 	var at [14]int // index in hs
 	found := false
 	canonical = true
@@ -347,12 +347,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 	if !found {
 		return Metadata{}, false, canonical, nil
 	}
-	get := func(name string) (string, bool) {
-		i := indexOf(name)
-		return vals[i], have[i]
-	}
-
-	d := decoder{get: get}
+	get := d.get
 	if v, ok := get(HeaderVersion); ok && v != strconv.Itoa(Version) {
 		return Metadata{}, false, false, &HeaderError{HeaderVersion, v,
 			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
@@ -443,8 +438,14 @@ func indexOf(name string) int {
 
 // decoder keeps the first error, so Decode reads as a list of fields.
 type decoder struct {
-	get func(string) (string, bool)
-	err *HeaderError
+	vals [14]string // by index in known
+	have [14]bool
+	err  *HeaderError
+}
+
+func (d *decoder) get(name string) (string, bool) {
+	i := indexOf(name)
+	return d.vals[i], d.have[i]
 }
 
 func (d *decoder) text(name string, nonEmpty bool) string {

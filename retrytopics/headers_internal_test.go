@@ -136,3 +136,19 @@ func sortedHeaders(hs []kgo.RecordHeader) []string {
 	slices.Sort(out)
 	return out
 }
+
+// BenchmarkDecode is what the relay and the consumer do with every re-fed
+// record: read its kretry headers.
+func BenchmarkDecode(b *testing.B) {
+	now := time.Now()
+	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	hs := Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}, md)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Decode(hs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

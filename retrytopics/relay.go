@@ -28,20 +28,21 @@ import (
 // Per tier partition, records are re-fed in offset order: due records are
 // produced back to back (acks=all, idempotent, so a main partition receives
 // them in that order and nothing after a failed one), the relay polls on
-// without waiting for the acknowledgements (at most 10,000 re-feeds in
+// without waiting for the acknowledgements (at most 20,000 re-feeds in
 // flight), and a record's offset is marked for commit only after its
 // re-feed and every one before it are acknowledged.
 //
 // A record that is not yet due waits without a sleeping goroutine. It is held
 // in memory with the records polled after it, within a budget over all
-// partitions (at most 20,000 records and 32 MiB, nearest due first), and the
+// partitions (at most 30,000 records and 32 MiB, nearest due first), and the
 // poll loop polls with a deadline at its due time and re-feeds it then. A
-// partition whose head is due more than half a second from now, or that
-// holds 2,000 records, is paused without a rewind while it holds them, so
-// what a partition holds is about one poll. Past the budget, a partition is
-// paused, rewound to its head and resumed by a timer half a second before
-// the head is due: such a partition holds nothing, so a backlog of millions
-// costs no more memory than the budget.
+// partition whose last held record is due more than 150ms from now, or that
+// holds 5,000 records, is paused without a rewind while it holds them, and
+// every holder is paused while the relay holds half its budget, so what a
+// partition holds is about one fetch. Past the budget, a partition is
+// paused, rewound to its head and resumed by a timer 150ms before the head
+// is due: such a partition holds nothing, so a backlog of millions costs no
+// more memory than the budget.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
@@ -420,7 +421,7 @@ const (
 	// resumeLead is how long before its records are due a paused partition
 	// is resumed, so that the records after them are fetched and held by the
 	// time they are re-fed.
-	resumeLead = 300 * time.Millisecond
+	resumeLead = 150 * time.Millisecond
 )
 
 // held is what a partition holds: records polled but not yet due.
@@ -784,7 +785,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 
 // maxInflight bounds the re-feeds in flight over all partitions: past it, a
 // poll waits for their acknowledgements.
-const maxInflight = 2 * relayMaxPollRecords
+const maxInflight = 4 * relayMaxPollRecords
 
 // settleEvery is how soon the poll loop comes back to mark re-feeds in
 // flight when no record arrives.

@@ -62,7 +62,7 @@ func TestHoldBudget(t *testing.T) {
 	for _, tc := range []struct{ head, tail, want time.Duration }{
 		{10 * time.Minute, 10 * time.Minute, 10*time.Minute - resumeLead},
 		{10 * time.Minute, 11 * time.Minute, 10 * time.Minute},
-		{100 * time.Millisecond, 200 * time.Millisecond, 100 * time.Millisecond},
+		{resumeLead / 2, resumeLead, resumeLead / 2}, // resuming is due already
 	} {
 		s.held[tp3] = held{recs: outs[3].waiting, due: now.Add(tc.head), tail: now.Add(tc.tail)}
 		if due := s.nextWake(); !due.Equal(now.Add(tc.want)) {
