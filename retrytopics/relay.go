@@ -61,6 +61,10 @@ type Relay struct {
 type tierOf struct {
 	ladder *Ladder
 	step   Step
+
+	// The metric series of its re-feeds, resolved once.
+	refed    prometheus.Counter
+	lateness prometheus.Observer
 }
 
 // RelayOpt configures NewRelay.
@@ -202,6 +206,11 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r.metrics = m
+	for topic, t := range r.tiers {
+		t.refed = m.Refed.WithLabelValues(t.ladder.Topic(), t.step.Name)
+		t.lateness = m.RefeedLateness.WithLabelValues(t.step.Name)
+		r.tiers[topic] = t
+	}
 	return r, nil
 }
 
@@ -818,54 +827,55 @@ func (s *session) settleAll(tps map[string][]int32) {
 func (s *session) settle(o *outcome, block bool) {
 	t := s.r.tiers[o.tp.topic]
 	for i, f := range o.queue {
-		if f.res != nil && !f.settled {
+		if f.produced {
 			if block {
-				f.r = <-f.res
-			} else {
-				select {
-				case f.r = <-f.res:
-				default:
-					o.queue = o.queue[i:]
-					return
-				}
+				f.wg.Wait()
+			} else if !f.acked.Load() {
+				o.queue = o.queue[i:]
+				return
 			}
-			f.settled = true
 		}
-		if f.r.err != nil {
+		if f.err != nil {
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
-				"to", t.ladder.Topic(), "error", f.r.err)
+				"to", t.ladder.Topic(), "error", f.err)
 			for _, g := range o.queue[i+1:] { // no promise outlives the queue
-				if g.res != nil && !g.settled {
-					<-g.res
-				}
+				g.wg.Wait()
 			}
 			o.queue = nil
 			o.rewind, o.failure, o.waiting = f.rec, true, nil
 			return
 		}
-		if f.res != nil {
-			s.refed(t, f, f.r)
+		if f.produced {
+			s.refed(t, f)
 		}
 		o.done = append(o.done, f.rec)
 	}
 	o.queue = nil
 }
 
-// refeed is one re-feed in flight; res is nil for a record that needs none.
+// refeed is one re-feed in flight, or with produced false a record that
+// needs none (another group's) and is done in its turn. One allocation per
+// re-feed: the produced record and its result live in it.
 type refeed struct {
-	rec *kgo.Record
-	md  Metadata
-	out *kgo.Record
-	res chan refeedResult
+	rec      *kgo.Record
+	md       Metadata
+	out      kgo.Record
+	produced bool
 
-	settled bool         // r holds what res delivered
-	r       refeedResult // settle's goroutine only
+	// Set by the produce promise before it marks the re-feed acknowledged
+	// (acked, then wg.Done); read after acked.Load or wg.Wait.
+	wg    sync.WaitGroup
+	acked atomic.Bool
+	err   error
+	at    time.Time // when the broker acknowledged it
 }
 
-type refeedResult struct {
-	err error
-	at  time.Time // when the broker acknowledged it
+// ack is the re-feed's produce promise.
+func (f *refeed) ack(_ *kgo.Record, err error) {
+	f.err, f.at = err, time.Now()
+	f.acked.Store(true)
+	f.wg.Done()
 }
 
 // refeed starts producing rec to its main topic, at its original partition.
@@ -873,34 +883,35 @@ type refeedResult struct {
 // writes them) rec's headers are reused, otherwise Encode rewrites them.
 func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata, canonical bool) *refeed {
 	main := t.ladder.Topic()
-	f := &refeed{rec: rec, md: md, res: make(chan refeedResult, 1)}
+	f := &refeed{rec: rec, md: md, produced: true}
 	headers := rec.Headers
 	if !canonical {
 		headers = Encode(rec.Headers, md)
 	}
-	f.out = &kgo.Record{
+	f.out = kgo.Record{
 		Topic:     main,
 		Partition: md.OriginalPartition % s.parts[main],
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   headers,
 	}
+	f.wg.Add(1)
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
-	s.prod.Produce(context.Background(), f.out, func(_ *kgo.Record, err error) {
-		f.res <- refeedResult{err: err, at: time.Now()}
-	})
+	s.prod.Produce(context.Background(), &f.out, f.ack)
 	return f
 }
 
 // refed counts and logs a re-feed the broker acknowledged.
-func (s *session) refed(t tierOf, f *refeed, r refeedResult) {
-	lateness := r.at.Sub(f.md.DueAt)
-	s.r.metrics.Refed.WithLabelValues(t.ladder.Topic(), t.step.Name).Inc()
-	s.r.metrics.RefeedLateness.WithLabelValues(t.step.Name).Observe(lateness.Seconds())
-	s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
-		"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.md.Attempts,
-		"lateness", lateness)
+func (s *session) refed(t tierOf, f *refeed) {
+	lateness := f.at.Sub(f.md.DueAt)
+	t.refed.Inc()
+	t.lateness.Observe(lateness.Seconds())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
+		s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+			"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.md.Attempts,
+			"lateness", lateness)
+	}
 }
 
 // deadLetter forwards rec, whose kretry headers cannot be read, to the DLQ
