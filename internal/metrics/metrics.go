@@ -63,7 +63,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"tier"}),
 		PausedPartitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "paused_partitions",
-			Help: "Retry-tier partitions the relay holds paused until their head record is due.",
+			Help: "Retry-tier partitions the relay keeps paused: until their records are due, or while it holds many of them.",
 		}, []string{"tier"}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "dead_lettered_total",
