@@ -1,11 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/retrytopics"
 )
 
 // The raw franz-go baselines. They are what a careful franz-go user writes by
@@ -17,6 +22,7 @@ import (
 func init() {
 	childModes["b1-raw"] = runB1Raw
 	childModes["b2-raw"] = runB2Raw
+	childModes["b2-raw3"] = runB2Raw3
 }
 
 type tp struct {
@@ -235,6 +241,89 @@ func runB2Raw(ctx context.Context, cf childFlags) (result, error) {
 	cancel()
 	if err == nil {
 		err = <-errc
+	}
+	var r result
+	w.fill(&r)
+	return r, err
+}
+
+// runB2Raw3 is kretry's retry path written by hand with plain franz-go and
+// nothing else: what B2's kretry side moves, where it moves it, without the
+// delay, the header checks, the handler or the bookkeeping. A group consumer
+// of the main topic produces every record without headers to the tier topic
+// with the 14 kretry headers (one slice, built once); a second group consumer
+// produces every tier record back to the main topic, at once, headers as
+// they are; the first consumer counts the records that come back. Each batch
+// is marked once its produces are acknowledged (acks=all, idempotent), as in
+// the pipe. Records/s = records / (first record → last record back).
+func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
+	w := newWindow(cf.n)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tier := tierTopic(cf.topic, cf.delay)
+	now := time.Now()
+	headers := retrytopics.Encode(nil, retrytopics.Metadata{
+		Group: cf.group, Attempts: 1, Tier: "retry-" + formatDelay(cf.delay), DueAt: now, OriginalTopic: cf.topic,
+		OriginalPartition: 7, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: errFailOnce.Error(),
+	})
+	// produce writes recs and waits for every acknowledgement.
+	produce := func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		wg.Add(len(recs))
+		for _, r := range recs {
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+				}
+				wg.Done()
+			})
+		}
+		wg.Wait()
+		return firstErr
+	}
+	errc := make(chan error, 2)
+	go func() {
+		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
+			var out []*kgo.Record
+			back := 0
+			for _, r := range recs {
+				w.tick(0) // the window opens at the first record consumed
+				if len(r.Headers) > 0 {
+					back++
+					continue
+				}
+				out = append(out, &kgo.Record{Topic: tier, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: headers})
+			}
+			if produce(ctx, cl, out) != nil {
+				return // not marked: consumed again after a restart
+			}
+			cl.MarkCommitRecords(recs...)
+			w.tick(int64(back))
+		}, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}()
+	relay := cf
+	relay.topic, relay.group = tier, cf.group+"-relay"
+	go func() {
+		errc <- rawGroupConsumer(ctx, relay, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
+			out := make([]*kgo.Record, len(recs))
+			for i, r := range recs {
+				out[i] = &kgo.Record{Topic: cf.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
+			}
+			if produce(ctx, cl, out) != nil {
+				return
+			}
+			cl.MarkCommitRecords(recs...)
+		}, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}()
+	err := waitWindow(ctx, w, cf.cap, errc)
+	cancel()
+	if err == nil {
+		err = errors.Join(<-errc, <-errc)
 	}
 	var r result
 	w.fill(&r)
