@@ -1,10 +1,16 @@
 package retrytopics
 
 import (
+	"slices"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/internal/metrics"
 )
 
 // hold holds the nearest not-due partitions within its budgets, however far
@@ -81,5 +87,68 @@ func TestHoldBudget(t *testing.T) {
 	clear(s.inflight)
 	if due := s.nextWake(); !due.IsZero() {
 		t.Errorf("nextWake = %v with nothing held or in flight; want zero", due)
+	}
+}
+
+// pauseHolders pauses a holding partition (without a rewind) while the last
+// record it holds is far, while it holds holdPauseAt records, or while the
+// relay holds half its budget, and resumes it once none of that holds; the
+// paused-partitions gauge follows.
+func TestPauseHolders(t *testing.T) {
+	_, brokers := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(4, "t.retry-5s"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("t.retry-5s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	m, err := metrics.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Relay{metrics: m, tiers: map[string]tierOf{"t.retry-5s": {step: Step{Name: "retry-5s"}}}}
+	s := &session{r: r, cons: cl, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}}
+	tp := func(p int32) topicPartition { return topicPartition{"t.retry-5s", p} }
+	recs := func(n int) []*kgo.Record { return make([]*kgo.Record, n) }
+	paused := func() []int32 {
+		ps := cl.PauseFetchPartitions(nil)["t.retry-5s"]
+		slices.Sort(ps)
+		return ps
+	}
+	gauge := func() float64 {
+		var out dto.Metric
+		if err := m.PausedPartitions.WithLabelValues("retry-5s").Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.GetGauge().GetValue()
+	}
+	var outs []*outcome
+	for p := range int32(4) {
+		outs = append(outs, &outcome{tp: tp(p)})
+	}
+	now := time.Now()
+	s.held[tp(0)] = held{recs: recs(10), due: now, tail: now.Add(time.Second)}    // last record far
+	s.held[tp(1)] = held{recs: recs(holdPauseAt), due: now, tail: now}            // many records
+	s.held[tp(2)] = held{recs: recs(10), due: now, tail: now.Add(resumeLead / 2)} // all near: keeps fetching
+	s.heldRecords = 20 + holdPauseAt
+	s.pauseHolders(outs)
+	if got := paused(); !slices.Equal(got, []int32{0, 1}) || gauge() != 2 {
+		t.Fatalf("paused %v, gauge %v; want [0 1], 2", got, gauge())
+	}
+
+	// Half the budget held: every holder pauses.
+	s.heldRecords = holdRecords / 2
+	s.pauseHolders(outs)
+	if got := paused(); !slices.Equal(got, []int32{0, 1, 2}) || gauge() != 3 {
+		t.Fatalf("with half the budget held: paused %v, gauge %v; want [0 1 2], 3", got, gauge())
+	}
+
+	// Below half the budget again: 2 is near and small, 1 drained below half
+	// of holdPauseAt, 0 holds nothing any more; 3 was never paused.
+	s.heldRecords = 30
+	s.held[tp(1)] = held{recs: recs(holdPauseAt / 2), due: now, tail: now}
+	delete(s.held, tp(0))
+	s.pauseHolders(outs)
+	if got := paused(); len(got) != 0 || gauge() != 0 {
+		t.Fatalf("after draining: paused %v, gauge %v; want none, 0", got, gauge())
 	}
 }
