@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/kafkatest"
 )
 
 // While a forward waits for its ack, the records handled after it wait to be
@@ -39,19 +40,7 @@ func TestStalledForwardHoldsUpItsPartition(t *testing.T) {
 			if !time.Now().Before(stallUntil) {
 				return nil, nil, false
 			}
-			resp := req.ResponseKind().(*kmsg.ProduceResponse)
-			for _, rt := range req.Topics {
-				st := kmsg.NewProduceResponseTopic()
-				st.Topic, st.TopicID = rt.Topic, rt.TopicID
-				for _, rp := range rt.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition = rp.Partition
-					sp.ErrorCode = kerr.NotEnoughReplicas.Code
-					st.Partitions = append(st.Partitions, sp)
-				}
-				resp.Topics = append(resp.Topics, st)
-			}
-			return resp, nil, true
+			return kafkatest.RefuseProduce(req, kerr.NotEnoughReplicas.Code), nil, true
 		})
 
 		var handled atomic.Int64

@@ -404,6 +404,7 @@ type outcome struct {
 	until   time.Time     // when to fetch rewind again
 	failure bool          // rewind is for a failed produce, not a due time
 	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
+	wbytes  int           // recordSize of waiting, summed
 	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
 	queue   []*refeed     // the partition's re-feeds in flight, oldest first
 }
@@ -433,11 +434,26 @@ const (
 	resumeLead = 150 * time.Millisecond
 )
 
+// recordsSize is what recs hold in keys, values and headers: what the hold
+// budget counts. Each record is counted when it is fetched and when it leaves
+// what its partition holds, not on every poll.
+func recordsSize(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	return n
+}
+
 // held is what a partition holds: records polled but not yet due.
 type held struct {
 	recs []*kgo.Record
 	due  time.Time // of recs[0]
 	tail time.Time // of the last of recs, as far as it can be read
+	size int       // recordSize of recs, summed
 }
 
 // nextWake returns when the poll loop must look at the held records again,
@@ -475,8 +491,9 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
 	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
+	sizes := make(map[topicPartition]int, len(s.held)) // recordSize of recs, summed
 	for tp, h := range s.held {
-		recs[tp] = h.recs
+		recs[tp], sizes[tp] = h.recs, h.size
 	}
 	clear(s.held)
 	inflight := maps.Clone(s.inflight)
@@ -485,6 +502,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		if len(p.Records) > 0 {
 			tp := topicPartition{p.Topic, p.Partition}
 			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
+			sizes[tp] += recordsSize(p.Records)
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
@@ -492,23 +510,22 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	for tp, rs := range recs {
 		o := &outcome{tp: tp, queue: inflight[tp]}
 		outs[tp] = o
-		wg.Go(func() { s.partition(ctx, o, rs) })
+		wg.Go(func() { s.partition(ctx, o, rs, sizes[tp]) })
 	}
 	wg.Wait()
 	// Settle every partition with re-feeds in flight, polled now or not;
 	// block when too many are in flight.
-	n := 0
 	for tp, q := range inflight {
 		if outs[tp] == nil {
 			outs[tp] = &outcome{tp: tp, queue: q}
 		}
 	}
+	n := 0
 	for _, o := range outs {
 		n += len(o.queue)
 	}
-	block := n > maxInflight
 	for _, o := range outs {
-		s.settle(o, block)
+		s.settle(o, n > maxInflight)
 	}
 	s.mu.Lock()
 	for _, o := range outs {
@@ -626,18 +643,11 @@ func (s *session) hold(outs []*outcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range waiting {
-		b := 0
-		for _, r := range o.waiting {
-			b += len(r.Key) + len(r.Value)
-			for _, h := range r.Headers {
-				b += len(h.Key) + len(h.Value)
-			}
-		}
-		if n+len(o.waiting) > holdRecords || size+b > holdBytes {
+		if n+len(o.waiting) > holdRecords || size+o.wbytes > holdBytes {
 			continue // paused and rewound
 		}
-		n, size = n+len(o.waiting), size+b
-		s.held[o.tp] = held{recs: o.waiting, due: o.until, tail: o.tailDue}
+		n, size = n+len(o.waiting), size+o.wbytes
+		s.held[o.tp] = held{recs: o.waiting, due: o.until, tail: o.tailDue, size: o.wbytes}
 		o.rewind = nil
 	}
 	s.heldRecords, s.heldBytes = n, size
@@ -751,7 +761,8 @@ func (s *session) stop() {
 // the first failure; the partition is rewound there, and a later record that
 // was acknowledged anyway (only possible when it went to another main
 // partition) is re-fed again: a duplicate, never a loss.
-func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record) {
+// size is recordSize of recs, summed.
+func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, size int) {
 	t := s.r.tiers[o.tp.topic]
 	for i, rec := range recs {
 		if ctx.Err() != nil {
@@ -781,6 +792,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record)
 		}
 		if time.Now().Before(md.DueAt) {
 			o.rewind, o.until, o.waiting, o.tailDue = rec, md.DueAt, recs[i:], md.DueAt
+			o.wbytes = size - recordsSize(recs[:i])
 			if last := recs[len(recs)-1]; last != rec {
 				if lmd, ok, err := Decode(last.Headers); err == nil && ok && !lmd.DueAt.Before(md.DueAt) {
 					o.tailDue = lmd.DueAt

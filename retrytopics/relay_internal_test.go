@@ -25,7 +25,7 @@ func TestHoldBudget(t *testing.T) {
 		return out
 	}
 	out := func(p int32, due time.Duration, waiting []*kgo.Record) *outcome {
-		return &outcome{tp: topicPartition{"t", p}, rewind: waiting[0], until: now.Add(due), waiting: waiting}
+		return &outcome{tp: topicPartition{"t", p}, rewind: waiting[0], until: now.Add(due), waiting: waiting, wbytes: recordsSize(waiting)}
 	}
 	outs := []*outcome{
 		out(0, 300*time.Millisecond, recs(holdRecords/2+1, 1)), // third nearest: over the record budget with 1 and 2

@@ -614,19 +614,7 @@ func TestRelayRetriesFailedRefeed(t *testing.T) {
 			mu.Lock()
 			refused++
 			mu.Unlock()
-			resp := req.ResponseKind().(*kmsg.ProduceResponse)
-			for _, rt := range req.Topics {
-				st := kmsg.NewProduceResponseTopic()
-				st.Topic, st.TopicID = rt.Topic, rt.TopicID
-				for _, rp := range rt.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition = rp.Partition
-					sp.ErrorCode = kerr.NotEnoughReplicas.Code
-					st.Partitions = append(st.Partitions, sp)
-				}
-				resp.Topics = append(resp.Topics, st)
-			}
-			return resp, nil, true
+			return kafkatest.RefuseProduce(req, kerr.NotEnoughReplicas.Code), nil, true
 		})
 
 		var logs bytes.Buffer
@@ -846,19 +834,7 @@ func TestRelayFailureMidPipeline(t *testing.T) {
 				mixed++
 			}
 			mu.Unlock()
-			resp := req.ResponseKind().(*kmsg.ProduceResponse)
-			for _, rt := range req.Topics {
-				st := kmsg.NewProduceResponseTopic()
-				st.Topic, st.TopicID = rt.Topic, rt.TopicID
-				for _, rp := range rt.Partitions {
-					sp := kmsg.NewProduceResponseTopicPartition()
-					sp.Partition = rp.Partition
-					sp.ErrorCode = kerr.NotEnoughReplicas.Code
-					st.Partitions = append(st.Partitions, sp)
-				}
-				resp.Topics = append(resp.Topics, st)
-			}
-			return resp, nil, true
+			return kafkatest.RefuseProduce(req, kerr.NotEnoughReplicas.Code), nil, true
 		})
 
 		r := e.start(retrytopics.WithRelayDeliveryTimeout(3 * time.Second))

@@ -211,26 +211,12 @@ func runB2Raw(ctx context.Context, cf childFlags) (result, error) {
 	errc := make(chan error, 1)
 	go func() {
 		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
-			var wg sync.WaitGroup
-			var firstErr error
-			var mu sync.Mutex
-			wg.Add(len(recs))
-			for _, r := range recs {
+			outs := make([]*kgo.Record, len(recs))
+			for i, r := range recs {
 				w.tick(0) // the window opens at the first record consumed
-				o := &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers, Partition: r.Partition}
-				cl.Produce(ctx, o, func(_ *kgo.Record, err error) {
-					if err != nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-						}
-						mu.Unlock()
-					}
-					wg.Done()
-				})
+				outs[i] = &kgo.Record{Topic: out, Key: r.Key, Value: r.Value, Headers: r.Headers, Partition: r.Partition}
 			}
-			wg.Wait()
-			if firstErr != nil {
+			if produceAll(ctx, cl, outs) != nil {
 				return // not marked: consumed again after a restart
 			}
 			cl.MarkCommitRecords(recs...)
@@ -267,25 +253,6 @@ func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
 		OriginalPartition: 7, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
 		Error: errFailOnce.Error(),
 	})
-	// produce writes recs and waits for every acknowledgement.
-	produce := func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var firstErr error
-		wg.Add(len(recs))
-		for _, r := range recs {
-			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-				}
-				wg.Done()
-			})
-		}
-		wg.Wait()
-		return firstErr
-	}
 	errc := make(chan error, 2)
 	go func() {
 		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
@@ -299,7 +266,7 @@ func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
 				}
 				out = append(out, &kgo.Record{Topic: tier, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: headers})
 			}
-			if produce(ctx, cl, out) != nil {
+			if produceAll(ctx, cl, out) != nil {
 				return // not marked: consumed again after a restart
 			}
 			cl.MarkCommitRecords(recs...)
@@ -314,7 +281,7 @@ func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
 			for i, r := range recs {
 				out[i] = &kgo.Record{Topic: cf.topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 			}
-			if produce(ctx, cl, out) != nil {
+			if produceAll(ctx, cl, out) != nil {
 				return
 			}
 			cl.MarkCommitRecords(recs...)
@@ -328,4 +295,25 @@ func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
 	var r result
 	w.fill(&r)
 	return r, err
+}
+
+// produceAll produces recs back to back and waits for every acknowledgement;
+// it returns the first error.
+func produceAll(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	wg.Add(len(recs))
+	for _, r := range recs {
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	return firstErr
 }
