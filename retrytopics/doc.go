@@ -15,11 +15,12 @@
 //
 // A Relay (NewRelay, Run) consumes every tier topic in one consumer group.
 // A record that is due is produced to the main topic at its original
-// partition, acknowledged, and only then committed. A record not yet due is
-// held in memory with the records polled after it, its partition paused
-// without a rewind, and re-fed by the poll loop at its due time; what is held
-// is bounded (30,000 records, 32 MiB, nearest due first). Past that bound a
-// partition is paused, rewound to its head and resumed by a timer shortly
+// partition, acknowledged, and only then committed. A record due within the
+// next second is held in memory with the records polled after it, its
+// partition paused without a rewind, and re-fed by the poll loop at its due
+// time; what is held is bounded (WithRelayHoldBytes, default 64 MiB, nearest
+// due first, a quarter of it for records due later). Past that bound a
+// partition is paused, rewound to its head and resumed by a timer a second
 // before the head is due, so a backlog of waiting records costs no more
 // memory than the bound, and no goroutine.
 package retrytopics

@@ -32,17 +32,21 @@ import (
 // flight), and a record's offset is marked for commit only after its
 // re-feed and every one before it are acknowledged.
 //
-// A record that is not yet due waits without a sleeping goroutine. It is held
-// in memory with the records polled after it, within a budget over all
-// partitions (at most 30,000 records and 32 MiB, nearest due first), and the
-// poll loop polls with a deadline at its due time and re-feeds it then. A
-// partition whose last held record is due more than 150ms from now, or that
-// holds 5,000 records, is paused without a rewind while it holds them, and
-// every holder is paused while the relay holds half its budget, so what a
-// partition holds is about one fetch. Past the budget, a partition is
-// paused, rewound to its head and resumed by a timer 150ms before the head
-// is due: such a partition holds nothing, so a backlog of millions costs no
-// more memory than the budget.
+// A record that is not yet due waits without a sleeping goroutine. When it
+// is due within the next second, it is held in memory with the records
+// polled after it, within a budget over all partitions (WithRelayHoldBytes,
+// default 64 MiB of keys, values and headers, and one record per 640 bytes
+// of it, nearest due first), and the poll loop polls with a deadline at its
+// due time and re-feeds it then, from memory. A record due later is held
+// within a quarter of the budget. A partition whose last held record is due
+// more than a second from now, or that holds a quarter of the budget's
+// records, is paused without a rewind while it holds them, and every holder
+// is paused while the relay holds three quarters of its budget. Past the
+// budget, a partition is paused, rewound to its head and resumed by a timer a
+// second before the head is due: such a partition holds nothing, so a
+// backlog of millions costs no more memory than the budget. A burst of
+// records that fall due together is so fetched in the second before it is
+// due, and re-fed without a fetch when it is.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
@@ -84,12 +88,17 @@ type relayCfg struct {
 	maxPollRecords  int
 	retryBackoff    time.Duration
 	maxRetryBackoff time.Duration
+	holdBytes       int
 }
 
 // Defaults of the relay options.
 const (
 	DefaultRelayFetchMaxWait    = 100 * time.Millisecond
 	DefaultRelayDeliveryTimeout = 30 * time.Second
+
+	// DefaultRelayHoldBytes is how much of the records due soon the relay
+	// holds in memory by default: see WithRelayHoldBytes.
+	DefaultRelayHoldBytes = 64 << 20
 )
 
 // relayMaxPollRecords bounds one poll, and so how long the relay holds off a
@@ -108,6 +117,7 @@ func defaultRelayCfg() relayCfg {
 		fetchMaxWait:    DefaultRelayFetchMaxWait,
 		deliveryTimeout: DefaultRelayDeliveryTimeout,
 		maxPollRecords:  relayMaxPollRecords,
+		holdBytes:       DefaultRelayHoldBytes,
 		retryBackoff:    time.Second,
 		maxRetryBackoff: 30 * time.Second,
 	}
@@ -163,6 +173,20 @@ func WithRelayDeliveryTimeout(d time.Duration) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.deliveryTimeout = d })
 }
 
+// WithRelayHoldBytes bounds the records the relay holds in memory ahead of
+// their due time, so that it re-feeds them when due without fetching them
+// then: n bytes of keys, values and headers in all, and one record per 640
+// bytes of n, so that small records count their overhead too. Records due within the next second may take all of it; records due
+// later a quarter. A partition whose records do not fit is paused, rewound,
+// and fetched again a second before they are due. The process needs about
+// two to three times n on top of its other memory while the relay holds that
+// much (Go's heap with its default GOGC). 0 holds nothing: every partition
+// whose first record is not due is paused and rewound. Default
+// DefaultRelayHoldBytes, 64 MiB.
+func WithRelayHoldBytes(n int) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.holdBytes = n })
+}
+
 // NewRelay returns a relay over every tier topic of ladders. It starts
 // nothing; Run does.
 func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
@@ -178,6 +202,8 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 		return nil, fmt.Errorf("relay: fetch max wait %v: want at least 1ms", cfg.fetchMaxWait)
 	case cfg.deliveryTimeout <= 0:
 		return nil, fmt.Errorf("relay: delivery timeout %v: want a timeout > 0", cfg.deliveryTimeout)
+	case cfg.holdBytes < 0:
+		return nil, fmt.Errorf("relay: hold bytes %d: want 0 (hold nothing) or more", cfg.holdBytes)
 	}
 	r := &Relay{cfg: cfg, tiers: map[string]tierOf{}}
 	for i, l := range ladders {
@@ -251,7 +277,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
-		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}}
+		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes)}
 	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -387,13 +413,14 @@ type session struct {
 	mu         sync.Mutex
 	closed     bool
 	paused     map[topicPartition]*pause
-	held       map[topicPartition]held      // see holdRecords
+	held       map[topicPartition]held      // see holdBudget
 	holdPaused map[topicPartition]bool      // paused by pauseHolders
 	inflight   map[topicPartition][]*refeed // re-feeds not yet settled, per partition, in order
 	failures   map[topicPartition]int       // consecutive failed produces; poll goroutine only
 
 	// heldRecords and heldBytes are what held holds, as of the last poll.
 	heldRecords, heldBytes int
+	budget                 holdBudget
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -414,25 +441,49 @@ type outcome struct {
 // after it, and re-fed by the poll loop, which polls with a deadline at the
 // earliest due time. A rewind would cost more: kgo's SetOffsets restarts the
 // fetch session of every partition and drops what they had buffered, which
-// at a steady flow of records into a tier cost seconds of lateness.
+// at a steady flow of records into a tier cost seconds of lateness. And what
+// is held by its due time costs no fetch when it falls due, when a burst of
+// re-feeds needs the CPU and the broker.
 //
-// What is held at once is bounded by holdRecords and holdBytes, nearest due
-// first; a partition past the budget is paused, rewound to its head, and
-// resumed by a timer resumeLead before the head is due (it holds nothing
-// meanwhile). A holding partition is paused without a rewind while the last
-// record it holds is due later than resumeLead from now, or while it holds
-// holdPauseAt records: it holds what falls due in the next resumeLead, plus
-// one fetch, rather than a tier's backlog.
+// What is held at once is bounded, nearest due first, by the hold budget
+// (WithRelayHoldBytes), and by a quarter of it for a partition whose first
+// waiting record is due later than holdAhead from now. A partition past
+// the budget is paused, rewound to its first waiting record, and resumed by a
+// timer holdAhead before that record is due; it holds nothing meanwhile, so a
+// tier's backlog costs no memory. A holding partition is paused without a
+// rewind while the last record it holds is due later than holdAhead from now,
+// or while it holds a quarter of the budget's records, and every holding partition is
+// paused while the relay holds three quarters of its budget: what one more
+// poll brings still fits. A burst of records that fall due together is thus
+// fetched and held in the second before it is due, and re-fed from memory.
 const (
-	holdRecords = 30000
-	holdBytes   = 32 << 20
-	holdPauseAt = 5000
+	// holdBytesPerRecord is what the record budget allows per byte of
+	// the byte budget: a record with kretry's headers and a small value.
+	holdBytesPerRecord = 640
 
-	// resumeLead is how long before its records are due a paused partition
-	// is resumed, so that the records after them are fetched and held by the
-	// time they are re-fed.
-	resumeLead = 150 * time.Millisecond
+	// holdAhead is how long before their due time records are fetched and
+	// held within the whole budget.
+	holdAhead = time.Second
 )
+
+// holdBudget is what the relay may hold: records and bytes (recordsSize), in
+// all and of records due later than holdAhead; a holding partition is
+// paused at pauseAt records.
+type holdBudget struct {
+	records, bytes       int
+	farRecords, farBytes int
+	pauseAt              int
+}
+
+func newHoldBudget(bytes int) holdBudget {
+	records := bytes / holdBytesPerRecord
+	return holdBudget{records: records, bytes: bytes, farRecords: records / 4, farBytes: bytes / 4, pauseAt: records / 4}
+}
+
+// full reports whether what is held leaves no room for one more poll.
+func (b holdBudget) full(records, bytes int) bool {
+	return records >= b.records*3/4 || bytes >= b.bytes*3/4
+}
 
 // recordsSize is what recs hold in keys, values and headers: what the hold
 // budget counts. Each record is counted when it is fetched and when it leaves
@@ -448,6 +499,19 @@ func recordsSize(recs []*kgo.Record) int {
 	return n
 }
 
+// internKeys makes the kretry header keys of recs the package's constants,
+// so that the copies kgo allocated for them are freed while the records are
+// held.
+func internKeys(recs []*kgo.Record) {
+	for _, r := range recs {
+		for j := range r.Headers {
+			if i := indexOf(r.Headers[j].Key); i >= 0 {
+				r.Headers[j].Key = known[i]
+			}
+		}
+	}
+}
+
 // held is what a partition holds: records polled but not yet due.
 type held struct {
 	recs []*kgo.Record
@@ -458,7 +522,7 @@ type held struct {
 
 // nextWake returns when the poll loop must look at the held records again,
 // data or not: the earliest due time of a held head, or for a partition
-// paused while it holds, resumeLead before its last record is due, when that
+// paused while it holds, holdAhead before its last record is due, when that
 // is still ahead (it is resumed then); and settleEvery from now while
 // re-feeds are in flight, to mark them. Zero: only when records arrive.
 func (s *session) nextWake() time.Time {
@@ -471,7 +535,7 @@ func (s *session) nextWake() time.Time {
 	}
 	for tp, h := range s.held {
 		at := h.due
-		if early := h.tail.Add(-resumeLead); s.holdPaused[tp] && early.After(now) && early.Before(at) {
+		if early := h.tail.Add(-holdAhead); s.holdPaused[tp] && early.After(now) && early.Before(at) {
 			at = early
 		}
 		if first.IsZero() || at.Before(first) {
@@ -503,6 +567,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 			tp := topicPartition{p.Topic, p.Partition}
 			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
 			sizes[tp] += recordsSize(p.Records)
+			internKeys(p.Records)
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
@@ -522,10 +587,18 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 	n := 0
 	for _, o := range outs {
+		s.settle(o, false)
 		n += len(o.queue)
 	}
+	// Past maxInflight, wait for whole partitions' re-feeds until half of
+	// it is left in flight: the producer keeps a batch to send meanwhile.
 	for _, o := range outs {
-		s.settle(o, n > maxInflight)
+		if n <= maxInflight/2 {
+			break
+		}
+		left := len(o.queue)
+		s.settle(o, true)
+		n -= left - len(o.queue)
 	}
 	s.mu.Lock()
 	for _, o := range outs {
@@ -580,12 +653,12 @@ func (s *session) finish(outs []*outcome) {
 		if o.rewind == nil {
 			continue
 		}
-		// Resume a little before the head is due: it is fetched, held, and
+		// Resume holdAhead before the head is due: it is fetched, held, and
 		// re-fed at its due time from memory, so the fetch does not add to
 		// its lateness. Unless it is that close already (the hold budget
 		// was full): then at the due time.
 		at := o.until
-		if early := o.until.Add(-resumeLead); !o.failure && time.Now().Before(early) {
+		if early := o.until.Add(-holdAhead); !o.failure && time.Now().Before(early) {
 			at = early
 		}
 		s.pauseUntil(o.tp, at)
@@ -593,27 +666,28 @@ func (s *session) finish(outs []*outcome) {
 }
 
 // pauseHolders pauses the holding partitions whose last held record is due
-// later than resumeLead from now or that hold holdPauseAt records, and every
-// holding partition while the relay holds half its budget or more: what one
-// more poll brings then still fits, so records held already are not rewound
-// for lack of room. It resumes the partitions it paused that hold nothing
-// now, or whose last record is near and that hold no more than half of
-// holdPauseAt, while the relay holds less than half its budget.
+// later than holdAhead from now or that hold budget.pauseAt records, and every
+// holding partition while the relay holds three quarters of its budget or
+// more: what one more poll brings then still fits, so records held already
+// are not rewound for lack of room. It resumes the partitions it paused that
+// hold nothing now, or whose last record is near and that hold no more than
+// half of that, while the relay holds less than three quarters of its
+// budget.
 func (s *session) pauseHolders(outs []*outcome) {
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}
-	soon := time.Now().Add(resumeLead)
+	soon := time.Now().Add(holdAhead)
 	s.mu.Lock()
-	full := s.heldRecords >= holdRecords/2 || s.heldBytes >= holdBytes/2
+	full := s.budget.full(s.heldRecords, s.heldBytes)
 	for _, o := range outs {
 		h, holding := s.held[o.tp]
 		paused := s.holdPaused[o.tp]
 		switch {
-		case holding && !paused && (full || h.tail.After(soon) || len(h.recs) >= holdPauseAt):
+		case holding && !paused && (full || h.tail.After(soon) || len(h.recs) >= s.budget.pauseAt):
 			s.holdPaused[o.tp] = true
 			s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[o.tp.topic].step.Name).Inc()
 			pause[o.tp.topic] = append(pause[o.tp.topic], o.tp.partition)
-		case paused && (!holding || !full && !h.tail.After(soon) && len(h.recs) <= holdPauseAt/2):
+		case paused && (!holding || !full && !h.tail.After(soon) && len(h.recs) <= s.budget.pauseAt/2):
 			s.unholdPause(o.tp)
 			if o.rewind == nil { // a rewound partition stays paused for its timer
 				resume[o.tp.topic] = append(resume[o.tp.topic], o.tp.partition)
@@ -630,7 +704,8 @@ func (s *session) pauseHolders(outs []*outcome) {
 }
 
 // hold turns the not-due rewinds of outs into holds, nearest first, within
-// holdRecords and holdBytes; the rest stay rewinds.
+// the hold budget, or its far part for a head due later than holdAhead from
+// now; the rest stay rewinds.
 func (s *session) hold(outs []*outcome) {
 	var waiting []*outcome
 	for _, o := range outs {
@@ -639,11 +714,16 @@ func (s *session) hold(outs []*outcome) {
 		}
 	}
 	slices.SortFunc(waiting, func(a, b *outcome) int { return a.until.Compare(b.until) })
+	horizon := time.Now().Add(holdAhead)
 	n, size := 0, 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range waiting {
-		if n+len(o.waiting) > holdRecords || size+o.wbytes > holdBytes {
+		maxRecords, maxBytes := s.budget.records, s.budget.bytes
+		if o.until.After(horizon) {
+			maxRecords, maxBytes = s.budget.farRecords, s.budget.farBytes
+		}
+		if n+len(o.waiting) > maxRecords || size+o.wbytes > maxBytes {
 			continue // paused and rewound
 		}
 		n, size = n+len(o.waiting), size+o.wbytes
@@ -805,7 +885,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 }
 
 // maxInflight bounds the re-feeds in flight over all partitions: past it, a
-// poll waits for their acknowledgements.
+// poll waits for acknowledgements until half of it is left.
 const maxInflight = 4 * relayMaxPollRecords
 
 // settleEvery is how soon the poll loop comes back to mark re-feeds in

@@ -13,10 +13,12 @@ import (
 	"github.com/kretry/kretry/internal/metrics"
 )
 
-// hold holds the nearest not-due partitions within its budgets, however far
-// their due time, and leaves the rest to the pause path.
+// hold holds the nearest not-due partitions within the budget, those due
+// later than holdAhead within its far part, and leaves the rest to the pause
+// path.
 func TestHoldBudget(t *testing.T) {
 	now := time.Now()
+	b := newHoldBudget(DefaultRelayHoldBytes)
 	recs := func(n, valueBytes int) []*kgo.Record {
 		out := make([]*kgo.Record, n)
 		for i := range out {
@@ -28,22 +30,22 @@ func TestHoldBudget(t *testing.T) {
 		return &outcome{tp: topicPartition{"t", p}, rewind: waiting[0], until: now.Add(due), waiting: waiting, wbytes: recordsSize(waiting)}
 	}
 	outs := []*outcome{
-		out(0, 300*time.Millisecond, recs(holdRecords/2+1, 1)), // third nearest: over the record budget with 1 and 2
-		out(1, 100*time.Millisecond, recs(holdRecords/4, 1)),   // nearest: held
-		out(2, 200*time.Millisecond, recs(holdRecords/4, 1)),   // held: half the budget in all
-		out(3, 10*time.Minute, recs(1, 1)),                     // far, and fits: held
-		out(4, 400*time.Millisecond, recs(1, holdBytes)),       // over the byte budget
-		out(5, 500*time.Millisecond, recs(1000, 1)),            // fits in what is left
+		out(0, 300*time.Millisecond, recs(b.records-2*(b.records/4)+1, 1)), // third nearest: over the record budget with 1 and 2
+		out(1, 100*time.Millisecond, recs(b.records/4, 1)),                 // nearest: held
+		out(2, 200*time.Millisecond, recs(b.records/4, 1)),                 // held: half the budget in all
+		out(3, 10*time.Minute, recs(1, 1)),                                 // far: over the far budget, which 1 and 2 fill already
+		out(4, 400*time.Millisecond, recs(1, b.bytes)),                     // over the byte budget
+		out(5, 500*time.Millisecond, recs(1000, 1)),                        // fits in what is left
 		{tp: topicPartition{"t", 6}, rewind: &kgo.Record{}, until: now.Add(time.Second), failure: true},
 		{tp: topicPartition{"t", 7}}, // nothing to wait for
 	}
-	s := &session{held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}}
+	s := &session{held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, budget: b}
 	s.hold(outs)
 
 	for _, tc := range []struct {
 		p    int32
 		held bool
-	}{{0, false}, {1, true}, {2, true}, {3, true}, {4, false}, {5, true}, {6, false}, {7, false}} {
+	}{{0, false}, {1, true}, {2, true}, {3, false}, {4, false}, {5, true}, {6, false}, {7, false}} {
 		o := outs[tc.p]
 		h, isHeld := s.held[o.tp]
 		if isHeld != tc.held {
@@ -56,19 +58,41 @@ func TestHoldBudget(t *testing.T) {
 			t.Errorf("partition %d is neither held nor rewound", tc.p)
 		}
 	}
+	if s.heldRecords != 2*(b.records/4)+1000 {
+		t.Errorf("heldRecords = %d; want %d", s.heldRecords, 2*(b.records/4)+1000)
+	}
+	// Alone, a far partition is held within the far budget, not past it.
+	for _, tc := range []struct {
+		n    int
+		held bool
+	}{{b.farRecords, true}, {b.farRecords + 1, false}} {
+		o := out(3, 10*time.Minute, recs(tc.n, 1))
+		far := &session{held: map[topicPartition]held{}, budget: b}
+		far.hold([]*outcome{o})
+		if _, held := far.held[o.tp]; held != tc.held || (o.rewind == nil) != tc.held {
+			t.Errorf("far partition of %d records: held %v, rewind %v; want held %v", tc.n, held, o.rewind != nil, tc.held)
+		}
+	}
+	// With no budget, nothing is held.
+	none := &session{held: map[topicPartition]held{}, budget: newHoldBudget(0)}
+	o := out(1, 100*time.Millisecond, recs(1, 1))
+	none.hold([]*outcome{o})
+	if len(none.held) != 0 || o.rewind == nil {
+		t.Errorf("hold bytes 0: held %d partitions; want none, rewound", len(none.held))
+	}
 	if due := s.nextWake(); !due.Equal(now.Add(100 * time.Millisecond)) {
 		t.Errorf("nextWake = %v; want the nearest due time, +100ms", due)
 	}
-	// A partition paused while it holds wakes the loop resumeLead before its
+	// A partition paused while it holds wakes the loop holdAhead before its
 	// last record is due, to be resumed, or at its head's due time if that
 	// comes first.
 	tp3 := topicPartition{"t", 3}
 	s.holdPaused[tp3] = true
 	clear(s.held)
 	for _, tc := range []struct{ head, tail, want time.Duration }{
-		{10 * time.Minute, 10 * time.Minute, 10*time.Minute - resumeLead},
+		{10 * time.Minute, 10 * time.Minute, 10*time.Minute - holdAhead},
 		{10 * time.Minute, 11 * time.Minute, 10 * time.Minute},
-		{resumeLead / 2, resumeLead, resumeLead / 2}, // resuming is due already
+		{holdAhead / 2, holdAhead, holdAhead / 2}, // resuming is due already
 	} {
 		s.held[tp3] = held{recs: outs[3].waiting, due: now.Add(tc.head), tail: now.Add(tc.tail)}
 		if due := s.nextWake(); !due.Equal(now.Add(tc.want)) {
@@ -91,8 +115,8 @@ func TestHoldBudget(t *testing.T) {
 }
 
 // pauseHolders pauses a holding partition (without a rewind) while the last
-// record it holds is far, while it holds holdPauseAt records, or while the
-// relay holds half its budget, and resumes it once none of that holds; the
+// record it holds is far, while it holds budget.pauseAt records, or while the
+// relay holds three quarters of its budget, and resumes it once none of that holds; the
 // paused-partitions gauge follows.
 func TestPauseHolders(t *testing.T) {
 	_, brokers := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(4, "t.retry-5s"))
@@ -106,7 +130,8 @@ func TestPauseHolders(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Relay{metrics: m, tiers: map[string]tierOf{"t.retry-5s": {step: Step{Name: "retry-5s"}}}}
-	s := &session{r: r, cons: cl, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}}
+	b := newHoldBudget(DefaultRelayHoldBytes)
+	s := &session{r: r, cons: cl, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, budget: b}
 	tp := func(p int32) topicPartition { return topicPartition{"t.retry-5s", p} }
 	recs := func(n int) []*kgo.Record { return make([]*kgo.Record, n) }
 	paused := func() []int32 {
@@ -126,26 +151,26 @@ func TestPauseHolders(t *testing.T) {
 		outs = append(outs, &outcome{tp: tp(p)})
 	}
 	now := time.Now()
-	s.held[tp(0)] = held{recs: recs(10), due: now, tail: now.Add(time.Second)}    // last record far
-	s.held[tp(1)] = held{recs: recs(holdPauseAt), due: now, tail: now}            // many records
-	s.held[tp(2)] = held{recs: recs(10), due: now, tail: now.Add(resumeLead / 2)} // all near: keeps fetching
-	s.heldRecords = 20 + holdPauseAt
+	s.held[tp(0)] = held{recs: recs(10), due: now, tail: now.Add(2 * holdAhead)} // last record far
+	s.held[tp(1)] = held{recs: recs(b.pauseAt), due: now, tail: now}             // many records
+	s.held[tp(2)] = held{recs: recs(10), due: now, tail: now.Add(holdAhead / 2)} // all near: keeps fetching
+	s.heldRecords = 20 + b.pauseAt
 	s.pauseHolders(outs)
 	if got := paused(); !slices.Equal(got, []int32{0, 1}) || gauge() != 2 {
 		t.Fatalf("paused %v, gauge %v; want [0 1], 2", got, gauge())
 	}
 
-	// Half the budget held: every holder pauses.
-	s.heldRecords = holdRecords / 2
+	// Three quarters of the budget held: every holder pauses.
+	s.heldRecords = b.records * 3 / 4
 	s.pauseHolders(outs)
 	if got := paused(); !slices.Equal(got, []int32{0, 1, 2}) || gauge() != 3 {
-		t.Fatalf("with half the budget held: paused %v, gauge %v; want [0 1 2], 3", got, gauge())
+		t.Fatalf("with 3/4 of the budget held: paused %v, gauge %v; want [0 1 2], 3", got, gauge())
 	}
 
-	// Below half the budget again: 2 is near and small, 1 drained below half
-	// of holdPauseAt, 0 holds nothing any more; 3 was never paused.
+	// Below that again: 2 is near and small, 1 drained below half of
+	// pauseAt, 0 holds nothing any more; 3 was never paused.
 	s.heldRecords = 30
-	s.held[tp(1)] = held{recs: recs(holdPauseAt / 2), due: now, tail: now}
+	s.held[tp(1)] = held{recs: recs(b.pauseAt / 2), due: now, tail: now}
 	delete(s.held, tp(0))
 	s.pauseHolders(outs)
 	if got := paused(); len(got) != 0 || gauge() != 0 {

@@ -327,7 +327,23 @@ func clientSeries(t *testing.T, reg *prometheus.Registry, component string) int 
 	return n
 }
 
+// holdModes are the relay's two ways to wait for a record: held in memory
+// (the default), and with no hold budget paused, rewound and fetched again.
+var holdModes = []struct {
+	name string
+	opts []retrytopics.RelayOpt
+}{
+	{"held", nil},
+	{"hold nothing", []retrytopics.RelayOpt{retrytopics.WithRelayHoldBytes(0)}},
+}
+
 func TestRelayRefeedsWhenDue(t *testing.T) {
+	for _, mode := range holdModes {
+		t.Run(mode.name, func(t *testing.T) { testRelayRefeedsWhenDue(t, mode.opts) })
+	}
+}
+
+func testRelayRefeedsWhenDue(t *testing.T, opts []retrytopics.RelayOpt) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 4, 4)
 		reg := prometheus.NewRegistry()
@@ -337,7 +353,7 @@ func TestRelayRefeedsWhenDue(t *testing.T) {
 		rec, md := e.tierRecord(0, 3, "k1", due, user...)
 		e.produce(rec)
 
-		r := e.start(retrytopics.WithRelayRegisterer(reg))
+		r := e.start(slices.Concat(opts, []retrytopics.RelayOpt{retrytopics.WithRelayRegisterer(reg)})...)
 		waitFor(t, "the partition to be paused", func() bool { return gauge(t, m, "retry-5s") == 1 })
 		time.Sleep(time.Until(md.DueAt.Add(-time.Millisecond)))
 		if got := e.read(relayTopic); len(got) != 0 {
@@ -373,6 +389,12 @@ func TestRelayRefeedsWhenDue(t *testing.T) {
 }
 
 func TestRelayKeepsPartitionOrder(t *testing.T) {
+	for _, mode := range holdModes {
+		t.Run(mode.name, func(t *testing.T) { testRelayKeepsPartitionOrder(t, mode.opts) })
+	}
+}
+
+func testRelayKeepsPartitionOrder(t *testing.T, opts []retrytopics.RelayOpt) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 2, 2)
 		now := time.Now()
@@ -390,7 +412,7 @@ func TestRelayKeepsPartitionOrder(t *testing.T) {
 		other, otherMD := e.tierRecord(0, 0, "other", now)
 		e.produce(other)
 
-		r := e.start()
+		r := e.start(opts...)
 		waitFor(t, "the re-feed of the other partition", func() bool { return len(e.read(relayTopic)) == 1 })
 		if time.Now().After(mds[0].DueAt) {
 			t.Fatalf("partition 0 was re-fed only at %v, after partition 1's head was due", time.Since(now))
@@ -726,6 +748,7 @@ func TestNewRelay(t *testing.T) {
 		}, nil, "topic retry-1s is a tier of both orders and payments"},
 		{"fetch max wait", []*retrytopics.Ladder{ladder("orders", "a")}, []retrytopics.RelayOpt{retrytopics.WithRelayFetchMaxWait(0)}, "fetch max wait"},
 		{"delivery timeout", []*retrytopics.Ladder{ladder("orders", "a")}, []retrytopics.RelayOpt{retrytopics.WithRelayDeliveryTimeout(0)}, "delivery timeout"},
+		{"hold bytes", []*retrytopics.Ladder{ladder("orders", "a")}, []retrytopics.RelayOpt{retrytopics.WithRelayHoldBytes(-1)}, "relay: hold bytes -1: want 0 (hold nothing) or more"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := retrytopics.NewRelay(tc.ladders, tc.opts...)
