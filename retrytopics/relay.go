@@ -431,6 +431,7 @@ type outcome struct {
 	until   time.Time     // when to fetch rewind again
 	failure bool          // rewind is for a failed produce, not a due time
 	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
+	wreads  []read        // what was read of waiting, by index
 	wbytes  int           // recordSize of waiting, summed
 	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
 	queue   []*refeed     // the partition's re-feeds in flight, oldest first
@@ -514,10 +515,11 @@ func internKeys(recs []*kgo.Record) {
 
 // held is what a partition holds: records polled but not yet due.
 type held struct {
-	recs []*kgo.Record
-	due  time.Time // of recs[0]
-	tail time.Time // of the last of recs, as far as it can be read
-	size int       // recordSize of recs, summed
+	recs  []*kgo.Record
+	reads []read    // of recs, by index
+	due   time.Time // of recs[0]
+	tail  time.Time // of the last of recs, as far as it can be read
+	size  int       // recordSize of recs, summed
 }
 
 // nextWake returns when the poll loop must look at the held records again,
@@ -555,9 +557,10 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
 	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
+	reads := make(map[topicPartition][]read, len(s.held))
 	sizes := make(map[topicPartition]int, len(s.held)) // recordSize of recs, summed
 	for tp, h := range s.held {
-		recs[tp], sizes[tp] = h.recs, h.size
+		recs[tp], reads[tp], sizes[tp] = h.recs, h.reads, h.size
 	}
 	clear(s.held)
 	inflight := maps.Clone(s.inflight)
@@ -575,7 +578,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	for tp, rs := range recs {
 		o := &outcome{tp: tp, queue: inflight[tp]}
 		outs[tp] = o
-		wg.Go(func() { s.partition(ctx, o, rs, sizes[tp]) })
+		wg.Go(func() { s.partition(ctx, o, rs, reads[tp], sizes[tp]) })
 	}
 	wg.Wait()
 	// Settle every partition with re-feeds in flight, polled now or not;
@@ -727,7 +730,7 @@ func (s *session) hold(outs []*outcome) {
 			continue // paused and rewound
 		}
 		n, size = n+len(o.waiting), size+o.wbytes
-		s.held[o.tp] = held{recs: o.waiting, due: o.until, tail: o.tailDue, size: o.wbytes}
+		s.held[o.tp] = held{recs: o.waiting, reads: o.wreads, due: o.until, tail: o.tailDue, size: o.wbytes}
 		o.rewind = nil
 	}
 	s.heldRecords, s.heldBytes = n, size
@@ -841,47 +844,92 @@ func (s *session) stop() {
 // the first failure; the partition is rewound there, and a later record that
 // was acknowledged anyway (only possible when it went to another main
 // partition) is re-fed again: a duplicate, never a loss.
-// size is recordSize of recs, summed.
-func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, size int) {
+// reads holds what earlier polls read of recs' headers, by index (it may be
+// shorter than recs); size is recordSize of recs, summed.
+func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, reads []read, size int) {
 	t := s.r.tiers[o.tp.topic]
 	for i, rec := range recs {
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
 		}
-		md, ok, canonical, err := decodeHeaders(rec.Headers)
-		if err == nil && (!ok || md.Group == "") {
-			err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
+		var r read
+		if i < len(reads) {
+			r = reads[i]
 		}
-		if err != nil {
-			// Rare: the dead letter is written after everything before it.
-			if s.settle(o, true); o.rewind != nil {
-				return
+		if !r.ok {
+			md, ok, canonical, err := decodeHeaders(rec.Headers)
+			if err == nil && (!ok || md.Group == "") {
+				err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", HeaderGroup, ErrHeaderMissing)
 			}
-			if !s.deadLetter(t, rec, err) {
-				o.rewind, o.failure = rec, true
-				return
-			}
-			o.done = append(o.done, rec)
-			continue
-		}
-		if md.Group != t.ladder.Group() {
-			s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
-				"offset", rec.Offset, "record_group", md.Group)
-			o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
-			continue
-		}
-		if time.Now().Before(md.DueAt) {
-			o.rewind, o.until, o.waiting, o.tailDue = rec, md.DueAt, recs[i:], md.DueAt
-			o.wbytes = size - recordsSize(recs[:i])
-			if last := recs[len(recs)-1]; last != rec {
-				if lmd, ok, err := Decode(last.Headers); err == nil && ok && !lmd.DueAt.Before(md.DueAt) {
-					o.tailDue = lmd.DueAt
+			if err != nil {
+				// Rare: the dead letter is written after everything before it.
+				if s.settle(o, true); o.rewind != nil {
+					return
 				}
+				if !s.deadLetter(t, rec, err) {
+					o.rewind, o.failure = rec, true
+					return
+				}
+				o.done = append(o.done, rec)
+				continue
+			}
+			if md.Group != t.ladder.Group() {
+				s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
+					"offset", rec.Offset, "record_group", md.Group)
+				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
+				continue
+			}
+			r = readOf(md, canonical)
+		}
+		if due := time.Unix(0, r.due); time.Now().Before(due) {
+			o.rewind, o.until, o.waiting = rec, due, recs[i:]
+			o.wbytes = size - recordsSize(recs[:i])
+			known := reads[min(i, len(reads)):]
+			if len(known) == 0 {
+				known = []read{r}
+			}
+			o.wreads = s.readAll(t, o.waiting, known)
+			o.tailDue = due
+			if last := o.wreads[len(o.wreads)-1]; last.ok && last.due > r.due {
+				o.tailDue = time.Unix(0, last.due)
 			}
 			return
 		}
-		o.queue = append(o.queue, s.refeed(t, rec, md, canonical))
+		o.queue = append(o.queue, s.refeed(t, rec, r))
 	}
+}
+
+// read is what the relay needs of a record's kretry headers to re-feed it.
+// A record that waits has its headers read when it is first polled, so that
+// it is re-fed without reading them again when it falls due, in a burst. The
+// zero read is unread, as is a record of another group or with headers that
+// cannot be read: the poll that finds it due reads it again and acts.
+type read struct {
+	due       int64 // kretry-due-at, Unix nanoseconds
+	attempts  int32
+	partition int32 // kretry-original-partition
+	canonical bool  // see decodeHeaders
+	ok        bool
+}
+
+func readOf(md Metadata, canonical bool) read {
+	return read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true}
+}
+
+// readAll returns what is read of waiting, by index: known (what earlier
+// polls read of them, by index; it may be shorter), then the rest read now.
+// It grows known in place, which only the partition's hold refers to.
+func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read {
+	out := known
+	if n := len(waiting) - len(out); n > 0 {
+		out = append(out, make([]read, n)...)
+	}
+	for i := len(known); i < len(waiting); i++ {
+		if md, ok, canonical, err := decodeHeaders(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
+			out[i] = readOf(md, canonical)
+		}
+	}
+	return out[:len(waiting)]
 }
 
 // maxInflight bounds the re-feeds in flight over all partitions: past it, a
@@ -951,7 +999,8 @@ func (s *session) settle(o *outcome, block bool) {
 // re-feed: the produced record and its result live in it.
 type refeed struct {
 	rec      *kgo.Record
-	md       Metadata
+	due      time.Time
+	attempts int32
 	out      kgo.Record
 	produced bool
 
@@ -973,16 +1022,17 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 // refeed starts producing rec to its main topic, at its original partition.
 // The kretry headers go on as they are: when they are canonical (as kretry
 // writes them) rec's headers are reused, otherwise Encode rewrites them.
-func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata, canonical bool) *refeed {
+func (s *session) refeed(t tierOf, rec *kgo.Record, r read) *refeed {
 	main := t.ladder.Topic()
-	f := &refeed{rec: rec, md: md, produced: true}
+	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, produced: true}
 	headers := rec.Headers
-	if !canonical {
+	if !r.canonical {
+		md, _, _ := Decode(rec.Headers) // read once already
 		headers = Encode(rec.Headers, md)
 	}
 	f.out = kgo.Record{
 		Topic:     main,
-		Partition: md.OriginalPartition % s.parts[main],
+		Partition: r.partition % s.parts[main],
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   headers,
@@ -996,12 +1046,12 @@ func (s *session) refeed(t tierOf, rec *kgo.Record, md Metadata, canonical bool)
 
 // refed counts and logs a re-feed the broker acknowledged.
 func (s *session) refed(t tierOf, f *refeed) {
-	lateness := f.at.Sub(f.md.DueAt)
+	lateness := f.at.Sub(f.due)
 	t.refed.Inc()
 	t.lateness.Observe(lateness.Seconds())
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
 		s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
-			"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.md.Attempts,
+			"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.attempts,
 			"lateness", lateness)
 	}
 }

@@ -483,6 +483,56 @@ func TestRelayPausesAndGaugeReturnsToZero(t *testing.T) {
 	})
 }
 
+// Records held behind a waiting head have their headers read when first
+// polled; one that cannot be read, or that is another group's, is still
+// dead-lettered or skipped in its turn, once the head is due.
+func TestRelayHeldRecordsBehindAHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newVirtualEnv(t, 2, 2)
+		now := time.Now()
+		head, headMD := e.tierRecord(0, 1, "head", now.Add(5*time.Second))
+		bad, _ := e.tierRecord(0, 1, "bad", now)
+		bad.Headers = slices.Clone(bad.Headers)
+		for i, h := range bad.Headers {
+			if h.Key == retrytopics.HeaderAttempts {
+				bad.Headers[i].Value = []byte("x")
+			}
+		}
+		otherGroup, _ := e.tierRecord(0, 1, "other-group", now)
+		otherGroup.Headers = slices.Clone(otherGroup.Headers)
+		for i, h := range otherGroup.Headers {
+			if h.Key == retrytopics.HeaderGroup {
+				otherGroup.Headers[i].Value = []byte("billing")
+			}
+		}
+		good, goodMD := e.tierRecord(0, 1, "good", now)
+		e.produce(head, bad, otherGroup, good)
+
+		r := e.start()
+		time.Sleep(time.Until(headMD.DueAt.Add(-time.Millisecond)))
+		if n := len(e.read(relayTopic)) + len(e.read(e.ladder.DLQ())); n != 0 {
+			t.Fatalf("%d records re-fed or dead-lettered before the head was due", n)
+		}
+		waitFor(t, "the re-feeds", func() bool { return len(e.read(relayTopic)) == 2 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		got := e.read(relayTopic)
+		checkRefed(t, got[0], head, headMD, 2)
+		checkRefed(t, got[1], good, goodMD, 2)
+		dlq := e.read(e.ladder.DLQ())
+		if len(dlq) != 1 || !bytes.Equal(dlq[0].Key, bad.Key) {
+			t.Fatalf("DLQ holds %d records, want the bad one", len(dlq))
+		}
+		if md, _, err := retrytopics.Decode(dlq[0].Headers); err != nil || md.Reason != retrytopics.ReasonInvalidMetadata {
+			t.Errorf("DLQ record: reason %q, %v; want invalid-metadata", md.Reason, err)
+		}
+		if c := e.committed(relayGroup+"-relay", e.step(0).Topic); c[1] != 4 {
+			t.Errorf("relay committed %v, want partition 1 at 4", c)
+		}
+	})
+}
+
 func TestRelayDeadLettersInvalidMetadata(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 2, 2)
