@@ -26,6 +26,9 @@ const (
 	// relay fetch waits on the broker for data, which bounds how late a
 	// resumed partition is fetched.
 	DefaultFetchMaxWait = 100 * time.Millisecond
+	// DefaultHoldBytes is relay.hold_bytes when not given: the bytes of
+	// records not yet due that the relay may hold in memory, 64 MiB.
+	DefaultHoldBytes = retrytopics.DefaultRelayHoldBytes
 	// MinTierRetention is the floor of a tier topic's default retention,
 	// which is max(2 × the tier's delay, MinTierRetention): 24h.
 	MinTierRetention = retrytopics.MinTierRetention
@@ -99,6 +102,13 @@ type Topic struct {
 type Relay struct {
 	Group        string        // default Config.Group + "-relay"
 	FetchMaxWait time.Duration // default 100ms
+
+	// HoldBytes bounds the records the relay holds in memory ahead of their
+	// due time (retrytopics.WithRelayHoldBytes); new(0) holds nothing. nil,
+	// as in a Config built by hand, is the default DefaultHoldBytes (64 MiB);
+	// Load and Parse always set it. A pointer because 0 is a setting of its
+	// own.
+	HoldBytes *int
 }
 
 // Load reads and validates the YAML file at path, applies KRETRY_BROKERS and

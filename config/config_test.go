@@ -45,7 +45,7 @@ func TestGoodConfigs(t *testing.T) {
 				Name: "orders", Tiers: tiers(5*time.Second, 1),
 				DLQ: "orders.dlq", Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 		"full.yaml": {
 			Brokers:  []string{"broker-1:9093", "broker-2:9093"},
@@ -69,7 +69,7 @@ func TestGoodConfigs(t *testing.T) {
 				DLQ:    "payments.dlq",
 				Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "orders-relay", FetchMaxWait: 250 * time.Millisecond},
+			Relay: config.Relay{Group: "orders-relay", FetchMaxWait: 250 * time.Millisecond, HoldBytes: new(32 << 20)},
 		},
 		"naming-index.yaml": {
 			Brokers:  []string{"kafka-0:9092", "kafka-1:9092"},
@@ -81,7 +81,7 @@ func TestGoodConfigs(t *testing.T) {
 				DLQ:    "billing.invoices.dead",
 				Naming: "{group}.{topic}.r{index}",
 			}},
-			Relay: config.Relay{Group: "billing-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "billing-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 		// The annotated example of the README, kept valid here.
 		"readme.yaml": {
@@ -106,7 +106,7 @@ func TestGoodConfigs(t *testing.T) {
 				DLQ:    "payments.dlq",
 				Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 		"tls.yaml": {
 			Brokers:  []string{"kafka.example.com:9093"},
@@ -116,7 +116,7 @@ func TestGoodConfigs(t *testing.T) {
 			Topics: []config.Topic{{
 				Name: "t", Tiers: tiers(time.Second, 1), DLQ: "t.dlq", Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 		"sasl-plain.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
@@ -126,7 +126,7 @@ func TestGoodConfigs(t *testing.T) {
 			Topics: []config.Topic{{
 				Name: "t", Tiers: tiers(time.Second, 1), DLQ: "t.dlq", Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 		"days-and-anchors.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
@@ -138,7 +138,7 @@ func TestGoodConfigs(t *testing.T) {
 			}, {
 				Name: "b", Tiers: tiers(time.Hour, 1, day, 2), DLQ: "b.dlq", Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond},
+			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))

@@ -35,6 +35,7 @@
 //	relay:
 //	  group: orders-service-relay      # default "{group}-relay"
 //	  fetch_max_wait: 100ms            # default 100ms
+//	  hold_bytes: 64MiB                # default 64MiB; 0 holds nothing
 //
 // # Defaults
 //
@@ -49,11 +50,19 @@
 //	retention.dlq             336h (14 days)
 //	relay.group               "{group}-relay"
 //	relay.fetch_max_wait      100ms
+//	relay.hold_bytes          64MiB
 //
 // # Values
 //
 // Durations use Go's syntax (500ms, 5s, 1m, 1h30m) and may start with a whole
 // number of days: 14d, 1d12h. Every duration must be > 0.
+//
+// Sizes are a whole number of bytes (0, 1048576), or a whole number and a
+// unit, with or without a space between, in any case: KiB, MiB, GiB, TiB are
+// powers of 1024 (512KiB, 64MiB, 1GiB) and kB, MB, GB, TB powers of 1000
+// (64MB is 64,000,000 bytes); the B may be left out (64Mi, 64M). A sign, a
+// fraction (1.5GiB: write 1536MiB), digit separators (1,048,576) and sizes
+// past what an int holds are errors.
 //
 // The naming template builds each tier topic's name from {topic} (the main
 // topic), {group} (the consumer group), {delay} (the tier's delay in its
@@ -67,7 +76,14 @@
 // relay.group must differ from group: the relay consumes the tier topics in
 // a consumer group of its own. relay.fetch_max_wait is how long a relay fetch
 // waits on the broker for new records, and so bounds how late a partition
-// resumed at its due time is fetched.
+// resumed at its due time is fetched. relay.hold_bytes bounds the records the
+// relay holds in memory ahead of their due time, to re-feed them when due
+// without fetching them then: their keys, values and headers, and one record
+// per 640 bytes of it. Allow two to three times it on top of the process's
+// other memory while the relay holds that much. At 0 it holds nothing: a
+// partition whose first record is not due is paused and rewound, and fetched
+// again shortly before that record is due. Relay.HoldBytes is nil in a Config
+// built by hand, which means the default.
 //
 // A tier retention set in the file must be at least 2 × the longest delay of
 // the topic, so that no record expires before it is due.

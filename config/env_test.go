@@ -2,7 +2,12 @@ package config_test
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +165,98 @@ func TestDurations(t *testing.T) {
 			}
 			if c.Topics[0].MaxAge != tc.want {
 				t.Errorf("max_age %v, want %v", c.Topics[0].MaxAge, tc.want)
+			}
+		})
+	}
+}
+
+func TestHoldBytes(t *testing.T) {
+	clearEnv(t)
+	const head = "brokers: [a]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"
+	for name, relay := range map[string]string{
+		"no relay section":         "",
+		"relay without hold_bytes": "relay:\n  group: g-relay\n",
+		"empty relay section":      "relay: {}\n",
+		"null hold_bytes":          "relay:\n  hold_bytes:\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := config.Parse([]byte(head + relay))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Relay.HoldBytes == nil {
+				t.Fatal("HoldBytes nil, want Parse to fill in the default")
+			}
+			if got := *c.Relay.HoldBytes; got != 64<<20 {
+				t.Errorf("hold_bytes %d, want the default 64 MiB", got)
+			}
+		})
+	}
+
+	const (
+		syntax   = "must be a size such as 1048576, 512KiB, 64MiB or 1GiB (0 holds nothing; default 64 MiB), got "
+		negative = "must be ≥ 0 (0 holds nothing; default 64 MiB), got "
+		fraction = "must be a whole number of bytes or of a unit, e.g. 1536MiB rather than 1.5GiB, got "
+	)
+	overflow := fmt.Sprintf("must be at most %d bytes, got ", math.MaxInt)
+	cases := []struct {
+		text string
+		want int
+		err  string
+	}{
+		{"0", 0, ""},
+		{"1048576", 1 << 20, ""},
+		{"512KiB", 512 << 10, ""},
+		{"64MiB", 64 << 20, ""},
+		{"1GiB", 1 << 30, ""},
+		{"64 MiB", 64 << 20, ""},
+		{"64mib", 64 << 20, ""},
+		{"64Mi", 64 << 20, ""},
+		{`"64MiB"`, 64 << 20, ""},
+		{"100B", 100, ""},
+		{"64kB", 64_000, ""},
+		{"64MB", 64_000_000, ""},
+		{"64M", 64_000_000, ""},
+		{"1GB", 1_000_000_000, ""},
+		{strconv.Itoa(math.MaxInt), math.MaxInt, ""},
+		{"-1", 0, negative + "-1"},
+		{"-64MiB", 0, negative + "-64MiB"},
+		{"1.5", 0, fraction + "1.5"},
+		{"0.5KiB", 0, fraction + "0.5KiB"},
+		{"1.5GiB", 0, fraction + "1.5GiB"},
+		{"64 apples", 0, syntax + "64 apples"},
+		{"64MiBs", 0, syntax + "64MiBs"},
+		{"1e6", 0, syntax + "1e6"},
+		{"0x100000", 0, syntax + "0x100000"},
+		{"1,048,576", 0, syntax + "1,048,576"},
+		{"1,5GiB", 0, syntax + "1,5GiB"},
+		{"off", 0, syntax + "off"},
+		{"[64MiB]", 0, syntax + "a list"},
+		{"{size: 64MiB}", 0, syntax + "a mapping"},
+		{"16EiB", 0, overflow + "16EiB"},
+		{"99999999999999999999", 0, overflow + "99999999999999999999"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.text, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kretry.yaml")
+			if err := os.WriteFile(path, []byte(head+"relay:\n  group: g-relay\n  hold_bytes: "+tc.text+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Load(path)
+			if tc.err != "" {
+				if want := path + ":6: relay.hold_bytes: " + tc.err; err == nil || err.Error() != want {
+					t.Errorf("error %v, want %s", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Relay.HoldBytes == nil {
+				t.Fatal("HoldBytes nil")
+			}
+			if got := *c.Relay.HoldBytes; got != tc.want {
+				t.Errorf("hold_bytes %d, want %d", got, tc.want)
 			}
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
@@ -29,7 +30,7 @@ var (
 	topicKeys     = []string{"name", "tiers", "dlq", "naming", "max_age", "retention"}
 	tierKeys      = []string{"delay", "attempts"}
 	retentionKeys = []string{"tiers", "dlq"}
-	relayKeys     = []string{"group", "fetch_max_wait"}
+	relayKeys     = []string{"group", "fetch_max_wait", "hold_bytes"}
 
 	mechanisms = []string{MechanismPlain, MechanismScramSHA256, MechanismScramSHA512}
 
@@ -299,6 +300,38 @@ func (d *decoder) duration(fields map[string]field, key, path, what string) (tim
 	return v, f.line, true
 }
 
+// size reads a size in bytes that, when given, must be ≥ 0 and fit an int.
+// what says what the field means (a parenthesis after the allowed values).
+func (d *decoder) size(fields map[string]field, key, path, what string) (int, int, bool) {
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return 0, f.line, false
+	}
+	const notSize = "must be a size such as 1048576, 512KiB, 64MiB or 1GiB%s, got %s"
+	text, ok := scalarText(f.value)
+	if !ok {
+		d.errorf(f.line, path, notSize, what, describe(f.value))
+		return 0, f.line, false
+	}
+	// ParseBigBytes multiplies exactly and never overflows, so that a size
+	// too big for an int is told from a bad one; but it reads "1,5GiB" as
+	// 15GiB and drops a fraction of a byte, which are refused here.
+	n, err := humanize.ParseBigBytes(strings.TrimPrefix(text, "-"))
+	switch {
+	case err != nil || strings.ContainsRune(text, ','):
+		d.errorf(f.line, path, notSize, what, text)
+	case strings.HasPrefix(text, "-"):
+		d.errorf(f.line, path, "must be ≥ 0%s, got %s", what, text)
+	case strings.ContainsRune(text, '.'):
+		d.errorf(f.line, path, "must be a whole number of bytes or of a unit, e.g. 1536MiB rather than 1.5GiB, got %s", text)
+	case !n.IsInt64() || n.Int64() > math.MaxInt:
+		d.errorf(f.line, path, "must be at most %d bytes, got %s", math.MaxInt, text)
+	default:
+		return int(n.Int64()), f.line, true
+	}
+	return 0, f.line, false
+}
+
 // parseDuration reads Go's duration syntax and also a leading whole number of
 // days: "14d", "1d12h".
 func parseDuration(s string) (time.Duration, error) {
@@ -466,6 +499,7 @@ func (d *decoder) sasl(f field) *SASL {
 
 func (d *decoder) relay(top map[string]field, c *Config) {
 	c.Relay.FetchMaxWait = DefaultFetchMaxWait
+	c.Relay.HoldBytes = new(DefaultHoldBytes)
 	f, ok := top["relay"]
 	if !ok {
 		if c.Group != "" {
@@ -487,5 +521,8 @@ func (d *decoder) relay(top map[string]field, c *Config) {
 	}
 	if v, _, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
 		c.Relay.FetchMaxWait = v
+	}
+	if n, _, ok := d.size(fields, "hold_bytes", "relay.hold_bytes", " (0 holds nothing; default "+humanize.IBytes(DefaultHoldBytes)+")"); ok {
+		c.Relay.HoldBytes = &n
 	}
 }

@@ -597,6 +597,21 @@ func TestNewChecksItsArguments(t *testing.T) {
 	if _, err := consumer.New(newConfig(), ok, consumer.WithRelay(false)); err != nil {
 		t.Errorf("New with a good config = %v", err)
 	}
+
+	// cfg.Relay reaches the relay, which New builds and retrytopics.NewRelay
+	// checks: nil HoldBytes is the relay's default, 0 holds nothing.
+	for name, hold := range map[string]*int{"nil": nil, "0": new(0), "64 MiB": new(64 << 20)} {
+		cfg := newConfig()
+		cfg.Relay.HoldBytes = hold
+		if _, err := consumer.New(cfg, ok); err != nil {
+			t.Errorf("New with relay hold bytes %s = %v", name, err)
+		}
+	}
+	cfg := newConfig()
+	cfg.Relay.HoldBytes = new(-1)
+	if _, err := consumer.New(cfg, ok); err == nil || !strings.Contains(err.Error(), "relay: hold bytes -1") {
+		t.Errorf("New with relay hold bytes -1 = %v, want the relay's error", err)
+	}
 }
 
 // Shutdown in mid-flight loses nothing: every record ends handled or

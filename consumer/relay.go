@@ -18,5 +18,8 @@ func newRelay(c *Consumer, ladders []*retrytopics.Ladder) (relayRunner, error) {
 	if c.cfg.Relay.FetchMaxWait > 0 {
 		opts = append(opts, retrytopics.WithRelayFetchMaxWait(c.cfg.Relay.FetchMaxWait))
 	}
+	if n := c.cfg.Relay.HoldBytes; n != nil {
+		opts = append(opts, retrytopics.WithRelayHoldBytes(*n))
+	}
 	return retrytopics.NewRelay(ladders, opts...)
 }

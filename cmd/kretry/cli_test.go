@@ -385,13 +385,21 @@ func TestConfigCheck(t *testing.T) {
 		!strings.Contains(r.stdout, "orders: orders.retry-5s -> orders.retry-1m -> orders.retry-10m ×2 -> orders.dlq (4 retries)") {
 		t.Errorf("config check of a good file: %v", r)
 	}
+	if !strings.Contains(r.stdout, "\n  relay    hold_bytes 64 MiB\n") {
+		t.Errorf("config check does not show the default relay.hold_bytes: %v", r)
+	}
+	none := writeConfig(t, []string{"127.0.0.1:9092"}, "orders", "relay:\n  hold_bytes: 0\n")
+	if r := kretry(t, "config", "check", "-c", none); r.code != 0 || !strings.Contains(r.stdout, "\n  relay    hold_bytes 0 (holds nothing)\n") {
+		t.Errorf("config check of hold_bytes: 0: %v", r)
+	}
 
 	r = kretry(t, "config", "check", "-c", good, "--json")
 	var got configJSON
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || r.code != 0 {
 		t.Fatalf("config check --json: %v (%v)", r, err)
 	}
-	if !got.OK || len(got.Topics) != 1 || len(got.Topics[0].Tiers) != 3 || got.Topics[0].Tiers[2].Attempts != 2 || got.Topics[0].DLQ != "orders.dlq" {
+	if !got.OK || len(got.Topics) != 1 || len(got.Topics[0].Tiers) != 3 || got.Topics[0].Tiers[2].Attempts != 2 || got.Topics[0].DLQ != "orders.dlq" ||
+		got.HoldBytes != 64<<20 {
 		t.Errorf("config check --json: %+v", got)
 	}
 

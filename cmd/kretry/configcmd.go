@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/kretry/kretry/retrytopics"
@@ -33,6 +34,7 @@ type configJSON struct {
 	Brokers    []string          `json:"brokers"`
 	Group      string            `json:"group"`
 	RelayGroup string            `json:"relay_group"`
+	HoldBytes  int               `json:"relay_hold_bytes"`
 	Topics     []configTopicJSON `json:"topics"`
 }
 
@@ -59,7 +61,7 @@ func (a *app) configCheck() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.configPath, err)
 	}
-	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group}
+	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group, HoldBytes: *cfg.Relay.HoldBytes}
 	tiers := 0
 	var dlqs []string
 	for _, l := range ladders {
@@ -80,6 +82,11 @@ func (a *app) configCheck() error {
 		plural(len(dlqs), "dlq", "dlqs"), strings.Join(dlqs, ", "))
 	fmt.Fprintf(a.stdout, "  brokers  %s\n", strings.Join(cfg.Brokers, ","))
 	fmt.Fprintf(a.stdout, "  group    %s (relay %s)\n", cfg.Group, cfg.Relay.Group)
+	if out.HoldBytes == 0 {
+		fmt.Fprintf(a.stdout, "  relay    hold_bytes 0 (holds nothing)\n")
+	} else {
+		fmt.Fprintf(a.stdout, "  relay    hold_bytes %s\n", humanize.IBytes(uint64(out.HoldBytes)))
+	}
 	for _, t := range out.Topics {
 		var rungs []string
 		for _, s := range t.Tiers {

@@ -85,6 +85,9 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		retrytopics.WithRelayLogger(logger),
 		retrytopics.WithRelayClientOpts(opts...),
 	}
+	if n := cfg.Relay.HoldBytes; n != nil {
+		relayOpts = append(relayOpts, retrytopics.WithRelayHoldBytes(*n))
+	}
 
 	var srv *http.Server
 	if metricsAddr != "" {
