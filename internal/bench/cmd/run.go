@@ -422,15 +422,17 @@ func (b *benches) b3(ctx context.Context) error {
 		return fmt.Errorf("the kretry run reported no lateness")
 	}
 	l, h := k.RefeedLateness, k.Lateness
-	t := &bench.Table{Header: []string{"run", "measured at", "re-feeds", "p50 ms", "p99 ms", "max ms"}}
+	t := &bench.Table{Header: []string{"run", "measured at", "re-feeds", "p50 ms", "p99 ms", "max ms", "process peak RSS MiB"}}
 	addRows := func(run string, k result) {
+		rss := mib(k.PeakRSS)
 		if l := k.RefeedLateness; l != nil {
-			t.Add(run, "re-feed: re-fed record's timestamp − kretry-due-at", l.Count, f1(l.P50), f1(l.P99), f1(l.Max))
+			t.Add(run, "re-feed: re-fed record's timestamp − kretry-due-at", l.Count, f1(l.P50), f1(l.P99), f1(l.Max), rss)
+			rss = ""
 		}
 		l := k.Lateness
-		t.Add(run, "main consumer's handler: handled − kretry-due-at", l.Count, f1(l.P50), f1(l.P99), f1(l.Max))
+		t.Add(run, "main consumer's handler: handled − kretry-due-at", l.Count, f1(l.P50), f1(l.P99), f1(l.Max), rss)
 		if rl := k.RelayLateness; rl != nil {
-			t.Add(run, "relay: kretry_refeed_lateness_seconds buckets", rl.Count, bucketText(rl.P50), bucketText(rl.P99), bucketText(rl.Max))
+			t.Add(run, "relay: kretry_refeed_lateness_seconds buckets", rl.Count, bucketText(rl.P50), bucketText(rl.P99), bucketText(rl.Max), "")
 		}
 	}
 	addRows("burst", k)
@@ -456,6 +458,8 @@ func (b *benches) b3(ctx context.Context) error {
 			"**Burst** (the run of the summary line): the topic is filled first, so the consumer fails all of them as fast as it can and "+
 			"they fall due at that rate; the relay must re-feed as fast as the consumer forwarded. "+
 			"**Paced**: the same count fed to the main topic at %s records/s while the consumer runs, so the dues are spread out and the figure is the timer's precision under a steady retry load. "+
+			"**Process peak RSS**: of the process that runs the consumer and its relay; the relay holds the records due within the next second in memory, "+
+			"up to its hold budget (relay.hold_bytes, default 64 MiB of keys, values and headers), so that it re-feeds them without fetching them when they fall due. "+
 			"Goal: p99 ≤ 100 ms. **Result (burst): re-feed p99 %s ms** (%s); handler p99 %s ms.", commas(rf.b3Records), rf.partitions, rf.b3Delay, commas(rf.b3Rate), f1(l.P99), verdict(l.P99 <= 100), f1(h.P99))},
 		Table: t,
 		Notes: notes,
