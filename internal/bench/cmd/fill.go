@@ -107,10 +107,11 @@ func (a *admin) endOffsets(ctx context.Context, topic string) (int64, error) {
 	return n, firstErr
 }
 
-// cleanup deletes every topic and group this run created.
+// cleanup deletes every topic and group created since the last cleanup.
 func (a *admin) cleanup(ctx context.Context) error {
 	a.mu.Lock()
 	topics, groups := a.topics, a.groups
+	a.topics, a.groups = nil, nil
 	a.mu.Unlock()
 	var errs []error
 	if len(groups) > 0 {

@@ -150,6 +150,16 @@ func run(ctx context.Context, rf runFlags) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		logf("%s: done in %s", s.name, time.Since(t0).Round(time.Second))
+		if !rf.keep {
+			// Each benchmark finds the broker as the first one did, not
+			// carrying the topics and records of the ones before it.
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			err := adm.cleanup(cctx)
+			cancel()
+			if err != nil {
+				logf("cleanup after %s: %v", s.name, err)
+			}
+		}
 	}
 	rep.Sections = append(rep.Sections, methodSection(rf))
 	rep.Preamble = append(rep.Preamble, fmt.Sprintf("- Wall time of the whole run: %s", time.Since(started).Round(time.Second)))
