@@ -27,13 +27,17 @@ import (
 // re-feeds them: never early is asserted, the figures are logged. In a 1s
 // tier every record is within the relay's one-second hold horizon when it is
 // polled; in a 3s tier the relay pauses for the head of a partition first.
+// TestRelayLatenessRealBroker runs in both of the relay's ways to wait: held
+// in memory, and paused, rewound and fetched again (hold bytes 0).
 func TestRelayLatenessRealBroker(t *testing.T) {
-	for _, delay := range []time.Duration{time.Second, 3 * time.Second} {
-		t.Run(retrytopics.FormatDelay(delay), func(t *testing.T) { testRelayLateness(t, delay) })
+	for _, mode := range holdModes {
+		for _, delay := range []time.Duration{time.Second, 3 * time.Second} {
+			t.Run(mode.name+"/"+retrytopics.FormatDelay(delay), func(t *testing.T) { testRelayLateness(t, delay, mode.opts) })
+		}
 	}
 }
 
-func testRelayLateness(t *testing.T, delay time.Duration) {
+func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.RelayOpt) {
 	brokers := kafkatest.Brokers(t)
 	const (
 		parts   = 4
@@ -65,9 +69,9 @@ func testRelayLateness(t *testing.T, delay time.Duration) {
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(t, reg)
-	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l},
+	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, slices.Concat([]retrytopics.RelayOpt{
 		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)), retrytopics.WithRelayRegisterer(reg),
-		retrytopics.WithRelayLogger(testLogger(t, slog.LevelInfo)), retrytopics.WithRelayFetchMaxWait(fetchMaxWait()))
+		retrytopics.WithRelayLogger(testLogger(t, slog.LevelInfo)), retrytopics.WithRelayFetchMaxWait(fetchMaxWait())}, opts)...)
 	if err != nil {
 		t.Fatal(err)
 	}
