@@ -425,8 +425,9 @@ func (b *benches) b3(ctx context.Context) error {
 	if k.Note != "" {
 		notes = append(notes, "Note: "+k.Note+".")
 	}
-	notes = append(notes, "In the burst run the consumer forwards the records to the tier faster than the relay can re-feed them while the "+
-		"consumer handles the re-fed ones on the same cores, so lateness there measures the relay's throughput as much as its timing; "+
+	notes = append(notes, "In the burst run the records fall due as fast as the consumer failed them, within about half a second; the relay "+
+		"has fetched them in the second before (as many as its hold budget takes) and must re-feed them at that rate while the consumer "+
+		"handles the re-fed ones on the same cores, so lateness there measures the relay's throughput as much as its timing; "+
 		"the paced run measures the timing.")
 	if k.Lateness == nil || k.RefeedLateness == nil {
 		return fmt.Errorf("the kretry run reported no lateness")
