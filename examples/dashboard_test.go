@@ -55,13 +55,14 @@ func TestDashboardQueriesEveryKretryMetric(t *testing.T) {
 	m.Refed.WithLabelValues("t", "retry-5s").Inc()
 	m.RefeedLateness.WithLabelValues("retry-5s").Observe(1)
 	m.PausedPartitions.WithLabelValues("retry-5s").Set(1)
+	m.HeldBytes.WithLabelValues("retry-5s").Set(1)
 	m.DeadLettered.WithLabelValues("t", "panic").Inc()
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != 7 {
-		t.Errorf("gathered %d kretry metrics, want the 7 of DESIGN.md §8", len(families))
+	if len(families) != 8 {
+		t.Errorf("gathered %d kretry metrics, want the 7 of DESIGN.md §8 and kretry_held_bytes", len(families))
 	}
 	for _, f := range families {
 		name := f.GetName()

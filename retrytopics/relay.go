@@ -418,8 +418,10 @@ type session struct {
 	inflight   map[topicPartition][]*refeed // re-feeds not yet settled, per partition, in order
 	failures   map[topicPartition]int       // consecutive failed produces; poll goroutine only
 
-	// heldRecords and heldBytes are what held holds, as of the last poll.
+	// heldRecords and heldBytes are what held holds, as of the last poll;
+	// heldByTier its bytes by tier name, as kretry_held_bytes shows them.
 	heldRecords, heldBytes int
+	heldByTier             map[string]int
 	budget                 holdBudget
 }
 
@@ -734,6 +736,27 @@ func (s *session) hold(outs []*outcome) {
 		o.rewind = nil
 	}
 	s.heldRecords, s.heldBytes = n, size
+	s.countHeld()
+}
+
+// countHeld brings kretry_held_bytes to what held holds. s.mu is held. It
+// adds the differences, so that relays sharing a registry add up.
+func (s *session) countHeld() {
+	now := map[string]int{}
+	for tp, h := range s.held {
+		now[s.r.tiers[tp.topic].step.Name] += h.size
+	}
+	for tier, n := range now {
+		if d := n - s.heldByTier[tier]; d != 0 {
+			s.r.metrics.HeldBytes.WithLabelValues(tier).Add(float64(d))
+		}
+	}
+	for tier, n := range s.heldByTier {
+		if _, ok := now[tier]; !ok && n != 0 {
+			s.r.metrics.HeldBytes.WithLabelValues(tier).Sub(float64(n))
+		}
+	}
+	s.heldByTier = now
 }
 
 // pauseUntil arms the timer that resumes tp at until. s.mu is held.
@@ -779,6 +802,7 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 			}
 		}
 	}
+	s.countHeld()
 	cl.ResumeFetchPartitions(tps)
 }
 
@@ -821,6 +845,7 @@ func (s *session) stop() {
 	defer s.mu.Unlock()
 	s.closed = true
 	clear(s.held)
+	s.countHeld()
 	for tp := range s.holdPaused {
 		s.unholdPause(tp)
 	}

@@ -1,6 +1,7 @@
 package retrytopics
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -39,7 +40,19 @@ func TestHoldBudget(t *testing.T) {
 		{tp: topicPartition{"t", 6}, rewind: &kgo.Record{}, until: now.Add(time.Second), failure: true},
 		{tp: topicPartition{"t", 7}}, // nothing to wait for
 	}
-	s := &session{held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, budget: b}
+	m, err := metrics.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Relay{metrics: m, tiers: map[string]tierOf{"t": {step: Step{Name: "retry-1s"}}}}
+	heldGauge := func() float64 {
+		var out dto.Metric
+		if err := m.HeldBytes.WithLabelValues("retry-1s").Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out.GetGauge().GetValue()
+	}
+	s := &session{r: r, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{}, budget: b}
 	s.hold(outs)
 
 	for _, tc := range []struct {
@@ -61,20 +74,40 @@ func TestHoldBudget(t *testing.T) {
 	if s.heldRecords != 2*(b.records/4)+1000 {
 		t.Errorf("heldRecords = %d; want %d", s.heldRecords, 2*(b.records/4)+1000)
 	}
+	if want := outs[1].wbytes + outs[2].wbytes + outs[5].wbytes; s.heldBytes != want || heldGauge() != float64(want) {
+		t.Errorf("heldBytes = %d, kretry_held_bytes = %v; want %d", s.heldBytes, heldGauge(), want)
+	}
+	// What is held no more leaves the gauge: partition 1 revoked, then the
+	// session stopped.
+	cl, err := kgo.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	kept := maps.Clone(s.held)
+	s.release(cl, map[string][]int32{"t": {1}})
+	if want := outs[2].wbytes + outs[5].wbytes; heldGauge() != float64(want) {
+		t.Errorf("after a revoke: kretry_held_bytes = %v; want %d", heldGauge(), want)
+	}
+	s.stop()
+	if g := heldGauge(); g != 0 {
+		t.Errorf("after stop: kretry_held_bytes = %v; want 0", g)
+	}
+	s.held, s.closed = kept, false // for nextWake below
 	// Alone, a far partition is held within the far budget, not past it.
 	for _, tc := range []struct {
 		n    int
 		held bool
 	}{{b.farRecords, true}, {b.farRecords + 1, false}} {
 		o := out(3, 10*time.Minute, recs(tc.n, 1))
-		far := &session{held: map[topicPartition]held{}, budget: b}
+		far := &session{r: r, held: map[topicPartition]held{}, budget: b}
 		far.hold([]*outcome{o})
 		if _, held := far.held[o.tp]; held != tc.held || (o.rewind == nil) != tc.held {
 			t.Errorf("far partition of %d records: held %v, rewind %v; want held %v", tc.n, held, o.rewind != nil, tc.held)
 		}
 	}
 	// With no budget, nothing is held.
-	none := &session{held: map[topicPartition]held{}, budget: newHoldBudget(0)}
+	none := &session{r: r, held: map[topicPartition]held{}, budget: newHoldBudget(0)}
 	o := out(1, 100*time.Millisecond, recs(1, 1))
 	none.hold([]*outcome{o})
 	if len(none.held) != 0 || o.rewind == nil {

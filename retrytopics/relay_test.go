@@ -991,11 +991,24 @@ func TestRelayHoldsNearDueRecords(t *testing.T) {
 		if g := gauge(t, m, "retry-5s"); g != 1 {
 			t.Errorf("paused partitions = %v while the partition holds a record due in 5s, want 1", g)
 		}
+		var size int
+		for _, r := range recs {
+			size += len(r.Key) + len(r.Value)
+			for _, h := range r.Headers {
+				size += len(h.Key) + len(h.Value)
+			}
+		}
+		if hb := metricValue(t, m.HeldBytes.WithLabelValues("retry-5s")); hb != float64(size) {
+			t.Errorf("kretry_held_bytes = %v while the three records are held, want their %d bytes", hb, size)
+		}
 		waitFor(t, "two re-feeds", func() bool { return len(e.read(relayTopic)) == 3 })
 		waitFor(t, "the pause for the third", func() bool { return gauge(t, m, "retry-5s") == 1 })
 		waitFor(t, "the third re-feed", func() bool { return len(e.read(relayTopic)) == 4 })
 		if err := r.stop(); err != nil {
 			t.Fatalf("Run: %v", err)
+		}
+		if hb := metricValue(t, m.HeldBytes.WithLabelValues("retry-5s")); hb != 0 {
+			t.Errorf("kretry_held_bytes = %v after Run, want 0", hb)
 		}
 		got := e.read(relayTopic)[1:]
 		for i := range got {

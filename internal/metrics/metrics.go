@@ -35,6 +35,7 @@ type Metrics struct {
 	Refed            *prometheus.CounterVec   // topic, tier
 	RefeedLateness   *prometheus.HistogramVec // tier
 	PausedPartitions *prometheus.GaugeVec     // tier
+	HeldBytes        *prometheus.GaugeVec     // tier
 	DeadLettered     *prometheus.CounterVec   // topic, reason
 }
 
@@ -65,6 +66,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "paused_partitions",
 			Help: "Retry-tier partitions the relay keeps paused: until their records are due, or while it holds many of them.",
 		}, []string{"tier"}),
+		HeldBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "held_bytes",
+			Help: "Keys, values and headers of the retry-tier records the relay holds in memory until they are due; bounded by relay.hold_bytes.",
+		}, []string{"tier"}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "dead_lettered_total",
 			Help: "Records written to a DLQ, by reason.",
@@ -80,6 +85,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.Refed = register(reg, m.Refed, &err)
 	m.RefeedLateness = register(reg, m.RefeedLateness, &err)
 	m.PausedPartitions = register(reg, m.PausedPartitions, &err)
+	m.HeldBytes = register(reg, m.HeldBytes, &err)
 	m.DeadLettered = register(reg, m.DeadLettered, &err)
 	if err != nil {
 		return nil, err
