@@ -176,13 +176,14 @@ func WithRelayDeliveryTimeout(d time.Duration) RelayOpt {
 // WithRelayHoldBytes bounds the records the relay holds in memory ahead of
 // their due time, so that it re-feeds them when due without fetching them
 // then: n bytes of keys, values and headers in all, and one record per 640
-// bytes of n, so that small records count their overhead too. Records due within the next second may take all of it; records due
-// later a quarter. A partition whose records do not fit is paused, rewound,
-// and fetched again a second before they are due. The process needs about
-// two to three times n on top of its other memory while the relay holds that
-// much (Go's heap with its default GOGC). 0 holds nothing: every partition
-// whose first record is not due is paused and rewound. Default
-// DefaultRelayHoldBytes, 64 MiB.
+// bytes of n, so that small records count their overhead too. Records due
+// within the next second may take all of it; records due later a quarter. A
+// partition whose records do not fit is paused, rewound, and fetched again a
+// second before they are due. The process needs about two to three times n
+// on top of its other memory while the relay holds that much (Go's heap with
+// its default GOGC). 0 holds nothing: every partition whose first record is
+// not due is paused and rewound. Default DefaultRelayHoldBytes, 64 MiB. The
+// relay exports what it holds as kretry_held_bytes.
 func WithRelayHoldBytes(n int) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.holdBytes = n })
 }
@@ -454,11 +455,12 @@ type outcome struct {
 // the budget is paused, rewound to its first waiting record, and resumed by a
 // timer holdAhead before that record is due; it holds nothing meanwhile, so a
 // tier's backlog costs no memory. A holding partition is paused without a
-// rewind while the last record it holds is due later than holdAhead from now,
-// or while it holds a quarter of the budget's records, and every holding partition is
-// paused while the relay holds three quarters of its budget: what one more
-// poll brings still fits. A burst of records that fall due together is thus
-// fetched and held in the second before it is due, and re-fed from memory.
+// rewind while the last record it holds is due later than holdAhead from
+// now, or while it holds a quarter of the budget's records, and every
+// holding partition is paused while the relay holds three quarters of its
+// budget: what one more poll brings still fits. A burst of records that fall
+// due together is thus fetched and held in the second before it is due, and
+// re-fed from memory.
 const (
 	// holdBytesPerRecord is what the record budget allows per byte of
 	// the byte budget: a record with kretry's headers and a small value.
@@ -742,21 +744,21 @@ func (s *session) hold(outs []*outcome) {
 // countHeld brings kretry_held_bytes to what held holds. s.mu is held. It
 // adds the differences, so that relays sharing a registry add up.
 func (s *session) countHeld() {
-	now := map[string]int{}
+	sums := map[string]int{}
 	for tp, h := range s.held {
-		now[s.r.tiers[tp.topic].step.Name] += h.size
+		sums[s.r.tiers[tp.topic].step.Name] += h.size
 	}
-	for tier, n := range now {
+	for tier, n := range sums {
 		if d := n - s.heldByTier[tier]; d != 0 {
 			s.r.metrics.HeldBytes.WithLabelValues(tier).Add(float64(d))
 		}
 	}
 	for tier, n := range s.heldByTier {
-		if _, ok := now[tier]; !ok && n != 0 {
+		if _, ok := sums[tier]; !ok && n != 0 {
 			s.r.metrics.HeldBytes.WithLabelValues(tier).Sub(float64(n))
 		}
 	}
-	s.heldByTier = now
+	s.heldByTier = sums
 }
 
 // pauseUntil arms the timer that resumes tp at until. s.mu is held.
