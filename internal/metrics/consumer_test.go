@@ -72,6 +72,10 @@ func TestLadderCounters(t *testing.T) {
 			t.Errorf("kretry_paused_partitions never rose above 0 while records waited in a tier")
 		}
 		waitFor(t, "paused partitions back to 0", func() bool { return value(t, reg, "kretry_paused_partitions") == 0 })
+		// The relay counts a re-feed once its poll loop sees the broker's
+		// acknowledgement, which may be after the consumer handled the
+		// re-fed record.
+		waitFor(t, "the re-feeds counted", func() bool { return value(t, reg, "kretry_refed_total") == 3 })
 
 		// heal-1: fails, retry-5s, re-fed, ok. always-1: fails, retry-5s,
 		// re-fed, fails, retry-1m, re-fed, fails, DLQ (exhausted).
@@ -129,6 +133,10 @@ func TestTwoConsumersOneRegistry(t *testing.T) {
 
 		waitFor(t, "both heal-1 handled", func() bool { return ha.succeeded("heal-1") && hb.succeeded("heal-1") })
 		waitFor(t, "the counters", func() bool { return value(t, reg, "kretry_records_total", "outcome", "ok") == 4 })
+		// The relay counts a re-feed once its poll loop sees the broker's
+		// acknowledgement, which may be after the consumer handled the
+		// re-fed record.
+		waitFor(t, "the re-feeds counted", func() bool { return value(t, reg, "kretry_refed_total") == 2 })
 		want(t, reg, 2, "kretry_records_total", "topic", "a", "outcome", "ok")
 		want(t, reg, 2, "kretry_records_total", "topic", "b", "outcome", "ok")
 		want(t, reg, 1, "kretry_refed_total", "topic", "a", "tier", "retry-5s")
