@@ -504,9 +504,9 @@ func recordsSize(recs []*kgo.Record) int {
 	return n
 }
 
-// internKeys makes the kretry header keys of recs the package's constants,
-// so that the copies kgo allocated for them are freed while the records are
-// held.
+// internKeys makes the kretry header keys of recs, records about to be
+// held, the package's constants, so that the copies kgo allocated for them
+// are freed while the records wait.
 func internKeys(recs []*kgo.Record) {
 	for _, r := range recs {
 		for j := range r.Headers {
@@ -574,7 +574,6 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 			tp := topicPartition{p.Topic, p.Partition}
 			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
 			sizes[tp] += recordsSize(p.Records)
-			internKeys(p.Records)
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
@@ -912,6 +911,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
 			o.wbytes = size - recordsSize(recs[:i])
 			known := reads[min(i, len(reads)):]
+			internKeys(o.waiting[len(known):]) // newly waiting: held from now on
 			if len(known) == 0 {
 				known = []read{r}
 			}
