@@ -23,6 +23,7 @@ func init() {
 	childModes["b1-raw"] = runB1Raw
 	childModes["b2-raw"] = runB2Raw
 	childModes["b2-raw3"] = runB2Raw3
+	childModes["b2-raw3-bare"] = runB2Raw3Bare
 }
 
 type tp struct {
@@ -243,16 +244,35 @@ func runB2Raw(ctx context.Context, cf childFlags) (result, error) {
 // is marked once its produces are acknowledged (acks=all, idempotent), as in
 // the pipe. Records/s = records / (first record → last record back).
 func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
+	return runThreeHops(ctx, cf, contractHeaders(cf.group, cf.topic, cf.delay))
+}
+
+// contractHeaders are the kretry headers of a record of topic that failed
+// once in group's handler and went to the tier of delay.
+func contractHeaders(group, topic string, delay time.Duration) []kgo.RecordHeader {
+	now := time.Now()
+	return retrytopics.Encode(nil, retrytopics.Metadata{
+		Group: group, Attempts: 1, Tier: "retry-" + formatDelay(delay), DueAt: now, OriginalTopic: topic,
+		OriginalPartition: 7, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: errFailOnce.Error(),
+	})
+}
+
+// runB2Raw3Bare is runB2Raw3 with one header of one byte in place of the
+// 14 kretry headers: the three hops alone, what they cost before any header
+// contract.
+func runB2Raw3Bare(ctx context.Context, cf childFlags) (result, error) {
+	return runThreeHops(ctx, cf, []kgo.RecordHeader{{Key: "r", Value: []byte{'1'}}})
+}
+
+// runThreeHops moves every record of the main topic to the tier topic with
+// headers, and back, as runB2Raw3 says; the records that come back are those
+// with headers.
+func runThreeHops(ctx context.Context, cf childFlags, headers []kgo.RecordHeader) (result, error) {
 	w := newWindow(cf.n)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tier := tierTopic(cf.topic, cf.delay)
-	now := time.Now()
-	headers := retrytopics.Encode(nil, retrytopics.Metadata{
-		Group: cf.group, Attempts: 1, Tier: "retry-" + formatDelay(cf.delay), DueAt: now, OriginalTopic: cf.topic,
-		OriginalPartition: 7, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
-		Error: errFailOnce.Error(),
-	})
 	errc := make(chan error, 2)
 	go func() {
 		errc <- rawGroupConsumer(ctx, cf, func(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) {
