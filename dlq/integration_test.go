@@ -318,7 +318,8 @@ func TestIntegrationReplay(t *testing.T) {
 		t.Fatalf("a dry run wrote to %s: end offsets %v, then %v", p.main, before, after)
 	}
 
-	// An interrupted replay: cancelled after 4 acknowledged records.
+	// An interrupted replay: cancelled after 4 acknowledged records. The
+	// records in flight then are seen through, reported and committed.
 	cctx, cancel := context.WithCancel(ctx)
 	acked := 0
 	s, err = r.Replay(cctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
@@ -326,16 +327,17 @@ func TestIntegrationReplay(t *testing.T) {
 			cancel()
 		}
 	}))
-	if !errors.Is(err, context.Canceled) || s.Replayed != 4 || !s.Interrupted {
-		t.Fatalf("interrupted replay: %+v %v", s, err)
+	if !errors.Is(err, context.Canceled) || s.Replayed < 4 || s.Replayed != acked || !s.Interrupted {
+		t.Fatalf("interrupted replay: %+v %v (%d reported)", s, err, acked)
 	}
+	first := s.Replayed
 	// Then with a limit, then the rest.
 	s, err = r.Replay(ctx, dlq.Filter{Limit: 5})
 	if err != nil || s.Replayed != 5 || !s.LimitReached {
 		t.Fatalf("replay with a limit: %+v %v", s, err)
 	}
 	s, err = r.Replay(ctx, dlq.Filter{})
-	if err != nil || s.Replayed != 11 {
+	if err != nil || s.Replayed != 20-first-5 {
 		t.Fatalf("resumed replay: %+v %v", s, err)
 	}
 	// An identical second replay delivers nothing.
@@ -434,4 +436,106 @@ func statsHours(s *dlq.Stats) []dlq.Count {
 		out = append(out, dlq.Count{Value: h.Hour.String(), Count: h.Count})
 	}
 	return out
+}
+
+// TestIntegrationReplayPipelined replays more records than a replay keeps
+// in flight, on the real broker: interrupted half way, then resumed. Every
+// record reaches its original partition once, each partition in DLQ order,
+// the outcomes are reported in DLQ order, and the committed progress is what
+// the summaries say.
+func TestIntegrationReplayPipelined(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := kafkatest.Name(t, "orders")
+	dq := main + ".dlq"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	if resp, err := adm.CreateTopics(ctx, 3, 1, nil, main, dq); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s, %s: %v %v", main, dq, err, resp.Error())
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), main, dq) })
+
+	const n = 6000 // two partitions of 2,000 each are more than the 1,000 in flight
+	var recs []*kgo.Record
+	at := time.Now().Add(-time.Hour)
+	for i := range n {
+		p := int32(i % 3)
+		md := retrytopics.Metadata{Group: "svc", Attempts: 3, Tier: "retry-1s", DueAt: at, OriginalTopic: main, OriginalPartition: p,
+			OriginalOffset: int64(i / 3), OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonExhausted}
+		recs = append(recs, &kgo.Record{Topic: dq, Partition: p, Key: []byte("order-" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i)),
+			Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace-id", Value: []byte("t" + strconv.Itoa(i))}}, md)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReaderOf(t, seeds, dq)
+
+	// Reported outcomes come in DLQ order, each partition's offsets rising.
+	last := map[int32]int64{}
+	inOrder := func(e dlq.ReplayEvent) {
+		if prev, ok := last[e.Record.Partition]; ok && e.Record.Offset != prev+1 {
+			t.Errorf("reported %s partition %d offset %d after offset %d", dq, e.Record.Partition, e.Record.Offset, prev)
+		}
+		last[e.Record.Partition] = e.Record.Offset
+		if e.Outcome != dlq.Replayed || e.Partition != e.Record.Partition || e.Offset < 0 {
+			t.Errorf("record %d/%d: %v to partition %d offset %d, want replayed to its original partition", e.Record.Partition, e.Record.Offset, e.Outcome, e.Partition, e.Offset)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	reported := 0
+	s1, err := r.Replay(cctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+		inOrder(e)
+		if reported++; reported == 2500 {
+			cancel()
+		}
+	}))
+	if !errors.Is(err, context.Canceled) || !s1.Interrupted || s1.Replayed < 2500 || s1.Replayed != reported {
+		t.Fatalf("interrupted replay: %+v, %v, %d reported", s1, err, reported)
+	}
+	checkProgress := func(s *dlq.ReplaySummary) {
+		t.Helper()
+		committed, err := adm.FetchOffsetsForTopics(ctx, dq+"-replay", dq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := int64(0)
+		for p := range int32(3) {
+			o, _ := committed.Lookup(dq, p)
+			if want, ok := s.Progress[p]; ok && o.At != want {
+				t.Errorf("partition %d: committed %d, the summary says %d", p, o.At, want)
+			}
+			total += max(o.At, 0)
+		}
+		if total != int64(reported) {
+			t.Errorf("committed progress covers %d records, %d were reported replayed", total, reported)
+		}
+	}
+	checkProgress(s1)
+
+	s2, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { inOrder(e); reported++ }))
+	if err != nil || s2.Replayed != n-s1.Replayed || len(s2.Resumed) == 0 {
+		t.Fatalf("resumed replay: %+v, %v; want the %d left", s2, err, n-s1.Replayed)
+	}
+	checkProgress(s2)
+
+	// Each record once, on its original partition, in DLQ order there.
+	seen := map[int]bool{}
+	prev := map[int32]int{0: -1, 1: -1, 2: -1}
+	for _, rec := range consumeAll(t, seeds, main) {
+		i, err := strconv.Atoi(string(rec.Value))
+		if err != nil || seen[i] || int32(i%3) != rec.Partition || i <= prev[rec.Partition] {
+			t.Fatalf("%s partition %d offset %d holds %q (after %d; seen before: %v)", main, rec.Partition, rec.Offset, rec.Value, prev[rec.Partition], seen[i])
+		}
+		seen[i], prev[rec.Partition] = true, i
+		if md, ok, err := retrytopics.Decode(rec.Headers); err != nil || !ok || md.Replays != 1 || string(rec.Key) != "order-"+strconv.Itoa(i) {
+			t.Errorf("record %d: key %s, kretry headers %+v %v %v", i, rec.Key, md, ok, err)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%s holds %d distinct records, want %d", main, len(seen), n)
+	}
 }

@@ -233,6 +233,10 @@ func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) 
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {sp.partition: kgo.NewOffset().At(sp.from)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // records removed by retention meanwhile: go on from the oldest kept
 		kgo.KeepControlRecords(),
+		// A fetch session saves nothing on one partition, and closing a
+		// client whose session is in use races in franz-go (v1.22.3: Close
+		// kills the session while a fetch that just returned updates it).
+		kgo.DisableFetchSessions(),
 	)...)
 	if err != nil {
 		return fmt.Errorf("dlq: kafka client: %w", err)

@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -205,27 +206,36 @@ const progressPrefix = "kretry-replay/1 "
 // ReplayTo): key, value and user headers unchanged, kretry headers replaced by
 // kretry-replays (one more than the record had), a new timestamp, the
 // original partition (mod the target's partition count) when known, else the
-// key's partition. The consumer sees it as a new first delivery. Each produce
-// is acknowledged by all in-sync replicas (idempotent producer) before the
-// next; the DLQ is never written.
+// key's partition. The consumer sees it as a new first delivery. The DLQ is
+// never written.
+//
+// Produces are pipelined: up to 1,000 records (16 MiB) are in flight at
+// once, each acknowledged by all in-sync replicas. The producer is
+// idempotent, so every target partition gets its records in the order they
+// were read. Outcomes (ReplayOnRecord, the summary) are reported in that
+// order too, each once it is final.
 //
 // Progress: the replay group's committed offset on each DLQ partition is
-// where the next replay of the same selection starts. It is committed after
-// every acknowledged produce, never ahead of one, and when a partition is
-// done; records the filter does not select, and selected records skipped (max
-// replays, no target), are passed over with it. So an identical second replay
-// delivers only records dead-lettered since, an interrupted one (ctx
+// where the next replay of the same selection starts. It never passes a
+// record that is not acknowledged: it is committed once a second while
+// acknowledgements come in, when a partition is done, and when the replay
+// stops; records the filter does not select, and selected records skipped
+// (max replays, no target), are passed over with it. So an identical second
+// replay delivers only records dead-lettered since, an interrupted one (ctx
 // cancelled, Filter.Limit) continues where it stopped, and a replay of another
 // selection is refused with a *ProgressError until it is run with
 // ReplayFromStart or another ReplayGroup. Progress is per partition: a
 // replay limited to some partitions resumes, or is refused, on those only.
+// After a crash, the next run replays again what was acknowledged in the
+// last second before it; after a refused produce, the records acknowledged
+// behind it on its DLQ partition. Nothing is lost either way.
 //
 // Filter.Limit caps the records replayed; skipped ones do not count.
 //
 // Before producing anything, Replay reads the selection once to find the
-// target topics and fails if one is missing. When ctx is cancelled, it stops
-// after the record in flight, commits what was acknowledged and returns
-// ctx's error with the summary.
+// target topics and fails if one is missing. When ctx is cancelled, it
+// produces nothing more, sees the records in flight through, commits what
+// was acknowledged and returns ctx's error with the summary.
 func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*ReplaySummary, error) {
 	c := replayCfg{maxReplays: DefaultMaxReplays, group: r.topic + "-replay", produceTimeout: 30 * time.Second}
 	for _, o := range opts {
@@ -312,57 +322,22 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 	}
 
 	// Replay.
-	var lim *rate.Limiter
+	run := &replayRun{r: r, c: c, sum: sum, meta: meta, counts: counts, acked: map[int32]int64{}, failed: map[int32]bool{}, lastCommit: time.Now()}
 	if c.rate > 0 {
-		lim = rate.NewLimiter(rate.Limit(c.rate), 1)
-	}
-	commit := func(p int32, at int64) error {
-		if c.dryRun {
-			return nil
-		}
-		if err := r.commit(ctx, c.group, p, at, meta); err != nil {
-			return err
-		}
-		sum.Progress[p] = at
-		return nil
+		run.lim = rate.NewLimiter(rate.Limit(c.rate), 1)
 	}
 	err = r.walk(ctx, spans, m, f.Limit, c, &sum.PassedOver, func(rec *Record, target string, out Outcome) error {
-		ev := ReplayEvent{Record: rec, Outcome: out, Target: target}
-		switch {
-		case out != Replayed:
-			sum.Skips = append(sum.Skips, skipOf(rec, out))
-		case c.dryRun:
-			ev.Outcome = WouldReplay
-			sum.Replayed++
-			sum.ByTarget[target]++
-		default:
-			if lim != nil {
-				if err := lim.Wait(ctx); err != nil {
-					return ctx.Err() // cancelled while waiting: nothing in flight
-				}
-			}
-			out, err := r.produce(ctx, c, rec, target, counts[target])
-			if err != nil {
-				return err
-			}
-			ev.Partition, ev.Offset = out.Partition, out.Offset
-			sum.Replayed++
-			sum.ByTarget[target]++
-			if err := commit(rec.Partition, rec.Offset+1); err != nil {
-				return err
-			}
-		}
-		if c.onRecord != nil {
-			c.onRecord(ev)
-		}
-		return nil
-	}, func(p int32, at int64) error {
-		return commit(p, at)
-	})
+		return run.add(ctx, rec, target, out)
+	}, run.done)
+	// Whatever stopped the walk, the produces in flight are seen through
+	// and what they made final is committed.
+	err = cmp.Or(run.finish(), err)
 	switch {
 	case errors.Is(err, errStop):
 		sum.LimitReached = true
 		return sum, nil
+	case run.err != nil:
+		return sum, run.err // a refused produce or commit, even when ctx was cancelled too
 	case err != nil && ctx.Err() != nil:
 		sum.Interrupted = true
 		return sum, ctx.Err()
@@ -463,24 +438,6 @@ func replayed(rec *Record, target string) *kgo.Record {
 		out.Partition = rec.Meta.OriginalPartition
 	}
 	return out
-}
-
-func (r *Reader) produce(ctx context.Context, c replayCfg, rec *Record, target string, partitions int) (*kgo.Record, error) {
-	out := replayed(rec, target)
-	if out.Partition >= 0 && partitions > 0 {
-		out.Partition %= int32(partitions)
-	}
-	// The record in flight is seen through even when ctx is cancelled: its
-	// ack decides whether the progress may pass it.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.produceTimeout)
-	defer cancel()
-	res := r.cl.ProduceSync(pctx, out)
-	if err := res.FirstErr(); err != nil {
-		return nil, fmt.Errorf("replaying %s partition %d offset %d to %s: %w", r.topic, rec.Partition, rec.Offset, target, err)
-	}
-	r.cfg.logger.Debug("replayed", "topic", r.topic, "partition", rec.Partition, "offset", rec.Offset,
-		"to", target, "to_partition", out.Partition, "to_offset", out.Offset)
-	return out, nil
 }
 
 // checkTargets returns the partition count of every target, or an error

@@ -36,8 +36,9 @@ func newDLQReplayCommand(a *app) *cobra.Command {
 delivered on (or to --to TOPIC): key, value and user headers unchanged, the
 original partition when the topic has it, a new timestamp, and of the kretry
 headers only kretry-replays, one more than before. The consumer sees a replayed
-record as a new first delivery, with its whole retry ladder ahead of it. Every
-produce is acknowledged by all in-sync replicas before the next. The DLQ is
+record as a new first delivery, with its whole retry ladder ahead of it. Up to
+1,000 records are in flight at once, each acknowledged by all in-sync replicas;
+every target partition gets its records in the order they were read. The DLQ is
 never changed.
 
 Before producing anything, replay reads the selection once and stops with an
@@ -47,11 +48,14 @@ with --to, and skipped otherwise. A record already replayed --max-replays times
 is skipped unless --force.
 
 Progress. The offsets of the replay group (--group, default <dlq>-replay) on the
-DLQ say how far replays got; each acknowledged record is committed at once, never
-before its acknowledgement. A replay starts after that progress, so:
+DLQ say how far replays got; it is committed every second, when a partition is
+done and when the replay stops, never past a record that is not acknowledged
+(after a crash, the last second's records go again: nothing is lost). A replay
+starts after that progress, so:
   - running the same command again replays only records dead-lettered since;
-  - an interrupted replay (Ctrl-C stops after the record in flight, or --limit)
-    continues where it stopped when run again;
+  - an interrupted replay (Ctrl-C stops producing, waits for the records in
+    flight and commits them; or --limit) continues where it stopped when run
+    again;
   - records the filters do not select, and skipped records, are passed over with
     the progress: the same group will not look at them again. A replay with
     other filters on partitions that hold progress is refused; use --from-start

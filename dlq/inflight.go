@@ -1,0 +1,251 @@
+package dlq
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
+)
+
+// A replay keeps its produces in flight within these bounds: past either,
+// it waits for the oldest acknowledgement before it reads on.
+const (
+	replayMaxInFlight      = 1000
+	replayMaxInFlightBytes = 16 << 20
+)
+
+// replayCommitEvery is how often a running replay commits the progress its
+// acknowledgements made; it also commits when a partition is done and when
+// it stops.
+const replayCommitEvery = time.Second
+
+// pending is a selected record on its way to its outcome: a replayed
+// record's produce, or a skip (or a dry run's outcome) that waits for the
+// records before it, so that outcomes are reported in the order met.
+type pending struct {
+	ev   ReplayEvent
+	out  *kgo.Record   // the produced record; nil when not produced
+	size int           // out's key, value and headers
+	done chan struct{} // closed with the acknowledgement; nil when not produced
+	err  error         // the produce's, set before done is closed
+}
+
+func (p *pending) final() bool {
+	if p.done == nil {
+		return true
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// replayRun is the produce side of one Replay: the records in flight, in the
+// order the walk met them, and the progress their acknowledgements allow.
+type replayRun struct {
+	r      *Reader
+	c      replayCfg
+	sum    *ReplaySummary
+	meta   string         // the progress commits' metadata
+	counts map[string]int // target topic → partition count
+	lim    *rate.Limiter  // nil: no cap
+
+	queue []*pending
+	bytes int // of the produces in queue
+
+	// acked is, per DLQ partition, the offset after the newest record that
+	// is final together with every selected record before it: progress may
+	// go that far.
+	acked map[int32]int64
+	// failed holds the partitions whose progress stops before a refused
+	// produce.
+	failed     map[int32]bool
+	err        error // the first refused produce or failed commit
+	lastCommit time.Time
+}
+
+// add takes the outcome the walk gave rec: a replay is produced, a skip
+// waits for the records in flight before it. It returns the error that
+// stops the walk: a produce or commit that failed, or ctx cancelled while
+// the rate cap held the record back.
+func (run *replayRun) add(ctx context.Context, rec *Record, target string, out Outcome) error {
+	if run.err != nil {
+		return run.err
+	}
+	p := &pending{ev: ReplayEvent{Record: rec, Outcome: out, Target: target}}
+	switch {
+	case out != Replayed:
+	case run.c.dryRun:
+		p.ev.Outcome = WouldReplay
+	default:
+		if run.lim != nil {
+			if err := run.wait(ctx); err != nil {
+				return err // not produced
+			}
+		}
+		run.produce(ctx, p)
+	}
+	run.queue = append(run.queue, p)
+	for len(run.queue) > 0 && (run.queue[0].final() || len(run.queue) >= replayMaxInFlight || run.bytes >= replayMaxInFlightBytes) {
+		run.settle()
+	}
+	return run.err
+}
+
+// wait holds the next produce back for the rate cap, and meanwhile settles
+// the records in flight as they are acknowledged, so that their outcomes are
+// reported (and a cancel is seen) without waiting for the cap.
+func (run *replayRun) wait(ctx context.Context) error {
+	res := run.lim.Reserve() // a burst of 1 and one token: always possible
+	d := res.Delay()
+	if d == 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		for len(run.queue) > 0 && run.queue[0].final() {
+			run.settle()
+		}
+		var acked <-chan struct{} // nil, never ready, when nothing is in flight
+		if len(run.queue) > 0 {
+			acked = run.queue[0].done
+		}
+		if run.err == nil {
+			select {
+			case <-timer.C:
+				return nil
+			case <-ctx.Done():
+			case <-acked:
+				continue
+			}
+		}
+		res.Cancel()
+		return cmp.Or(run.err, ctx.Err())
+	}
+}
+
+// produce starts p's produce. The record is seen through even when ctx is
+// cancelled: its acknowledgement decides whether the progress may pass it.
+func (run *replayRun) produce(ctx context.Context, p *pending) {
+	rec, target := p.ev.Record, p.ev.Target
+	out := replayed(rec, target)
+	if n := run.counts[target]; out.Partition >= 0 && n > 0 {
+		out.Partition %= int32(n)
+	}
+	p.out, p.done = out, make(chan struct{})
+	p.size = len(out.Key) + len(out.Value)
+	for _, h := range out.Headers {
+		p.size += len(h.Key) + len(h.Value)
+	}
+	run.bytes += p.size
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), run.c.produceTimeout)
+	run.r.cl.Produce(pctx, out, func(_ *kgo.Record, err error) {
+		cancel()
+		if err != nil {
+			p.err = fmt.Errorf("replaying %s partition %d offset %d to %s: %w", run.r.topic, rec.Partition, rec.Offset, target, err)
+		}
+		close(p.done)
+	})
+}
+
+// settle waits for the oldest record in flight and takes its outcome: it
+// is counted and reported, and the progress of its partition passes it,
+// unless its produce was refused.
+func (run *replayRun) settle() {
+	p := run.queue[0]
+	if p.done != nil {
+		<-p.done
+	}
+	run.queue[0] = nil
+	run.queue = run.queue[1:]
+	run.bytes -= p.size
+	ev, sum := p.ev, run.sum
+	rec := ev.Record
+	switch {
+	case p.err != nil:
+		// Records after it may still be acknowledged; the progress stays
+		// before it, so a new run replays them again rather than lose it.
+		run.failed[rec.Partition] = true
+		run.fail(p.err)
+		return
+	case ev.Outcome == Replayed || ev.Outcome == WouldReplay:
+		if p.out != nil {
+			ev.Partition, ev.Offset = p.out.Partition, p.out.Offset
+			run.r.cfg.logger.Debug("replayed", "topic", run.r.topic, "partition", rec.Partition, "offset", rec.Offset,
+				"to", ev.Target, "to_partition", ev.Partition, "to_offset", ev.Offset)
+		}
+		sum.Replayed++
+		sum.ByTarget[ev.Target]++
+	default:
+		sum.Skips = append(sum.Skips, skipOf(rec, ev.Outcome))
+	}
+	if !run.failed[rec.Partition] {
+		run.acked[rec.Partition] = rec.Offset + 1
+	}
+	if run.c.onRecord != nil {
+		run.c.onRecord(ev)
+	}
+	if time.Since(run.lastCommit) >= replayCommitEvery {
+		run.commitAcked()
+	}
+}
+
+// done is the walk's: partition p was examined up to at. Once what is in
+// flight is final, the progress goes to at, or only as far as the
+// acknowledgements allow when a produce of p was refused.
+func (run *replayRun) done(p int32, at int64) error {
+	run.drain()
+	if run.failed[p] {
+		run.commitAcked()
+		return run.err
+	}
+	run.commit(p, at)
+	return run.err
+}
+
+// finish sees every record in flight through and commits what they allow.
+func (run *replayRun) finish() error {
+	run.drain()
+	run.commitAcked()
+	return run.err
+}
+
+func (run *replayRun) drain() {
+	for len(run.queue) > 0 {
+		run.settle()
+	}
+}
+
+// commitAcked commits every partition's progress that acknowledgements
+// moved past what is committed.
+func (run *replayRun) commitAcked() {
+	run.lastCommit = time.Now()
+	for p, at := range run.acked {
+		if at > run.sum.Progress[p] {
+			run.commit(p, at)
+		}
+	}
+}
+
+func (run *replayRun) commit(p int32, at int64) {
+	if done, ok := run.sum.Progress[p]; run.c.dryRun || ok && done >= at {
+		return
+	}
+	if err := run.r.commit(context.Background(), run.c.group, p, at, run.meta); err != nil {
+		run.fail(err)
+		return
+	}
+	run.sum.Progress[p] = at
+}
+
+func (run *replayRun) fail(err error) {
+	if run.err == nil {
+		run.err = err
+	}
+}
