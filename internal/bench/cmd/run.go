@@ -21,29 +21,32 @@ import (
 )
 
 type runFlags struct {
-	brokers     []string
-	out         string
-	only        map[string]bool
-	command     string
-	kafkaVer    string
-	keep        bool
-	profileDir  string
-	partitions  int
-	valueBytes  int
-	b1Records   int
-	b1Rounds    int
-	b1Relay     bool
-	b2Records   int
-	b2Rounds    int
-	b2Delay     time.Duration
-	b2Cap       time.Duration
-	b3Records   int
-	b3Delay     time.Duration
-	b3Cap       time.Duration
-	b3Rate      int
-	b4Records   []int
-	b4Hold      time.Duration
-	childTimout time.Duration
+	brokers    []string
+	out        string
+	only       map[string]bool
+	command    string
+	kafkaVer   string
+	keep       bool
+	profileDir string
+	partitions int
+	valueBytes int
+	b1Records  int
+	b1Rounds   int
+	b1Relay    bool
+	b2Records  int
+	b2Rounds   int
+	b2Delay    time.Duration
+	b2Cap      time.Duration
+	b3Records  int
+	b3Delay    time.Duration
+	b3Cap      time.Duration
+	b3Rate     int
+	b4Records  []int
+	b4Hold     time.Duration
+	// DLQ replay
+	replayRecords int
+	replayRounds  int
+	childTimout   time.Duration
 }
 
 func runMain(args []string) int {
@@ -52,7 +55,7 @@ func runMain(args []string) int {
 	var brokers, only, b4 string
 	fs.StringVar(&brokers, "brokers", os.Getenv("KRETRY_BROKERS"), "seed brokers of the real broker, comma-separated (default $KRETRY_BROKERS)")
 	fs.StringVar(&rf.out, "out", "", "write the report as Markdown to this file (BENCHMARKS.md)")
-	fs.StringVar(&only, "only", "B1,B2,B3,B4", "benchmarks to run")
+	fs.StringVar(&only, "only", "B1,B2,B3,B4,replay", "benchmarks to run (replay: the DLQ replay, no goal)")
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
@@ -72,6 +75,8 @@ func runMain(args []string) int {
 	fs.IntVar(&rf.b3Rate, "b3-paced-rate", 10_000, "B3, second run: records/s at which the main topic is fed while the consumer runs (0: skip that run)")
 	fs.StringVar(&b4, "b4-records", "100000,1000000", "B4 backlog sizes")
 	fs.DurationVar(&rf.b4Hold, "b4-hold", 5*time.Second, "B4: how long the relay runs after pausing every partition")
+	fs.IntVar(&rf.replayRecords, "replay-records", 100_000, "DLQ replay: records in the DLQ")
+	fs.IntVar(&rf.replayRounds, "replay-rounds", 3, "DLQ replay: rounds")
 	fs.DurationVar(&rf.childTimout, "child-timeout", 5*time.Minute, "give up on one run after this long")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -138,7 +143,7 @@ func run(ctx context.Context, rf runFlags) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", b.b1}, {"B2", b.b2}, {"B3", b.b3}, {"B4", b.b4},
+		{"B1", b.b1}, {"B2", b.b2}, {"B3", b.b3}, {"B4", b.b4}, {"REPLAY", b.replay},
 	}
 	for _, s := range steps {
 		if !rf.only[s.name] {
