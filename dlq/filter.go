@@ -35,7 +35,7 @@ type Filter struct {
 
 	Reasons       []string // Reason is one of these (see Reasons)
 	ErrorContains string   // the error text contains this, ignoring case
-	Key           string   // the key is exactly this text
+	Key           string   // the key is exactly these bytes (ParseKeyHex for a binary key)
 	OriginalTopic string   // kretry-original-topic is exactly this
 
 	Partitions []int32     // DLQ partitions to read; nil: all
@@ -198,6 +198,17 @@ func ParseOffsets(s string) (OffsetRange, error) {
 		return OffsetRange{}, fmt.Errorf("%q is not an offset range: FROM %d is after TO %d; want %s", s, r.From, r.To, OffsetsHelp)
 	}
 	return r, nil
+}
+
+// ParseKeyHex parses a --key-hex value: a key's bytes as hex digits, with or
+// without the 0x that `kretry dlq ls` shows before a binary key.
+func ParseKeyHex(s string) (string, error) {
+	digits := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0x"), "0X")
+	b, err := hex.DecodeString(digits)
+	if err != nil || len(b) == 0 {
+		return "", fmt.Errorf("%q is not a key in hex: want its bytes as pairs of hex digits, as dlq ls shows a binary key (0xff00)", s)
+	}
+	return string(b), nil
 }
 
 // ParseReason checks a --reason value against Reasons.

@@ -27,6 +27,8 @@ const dlqFiltersHelp = `Filters (all optional; a record must match every one giv
                          unknown (a record without kretry headers)
   --error-contains S     the error text contains S, ignoring case
   --key K                the key is exactly K
+  --key-hex HEX          the key is exactly these bytes (a binary key, as ls shows
+                         it: 0xff00)
   --original-topic T     first delivered on topic T
   --partition P,...      only these DLQ partitions
   --offsets FROM-TO      only these DLQ offsets (both included; also FROM-, -TO, N)
@@ -56,6 +58,7 @@ type dlqFlags struct {
 	reasons       []string
 	errorContains string
 	key           string
+	keyHex        string
 	originalTopic string
 	partitions    []int32
 	offsets       string
@@ -72,6 +75,7 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&d.reasons, "reason", nil, "records with these reasons: "+strings.Join(dlq.Reasons, ", "))
 	fs.StringVar(&d.errorContains, "error-contains", "", "records whose error contains this text, ignoring case")
 	fs.StringVar(&d.key, "key", "", "records with exactly this key")
+	fs.StringVar(&d.keyHex, "key-hex", "", "records with exactly this binary key, in hex (0xff00, as ls shows it)")
 	fs.StringVar(&d.originalTopic, "original-topic", "", "records first delivered on this topic")
 	fs.Int32SliceVar(&d.partitions, "partition", nil, "only these DLQ partitions")
 	fs.Lookup("partition").DefValue = "" // all, not "[]"
@@ -115,6 +119,14 @@ func (d *dlqFlags) filter() (dlq.Filter, error) {
 		return f, usagef("--limit %d: want a number of records, 0 (all) or more", d.limit)
 	}
 	f.ErrorContains, f.Key, f.OriginalTopic = d.errorContains, d.key, d.originalTopic
+	if d.keyHex != "" {
+		if d.key != "" {
+			return f, usagef("--key and --key-hex both name a key: give one")
+		}
+		if f.Key, err = dlq.ParseKeyHex(d.keyHex); err != nil {
+			return f, usagef("--key-hex %v", err)
+		}
+	}
 	f.Partitions, f.Limit = d.partitions, d.limit
 	return f, nil
 }

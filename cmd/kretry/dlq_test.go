@@ -42,6 +42,9 @@ topics:
 		{[]string{"dlq", "ls", "--reason", "timeout"}, "want one of exhausted, permanent, panic, expired, invalid-metadata, unknown"},
 		{[]string{"dlq", "ls", "--partition", "x"}, `invalid argument "x" for "--partition"`},
 		{[]string{"dlq", "ls", "--limit", "-1"}, "--limit -1: want a number of records"},
+		{[]string{"dlq", "ls", "--key-hex", "0xfg"}, `--key-hex "0xfg" is not a key in hex: want its bytes as pairs of hex digits`},
+		{[]string{"dlq", "replay", "--key-hex", "f"}, `--key-hex "f" is not a key in hex`},
+		{[]string{"dlq", "ls", "--key", "o-1", "--key-hex", "ff00"}, "--key and --key-hex both name a key: give one"},
 		{[]string{"dlq", "replay", "--max-replays", "0"}, "--max-replays 0: want 1 or more"},
 		{[]string{"dlq", "replay", "--rate", "-5"}, "--rate -5: want records per second"},
 		{[]string{"dlq", "replay", "--group", ""}, "--group is empty"},
@@ -130,6 +133,15 @@ func TestDLQCommandsOnKfake(t *testing.T) {
 		"0/2 11-25 10:02:00 0xff00 - - unknown -"} {
 		if got := strings.Join(strings.Fields(lines[1+2*i]), " "); got != want {
 			t.Errorf("ls line %d: %q, want %q", 1+2*i, got, want)
+		}
+	}
+
+	// A binary key, as ls shows it, with or without its 0x.
+	for _, k := range []string{"0xff00", "FF00"} {
+		res = kretry(t, "dlq", "ls", "-c", cfg, "--key-hex", k)
+		lines = strings.Split(strings.TrimSpace(res.stdout), "\n")
+		if res.code != exitOK || len(lines) != 2 || !strings.HasPrefix(lines[1], "0/2 ") {
+			t.Errorf("ls --key-hex %s: want record 0/2 alone:\n%s", k, res)
 		}
 	}
 
