@@ -15,7 +15,9 @@
 //
 // A Relay (NewRelay, Run) consumes every tier topic in one consumer group.
 // A record that is due is produced to the main topic at its original
-// partition, acknowledged, and only then committed. A record due within the
+// partition (modulo the main topic's partition count, read again when a
+// record's partition is not below it, so a raised main topic is followed
+// without a restart), acknowledged, and only then committed. A record due within the
 // next second is held in memory with the records polled after it, its
 // partition paused without a rewind, and re-fed by the poll loop at its due
 // time; what is held is bounded (WithRelayHoldBytes, default 64 MiB, nearest

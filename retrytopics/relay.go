@@ -25,6 +25,12 @@ import (
 // and re-feeds each record to its ladder's main topic, at its original
 // partition, no earlier than its due time (kretry-due-at).
 //
+// The original partition is taken modulo the main topic's partition count.
+// The relay reads the counts when Run starts, and reads a topic's again when
+// a record's partition is not below it, at most every 5 seconds: a main
+// topic raised while the relay runs gets the records of its new partitions
+// back at those partitions, without a restart.
+//
 // Per tier partition, records are re-fed in offset order: due records are
 // produced back to back (acks=all, idempotent, so a main partition receives
 // them in that order and nothing after a failed one), the relay polls on
@@ -276,7 +282,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 
-	s := &session{r: r, prod: prod, parts: parts, log: r.cfg.logger,
+	s := &session{r: r, prod: prod, parts: newPartitionCounts(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes)}
 	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
@@ -408,7 +414,7 @@ type session struct {
 	r     *Relay
 	prod  *kgo.Client
 	cons  *kgo.Client
-	parts map[string]int32
+	parts *partitionCounts // of the main and DLQ topics
 	log   *slog.Logger
 
 	mu         sync.Mutex
@@ -892,7 +898,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 				if s.settle(o, true); o.rewind != nil {
 					return
 				}
-				if !s.deadLetter(t, rec, err) {
+				if !s.deadLetter(ctx, t, rec, err) {
 					o.rewind, o.failure = rec, true
 					return
 				}
@@ -922,7 +928,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			return
 		}
-		o.queue = append(o.queue, s.refeed(t, rec, r))
+		o.queue = append(o.queue, s.refeed(ctx, t, rec, r))
 	}
 }
 
@@ -1046,10 +1052,12 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 	f.wg.Done()
 }
 
-// refeed starts producing rec to its main topic, at its original partition.
-// The kretry headers go on as they are: when they are canonical (as kretry
-// writes them) rec's headers are reused, otherwise Encode rewrites them.
-func (s *session) refeed(t tierOf, rec *kgo.Record, r read) *refeed {
+// refeed starts producing rec to its main topic, at its original partition
+// (modulo the main topic's partition count, refreshed when the original
+// partition is not below it: see partitionCounts). The kretry headers go on
+// as they are: when they are canonical (as kretry writes them) rec's headers
+// are reused, otherwise Encode rewrites them.
+func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
 	main := t.ladder.Topic()
 	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, produced: true}
 	headers := rec.Headers
@@ -1059,7 +1067,7 @@ func (s *session) refeed(t tierOf, rec *kgo.Record, r read) *refeed {
 	}
 	f.out = kgo.Record{
 		Topic:     main,
-		Partition: r.partition % s.parts[main],
+		Partition: s.parts.partition(ctx, main, r.partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   headers,
@@ -1084,9 +1092,9 @@ func (s *session) refed(t tierOf, f *refeed) {
 }
 
 // deadLetter forwards rec, whose kretry headers cannot be read, to the DLQ
-// of its ladder with reason invalid-metadata, and waits for the
-// acknowledgement.
-func (s *session) deadLetter(t tierOf, rec *kgo.Record, decodeErr error) bool {
+// of its ladder with reason invalid-metadata, at rec's partition (modulo the
+// DLQ's partition count, as refeed), and waits for the acknowledgement.
+func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, decodeErr error) bool {
 	dlq := t.ladder.DLQ()
 	now := time.Now()
 	md := Metadata{
@@ -1106,7 +1114,7 @@ func (s *session) deadLetter(t tierOf, rec *kgo.Record, decodeErr error) bool {
 	}
 	out := &kgo.Record{
 		Topic:     dlq,
-		Partition: rec.Partition % s.parts[dlq],
+		Partition: s.parts.partition(ctx, dlq, rec.Partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),

@@ -1,0 +1,128 @@
+//go:build integration
+
+package retrytopics_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// TestRelayFollowsRaisedMainTopicRealBroker raises the main topic from 3 to
+// 6 partitions while the relay runs: a record of original partition 5 is
+// re-fed to partition 2 (5 mod 3) before, and to partition 5 after, without
+// a restart.
+func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	main := kafkatest.Name(t, "orders")
+	group := kafkatest.Name(t, "svc")
+	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := l.Steps()[0]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 3, 1, nil, main, l.DLQ()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopics(ctx, 6, 1, nil, tier.Topic); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitTopics(t, adm, main, tier.Topic, l.DLQ()) // the relay checks them at once
+	defer adm.DeleteTopics(context.Background(), main, tier.Topic, l.DLQ())
+
+	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)),
+		retrytopics.WithRelayLogger(testLogger(t, slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(rctx) }()
+	defer func() {
+		stop()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	// refeed writes a record of original partition 5, due now, to tier
+	// partition 5, and waits until the main topic holds one more record.
+	// It returns the main partition that got it.
+	refeed := func(key string) int32 {
+		t.Helper()
+		before := endOffsets(t, ctx, adm, main)
+		now := time.Now()
+		md := retrytopics.Metadata{
+			Group: group, Attempts: 1, Tier: tier.Name, DueAt: now,
+			OriginalTopic: main, OriginalPartition: 5, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		}
+		rec := &kgo.Record{Topic: tier.Topic, Partition: 5, Key: []byte(key), Headers: retrytopics.Encode(nil, md)}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			after := endOffsets(t, ctx, adm, main)
+			for p, end := range after {
+				if end > before[p] {
+					t.Logf("%s re-fed to %s[%d] %v after it was due", key, main, p, time.Since(now).Round(time.Millisecond))
+					return p
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s was not re-fed", key)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	if p := refeed("before"); p != 2 {
+		t.Errorf("before the raise, re-fed to partition %d, want 5 mod 3 = 2", p)
+	}
+	resp, err := adm.UpdatePartitions(ctx, 6, main)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("raising %s to 6 partitions: %v", main, err)
+	}
+	kafkatest.WaitTopics(t, adm, main)
+	// The record before the raise had the count read; the next read is due
+	// this long after.
+	time.Sleep(retrytopics.PartitionRefreshEvery)
+	if p := refeed("after"); p != 5 {
+		t.Errorf("after the raise, re-fed to partition %d, want 5", p)
+	}
+}
+
+// endOffsets returns the end offset of each partition of topic.
+func endOffsets(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) map[int32]int64 {
+	t.Helper()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			t.Fatalf("end offset of %s[%d]: %v", topic, o.Partition, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out
+}
