@@ -137,8 +137,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.opts.provision {
 		err = s.provision(ctx)
 	}
+	var counts map[string]int32
 	if err == nil {
-		s.partitions, err = s.checkTopics(ctx)
+		counts, err = s.checkTopics(ctx)
 	}
 	if err != nil {
 		cl.Close()
@@ -148,6 +149,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		return err
 	}
+
+	s.partitions = newPartitionCounts(cl, s.log, counts)
 
 	var wg sync.WaitGroup
 	var relayErr error
@@ -197,7 +200,7 @@ type session struct {
 	cl         *kgo.Client
 	log        *slog.Logger
 	base       context.Context  // values of Run's ctx, never cancelled
-	partitions map[string]int32 // tier and DLQ topic → partition count
+	partitions *partitionCounts // of the tier and DLQ topics
 
 	mu       sync.Mutex
 	workers  map[topicPartition]*worker

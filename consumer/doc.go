@@ -48,5 +48,10 @@
 // the failure (so a tier's time-based retention counts from then); the first
 // delivery's timestamp travels in kretry-original-timestamp, and max_age is
 // measured from it. It goes to the partition of its source record modulo the
-// target topic's partition count.
+// target topic's partition count. Run reads the counts when it starts, and
+// reads a topic's again when a record's partition is not below it, at most
+// every 5 seconds (a failed read is logged and the old count kept): tiers and
+// a DLQ raised while Run runs, as "kretry topics apply" does after the main
+// topic was raised, get the records of the new partitions at those
+// partitions, without a restart.
 package consumer

@@ -14,3 +14,7 @@ func WithPauseAt(pause, resume int) Option {
 
 // ErrCrashed is what Run returns after WithCrash fired.
 var ErrCrashed = errCrashed
+
+// PartitionRefreshEvery is how often Run reads a tier's or DLQ's partition
+// count again, at most.
+const PartitionRefreshEvery = partitionRefreshEvery
