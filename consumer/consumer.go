@@ -14,6 +14,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -150,7 +151,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return err
 	}
 
-	s.partitions = newPartitionCounts(cl, s.log, counts)
+	s.partitions = partitions.New(cl, s.log, counts)
 
 	var wg sync.WaitGroup
 	var relayErr error
@@ -199,8 +200,8 @@ type session struct {
 	c          *Consumer
 	cl         *kgo.Client
 	log        *slog.Logger
-	base       context.Context  // values of Run's ctx, never cancelled
-	partitions *partitionCounts // of the tier and DLQ topics
+	base       context.Context    // values of Run's ctx, never cancelled
+	partitions *partitions.Counts // of the tier and DLQ topics
 
 	mu       sync.Mutex
 	workers  map[topicPartition]*worker

@@ -1,5 +1,7 @@
 package consumer
 
+import "github.com/kretry/kretry/internal/partitions"
+
 // WithCrash makes Run stop like a killed process when ch is closed: handlers
 // are cancelled at once, nothing more is committed, and Run returns ErrCrashed.
 func WithCrash(ch <-chan struct{}) Option {
@@ -17,4 +19,4 @@ var ErrCrashed = errCrashed
 
 // PartitionRefreshEvery is how often Run reads a tier's or DLQ's partition
 // count again, at most.
-const PartitionRefreshEvery = partitionRefreshEvery
+const PartitionRefreshEvery = partitions.RefreshEvery

@@ -304,7 +304,7 @@ func (w *worker) redirectToDLQ(p *pendingRecord, refusal error) {
 	md.Reason, md.Error, md.DueAt = retrytopics.ReasonPermanent, errText, md.LastFailureAt
 	// The refused forward's promise has run: its record is ours again.
 	f := p.fwd.out
-	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.partition(w.ctx, w.ladder.DLQ(), rec.Partition),
+	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.Partition(w.ctx, w.ladder.DLQ(), rec.Partition),
 		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: f.Timestamp}
 	w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", tier, "error", refusal)

@@ -259,7 +259,7 @@ func (w *worker) hold(p pendingRecord) bool {
 // forward starts producing rec's key, value and user headers, with md as its
 // kretry headers, to topic at rec's partition (mod the topic's partition
 // count, read again first when rec's partition is not below it: see
-// partitionCounts), with acks=all on the idempotent producer. rec is marked
+// partitions.Counts), with acks=all on the idempotent producer. rec is marked
 // once the broker acknowledged the forward and every earlier record of the
 // partition is done; the forward is counted and logged (see forwarded) when
 // it is acknowledged. false means the worker was stopped while settling
@@ -268,7 +268,7 @@ func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata)
 	f := &pendingForward{
 		out: kgo.Record{
 			Topic:     topic,
-			Partition: w.s.partitions.partition(w.ctx, topic, rec.Partition),
+			Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
 			Key:       rec.Key,
 			Value:     rec.Value,
 			Headers:   retrytopics.Encode(rec.Headers, md),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -39,7 +40,7 @@ func benchWorker(b *testing.B, h Handler) *worker {
 	}
 	c := &Consumer{cfg: &config.Config{Group: "g"}, handler: h, opts: defaultOptions(), metrics: m}
 	s := &session{c: c, cl: cl, log: c.opts.logger, base: context.Background(),
-		partitions: newPartitionCounts(cl, c.opts.logger, map[string]int32{"t.retry-5s": 8, "t.dlq": 8})}
+		partitions: partitions.New(cl, c.opts.logger, map[string]int32{"t.retry-5s": 8, "t.dlq": 8})}
 	return newWorker(s, topicPartition{"t", 0}, ladder)
 }
 

@@ -1,5 +1,7 @@
 package retrytopics
 
+import "github.com/kretry/kretry/internal/partitions"
+
 // PartitionRefreshEvery is how often a Run reads a topic's partition count
 // again, at most.
-const PartitionRefreshEvery = partitionRefreshEvery
+const PartitionRefreshEvery = partitions.RefreshEvery

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/internal/telemetry"
 )
 
@@ -282,7 +283,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return err
 	}
 
-	s := &session{r: r, prod: prod, parts: newPartitionCounts(prod, r.cfg.logger, parts), log: r.cfg.logger,
+	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes)}
 	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
@@ -414,7 +415,7 @@ type session struct {
 	r     *Relay
 	prod  *kgo.Client
 	cons  *kgo.Client
-	parts *partitionCounts // of the main and DLQ topics
+	parts *partitions.Counts // of the main and DLQ topics
 	log   *slog.Logger
 
 	mu         sync.Mutex
@@ -1054,7 +1055,7 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 
 // refeed starts producing rec to its main topic, at its original partition
 // (modulo the main topic's partition count, refreshed when the original
-// partition is not below it: see partitionCounts). The kretry headers go on
+// partition is not below it: see partitions.Counts). The kretry headers go on
 // as they are: when they are canonical (as kretry writes them) rec's headers
 // are reused, otherwise Encode rewrites them.
 func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
@@ -1067,7 +1068,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 	}
 	f.out = kgo.Record{
 		Topic:     main,
-		Partition: s.parts.partition(ctx, main, r.partition),
+		Partition: s.parts.Partition(ctx, main, r.partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   headers,
@@ -1114,7 +1115,7 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 	}
 	out := &kgo.Record{
 		Topic:     dlq,
-		Partition: s.parts.partition(ctx, dlq, rec.Partition),
+		Partition: s.parts.Partition(ctx, dlq, rec.Partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),

@@ -1,4 +1,7 @@
-package retrytopics
+// Package partitions keeps the partition counts of the topics the consumer
+// and the relay write to, refreshed when a record needs a partition past
+// them.
+package partitions
 
 import (
 	"context"
@@ -13,22 +16,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// partitionCounts are the partition counts of the topics a Run writes to. A
+// Counts are the partition counts of the topics a Run writes to. A
 // record keeps its partition number on every hop, modulo the target's count;
 // a topic may gain partitions while Run runs (an operator raises the main
 // topic, then "kretry topics apply" raises its tiers and DLQ). So a record
 // whose partition number is not below the count known refreshes that count
 // from the broker before it is written, at most once every
-// partitionRefreshEvery per topic: a record of a partition that the target
+// RefreshEvery per topic: a record of a partition that the target
 // really lacks does not cost a metadata request each. A refresh that fails
 // is logged and the old count used.
-//
-// The consumer package keeps a copy of this type: one internal package
-// would hold both.
-type partitionCounts struct {
+type Counts struct {
 	cl     *kgo.Client // the client that writes to the topics
 	log    *slog.Logger
-	topics map[string]*partitionCount // fixed by newPartitionCounts: read without a lock
+	topics map[string]*partitionCount // fixed by New: read without a lock
 }
 
 // partitionCount is one topic's count, read on every write, so atomic; mu
@@ -40,19 +40,19 @@ type partitionCount struct {
 }
 
 const (
-	// partitionRefreshEvery is how often a topic's count may be refreshed.
-	partitionRefreshEvery = 5 * time.Second
+	// RefreshEvery is how often a topic's count may be refreshed.
+	RefreshEvery = 5 * time.Second
 
-	// partitionRefreshTimeout bounds a refresh, the longest it holds up
+	// refreshTimeout bounds a refresh, the longest it holds up
 	// the record that needs it.
-	partitionRefreshTimeout = 2 * time.Second
+	refreshTimeout = 2 * time.Second
 )
 
-// newPartitionCounts returns counts, each a topic's partition count as read
+// New returns counts, each a topic's partition count as read
 // when Run started, to be refreshed through cl, the client that writes to
 // them.
-func newPartitionCounts(cl *kgo.Client, log *slog.Logger, counts map[string]int32) *partitionCounts {
-	c := &partitionCounts{cl: cl, log: log, topics: make(map[string]*partitionCount, len(counts))}
+func New(cl *kgo.Client, log *slog.Logger, counts map[string]int32) *Counts {
+	c := &Counts{cl: cl, log: log, topics: make(map[string]*partitionCount, len(counts))}
 	for topic, n := range counts {
 		t := &partitionCount{}
 		t.n.Store(n)
@@ -61,11 +61,11 @@ func newPartitionCounts(cl *kgo.Client, log *slog.Logger, counts map[string]int3
 	return c
 }
 
-// partition returns the partition of topic that a record of partition p
+// Partition returns the partition of topic that a record of partition p
 // goes to: p modulo topic's partition count, refreshed first when p is not
 // below it. It runs on every write: one atomic load and a comparison when p
 // is below the count.
-func (c *partitionCounts) partition(ctx context.Context, topic string, p int32) int32 {
+func (c *Counts) Partition(ctx context.Context, topic string, p int32) int32 {
 	t := c.topics[topic]
 	if p < t.n.Load() {
 		return p
@@ -75,18 +75,18 @@ func (c *partitionCounts) partition(ctx context.Context, topic string, p int32) 
 
 // refresh returns topic's partition count, read again from the broker unless
 // another write did so for p meanwhile or one did within the last
-// partitionRefreshEvery.
-func (c *partitionCounts) refresh(ctx context.Context, topic string, t *partitionCount, p int32) int32 {
+// RefreshEvery.
+func (c *Counts) refresh(ctx context.Context, topic string, t *partitionCount, p int32) int32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := t.n.Load()
 	if p < old || time.Now().Before(t.next) {
 		return old
 	}
-	rctx, cancel := context.WithTimeout(ctx, partitionRefreshTimeout)
+	rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 	n, err := c.fetch(rctx, topic, old)
 	cancel()
-	t.next = time.Now().Add(partitionRefreshEvery)
+	t.next = time.Now().Add(RefreshEvery)
 	switch {
 	case err != nil:
 		if ctx.Err() == nil { // not shutting down
@@ -105,7 +105,7 @@ func (c *partitionCounts) refresh(ctx context.Context, topic string, t *partitio
 // fetch has the client learn of the new partitions before it returns: kgo
 // fails a record written to a partition it does not know, and learns of new
 // partitions by itself only every MetadataMaxAge (5 minutes by default).
-func (c *partitionCounts) fetch(ctx context.Context, topic string, known int32) (int32, error) {
+func (c *Counts) fetch(ctx context.Context, topic string, known int32) (int32, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
 	rt.Topic = kmsg.StringPtr(topic)
@@ -136,7 +136,7 @@ func (c *partitionCounts) fetch(ctx context.Context, topic string, known int32) 
 // learn has the client update its metadata and waits until it knows
 // partition n-1 of topic. A client that has not written to topic yet has
 // not loaded it: its first write loads it whole.
-func (c *partitionCounts) learn(ctx context.Context, topic string, n int32) error {
+func (c *Counts) learn(ctx context.Context, topic string, n int32) error {
 	if leader, _, _ := c.cl.PartitionLeader(topic, 0); leader < 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package retrytopics
+package partitions
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"github.com/kretry/kretry/internal/kafkatest"
 )
 
-// partition reads a topic's count again only for a partition not below it,
-// at most once every partitionRefreshEvery, and keeps the count it had when
+// Partition reads a topic's count again only for a partition not below it,
+// at most once every RefreshEvery, and keeps the count it had when
 // the broker cannot tell, with one warning.
 func TestPartitionCountsRefresh(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -49,11 +49,11 @@ func TestPartitionCountsRefresh(t *testing.T) {
 			return resp, nil, true
 		})
 		var logs logLines
-		c := newPartitionCounts(cl, slog.New(slog.NewTextHandler(&logs, nil)), map[string]int32{"t": 3})
+		c := New(cl, slog.New(slog.NewTextHandler(&logs, nil)), map[string]int32{"t": 3})
 		ctx := context.Background()
 		check := func(what string, p, want, wantRequests int32) {
 			t.Helper()
-			if got := c.partition(ctx, "t", p); got != want {
+			if got := c.Partition(ctx, "t", p); got != want {
 				t.Errorf("%s: partition(%d) = %d, want %d", what, p, got, want)
 			}
 			if got := requests.Load(); got != wantRequests {
@@ -65,7 +65,7 @@ func TestPartitionCountsRefresh(t *testing.T) {
 		for range 10 {
 			check("past the count, at once", 5, 2, 1)
 		}
-		time.Sleep(partitionRefreshEvery)
+		time.Sleep(RefreshEvery)
 		check("past the count, after the interval", 5, 2, 2)
 
 		resp, err := kadm.NewClient(cl).UpdatePartitions(ctx, 6, "t")
@@ -76,7 +76,7 @@ func TestPartitionCountsRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 		check("raised, within the interval", 5, 2, 2)
-		time.Sleep(partitionRefreshEvery)
+		time.Sleep(RefreshEvery)
 		check("raised, after the interval", 5, 5, 3)
 		check("raised, below the new count", 4, 4, 3)
 		check("past the new count, at once", 7, 1, 3)
@@ -85,7 +85,7 @@ func TestPartitionCountsRefresh(t *testing.T) {
 		}
 
 		refuse.Store(true)
-		time.Sleep(partitionRefreshEvery)
+		time.Sleep(RefreshEvery)
 		check("refused", 7, 1, 4)
 		check("refused, within the interval", 7, 1, 4)
 		if n := strings.Count(logs.String(), "level=WARN"); n != 1 || !strings.Contains(logs.String(), "TOPIC_AUTHORIZATION_FAILED") {
