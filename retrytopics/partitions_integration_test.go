@@ -24,42 +24,15 @@ func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	main := kafkatest.Name(t, "orders")
-	group := kafkatest.Name(t, "svc")
-	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tier := l.Steps()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if _, err := adm.CreateTopics(ctx, 3, 1, nil, main, l.DLQ()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := adm.CreateTopics(ctx, 6, 1, nil, tier.Topic); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.WaitTopics(t, adm, main, tier.Topic, l.DLQ()) // the relay checks them at once
-	defer adm.DeleteTopics(context.Background(), main, tier.Topic, l.DLQ())
+	rl := newRealLadder(t, ctx, brokers, time.Second, 3, 6)
+	l, tier, cl, adm, main, group := rl.l, rl.tier, rl.cl, rl.adm, rl.l.Topic(), rl.l.Group()
 
 	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)),
 		retrytopics.WithRelayLogger(testLogger(t, slog.LevelInfo)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(rctx) }()
-	defer func() {
-		stop()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	defer runRelay(t, ctx, r)()
 
 	// refeed writes a record of original partition 5, due now, to tier
 	// partition 5, and waits until the main topic holds one more record.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,25 +48,8 @@ func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.Rel
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	main := kafkatest.Name(t, "orders")
-	group := kafkatest.Name(t, "svc")
-	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: delay}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tier := l.Steps()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	topics := []string{main, tier.Topic, l.DLQ()}
-	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
-	defer adm.DeleteTopics(context.Background(), topics...)
+	rl := newRealLadder(t, ctx, brokers, delay, parts, parts)
+	l, tier, cl, adm, main, group := rl.l, rl.tier, rl.cl, rl.adm, rl.l.Topic(), rl.l.Group()
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(t, reg)
@@ -75,15 +59,8 @@ func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.Rel
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, stop := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(rctx) }()
-	defer func() {
-		stop()
-		if err := <-errc; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	stopRelay := runRelay(t, ctx, r)
+	defer stopRelay()
 
 	// Warm up: one record per partition due now, so that the figures below
 	// measure pacing, not the group's first join.
@@ -228,11 +205,7 @@ func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.Rel
 	}
 
 	// The relay commits what it re-fed: the group ends at the tier's ends.
-	stop()
-	if err := <-errc; err != nil {
-		t.Errorf("Run: %v", err)
-	}
-	errc <- nil // for the deferred stop
+	stopRelay()
 	offs, err := adm.FetchOffsets(context.Background(), r.Group())
 	if err != nil {
 		t.Fatal(err)
@@ -270,25 +243,8 @@ func TestRelayRebalanceRealBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	main := kafkatest.Name(t, "orders")
-	group := kafkatest.Name(t, "svc")
-	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: 20 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tier := l.Steps()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	topics := []string{main, tier.Topic, l.DLQ()}
-	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
-	defer adm.DeleteTopics(context.Background(), topics...)
+	rl := newRealLadder(t, ctx, brokers, 20*time.Second, parts, parts)
+	l, tier, cl, adm, main, group := rl.l, rl.tier, rl.cl, rl.adm, rl.l.Topic(), rl.l.Group()
 
 	now := time.Now()
 	due := now.Add(tier.Delay)
@@ -428,6 +384,59 @@ func fetchMaxWait() time.Duration {
 	return retrytopics.DefaultRelayFetchMaxWait
 }
 
+// runRelay runs r in the background; the returned func (idempotent) stops
+// it and fails the test if Run returned an error.
+func runRelay(t *testing.T, ctx context.Context, r *retrytopics.Relay) (stop func()) {
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(rctx) }()
+	return sync.OnceFunc(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// realLadder is a ladder of one tier on the real broker, its topics created
+// for the test and deleted after it; cl writes records at the partition
+// they name.
+type realLadder struct {
+	l    *retrytopics.Ladder
+	tier retrytopics.Step
+	cl   *kgo.Client
+	adm  *kadm.Client
+}
+
+// newRealLadder creates a ladder's topics: the main topic and the DLQ with
+// mainParts partitions, the tier of delay with tierParts; it returns once
+// they have leaders, as the relay checks them at once.
+func newRealLadder(t *testing.T, ctx context.Context, brokers []string, delay time.Duration, mainParts, tierParts int32) *realLadder {
+	t.Helper()
+	l, err := retrytopics.NewLadder(kafkatest.Name(t, "orders"), kafkatest.Name(t, "svc"), []retrytopics.Tier{{Delay: delay}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	rl := &realLadder{l: l, tier: l.Steps()[0], cl: cl, adm: kadm.NewClient(cl)}
+	topics := []string{l.Topic(), rl.tier.Topic, l.DLQ()}
+	t.Cleanup(func() { _, _ = rl.adm.DeleteTopics(context.Background(), topics...) })
+	for _, c := range []struct {
+		parts  int32
+		topics []string
+	}{{mainParts, []string{l.Topic(), l.DLQ()}}, {tierParts, []string{rl.tier.Topic}}} {
+		if _, err := rl.adm.CreateTopics(ctx, c.parts, 1, nil, c.topics...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kafkatest.WaitTopics(t, rl.adm, topics...)
+	return rl
+}
+
 // TestRelayBacklogRealBroker parks a backlog that is already due in a tier
 // and lets one relay drain it: every record re-fed exactly once, the tier
 // committed to its end. The drain rate is logged.
@@ -440,25 +449,8 @@ func TestRelayBacklogRealBroker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	main := kafkatest.Name(t, "orders")
-	group := kafkatest.Name(t, "svc")
-	l, err := retrytopics.NewLadder(main, group, []retrytopics.Tier{{Delay: time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tier := l.Steps()[0]
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	topics := []string{main, tier.Topic, l.DLQ()}
-	if _, err := adm.CreateTopics(ctx, parts, 1, nil, topics...); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.WaitTopics(t, adm, topics...) // the relay checks them at once
-	defer adm.DeleteTopics(context.Background(), topics...)
+	rl := newRealLadder(t, ctx, brokers, time.Second, parts, parts)
+	l, tier, cl, adm, main, group := rl.l, rl.tier, rl.cl, rl.adm, rl.l.Topic(), rl.l.Group()
 
 	now := time.Now()
 	recs := make([]*kgo.Record, 0, records)
