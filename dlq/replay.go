@@ -474,7 +474,11 @@ func (r *Reader) checkTargets(ctx context.Context, targets []string) (map[string
 
 // progress returns the group's committed offsets on the DLQ.
 func (r *Reader) progress(ctx context.Context, group string) (map[int32]kadm.Offset, error) {
-	resps, err := r.adm.FetchOffsetsForTopics(ctx, group, r.topic)
+	var resps kadm.OffsetResponses
+	err := withCoordinator(ctx, func() (err error) {
+		resps, err = r.adm.FetchOffsetsForTopics(ctx, group, r.topic)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, kerr.GroupIDNotFound) {
 			return nil, nil
@@ -498,7 +502,11 @@ func (r *Reader) deleteProgress(ctx context.Context, group string, ps []Partitio
 	for _, p := range ps {
 		set.Add(r.topic, p.Partition)
 	}
-	resps, err := r.adm.DeleteOffsets(ctx, group, set)
+	var resps kadm.DeleteOffsetsResponses
+	err := withCoordinator(ctx, func() (err error) {
+		resps, err = r.adm.DeleteOffsets(ctx, group, set)
+		return err
+	})
 	switch {
 	case errors.Is(err, kerr.GroupIDNotFound):
 		return nil
@@ -520,14 +528,43 @@ func (r *Reader) commit(ctx context.Context, group string, p int32, at int64, me
 	defer cancel()
 	os := kadm.Offsets{}
 	os.Add(kadm.Offset{Topic: r.topic, Partition: p, At: at, LeaderEpoch: -1, Metadata: meta})
-	resps, err := r.adm.CommitOffsets(cctx, group, os)
-	if err == nil {
-		err = resps.Error()
-	}
+	err := withCoordinator(cctx, func() error {
+		resps, err := r.adm.CommitOffsets(cctx, group, os)
+		if err == nil {
+			err = resps.Error()
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("committing the progress of replay group %s on %s partition %d at %d: %w", group, r.topic, p, at, err)
 	}
 	return nil
+}
+
+// coordinatorWait bounds how long a replay waits for its group's
+// coordinator: on a new cluster there is none until the offsets topic is
+// created, and anywhere one may be loading or moving.
+const coordinatorWait = 30 * time.Second
+
+// withCoordinator calls fn again, backing off, while it fails for want of
+// the group's coordinator, for up to coordinatorWait or until ctx is done;
+// then it returns fn's last error.
+func withCoordinator(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(coordinatorWait)
+	backoff := 50 * time.Millisecond
+	for {
+		err := fn()
+		if !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) && !errors.Is(err, kerr.NotCoordinator) ||
+			time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // replayPartitioner writes a record to the partition set on it (mod the

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -348,5 +349,37 @@ func TestReplayRefusedProduce(t *testing.T) {
 	slices.Sort(vals)
 	if want := []string{"v2", "v3", "v4", "v5", "v6", `{"id":17}`}; !slices.Equal(vals, want) {
 		t.Errorf("other holds %v, want each of %v once", vals, want)
+	}
+}
+
+// On a new cluster the group coordinator is not there at first (the offsets
+// topic is being created), and anywhere it may be loading or moving: a
+// replay waits for it rather than fail.
+func TestReplayWaitsForTheCoordinator(t *testing.T) {
+	fake, seeds := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(2, "orders.dlq", "orders", "payments", "other"))
+	put(t, seeds, "orders.dlq", fill...)
+	var refused atomic.Int32
+	fake.ControlKey(int16(kmsg.FindCoordinator), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if refused.Load() >= 3 {
+			return nil, nil, false
+		}
+		refused.Add(1)
+		req := kreq.(*kmsg.FindCoordinatorRequest)
+		resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		for _, k := range append(req.CoordinatorKeys, req.CoordinatorKey) {
+			c := kmsg.NewFindCoordinatorResponseCoordinator()
+			c.Key, c.ErrorCode = k, kerr.CoordinatorNotAvailable.Code
+			resp.Coordinators = append(resp.Coordinators, c)
+		}
+		return resp, nil, true
+	})
+	r := newReader(t, seeds)
+	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 6 || s.Progress[0] != 4 || s.Progress[1] != 2 {
+		t.Errorf("replay while the coordinator was not available: %+v", s)
+	}
+	if n := refused.Load(); n != 3 {
+		t.Errorf("the coordinator was refused %d times, want 3", n)
 	}
 }
