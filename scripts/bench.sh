@@ -4,8 +4,9 @@
 #
 #   scripts/bench.sh [bench flags...]    e.g. -only B1,B3 or -b1-rounds 5
 #
-# With KRETRY_BROKERS set it uses that broker; otherwise it starts (or reuses)
-# the local one with scripts/kafka/kafka.sh up, which stays up afterwards.
+# With KRETRY_BROKERS set it uses that broker; otherwise it reuses the local
+# one of `make kafka-up` when it runs, or starts one with scripts/kafka/kafka.sh
+# and stops it when done (as `make test` does).
 # BENCH_OUT names the report (default BENCHMARKS.md at the repository root);
 # BENCH_PROFILE, when set, is a directory for CPU and allocation profiles of
 # the kretry sides. The output ends with the summary lines:
@@ -18,8 +19,11 @@ cd "$root"
 say() { printf 'bench.sh: %s\n' "$*" >&2; }
 
 if [[ -z ${KRETRY_BROKERS:-} ]]; then
-	line=$(bash scripts/kafka/kafka.sh up | tail -n 1)
-	[[ $line == KRETRY_BROKERS=* ]] || { say "kafka.sh up printed no KRETRY_BROKERS line"; exit 1; }
+	if ! line=$(bash scripts/kafka/kafka.sh status 2>/dev/null); then
+		line=$(bash scripts/kafka/kafka.sh up | tail -n 1)
+		trap 'bash scripts/kafka/kafka.sh down || true' EXIT
+	fi
+	[[ $line == KRETRY_BROKERS=* ]] || { say "kafka.sh printed no KRETRY_BROKERS line"; exit 1; }
 	export KRETRY_BROKERS=${line#KRETRY_BROKERS=}
 fi
 say "broker: $KRETRY_BROKERS"
@@ -32,4 +36,4 @@ args=(-out "${BENCH_OUT:-BENCHMARKS.md}" -command "make bench" -kafka-version "$
 if [[ -n ${BENCH_PROFILE:-} ]]; then
 	args+=(-profile "$BENCH_PROFILE")
 fi
-exec bin/kretry-bench "${args[@]}" "$@"
+bin/kretry-bench "${args[@]}" "$@"
