@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +69,7 @@ func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr kafkatest.Buffer
 	args := []string{"relay", "-c", cfg, "--json"}
 	if metrics {
 		args = append(args, "--metrics", "127.0.0.1:0")
@@ -160,23 +158,4 @@ func checkRefedMetric(t *testing.T, logs, main string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Errorf("%s does not count the re-feed (want %s):\n%s", url, want, body)
-}
-
-// syncBuffer is a bytes.Buffer that a running command writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -48,7 +47,7 @@ func TestPartitionCountsRefresh(t *testing.T) {
 			resp.Topics = append(resp.Topics, rt)
 			return resp, nil, true
 		})
-		var logs logLines
+		var logs kafkatest.Buffer
 		c := New(cl, slog.New(slog.NewTextHandler(&logs, nil)), map[string]int32{"t": 3})
 		ctx := context.Background()
 		check := func(what string, p, want, wantRequests int32) {
@@ -92,21 +91,4 @@ func TestPartitionCountsRefresh(t *testing.T) {
 			t.Errorf("%d warnings, want 1 with the broker's error; logs:\n%s", n, logs.String())
 		}
 	})
-}
-
-type logLines struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
