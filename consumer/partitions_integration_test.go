@@ -7,11 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/kafkatest"
 )
 
 // TestForwardsFollowRaisedTierRealBroker raises the first tier from 3 to 6
@@ -74,13 +74,13 @@ func TestForwardsFollowRaisedTierRealBroker(t *testing.T) {
 	// and returns the tier partition it was forwarded to.
 	fail := func(key string) int32 {
 		t.Helper()
-		before := ends(t, ctx, b.adm, tier)
+		before := kafkatest.EndOffsets(t, ctx, b.adm, tier)
 		if err := b.cl.ProduceSync(ctx, &kgo.Record{Topic: b.ladder.Topic(), Partition: 5, Key: []byte(key)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		var to int32 = -1
 		waitReal(t, time.Minute, key+" in the tier", func() bool {
-			for p, end := range ends(t, ctx, b.adm, tier) {
+			for p, end := range kafkatest.EndOffsets(t, ctx, b.adm, tier) {
 				if end > before[p] {
 					to = p
 					return true
@@ -101,21 +101,4 @@ func TestForwardsFollowRaisedTierRealBroker(t *testing.T) {
 	if p := fail("after"); p != 5 {
 		t.Errorf("after the raise, forwarded to %s[%d], want 5", tier, p)
 	}
-}
-
-// ends returns the end offset of each partition of topic.
-func ends(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) map[int32]int64 {
-	t.Helper()
-	offs, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	offs.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset of %s[%d]: %v", topic, o.Partition, o.Err)
-		}
-		out[o.Partition] = o.Offset
-	})
-	return out
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/kafkatest"
@@ -39,7 +38,7 @@ func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
 	// It returns the main partition that got it.
 	refeed := func(key string) int32 {
 		t.Helper()
-		before := endOffsets(t, ctx, adm, main)
+		before := kafkatest.EndOffsets(t, ctx, adm, main)
 		now := time.Now()
 		md := retrytopics.Metadata{
 			Group: group, Attempts: 1, Tier: tier.Name, DueAt: now,
@@ -50,7 +49,7 @@ func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 		for {
-			after := endOffsets(t, ctx, adm, main)
+			after := kafkatest.EndOffsets(t, ctx, adm, main)
 			for p, end := range after {
 				if end > before[p] {
 					t.Logf("%s re-fed to %s[%d] %v after it was due", key, main, p, time.Since(now).Round(time.Millisecond))
@@ -81,21 +80,4 @@ func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
 	if p := refeed("after"); p != 5 {
 		t.Errorf("after the raise, re-fed to partition %d, want 5", p)
 	}
-}
-
-// endOffsets returns the end offset of each partition of topic.
-func endOffsets(t *testing.T, ctx context.Context, adm *kadm.Client, topic string) map[int32]int64 {
-	t.Helper()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err != nil {
-			t.Fatalf("end offset of %s[%d]: %v", topic, o.Partition, o.Err)
-		}
-		out[o.Partition] = o.Offset
-	})
-	return out
 }
