@@ -35,6 +35,48 @@ const (
 	// DefaultDLQRetention is the retention of a DLQ topic when
 	// retention.dlq is not given: 14 days.
 	DefaultDLQRetention = retrytopics.DefaultDLQRetention
+
+	// DefaultCommitInterval is commit_interval when not given: how often
+	// the marked offsets of a group member are committed, which bounds the
+	// work a crash repeats.
+	DefaultCommitInterval = time.Second
+	// MinCommitInterval and MaxCommitInterval bound commit_interval: a
+	// shorter one commits faster than a broker can usefully take, a longer
+	// one lets a crash repeat that much work.
+	MinCommitInterval = 10 * time.Millisecond
+	MaxCommitInterval = 10 * time.Minute
+	// DefaultSessionTimeout is session_timeout when not given: how long a
+	// member that stopped heartbeating (a killed process) keeps its
+	// partitions before the group reassigns them.
+	DefaultSessionTimeout = 10 * time.Second
+	// MinSessionTimeout and MaxSessionTimeout are the defaults of Kafka's
+	// group.min.session.timeout.ms and group.max.session.timeout.ms: a
+	// broker with its default settings refuses a member whose session
+	// timeout is outside them.
+	MinSessionTimeout = 6 * time.Second
+	MaxSessionTimeout = 30 * time.Minute
+	// MaxHeartbeatInterval caps the heartbeat interval, which is otherwise
+	// a tenth of the session timeout (see Config.HeartbeatInterval).
+	MaxHeartbeatInterval = 3 * time.Second
+	// DefaultDeliveryTimeout is delivery_timeout when not given: how long
+	// a produced record (a forward, a re-feed, a replay) may wait for its
+	// acknowledgement before it fails, which bounds every producer kretry
+	// owns, and so shutdown, when the brokers are unreachable.
+	DefaultDeliveryTimeout = 30 * time.Second
+	// MaxDeliveryTimeout bounds delivery_timeout.
+	MaxDeliveryTimeout = time.Hour
+	// MaxInstanceIDLength is the longest instance_id Kafka accepts.
+	MaxInstanceIDLength = 249
+)
+
+// Group protocols accepted in group_protocol.
+const (
+	// GroupProtocolClassic is the classic protocol, where the clients
+	// assign partitions among themselves (JoinGroup/SyncGroup). The default.
+	GroupProtocolClassic = "classic"
+	// GroupProtocolConsumer is KIP-848's consumer protocol, where the
+	// broker assigns partitions (Kafka 4.0+, franz-go recommends 4.3+).
+	GroupProtocolConsumer = "consumer"
 )
 
 // Environment variables that override the file in Load and Parse. An empty
@@ -44,6 +86,9 @@ const (
 	EnvBrokers = "KRETRY_BROKERS"
 	// EnvGroup replaces group.
 	EnvGroup = "KRETRY_GROUP"
+	// EnvInstanceID replaces instance_id, so that each pod of one
+	// deployment sets its own static member id.
+	EnvInstanceID = "KRETRY_INSTANCE_ID"
 )
 
 // Config is a loaded kretry configuration with every default resolved. Build it
@@ -57,6 +102,26 @@ type Config struct {
 	SASL     *SASL    // nil: no authentication
 	Topics   []Topic
 	Relay    Relay
+
+	// ExactlyOnce turns on the exactly-once mode (exactly_once): forwards,
+	// re-feeds and their offsets commit together in Kafka transactions.
+	ExactlyOnce bool
+	// CommitInterval is how often marked offsets are committed
+	// (commit_interval); 0 in a Config built by hand means
+	// DefaultCommitInterval, 1s.
+	CommitInterval time.Duration
+	// SessionTimeout is the group session timeout of the consumer and the
+	// relay (session_timeout); 0 means DefaultSessionTimeout, 10s.
+	SessionTimeout time.Duration
+	// InstanceID makes the consumer and the relay static group members
+	// (instance_id, KRETRY_INSTANCE_ID); "" is dynamic membership.
+	InstanceID string
+	// GroupProtocol is GroupProtocolClassic or GroupProtocolConsumer
+	// (group_protocol); "" means classic.
+	GroupProtocol string
+	// DeliveryTimeout bounds how long a produced record waits for its
+	// acknowledgement (delivery_timeout); 0 means DefaultDeliveryTimeout, 30s.
+	DeliveryTimeout time.Duration
 
 	lines map[string]int // field path → line, for errors from ClientOpts
 }

@@ -21,6 +21,7 @@ var update = flag.Bool("update", false, "rewrite testdata/config/bad/*.err from 
 func clearEnv(t *testing.T) {
 	t.Setenv(config.EnvBrokers, "")
 	t.Setenv(config.EnvGroup, "")
+	t.Setenv(config.EnvInstanceID, "")
 }
 
 func tiers(ts ...any) []retrytopics.Tier {
@@ -106,7 +107,12 @@ func TestGoodConfigs(t *testing.T) {
 				DLQ:    "payments.dlq",
 				Naming: "{topic}.retry-{delay}",
 			}},
-			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+			Relay:           config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+			CommitInterval:  time.Second,
+			SessionTimeout:  10 * time.Second,
+			InstanceID:      "orders-0",
+			GroupProtocol:   "classic",
+			DeliveryTimeout: 30 * time.Second,
 		},
 		"tls.yaml": {
 			Brokers:  []string{"kafka.example.com:9093"},
@@ -173,6 +179,24 @@ func assertConfig(t *testing.T, got, want *config.Config) {
 	check("SASL", got.SASL, want.SASL)
 	check("Topics", got.Topics, want.Topics)
 	check("Relay", got.Relay, want.Relay)
+	// The keys of the group members: a zero in want is the default.
+	type members struct {
+		ExactlyOnce                                     bool
+		CommitInterval, SessionTimeout, DeliveryTimeout time.Duration
+		InstanceID, GroupProtocol                       string
+	}
+	or := func(v, def time.Duration) time.Duration {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	protocol := want.GroupProtocol
+	if protocol == "" {
+		protocol = config.GroupProtocolClassic
+	}
+	check("members", members{got.ExactlyOnce, got.CommitInterval, got.SessionTimeout, got.DeliveryTimeout, got.InstanceID, got.GroupProtocol},
+		members{want.ExactlyOnce, or(want.CommitInterval, time.Second), or(want.SessionTimeout, 10*time.Second), or(want.DeliveryTimeout, 30*time.Second), want.InstanceID, protocol})
 }
 
 // TestBadConfigs loads every testdata/config/bad/NAME.yaml and wants exactly

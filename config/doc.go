@@ -36,6 +36,12 @@
 //	  group: orders-service-relay      # default "{group}-relay"
 //	  fetch_max_wait: 100ms            # default 100ms
 //	  hold_bytes: 64MiB                # default 64MiB; 0 holds nothing
+//	exactly_once: false                # default false
+//	commit_interval: 1s                # default 1s; 10ms to 10m
+//	session_timeout: 10s               # default 10s; 6s to 30m
+//	instance_id: orders-0              # default none; KRETRY_INSTANCE_ID overrides
+//	group_protocol: classic            # default classic; or consumer (KIP-848)
+//	delivery_timeout: 30s              # default 30s; 1ms to 1h
 //
 // # Defaults
 //
@@ -51,6 +57,15 @@
 //	relay.group               "{group}-relay"
 //	relay.fetch_max_wait      100ms
 //	relay.hold_bytes          64MiB
+//	exactly_once              false
+//	commit_interval           1s
+//	session_timeout           10s; heartbeats every tenth of it, at most 3s
+//	instance_id               none: dynamic group members
+//	group_protocol            classic
+//	delivery_timeout          30s
+//
+// Config.GroupOpts and Config.ProducerOpts turn the last five into the
+// franz-go options of a group member and of a producer.
 //
 // # Values
 //
@@ -96,7 +111,8 @@
 // # Environment
 //
 // KRETRY_BROKERS (comma-separated host:port) replaces brokers and KRETRY_GROUP
-// replaces group, in Load and Parse. An empty variable counts as unset. With
+// replaces group, and KRETRY_INSTANCE_ID replaces instance_id (so that each
+// pod of one deployment sets its own), in Load and Parse. An empty variable counts as unset. With
 // them set, the file may leave brokers and group out. The option WithBrokers
 // (the CLI's --brokers) replaces both the file's brokers and KRETRY_BROKERS.
 //

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dustin/go-humanize"
 	"github.com/goccy/go-yaml"
@@ -24,7 +25,7 @@ import (
 type lookupEnv func(string) (string, bool)
 
 var (
-	topKeys       = []string{"brokers", "client_id", "group", "tls", "sasl", "topics", "relay"}
+	topKeys       = []string{"brokers", "client_id", "group", "tls", "sasl", "topics", "relay", "exactly_once", "commit_interval", "session_timeout", "instance_id", "group_protocol", "delivery_timeout"}
 	tlsKeys       = []string{"ca_file", "cert_file", "key_file", "insecure_skip_verify"}
 	saslKeys      = []string{"mechanism", "username", "password_env"}
 	topicKeys     = []string{"name", "tiers", "dlq", "naming", "max_age", "retention"}
@@ -429,6 +430,107 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 	}
 	d.topics(top, rootLine, c)
 	d.relay(top, c)
+	d.members(top, c, env)
+}
+
+// members reads the top-level keys of the group members and producers:
+// exactly_once, commit_interval, session_timeout, instance_id,
+// group_protocol and delivery_timeout.
+func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
+	c.CommitInterval = DefaultCommitInterval
+	c.SessionTimeout = DefaultSessionTimeout
+	c.DeliveryTimeout = DefaultDeliveryTimeout
+	c.GroupProtocol = GroupProtocolClassic
+
+	if v, ok := top["exactly_once"]; ok && v.value != nil {
+		if b, isBool := v.value.(*ast.BoolNode); isBool {
+			c.ExactlyOnce = b.Value
+		} else {
+			d.errorf(v.line, "exactly_once", "must be true or false (default false), got %s", describe(v.value))
+		}
+	}
+	if v, ok := d.durationIn(top, "commit_interval", MinCommitInterval, MaxCommitInterval,
+		"how often marked offsets are committed, which bounds the work a crash repeats", DefaultCommitInterval); ok {
+		c.CommitInterval = v
+	}
+	if v, ok := d.durationIn(top, "session_timeout", MinSessionTimeout, MaxSessionTimeout,
+		"Kafka brokers refuse a session timeout outside group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and 30m by default", DefaultSessionTimeout); ok {
+		c.SessionTimeout = v
+	}
+	if v, ok := d.durationIn(top, "delivery_timeout", time.Millisecond, MaxDeliveryTimeout,
+		"how long a produced record waits for its acknowledgement before it fails", DefaultDeliveryTimeout); ok {
+		c.DeliveryTimeout = v
+	}
+	if s, l, ok := d.str(top, "instance_id", "instance_id"); ok {
+		if problem := instanceIDProblem(s); problem != "" {
+			d.errorf(l, "instance_id", "%s, got %s", problem, quoteCut(s))
+		} else {
+			c.InstanceID = s
+		}
+	}
+	if v := getenv(env, EnvInstanceID); v != "" {
+		if problem := instanceIDProblem(v); problem != "" {
+			d.errorf(0, EnvInstanceID, "%s, got %s", problem, quoteCut(v))
+		} else {
+			c.InstanceID = v
+		}
+	}
+	if s, l, ok := d.str(top, "group_protocol", "group_protocol"); ok {
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case GroupProtocolClassic:
+		case GroupProtocolConsumer:
+			c.GroupProtocol = GroupProtocolConsumer
+		default:
+			d.errorf(l, "group_protocol", "must be %s (the default, assignment by the clients) or %s (KIP-848 assignment by the broker, Kafka 4.0+), got %s",
+				GroupProtocolClassic, GroupProtocolConsumer, quoteCut(s))
+		}
+	}
+}
+
+// durationIn reads a duration that, when given, must be within [lo, hi].
+// why says what the field is for or where the bounds come from.
+func (d *decoder) durationIn(fields map[string]field, key string, lo, hi time.Duration, why string, def time.Duration) (time.Duration, bool) {
+	v, l, ok := d.duration(fields, key, key, " (default "+retrytopics.FormatDelay(def)+")")
+	if !ok {
+		return 0, false
+	}
+	if v < lo || v > hi {
+		d.errorf(l, key, "must be between %s and %s (default %s): %s; got %s",
+			retrytopics.FormatDelay(lo), retrytopics.FormatDelay(hi), retrytopics.FormatDelay(def), why, fields[key].value.GetToken().Value)
+		return 0, false
+	}
+	return v, true
+}
+
+// instanceIDProblem applies Kafka's rules for a group.instance.id, which are
+// those of a topic name.
+func instanceIDProblem(id string) string {
+	const rule = "must be a Kafka group instance id: 1 to 249 letters, digits, '.', '_' and '-', not \".\" or \"..\"; give each instance its own, e.g. the pod name in " + EnvInstanceID
+	if id == "" || id == "." || id == ".." || len(id) > MaxInstanceIDLength {
+		return rule
+	}
+	for _, c := range []byte(id) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return rule
+		}
+	}
+	return ""
+}
+
+// maxQuoted is how much of a bad value an error message shows.
+const maxQuoted = 64
+
+// quoteCut quotes s for an error message with Go escapes for every control
+// and non-printable character, cut to maxQuoted bytes of s.
+func quoteCut(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 func (d *decoder) tls(f field) *TLS {

@@ -63,6 +63,7 @@ func kretry(t *testing.T, args ...string) result {
 func noEnvOverrides(t *testing.T) {
 	t.Setenv("KRETRY_BROKERS", "")
 	t.Setenv("KRETRY_GROUP", "")
+	t.Setenv("KRETRY_INSTANCE_ID", "")
 }
 
 // ladderYAML is a config of one main topic with tiers 5s, 1m, 10m×2 and the
@@ -388,6 +389,17 @@ func TestConfigCheck(t *testing.T) {
 	if !strings.Contains(r.stdout, "\n  relay    hold_bytes 64 MiB\n") {
 		t.Errorf("config check does not show the default relay.hold_bytes: %v", r)
 	}
+	if !strings.Contains(r.stdout, "\n  mode     at least once, commit_interval 1s, delivery_timeout 30s\n"+
+		"  members  group_protocol classic, session_timeout 10s (heartbeat 1s), dynamic member\n") {
+		t.Errorf("config check does not show the defaults of the group members: %v", r)
+	}
+	members := writeConfig(t, []string{"127.0.0.1:9092"}, "orders", "exactly_once: true\ncommit_interval: 200ms\ngroup_protocol: consumer\ninstance_id: from-file\n")
+	t.Setenv("KRETRY_INSTANCE_ID", "pod-3")
+	if r := kretry(t, "config", "check", "-c", members); r.code != 0 || !strings.Contains(r.stdout, "\n  mode     exactly once (transactions), commit_interval 200ms, delivery_timeout 30s\n"+
+		"  members  group_protocol consumer, session timeout set by the broker (group config consumer.session.timeout.ms), static member pod-3\n") {
+		t.Errorf("config check of the group member keys: %v", r)
+	}
+	t.Setenv("KRETRY_INSTANCE_ID", "")
 	none := writeConfig(t, []string{"127.0.0.1:9092"}, "orders", "relay:\n  hold_bytes: 0\n")
 	if r := kretry(t, "config", "check", "-c", none); r.code != 0 || !strings.Contains(r.stdout, "\n  relay    hold_bytes 0 (holds nothing)\n") {
 		t.Errorf("config check of hold_bytes: 0: %v", r)

@@ -8,6 +8,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -29,13 +30,21 @@ field.`,
 }
 
 type configJSON struct {
-	File       string            `json:"file"`
-	OK         bool              `json:"ok"`
-	Brokers    []string          `json:"brokers"`
-	Group      string            `json:"group"`
-	RelayGroup string            `json:"relay_group"`
-	HoldBytes  int               `json:"relay_hold_bytes"`
-	Topics     []configTopicJSON `json:"topics"`
+	File       string   `json:"file"`
+	OK         bool     `json:"ok"`
+	Brokers    []string `json:"brokers"`
+	Group      string   `json:"group"`
+	RelayGroup string   `json:"relay_group"`
+	HoldBytes  int      `json:"relay_hold_bytes"`
+
+	ExactlyOnce       bool              `json:"exactly_once"`
+	CommitInterval    string            `json:"commit_interval"`
+	SessionTimeout    string            `json:"session_timeout"`
+	HeartbeatInterval string            `json:"heartbeat_interval"`
+	InstanceID        string            `json:"instance_id,omitempty"`
+	GroupProtocol     string            `json:"group_protocol"`
+	DeliveryTimeout   string            `json:"delivery_timeout"`
+	Topics            []configTopicJSON `json:"topics"`
 }
 
 type configTopicJSON struct {
@@ -61,7 +70,10 @@ func (a *app) configCheck() error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.configPath, err)
 	}
-	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group, HoldBytes: *cfg.Relay.HoldBytes}
+	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group, HoldBytes: *cfg.Relay.HoldBytes,
+		ExactlyOnce: cfg.ExactlyOnce, CommitInterval: retrytopics.FormatDelay(cfg.CommitInterval),
+		SessionTimeout: retrytopics.FormatDelay(cfg.SessionTimeout), HeartbeatInterval: cfg.HeartbeatInterval().String(),
+		InstanceID: cfg.InstanceID, GroupProtocol: cfg.GroupProtocol, DeliveryTimeout: retrytopics.FormatDelay(cfg.DeliveryTimeout)}
 	tiers := 0
 	var dlqs []string
 	for _, l := range ladders {
@@ -87,6 +99,20 @@ func (a *app) configCheck() error {
 	} else {
 		fmt.Fprintf(a.stdout, "  relay    hold_bytes %s\n", humanize.IBytes(uint64(out.HoldBytes)))
 	}
+	mode := "at least once"
+	if out.ExactlyOnce {
+		mode = "exactly once (transactions)"
+	}
+	fmt.Fprintf(a.stdout, "  mode     %s, commit_interval %s, delivery_timeout %s\n", mode, out.CommitInterval, out.DeliveryTimeout)
+	member := "dynamic member"
+	if out.InstanceID != "" {
+		member = "static member " + out.InstanceID
+	}
+	session := fmt.Sprintf("session_timeout %s (heartbeat %s)", out.SessionTimeout, out.HeartbeatInterval)
+	if out.GroupProtocol == config.GroupProtocolConsumer {
+		session = "session timeout set by the broker (group config consumer.session.timeout.ms)"
+	}
+	fmt.Fprintf(a.stdout, "  members  group_protocol %s, %s, %s\n", out.GroupProtocol, session, member)
 	for _, t := range out.Topics {
 		var rungs []string
 		for _, s := range t.Tiers {
