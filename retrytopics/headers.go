@@ -36,6 +36,11 @@ const (
 // Version is the version of the header contract this package writes and reads.
 const Version = 1
 
+// MaxAttempts is the most failed attempts the headers count: kretry-attempts
+// and kretry-replays are int32 values that saturate here rather than wrap
+// or grow past what Decode reads.
+const MaxAttempts = 1<<31 - 1
+
 // MaxErrorLen is the most bytes of error text Encode writes to kretry-error.
 const MaxErrorLen = 1024
 
@@ -108,11 +113,21 @@ func (e *HeaderError) Error() string {
 	if errors.Is(e.Err, ErrHeaderMissing) || errors.Is(e.Err, ErrHeaderRepeated) {
 		return fmt.Sprintf("kretry header %s: %v", e.Header, e.Err)
 	}
-	v := e.Value
-	if len(v) > 64 {
-		v = cutUTF8(v, 64) + "..."
+	return fmt.Sprintf("kretry header %s: invalid value %s: %v", e.Header, quoted(e.Value), e.Err)
+}
+
+// quotedLen is how many bytes of a header value quoted shows.
+const quotedLen = 64
+
+// quoted returns v as a log line or an error may show a value read from a
+// record: cut at quotedLen bytes on a UTF-8 boundary (marked with "..."), in
+// double quotes, with every control character and invalid byte escaped, so
+// that a forged value cannot rewrite an operator's terminal or forge a line.
+func quoted(v string) string {
+	if len(v) > quotedLen {
+		return strconv.Quote(cutUTF8(v, quotedLen)) + "..."
 	}
-	return fmt.Sprintf("kretry header %s: invalid value %q: %v", e.Header, v, e.Err)
+	return strconv.Quote(v)
 }
 
 func (e *HeaderError) Unwrap() error { return e.Err }
@@ -135,7 +150,8 @@ func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 
 // Encode returns the user headers of hs in their order followed by md as
 // kretry headers: every kretry-* header already in hs, known or not, is
-// dropped, so headers never grow with the hops. With md.Group set it writes
+// dropped, so headers never grow with the hops. Attempts and Replays above
+// MaxAttempts are written as MaxAttempts. With md.Group set it writes
 // the whole contract, leaving out kretry-error, kretry-reason and
 // kretry-replays when they are empty or 0; with md.Group empty (a record
 // replayed from the DLQ) it writes only kretry-replays, when above 0.
@@ -170,7 +186,7 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 		buf = append(buf, md.Group...)
 		add(HeaderGroup, n)
 		n = len(buf)
-		buf = strconv.AppendInt(buf, int64(md.Attempts), 10)
+		buf = strconv.AppendInt(buf, int64(min(md.Attempts, MaxAttempts)), 10)
 		add(HeaderAttempts, n)
 		n = len(buf)
 		buf = append(buf, md.Tier...)
@@ -209,7 +225,7 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	}
 	if md.Replays > 0 {
 		n := len(buf)
-		buf = strconv.AppendInt(buf, int64(md.Replays), 10)
+		buf = strconv.AppendInt(buf, int64(min(md.Replays, MaxAttempts)), 10)
 		add(HeaderReplays, n)
 	}
 	return out
@@ -360,7 +376,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
 			}
 		}
-		md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
+		md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
 		if d.err != nil {
 			return Metadata{}, false, false, d.err
 		}
@@ -371,7 +387,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 		return Metadata{}, false, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
 	md.Group = d.text(HeaderGroup, true)
-	md.Attempts = int(d.int(HeaderAttempts, true, 1, 1<<31-1))
+	md.Attempts = int(d.int(HeaderAttempts, true, 1, MaxAttempts))
 	md.Tier = d.text(HeaderTier, true)
 	md.DueAt = d.time(HeaderDueAt)
 	md.OriginalTopic = d.text(HeaderOriginalTopic, true)
@@ -390,7 +406,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired or invalid-metadata")}
 		}
 	}
-	md.Replays = int(d.int(HeaderReplays, false, 0, 1<<31-1))
+	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
 	if d.err != nil {
 		return Metadata{}, false, false, d.err
 	}

@@ -109,6 +109,44 @@ func TestEncodeReplayOnly(t *testing.T) {
 	}
 }
 
+// TestEncodeSaturatesCounts: a count past the int32 range that the
+// headers hold is written as MaxAttempts, which Decode reads back, never as
+// a number Decode rejects (kretry-attempts 2147483648 made kretry's own DLQ
+// reader call a record invalid-metadata).
+func TestEncodeSaturatesCounts(t *testing.T) {
+	for _, n := range []int{retrytopics.MaxAttempts, retrytopics.MaxAttempts + 1, 1 << 40} {
+		md := sampleMetadata()
+		md.Attempts, md.Replays = n, n
+		hs := retrytopics.Encode(nil, md)
+		if a, r := value(hs, retrytopics.HeaderAttempts), value(hs, retrytopics.HeaderReplays); a != "2147483647" || r != "2147483647" {
+			t.Errorf("Encode with attempts and replays %d wrote kretry-attempts %s, kretry-replays %s; want 2147483647", n, a, r)
+		}
+		got, ok, err := retrytopics.Decode(hs)
+		if err != nil || !ok || got.Attempts != retrytopics.MaxAttempts || got.Replays != retrytopics.MaxAttempts {
+			t.Errorf("Decode(Encode(attempts %d)) = attempts %d, replays %d, %v, %v", n, got.Attempts, got.Replays, ok, err)
+		}
+	}
+	if v := value(retrytopics.Encode(nil, retrytopics.Metadata{Replays: 1 << 40}), retrytopics.HeaderReplays); v != "2147483647" {
+		t.Errorf("Encode of a replay-only record wrote kretry-replays %s; want 2147483647", v)
+	}
+}
+
+// TestHeaderErrorEscapesControlCharacters: an error about a forged header
+// value escapes what a terminal or a log reader would act on.
+func TestHeaderErrorEscapesControlCharacters(t *testing.T) {
+	_, _, err := retrytopics.Decode(hdr("kretry-version", "1", "kretry-group", "g", "kretry-attempts", "\x1b[2J\x1b[31m\r\nlevel=ERROR forged\xff"))
+	if err == nil {
+		t.Fatal("Decode accepted a forged kretry-attempts")
+	}
+	msg := err.Error()
+	if strings.ContainsFunc(msg, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
+		t.Errorf("error %q holds control characters or invalid bytes", msg)
+	}
+	if !strings.Contains(msg, `"\x1b[2J\x1b[31m\r\nlevel=ERROR forged\xff"`) {
+		t.Errorf("error %q does not show the value quoted and escaped", msg)
+	}
+}
+
 func TestEncodeCutsError(t *testing.T) {
 	for _, tc := range []struct {
 		name, err string
@@ -281,7 +319,7 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestHeaderErrorShortensLongValues(t *testing.T) {
 	err := &retrytopics.HeaderError{Header: "kretry-tier", Value: strings.Repeat("t", 100), Err: errors.New("bad")}
-	if msg := err.Error(); !strings.Contains(msg, `"`+strings.Repeat("t", 64)+`..."`) || strings.Contains(msg, strings.Repeat("t", 65)) {
+	if msg := err.Error(); !strings.Contains(msg, `"`+strings.Repeat("t", 64)+`"...`) || strings.Contains(msg, strings.Repeat("t", 65)) {
 		t.Errorf("message %q does not shorten the value to 64 bytes", msg)
 	}
 	if !errors.Is(err, err.Err) {
@@ -324,6 +362,9 @@ func FuzzDecode(f *testing.F) {
 	add(append(sampleHeaders(), hdr("kretry-attempts", "3")...))
 	add(hdr("kretry-group", "g"))
 	add(hdr("kretry-attempts", "x"))
+	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-attempts", "2147483648"))
+	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-attempts", "\x1b[2J\r\n"))
+	add(hdr("kretry-version", "1", "kretry-group", "g\x00\xff", "kretry-tier", strings.Repeat("\u202e", 100)))
 	md := sampleMetadata()
 	md.Error = strings.Repeat("é", 600)
 	add(retrytopics.Encode(nil, md))
@@ -335,6 +376,14 @@ func FuzzDecode(f *testing.F) {
 			var he *retrytopics.HeaderError
 			if !errors.As(err, &he) || !strings.HasPrefix(he.Header, retrytopics.HeaderPrefix) {
 				t.Fatalf("Decode error %v is not a *HeaderError naming a kretry header", err)
+			}
+			// The message goes to logs and terminals: values quoted, cut and escaped.
+			msg := err.Error()
+			if strings.ContainsFunc(msg, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }) {
+				t.Fatalf("Decode error %q holds control characters or invalid UTF-8", msg)
+			}
+			if len(msg) > 600 {
+				t.Fatalf("Decode error is %d bytes long: a value is not cut", len(msg))
 			}
 			return
 		}

@@ -136,6 +136,12 @@ func NewLadder(topic, group string, tiers []Tier, opts ...LadderOpt) (*Ladder, e
 		seen[s.Topic] = i
 		l.steps = append(l.steps, s)
 		l.maxRetries += s.Attempts
+		if l.maxRetries >= MaxAttempts {
+			// kretry-attempts saturates at MaxAttempts: a longer ladder would
+			// keep a record at its last tier for ever instead of reaching the DLQ.
+			return nil, fmt.Errorf("retry ladder of topic %s: the tiers' attempts add up to %d or more: want fewer than %d in all",
+				topic, l.maxRetries, MaxAttempts)
+		}
 	}
 	return l, nil
 }

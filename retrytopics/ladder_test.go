@@ -199,6 +199,9 @@ func TestNewLadderErrors(t *testing.T) {
 		{"group makes an illegal name", "orders", "my group", []retrytopics.Tier{{Delay: s5}},
 			[]retrytopics.LadderOpt{retrytopics.WithNaming("{group}.{delay}")}, `"my group.5s"`},
 		{"too long", strings.Repeat("o", 246), "g", []retrytopics.Tier{{Delay: s5}}, nil, "at most 249"},
+		// kretry-attempts saturates at MaxAttempts: such a ladder would never reach its DLQ.
+		{"attempts past the header's range", "orders", "g", []retrytopics.Tier{{Delay: s5, Attempts: 1 << 30}, {Delay: m1, Attempts: 1 << 30}},
+			nil, "want fewer than 2147483647 in all"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, err := retrytopics.NewLadder(tc.topic, tc.group, tc.tiers, tc.opts...)
