@@ -908,11 +908,11 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			if md.Group != t.ladder.Group() {
 				s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
-					"offset", rec.Offset, "record_group", md.Group)
+					"offset", rec.Offset, "record_group", quoted(md.Group))
 				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 				continue
 			}
-			r = readOf(md, canonical)
+			r = readOf(t, md, canonical)
 		}
 		if due := time.Unix(0, r.due); time.Now().Before(due) {
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
@@ -939,15 +939,33 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 // zero read is unread, as is a record of another group or with headers that
 // cannot be read: the poll that finds it due reads it again and acts.
 type read struct {
-	due       int64 // kretry-due-at, Unix nanoseconds
+	due       int64 // kretry-due-at, or the bound it is held to (see readOf), Unix nanoseconds
 	attempts  int32
 	partition int32 // kretry-original-partition
-	canonical bool  // see decodeHeaders
+	canonical bool  // see decodeHeaders; false also when the relay rewrites kretry-due-at or kretry-tier
+	untrusted bool  // kretry-due-at was past its bound
 	ok        bool
 }
 
-func readOf(md Metadata, canonical bool) read {
-	return read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true}
+// dueSlack is how far kretry-due-at may be past kretry-last-failure-at plus
+// the tier's delay and still be trusted: both are cut to milliseconds.
+const dueSlack = time.Millisecond
+
+// readOf reads md, the kretry headers of a record in tier t. A
+// kretry-due-at later than kretry-last-failure-at plus t's delay (a forged
+// header, or a writer's clock far ahead) is not trusted: the record is due
+// at that bound, so that it cannot hold its partition for ever. A
+// kretry-tier that is not t's name is not propagated: the re-feed carries
+// t's name.
+func readOf(t tierOf, md Metadata, canonical bool) read {
+	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true}
+	if bound := md.LastFailureAt.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
+		r.due, r.untrusted, r.canonical = bound.UnixNano(), true, false
+	}
+	if md.Tier != t.step.Name {
+		r.canonical = false
+	}
+	return r
 }
 
 // readAll returns what is read of waiting, by index: known (what earlier
@@ -960,7 +978,7 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read 
 	}
 	for i := len(known); i < len(waiting); i++ {
 		if md, ok, canonical, err := decodeHeaders(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
-			out[i] = readOf(md, canonical)
+			out[i] = readOf(t, md, canonical)
 		}
 	}
 	return out[:len(waiting)]
@@ -1032,11 +1050,13 @@ func (s *session) settle(o *outcome, block bool) {
 // needs none (another group's) and is done in its turn. One allocation per
 // re-feed: the produced record and its result live in it.
 type refeed struct {
-	rec      *kgo.Record
-	due      time.Time
-	attempts int32
-	out      kgo.Record
-	produced bool
+	rec       *kgo.Record
+	due       time.Time
+	attempts  int32
+	untrusted bool      // re-fed at its bound, not at its kretry-due-at
+	dueAt     time.Time // with untrusted: the kretry-due-at it carried
+	out       kgo.Record
+	produced  bool
 
 	// Set by the produce promise before it marks the re-feed acknowledged
 	// (acked, then wg.Done); read after acked.Load or wg.Wait.
@@ -1060,10 +1080,14 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 // are reused, otherwise Encode rewrites them.
 func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
 	main := t.ladder.Topic()
-	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, produced: true}
+	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, untrusted: r.untrusted, produced: true}
 	headers := rec.Headers
 	if !r.canonical {
 		md, _, _ := Decode(rec.Headers) // read once already
+		if r.untrusted {
+			f.dueAt = md.DueAt
+		}
+		md.DueAt, md.Tier = f.due, t.step.Name
 		headers = Encode(rec.Headers, md)
 	}
 	f.out = kgo.Record{
@@ -1085,6 +1109,12 @@ func (s *session) refed(t tierOf, f *refeed) {
 	lateness := f.at.Sub(f.due)
 	t.refed.Inc()
 	t.lateness.Observe(lateness.Seconds())
+	if f.untrusted {
+		s.r.metrics.UntrustedDueAt.WithLabelValues(t.ladder.Topic(), t.step.Name).Inc()
+		s.log.Warn("kretry relay re-fed a record at its last failure plus its tier's delay: its kretry-due-at is later than that, so it is not trusted (forged, or written by a clock far ahead)",
+			"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset, "to", f.out.Topic,
+			"due_at", quoted(FormatTime(f.dueAt)), "refed_at_bound", FormatTime(f.due), "tier_delay", t.step.Delay)
+	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
 		s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
 			"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.attempts,

@@ -37,6 +37,7 @@ type Metrics struct {
 	PausedPartitions *prometheus.GaugeVec     // tier
 	HeldBytes        *prometheus.GaugeVec     // tier
 	DeadLettered     *prometheus.CounterVec   // topic, reason
+	UntrustedDueAt   *prometheus.CounterVec   // topic, tier
 }
 
 // New builds the collectors and registers them on reg. A nil reg disables
@@ -74,6 +75,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "dead_lettered_total",
 			Help: "Records written to a DLQ, by reason.",
 		}, []string{"topic", "reason"}),
+		UntrustedDueAt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "untrusted_due_at_total",
+			Help: "Tier records the relay re-fed at their last failure plus their tier's delay, because their kretry-due-at was later than that.",
+		}, []string{"topic", "tier"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -87,6 +92,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.PausedPartitions = register(reg, m.PausedPartitions, &err)
 	m.HeldBytes = register(reg, m.HeldBytes, &err)
 	m.DeadLettered = register(reg, m.DeadLettered, &err)
+	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	if err != nil {
 		return nil, err
 	}
