@@ -7,6 +7,7 @@
 #   make kafka-up          start (or reuse) the local broker; last line: KRETRY_BROKERS=127.0.0.1:PORT
 #   make kafka-down        stop it and remove its data
 #   make bench             the benchmarks
+#   make fuzz              every fuzz target for FUZZTIME (30s) each
 #   make lint              gofmt, go vet, staticcheck
 
 SHELL := bash
@@ -15,15 +16,21 @@ SHELL := bash
 
 GO ?= go
 KAFKA := scripts/kafka/kafka.sh
-# Integration tests of every package run against one broker; some take minutes.
-INTEGRATION_TIMEOUT ?= 30m
+# Each test binary (one per package) fails with its goroutine dump when it runs
+# longer than this, so a hung test fails within minutes instead of hanging CI.
+UNIT_TIMEOUT ?= 5m
+# Integration tests of every package run against one broker; the slowest
+# package takes about three minutes.
+INTEGRATION_TIMEOUT ?= 10m
+# Every fuzz target (a Fuzz function in any package) runs this long in make fuzz.
+FUZZTIME ?= 30s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-# Lines go test -v prints for every test start; the rest (--- PASS/FAIL/SKIP,
-# logs, package results) stays.
-TEST_FILTER := awk '!/^=== (RUN|PAUSE|CONT|NAME)/ { print; fflush() }'
+# go test -v with a summary line that counts panics, timeouts and build
+# failures as failures.
+GOTEST := bash scripts/gotest.sh
 
-.PHONY: help test test-unit test-integration kafka-up kafka-down demo bench lint vet
+.PHONY: help test test-unit test-integration kafka-up kafka-down demo bench fuzz lint vet
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -33,7 +40,7 @@ vet:
 	$(GO) vet -tags integration ./...
 
 test-unit: vet
-	$(GO) test -race ./...
+	@$(GOTEST) "unit tests" -race -timeout $(UNIT_TIMEOUT) ./...
 
 # test brings the broker up first (so a restart of a shared one is short), then
 # vet, unit and integration tests. It stops the broker afterwards, pass or
@@ -52,16 +59,13 @@ test:
 	if [[ -n $$started ]]; then trap '$(KAFKA) down || true' EXIT; fi; \
 	echo "+ $(GO) vet ./... (and -tags integration)"; \
 	$(GO) vet ./...; $(GO) vet -tags integration ./...; \
-	echo "+ $(GO) test -race ./..."; \
-	$(GO) test -race ./...; \
+	echo "+ $(GO) test -race -timeout $(UNIT_TIMEOUT) ./..."; \
+	$(GOTEST) "unit tests" -race -timeout $(UNIT_TIMEOUT) ./...; \
 	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./..."; \
-	log=$$(mktemp); \
 	status=0; \
-	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
-		| $(TEST_FILTER) | tee $$log || status=$$?; \
-	count() { grep -cE -- "^ *--- $$1:" $$log || true; }; \
-	echo "tests in the integration run (with subtests): $$(count PASS) passed, $$(count SKIP) skipped, $$(count FAIL) failed; exit status $$status; make test took $$(( $$(date +%s) - t0 ))s"; \
-	rm -f $$log; \
+	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GOTEST) "integration tests (with subtests)" \
+		-race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) ./... || status=$$?; \
+	echo "make test took $$(( $$(date +%s) - t0 ))s"; \
 	exit $$status
 
 test-integration:
@@ -71,8 +75,8 @@ test-integration:
 		echo "the broker stays up for the next run; stop it with: make kafka-down"; \
 		release=$$($(KAFKA) version); \
 	fi; \
-	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./... 2>&1 \
-		| $(TEST_FILTER)
+	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GOTEST) "integration tests (with subtests)" \
+		-race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) ./...
 
 kafka-up:
 	@$(KAFKA) up
@@ -89,6 +93,16 @@ bench:
 	@if [[ -f scripts/bench.sh ]]; then bash scripts/bench.sh; \
 	elif compgen -G 'internal/bench/cmd/*.go' >/dev/null; then $(GO) run ./internal/bench/cmd; \
 	else echo "make bench: no benchmarks yet (scripts/bench.sh or internal/bench/cmd will provide them)"; fi
+
+# fuzz runs every fuzz target of every package for FUZZTIME each.
+fuzz:
+	@found=0; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			found=1; echo "+ $(GO) test -run '^$$' -fuzz '^$$f$$' -fuzztime $(FUZZTIME) $$pkg"; \
+			$(GO) test -run '^$$' -fuzz '^'$$f'$$' -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done; \
+	if [[ $$found == 0 ]]; then echo "make fuzz: no fuzz targets found"; exit 1; fi
 
 lint: vet
 	cd internal/kafkatest/dockerkafka && $(GO) vet ./...
