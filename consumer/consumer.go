@@ -18,7 +18,7 @@ import (
 	"github.com/kretry/kretry/retrytopics"
 )
 
-// commitTimeout bounds the final commit of marked offsets at shutdown.
+// commitTimeout bounds the commit of marked offsets on a revoke and at shutdown.
 const commitTimeout = 15 * time.Second
 
 // pollRecords is the most records one poll hands to the partitions' goroutines.
@@ -210,9 +210,10 @@ type session struct {
 
 	crashed atomic.Bool // the test hook fired: commit nothing more
 
-	cancel  context.CancelFunc // stops Run
-	failMu  sync.Mutex
-	failErr error // why a worker stopped Run, if one did
+	cancel   context.CancelFunc // stops Run
+	failMu   sync.Mutex
+	failErr  error // why a worker stopped Run, if one did
+	finalErr error // why the final commit at shutdown failed, if it did
 }
 
 // fail stops Run, which returns err: for what kretry cannot get past without
@@ -282,15 +283,30 @@ func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string
 }
 
 // revoked stops and waits for the workers of the revoked partitions, then
-// commits what they marked.
+// commits what they marked. It also makes the final commit at shutdown:
+// closing the client revokes every partition from the group's own goroutine
+// once any join in flight is done. (A commit from another goroutine waits for
+// a join in flight on a lock, which in a synctest bubble stops the clock the
+// join waits on.)
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	s.stopWorkers(revoked, s.c.opts.grace)
 	if s.crashed.Load() {
 		return
 	}
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	err := cl.CommitMarkedOffsets(ctx)
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if err != nil {
 		s.log.Error("kretry consumer commit on revoke failed; records done since the last commit will be handled again",
 			"group", s.c.cfg.Group, "error", err)
+		if closing {
+			s.failMu.Lock()
+			s.finalErr = fmt.Errorf("consumer: committing offsets at shutdown: %w; records done since the last commit will be handled again", err)
+			s.failMu.Unlock()
+		}
 	}
 }
 
@@ -356,8 +372,8 @@ func (s *session) stopWorkers(tps map[string][]int32, grace time.Duration) {
 	}
 }
 
-// shutdown stops every worker within the grace period, commits the marks,
-// and leaves the group by closing the client.
+// shutdown stops every worker within the grace period and leaves the group
+// by closing the client, whose final revoke commits the marks (revoked).
 func (s *session) shutdown() error {
 	s.mu.Lock()
 	s.closing = true
@@ -367,17 +383,10 @@ func (s *session) shutdown() error {
 		grace = 0
 	}
 	s.stopWorkers(nil, grace)
-	var err error
-	if !s.crashed.Load() {
-		ctx, cancel := context.WithTimeout(s.base, commitTimeout)
-		if cerr := s.cl.CommitMarkedOffsets(ctx); cerr != nil {
-			err = fmt.Errorf("consumer: committing offsets at shutdown: %w; records done since the last commit will be handled again", cerr)
-			s.log.Error("kretry consumer commit at shutdown failed", "group", s.c.cfg.Group, "error", cerr)
-		}
-		cancel()
-	}
 	s.cl.CloseAllowingRebalance()
-	return err
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.finalErr
 }
 
 // relayRunner is the part of retrytopics.Relay that Run uses.
