@@ -3,13 +3,17 @@
 package retrytopics_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/kafkatest"
@@ -108,4 +112,97 @@ func readAll(t *testing.T, ctx context.Context, brokers []string, topic string, 
 		out = append(out, fs.Records()...)
 	}
 	return out[:n]
+}
+
+// TestLargeRecordThroughTheLadderRealBroker: a record the main topic
+// accepts (here 2 MiB, under its max.message.bytes of 3 MiB) must fit in its
+// tier and DLQ topics with kretry's headers, and the relay must re-feed it.
+// Apply creates the tier with the main topic's max.message.bytes plus room
+// for the headers and raises the DLQ, made elsewhere with the broker's
+// default (1 MiB); the relay's producer takes batches as large as its
+// targets take (kgo's default stops at 1,000,012 bytes).
+func TestLargeRecordThroughTheLadderRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, err := retrytopics.NewLadder(kafkatest.Name(t, "orders"), kafkatest.Name(t, "svc"), []retrytopics.Tier{{Delay: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := l.Steps()[0]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchMaxBytes(8<<20), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := []string{l.Topic(), tier.Topic, l.DLQ()}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), topics...) })
+	const mainMax = 3 << 20
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr(strconv.Itoa(mainMax))}, l.Topic()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, l.DLQ()); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitTopics(t, adm, l.Topic(), l.DLQ())
+
+	plan, err := retrytopics.Plan(ctx, adm, []retrytopics.Provision{{Ladder: l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := retrytopics.WantMaxMessageBytes(l, mainMax)
+	for _, s := range plan.Topics {
+		if s.WantMaxMessageBytes != want {
+			t.Errorf("%s: plan wants max.message.bytes %d, want %d", s.Topic, s.WantMaxMessageBytes, want)
+		}
+		if s.Topic == l.DLQ() && (s.MaxMessageBytes >= want || !slices.Contains(s.Actions, retrytopics.ActionRaiseMaxMessageBytes)) {
+			t.Errorf("DLQ: max.message.bytes %d, actions %v; want it raised", s.MaxMessageBytes, s.Actions)
+		}
+	}
+	if _, err := retrytopics.Apply(ctx, adm, plan); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := retrytopics.Plan(ctx, adm, []retrytopics.Provision{{Ladder: l}}); err != nil || len(again.Changes()) != 0 {
+		t.Fatalf("plan after apply: %v, changes %+v", err, again.Changes())
+	}
+
+	// The largest record the main topic takes, as the consumer forwards it.
+	value := bytes.Repeat([]byte{'v'}, 2<<20)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: l.Topic(), Value: value}).FirstErr(); err != nil {
+		t.Fatalf("the main topic refuses a 2 MiB record: %v", err)
+	}
+	now := time.Now()
+	md := retrytopics.Metadata{
+		Group: l.Group(), Attempts: 1, Tier: tier.Name, DueAt: now, OriginalTopic: l.Topic(),
+		OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: strings.Repeat("e", retrytopics.MaxErrorLen),
+	}
+	for _, to := range []string{tier.Topic, l.DLQ()} {
+		rec := &kgo.Record{Topic: to, Key: []byte("big"), Value: value, Headers: retrytopics.Encode(nil, md)}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Errorf("%s refuses the 2 MiB record with kretry's headers: %v", to, err)
+		}
+	}
+
+	var logs kafkatest.Buffer
+	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l},
+		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(16<<20)),
+		retrytopics.WithRelayLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runRelay(t, ctx, r)
+	defer stop()
+	kafkatest.WaitFor(t, "the re-feed of the 2 MiB record", 50*time.Millisecond, time.Minute, func() bool {
+		return kafkatest.EndOffsets(t, ctx, adm, l.Topic())[0] >= 2
+	})
+	stop()
+	got := readAll(t, ctx, brokers, l.Topic(), 2)[1]
+	if string(got.Key) != "big" || !bytes.Equal(got.Value, value) {
+		t.Errorf("re-fed record: key %q, %d bytes of value; want big, %d bytes", got.Key, len(got.Value), len(value))
+	}
+	if strings.Contains(logs.String(), "could not") {
+		t.Errorf("relay logged a failure:\n%s", logs.String())
+	}
 }

@@ -56,6 +56,10 @@ const (
 	// ActionRaiseRetention sets retention.ms to the wanted retention
 	// (IncrementalAlterConfigs), where the topic keeps records for less.
 	ActionRaiseRetention Action = "raise-retention"
+	// ActionRaiseMaxMessageBytes sets max.message.bytes to the wanted size
+	// (IncrementalAlterConfigs), where the topic takes smaller batches: a
+	// record the main topic accepted must fit with kretry's headers.
+	ActionRaiseMaxMessageBytes Action = "raise-max-message-bytes"
 	// ActionAddPartitions raises the partition count to the main topic's.
 	// It is safe for kretry: the relay re-feeds a record to the partition
 	// named by its kretry-original-partition header, and DLQ replay to its
@@ -68,6 +72,20 @@ const (
 // Unlimited is the retention of a topic with retention.ms = -1.
 const Unlimited time.Duration = -1
 
+// HeaderRoom is what Plan adds to the main topic's max.message.bytes for
+// the tier and DLQ topics, besides the lengths of the group and main topic
+// names: kretry's headers with a kretry-error of MaxErrorLen bytes, their
+// names and framing, and a margin. A record the main topic accepted so
+// always fits, with its kretry headers, in a batch of its own.
+const HeaderRoom = 2 << 10
+
+// WantMaxMessageBytes returns the max.message.bytes Plan wants for the tier
+// and DLQ topics of l when its main topic has mainMax: mainMax plus
+// HeaderRoom plus the names the headers carry, at most the int32 maximum.
+func WantMaxMessageBytes(l *Ladder, mainMax int32) int32 {
+	return int32(min(int64(mainMax)+HeaderRoom+int64(len(l.Group())+len(l.Topic())), 1<<31-1))
+}
+
 // TopicState is one row of a plan: a tier or DLQ topic as the cluster has it
 // and as kretry wants it, and what Apply would change.
 type TopicState struct {
@@ -77,16 +95,21 @@ type TopicState struct {
 	// a DLQ); Tier the step's name ("retry-5s"), empty for a DLQ.
 	MainTopic, Tier string
 	Exists          bool
-	// Partitions and Retention are what the topic has: 0 when it does not
-	// exist; Retention is Unlimited for retention.ms = -1.
-	Partitions int32
-	Retention  time.Duration
+	// Partitions, Retention and MaxMessageBytes are what the topic has: 0
+	// when it does not exist; Retention is Unlimited for retention.ms = -1.
+	Partitions      int32
+	Retention       time.Duration
+	MaxMessageBytes int32
 	// WantPartitions is the main topic's partition count (the most of all
 	// main topics when ladders share a topic); WantReplication the main
 	// topic's replication factor, used only to create the topic.
 	WantPartitions  int32
 	WantReplication int16
 	WantRetention   time.Duration
+	// WantMaxMessageBytes is WantMaxMessageBytes of the main topic's
+	// max.message.bytes (the most of all main topics when ladders share a
+	// topic).
+	WantMaxMessageBytes int32
 	// Actions is empty when the topic is as wanted.
 	Actions []Action
 }
@@ -141,8 +164,10 @@ func TierRetention(delay time.Duration) time.Duration {
 
 // Plan compares the tier and DLQ topics that the ladders want with the
 // cluster: a topic is to be created when it is missing, to get partitions
-// when it has fewer than its main topic, and to get a longer retention when
-// it keeps records for less than the wanted retention (see Provision). A main
+// when it has fewer than its main topic, to get a longer retention when it
+// keeps records for less than the wanted retention (see Provision), and to
+// take larger batches when its max.message.bytes is below
+// WantMaxMessageBytes of its main topic's. A main
 // topic that does not exist is a *MissingTopicError (joined, one per topic).
 // Plan changes nothing.
 func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*TopicPlan, error) {
@@ -175,24 +200,31 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 	if len(missing) > 0 {
 		return nil, errors.Join(missing...)
 	}
+	mainConfigs, err := describeConfigs(ctx, adm, mains)
+	if err != nil {
+		return nil, err
+	}
 
 	plan := &TopicPlan{}
 	index := map[string]int{} // topic → row
-	want := func(topic string, kind TopicKind, main, tier string, retention time.Duration) {
+	want := func(topic string, kind TopicKind, l *Ladder, tier string, retention time.Duration) {
+		main := l.Topic()
 		md := mainDetails[main]
 		parts := int32(len(md.Partitions))
 		rf := int16(md.Partitions.NumReplicas())
+		maxBytes := WantMaxMessageBytes(l, mainConfigs[main].maxMessageBytes)
 		if i, ok := index[topic]; ok { // shared between ladders: want the most of each
 			s := &plan.Topics[i]
 			s.WantPartitions = max(s.WantPartitions, parts)
 			s.WantReplication = max(s.WantReplication, rf)
 			s.WantRetention = max(s.WantRetention, retention)
+			s.WantMaxMessageBytes = max(s.WantMaxMessageBytes, maxBytes)
 			return
 		}
 		index[topic] = len(plan.Topics)
 		plan.Topics = append(plan.Topics, TopicState{
 			Topic: topic, Kind: kind, MainTopic: main, Tier: tier,
-			WantPartitions: parts, WantReplication: rf, WantRetention: retention,
+			WantPartitions: parts, WantReplication: rf, WantRetention: retention, WantMaxMessageBytes: maxBytes,
 		})
 	}
 	for _, p := range provisions {
@@ -202,13 +234,13 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 			if r == 0 {
 				r = TierRetention(s.Delay)
 			}
-			want(s.Topic, KindTier, l.Topic(), s.Name, r)
+			want(s.Topic, KindTier, l, s.Name, r)
 		}
 		r := p.DLQRetention
 		if r == 0 {
 			r = DefaultDLQRetention
 		}
-		want(l.DLQ(), KindDLQ, l.Topic(), "", r)
+		want(l.DLQ(), KindDLQ, l, "", r)
 	}
 
 	names := make([]string, len(plan.Topics))
@@ -234,7 +266,7 @@ func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names [
 			existing = append(existing, n)
 		}
 	}
-	retentions, err := describeRetention(ctx, adm, existing)
+	configs, err := describeConfigs(ctx, adm, existing)
 	if err != nil {
 		return err
 	}
@@ -244,15 +276,19 @@ func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names [
 			continue
 		}
 		d, ok := details[s.Topic]
-		s.Exists, s.Partitions, s.Retention, s.Actions = ok, 0, 0, nil
+		s.Exists, s.Partitions, s.Retention, s.MaxMessageBytes, s.Actions = ok, 0, 0, 0, nil
 		if !ok {
 			s.Actions = []Action{ActionCreate}
 			continue
 		}
 		s.Partitions = int32(len(d.Partitions))
-		s.Retention = retentions[s.Topic]
+		s.Retention = configs[s.Topic].retention
+		s.MaxMessageBytes = configs[s.Topic].maxMessageBytes
 		if s.Retention != Unlimited && s.Retention < s.WantRetention {
 			s.Actions = append(s.Actions, ActionRaiseRetention)
+		}
+		if s.MaxMessageBytes < s.WantMaxMessageBytes {
+			s.Actions = append(s.Actions, ActionRaiseMaxMessageBytes)
 		}
 		if s.Partitions < s.WantPartitions {
 			s.Actions = append(s.Actions, ActionAddPartitions)
@@ -285,8 +321,16 @@ func listTopics(ctx context.Context, adm *kadm.Client, topics []string) (kadm.To
 	return out, nil
 }
 
-func describeRetention(ctx context.Context, adm *kadm.Client, topics []string) (map[string]time.Duration, error) {
-	out := make(map[string]time.Duration, len(topics))
+// topicConfigs is what Plan reads of a topic's configs.
+type topicConfigs struct {
+	retention       time.Duration
+	maxMessageBytes int32
+}
+
+// describeConfigs returns retention.ms and max.message.bytes of each topic,
+// as the broker applies them (set on the topic or its default).
+func describeConfigs(ctx context.Context, adm *kadm.Client, topics []string) (map[string]topicConfigs, error) {
+	out := make(map[string]topicConfigs, len(topics))
 	if len(topics) == 0 {
 		return out, nil
 	}
@@ -302,24 +346,34 @@ func describeRetention(ctx context.Context, adm *kadm.Client, topics []string) (
 		if err != nil {
 			return nil, fmt.Errorf("describe configs of topic %s: %w", t, err)
 		}
-		var v *string
+		var v, mb *string
 		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" {
+			switch c.Key {
+			case "retention.ms":
 				v = c.Value
+			case "max.message.bytes":
+				mb = c.Value
 			}
 		}
-		if v == nil {
-			return nil, fmt.Errorf("describe configs of topic %s: the broker did not return retention.ms", t)
+		if v == nil || mb == nil {
+			return nil, fmt.Errorf("describe configs of topic %s: the broker did not return retention.ms and max.message.bytes", t)
 		}
 		ms, err := strconv.ParseInt(*v, 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: retention.ms %q is not a number", t, *v)
 		}
+		var tc topicConfigs
 		if ms < 0 {
-			out[t] = Unlimited
+			tc.retention = Unlimited
 		} else {
-			out[t] = time.Duration(ms) * time.Millisecond
+			tc.retention = time.Duration(ms) * time.Millisecond
 		}
+		n, err := strconv.ParseInt(*mb, 10, 32)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("topic %s: max.message.bytes %q is not a size in bytes", t, *mb)
+		}
+		tc.maxMessageBytes = int32(n)
+		out[t] = tc
 	}
 	return out, nil
 }
@@ -340,10 +394,11 @@ type Applied struct {
 const visibleTimeout = 30 * time.Second
 
 // Apply makes the changes of plan, in order: it creates missing topics with
-// the wanted partitions, replication factor and retention.ms, raises a
-// retention that is too short, and adds partitions up to the main topic's
-// count. It never deletes, never removes partitions and never shortens a
-// retention. It returns when the broker shows every change (at most 30s
+// the wanted partitions, replication factor, retention.ms and
+// max.message.bytes, raises a retention or a max.message.bytes that is too
+// short, and adds partitions up to the main topic's count. It never deletes,
+// never removes partitions and never shortens a retention or a
+// max.message.bytes. It returns when the broker shows every change (at most 30s
 // later), so that a consumer or relay started next finds the topics and a
 // Plan right after finds nothing to do. It returns what it changed, nothing when the plan has no changes,
 // so applying a fresh plan twice changes nothing the second time. On an
@@ -359,7 +414,10 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 			var err error
 			switch ap.Action {
 			case ActionCreate:
-				configs := map[string]*string{"retention.ms": kadm.StringPtr(retentionMs(s.WantRetention))}
+				configs := map[string]*string{
+					"retention.ms":      kadm.StringPtr(retentionMs(s.WantRetention)),
+					"max.message.bytes": kadm.StringPtr(strconv.Itoa(int(s.WantMaxMessageBytes))),
+				}
 				_, err = adm.CreateTopic(ctx, s.WantPartitions, s.WantReplication, configs, s.Topic)
 				if errors.Is(err, kerr.TopicAlreadyExists) {
 					// Look at the topic as it is, and queue what it lacks.
@@ -377,8 +435,8 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 					}
 				}
 				if err != nil {
-					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s): %w",
-						s.Topic, s.WantPartitions, s.WantReplication, FormatRetention(s.WantRetention), err)
+					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s, max.message.bytes %d): %w",
+						s.Topic, s.WantPartitions, s.WantReplication, FormatRetention(s.WantRetention), s.WantMaxMessageBytes, err)
 				}
 			case ActionRaiseRetention:
 				var rs kadm.AlterConfigsResponses
@@ -391,6 +449,18 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 				if err != nil {
 					err = fmt.Errorf("raise retention.ms of topic %s from %s to %s: %w",
 						s.Topic, FormatRetention(s.Retention), FormatRetention(s.WantRetention), err)
+				}
+			case ActionRaiseMaxMessageBytes:
+				var rs kadm.AlterConfigsResponses
+				rs, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{
+					Op: kadm.SetConfig, Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(int(s.WantMaxMessageBytes))),
+				}}, s.Topic)
+				if err == nil {
+					_, err = rs.On(s.Topic, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+				}
+				if err != nil {
+					err = fmt.Errorf("raise max.message.bytes of topic %s from %d to %d: %w",
+						s.Topic, s.MaxMessageBytes, s.WantMaxMessageBytes, err)
 				}
 			case ActionAddPartitions:
 				var rs kadm.CreatePartitionsResponses

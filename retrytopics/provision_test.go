@@ -127,10 +127,96 @@ func (f *provisionFixture) topic(t *testing.T, name string) (parts, rf int, rete
 	return len(td[name].Partitions), td[name].Partitions.NumReplicas(), retentionMs
 }
 
+// create creates a topic with a retention, and with a max.message.bytes
+// (8 MiB) above what Plan wants, so that tests of other settings see no
+// raise-max-message-bytes.
 func (f *provisionFixture) create(t *testing.T, name string, parts int32, retention string) {
 	t.Helper()
-	if _, err := f.adm.CreateTopic(f.ctx, parts, -1, map[string]*string{"retention.ms": &retention}, name); err != nil {
+	f.createWith(t, name, parts, map[string]*string{"retention.ms": &retention, "max.message.bytes": kadm.StringPtr("8388608")})
+}
+
+func (f *provisionFixture) createWith(t *testing.T, name string, parts int32, configs map[string]*string) {
+	t.Helper()
+	if _, err := f.adm.CreateTopic(f.ctx, parts, -1, configs, name); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// config reads one config of a topic with kadm, independently of the code
+// under test.
+func (f *provisionFixture) config(t *testing.T, topic, key string) string {
+	t.Helper()
+	rcs, err := f.adm.DescribeTopicConfigs(f.ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == key {
+			return c.MaybeValue()
+		}
+	}
+	t.Fatalf("topic %s has no %s", topic, key)
+	return ""
+}
+
+// TestPlanRaisesMaxMessageBytes: a record the main topic accepts must fit
+// in its tier and DLQ topics with kretry's headers. Plan wants the main
+// topic's max.message.bytes plus room for them, creates topics with it,
+// raises a topic that takes less and never lowers one that takes more.
+func TestPlanRaisesMaxMessageBytes(t *testing.T) {
+	f := newProvisionFixture(t)
+	const mainMax = 2 << 20
+	rs, err := f.adm.AlterTopicConfigs(f.ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(mainMax))}}, f.main)
+	if err == nil {
+		_, err = rs.On(f.main, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := retrytopics.WantMaxMessageBytes(f.ladder, mainMax)
+	if min := int32(mainMax + retrytopics.HeaderRoom + len(f.ladder.Group()) + len(f.ladder.Topic())); want != min {
+		t.Fatalf("WantMaxMessageBytes = %d, want %d", want, min)
+	}
+	if got := retrytopics.WantMaxMessageBytes(f.ladder, 1<<31-1); got != 1<<31-1 {
+		t.Errorf("WantMaxMessageBytes of the largest main topic = %d, want the int32 maximum", got)
+	}
+	small := f.main + ".retry-5s" // the broker's default, 1 MiB
+	large := f.main + ".retry-1m" // 16 MiB: kept
+	f.createWith(t, small, 3, map[string]*string{"retention.ms": kadm.StringPtr("86400000")})
+	f.createWith(t, large, 3, map[string]*string{"retention.ms": kadm.StringPtr("86400000"), "max.message.bytes": kadm.StringPtr("16777216")})
+
+	p := f.plan(t)
+	for _, s := range p.Topics {
+		var wantActions []retrytopics.Action
+		switch s.Topic {
+		case small:
+			wantActions = []retrytopics.Action{retrytopics.ActionRaiseMaxMessageBytes}
+		case large:
+		default:
+			wantActions = []retrytopics.Action{retrytopics.ActionCreate}
+		}
+		if !slices.Equal(s.Actions, wantActions) || s.WantMaxMessageBytes != want {
+			t.Errorf("%s: actions %v, want max.message.bytes %d; want %v and %d", s.Topic, s.Actions, s.WantMaxMessageBytes, wantActions, want)
+		}
+	}
+	if _, err := retrytopics.Apply(f.ctx, f.adm, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range p.Topics {
+		wantBytes := strconv.Itoa(int(want))
+		if s.Topic == large {
+			wantBytes = "16777216"
+		}
+		if got := f.config(t, s.Topic, "max.message.bytes"); got != wantBytes {
+			t.Errorf("%s: max.message.bytes %s after apply, want %s", s.Topic, got, wantBytes)
+		}
+	}
+	if ch := f.plan(t).Changes(); len(ch) != 0 {
+		t.Errorf("plan after apply has changes: %+v", ch)
 	}
 }
 

@@ -270,7 +270,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		prometheus.Labels{"component": "relay-consumer", "group": r.cfg.group})
 	defer consMetrics.Release()
 
-	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks)...)
+	limits := &batchLimits{}
+	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.ProducerBatchMaxBytesFn(limits.of))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -282,6 +283,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	limits.read(ctx, kadm.NewClient(prod), r.targets(), r.cfg.logger)
 
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
@@ -348,12 +350,13 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		opts = append(opts, hooks)
 	}
 	if !consume {
-		return append(opts,
+		opts = append(opts,
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
 			kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout),
 			kgo.ProducerLinger(0),
 		)
+		return append(opts, extra...)
 	}
 	opts = append(opts,
 		kgo.ConsumerGroup(r.cfg.group),
@@ -364,6 +367,58 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		kgo.FetchMaxWait(r.cfg.fetchMaxWait),
 	)
 	return append(opts, extra...)
+}
+
+// targets returns the topics the relay writes to: every main topic and DLQ.
+func (r *Relay) targets() []string {
+	var out []string
+	for _, l := range r.ladders {
+		out = append(out, l.Topic(), l.DLQ())
+	}
+	return out
+}
+
+// batchLimits is the producer's batch limit per topic: the topic's
+// max.message.bytes, so that a record the topic accepts is not refused by
+// the client's default limit (1,000,012 bytes) first.
+type batchLimits struct {
+	mu sync.Mutex
+	m  map[string]int32
+}
+
+// The bounds kgo takes for a batch limit, and its default.
+const (
+	minBatchBytes     = 512
+	maxBatchBytes     = 1 << 30
+	defaultBatchBytes = 1000012
+)
+
+// of is the kgo.ProducerBatchMaxBytesFn: kgo asks once per partition, when it
+// first produces to it, after read.
+func (b *batchLimits) of(topic string) int32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n, ok := b.m[topic]; ok {
+		return n
+	}
+	return defaultBatchBytes
+}
+
+// read reads the max.message.bytes of topics. Without the right to describe
+// configs the relay keeps kgo's default and says so.
+func (b *batchLimits) read(ctx context.Context, adm *kadm.Client, topics []string, log *slog.Logger) {
+	configs, err := describeConfigs(ctx, adm, topics)
+	if err != nil {
+		log.Warn("kretry relay could not read the max.message.bytes of its target topics; it produces batches of at most 1,000,012 bytes",
+			"topics", strings.Join(topics, ","), "error", err)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.m = map[string]int32{}
+	for t, c := range configs {
+		b.m[t] = min(max(c.maxMessageBytes, minBatchBytes), maxBatchBytes)
+	}
 }
 
 // checkTopics checks that every tier, main and DLQ topic exists and returns

@@ -211,7 +211,7 @@ func TestTopicsPlanEmptyClusterListsEveryTopicMissing(t *testing.T) {
 		t.Errorf("first line %q, want the table header", lines[0])
 	}
 	for _, topic := range ladderTopics(main) {
-		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(topic) + `\s+(tier|dlq)\s+` + regexp.QuoteMeta(main) + `\s+- -> 3\s+- -> \S+\s+create$`)
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(topic) + `\s+(tier|dlq)\s+` + regexp.QuoteMeta(main) + `\s+- -> 3\s+- -> \S+\s+- -> \d+\s+create$`)
 		if !re.MatchString(r.stdout) {
 			t.Errorf("plan does not list %s as missing with 3 partitions:\n%s", topic, r.stdout)
 		}
@@ -297,9 +297,10 @@ func TestTopicsApplyRaisesShortRetentionAndAddsPartitions(t *testing.T) {
 
 	r := kretry(t, "topics", "plan", "-c", cfg)
 	for _, re := range []string{
-		`(?m)^` + regexp.QuoteMeta(main+".retry-5s") + `\s+tier\s+\S+\s+3\s+1h -> 1d\s+raise-retention$`,
-		`(?m)^` + regexp.QuoteMeta(main+".retry-1m") + `\s+tier\s+\S+\s+1 -> 3\s+2d\s+add-partitions$`,
-		`(?m)^` + regexp.QuoteMeta(main+".dlq") + `\s+dlq\s+\S+\s+6\s+unlimited\s+ok$`,
+		`(?m)^` + regexp.QuoteMeta(main+".retry-5s") + `\s+tier\s+\S+\s+3\s+1h -> 1d\s+1048588 -> \d+\s+raise-retention,raise-max-message-bytes$`,
+		`(?m)^` + regexp.QuoteMeta(main+".retry-1m") + `\s+tier\s+\S+\s+1 -> 3\s+2d\s+1048588 -> \d+\s+raise-max-message-bytes,add-partitions$`,
+		`(?m)^` + regexp.QuoteMeta(main+".dlq") + `\s+dlq\s+\S+\s+6\s+unlimited\s+1048588 -> \d+\s+raise-max-message-bytes$`,
+		`(?m)^` + regexp.QuoteMeta(main+".retry-10m") + `\s+tier\s+\S+\s+- -> 3\s+- -> 1d\s+- -> \d+\s+create$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("plan does not match %s:\n%v", re, r)
@@ -314,6 +315,7 @@ func TestTopicsApplyRaisesShortRetentionAndAddsPartitions(t *testing.T) {
 		"raised    " + main + ".retry-5s: retention 1h -> 1d",
 		"added     " + main + ".retry-1m: partitions 1 -> 3",
 		"created   " + main + ".retry-10m: 3 partitions",
+		"raised    " + main + ".dlq: max.message.bytes 1048588 -> ",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, r.stdout)

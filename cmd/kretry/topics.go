@@ -27,9 +27,10 @@ func (a *app) newTopicsCommand() *cobra.Command {
 			Use:   "plan",
 			Short: "Compare the retry and DLQ topics with the cluster; change nothing",
 			Long: `plan lists every tier and DLQ topic of the config with what it has and what
-kretry wants: the main topic's partition count, and a retention of at least
-max(2 × delay, 1d) for a tier and 14d for a DLQ (or the configured overrides).
-The action column says what "kretry topics apply" would do.`,
+kretry wants: the main topic's partition count, a retention of at least
+max(2 × delay, 1d) for a tier and 14d for a DLQ (or the configured overrides),
+and a max.message.bytes of at least the main topic's plus room for kretry's
+headers. The action column says what "kretry topics apply" would do.`,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				plan, err := a.plan(cmd.Context())
 				if err != nil {
@@ -40,14 +41,15 @@ The action column says what "kretry topics apply" would do.`,
 		},
 		&cobra.Command{
 			Use:   "apply",
-			Short: "Create missing retry and DLQ topics, raise short retention, add missing partitions",
+			Short: "Create missing retry and DLQ topics, raise short retention and max.message.bytes, add missing partitions",
 			Long: `apply makes the changes that "kretry topics plan" shows: it creates a missing
-topic with the main topic's partition count and replication factor and the
-wanted retention, raises a retention that is too short, and adds partitions up
-to the main topic's count (safe: kretry routes a record back by the partition
-in its headers, not by where it sits). It never deletes a topic, never removes
-partitions and never shortens a retention. Applying twice changes nothing the
-second time.`,
+topic with the main topic's partition count and replication factor, the
+wanted retention and max.message.bytes, raises a retention or a
+max.message.bytes that is too small, and adds partitions up to the main
+topic's count (safe: kretry routes a record back by the partition in its
+headers, not by where it sits). It never deletes a topic, never removes
+partitions and never shortens a retention or a max.message.bytes. Applying
+twice changes nothing the second time.`,
 			RunE: func(cmd *cobra.Command, _ []string) error { return a.apply(cmd.Context()) },
 		},
 	)
@@ -141,11 +143,13 @@ func (a *app) printApplied(plan *retrytopics.TopicPlan, done []retrytopics.Appli
 		case d.AlreadyExisted:
 			fmt.Fprintf(a.stdout, "exists    %s: already there (created since the plan read the metadata); checked as it is\n", d.Topic)
 		case d.Action == retrytopics.ActionCreate:
-			fmt.Fprintf(a.stdout, "created   %s: %d partitions, replication factor %d, retention %s\n",
-				d.Topic, d.WantPartitions, d.WantReplication, retrytopics.FormatRetention(d.WantRetention))
+			fmt.Fprintf(a.stdout, "created   %s: %d partitions, replication factor %d, retention %s, max.message.bytes %d\n",
+				d.Topic, d.WantPartitions, d.WantReplication, retrytopics.FormatRetention(d.WantRetention), d.WantMaxMessageBytes)
 		case d.Action == retrytopics.ActionRaiseRetention:
 			fmt.Fprintf(a.stdout, "raised    %s: retention %s -> %s\n",
 				d.Topic, retrytopics.FormatRetention(d.Retention), retrytopics.FormatRetention(d.WantRetention))
+		case d.Action == retrytopics.ActionRaiseMaxMessageBytes:
+			fmt.Fprintf(a.stdout, "raised    %s: max.message.bytes %d -> %d\n", d.Topic, d.MaxMessageBytes, d.WantMaxMessageBytes)
 		case d.Action == retrytopics.ActionAddPartitions:
 			fmt.Fprintf(a.stdout, "added     %s: partitions %d -> %d\n", d.Topic, d.Partitions, d.WantPartitions)
 		}
@@ -169,6 +173,8 @@ type planJSON struct {
 	ReplicationFactor int16    `json:"replication_factor"`
 	RetentionMs       *int64   `json:"retention_ms"` // null: the topic does not exist; -1: unlimited
 	WantRetentionMs   int64    `json:"want_retention_ms"`
+	MaxMessageBytes   *int32   `json:"max_message_bytes"` // null: the topic does not exist
+	WantMaxMessage    int32    `json:"want_max_message_bytes"`
 	Actions           []string `json:"actions"` // empty: up to date
 	Applied           []string `json:"applied,omitempty"`
 }
@@ -177,9 +183,11 @@ func topicJSON(s retrytopics.TopicState, applied []retrytopics.Action) planJSON 
 	j := planJSON{
 		Topic: s.Topic, Kind: string(s.Kind), MainTopic: s.MainTopic, Tier: s.Tier, Exists: s.Exists,
 		Partitions: s.Partitions, WantPartitions: s.WantPartitions, ReplicationFactor: s.WantReplication,
-		WantRetentionMs: s.WantRetention.Milliseconds(), Actions: []string{},
+		WantRetentionMs: s.WantRetention.Milliseconds(), WantMaxMessage: s.WantMaxMessageBytes, Actions: []string{},
 	}
 	if s.Exists {
+		n := s.MaxMessageBytes
+		j.MaxMessageBytes = &n
 		ms := s.Retention.Milliseconds()
 		if s.Retention == retrytopics.Unlimited {
 			ms = -1
@@ -199,20 +207,25 @@ func topicJSON(s retrytopics.TopicState, applied []retrytopics.Action) planJSON 
 // the topic has, or "have -> want" where apply would change it.
 func writePlanTable(w io.Writer, plan *retrytopics.TopicPlan) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tKIND\tMAIN\tPARTITIONS\tRETENTION\tACTION")
+	fmt.Fprintln(tw, "TOPIC\tKIND\tMAIN\tPARTITIONS\tRETENTION\tMAX.MESSAGE.BYTES\tACTION")
 	for _, s := range plan.Topics {
 		parts := strconv.Itoa(int(s.Partitions))
 		ret := retrytopics.FormatRetention(s.Retention)
+		maxBytes := strconv.Itoa(int(s.MaxMessageBytes))
 		switch {
 		case !s.Exists:
 			parts = "- -> " + strconv.Itoa(int(s.WantPartitions))
 			ret = "- -> " + retrytopics.FormatRetention(s.WantRetention)
+			maxBytes = "- -> " + strconv.Itoa(int(s.WantMaxMessageBytes))
 		default:
 			if s.Partitions < s.WantPartitions {
 				parts += " -> " + strconv.Itoa(int(s.WantPartitions))
 			}
 			if s.Retention != retrytopics.Unlimited && s.Retention < s.WantRetention {
 				ret += " -> " + retrytopics.FormatRetention(s.WantRetention)
+			}
+			if s.MaxMessageBytes < s.WantMaxMessageBytes {
+				maxBytes += " -> " + strconv.Itoa(int(s.WantMaxMessageBytes))
 			}
 		}
 		action := "ok"
@@ -223,7 +236,7 @@ func writePlanTable(w io.Writer, plan *retrytopics.TopicPlan) {
 			}
 			action = strings.Join(as, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Topic, s.Kind, s.MainTopic, parts, ret, action)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Topic, s.Kind, s.MainTopic, parts, ret, maxBytes, action)
 	}
 	tw.Flush()
 }
@@ -236,7 +249,7 @@ func summarizeActions(changes []retrytopics.TopicState) string {
 		}
 	}
 	var parts []string
-	for _, a := range []retrytopics.Action{retrytopics.ActionCreate, retrytopics.ActionRaiseRetention, retrytopics.ActionAddPartitions} {
+	for _, a := range []retrytopics.Action{retrytopics.ActionCreate, retrytopics.ActionRaiseRetention, retrytopics.ActionRaiseMaxMessageBytes, retrytopics.ActionAddPartitions} {
 		if n := counts[a]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, a))
 		}
