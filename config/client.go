@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -60,32 +61,32 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} // the user's explicit choice, documented as for testing only
 	var errs []error
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pem, err := readPEM(t.CAFile)
 		switch {
 		case err != nil:
 			errs = append(errs, c.fieldError("tls.ca_file", "%v: give a readable PEM file of the CA certificates", err))
 		default:
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				errs = append(errs, c.fieldError("tls.ca_file", "no PEM certificate in %s: give a PEM file of the CA certificates", t.CAFile))
+				errs = append(errs, c.fieldError("tls.ca_file", "no PEM certificate in %s: give a PEM file of the CA certificates", show(t.CAFile)))
 			}
 			tc.RootCAs = pool
 		}
 	}
 	switch {
 	case t.CertFile != "" && t.KeyFile != "":
-		certPEM, err := os.ReadFile(t.CertFile)
+		certPEM, err := readPEM(t.CertFile)
 		if err != nil {
 			errs = append(errs, c.fieldError("tls.cert_file", "%v: give a readable PEM file of the client certificate", err))
 		}
-		keyPEM, kerr := os.ReadFile(t.KeyFile)
+		keyPEM, kerr := readPEM(t.KeyFile)
 		if kerr != nil {
 			errs = append(errs, c.fieldError("tls.key_file", "%v: give a readable PEM file of the client certificate's key", kerr))
 		}
 		if err == nil && kerr == nil {
 			cert, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
-				errs = append(errs, c.fieldError("tls.cert_file", "%s with tls.key_file %s: %v: give a PEM certificate and its PEM private key", t.CertFile, t.KeyFile, err))
+				errs = append(errs, c.fieldError("tls.cert_file", "%s with tls.key_file %s: %v: give a PEM certificate and its PEM private key", show(t.CertFile), show(t.KeyFile), err))
 			} else {
 				tc.Certificates = []tls.Certificate{cert}
 			}
@@ -101,6 +102,20 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
+// readPEM reads a TLS file: a regular file of at most MaxPEMFileSize.
+func readPEM(path string) ([]byte, error) {
+	data, err := readBounded(path, MaxPEMFileSize)
+	var be *boundError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &be):
+		return nil, fmt.Errorf("%s %s", show(path), be.msg)
+	case errors.As(err, &pe):
+		return nil, fmt.Errorf("%s %s: %w", pe.Op, show(pe.Path), pe.Err)
+	}
+	return data, err
+}
+
 func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 	s := c.SASL
 	if s.PasswordEnv == "" {
@@ -108,7 +123,7 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 	}
 	pass := os.Getenv(s.PasswordEnv)
 	if pass == "" {
-		return nil, c.fieldError("sasl.password_env", "environment variable %s is not set or empty: export it with the password of SASL user %q", s.PasswordEnv, s.Username)
+		return nil, c.fieldError("sasl.password_env", "environment variable %s is not set or empty: export it with the password of SASL user %s", s.PasswordEnv, quoteCut(s.Username))
 	}
 	switch strings.ToUpper(s.Mechanism) {
 	case MechanismPlain:
@@ -118,7 +133,7 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 	case MechanismScramSHA512:
 		return scram.Auth{User: s.Username, Pass: pass}.AsSha512Mechanism(), nil
 	}
-	return nil, c.fieldError("sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), s.Mechanism)
+	return nil, c.fieldError("sasl.mechanism", "must be one of %s, got %s", strings.Join(mechanisms, ", "), quoteCut(s.Mechanism))
 }
 
 // ConnectError explains err, an error from a client built with ClientOpts
@@ -138,7 +153,7 @@ func (c *Config) ConnectError(err error) error {
 		check = append(check, "the TLS settings")
 	}
 	if c.SASL != nil {
-		how = append(how, fmt.Sprintf("as SASL user %q (%s, password from %s)", c.SASL.Username, c.SASL.Mechanism, c.SASL.PasswordEnv))
+		how = append(how, fmt.Sprintf("as SASL user %s (%s, password from %s)", quoteCut(c.SASL.Username), c.SASL.Mechanism, c.SASL.PasswordEnv))
 		check = append(check, fmt.Sprintf("the user name and the password in %s", c.SASL.PasswordEnv))
 	}
 	brokers := strings.Join(c.Brokers, ",")

@@ -292,7 +292,7 @@ func TestClientOptsTLSFileErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// The lines come from the file; the fields are replaced after Load.
 			path := filepath.Join(t.TempDir(), "x.yaml")
-			y := "brokers: [a]\ngroup: g\ntls:\n  ca_file: a\n  cert_file: b\n  key_file: c\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"
+			y := "brokers: [a:9092]\ngroup: g\ntls:\n  ca_file: a\n  cert_file: b\n  key_file: c\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"
 			if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 				t.Fatal(err)
 			}

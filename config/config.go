@@ -182,7 +182,11 @@ type Relay struct {
 // returned at once, joined, one per line in file order (each is a
 // *FieldError).
 func Load(path string, opts ...LoadOpt) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path, MaxFileSize)
+	var be *boundError
+	if errors.As(err, &be) {
+		return nil, &FieldError{Source: path, Problem: "the config file " + be.msg + ": give the kretry.yaml file"}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
@@ -241,8 +245,11 @@ func lookup(opts []LoadOpt) lookupEnv {
 	}
 	flag := strings.Join(c.brokers, ",")
 	return func(name string) (string, bool) {
-		if name == EnvBrokers {
+		switch name {
+		case EnvBrokers:
 			return flag, true
+		case brokersLabel:
+			return "brokers given with WithBrokers (--brokers)", true
 		}
 		return os.LookupEnv(name)
 	}
@@ -344,7 +351,18 @@ func (c *Config) fieldError(field, format string, args ...any) error {
 
 var _ error = (*FieldError)(nil)
 
-// joinSorted orders errs by line, stable, with line-less errors last.
+// maxErrors is how many problems of a file an error lists.
+const maxErrors = 50
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// joinSorted orders errs by line, stable, with line-less errors last, and
+// keeps the first maxErrors.
 func joinSorted(errs []*FieldError) error {
 	if len(errs) == 0 {
 		return nil
@@ -357,6 +375,11 @@ func joinSorted(errs []*FieldError) error {
 	}
 	sorted := slices.Clone(errs)
 	slices.SortStableFunc(sorted, func(a, b *FieldError) int { return cmp.Compare(key(a), key(b)) })
+	if len(sorted) > maxErrors {
+		more := len(sorted) - maxErrors
+		sorted = append(sorted[:maxErrors:maxErrors], &FieldError{Source: sorted[0].Source,
+			Problem: fmt.Sprintf("and %d more %s: fix these first", more, plural(more, "problem", "problems"))})
+	}
 	out := make([]error, len(sorted))
 	for i, e := range sorted {
 		out[i] = e

@@ -134,6 +134,16 @@ func TestGoodConfigs(t *testing.T) {
 			}},
 			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
+		// A UTF-8 byte order mark does not make the first key unknown.
+		"bom.yaml": {
+			Brokers:  []string{"127.0.0.1:9092"},
+			ClientID: "kretry",
+			Group:    "g",
+			Topics: []config.Topic{{
+				Name: "t", Tiers: tiers(time.Second, 1), DLQ: "t.dlq", Naming: "{topic}.retry-{delay}",
+			}},
+			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+		},
 		"days-and-anchors.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
 			ClientID: "kretry",

@@ -95,7 +95,7 @@ func TestEnvOverrideErrors(t *testing.T) {
 
 func TestFieldError(t *testing.T) {
 	clearEnv(t)
-	_, err := config.Parse([]byte("brokers: [a]\ngroup: g\ntopics:\n  - name: orders\n    tiers:\n      - delay: 5s\n      - delay: -1m\n"))
+	_, err := config.Parse([]byte("brokers: [a:9092]\ngroup: g\ntopics:\n  - name: orders\n    tiers:\n      - delay: 5s\n      - delay: -1m\n"))
 	var fe *config.FieldError
 	if !errors.As(err, &fe) {
 		t.Fatalf("%v is not a *FieldError", err)
@@ -153,7 +153,7 @@ func TestDurations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.text, func(t *testing.T) {
-			c, err := config.Parse([]byte("brokers: [a]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}], max_age: " + tc.text + "}]\n"))
+			c, err := config.Parse([]byte("brokers: [a:9092]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 100ms}], max_age: " + tc.text + "}]\n"))
 			if tc.err != "" {
 				if want := "line 3: topics[0].max_age: " + tc.err; err == nil || err.Error() != want {
 					t.Errorf("error %v, want %s", err, want)
@@ -172,7 +172,7 @@ func TestDurations(t *testing.T) {
 
 func TestHoldBytes(t *testing.T) {
 	clearEnv(t)
-	const head = "brokers: [a]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"
+	const head = "brokers: [a:9092]\ngroup: g\ntopics: [{name: t, tiers: [{delay: 1s}]}]\n"
 	for name, relay := range map[string]string{
 		"no relay section":         "",
 		"relay without hold_bytes": "relay:\n  group: g-relay\n",
@@ -224,7 +224,7 @@ func TestHoldBytes(t *testing.T) {
 		{"1.5", 0, fraction + "1.5"},
 		{"0.5KiB", 0, fraction + "0.5KiB"},
 		{"1.5GiB", 0, fraction + "1.5GiB"},
-		{"64 apples", 0, syntax + "64 apples"},
+		{"64 apples", 0, syntax + `"64 apples"`},
 		{"64MiBs", 0, syntax + "64MiBs"},
 		{"1e6", 0, syntax + "1e6"},
 		{"0x100000", 0, syntax + "0x100000"},

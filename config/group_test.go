@@ -69,7 +69,7 @@ func TestMemberKeys(t *testing.T) {
 		{name: "instance_id with a control character", yaml: "instance_id: \"a\\x1b[2Jb\"\n",
 			wantErr: `line 4: instance_id: must be a Kafka group instance id: 1 to 249 letters, digits, '.', '_' and '-', not "." or ".."; give each instance its own, e.g. the pod name in KRETRY_INSTANCE_ID, got "a\x1b[2Jb"`},
 		{name: "instance_id too long, cut in the message", yaml: "instance_id: " + strings.Repeat("x", 250) + "\n",
-			wantErr: `line 4: instance_id: must be a Kafka group instance id: 1 to 249 letters, digits, '.', '_' and '-', not "." or ".."; give each instance its own, e.g. the pod name in KRETRY_INSTANCE_ID, got "` + strings.Repeat("x", 64) + `"… (250 bytes)`},
+			wantErr: `line 4: instance_id: must be a Kafka group instance id: 1 to 249 letters, digits, '.', '_' and '-', not "." or ".."; give each instance its own, e.g. the pod name in KRETRY_INSTANCE_ID, got "` + strings.Repeat("x", 128) + `"… (250 bytes)`},
 		{name: "KRETRY_INSTANCE_ID bad", env: "pod/7",
 			wantErr: `KRETRY_INSTANCE_ID: must be a Kafka group instance id: 1 to 249 letters, digits, '.', '_' and '-', not "." or ".."; give each instance its own, e.g. the pod name in KRETRY_INSTANCE_ID, got "pod/7"`},
 	}

@@ -1,19 +1,16 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/dustin/go-humanize"
-	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 
 	"github.com/kretry/kretry/retrytopics"
 )
@@ -57,17 +54,9 @@ func (d *decoder) errorf(line int, path, format string, args ...any) {
 
 func parse(src string, data []byte, env lookupEnv) (*Config, error) {
 	d := &decoder{src: src, lines: map[string]int{}, anchors: map[string]ast.Node{}}
-	file, err := parser.ParseBytes(data, 0)
+	file, err := parseYAML(src, data)
 	if err != nil {
-		line, msg := 0, err.Error()
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			msg = ye.GetMessage()
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				line = tk.Position.Line
-			}
-		}
-		return nil, &FieldError{Source: src, Line: line, Problem: "invalid YAML: " + msg}
+		return nil, err
 	}
 	var root ast.Node
 	for _, doc := range file.Docs {
@@ -81,12 +70,62 @@ func parse(src string, data []byte, env lookupEnv) (*Config, error) {
 		root = doc.Body
 		ast.Walk(anchorCollector(d.anchors), root)
 	}
+	if root != nil {
+		// Aliases let a small file stand for a huge one (every topic's
+		// tiers an alias of a long list): bound what the decoder will walk.
+		sz := &sizer{anchors: d.anchors, memo: map[string]int{}, busy: map[string]bool{}}
+		if n := sz.size(root); n > MaxExpanded {
+			return nil, &FieldError{Source: src, Line: 0, Problem: fmt.Sprintf(
+				"with its aliases (*name) expanded the file has more than %d values: write the values out, or use fewer aliases", MaxExpanded)}
+		}
+	}
 	c := &Config{Source: src, lines: d.lines}
 	d.config(root, c, env)
 	if len(d.errs) > 0 {
 		return nil, joinSorted(d.errs)
 	}
 	return c, nil
+}
+
+// sizer counts the nodes of a tree with every alias counted as the nodes of
+// its anchor's value, as the decoder walks them.
+type sizer struct {
+	anchors map[string]ast.Node
+	memo    map[string]int
+	busy    map[string]bool // anchors being counted: an alias cycle counts once
+	n       int
+}
+
+func (s *sizer) size(root ast.Node) int {
+	s.n = 0
+	ast.Walk(s, root)
+	return s.n
+}
+
+func (s *sizer) Visit(n ast.Node) ast.Visitor {
+	s.n++
+	if s.n > MaxExpanded {
+		return nil // enough: stop walking
+	}
+	al, ok := n.(*ast.AliasNode)
+	if !ok || al.Value == nil {
+		return s
+	}
+	name := al.Value.GetToken().Value
+	target, ok := s.anchors[name]
+	if !ok || s.busy[name] {
+		return nil
+	}
+	size, ok := s.memo[name]
+	if !ok {
+		s.busy[name] = true
+		sub := &sizer{anchors: s.anchors, memo: s.memo, busy: s.busy}
+		size = sub.size(target)
+		delete(s.busy, name)
+		s.memo[name] = size
+	}
+	s.n += size
+	return nil
 }
 
 type anchorCollector map[string]ast.Node
@@ -96,6 +135,54 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 		a[an.Name.GetToken().Value] = an.Value
 	}
 	return a
+}
+
+// brokersLabel is a name the lookup of Load and Parse answers when the
+// brokers come from WithBrokers rather than KRETRY_BROKERS: the name their
+// errors give.
+const brokersLabel = "\x00brokers-label"
+
+// CheckBroker checks a seed broker address: "host:port" with a host name or
+// an IP address (IPv6 in brackets) and a port from 1 to 65535, without a
+// scheme. Its error says what is wrong and shows the address quoted.
+func CheckBroker(addr string) error {
+	bad := func(why string) error {
+		return fmt.Errorf(`must be a broker address "host:port" with a port from 1 to 65535, e.g. "127.0.0.1:9092"%s, got %s`, why, quoteCut(addr))
+	}
+	if i := strings.Index(addr, "://"); i >= 0 {
+		return bad(": no scheme (" + show(addr[:i+3]) + ")")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		if strings.Count(addr, ":") == 0 {
+			return bad(": the port is missing")
+		}
+		return bad("")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 || port[0] == '+' || port[0] == '0' {
+		return bad(": the port is not in 1-65535")
+	}
+	if host == "" {
+		return bad(": the host is missing")
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	if strings.ContainsRune(host, ':') || len(host) > 253 {
+		return bad("")
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 {
+			return bad("")
+		}
+		for _, r := range label {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_') {
+				return bad("")
+			}
+		}
+	}
+	return nil
 }
 
 // getenv returns the trimmed value of an environment variable; empty is unset.
@@ -156,10 +243,10 @@ func describe(n ast.Node) string {
 	case *ast.AliasNode:
 		return "an alias to an unknown anchor"
 	case *ast.StringNode:
-		return strconv.Quote(v.Value)
+		return quoteCut(v.Value)
 	}
 	if s, ok := scalarText(n); ok {
-		return s
+		return show(s)
 	}
 	return n.Type().String()
 }
@@ -209,7 +296,7 @@ func (d *decoder) mapping(n ast.Node, line int, path string, allowed []string, f
 			continue
 		}
 		if problem, ok := forbidden[key]; ok {
-			d.errorf(kline, join(path, key), "%s", problem)
+			d.errorf(kline, join(path, show(key)), "%s", problem)
 			continue
 		}
 		known := false
@@ -217,7 +304,7 @@ func (d *decoder) mapping(n ast.Node, line int, path string, allowed []string, f
 			known = known || a == key
 		}
 		if !known {
-			d.errorf(kline, join(path, key), "unknown key; allowed keys here: %s", strings.Join(allowed, ", "))
+			d.errorf(kline, join(path, show(key)), "unknown key; allowed keys here: %s", strings.Join(allowed, ", "))
 			continue
 		}
 		fields[key] = field{line: kline, value: d.resolve(p.Value)}
@@ -291,11 +378,11 @@ func (d *decoder) duration(fields map[string]field, key, path, what string) (tim
 	}
 	v, err := parseDuration(text)
 	if err != nil {
-		d.errorf(f.line, path, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got %s", text)
+		d.errorf(f.line, path, "must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got %s", show(text))
 		return 0, f.line, false
 	}
 	if v <= 0 {
-		d.errorf(f.line, path, "must be > 0%s, got %s", what, text)
+		d.errorf(f.line, path, "must be > 0%s, got %s", what, show(text))
 		return 0, f.line, false
 	}
 	return v, f.line, true
@@ -320,13 +407,13 @@ func (d *decoder) size(fields map[string]field, key, path, what string) (int, in
 	n, err := humanize.ParseBigBytes(strings.TrimPrefix(text, "-"))
 	switch {
 	case err != nil || strings.ContainsRune(text, ','):
-		d.errorf(f.line, path, notSize, what, text)
+		d.errorf(f.line, path, notSize, what, show(text))
 	case strings.HasPrefix(text, "-"):
-		d.errorf(f.line, path, "must be ≥ 0%s, got %s", what, text)
+		d.errorf(f.line, path, "must be ≥ 0%s, got %s", what, show(text))
 	case strings.ContainsRune(text, '.'):
-		d.errorf(f.line, path, "must be a whole number of bytes or of a unit, e.g. 1536MiB rather than 1.5GiB, got %s", text)
+		d.errorf(f.line, path, "must be a whole number of bytes or of a unit, e.g. 1536MiB rather than 1.5GiB, got %s", show(text))
 	case !n.IsInt64() || n.Int64() > math.MaxInt:
-		d.errorf(f.line, path, "must be at most %d bytes, got %s", math.MaxInt, text)
+		d.errorf(f.line, path, "must be at most %d bytes, got %s", math.MaxInt, show(text))
 	default:
 		return int(n.Int64()), f.line, true
 	}
@@ -385,6 +472,10 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 					d.errorf(it.line, path, `must be a broker address "host:port", got %s`, describe(it.value))
 					continue
 				}
+				if err := CheckBroker(strings.TrimSpace(s)); err != nil {
+					d.errorf(it.line, path, "%v", err)
+					continue
+				}
 				c.Brokers = append(c.Brokers, strings.TrimSpace(s))
 			}
 			if len(items) == 0 {
@@ -395,14 +486,23 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 		}
 	}
 	if v := getenv(env, EnvBrokers); v != "" {
+		name := EnvBrokers
+		if label, ok := env(brokersLabel); ok {
+			name = label
+		}
 		c.Brokers = nil
 		for b := range strings.SplitSeq(v, ",") {
-			if b = strings.TrimSpace(b); b != "" {
-				c.Brokers = append(c.Brokers, b)
+			if b = strings.TrimSpace(b); b == "" {
+				continue
 			}
+			if err := CheckBroker(b); err != nil {
+				d.errorf(0, name, "%v", err)
+				continue
+			}
+			c.Brokers = append(c.Brokers, b)
 		}
-		if len(c.Brokers) == 0 {
-			d.errorf(0, EnvBrokers, "must be a comma-separated list of host:port, got %q", v)
+		if len(c.Brokers) == 0 && len(strings.Trim(v, ", \t")) == 0 {
+			d.errorf(0, name, "must be a comma-separated list of host:port, got %s", quoteCut(v))
 		}
 	} else if f, ok := top["brokers"]; !ok || f.value == nil {
 		d.errorf(max(f.line, rootLine), "brokers", `required: list at least one broker, e.g. brokers: ["127.0.0.1:9092"], or set %s`, EnvBrokers)
@@ -496,7 +596,7 @@ func (d *decoder) durationIn(fields map[string]field, key string, lo, hi time.Du
 	}
 	if v < lo || v > hi {
 		d.errorf(l, key, "must be between %s and %s (default %s): %s; got %s",
-			retrytopics.FormatDelay(lo), retrytopics.FormatDelay(hi), retrytopics.FormatDelay(def), why, fields[key].value.GetToken().Value)
+			retrytopics.FormatDelay(lo), retrytopics.FormatDelay(hi), retrytopics.FormatDelay(def), why, show(fields[key].value.GetToken().Value))
 		return 0, false
 	}
 	return v, true
@@ -515,22 +615,6 @@ func instanceIDProblem(id string) string {
 		}
 	}
 	return ""
-}
-
-// maxQuoted is how much of a bad value an error message shows.
-const maxQuoted = 64
-
-// quoteCut quotes s for an error message with Go escapes for every control
-// and non-printable character, cut to maxQuoted bytes of s.
-func quoteCut(s string) string {
-	if len(s) <= maxQuoted {
-		return strconv.Quote(s)
-	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
 }
 
 func (d *decoder) tls(f field) *TLS {
@@ -576,7 +660,7 @@ func (d *decoder) sasl(f field) *SASL {
 			}
 		}
 		if s.Mechanism == "" {
-			d.errorf(l, "sasl.mechanism", "must be one of %s, got %q", strings.Join(mechanisms, ", "), m)
+			d.errorf(l, "sasl.mechanism", "must be one of %s, got %s", strings.Join(mechanisms, ", "), quoteCut(m))
 		}
 	} else if fv, given := fields["mechanism"]; !given || fv.value == nil {
 		d.errorf(line("mechanism"), "sasl.mechanism", "required: one of %s", strings.Join(mechanisms, ", "))
@@ -616,7 +700,7 @@ func (d *decoder) relay(top map[string]field, c *Config) {
 	if g, l, ok := d.nonEmpty(fields, "group", "relay.group", `omit it for the default "{group}`+DefaultRelaySuffix+`"`); ok {
 		c.Relay.Group = g
 		if g == c.Group {
-			d.errorf(l, "relay.group", "must differ from group %q: the relay consumes the tier topics in a group of its own (default %q)", c.Group, c.Group+DefaultRelaySuffix)
+			d.errorf(l, "relay.group", "must differ from group %s: the relay consumes the tier topics in a group of its own (default %s)", quoteCut(c.Group), quoteCut(c.Group+DefaultRelaySuffix))
 		}
 	} else if c.Group != "" {
 		c.Relay.Group = c.Group + DefaultRelaySuffix

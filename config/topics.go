@@ -41,7 +41,7 @@ func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
 		t, tl := d.topic(it.value, it.line, path)
 		if t.Name != "" {
 			if j, dup := firstByName[t.Name]; dup {
-				d.errorf(tl.name, path+".name", "duplicate topic %q, also topics[%d] on line %d: list each topic once", t.Name, j, lines[j].name)
+				d.errorf(tl.name, path+".name", "duplicate topic %s, also topics[%d] on line %d: list each topic once", quoteCut(t.Name), j, lines[j].name)
 			} else {
 				firstByName[t.Name] = i
 			}
@@ -68,7 +68,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	if name, l, ok := d.nonEmpty(fields, "name", path+".name", "the name of the main topic"); ok {
 		tl.name = l
 		if problem := topicNameProblem(name); problem != "" {
-			d.errorf(l, path+".name", "%s, got %q", problem, name)
+			d.errorf(l, path+".name", "%s, got %s", problem, quoteCut(name))
 		} else {
 			t.Name = name
 		}
@@ -93,8 +93,12 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			t.Naming = s
 		}
 	}
-	if v, _, ok := d.duration(fields, "max_age", path+".max_age", " (omit max_age for no limit)"); ok {
+	if v, l, ok := d.duration(fields, "max_age", path+".max_age", " (omit max_age for no limit)"); ok {
 		t.MaxAge = v
+		if len(t.Tiers) > 0 && v <= t.Tiers[0].Delay {
+			d.errorf(l, path+".max_age", "must be longer than the first tier's delay %s: a record that fails once would expire before its first retry; got %s",
+				retrytopics.FormatDelay(t.Tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
+		}
 	}
 	if f, ok := fields["retention"]; ok {
 		rpath := path + ".retention"
@@ -107,7 +111,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			if v, l, ok := d.duration(rf, "tiers", rpath+".tiers", " (omit it for the default max(2 × delay, 24h) per tier)"); ok {
 				if longest > 0 && v < 2*longest {
 					d.errorf(l, rpath+".tiers", "must be at least 2 × the longest tier delay (2 × %s = %s) so that no record expires before it is due, got %s",
-						retrytopics.FormatDelay(longest), retrytopics.FormatDelay(2*longest), rf["tiers"].value.GetToken().Value)
+						retrytopics.FormatDelay(longest), retrytopics.FormatDelay(2*longest), show(rf["tiers"].value.GetToken().Value))
 				} else {
 					t.TierRetention = v
 				}
@@ -159,7 +163,7 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 		switch {
 		case ok && prev > 0 && delay <= prev:
 			d.errorf(dline, tpath+".delay", "must be longer than the previous tier's delay %s: tiers go in strictly increasing order of delay, got %s",
-				prevText, tf["delay"].value.GetToken().Value)
+				show(prevText), show(tf["delay"].value.GetToken().Value))
 			valid = false
 		case ok:
 			tier.Delay, prev, prevText = delay, delay, tf["delay"].value.GetToken().Value
@@ -211,26 +215,26 @@ func templateProblem(tmpl string, tier bool) string {
 			break
 		}
 		if open < 0 || (close >= 0 && close < open) {
-			return fmt.Sprintf(`has a "}" without its "{"; placeholders are %s, got %q`, allowed, tmpl)
+			return fmt.Sprintf(`has a "}" without its "{"; placeholders are %s, got %s`, allowed, quoteCut(tmpl))
 		}
 		end := strings.IndexByte(rest[open:], '}')
 		if end < 0 {
-			return fmt.Sprintf(`has a "{" without its "}"; placeholders are %s, got %q`, allowed, tmpl)
+			return fmt.Sprintf(`has a "{" without its "}"; placeholders are %s, got %s`, allowed, quoteCut(tmpl))
 		}
 		switch ph := rest[open : open+end+1]; ph {
 		case "{topic}", "{group}":
 		case "{delay}", "{index}":
 			if !tier {
-				return fmt.Sprintf("%s names a tier, and the DLQ is one topic for all tiers; allowed: %s, got %q", ph, allowed, tmpl)
+				return fmt.Sprintf("%s names a tier, and the DLQ is one topic for all tiers; allowed: %s, got %s", ph, allowed, quoteCut(tmpl))
 			}
 			perTier = true
 		default:
-			return fmt.Sprintf("unknown placeholder %s; allowed: %s, got %q", ph, allowed, tmpl)
+			return fmt.Sprintf("unknown placeholder %s; allowed: %s, got %s", show(ph), allowed, quoteCut(tmpl))
 		}
 		rest = rest[open+end+1:]
 	}
 	if tier && !perTier {
-		return fmt.Sprintf("must contain {delay} or {index} so that each tier gets its own topic, got %q", tmpl)
+		return fmt.Sprintf("must contain {delay} or {index} so that each tier gets its own topic, got %s", quoteCut(tmpl))
 	}
 	return ""
 }
@@ -271,8 +275,8 @@ func (d *decoder) ladders(c *Config, lines []topicLines) {
 		case first.topic == o.topic, first.main && o.main:
 			// NewLadder and the duplicate-name check report these
 		default:
-			d.errorf(o.line, field, "%s %q is also %s (line %d): every main, tier and DLQ topic needs its own name; change naming or dlq",
-				kind, name, first.what, first.line)
+			d.errorf(o.line, field, "%s %s is also %s (line %d): every main, tier and DLQ topic needs its own name; change naming or dlq",
+				kind, quoteCut(name), first.what, first.line)
 		}
 	}
 	for i := range c.Topics {
