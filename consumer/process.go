@@ -52,7 +52,9 @@ func (w *worker) process(rec *kgo.Record) bool {
 	if maxAge := w.maxAge; maxAge > 0 {
 		start = 0
 		born := rec.Timestamp
-		if md.Group != "" {
+		if md.Group != "" && md.Attempts > 0 {
+			// A retry: as old as its first delivery. A record replayed
+			// from the DLQ (no attempt yet) starts a new life.
 			born = md.OriginalTimestamp
 		}
 		if age := time.Since(born); age > maxAge {
@@ -214,20 +216,24 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 		Error:         errText,
 		Replays:       md.Replays,
 	}
-	if md.Group != "" {
-		next.Attempts = md.Attempts + 1
+	next.Attempts = md.Attempts + 1 // 0 without kretry headers and on a record replayed from the DLQ
+	// A record replayed from the DLQ to this group (kretry-group, no
+	// attempt yet) keeps its first delivery across replays; its failures
+	// start again.
+	if md.Group != "" && md.OriginalTopic != "" {
 		next.OriginalTopic = md.OriginalTopic
 		next.OriginalPartition = md.OriginalPartition
 		next.OriginalOffset = md.OriginalOffset
 		next.OriginalTimestamp = md.OriginalTimestamp
-		next.FirstFailureAt = md.FirstFailureAt
 	} else {
-		next.Attempts = 1
 		next.OriginalTopic = rec.Topic
 		next.OriginalPartition = rec.Partition
 		next.OriginalOffset = rec.Offset
 		next.OriginalTimestamp = rec.Timestamp
-		next.FirstFailureAt = now
+	}
+	next.FirstFailureAt = now
+	if md.Attempts > 0 {
+		next.FirstFailureAt = md.FirstFailureAt
 	}
 	return next
 }

@@ -21,11 +21,12 @@ const (
 	ReasonPanic           = "panic"
 	ReasonExpired         = "expired"
 	ReasonInvalidMetadata = "invalid-metadata"
+	ReasonTooLarge        = "too-large" // the record could not be forwarded: its value is left in the main topic
 	ReasonUnknown         = "unknown"
 )
 
 // Reasons lists every reason a Filter accepts, in the order help text shows them.
-var Reasons = []string{ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonInvalidMetadata, ReasonUnknown}
+var Reasons = []string{ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonTooLarge, ReasonInvalidMetadata, ReasonUnknown}
 
 // Filter selects DLQ records. Its zero value selects every record. All set
 // fields must match (and); a list field matches when any of its values does.
@@ -37,6 +38,7 @@ type Filter struct {
 	ErrorContains string   // the error text contains this, ignoring case
 	Key           string   // the key is exactly these bytes (ParseKeyHex for a binary key)
 	OriginalTopic string   // kretry-original-topic is exactly this
+	FailedGroup   string   // kretry-group (the group whose handler failed it) is exactly this
 
 	Partitions []int32     // DLQ partitions to read; nil: all
 	Offsets    OffsetRange // DLQ offsets to read, in every selected partition
@@ -267,6 +269,7 @@ func (f Filter) Selection() string {
 	add("error-contains", strings.ToLower(f.ErrorContains))
 	add("key", f.Key)
 	add("original-topic", f.OriginalTopic)
+	add("failed-group", f.FailedGroup)
 	add("offsets", f.Offsets.String())
 	if len(parts) == 0 {
 		return "all"
@@ -282,6 +285,27 @@ func (f Filter) selectionID() string {
 	}
 	sum := sha256.Sum256([]byte(s))
 	return s[:120] + "… sha256:" + hex.EncodeToString(sum[:12])
+}
+
+// CheckAt checks what Validate cannot without a clock: that Since, resolved
+// at now, is before Until.
+func (f Filter) CheckAt(now time.Time) error {
+	if f.Since.IsZero() || f.Until.IsZero() {
+		return nil
+	}
+	if since, until := f.Since.Resolve(now), f.Until.Resolve(now); !since.Before(until) {
+		return fmt.Errorf("since %s (%s) is not before until %s (%s): no record can match; swap them, or widen the window",
+			f.Since, since.UTC().Format(time.RFC3339), f.Until, until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// compileChecked is compile after CheckAt.
+func (f Filter) compileChecked(now time.Time) (matcher, error) {
+	if err := f.CheckAt(now); err != nil {
+		return matcher{}, err
+	}
+	return f.compile(now), nil
 }
 
 // matcher is a Filter resolved at the start of a read.
@@ -327,6 +351,8 @@ func (m matcher) match(r *Record) bool {
 	case m.f.Key != "" && string(r.Key) != m.f.Key:
 		return false
 	case m.f.OriginalTopic != "" && r.Meta.OriginalTopic != m.f.OriginalTopic:
+		return false
+	case m.f.FailedGroup != "" && r.Meta.Group != m.f.FailedGroup:
 		return false
 	case !m.wantPartition(r.Partition) || !m.f.Offsets.Contains(r.Offset):
 		return false

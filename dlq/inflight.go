@@ -27,6 +27,7 @@ const replayCommitEvery = time.Second
 // records before it, so that outcomes are reported in the order met.
 type pending struct {
 	ev   ReplayEvent
+	v    verdict
 	out  *kgo.Record   // the produced record; nil when not produced
 	size int           // out's key, value and headers
 	done chan struct{} // closed with the acknowledgement; nil when not produced
@@ -49,6 +50,7 @@ func (p *pending) final() bool {
 // order the walk met them, and the progress their acknowledgements allow.
 type replayRun struct {
 	r      *Reader
+	cl     *kgo.Client // produces the replayed records
 	c      replayCfg
 	sum    *ReplaySummary
 	meta   string         // the progress commits' metadata
@@ -73,13 +75,13 @@ type replayRun struct {
 // waits for the records in flight before it. It returns the error that
 // stops the walk: a produce or commit that failed, or ctx cancelled while
 // the rate cap held the record back.
-func (run *replayRun) add(ctx context.Context, rec *Record, target string, out Outcome) error {
+func (run *replayRun) add(ctx context.Context, rec *Record, v verdict) error {
 	if run.err != nil {
 		return run.err
 	}
-	p := &pending{ev: ReplayEvent{Record: rec, Outcome: out, Target: target}}
+	p := &pending{ev: ReplayEvent{Record: rec, Outcome: v.out, Target: v.target, Detail: v.detail}, v: v}
 	switch {
-	case out != Replayed:
+	case v.out != Replayed:
 	case run.c.dryRun:
 		p.ev.Outcome = WouldReplay
 	default:
@@ -134,7 +136,7 @@ func (run *replayRun) wait(ctx context.Context) error {
 // cancelled: its acknowledgement decides whether the progress may pass it.
 func (run *replayRun) produce(ctx context.Context, p *pending) {
 	rec, target := p.ev.Record, p.ev.Target
-	out := replayed(rec, target)
+	out := replayed(rec, p.v)
 	if n := run.counts[target]; out.Partition >= 0 && n > 0 {
 		out.Partition %= int32(n)
 	}
@@ -145,10 +147,10 @@ func (run *replayRun) produce(ctx context.Context, p *pending) {
 	}
 	run.bytes += p.size
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), run.c.produceTimeout)
-	run.r.cl.Produce(pctx, out, func(_ *kgo.Record, err error) {
+	run.cl.Produce(pctx, out, func(_ *kgo.Record, err error) {
 		cancel()
 		if err != nil {
-			p.err = fmt.Errorf("replaying %s partition %d offset %d to %s: %w", run.r.topic, rec.Partition, rec.Offset, target, err)
+			p.err = fmt.Errorf("replaying %s partition %d offset %d to %s: %w", run.r.topic, rec.Partition, rec.Offset, Text(target), err)
 		}
 		close(p.done)
 	})
@@ -183,7 +185,7 @@ func (run *replayRun) settle() {
 		sum.Replayed++
 		sum.ByTarget[ev.Target]++
 	default:
-		sum.Skips = append(sum.Skips, skipOf(rec, ev.Outcome))
+		sum.Skips = append(sum.Skips, skipOf(rec, p.v))
 	}
 	if !run.failed[rec.Partition] {
 		run.acked[rec.Partition] = rec.Offset + 1

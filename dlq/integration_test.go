@@ -3,6 +3,7 @@
 package dlq_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -310,7 +311,8 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// A dry run produces nothing.
 	before := p.mainEnds()
-	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayDryRun(true))
+	mains := dlq.ReplayMainTopics(p.main)
+	s, err := r.Replay(ctx, dlq.Filter{}, mains, dlq.ReplayDryRun(true))
 	if err != nil || s.Replayed != 20 {
 		t.Fatalf("dry run: %+v %v", s, err)
 	}
@@ -322,7 +324,7 @@ func TestIntegrationReplay(t *testing.T) {
 	// records in flight then are seen through, reported and committed.
 	cctx, cancel := context.WithCancel(ctx)
 	acked := 0
-	s, err = r.Replay(cctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	s, err = r.Replay(cctx, dlq.Filter{}, mains, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
 		if acked++; acked == 4 {
 			cancel()
 		}
@@ -332,32 +334,33 @@ func TestIntegrationReplay(t *testing.T) {
 	}
 	first := s.Replayed
 	// Then with a limit, then the rest.
-	s, err = r.Replay(ctx, dlq.Filter{Limit: 5})
+	s, err = r.Replay(ctx, dlq.Filter{Limit: 5}, mains)
 	if err != nil || s.Replayed != 5 || !s.LimitReached {
 		t.Fatalf("replay with a limit: %+v %v", s, err)
 	}
-	s, err = r.Replay(ctx, dlq.Filter{})
+	s, err = r.Replay(ctx, dlq.Filter{}, mains)
 	if err != nil || s.Replayed != 20-first-5 {
 		t.Fatalf("resumed replay: %+v %v", s, err)
 	}
 	// An identical second replay delivers nothing.
-	s, err = r.Replay(ctx, dlq.Filter{})
+	s, err = r.Replay(ctx, dlq.Filter{}, mains)
 	if err != nil || s.Replayed != 0 || len(s.Resumed) != 3 {
 		t.Fatalf("identical second replay: %+v %v", s, err)
 	}
 
-	// Every DLQ record reached the main topic exactly once, as it was, with
-	// kretry-replays 1 and no other kretry header.
+	// Every DLQ record reached the main topic exactly once, as it was,
+	// addressed to the group that failed it, with its first delivery and
+	// kretry-replays 1.
 	replayed := p.mainRecords(before)
 	var vals []string
 	for _, rec := range replayed {
 		vals = append(vals, string(rec.Value))
 		i, _ := strconv.Atoi(string(rec.Value))
 		md, ok, err := retrytopics.Decode(rec.Headers)
-		if err != nil || !ok || md.Group != "" || md.Replays != 1 {
+		if err != nil || !ok || md.Group != p.cfg.Group || md.Replays != 1 || md.Attempts != 0 || md.OriginalTopic != p.main || md.OriginalOffset >= before[md.OriginalPartition] {
 			t.Errorf("replayed record %s: kretry headers %+v %v %v", rec.Value, md, ok, err)
 		}
-		if string(rec.Key) != "order-"+strconv.Itoa(i) || len(rec.Headers) != 2 || string(rec.Headers[0].Value) != "trace-"+strconv.Itoa(i) {
+		if users := retrytopics.UserHeaders(rec.Headers); string(rec.Key) != "order-"+strconv.Itoa(i) || len(users) != 1 || string(users[0].Value) != "trace-"+strconv.Itoa(i) {
 			t.Errorf("replayed record %s: key %s headers %v", rec.Value, rec.Key, rec.Headers)
 		}
 	}
@@ -388,14 +391,23 @@ func TestIntegrationReplay(t *testing.T) {
 		}
 	}
 
+	// The record that failed again shows its first delivery as ORIGINAL,
+	// not the replayed copy.
+	o3, err := r.List(ctx, dlq.Filter{Key: "order-3"})
+	if err != nil || len(o3) != 2 || !o3[0].HasMeta || !o3[1].HasMeta || o3[1].Meta.OriginalOffset != o3[0].Meta.OriginalOffset ||
+		o3[1].Meta.OriginalPartition != o3[0].Meta.OriginalPartition || !o3[1].Meta.OriginalTimestamp.Equal(o3[0].Meta.OriginalTimestamp) ||
+		o3[1].Meta.Attempts != 1 || o3[1].Meta.Replays != 1 {
+		t.Errorf("order-3 dead-lettered again: %v %+v, want its first delivery kept, attempts 1, replays 1", err, o3)
+	}
+
 	// The record that failed again carries kretry-replays 1: with
 	// --max-replays 1 it is skipped, with --force it goes.
-	s, err = r.Replay(ctx, dlq.Filter{}, dlq.ReplayMaxReplays(1))
+	s, err = r.Replay(ctx, dlq.Filter{}, mains, dlq.ReplayMaxReplays(1))
 	if err != nil || s.Replayed != 0 || s.Skipped(dlq.SkippedMaxReplays) != 1 {
 		t.Fatalf("max-replays 1: %+v %v", s, err)
 	}
 	mid := p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Key: "order-3"}, dlq.ReplayMaxReplays(1), dlq.ReplayForce(true), dlq.ReplayGroup(p.dlq+"-forced"))
+	s, err = r.Replay(ctx, dlq.Filter{Key: "order-3"}, mains, dlq.ReplayMaxReplays(1), dlq.ReplayForce(true), dlq.ReplayGroup(p.dlq+"-forced"))
 	if err != nil || s.Replayed != 2 {
 		// Both DLQ records of order-3 (replays 0 and 1): a new group starts from the oldest.
 		t.Fatalf("forced: %+v %v", s, err)
@@ -412,21 +424,20 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// --from-start deletes the group's progress: the panics go again, once.
 	mid = p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, dlq.ReplayFromStart(true))
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, mains, dlq.ReplayFromStart(true))
 	if err != nil || s.Replayed != 5 {
 		t.Fatalf("from start: %+v %v", s, err)
 	}
 	if got := len(p.mainRecords(mid)); got != 5 {
 		t.Errorf("from start wrote %d records, want 5", got)
 	}
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}})
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, mains)
 	if err != nil || s.Replayed != 0 {
 		t.Fatalf("identical replay after from start: %+v %v", s, err)
 	}
-	// The earlier selection's progress went with it.
-	var pe *dlq.ProgressError
-	if _, err := r.Replay(ctx, dlq.Filter{}); !errors.As(err, &pe) {
-		t.Errorf("the earlier selection after a from-start of another: %v, want a ProgressError", err)
+	// The replay of every record kept its progress.
+	if s, err := r.Replay(ctx, dlq.Filter{}, mains); err != nil || s.Replayed != 0 || len(s.Resumed) != 3 {
+		t.Errorf("the replay of every record after a from-start of another selection: %+v %v", s, err)
 	}
 }
 
@@ -487,7 +498,7 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	reported := 0
-	s1, err := r.Replay(cctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	s1, err := r.Replay(cctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
 		inOrder(e)
 		if reported++; reported == 2500 {
 			cancel()
@@ -516,7 +527,7 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 	}
 	checkProgress(s1)
 
-	s2, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { inOrder(e); reported++ }))
+	s2, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { inOrder(e); reported++ }))
 	if err != nil || s2.Replayed != n-s1.Replayed || len(s2.Resumed) == 0 {
 		t.Fatalf("resumed replay: %+v, %v; want the %d left", s2, err, n-s1.Replayed)
 	}
@@ -531,11 +542,185 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 			t.Fatalf("%s partition %d offset %d holds %q (after %d; seen before: %v)", main, rec.Partition, rec.Offset, rec.Value, prev[rec.Partition], seen[i])
 		}
 		seen[i], prev[rec.Partition] = true, i
-		if md, ok, err := retrytopics.Decode(rec.Headers); err != nil || !ok || md.Replays != 1 || string(rec.Key) != "order-"+strconv.Itoa(i) {
+		if md, ok, err := retrytopics.Decode(rec.Headers); err != nil || !ok || md.Replays != 1 || md.Group != "svc" || md.OriginalOffset != int64(i/3) || string(rec.Key) != "order-"+strconv.Itoa(i) {
 			t.Errorf("record %d: key %s, kretry headers %+v %v %v", i, rec.Key, md, ok, err)
 		}
 	}
 	if len(seen) != n {
 		t.Fatalf("%s holds %d distinct records, want %d", main, len(seen), n)
+	}
+}
+
+// TestIntegrationReplayGoesBackToTheFailingGroup: two kretry groups read one
+// main topic and share its DLQ. A record group A failed is replayed: group A
+// handles it again, group B, which handled it fine, commits past it without
+// running its handler. Replay selects the failing group's records only.
+func TestIntegrationReplayGoesBackToTheFailingGroup(t *testing.T) {
+	p := newPipeline(t) // group A: p.cfg.Group
+	cfgB := *p.cfg
+	cfgB.Group = p.cfg.Group + "-b"
+	var mu sync.Mutex
+	seenB := map[string]int{}
+	failB := true
+	b, err := consumer.New(&cfgB, consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failB && string(rec.Value) == "1" {
+			return consumer.Permanent(errors.New("B refuses 1"))
+		}
+		seenB[string(rec.Value)]++
+		return nil
+	}), consumer.WithRelay(false), consumer.WithGracePeriod(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errB := make(chan error, 1)
+	go func() { errB <- b.Run(ctx) }()
+	stopB := func() {
+		cancel()
+		if err := <-errB; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("group B Run: %v", err)
+		}
+	}
+	defer func() {
+		if ctx.Err() == nil {
+			stopB()
+		}
+	}()
+
+	// A fails 0 permanently; B fails 1. The DLQ gets one record of each group.
+	p.failOn = func(rec *kgo.Record) error {
+		if string(rec.Value) == "0" {
+			return consumer.Permanent(errors.New("A refuses 0"))
+		}
+		return nil
+	}
+	p.produce(0, 3)
+	p.run(func() bool { return p.dlqSize() == 2 })
+	mu.Lock()
+	failB = false
+	mu.Unlock()
+	r := newReaderOf(t, p.seeds, p.dlq)
+	for _, g := range []string{p.cfg.Group, cfgB.Group} {
+		if recs, err := r.List(ctx, dlq.Filter{FailedGroup: g}); err != nil || len(recs) != 1 {
+			t.Fatalf("--failed-group %s: %d records, %v; want 1", g, len(recs), err)
+		}
+	}
+
+	// A replay of group A's records replays 0 only.
+	before := p.mainEnds()
+	s, err := r.Replay(ctx, dlq.Filter{FailedGroup: p.cfg.Group}, dlq.ReplayMainTopics(p.main))
+	if err != nil || s.Replayed != 1 || s.PassedOver != 1 {
+		t.Fatalf("replay of group A's records: %+v %v", s, err)
+	}
+	// Wait until B has gone past the replayed record, then run A.
+	kafkatest.WaitFor(t, "group B to commit past the replayed record", 100*time.Millisecond, time.Minute, func() bool {
+		committed, err := p.adm.FetchOffsetsForTopics(ctx, cfgB.Group, p.main)
+		if err != nil {
+			return false
+		}
+		ends := p.mainEnds()
+		for part, end := range ends {
+			if end > before[part] {
+				if o, ok := committed.Lookup(p.main, part); !ok || o.At < end {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	p.failOn = func(*kgo.Record) error { return nil }
+	p.run(func() bool { return p.seen["0"] == 1 })
+	stopB()
+	mu.Lock()
+	defer mu.Unlock()
+	if seenB["0"] != 1 || seenB["2"] != 1 || seenB["1"] != 0 {
+		t.Errorf("group B handled %v: want 0 and 2 once (the replay of 0 is group A's), 1 never", seenB)
+	}
+	if p.seen["0"] != 1 || p.seen["1"] != 1 || p.seen["2"] != 1 {
+		t.Errorf("group A handled %v: want each once", p.seen)
+	}
+}
+
+// TestIntegrationReplayTooLarge: a DLQ record dead-lettered as too-large
+// holds no value; replay reads it from the main topic at its original
+// partition/offset (2 MiB, more than franz-go's default batch limit) and
+// replays it; one whose original is gone is skipped and reported, and the
+// run goes on.
+func TestIntegrationReplayTooLarge(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := kafkatest.Name(t, "orders")
+	dq := main + ".dlq"
+	const limit = 3 << 20
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	big := fmt.Sprint(limit)
+	if resp, err := adm.CreateTopics(ctx, 2, 1, map[string]*string{"max.message.bytes": &big}, main); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", main, err, resp.Error())
+	}
+	if resp, err := adm.CreateTopics(ctx, 2, 1, nil, dq); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", dq, err, resp.Error())
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), main, dq) })
+
+	value := []byte(strings.Repeat("x", 2<<20))
+	orig := &kgo.Record{Topic: main, Partition: 1, Key: []byte("big"), Value: value}
+	if err := cl.ProduceSync(ctx, orig).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	md := func(offset int64) retrytopics.Metadata {
+		return retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalPartition: 1,
+			OriginalOffset: offset, OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
+			Error: "MESSAGE_TOO_LARGE", Reason: retrytopics.Reason(dlq.ReasonTooLarge)}
+	}
+	for _, rec := range []*kgo.Record{
+		{Topic: dq, Partition: 0, Key: []byte("big"), Headers: retrytopics.Encode(nil, md(orig.Offset))},
+		{Topic: dq, Partition: 0, Key: []byte("gone"), Headers: retrytopics.Encode(nil, md(orig.Offset+100))},
+	} {
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newReaderOf(t, seeds, dq)
+
+	rec, err := r.Record(ctx, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var show strings.Builder
+	_ = dlq.WriteRecord(&show, rec)
+	if want := fmt.Sprintf("value in             %s partition 1 offset %d", main, orig.Offset); rec.Reason != dlq.ReasonTooLarge || !strings.Contains(show.String(), want) {
+		t.Errorf("show of a too-large record lacks %q:\n%s", want, show.String())
+	}
+
+	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayDryRun(true))
+	if err != nil || s.Replayed != 1 || s.Skipped(dlq.SkippedValueGone) != 1 {
+		t.Fatalf("dry run: %+v %v", s, err)
+	}
+	s, err = r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main))
+	if err != nil || s.Replayed != 1 || s.Skipped(dlq.SkippedValueGone) != 1 || s.Progress[0] != 2 {
+		t.Fatalf("replay: %+v %v", s, err)
+	}
+	if sk := s.Skips[0]; sk.Offset != 1 || !strings.Contains(sk.Detail, "no such offset") {
+		t.Errorf("skip of the record whose value is gone: %+v", sk)
+	}
+	var got []*kgo.Record
+	for _, rec := range consumeAll(t, seeds, main) {
+		if rec.Offset > orig.Offset || rec.Partition != orig.Partition {
+			got = append(got, rec)
+		}
+	}
+	if len(got) != 1 || !bytes.Equal(got[0].Value, value) || string(got[0].Key) != "big" || got[0].Partition != 1 {
+		t.Fatalf("%s after the replay: %d new records, want the 2 MiB value once on partition 1", main, len(got))
+	}
+	if md, ok, err := retrytopics.Decode(got[0].Headers); err != nil || !ok || md.Group != "svc" || md.OriginalOffset != orig.Offset || md.Replays != 1 {
+		t.Errorf("replayed too-large record: %+v %v %v", md, ok, err)
 	}
 }

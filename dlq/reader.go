@@ -53,15 +53,26 @@ func NewReader(topic string, opts ...Opt) (*Reader, error) {
 	for _, o := range opts {
 		o.apply(&c)
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(c.clientOpts),
+	r := &Reader{topic: topic, cfg: c}
+	cl, err := r.newClient()
+	if err != nil {
+		return nil, err
+	}
+	r.cl, r.adm = cl, kadm.NewClient(cl)
+	return r, nil
+}
+
+// newClient returns a client that produces as a replay does, with opts.
+func (r *Reader) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(append(slices.Clone(r.cfg.clientOpts),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // with idempotence, franz-go's default: stated because replay depends on it
 		kgo.RecordPartitioner(replayPartitioner{kgo.StickyKeyPartitioner(nil)}),
 		kgo.ProducerLinger(0),
-	)...)
+	), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: kafka client: %w", err)
 	}
-	return &Reader{topic: topic, cfg: c, cl: cl, adm: kadm.NewClient(cl)}, nil
+	return cl, nil
 }
 
 // Topic is the DLQ topic's name.
@@ -149,7 +160,10 @@ func (r *Reader) Read(ctx context.Context, f Filter, fn func(*Record) error) err
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	m := f.compile(r.cfg.now())
+	m, err := f.compileChecked(r.cfg.now())
+	if err != nil {
+		return err
+	}
 	ps, err := r.Partitions(ctx)
 	if err != nil {
 		return err
@@ -160,7 +174,7 @@ func (r *Reader) Read(ctx context.Context, f Filter, fn func(*Record) error) err
 	}
 	n := 0
 	for _, sp := range spans {
-		err := r.scan(ctx, sp, func(kr *kgo.Record) error {
+		err := r.scan(ctx, r.topic, sp, func(kr *kgo.Record) error {
 			rec := NewRecord(kr)
 			if !m.match(rec) {
 				return nil
@@ -199,7 +213,7 @@ func (r *Reader) Record(ctx context.Context, partition int32, offset int64) (*Re
 		return nil, fmt.Errorf("%s partition %d has no offset %d: it holds offsets %s", r.topic, partition, offset, extent(p))
 	}
 	var rec *Record
-	err = r.scan(ctx, span{partition, offset, offset + 1}, func(kr *kgo.Record) error {
+	err = r.scan(ctx, r.topic, span{partition, offset, offset + 1}, func(kr *kgo.Record) error {
 		if kr.Offset == offset {
 			rec = NewRecord(kr)
 		}
@@ -221,16 +235,16 @@ func extent(p Partition) string {
 	return fmt.Sprintf("%d-%d", p.Start, p.End-1)
 }
 
-// scan calls fn for every record of sp, in order, until fn returns an error.
+// scan calls fn for every record of sp of topic, in order, until fn returns an error.
 // It uses a client of its own, so that nothing is fetched beyond the span
 // once it returns. Control records are read (and skipped) so that a span
 // ending in a transaction marker still ends.
-func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) error {
+func (r *Reader) scan(ctx context.Context, topic string, sp span, fn func(*kgo.Record) error) error {
 	if sp.from >= sp.to {
 		return nil
 	}
 	cl, err := kgo.NewClient(append(slices.Clone(r.cfg.clientOpts),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {sp.partition: kgo.NewOffset().At(sp.from)}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {sp.partition: kgo.NewOffset().At(sp.from)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // records removed by retention meanwhile: go on from the oldest kept
 		kgo.KeepControlRecords(),
 		// A fetch session saves nothing on one partition, and closing a
@@ -252,9 +266,9 @@ func (r *Reader) scan(ctx context.Context, sp span, fn func(*kgo.Record) error) 
 		if fs.Empty() && pctx.Err() != nil {
 			// Nothing for a while: if retention removed the rest of the
 			// span meanwhile, no record will come.
-			starts, err := r.adm.ListStartOffsets(ctx, r.topic)
+			starts, err := r.adm.ListStartOffsets(ctx, topic)
 			if err == nil {
-				if o, ok := starts.Lookup(r.topic, sp.partition); ok && o.Err == nil && o.Offset >= sp.to {
+				if o, ok := starts.Lookup(topic, sp.partition); ok && o.Err == nil && o.Offset >= sp.to {
 					return nil
 				}
 			}

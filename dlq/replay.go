@@ -1,12 +1,17 @@
 package dlq
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +35,8 @@ func (f replayOptFunc) applyReplay(c *replayCfg) { f(c) }
 
 type replayCfg struct {
 	to             string
+	mainTopics     []string
+	mainTopicsSet  bool
 	dryRun         bool
 	rate           float64
 	maxReplays     int
@@ -44,8 +51,18 @@ type replayCfg struct {
 // ReplayTo replays every record to topic instead of its original topic.
 // Records without an original topic (reason unknown: written by something
 // other than kretry, or with unreadable kretry headers) are replayed only with
-// it. Default: each record's kretry-original-topic.
+// it. Default: each record's kretry-original-topic, when ReplayMainTopics
+// lists it.
 func ReplayTo(topic string) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.to = topic }) }
+
+// ReplayMainTopics lists the topics a record may be replayed to by its
+// kretry-original-topic: the main topics the consumers read (the config's
+// topics). A record naming any other topic is skipped (SkippedNotMainTopic)
+// and the replay goes on, so that a forged header cannot send a record to
+// another service's topic. Without ReplayTo, it is required.
+func ReplayMainTopics(topics ...string) ReplayOpt {
+	return replayOptFunc(func(c *replayCfg) { c.mainTopics, c.mainTopicsSet = append(c.mainTopics, topics...), true })
+}
 
 // ReplayDryRun reads and selects as a replay would, reports every record it
 // would replay, and produces and commits nothing. Default: false.
@@ -64,15 +81,20 @@ func ReplayMaxReplays(k int) ReplayOpt { return replayOptFunc(func(c *replayCfg)
 // ReplayForce replays records over the ReplayMaxReplays limit. Default: false.
 func ReplayForce(force bool) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.force = force }) }
 
-// ReplayGroup keeps the replay's progress as the committed offsets of group.
+// ReplayGroup names the groups that keep replays' progress: a replay of
+// every record keeps it in group itself, a replay of a selection (a filter)
+// in group + "-" + 12 hex digits of the selection's SHA-256, so that each
+// selection resumes on its own (ReplaySummary.Group names it), and after
+// the progress of every record's replay, which went over all of them.
 // Default: the DLQ topic + "-replay" (orders.dlq-replay).
 func ReplayGroup(group string) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.group = group })
 }
 
-// ReplayFromStart deletes the group's progress on the DLQ first and starts
-// over from the oldest record (or the filter's first offset). A dry run
-// deletes nothing and reads as if there were no progress. Default: false.
+// ReplayFromStart deletes the progress of this selection's group on the DLQ
+// first and starts over from the oldest record (or the filter's first
+// offset); other selections keep theirs. A dry run deletes nothing and reads
+// as if there were no progress. Default: false.
 func ReplayFromStart(fromStart bool) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.fromStart = fromStart })
 }
@@ -108,10 +130,12 @@ type Outcome int
 
 // The outcomes of a selected record.
 const (
-	Replayed          Outcome = iota // produced and acknowledged
-	WouldReplay                      // a dry run's Replayed
-	SkippedMaxReplays                // replayed ReplayMaxReplays times already
-	SkippedNoTarget                  // no original topic and no ReplayTo
+	Replayed            Outcome = iota // produced and acknowledged
+	WouldReplay                        // a dry run's Replayed
+	SkippedMaxReplays                  // replayed ReplayMaxReplays times already
+	SkippedNoTarget                    // no original topic and no ReplayTo
+	SkippedNotMainTopic                // its original topic is not one of ReplayMainTopics
+	SkippedValueGone                   // too-large: its value is no longer in the main topic
 )
 
 func (o Outcome) String() string {
@@ -124,6 +148,10 @@ func (o Outcome) String() string {
 		return "skipped: max replays"
 	case SkippedNoTarget:
 		return "skipped: no original topic"
+	case SkippedNotMainTopic:
+		return "skipped: original topic is not a main topic"
+	case SkippedValueGone:
+		return "skipped: value no longer in the main topic"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -133,6 +161,7 @@ type ReplayEvent struct {
 	Record  *Record
 	Outcome Outcome
 	Target  string // the topic it went (or would go) to; "" when skipped for no target
+	Detail  string // for a skip: the topic it names (SkippedNotMainTopic), why its value is gone (SkippedValueGone); escaped with Text
 	// Partition and Offset it was written at (Replayed only).
 	Partition int32
 	Offset    int64
@@ -143,7 +172,8 @@ type Skip struct {
 	Partition int32
 	Offset    int64
 	Why       Outcome
-	Replays   int // its kretry-replays, for SkippedMaxReplays
+	Replays   int    // its kretry-replays, for SkippedMaxReplays
+	Detail    string // the topic it names (SkippedNotMainTopic), why the value is gone (SkippedValueGone); escaped with Text
 }
 
 // ReplaySummary says what a replay did. It is returned with the error of a
@@ -164,6 +194,10 @@ type ReplaySummary struct {
 	Resumed map[int32]int64
 	// Progress is the offset committed for each partition when it ended.
 	Progress map[int32]int64
+	// StartedOver lists the partitions where the group held progress of
+	// another selection (kept by an earlier kretry in the same group): it is
+	// not trusted, and this replay read them from the start.
+	StartedOver []int32
 
 	LimitReached bool // stopped at Filter.Limit replayed records
 	Interrupted  bool // ctx was cancelled; Replayed counts what was acknowledged
@@ -180,22 +214,18 @@ func (s *ReplaySummary) Skipped(why Outcome) int {
 	return n
 }
 
-// ProgressError is returned by Replay when its group holds progress on the
-// DLQ from a replay with another selection: resuming from it would pass over
-// records the earlier replay did not select.
-type ProgressError struct {
-	Group     string
-	Topic     string
-	Partition int32
-	Offset    int64
-	Committed string // the selection of the earlier replay
-	Selection string // this replay's
-}
+// MinReplayRate is the lowest rate cap a replay takes: one record an hour.
+const MinReplayRate = 1.0 / 3600
 
-func (e *ProgressError) Error() string {
-	return fmt.Sprintf("replay group %s holds progress on %s partition %d (offset %d) from a replay of another selection (%s; this one is %s): "+
-		"start this selection over from the oldest record (ReplayFromStart), or keep its progress in another replay group (ReplayGroup)",
-		e.Group, e.Topic, e.Partition, e.Offset, e.Committed, e.Selection)
+// progressGroup is the group that keeps the progress of f's selection: base
+// for every record, base + "-" + a digest of the selection otherwise.
+func progressGroup(base string, f Filter) string {
+	sel := f.Selection()
+	if sel == "all" {
+		return base
+	}
+	sum := sha256.Sum256([]byte(sel))
+	return base + "-" + hex.EncodeToString(sum[:6])
 }
 
 // progressPrefix starts the metadata of a replay's offset commit; the
@@ -220,12 +250,13 @@ const progressPrefix = "kretry-replay/1 "
 // record that is not acknowledged: it is committed once a second while
 // acknowledgements come in, when a partition is done, and when the replay
 // stops; records the filter does not select, and selected records skipped
-// (max replays, no target), are passed over with it. So an identical second
-// replay delivers only records dead-lettered since, an interrupted one (ctx
-// cancelled, Filter.Limit) continues where it stopped, and a replay of another
-// selection is refused with a *ProgressError until it is run with
-// ReplayFromStart or another ReplayGroup. Progress is per partition: a
-// replay limited to some partitions resumes, or is refused, on those only.
+// (max replays, no target, not a main topic), are passed over with it. Each
+// selection keeps its progress in a group of its own (see ReplayGroup). So an
+// identical second replay delivers only records dead-lettered since, an
+// interrupted one (ctx cancelled, Filter.Limit) continues where it stopped,
+// and a replay of another selection starts from the oldest record.
+// Progress is per partition: a replay limited to some partitions resumes on
+// those only.
 // After a crash, the next run replays again what was acknowledged in the
 // last second before it; after a refused produce, the records acknowledged
 // behind it on its DLQ partition. Nothing is lost either way.
@@ -242,23 +273,30 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 		o.applyReplay(&c)
 	}
 	sum := &ReplaySummary{
-		Topic: r.topic, Group: c.group, Selection: f.Selection(), DryRun: c.dryRun,
+		Topic: r.topic, Group: progressGroup(c.group, f), Selection: f.Selection(), DryRun: c.dryRun,
 		ByTarget: map[string]int{}, Resumed: map[int32]int64{}, Progress: map[int32]int64{},
 	}
 	switch {
 	case c.maxReplays < 1:
 		return sum, fmt.Errorf("max replays %d: want 1 or more (and --force to replay records over it)", c.maxReplays)
-	case c.rate < 0:
-		return sum, fmt.Errorf("rate %g: want records per second > 0, or 0 for no cap", c.rate)
+	case c.rate < 0 || math.IsNaN(c.rate) || math.IsInf(c.rate, 0) || c.rate > 0 && c.rate < MinReplayRate:
+		return sum, fmt.Errorf("rate %g: want records per second, finite and at least %g (one an hour), or 0 for no cap", c.rate, MinReplayRate)
 	case c.group == "":
 		return sum, errors.New("no replay group: name one, or leave the default")
 	case c.to == r.topic:
 		return sum, fmt.Errorf("replaying %s into itself would loop: name another target topic", r.topic)
+	case c.to == "" && !c.mainTopicsSet:
+		return sum, errors.New("no main topics to replay to: list them (ReplayMainTopics), or name a target topic (ReplayTo)")
 	}
+	base := c.group
+	c.group = sum.Group
 	if err := f.Validate(); err != nil {
 		return sum, err
 	}
-	m := f.compile(r.cfg.now())
+	m, err := f.compileChecked(r.cfg.now())
+	if err != nil {
+		return sum, err
+	}
 	ps, err := r.Partitions(ctx)
 	if err != nil {
 		return sum, err
@@ -286,23 +324,40 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 				continue
 			}
 			if o.Metadata != meta {
-				prev := strings.TrimPrefix(o.Metadata, progressPrefix)
-				if !strings.HasPrefix(o.Metadata, progressPrefix) {
-					prev = "not a kretry replay: " + strings.TrimSpace(o.Metadata)
-				}
-				return sum, &ProgressError{c.group, r.topic, sp.partition, o.At, prev, f.selectionID()}
+				// Kept by an earlier kretry that shared one group among
+				// selections: resuming from it could pass over records
+				// this selection holds. Starting over loses nothing.
+				sum.StartedOver = append(sum.StartedOver, sp.partition)
+				r.cfg.logger.Warn("kretry dlq replay: the progress group holds progress of another selection; this partition starts over",
+					"group", c.group, "topic", r.topic, "partition", sp.partition, "offset", o.At,
+					"committed_selection", Text(strings.TrimPrefix(o.Metadata, progressPrefix)), "selection", f.selectionID())
+				continue
 			}
 			sum.Resumed[sp.partition] = o.At
 			spans[i].from = max(sp.from, o.At)
+		}
+		if base != c.group {
+			// A replay of every record went over every record up to its
+			// progress: a selection resumes after it too.
+			all, err := r.progress(ctx, base)
+			if err != nil {
+				return sum, err
+			}
+			for i, sp := range spans {
+				if o, ok := all[sp.partition]; ok && o.Metadata == progressPrefix+"all" && o.At > spans[i].from {
+					sum.Resumed[sp.partition] = o.At
+					spans[i].from = o.At
+				}
+			}
 		}
 	}
 
 	// Plan: the targets must exist before anything is produced.
 	plan := ReplayPlan{ByTarget: map[string]int{}, Resumed: maps.Clone(sum.Resumed)}
-	err = r.walk(ctx, spans, m, f.Limit, c, nil, func(rec *Record, target string, out Outcome) error {
-		if out == Replayed {
+	err = r.walk(ctx, spans, m, f.Limit, c, nil, func(rec *Record, v verdict) error {
+		if v.out == Replayed {
 			plan.Records++
-			plan.ByTarget[target]++
+			plan.ByTarget[v.target]++
 		}
 		return nil
 	}, nil)
@@ -322,12 +377,23 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 	}
 
 	// Replay.
-	run := &replayRun{r: r, c: c, sum: sum, meta: meta, counts: counts, acked: map[int32]int64{}, failed: map[int32]bool{}, lastCommit: time.Now()}
+	pcl := r.cl
+	if !c.dryRun {
+		if limit := r.batchLimit(ctx, slices.Sorted(maps.Keys(plan.ByTarget))); limit > defaultBatchMaxBytes {
+			// Records as large as the targets take (a too-large record's
+			// value): franz-go's default batch limit would refuse them.
+			if pcl, err = r.newClient(kgo.ProducerBatchMaxBytes(limit)); err != nil {
+				return sum, err
+			}
+			defer pcl.Close()
+		}
+	}
+	run := &replayRun{r: r, cl: pcl, c: c, sum: sum, meta: meta, counts: counts, acked: map[int32]int64{}, failed: map[int32]bool{}, lastCommit: time.Now()}
 	if c.rate > 0 {
 		run.lim = rate.NewLimiter(rate.Limit(c.rate), 1)
 	}
-	err = r.walk(ctx, spans, m, f.Limit, c, &sum.PassedOver, func(rec *Record, target string, out Outcome) error {
-		return run.add(ctx, rec, target, out)
+	err = r.walk(ctx, spans, m, f.Limit, c, &sum.PassedOver, func(rec *Record, v verdict) error {
+		return run.add(ctx, rec, v)
 	}, run.done)
 	// Whatever stopped the walk, the produces in flight are seen through
 	// and what they made final is committed.
@@ -354,35 +420,49 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 	return sum, nil
 }
 
-func skipOf(rec *Record, why Outcome) Skip {
+func skipOf(rec *Record, v verdict) Skip {
 	n, _ := rec.Replays()
-	return Skip{Partition: rec.Partition, Offset: rec.Offset, Why: why, Replays: n}
+	return Skip{Partition: rec.Partition, Offset: rec.Offset, Why: v.out, Replays: n, Detail: v.detail}
+}
+
+// verdict is what a replay does with a selected record.
+type verdict struct {
+	target string
+	out    Outcome
+	detail string // for a skip: the topic named, why the value is gone
+	// value replaces the record's value: a too-large record's, read from
+	// the main topic.
+	value    []byte
+	hasValue bool
 }
 
 // walk reads spans in order and calls fn for every record m selects with
-// the outcome a replay gives it (Replayed, or a skip), after limit Replayed
+// the verdict a replay gives it (Replayed, or a skip), after limit Replayed
 // outcomes returns errStop. done(p, offset) is called with the offset up to
 // which a partition was examined: when the partition is done, and before
 // walk returns early (an error, ctx, the limit) with what was examined up to
 // the record that stopped it — so that records passed over are not read
 // again. A record whose fn returned an error was not examined.
 func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c replayCfg, passedOver *int,
-	fn func(rec *Record, target string, out Outcome) error, done func(p int32, at int64) error,
+	fn func(rec *Record, v verdict) error, done func(p int32, at int64) error,
 ) error {
 	n := 0
 	for _, sp := range spans {
 		examined := sp.from // offsets before it are done
-		err := r.scan(ctx, sp, func(kr *kgo.Record) error {
+		err := r.scan(ctx, r.topic, sp, func(kr *kgo.Record) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			rec := NewRecord(kr)
 			if m.match(rec) {
-				target, out := classify(rec, c)
-				if err := fn(rec, target, out); err != nil {
+				v, err := r.classify(ctx, rec, c)
+				if err != nil {
 					return err
 				}
-				if out == Replayed {
+				if err := fn(rec, v); err != nil {
+					return err
+				}
+				if v.out == Replayed {
 					n++
 				}
 			} else if passedOver != nil {
@@ -409,32 +489,106 @@ func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c
 	return nil
 }
 
-// classify decides what a replay does with a selected record.
-func classify(rec *Record, c replayCfg) (string, Outcome) {
-	target := c.to
-	if target == "" {
-		target = rec.Meta.OriginalTopic // "" without readable kretry headers
-	}
-	if target == "" {
-		return "", SkippedNoTarget
+// classify decides what a replay does with a selected record: to ReplayTo,
+// or to its original topic when that is a main topic; a too-large record
+// with the value the main topic still holds.
+func (r *Reader) classify(ctx context.Context, rec *Record, c replayCfg) (verdict, error) {
+	v := verdict{target: c.to, out: Replayed}
+	if v.target == "" {
+		if !rec.hasOriginal() {
+			return verdict{out: SkippedNoTarget}, nil
+		}
+		if !slices.Contains(c.mainTopics, rec.Meta.OriginalTopic) {
+			return verdict{out: SkippedNotMainTopic, detail: Text(rec.Meta.OriginalTopic)}, nil
+		}
+		v.target = rec.Meta.OriginalTopic
 	}
 	if n, ok := rec.Replays(); (!ok || n >= c.maxReplays) && !c.force {
-		return target, SkippedMaxReplays
+		v.out = SkippedMaxReplays
+		return v, nil
 	}
-	return target, Replayed
+	if rec.Reason == ReasonTooLarge && rec.Value == nil {
+		value, gone, err := r.originalValue(ctx, rec)
+		switch {
+		case err != nil:
+			return v, err
+		case gone != "":
+			v.out, v.detail = SkippedValueGone, gone
+		default:
+			v.value, v.hasValue = value, true
+		}
+	}
+	return v, nil
 }
 
-// replayed returns the record a replay produces for rec.
-func replayed(rec *Record, target string) *kgo.Record {
+// originalValue reads the value of a too-large DLQ record from the main
+// topic, where kretry-original-* say it is. gone says why it cannot be had
+// (removed by retention, another record there); err is a failed read.
+func (r *Reader) originalValue(ctx context.Context, rec *Record) (value []byte, gone string, err error) {
+	if !rec.hasOriginal() {
+		return nil, "its kretry-original-* headers, which say where the value is, cannot be read", nil
+	}
+	md := rec.Meta
+	where := fmt.Sprintf("%s partition %d offset %d", Text(md.OriginalTopic), md.OriginalPartition, md.OriginalOffset)
+	ps, err := r.partitionsOf(ctx, md.OriginalTopic)
+	if errors.Is(err, ErrUnknownTopic) {
+		return nil, where + ": the topic does not exist", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the value of %s partition %d offset %d at %s: %w", r.topic, rec.Partition, rec.Offset, where, err)
+	}
+	i := slices.IndexFunc(ps, func(p Partition) bool { return p.Partition == md.OriginalPartition })
+	switch {
+	case i < 0:
+		return nil, where + ": the topic has no such partition", nil
+	case md.OriginalOffset < ps[i].Start:
+		return nil, fmt.Sprintf("%s: removed by retention (the partition starts at offset %d)", where, ps[i].Start), nil
+	case md.OriginalOffset >= ps[i].End:
+		return nil, fmt.Sprintf("%s: no such offset (the partition ends at %d)", where, ps[i].End), nil
+	}
+	var found *kgo.Record
+	err = r.scan(ctx, md.OriginalTopic, span{md.OriginalPartition, md.OriginalOffset, md.OriginalOffset + 1}, func(kr *kgo.Record) error {
+		if kr.Offset == md.OriginalOffset {
+			found = kr
+		}
+		return errStop
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, "", fmt.Errorf("reading the value of %s partition %d offset %d at %s: %w", r.topic, rec.Partition, rec.Offset, where, err)
+	}
+	switch {
+	case found == nil:
+		return nil, where + ": no record there (removed by retention or compaction)", nil
+	case !bytes.Equal(found.Key, rec.Key):
+		return nil, fmt.Sprintf("%s: the record there has key %s, not %s", where, KeyText(found.Key), KeyText(rec.Key)), nil
+	}
+	return found.Value, "", nil
+}
+
+// replayed returns the record a replay produces for rec: to its original
+// topic, addressed to the group that failed it with its first delivery
+// kept; elsewhere (ReplayTo), as a first delivery.
+func replayed(rec *Record, v verdict) *kgo.Record {
 	n, _ := rec.Replays() // unreadable: only with force, counted afresh
+	md := retrytopics.Metadata{Replays: n + 1}
+	if rec.known&fieldGroup != 0 && rec.hasOriginal() && v.target == rec.Meta.OriginalTopic {
+		md.Group = rec.Meta.Group
+		if rec.known&fieldOriginalTimestamp != 0 {
+			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = rec.Meta.OriginalTopic, rec.Meta.OriginalPartition, rec.Meta.OriginalOffset
+			md.OriginalTimestamp = rec.Meta.OriginalTimestamp
+		}
+	}
 	out := &kgo.Record{
-		Topic:     target,
+		Topic:     v.target,
 		Key:       rec.Key,
 		Value:     rec.Value,
-		Headers:   retrytopics.Encode(rec.Headers, retrytopics.Metadata{Replays: n + 1}),
+		Headers:   retrytopics.Encode(rec.Headers, md),
 		Partition: -1,
 	}
-	if rec.HasMeta {
+	if v.hasValue {
+		out.Value = v.value
+	}
+	if rec.hasOriginal() {
 		out.Partition = rec.Meta.OriginalPartition
 	}
 	return out
@@ -470,6 +624,40 @@ func (r *Reader) checkTargets(ctx context.Context, targets []string) (map[string
 		return nil, &unknownTopicError{"target topic", missing, "nothing was replayed; create it (`kretry topics apply`), or choose another with --to"}
 	}
 	return counts, nil
+}
+
+// defaultBatchMaxBytes is franz-go's default ProducerBatchMaxBytes.
+const defaultBatchMaxBytes = 1_000_012
+
+// batchLimit is the smallest max.message.bytes of the targets, or 0 when it
+// cannot be read (then franz-go's default applies).
+func (r *Reader) batchLimit(ctx context.Context, targets []string) int32 {
+	if len(targets) == 0 {
+		return 0
+	}
+	rcs, err := r.adm.DescribeTopicConfigs(ctx, targets...)
+	if err != nil {
+		return 0
+	}
+	limit := int64(math.MaxInt32)
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return 0
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				n, err := strconv.ParseInt(*c.Value, 10, 32)
+				if err != nil || n <= 0 {
+					return 0
+				}
+				limit = min(limit, n)
+			}
+		}
+	}
+	if limit == math.MaxInt32 {
+		return 0
+	}
+	return int32(limit)
 }
 
 // progress returns the group's committed offsets on the DLQ.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,9 +50,12 @@ func header(rec *kgo.Record, key string) (string, bool) {
 	return "", false
 }
 
+// mains are the test DLQ's main topics.
+var mains = dlq.ReplayMainTopics("orders", "payments")
+
 func replay(t *testing.T, r *dlq.Reader, f dlq.Filter, opts ...dlq.ReplayOpt) *dlq.ReplaySummary {
 	t.Helper()
-	sum, err := r.Replay(context.Background(), f, opts...)
+	sum, err := r.Replay(context.Background(), f, append([]dlq.ReplayOpt{mains}, opts...)...)
 	if err != nil {
 		t.Fatalf("Replay: %v", err)
 	}
@@ -90,13 +94,16 @@ func TestReplayToOriginalTopic(t *testing.T) {
 		if string(rec.Key) != e.key || rec.Partition != e.p {
 			t.Errorf("record %q: key %q partition %d, want %q %d", rec.Value, rec.Key, rec.Partition, e.key, e.p)
 		}
-		want := []kgo.RecordHeader{{Key: "trace", Value: fmt.Appendf(nil, "t%d", i)}, {Key: retrytopics.HeaderReplays, Value: []byte("1")}}
-		if !slices.EqualFunc(rec.Headers, want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && string(a.Value) == string(b.Value) }) {
-			t.Errorf("record %q headers %v, want %v", rec.Value, rec.Headers, want)
+		// Key, value and user headers unchanged; kretry headers: the group
+		// that failed it, its first delivery, and kretry-replays.
+		if users := retrytopics.UserHeaders(rec.Headers); len(users) != 1 || users[0].Key != "trace" || string(users[0].Value) != fmt.Sprintf("t%d", i) {
+			t.Errorf("record %q user headers %v", rec.Value, users)
 		}
 		md, ok, err := retrytopics.Decode(rec.Headers)
-		if err != nil || !ok || md.Group != "" || md.Replays != 1 || md.Attempts != 0 {
-			t.Errorf("replayed record decodes as %+v %v %v: want a fresh delivery with Replays 1", md, ok, err)
+		first := testMeta(e.orig, e.p, int64(100+i), "", "")
+		if err != nil || !ok || md.Group != first.Group || md.Replays != 1 || md.Attempts != 0 || md.OriginalTopic != "orders" ||
+			md.OriginalPartition != e.p || md.OriginalOffset != int64(100+i) || !md.OriginalTimestamp.Equal(first.OriginalTimestamp) || md.Tier != "" {
+			t.Errorf("replayed record decodes as %+v %v %v: want one addressed to %s, with its first delivery and Replays 1", md, ok, err, first.Group)
 		}
 	}
 	// The DLQ is untouched.
@@ -122,7 +129,7 @@ func TestReplayIsResumable(t *testing.T) {
 	// flight then is seen through and counted, but not more than that.
 	ctx, cancel := context.WithCancel(context.Background())
 	reported := 0
-	s2, err := r.Replay(ctx, f, dlq.ReplayOnRecord(func(dlq.ReplayEvent) { reported++; cancel() }))
+	s2, err := r.Replay(ctx, f, mains, dlq.ReplayOnRecord(func(dlq.ReplayEvent) { reported++; cancel() }))
 	if !errors.Is(err, context.Canceled) || !s2.Interrupted || s2.Replayed < 1 || s2.Replayed > 2 || s2.Replayed != reported {
 		t.Errorf("interrupted replay: %+v, %v, %d reported; want 1 or 2 replayed (the second only if in flight) and interrupted", s2, err, reported)
 	}
@@ -152,29 +159,26 @@ func TestReplayIsResumable(t *testing.T) {
 		t.Errorf("replay after a new dead letter: %+v", s)
 	}
 
-	// Another selection is refused while this progress stands...
-	_, err = r.Replay(context.Background(), dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"))
-	var pe *dlq.ProgressError
-	if !errors.As(err, &pe) || pe.Committed != f.Selection() {
-		t.Fatalf("replay of another selection: %v, want a ProgressError naming %q", err, f.Selection())
+	// Another selection keeps its own progress, in a group of its own.
+	u := dlq.Filter{Reasons: []string{"unknown"}}
+	s5 := replay(t, r, u, dlq.ReplayTo("other"))
+	if s5.Replayed != 1 || s5.Group == s4.Group || !strings.HasPrefix(s5.Group, "orders.dlq-replay-") || len(s5.Resumed) != 0 {
+		t.Errorf("replay of another selection: %+v (the first in %s)", s5, s4.Group)
 	}
-	// ...unless started over, or kept in another group.
-	s5 := replay(t, r, dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"), dlq.ReplayGroup("elsewhere"))
-	if s5.Replayed != 1 || s5.Group != "elsewhere" {
-		t.Errorf("replay in another group: %+v", s5)
+	if s := replay(t, r, u, dlq.ReplayTo("other")); s.Replayed != 0 || len(s.Resumed) != 2 {
+		t.Errorf("that selection again: %+v", s)
 	}
 	s6 := replay(t, r, f, dlq.ReplayFromStart(true), dlq.ReplayDryRun(true))
 	if s6.Replayed != 6 || len(s6.Resumed) != 0 {
 		t.Errorf("dry run from the start: %+v, want 6 that would be replayed", s6)
 	}
-	s7 := replay(t, r, dlq.Filter{Reasons: []string{"unknown"}}, dlq.ReplayTo("other"), dlq.ReplayFromStart(true))
+	// From the start resets that selection only.
+	s7 := replay(t, r, u, dlq.ReplayTo("other"), dlq.ReplayFromStart(true))
 	if s7.Replayed != 1 {
-		t.Errorf("replay from the start of another selection: %+v", s7)
+		t.Errorf("replay from the start of the other selection: %+v", s7)
 	}
-	// The from-start replay took the group over: the first selection's
-	// progress is gone, and that selection is now refused.
-	if _, err := r.Replay(context.Background(), f); !errors.As(err, &pe) || pe.Committed != `reason="unknown"` {
-		t.Errorf("first selection after a from-start of another: %v", err)
+	if s := replay(t, r, f); s.Replayed != 0 || len(s.Resumed) != 2 {
+		t.Errorf("the first selection after a from-start of the other: %+v, want its progress kept", s)
 	}
 }
 
@@ -216,6 +220,7 @@ func TestReplayGuards(t *testing.T) {
 	hs2 := retrytopics.Encode(nil, md)
 	bad := retrytopics.Encode(nil, testMeta("orders", 0, 6, retrytopics.ReasonPermanent, "e"))
 	bad[2].Value = []byte("-1") // kretry-attempts
+	bad[6].Value = []byte("x")  // kretry-original-partition: no original topic to replay to
 	for i, h := range [][]kgo.RecordHeader{hs, hs2, bad} {
 		rec := &kgo.Record{Topic: "orders.dlq", Partition: 1, Key: []byte("g" + strconv.Itoa(i)), Value: []byte("g" + strconv.Itoa(i)), Headers: h}
 		if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
@@ -247,13 +252,21 @@ func TestReplayGuards(t *testing.T) {
 	if !slices.Equal(replays, []string{"4", "3"}) {
 		t.Errorf("kretry-replays of the forced records %v, want [4 3]", replays)
 	}
-	// The invalid-metadata record goes only with a target.
-	s = replay(t, r, dlq.Filter{Partitions: []int32{1}, Reasons: []string{"invalid-metadata"}}, dlq.ReplayTo("other"), dlq.ReplayGroup("g2"))
+	// The record whose original cannot be read goes only with a target.
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}, Key: "g2"}, dlq.ReplayTo("other"), dlq.ReplayGroup("g2"))
 	if s.Replayed != 1 {
-		t.Errorf("invalid-metadata with a target: %+v", s)
+		t.Errorf("unreadable original with a target: %+v", s)
 	}
-	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayMaxReplays(0)); err == nil {
+	if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.ReplayMaxReplays(0)); err == nil {
 		t.Errorf("max replays 0 accepted")
+	}
+	for _, rate := range []float64{math.NaN(), math.Inf(1), 1e-300, -1} {
+		if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.ReplayRate(rate)); err == nil || !strings.Contains(err.Error(), "at least") {
+			t.Errorf("rate %g: %v, want an error", rate, err)
+		}
+	}
+	if _, err := r.Replay(context.Background(), dlq.Filter{}); err == nil || !strings.Contains(err.Error(), "ReplayMainTopics") {
+		t.Errorf("a replay without main topics or a target: %v", err)
 	}
 	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayTo("orders.dlq")); err == nil {
 		t.Errorf("a replay into the DLQ itself accepted")
@@ -265,7 +278,7 @@ func TestReplayMissingTargetProducesNothing(t *testing.T) {
 	put(t, seeds, "orders.dlq", fill...)
 	put(t, seeds, "orders.dlq", entry{1, time.Hour, "x", retrytopics.ReasonPanic, "gone", "e", "vx"})
 	r := newReader(t, seeds)
-	_, err := r.Replay(context.Background(), dlq.Filter{})
+	_, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayMainTopics("orders", "payments", "gone"))
 	if !errors.Is(err, dlq.ErrUnknownTopic) {
 		t.Fatalf("replay with a missing target: %v, want ErrUnknownTopic", err)
 	}
@@ -381,5 +394,34 @@ func TestReplayWaitsForTheCoordinator(t *testing.T) {
 	}
 	if n := refused.Load(); n != 3 {
 		t.Errorf("the coordinator was refused %d times, want 3", n)
+	}
+}
+
+// A record whose kretry-original-topic names a topic that is not a main
+// topic (another service's, or no topic name at all) is skipped and
+// reported with its partition/offset; the run goes on, dry or not.
+func TestReplayOnlyToMainTopics(t *testing.T) {
+	seeds := newFake(t)
+	put(t, seeds, "orders.dlq",
+		entry{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "e", "v1"},
+		entry{0, time.Minute, "k2", retrytopics.ReasonPermanent, "other", "e", "v2"},
+		entry{0, 2 * time.Minute, "k3", retrytopics.ReasonPermanent, "../../etc/passwd\x1b[2J", "e", "v3"},
+		entry{0, 3 * time.Minute, "k4", retrytopics.ReasonPermanent, "orders", "e", "v4"},
+	)
+	r := newReader(t, seeds)
+	for _, dry := range []bool{true, false} {
+		s := replay(t, r, dlq.Filter{}, dlq.ReplayDryRun(dry))
+		if s.Replayed != 2 || s.Skipped(dlq.SkippedNotMainTopic) != 2 || len(s.Skips) != 2 {
+			t.Fatalf("dry run %v: %+v", dry, s)
+		}
+		if sk := s.Skips[1]; sk.Partition != 0 || sk.Offset != 2 || sk.Detail != `../../etc/passwd\x1b[2J` {
+			t.Errorf("dry run %v: skip %+v", dry, sk)
+		}
+	}
+	if n := len(consumeAll(t, seeds, "other")); n != 0 {
+		t.Errorf("a record naming other, not a main topic, was replayed there (%d records)", n)
+	}
+	if n := len(consumeAll(t, seeds, "orders")); n != 2 {
+		t.Errorf("orders holds %d records, want 2", n)
 	}
 }

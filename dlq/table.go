@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/kretry/kretry/retrytopics"
@@ -53,14 +54,18 @@ func NewTable(w io.Writer, width int) *Table {
 // Add adds r to the table.
 func (t *Table) Add(r *Record) error {
 	orig := "-"
-	if r.HasMeta {
-		orig = fmt.Sprintf("%s/%d@%d", r.Meta.OriginalTopic, r.Meta.OriginalPartition, r.Meta.OriginalOffset)
+	if r.hasOriginal() {
+		orig = fmt.Sprintf("%s/%d@%d", Text(r.Meta.OriginalTopic), r.Meta.OriginalPartition, r.Meta.OriginalOffset)
 	}
 	attempts := "-"
-	if r.HasMeta {
+	if r.known&fieldAttempts != 0 {
 		attempts = strconv.Itoa(r.Meta.Attempts)
 	}
-	errText := strings.Join(strings.Fields(r.ErrorText()), " ")
+	errText := r.ErrorText()
+	if r.MetaErr != nil && r.known&fieldError != 0 {
+		errText = fmt.Sprintf("%s [metadata: %v]", errText, r.MetaErr)
+	}
+	errText = Text(strings.Join(strings.Fields(errText), " "))
 	if errText == "" {
 		errText = "-"
 	}
@@ -70,7 +75,7 @@ func (t *Table) Add(r *Record) error {
 		cut(KeyText(r.Key), 24),
 		cutKeepSuffix(orig, 40),
 		attempts,
-		r.Reason,
+		Text(r.Reason),
 		errText,
 	})
 	if len(t.rows) >= tableChunk {
@@ -178,7 +183,7 @@ func cutKeepSuffix(s string, n int) string {
 // dump.
 func WriteRecord(w io.Writer, r *Record) error {
 	var b bytes.Buffer
-	line := func(k, v string) { fmt.Fprintf(&b, "%-20s %s\n", k, v) }
+	line := func(k, v string) { fmt.Fprintf(&b, "%-20s %s\n", k, Text(v)) }
 	line("topic", r.Topic)
 	line("partition", strconv.Itoa(int(r.Partition)))
 	line("offset", strconv.FormatInt(r.Offset, 10))
@@ -187,30 +192,58 @@ func WriteRecord(w io.Writer, r *Record) error {
 	if r.MetaErr != nil {
 		line("metadata error", r.MetaErr.Error())
 	}
-	if r.HasMeta {
-		md := r.Meta
-		line("original", fmt.Sprintf("%s partition %d offset %d at %s", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, retrytopics.FormatTime(md.OriginalTimestamp)))
+	md, unknown := r.Meta, "?"
+	timeOf := func(f fields, t time.Time) string {
+		if r.known&f == 0 {
+			return unknown
+		}
+		return retrytopics.FormatTime(t)
+	}
+	if r.hasOriginal() {
+		line("original", fmt.Sprintf("%s partition %d offset %d at %s", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset,
+			timeOf(fieldOriginalTimestamp, md.OriginalTimestamp)))
+	} else if r.known != 0 {
+		line("original", unknown)
+	}
+	if r.known&fieldGroup != 0 {
 		line("group", md.Group)
-		line("attempts", fmt.Sprintf("%d (last tier %s)", md.Attempts, md.Tier))
-		line("failures", fmt.Sprintf("first %s, last %s", retrytopics.FormatTime(md.FirstFailureAt), retrytopics.FormatTime(md.LastFailureAt)))
+	} else if r.known != 0 {
+		line("group", unknown)
+	}
+	if r.known&(fieldAttempts|fieldTier) != 0 {
+		attempts, tier := unknown, unknown
+		if r.known&fieldAttempts != 0 {
+			attempts = strconv.Itoa(md.Attempts)
+		}
+		if r.known&fieldTier != 0 {
+			tier = md.Tier
+		}
+		line("attempts", fmt.Sprintf("%s (last tier %s)", attempts, tier))
+	}
+	if r.known&(fieldFirstFailure|fieldLastFailure) != 0 {
+		line("failures", fmt.Sprintf("first %s, last %s", timeOf(fieldFirstFailure, md.FirstFailureAt), timeOf(fieldLastFailure, md.LastFailureAt)))
 	}
 	if n, ok := r.Replays(); ok {
 		line("replays", strconv.Itoa(n))
 	} else {
 		line("replays", "unreadable")
 	}
-	if r.HasMeta && r.Meta.Error != "" {
-		line("error", r.Meta.Error)
+	if r.known&fieldError != 0 && md.Error != "" {
+		line("error", md.Error)
+	}
+	if r.Reason == ReasonTooLarge && r.Value == nil && r.hasOriginal() {
+		line("value in", fmt.Sprintf("%s partition %d offset %d (too large to forward with kretry's headers; replay reads it from there while retention keeps it)",
+			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset))
 	}
 	b.WriteString("\nkey")
 	writeBytes(&b, r.Key, false)
 	fmt.Fprintf(&b, "\nheaders (%d)\n", len(r.Headers))
 	for _, h := range r.Headers {
-		v := string(h.Value)
+		v := Text(string(h.Value))
 		if !Printable(h.Value) {
 			v = "0x" + hexString(h.Value)
 		}
-		fmt.Fprintf(&b, "  %s: %s\n", h.Key, v)
+		fmt.Fprintf(&b, "  %s: %s\n", Text(h.Key), v)
 	}
 	b.WriteString("\nvalue")
 	writeBytes(&b, r.Value, true)
@@ -227,9 +260,9 @@ func writeBytes(b *bytes.Buffer, v []byte, tryJSON bool) {
 	case tryJSON && json.Valid(v):
 		var ind bytes.Buffer
 		_ = json.Indent(&ind, v, "", "  ")
-		fmt.Fprintf(b, " (JSON, %d bytes)\n%s\n", len(v), ind.Bytes())
+		fmt.Fprintf(b, " (JSON, %d bytes)\n%s\n", len(v), textLines(ind.String()))
 	case Printable(v):
-		fmt.Fprintf(b, " (text, %d bytes)\n%s\n", len(v), strings.TrimRight(string(v), "\n"))
+		fmt.Fprintf(b, " (text, %d bytes)\n%s\n", len(v), textLines(strings.TrimRight(string(v), "\n")))
 	default:
 		fmt.Fprintf(b, " (binary, %d bytes)\n%s", len(v), hex.Dump(v))
 	}

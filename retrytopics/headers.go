@@ -151,7 +151,11 @@ func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 // Encode returns the user headers of hs in their order followed by md as
 // kretry headers: every kretry-* header already in hs, known or not, is
 // dropped, so headers never grow with the hops. Attempts and Replays above
-// MaxAttempts are written as MaxAttempts. With md.Group set it writes
+// MaxAttempts are written as MaxAttempts. With md.Group set, Attempts 0 and
+// Replays above 0 (a record replayed from the DLQ to the group that failed
+// it) it writes kretry-version, kretry-group, the kretry-original-* headers
+// when OriginalTopic is set, and kretry-replays. Otherwise, with md.Group
+// set it writes
 // the whole contract, leaving out kretry-error, kretry-reason and
 // kretry-replays when they are empty or 0; with md.Group empty (a record
 // replayed from the DLQ) it writes only kretry-replays, when above 0.
@@ -178,7 +182,29 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	add := func(k string, from int) {
 		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
 	}
-	if md.Group != "" {
+	if md.Group != "" && md.Attempts == 0 && md.Replays > 0 {
+		// A record replayed to the group that failed it.
+		n := len(buf)
+		buf = strconv.AppendInt(buf, Version, 10)
+		add(HeaderVersion, n)
+		n = len(buf)
+		buf = append(buf, md.Group...)
+		add(HeaderGroup, n)
+		if md.OriginalTopic != "" {
+			n = len(buf)
+			buf = append(buf, md.OriginalTopic...)
+			add(HeaderOriginalTopic, n)
+			n = len(buf)
+			buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
+			add(HeaderOriginalPartition, n)
+			n = len(buf)
+			buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
+			add(HeaderOriginalOffset, n)
+			n = len(buf)
+			buf = appendTime(buf, md.OriginalTimestamp)
+			add(HeaderOriginalTimestamp, n)
+		}
+	} else if md.Group != "" {
 		n := len(buf)
 		buf = strconv.AppendInt(buf, Version, 10)
 		add(HeaderVersion, n)
@@ -295,7 +321,10 @@ var known = []string{
 //
 // A record without any kretry header gives (Metadata{}, false, nil). A record
 // that carries kretry-replays but not kretry-group (a record replayed from
-// the DLQ) is valid with Attempts 0. Once kretry-group is present,
+// the DLQ) is valid with Attempts 0; so is one that carries kretry-version,
+// kretry-group, kretry-replays ≥ 1, no kretry-attempts and, optionally, all
+// four kretry-original-* headers (a record replayed to the group that failed
+// it). Otherwise, once kretry-group is present,
 // kretry-version (1), kretry-attempts (≥ 1), kretry-tier, kretry-due-at,
 // kretry-original-* and the failure times are required; kretry-error,
 // kretry-reason (one of the Reason constants) and kretry-replays (≥ 0) are
@@ -386,6 +415,9 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 	if _, ok := get(HeaderVersion); !ok {
 		return Metadata{}, false, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
+	if !have[indexOf(HeaderAttempts)] && have[indexOf(HeaderReplays)] {
+		return d.replayed(canonical)
+	}
 	md.Group = d.text(HeaderGroup, true)
 	md.Attempts = int(d.int(HeaderAttempts, true, 1, MaxAttempts))
 	md.Tier = d.text(HeaderTier, true)
@@ -413,6 +445,36 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 	// Encode leaves out an empty kretry-error and a kretry-replays of 0.
 	canonical = canonical && len(md.Error) <= MaxErrorLen &&
 		(md.Error != "" || !have[indexOf(HeaderErrorText)]) && (md.Replays > 0 || !have[indexOf(HeaderReplays)])
+	return md, true, canonical, nil
+}
+
+// replayed reads a record replayed from the DLQ to the group that failed it:
+// kretry-version, kretry-group, kretry-replays ≥ 1 and, when the first
+// delivery is known, the four kretry-original-* headers; no attempt yet, so
+// no other kretry header.
+func (d *decoder) replayed(canonical bool) (md Metadata, ok, canon bool, err error) {
+	for i, name := range known {
+		switch name {
+		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason:
+			if d.have[i] {
+				return Metadata{}, false, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
+			}
+		}
+	}
+	md.Group = d.text(HeaderGroup, true)
+	md.Replays = int(d.int(HeaderReplays, true, 1, MaxAttempts))
+	for _, name := range []string{HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp} {
+		if _, ok := d.get(name); ok {
+			md.OriginalTopic = d.text(HeaderOriginalTopic, true)
+			md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
+			md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
+			md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
+			break
+		}
+	}
+	if d.err != nil {
+		return Metadata{}, false, false, d.err
+	}
 	return md, true, canonical, nil
 }
 

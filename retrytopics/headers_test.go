@@ -348,6 +348,37 @@ func TestFormatTime(t *testing.T) {
 	}
 }
 
+// TestReplayedToGroup: a record replayed from the DLQ to the group that failed
+// it carries that group, the first delivery and the replay count, and no
+// attempt; it reads back as written, and a half-written one is refused.
+func TestReplayedToGroup(t *testing.T) {
+	at := time.Date(2026, 11, 25, 9, 59, 59, 123_000_000, time.UTC)
+	md := retrytopics.Metadata{Group: "svc", OriginalTopic: "orders", OriginalPartition: 1, OriginalOffset: 7, OriginalTimestamp: at, Replays: 2}
+	hs := retrytopics.Encode(hdr("trace", "t"), md)
+	if got := strings.Join(strings.Fields(show(hs)), " "); got != "trace=t kretry-version=1 kretry-group=svc kretry-original-topic=orders kretry-original-partition=1 "+
+		"kretry-original-offset=7 kretry-original-timestamp=2026-11-25T09:59:59.123Z kretry-replays=2" {
+		t.Errorf("Encode = %s", got)
+	}
+	got, ok, err := retrytopics.Decode(hs)
+	if err != nil || !ok || got != md {
+		t.Errorf("Decode = %+v, %v, %v; want %+v", got, ok, err, md)
+	}
+	noOrig := retrytopics.Metadata{Group: "svc", Replays: 1}
+	if got, ok, err := retrytopics.Decode(retrytopics.Encode(nil, noOrig)); err != nil || !ok || got != noOrig {
+		t.Errorf("without the first delivery: %+v, %v, %v", got, ok, err)
+	}
+	for _, bad := range [][]kgo.RecordHeader{
+		hdr("kretry-version", "1", "kretry-group", "svc", "kretry-replays", "1", "kretry-original-topic", "orders"),
+		hdr("kretry-version", "1", "kretry-group", "svc", "kretry-replays", "0"),
+		hdr("kretry-version", "1", "kretry-group", "svc", "kretry-replays", "1", "kretry-tier", "retry-1m"),
+		hdr("kretry-group", "svc", "kretry-replays", "1"),
+	} {
+		if md, _, err := retrytopics.Decode(bad); err == nil {
+			t.Errorf("Decode(%s) = %+v, want an error", show(bad), md)
+		}
+	}
+}
+
 // FuzzDecode checks that Decode never panics and that what it accepts
 // encodes and decodes back to the same Metadata. The seeds run in every
 // `go test`; `go test -fuzz FuzzDecode ./retrytopics` explores further.
@@ -365,6 +396,9 @@ func FuzzDecode(f *testing.F) {
 	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-attempts", "2147483648"))
 	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-attempts", "\x1b[2J\r\n"))
 	add(hdr("kretry-version", "1", "kretry-group", "g\x00\xff", "kretry-tier", strings.Repeat("\u202e", 100)))
+	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-replays", "2", "kretry-original-topic", "orders",
+		"kretry-original-partition", "1", "kretry-original-offset", "7", "kretry-original-timestamp", "2026-11-25T09:59:59.123Z"))
+	add(hdr("kretry-version", "1", "kretry-group", "g", "kretry-replays", "1"))
 	md := sampleMetadata()
 	md.Error = strings.Repeat("é", 600)
 	add(retrytopics.Encode(nil, md))

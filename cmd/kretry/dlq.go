@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,13 +24,15 @@ const dlqFiltersHelp = `Filters (all optional; a record must match every one giv
   --since, --until T     dead-lettered at or after / before T: a time
                          (2026-11-25T10:00:00Z, 2026-11-25 10:00, 2026-11-25; UTC
                          unless a zone is given) or a duration ago (90s, 30m, 2h, 3d)
-  --reason R,...         exhausted, permanent, panic, expired, invalid-metadata, or
-                         unknown (a record without kretry headers)
+  --reason R,...         exhausted, permanent, panic, expired, too-large,
+                         invalid-metadata, or unknown (a record without kretry
+                         headers)
   --error-contains S     the error text contains S, ignoring case
   --key K                the key is exactly K
   --key-hex HEX          the key is exactly these bytes (a binary key, as ls shows
                          it: 0xff00)
   --original-topic T     first delivered on topic T
+  --failed-group G       failed by consumer group G (the record's kretry-group)
   --partition P,...      only these DLQ partitions
   --offsets FROM-TO      only these DLQ offsets (both included; also FROM-, -TO, N)
   --limit N              at most N records`
@@ -60,6 +63,7 @@ type dlqFlags struct {
 	key           string
 	keyHex        string
 	originalTopic string
+	failedGroup   string
 	partitions    []int32
 	offsets       string
 	limit         int
@@ -77,6 +81,7 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.StringVar(&d.key, "key", "", "records with exactly this key")
 	fs.StringVar(&d.keyHex, "key-hex", "", "records with exactly this binary key, in hex (0xff00, as ls shows it)")
 	fs.StringVar(&d.originalTopic, "original-topic", "", "records first delivered on this topic")
+	fs.StringVar(&d.failedGroup, "failed-group", "", "records failed by this consumer group (their kretry-group)")
 	fs.Int32SliceVar(&d.partitions, "partition", nil, "only these DLQ partitions")
 	fs.Lookup("partition").DefValue = "" // all, not "[]"
 	fs.StringVar(&d.offsets, "offsets", "", "only these DLQ offsets: FROM-TO (both included), FROM-, -TO or N")
@@ -85,8 +90,11 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 
 // filter checks the filter flags; a bad one is a usage error that says what
 // is allowed.
-func (d *dlqFlags) filter() (dlq.Filter, error) {
+func (d *dlqFlags) filter(cmd *cobra.Command) (dlq.Filter, error) {
 	var f dlq.Filter
+	if err := emptyFlags(cmd); err != nil {
+		return f, err
+	}
 	var err error
 	if d.since != "" {
 		if f.Since, err = dlq.ParseTimeBound(d.since); err != nil {
@@ -127,22 +135,57 @@ func (d *dlqFlags) filter() (dlq.Filter, error) {
 			return f, usagef("--key-hex %v", err)
 		}
 	}
-	f.Partitions, f.Limit = d.partitions, d.limit
+	f.Partitions, f.Limit, f.FailedGroup = d.partitions, d.limit, d.failedGroup
+	if err := f.CheckAt(time.Now()); err != nil {
+		return f, usagef("--since %s is not before --until %s: no record can match; swap them, or widen the window", d.since, d.until)
+	}
 	return f, nil
 }
 
+// emptyFlags refuses a flag given with an empty value where empty means
+// nothing: `--topic ""` would read another topic than the one meant, and
+// an empty filter would select every record.
+func emptyFlags(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().Visit(func(fl *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		switch fl.Value.Type() {
+		case "string":
+			if strings.TrimSpace(fl.Value.String()) == "" {
+				err = usagef("--%s is empty: give it a value, or leave it out", fl.Name)
+			}
+		case "stringSlice":
+			sv, ok := fl.Value.(pflag.SliceValue)
+			if !ok {
+				return
+			}
+			vals := sv.GetSlice()
+			if len(vals) == 0 || slices.ContainsFunc(vals, func(v string) bool { return strings.TrimSpace(v) == "" }) {
+				err = usagef("--%s has an empty value: give one or more values separated by commas, or leave it out", fl.Name)
+			}
+		}
+	})
+	return err
+}
+
 // openDLQ loads the config, resolves the DLQ topic, checks that the brokers
-// answer and returns a Reader of the DLQ.
-func (a *app) openDLQ(cmd *cobra.Command, d *dlqFlags) (*dlq.Reader, error) {
-	cfg, err := a.dlqConfig(cmd, d)
+// answer and returns a Reader of the DLQ, with the config (nil when the DLQ
+// was named with --topic and --brokers, without a config file).
+func (a *app) openDLQ(cmd *cobra.Command, d *dlqFlags) (*dlq.Reader, *config.Config, error) {
+	if err := emptyFlags(cmd); err != nil {
+		return nil, nil, err
+	}
+	cfg, fromFile, err := a.dlqConfig(cmd, d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	topic := d.topic
 	if topic == "" {
 		switch len(cfg.Topics) {
 		case 0:
-			return nil, usagef("%s has no topics: name the DLQ with --topic", a.configPath)
+			return nil, nil, usagef("%s has no topics: name the DLQ with --topic", a.configPath)
 		case 1:
 			topic = cfg.Topics[0].DLQ
 		default:
@@ -150,26 +193,31 @@ func (a *app) openDLQ(cmd *cobra.Command, d *dlqFlags) (*dlq.Reader, error) {
 			for _, t := range cfg.Topics {
 				dlqs = append(dlqs, t.DLQ)
 			}
-			return nil, usagef("%s has %d topics: name the DLQ with --topic, one of %s", a.configPath, len(cfg.Topics), strings.Join(dlqs, ", "))
+			return nil, nil, usagef("%s has %d topics: name the DLQ with --topic, one of %s", a.configPath, len(cfg.Topics), strings.Join(dlqs, ", "))
 		}
 	}
 	// Fail on unreachable brokers or a refused login as every command does.
 	cl, err := a.connect(cmd.Context(), cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cl.Close()
 	opts, err := a.clientOpts(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return dlq.NewReader(topic, dlq.WithClientOpts(opts...))
+	r, err := dlq.NewReader(topic, dlq.WithClientOpts(opts...))
+	if !fromFile {
+		cfg = nil
+	}
+	return r, cfg, err
 }
 
 // dlqConfig loads -c. Without a config file, --topic with --brokers (or
-// KRETRY_BROKERS) is enough: the DLQ tools need no ladder.
-func (a *app) dlqConfig(cmd *cobra.Command, d *dlqFlags) (*config.Config, error) {
-	if _, err := os.Stat(a.configPath); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") && d.topic != "" {
+// KRETRY_BROKERS) is enough: the DLQ tools need no ladder. fromFile says
+// whether a config file was read.
+func (a *app) dlqConfig(cmd *cobra.Command, d *dlqFlags) (cfg *config.Config, fromFile bool, err error) {
+	if _, err := os.Stat(a.configPath); errors.Is(err, fs.ErrNotExist) && !cmd.Flags().Changed("config") {
 		brokers := a.brokers
 		if len(brokers) == 0 {
 			for _, b := range strings.Split(os.Getenv(config.EnvBrokers), ",") {
@@ -178,11 +226,18 @@ func (a *app) dlqConfig(cmd *cobra.Command, d *dlqFlags) (*config.Config, error)
 				}
 			}
 		}
-		if len(brokers) > 0 {
-			return &config.Config{Brokers: brokers}, nil
+		switch {
+		case d.topic == "":
+			return nil, false, usagef("no DLQ to read: name it with --topic DLQ and the brokers with --brokers (or %s), "+
+				"or give a config file with -c FILE (%s does not exist here)", config.EnvBrokers, a.configPath)
+		case len(brokers) == 0:
+			return nil, false, usagef("--topic %s needs the brokers: give --brokers HOST:PORT (or %s), or a config file with -c FILE (%s does not exist here)",
+				d.topic, config.EnvBrokers, a.configPath)
 		}
+		return &config.Config{Brokers: brokers}, false, nil
 	}
-	return a.loadConfig()
+	cfg, err = a.loadConfig()
+	return cfg, err == nil, err
 }
 
 // unlimitedWidth is the line width of output that goes to a file or a pipe:
@@ -227,11 +282,11 @@ value as base64 and, when printable UTF-8, as text.
 		Example: `  kretry dlq ls -c kretry.yaml --since 2h --reason permanent
   kretry dlq ls --brokers 127.0.0.1:9092 --topic orders.dlq --json --limit 10`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := d.filter()
+			f, err := d.filter(cmd)
 			if err != nil {
 				return err
 			}
-			r, err := a.openDLQ(cmd, &d)
+			r, _, err := a.openDLQ(cmd, &d)
 			if err != nil {
 				return err
 			}
@@ -288,7 +343,7 @@ else as text when printable, else as a hex dump. With --json, the object ls
 			if partition < 0 || offset < 0 {
 				return usagef("--partition and --offset: want numbers, 0 or more")
 			}
-			r, err := a.openDLQ(cmd, &d)
+			r, _, err := a.openDLQ(cmd, &d)
 			if err != nil {
 				return err
 			}
@@ -323,11 +378,11 @@ JSON object.
 ` + dlqFiltersHelp,
 		Example: `  kretry dlq stats -c kretry.yaml --since 1d`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := d.filter()
+			f, err := d.filter(cmd)
 			if err != nil {
 				return err
 			}
-			r, err := a.openDLQ(cmd, &d)
+			r, _, err := a.openDLQ(cmd, &d)
 			if err != nil {
 				return err
 			}
@@ -339,7 +394,7 @@ JSON object.
 			if a.json {
 				return newJSONEncoder(a.stdout).Encode(s.JSON(r.Topic()))
 			}
-			return writeStats(a.stdout, r.Topic(), s, termWidth(a.stdout))
+			return writeStats(a.stdout, r.Topic(), s, f, termWidth(a.stdout))
 		},
 	}
 	d.addTopic(cmd.Flags())
@@ -347,19 +402,26 @@ JSON object.
 	return cmd
 }
 
-func writeStats(w io.Writer, topic string, s *dlq.Stats, width int) error {
+func writeStats(w io.Writer, topic string, s *dlq.Stats, f dlq.Filter, width int) error {
 	if s.Total == 0 {
-		_, err := fmt.Fprintf(w, "%s: no records match\n", topic)
+		msg := fmt.Sprintf("%s: no records match\n", topic)
+		if f.Selection() == "all" && len(f.Partitions) == 0 {
+			msg = fmt.Sprintf("%s holds no records: nothing was dead-lettered there (or retention removed it all)\n", topic)
+		}
+		_, err := io.WriteString(w, msg)
 		return err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d records, dead-lettered %s to %s (UTC)\n", topic, s.Total,
 		s.First.Format(time.DateTime), s.Last.Format(time.DateTime))
+	if s.ByReason[dlq.ReasonUnknown] == s.Total {
+		fmt.Fprintf(&b, "none of them carries kretry headers: %s holds no kretry records (is it the DLQ of a kretry consumer? kretry names it {topic}.dlq)\n", topic)
+	}
 	cw := len(strconv.Itoa(s.Total))
 	section := func(title string, rows []dlq.Count, blank string) {
 		fmt.Fprintf(&b, "\n%s\n", title)
 		for _, c := range rows {
-			v := c.Value
+			v := dlq.Text(c.Value)
 			if v == "" {
 				v = blank
 			}
@@ -386,9 +448,21 @@ func cutText(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// newJSONEncoder writes one JSON object per line, with <, > and & as they are.
+// newJSONEncoder writes one JSON object per line, with <, > and & as they
+// are and control characters escaped (dlq.SafeJSON).
 func newJSONEncoder(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
+	enc := json.NewEncoder(safeJSONWriter{w})
 	enc.SetEscapeHTML(false)
 	return enc
+}
+
+// safeJSONWriter passes each JSON value written through dlq.SafeJSON; a
+// json.Encoder writes one whole value per Write.
+type safeJSONWriter struct{ w io.Writer }
+
+func (s safeJSONWriter) Write(b []byte) (int, error) {
+	if _, err := s.w.Write(dlq.SafeJSON(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

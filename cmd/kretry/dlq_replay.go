@@ -1,10 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +17,7 @@ import (
 
 // replayFlags are replay's own flags.
 type replayFlags struct {
+	allGroups  bool
 	to         string
 	dryRun     bool
 	rate       float64
@@ -34,57 +35,72 @@ func newDLQReplayCommand(a *app) *cobra.Command {
 		Short: "Re-produce DLQ records to their original topic, resumably",
 		Long: `replay re-produces the selected records of the DLQ to the topic they were first
 delivered on (or to --to TOPIC): key, value and user headers unchanged, the
-original partition when the topic has it, a new timestamp, and of the kretry
-headers only kretry-replays, one more than before. The consumer sees a replayed
-record as a new first delivery, with its whole retry ladder ahead of it. Up to
-1,000 records are in flight at once, each acknowledged by all in-sync replicas;
-every target partition gets its records in the order they were read. The DLQ is
-never changed.
+original partition when the topic has it, a new timestamp. A record replayed to
+its original topic goes back to the group that failed it: it carries that
+group's kretry-group, so the other kretry groups of the topic commit past it,
+its first delivery's kretry-original-* (kept across replays), and
+kretry-replays, one more than before; the group sees it as a new first
+delivery, with its whole retry ladder ahead of it. Replayed with --to to
+another topic, it carries kretry-replays only. Up to 1,000 records are in
+flight at once, each acknowledged by all in-sync replicas; every target
+partition gets its records in the order they were read. The DLQ is never
+changed.
 
-Before producing anything, replay reads the selection once and stops with an
-error if a target topic does not exist. Records without kretry headers (reason
-unknown) or with unreadable ones have no original topic: they are replayed only
-with --to, and skipped otherwise. A record already replayed --max-replays times
-is skipped unless --force.
+Only the main topics the config declares are targets: a record whose
+kretry-original-topic names another topic is skipped and listed with its
+partition/offset, and the run goes on (--to replays the selection to one topic
+of your choice). Without a config file, --to is required. Before producing
+anything, replay reads the selection once and stops with an error if a target
+topic does not exist. Records without kretry headers (reason unknown) or with
+an unreadable original have no original topic: they are replayed only with
+--to, and skipped otherwise. A record already replayed --max-replays times is
+skipped unless --force. A too-large record (its value was too large to forward
+with kretry's headers) is replayed with the value read from the main topic at
+its original partition/offset, while retention keeps it there; when it is gone,
+the record is skipped and listed.
 
-Progress. The offsets of the replay group (--group, default <dlq>-replay) on the
-DLQ say how far replays got; it is committed every second, when a partition is
-done and when the replay stops, never past a record that is not acknowledged
-(after a crash, the last second's records go again: nothing is lost). A replay
-starts after that progress, so:
+Groups. By default replay selects only the records failed by the config's
+group (their kretry-group); --failed-group G selects another group's,
+--all-groups every record.
+
+Progress. Each selection (the filters, and the failed group) keeps its progress
+in a consumer group of its own on the DLQ: <dlq>-replay for every record,
+<dlq>-replay-<digest of the selection> otherwise (--group changes the
+<dlq>-replay part); the summary names it. It is committed every second, when a
+partition is done and when the replay stops, never past a record that is not
+acknowledged (after a crash, the last second's records go again: nothing is
+lost). A replay starts after its selection's progress, so:
   - running the same command again replays only records dead-lettered since;
   - an interrupted replay (Ctrl-C stops producing, waits for the records in
     flight and commits them; or --limit) continues where it stopped when run
     again;
   - records the filters do not select, and skipped records, are passed over with
-    the progress: the same group will not look at them again. A replay with
-    other filters on partitions that hold progress is refused; use --from-start
-    to start that selection over from the oldest record (records it selects that
-    an earlier replay already replayed go again), or another --group to keep its
-    progress apart. --partition and --limit are not part of the selection: progress
-    is per partition.
---dry-run lists what would be replayed and produces and commits nothing.
+    the progress: the same selection will not look at them again; another
+    selection starts from the oldest record;
+  - --from-start drops this selection's progress (others keep theirs) and starts
+    it over from the oldest record (records it already replayed go again).
+--partition and --limit are not part of the selection: progress is per
+partition. --dry-run lists what would be replayed and produces and commits
+nothing.
 
 ` + dlqFiltersHelp,
 		Example: `  kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --dry-run
   kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --rate 100
-  kretry dlq replay -c kretry.yaml --reason unknown --to orders`,
+  kretry dlq replay -c kretry.yaml --all-groups --reason unknown --to orders`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := d.filter()
+			f, err := d.filter(cmd)
 			if err != nil {
 				return err
 			}
 			switch {
 			case rf.maxReplays < 1:
 				return usagef("--max-replays %d: want 1 or more (--force replays records over it)", rf.maxReplays)
-			case rf.rate < 0:
-				return usagef("--rate %g: want records per second, more than 0 (0: no cap)", rf.rate)
-			case cmd.Flags().Changed("group") && strings.TrimSpace(rf.group) == "":
-				return usagef("--group is empty: name a consumer group, or leave the default <dlq>-replay")
-			case cmd.Flags().Changed("to") && strings.TrimSpace(rf.to) == "":
-				return usagef("--to is empty: name a topic, or leave it out to replay to each record's original topic")
+			case math.IsNaN(rf.rate) || math.IsInf(rf.rate, 0) || rf.rate < 0 || rf.rate > 0 && rf.rate < dlq.MinReplayRate:
+				return usagef("--rate %g: want records per second, finite and at least 0.0003 (one an hour), or 0 for no cap", rf.rate)
+			case rf.allGroups && cmd.Flags().Changed("failed-group"):
+				return usagef("--all-groups and --failed-group both select groups: give one")
 			}
-			r, err := a.openDLQ(cmd, &d)
+			r, cfg, err := a.openDLQ(cmd, &d)
 			if err != nil {
 				return err
 			}
@@ -92,7 +108,19 @@ starts after that progress, so:
 			if rf.to == r.Topic() {
 				return usagef("--to %s is the DLQ itself: replaying into it would loop", rf.to)
 			}
-			return a.replay(cmd, r, f, rf)
+			var mains []string
+			switch {
+			case cfg != nil:
+				for _, t := range cfg.Topics {
+					mains = append(mains, t.Name)
+				}
+				if f.FailedGroup == "" && !rf.allGroups {
+					f.FailedGroup = cfg.Group
+				}
+			case rf.to == "":
+				return usagef("replay without a config file needs --to TOPIC: the config (-c FILE) names the main topics records may go back to")
+			}
+			return a.replay(cmd, r, f, rf, mains)
 		},
 	}
 	d.addTopic(cmd.Flags())
@@ -100,11 +128,12 @@ starts after that progress, so:
 	fl := cmd.Flags()
 	fl.StringVar(&rf.to, "to", "", "replay to this topic instead of each record's original topic")
 	fl.BoolVar(&rf.dryRun, "dry-run", false, "list what would be replayed; produce and commit nothing")
-	fl.Float64Var(&rf.rate, "rate", 0, "at most this many records per second (0: no cap)")
+	fl.Float64Var(&rf.rate, "rate", 0, "at most this many records per second, at least one an hour (0: no cap)")
 	fl.IntVar(&rf.maxReplays, "max-replays", dlq.DefaultMaxReplays, "skip records already replayed this many times")
 	fl.BoolVar(&rf.force, "force", false, "replay records over --max-replays too")
-	fl.StringVar(&rf.group, "group", "", "the consumer group that keeps the replay's progress (default <dlq>-replay)")
-	fl.BoolVar(&rf.fromStart, "from-start", false, "delete the group's progress on the DLQ and start from the oldest record")
+	fl.BoolVar(&rf.allGroups, "all-groups", false, "replay the records of every failed group, not only the config's group's")
+	fl.StringVar(&rf.group, "group", "", "the consumer group that keeps the progress of replaying every record; a selection's is this + a digest (default <dlq>-replay)")
+	fl.BoolVar(&rf.fromStart, "from-start", false, "delete this selection's progress on the DLQ and start from the oldest record")
 	return cmd
 }
 
@@ -119,10 +148,12 @@ type replayLine struct {
 	TargetPartition *int32 `json:"target_partition,omitempty"`
 	TargetOffset    *int64 `json:"target_offset,omitempty"`
 	Replays         int    `json:"replays"`
+	Detail          string `json:"detail,omitempty"`
 }
 
-func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayFlags) error {
+func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayFlags, mains []string) error {
 	opts := []dlq.ReplayOpt{
+		dlq.ReplayMainTopics(mains...),
 		dlq.ReplayTo(rf.to), dlq.ReplayDryRun(rf.dryRun), dlq.ReplayRate(rf.rate),
 		dlq.ReplayMaxReplays(rf.maxReplays), dlq.ReplayForce(rf.force), dlq.ReplayFromStart(rf.fromStart),
 	}
@@ -152,26 +183,20 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 		switch {
 		case a.json:
 			l := replayLine{Partition: e.Record.Partition, Offset: e.Record.Offset, Key: dlq.KeyText(e.Record.Key),
-				Reason: e.Record.Reason, Outcome: e.Outcome.String(), Target: e.Target, Replays: n}
+				Reason: e.Record.Reason, Outcome: e.Outcome.String(), Target: e.Target, Replays: n, Detail: e.Detail}
 			if e.Outcome == dlq.Replayed {
 				l.TargetPartition, l.TargetOffset = &e.Partition, &e.Offset
 			}
 			_ = enc.Encode(l)
 		case rf.dryRun && e.Outcome == dlq.WouldReplay:
 			fmt.Fprintf(a.stdout, "would replay %d/%d  key %s  %s  → %s\n", e.Record.Partition, e.Record.Offset,
-				dlq.KeyText(e.Record.Key), e.Record.Reason, e.Target)
+				dlq.KeyText(e.Record.Key), dlq.Text(e.Record.Reason), dlq.Text(e.Target))
 		}
 	}))
 
 	sum, err := r.Replay(cmd.Context(), f, opts...)
 	if bar != nil {
 		_ = bar.Finish()
-	}
-	var pe *dlq.ProgressError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("replay group %s holds progress on %s partition %d (offset %d) of another selection (%s; this one is %s): "+
-			"run with --from-start to drop that progress and start this selection from the oldest record, or with --group NAME to keep this selection's progress apart",
-			pe.Group, pe.Topic, pe.Partition, pe.Offset, pe.Committed, pe.Selection)
 	}
 	if sum != nil && (err == nil || sum.Interrupted || sum.Replayed > 0) {
 		if a.json {
@@ -208,9 +233,24 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 			fmt.Fprintf(w, "  %d without an original topic (no kretry headers, or unreadable ones; --to TOPIC replays them): %s\n",
 				k, skipList(s.Skips, dlq.SkippedNoTarget))
 		}
+		if k := s.Skipped(dlq.SkippedNotMainTopic); k > 0 {
+			fmt.Fprintf(w, "  %d naming an original topic the config does not declare (--to TOPIC replays them): %s\n",
+				k, skipList(s.Skips, dlq.SkippedNotMainTopic))
+		}
+		if k := s.Skipped(dlq.SkippedValueGone); k > 0 {
+			fmt.Fprintf(w, "  %d too-large records whose value is no longer in the main topic: %s\n",
+				k, skipList(s.Skips, dlq.SkippedValueGone))
+		}
 	}
 	if s.PassedOver > 0 {
-		fmt.Fprintf(w, "passed over %s the filters do not select\n", records(s.PassedOver))
+		hint := ""
+		if f.FailedGroup != "" {
+			hint = fmt.Sprintf(" (of other groups than %s, too: --failed-group G or --all-groups selects them)", dlq.Text(f.FailedGroup))
+		}
+		fmt.Fprintf(w, "passed over %s the filters do not select%s\n", records(s.PassedOver), hint)
+	}
+	if len(s.StartedOver) > 0 {
+		fmt.Fprintf(w, "started over on partitions %v: progress group %s held the progress of another selection (kept by an earlier kretry)\n", s.StartedOver, s.Group)
 	}
 	if len(s.Resumed) > 0 {
 		var ps []string
@@ -239,6 +279,10 @@ func skipList(skips []dlq.Skip, why dlq.Outcome) string {
 			out = append(out, "…")
 			break
 		}
+		if s.Detail != "" {
+			out = append(out, fmt.Sprintf("%d/%d (%s)", s.Partition, s.Offset, dlq.Text(s.Detail)))
+			continue
+		}
 		out = append(out, fmt.Sprintf("%d/%d", s.Partition, s.Offset))
 	}
 	return strings.Join(out, " ")
@@ -254,6 +298,9 @@ type summaryLine struct {
 	ByTarget       map[string]int  `json:"by_target"`
 	SkippedMax     int             `json:"skipped_max_replays"`
 	SkippedNoTopic int             `json:"skipped_no_original_topic"`
+	SkippedNotMain int             `json:"skipped_not_main_topic"`
+	SkippedGone    int             `json:"skipped_value_gone"`
+	StartedOver    []int32         `json:"started_over,omitempty"`
 	PassedOver     int             `json:"passed_over"`
 	Resumed        map[int32]int64 `json:"resumed_from"`
 	Progress       map[int32]int64 `json:"progress"`
@@ -266,6 +313,7 @@ func summaryJSON(s *dlq.ReplaySummary, _ dlq.Filter, _ replayFlags) summaryLine 
 		Summary: true, Topic: s.Topic, Group: s.Group, Selection: s.Selection, DryRun: s.DryRun,
 		Replayed: s.Replayed, ByTarget: s.ByTarget,
 		SkippedMax: s.Skipped(dlq.SkippedMaxReplays), SkippedNoTopic: s.Skipped(dlq.SkippedNoTarget),
+		SkippedNotMain: s.Skipped(dlq.SkippedNotMainTopic), SkippedGone: s.Skipped(dlq.SkippedValueGone), StartedOver: s.StartedOver,
 		PassedOver: s.PassedOver, Resumed: s.Resumed, Progress: s.Progress,
 		LimitReached: s.LimitReached, Interrupted: s.Interrupted,
 	}

@@ -39,7 +39,7 @@ topics:
 		{[]string{"dlq", "ls", "--offsets", "x"}, "want FROM-TO"},
 		{[]string{"dlq", "stats", "--since", "yesterday"}, `--since "yesterday" is not a time: want a time (2026-11-25T10:00:00Z`},
 		{[]string{"dlq", "replay", "--until", "-2h"}, "or a duration ago (90s, 30m, 2h, 3d)"},
-		{[]string{"dlq", "ls", "--reason", "timeout"}, "want one of exhausted, permanent, panic, expired, invalid-metadata, unknown"},
+		{[]string{"dlq", "ls", "--reason", "timeout"}, "want one of exhausted, permanent, panic, expired, too-large, invalid-metadata, unknown"},
 		{[]string{"dlq", "ls", "--partition", "x"}, `invalid argument "x" for "--partition"`},
 		{[]string{"dlq", "ls", "--limit", "-1"}, "--limit -1: want a number of records"},
 		{[]string{"dlq", "ls", "--key-hex", "0xfg"}, `--key-hex "0xfg" is not a key in hex: want its bytes as pairs of hex digits`},
@@ -52,6 +52,21 @@ topics:
 		{[]string{"dlq", "ls", "stray"}, "takes no arguments"},
 		{[]string{"dlq", "nope"}, `unknown command "nope"`},
 		{[]string{"dlq", "ls", "-c", two}, "has 2 topics: name the DLQ with --topic, one of orders.dlq, payments.dlq"},
+		{[]string{"dlq", "replay", "--rate", "NaN"}, "--rate NaN: want records per second, finite and at least"},
+		{[]string{"dlq", "replay", "--rate", "Inf"}, "--rate +Inf: want records per second, finite"},
+		{[]string{"dlq", "replay", "--rate", "1e-300"}, "--rate 1e-300: want records per second, finite and at least 0.0003 (one an hour)"},
+		{[]string{"dlq", "ls", "--topic", ""}, "--topic is empty"},
+		{[]string{"dlq", "show", "--topic", "", "--partition", "0", "--offset", "0"}, "--topic is empty"},
+		{[]string{"dlq", "stats", "--reason", ""}, "--reason has an empty value"},
+		{[]string{"dlq", "ls", "--reason", "permanent,"}, "--reason has an empty value"},
+		{[]string{"dlq", "replay", "--offsets", ""}, "--offsets is empty"},
+		{[]string{"dlq", "ls", "--brokers", "", "--topic", "orders.dlq"}, "--brokers has an empty value"},
+		{[]string{"dlq", "ls", "--failed-group", ""}, "--failed-group is empty"},
+		{[]string{"dlq", "ls", "--since", "2026-11-25", "--until", "2026-11-24"}, "--since 2026-11-25 is not before --until 2026-11-24"},
+		{[]string{"dlq", "stats", "--since", "1h", "--until", "2h"}, "--since 1h is not before --until 2h"},
+		{[]string{"dlq", "replay", "--all-groups", "--failed-group", "g"}, "--all-groups and --failed-group both select groups"},
+		{[]string{"dlq", "ls"}, "no DLQ to read: name it with --topic DLQ and the brokers with --brokers (or KRETRY_BROKERS), or give a config file with -c FILE"},
+		{[]string{"dlq", "ls", "--topic", "orders.dlq"}, "--topic orders.dlq needs the brokers: give --brokers HOST:PORT (or KRETRY_BROKERS), or a config file with -c FILE"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			res := kretry(t, tc.args...)
@@ -73,7 +88,7 @@ func fillDLQ(t *testing.T, seeds []string, dlqTopic, main string) {
 	defer cl.Close()
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	md := func(off int64, reason retrytopics.Reason, err string) retrytopics.Metadata {
-		return retrytopics.Metadata{Group: "g", Attempts: 4, Tier: "retry-10m", DueAt: at, OriginalTopic: main,
+		return retrytopics.Metadata{Group: main + "-group", Attempts: 4, Tier: "retry-10m", DueAt: at, OriginalTopic: main,
 			OriginalPartition: 0, OriginalOffset: off, OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
 			Error: err, Reason: reason}
 	}
@@ -196,6 +211,10 @@ func TestDLQCommandsOnKfake(t *testing.T) {
 
 	// Replay: dry run, then for real, then again.
 	res = kretry(t, "dlq", "replay", "-c", cfg, "--dry-run")
+	if res.code != exitOK || strings.Count(res.stdout, "would replay 0/") != 3 || !strings.Contains(res.stdout, "passed over 1 record the filters do not select (of other groups") {
+		t.Errorf("replay --dry-run of the config's group's records:\n%s", res)
+	}
+	res = kretry(t, "dlq", "replay", "-c", cfg, "--dry-run", "--all-groups")
 	if res.code != exitOK || strings.Count(res.stdout, "would replay 0/") != 3 ||
 		!strings.Contains(res.stdout, "dry run: would replay 3 records of orders.dlq") ||
 		!strings.Contains(res.stdout, "1 without an original topic") || !strings.Contains(res.stdout, ": 0/2\n") {
@@ -210,16 +229,17 @@ func TestDLQCommandsOnKfake(t *testing.T) {
 	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 0 records") || !strings.Contains(res.stdout, "resumed after earlier replays: partition 0 at offset 4") {
 		t.Errorf("second replay:\n%s", res)
 	}
+	// Another selection keeps its own progress.
 	res = kretry(t, "dlq", "replay", "-c", cfg)
-	if res.code != exitFailure || !strings.Contains(res.stderr, "--from-start") {
+	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 3 records of orders.dlq") || !strings.Contains(res.stdout, "progress group orders.dlq-replay-") {
 		t.Errorf("replay of another selection:\n%s", res)
 	}
-	res = kretry(t, "dlq", "replay", "-c", cfg, "--reason", "unknown", "--to", "orders", "--group", "legacy", "--json")
+	res = kretry(t, "dlq", "replay", "-c", cfg, "--all-groups", "--reason", "unknown", "--to", "orders", "--group", "legacy", "--json")
 	lines = strings.Split(strings.TrimSpace(res.stdout), "\n")
 	if res.code != exitOK || len(lines) != 2 || !strings.Contains(lines[0], `"outcome":"replayed"`) || !strings.Contains(lines[1], `"replayed":1`) {
 		t.Errorf("replay --json:\n%s", res)
 	}
-	res = kretry(t, "dlq", "replay", "-c", cfg, "--reason", "unknown", "--to", "nope", "--group", "legacy2")
+	res = kretry(t, "dlq", "replay", "-c", cfg, "--all-groups", "--reason", "unknown", "--to", "nope", "--group", "legacy2")
 	if res.code != exitFailure || !strings.Contains(res.stderr, "target topic nope does not exist: nothing was replayed") {
 		t.Errorf("replay to a missing topic:\n%s", res)
 	}

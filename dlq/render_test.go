@@ -1,0 +1,212 @@
+package dlq_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// hostile is a DLQ record whose header values try to drive the terminal:
+// clear the screen, colour, forge a table row with \r and \n, reorder text
+// with a bidi override.
+func hostile() *kgo.Record {
+	md := testMeta("orders\x1b[31m", 0, 5, retrytopics.ReasonPermanent, "boom\x1b[2J\x1b[31m\r0/9  11-25 10:00:00  k  orders/0@1  1  permanent  forged\nrow")
+	md.Tier = "retry-1m\u202e"
+	md.Group = "svc\x07"
+	hs := retrytopics.Encode([]kgo.RecordHeader{{Key: "user\x1b]0;title\x07", Value: []byte("a\rb\x9bc")}}, md)
+	return &kgo.Record{Topic: "orders.dlq", Partition: 0, Offset: 3, Timestamp: base,
+		Key: []byte("k\x1b"), Value: []byte("line 1\n\u202eline 2\r\n"), Headers: hs}
+}
+
+// controls returns the control and format characters of s other than '\n'.
+func controls(s string) []rune {
+	var out []rune
+	for _, r := range s {
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestRenderingEscapesControlCharacters(t *testing.T) {
+	rec := dlq.NewRecord(hostile())
+	var table, show, js bytes.Buffer
+	if err := dlq.WriteTable(&table, []*dlq.Record{rec}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := dlq.WriteRecord(&show, rec); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js.Write(b)
+	for name, out := range map[string]string{"ls": table.String(), "show": show.String(), "ls --json": js.String()} {
+		if c := controls(out); len(c) > 0 {
+			t.Errorf("%s prints control characters %q:\n%s", name, c, out)
+		}
+	}
+	if lines := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n"); len(lines) != 2 ||
+		!strings.Contains(lines[1], `boom\x1b[2J\x1b[31m 0/9`) || !strings.Contains(lines[1], `orders\x1b[31m/0@5`) {
+		t.Errorf("ls: want the header row and one row with the escapes shown:\n%s", table.String())
+	}
+	for _, want := range []string{`error                boom\x1b[2J\x1b[31m\r0/9`, `forged\nrow`, `group                svc\a`,
+		`(last tier retry-1m\u202e)`, `  user\x1b]0;title\a: 0x`, "line 1\n\\u202eline 2\\r\n"} {
+		if !strings.Contains(show.String(), want) {
+			t.Errorf("show lacks %q:\n%s", want, show.String())
+		}
+	}
+	var back map[string]any
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || !strings.Contains(back["error"].(string), "\x1b[2J") {
+		t.Errorf("ls --json: %v; error %q, want it whole once decoded", err, back["error"])
+	}
+
+	var s dlq.Stats
+	s.Add(rec)
+	var st bytes.Buffer
+	if err := json.NewEncoder(&st).Encode(s.JSON("orders.dlq")); err != nil {
+		t.Fatal(err)
+	}
+	if c := controls(string(dlq.SafeJSON(st.Bytes()))); len(c) > 0 {
+		t.Errorf("stats --json prints %q", c)
+	}
+}
+
+func TestText(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"plain text, é ✓", "plain text, é ✓"},
+		{"a\x1b[2Jb", `a\x1b[2Jb`},
+		{"a\rb\nc\td", `a\rb\nc\td`},
+		{"\x7f\u0085\u009b", `\x7f\u0085\u009b`},
+		{"abc\u202edef\u2066", `abc\u202edef\u2066`},
+		{"\xff\xfe", `\xff\xfe`},
+		{"\u2028", `\u2028`},
+		{"", ""},
+	} {
+		if got := dlq.Text(tc.in); got != tc.want {
+			t.Errorf("Text(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A DLQ record with a kretry header missing or malformed is listed with what
+// can be read: its reason (so --reason finds it), attempts, original, error,
+// and the problem next to it.
+func TestLenientReading(t *testing.T) {
+	seeds := newFake(t)
+	md := testMeta("orders", 1, 40, retrytopics.ReasonExhausted, "payments API: 503")
+	var hs []kgo.RecordHeader
+	for _, h := range retrytopics.Encode(nil, md) {
+		if h.Key != retrytopics.HeaderDueAt {
+			hs = append(hs, h)
+		}
+	}
+	cl := producer(t, seeds)
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "orders.dlq", Partition: 0, Key: []byte("k"), Value: []byte("v"),
+		Timestamp: base, Headers: hs}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r := newReader(t, seeds)
+	recs, err := r.List(context.Background(), dlq.Filter{Reasons: []string{"exhausted"}})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("--reason exhausted found %d records (%v), want the one without kretry-due-at", len(recs), err)
+	}
+	rec := recs[0]
+	if rec.MetaErr == nil || !strings.Contains(rec.MetaErr.Error(), retrytopics.HeaderDueAt) || rec.Meta.Attempts != 3 || rec.Meta.Tier != "retry-1m" {
+		t.Errorf("read as %+v", rec)
+	}
+	var table, show bytes.Buffer
+	_ = dlq.WriteTable(&table, recs, 1<<20)
+	if got := strings.Join(strings.Fields(strings.Split(table.String(), "\n")[1]), " "); got !=
+		"0/0 11-25 10:00:00 k orders/1@40 3 exhausted payments API: 503 [metadata: kretry header kretry-due-at: missing: a record with kretry-group must carry it]" {
+		t.Errorf("ls row %q", got)
+	}
+	_ = dlq.WriteRecord(&show, rec)
+	for _, want := range []string{"reason               exhausted\n", "metadata error       kretry header kretry-due-at: missing",
+		"original             orders partition 1 offset 40 at 2026-11-25T08:59:00.000Z", "attempts             3 (last tier retry-1m)", "error                payments API: 503\n"} {
+		if !strings.Contains(show.String(), want) {
+			t.Errorf("show lacks %q:\n%s", want, show.String())
+		}
+	}
+	j := rec.JSON()
+	if j.Reason != "exhausted" || j.Attempts != 3 || j.OriginalTopic != "orders" || j.Error != "payments API: 503" || !strings.Contains(j.MetadataError, "kretry-due-at") {
+		t.Errorf("JSON %+v", j)
+	}
+	if s, err := r.Stats(context.Background(), dlq.Filter{}); err != nil || s.ByReason["exhausted"] != 1 || s.ByError["payments API: <n>"] != 1 {
+		t.Errorf("stats %+v %v", s, err)
+	}
+}
+
+// FuzzRender feeds arbitrary header values, keys and values to every DLQ
+// rendering (ls, show, --json, stats): none panics, none prints a control
+// character other than a newline, and ls prints one line per record.
+func FuzzRender(f *testing.F) {
+	f.Add("boom\x1b[2J\r\nrow", "orders\x1b", "retry-1m\u202e", "3", "exhausted", []byte("k\r"), []byte("v\x1b"), "x\x9b", "\xff")
+	f.Add("", "", "", "", "", []byte(nil), []byte(nil), "", "")
+	f.Add("e", "orders", "retry-5s", "2147483648", "too-large", []byte{0xff}, []byte(`{"a":"\u202e"}`), "h", "v")
+	f.Fuzz(func(t *testing.T, errText, origTopic, tier, attempts, reason string, key, value []byte, hk, hv string) {
+		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+		hs := []kgo.RecordHeader{
+			{Key: hk, Value: []byte(hv)},
+			{Key: retrytopics.HeaderVersion, Value: []byte("1")},
+			{Key: retrytopics.HeaderGroup, Value: []byte("svc")},
+			{Key: retrytopics.HeaderAttempts, Value: []byte(attempts)},
+			{Key: retrytopics.HeaderTier, Value: []byte(tier)},
+			{Key: retrytopics.HeaderOriginalTopic, Value: []byte(origTopic)},
+			{Key: retrytopics.HeaderOriginalPartition, Value: []byte("0")},
+			{Key: retrytopics.HeaderOriginalOffset, Value: []byte("1")},
+			{Key: retrytopics.HeaderOriginalTimestamp, Value: []byte(retrytopics.FormatTime(at))},
+			{Key: retrytopics.HeaderErrorText, Value: []byte(errText)},
+			{Key: retrytopics.HeaderReason, Value: []byte(reason)},
+		}
+		rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Key: key, Value: value, Timestamp: at, Headers: hs})
+		var table, show bytes.Buffer
+		if err := dlq.WriteTable(&table, []*dlq.Record{rec, rec}, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := dlq.WriteRecord(&show, rec); err != nil {
+			t.Fatal(err)
+		}
+		js, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s dlq.Stats
+		s.Add(rec)
+		sj, err := json.Marshal(s.JSON("orders.dlq"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range s.Errors() {
+			out = append(out, dlq.Text(e.Value))
+		}
+		for _, e := range s.OriginalTopics() {
+			out = append(out, dlq.Text(e.Value))
+		}
+		for name, o := range map[string]string{"ls": table.String(), "show": show.String(), "json": string(js),
+			"stats json": string(dlq.SafeJSON(sj)), "stats": strings.Join(out, "\n")} {
+			if c := controls(o); len(c) > 0 {
+				t.Fatalf("%s prints %q:\n%s", name, c, o)
+			}
+		}
+		if n := strings.Count(table.String(), "\n"); n != 3 {
+			t.Fatalf("ls printed %d lines for 2 records:\n%s", n, table.String())
+		}
+		if !json.Valid(js) {
+			t.Fatalf("ls --json printed invalid JSON: %s", js)
+		}
+	})
+}
