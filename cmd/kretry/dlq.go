@@ -415,7 +415,7 @@ func writeStats(w io.Writer, topic string, s *dlq.Stats, f dlq.Filter, width int
 	fmt.Fprintf(&b, "%s: %d records, dead-lettered %s to %s (UTC)\n", topic, s.Total,
 		s.First.Format(time.DateTime), s.Last.Format(time.DateTime))
 	if s.ByReason[dlq.ReasonUnknown] == s.Total {
-		fmt.Fprintf(&b, "none of them carries kretry headers: %s holds no kretry records (is it the DLQ of a kretry consumer? kretry names it {topic}.dlq)\n", topic)
+		fmt.Fprintf(&b, "none of them is a kretry dead letter (none carries kretry-reason): %s holds no kretry DLQ records (is it the DLQ of a kretry consumer? kretry names it {topic}.dlq)\n", topic)
 	}
 	cw := len(strconv.Itoa(s.Total))
 	section := func(title string, rows []dlq.Count, blank string) {

@@ -40,12 +40,20 @@ func TestIntegrationDLQCommands(t *testing.T) {
 	}
 	res = kretry(t, "dlq", "replay", "-c", cfg)
 	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 3 records of "+main+".dlq") ||
-		!strings.Contains(res.stdout, "1 without an original topic") {
+		!strings.Contains(res.stdout, "passed over 1 record the filters do not select (of other groups") {
 		t.Fatalf("replay:\n%s", res)
 	}
 	res = kretry(t, "dlq", "replay", "-c", cfg)
 	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 0 records") {
 		t.Fatalf("identical replay:\n%s", res)
+	}
+	res = kretry(t, "dlq", "stats", "--topic", main+".retry-5s", "--brokers", strings.Join(seeds, ","))
+	if res.code != exitOK || !strings.Contains(res.stdout, main+".retry-5s holds no records") {
+		t.Fatalf("stats of an empty topic:\n%s", res)
+	}
+	res = kretry(t, "dlq", "stats", "--topic", main, "--brokers", strings.Join(seeds, ","))
+	if res.code != exitOK || !strings.Contains(res.stdout, main+" holds no kretry DLQ records") {
+		t.Fatalf("stats of records without kretry headers:\n%s", res)
 	}
 	res = kretry(t, "dlq", "ls", "--topic", main+".dlq", "--brokers", strings.Join(seeds, ","), "--offsets", "5-2")
 	if res.code != exitUsage || !strings.Contains(res.stderr, "want FROM-TO") {
