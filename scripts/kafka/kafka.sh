@@ -10,6 +10,8 @@
 #   kafka.sh status            print KRETRY_BROKERS=... and exit 0 if it runs, else exit 1
 #   kafka.sh check             exit 0 if this machine can start a broker, else say why
 #   kafka.sh version           print the Apache Kafka release pom.xml pins
+#   kafka.sh libs              fetch the jars if needed and print their directory
+#                              (cluster.sh runs its nodes from the same cache)
 #
 # The jars are fetched once with mvn from pom.xml into
 # ${XDG_CACHE_HOME:-$HOME/.cache}/kretry/kafka-VERSION and reused by every clone.
@@ -294,8 +296,13 @@ down) cmd_down ;;
 status) cmd_status ;;
 check) cmd_check ;;
 version) echo "$version" ;;
+libs)
+	need_java
+	fetch_jars
+	echo "$libs"
+	;;
 *)
-	echo "usage: $0 up [--owner PID] | down | status | check | version" >&2
+	echo "usage: $0 up [--owner PID] | down | status | check | version | libs" >&2
 	exit 2
 	;;
 esac
