@@ -8,6 +8,7 @@
 #   make kafka-down        stop it and remove its data
 #   make bench             the benchmarks
 #   make fuzz              every fuzz target for FUZZTIME (30s) each
+#   make chaos             the fault suite: kill -9, broker restarts, rebalances, a 3-node cluster; writes RELIABILITY.md
 #   make lint              gofmt, go vet, staticcheck
 
 SHELL := bash
@@ -103,6 +104,12 @@ fuzz:
 		done; \
 	done; \
 	if [[ $$found == 0 ]]; then echo "make fuzz: no fuzz targets found"; exit 1; fi
+
+# chaos starts its own brokers (scripts/kafka/cluster.sh) and stops them when
+# done; the broker of make kafka-up is neither used nor stopped.
+.PHONY: chaos
+chaos:
+	$(GO) run ./internal/chaos/cmd/chaos
 
 lint: vet
 	cd internal/kafkatest/dockerkafka && $(GO) vet ./...

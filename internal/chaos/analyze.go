@@ -1,0 +1,329 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// Result is the figures of one scenario in one mode.
+type Result struct {
+	Scenario string
+	Title    string
+	Mode     Mode
+	// Unavailable says why the mode could not run; the figures are empty.
+	Unavailable string
+
+	Produced     int // records acknowledged by the broker, malformed ones included
+	Malformed    int // of which with broken kretry headers
+	HandledOK    int // distinct records handled ok
+	DeadLettered int // distinct records in the DLQ
+	Lost         int // produced, neither handled ok nor in the DLQ
+	Misrouted    int // handled ok although bound for the DLQ, or dead-lettered although bound to succeed
+
+	Handlings    int // handler calls
+	DupHandlings int // handler calls of a record at an attempt it was already handled at
+	// DupBound is the at-least-once bound on DupHandlings: the sum, over the
+	// faults, of what the processes hit handled in the CommitInterval +
+	// InFlight before the fault (and, for a broker down, until it was back).
+	DupBound int
+
+	// Duplicate ladder copies: records forwarded to a tier, re-fed, or
+	// dead-lettered more than once for the same attempt (read_committed).
+	DupLadder  int
+	DupTier    int
+	DupRefeed  int
+	DupDLQ     int
+	Refeeds    int
+	NotInTxn   int // exactly_once: ladder records written outside a transaction
+	Faults     int
+	Recoveries []time.Duration // one per fault that has a recovery
+	NoRecovery int             // faults after which the partitions hit were never handled again
+
+	MaxLateness time.Duration // re-feed time − kretry-due-at, largest
+	Early       int           // re-feeds before their due time, and handlings of re-fed records before it
+
+	Notes []string
+}
+
+type analysis struct {
+	want      map[int64]bool // id → bound for the DLQ
+	malformed int
+	events    []Event
+	recs      []rec
+	topic     string
+	steps     []retrytopics.Step
+	dlq       string
+	faults    []Fault
+}
+
+func normal(id int64) bool { return id >= 0 && id < MalformedBase }
+
+func analyze(res Result, a analysis) Result {
+	res.Produced = len(a.want)
+	res.Malformed = a.malformed
+	res.Faults = len(a.faults)
+
+	okIDs := map[int64]bool{}
+	type key struct {
+		id      int64
+		attempt int
+	}
+	seen := map[key]Event{}
+	var handlings []Event
+	for _, e := range a.events {
+		if e.ID < 0 { // probes
+			continue
+		}
+		handlings = append(handlings, e)
+		if e.Outcome == OutcomeOK {
+			okIDs[e.ID] = true
+		}
+		if e.Outcome == OutcomeMalformed {
+			res.Notes = append(res.Notes, fmt.Sprintf("the handler was called with record %d whose kretry headers are malformed", e.ID))
+		}
+		if !e.DueAt.IsZero() && e.At.Before(e.DueAt) {
+			res.Early++
+		}
+	}
+	slices.SortFunc(handlings, func(x, y Event) int { return x.At.Compare(y.At) })
+	res.Handlings = len(handlings)
+	for _, e := range handlings {
+		k := key{e.ID, e.Attempt}
+		if _, dup := seen[k]; dup {
+			res.DupHandlings++
+			continue
+		}
+		seen[k] = e
+	}
+
+	tierTopics := map[string]bool{}
+	for _, s := range a.steps {
+		tierTopics[s.Topic] = true
+	}
+	dlqIDs := map[int64]bool{}
+	type lkey struct {
+		topic    string
+		id       int64
+		attempts string
+	}
+	copies := map[lkey]int{}
+	for _, r := range a.recs {
+		if !r.IDOK {
+			continue
+		}
+		switch {
+		case r.Topic == a.dlq:
+			dlqIDs[r.ID] = true
+			copies[lkey{r.Topic, r.ID, ""}]++
+		case tierTopics[r.Topic] && normal(r.ID):
+			copies[lkey{r.Topic, r.ID, r.Attempts}]++
+		case r.Topic == a.topic && r.Attempts != "" && normal(r.ID):
+			copies[lkey{r.Topic, r.ID, r.Attempts}]++
+			res.Refeeds++
+			if !r.DueAt.IsZero() {
+				late := r.Timestamp.Sub(r.DueAt)
+				if late < 0 {
+					res.Early++
+				}
+				res.MaxLateness = max(res.MaxLateness, late)
+			}
+		default:
+			continue
+		}
+		if !r.Transactional && res.Mode == ExactlyOnce {
+			res.NotInTxn++
+		}
+	}
+	for k, n := range copies {
+		if n <= 1 {
+			continue
+		}
+		switch {
+		case k.topic == a.dlq:
+			res.DupDLQ += n - 1
+		case k.topic == a.topic:
+			res.DupRefeed += n - 1
+		default:
+			res.DupTier += n - 1
+		}
+	}
+	res.DupLadder = res.DupTier + res.DupRefeed + res.DupDLQ
+
+	for id, toDLQ := range a.want {
+		switch {
+		case !okIDs[id] && !dlqIDs[id]:
+			res.Lost++
+		case toDLQ && !dlqIDs[id], !toDLQ && dlqIDs[id]:
+			res.Misrouted++
+		}
+	}
+	for id := range a.want {
+		if okIDs[id] {
+			res.HandledOK++
+		}
+		if dlqIDs[id] {
+			res.DeadLettered++
+		}
+	}
+
+	res.DupBound, res.Recoveries, res.NoRecovery = faultFigures(a.faults, handlings, a.recs, a.topic)
+	return res
+}
+
+// faultFigures computes the duplicate bound and the recovery after each fault:
+//
+//   - consumer kill: the partitions the killed worker handled in the 3s before
+//     the kill; the time until another process handled each of them again;
+//     the largest.
+//   - relay kill: per partition of the main topic, the first re-feed after the
+//     kill, less the later of the kill and its due time; the largest.
+//   - broker restart: per partition, the first handling after the node answered
+//     again, less that moment; the largest.
+//   - leader kill: the partitions the node led; the first handling of each
+//     after the kill, less the kill; the largest.
+func faultFigures(faults []Fault, hs []Event, recs []rec, topic string) (bound int, recs_ []time.Duration, none int) {
+	window := CommitInterval + InFlight
+	for _, f := range faults {
+		var parts map[int32]bool
+		from := f.At
+		switch f.Kind {
+		case "consumer":
+			parts = map[int32]bool{}
+			for _, e := range hs {
+				if e.PID == f.PID && !e.At.Before(f.At.Add(-window)) && !e.At.After(f.At) {
+					bound++
+				}
+				if e.PID == f.PID && !e.At.Before(f.At.Add(-3*time.Second)) && !e.At.After(f.At) {
+					parts[e.Partition] = true
+				}
+			}
+		case "broker":
+			from = f.Ready
+			for _, e := range hs {
+				if !e.At.Before(f.At.Add(-window)) && !e.At.After(f.Ready.Add(window)) {
+					bound++
+				}
+			}
+		case "leader":
+			parts = map[int32]bool{}
+			for _, p := range f.Partitions {
+				parts[p] = true
+			}
+			for _, e := range hs {
+				if parts[e.Partition] && !e.At.Before(f.At.Add(-window)) && !e.At.After(f.Ready.Add(window)) {
+					bound++
+				}
+			}
+		case "relay":
+			worst, found := time.Duration(-1), false
+			first := map[int32]rec{}
+			for _, r := range recs {
+				if r.Topic != topic || r.Attempts == "" || !r.Timestamp.After(f.At) {
+					continue
+				}
+				if cur, ok := first[r.Partition]; !ok || r.Timestamp.Before(cur.Timestamp) {
+					first[r.Partition] = r
+				}
+			}
+			for _, r := range first {
+				start := f.At
+				if r.DueAt.After(start) {
+					start = r.DueAt
+				}
+				worst, found = max(worst, r.Timestamp.Sub(start)), true
+			}
+			if found {
+				recs_ = append(recs_, worst)
+			} else {
+				none++
+			}
+			continue
+		default: // join, leave
+			continue
+		}
+		worst, found, missing := time.Duration(0), false, false
+		check := func(p int32) {
+			for _, e := range hs { // sorted by time
+				if e.Partition == p && e.At.After(from) && e.PID != f.PID {
+					worst, found = max(worst, e.At.Sub(from)), true
+					return
+				}
+			}
+			missing = true
+		}
+		if parts == nil {
+			for p := range int32(Partitions) {
+				check(p)
+			}
+		} else {
+			for p := range parts {
+				check(p)
+			}
+		}
+		switch {
+		case found:
+			recs_ = append(recs_, worst)
+		case missing:
+			none++
+		}
+	}
+	return bound, recs_, none
+}
+
+// Line is the result as one line of the suite's output.
+func (r Result) Line() string {
+	head := fmt.Sprintf("(%s) %-34s %-13s", r.Scenario, r.Title, r.Mode)
+	if r.Unavailable != "" {
+		return head + " not available: " + r.Unavailable
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	fmt.Fprintf(&b, " produced=%d ok=%d dlq=%d lost=%d", r.Produced, r.HandledOK, r.DeadLettered, r.Lost)
+	if r.Misrouted > 0 {
+		fmt.Fprintf(&b, " misrouted=%d", r.Misrouted)
+	}
+	fmt.Fprintf(&b, " dup-handlings=%d (bound %d) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
+		r.DupHandlings, r.DupBound, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
+	fmt.Fprintf(&b, " faults=%d recovery=%s", r.Faults, r.RecoveryText())
+	fmt.Fprintf(&b, " lateness-max=%s never-early=%s", fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
+	if r.Mode == ExactlyOnce {
+		fmt.Fprintf(&b, " not-in-txn=%d", r.NotInTxn)
+	}
+	for _, n := range r.Notes {
+		b.WriteString("; " + n)
+	}
+	return b.String()
+}
+
+// RecoveryText is "-" without faults that have one, else the largest, the
+// median and the count.
+func (r Result) RecoveryText() string {
+	if len(r.Recoveries) == 0 {
+		if r.NoRecovery > 0 {
+			return fmt.Sprintf("never (%d)", r.NoRecovery)
+		}
+		return "-"
+	}
+	xs := slices.Clone(r.Recoveries)
+	slices.Sort(xs)
+	s := fmt.Sprintf("max %s, median %s, n=%d", fmtDur(xs[len(xs)-1]), fmtDur(xs[len(xs)/2]), len(xs))
+	if r.NoRecovery > 0 {
+		s += fmt.Sprintf(", %d never", r.NoRecovery)
+	}
+	return s
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+func yesNo(ok bool, n int) string {
+	if ok {
+		return "yes"
+	}
+	return fmt.Sprintf("NO (%d early)", n)
+}

@@ -1,0 +1,120 @@
+package chaos
+
+import (
+	"testing"
+	"time"
+
+	"github.com/kretry/kretry/retrytopics"
+)
+
+func TestOutcome(t *testing.T) {
+	tests := []struct {
+		id      int64
+		attempt int
+		want    string
+	}{
+		{0, 0, OutcomeFail}, {0, 2, OutcomeFail}, {21, 1, OutcomeFail},
+		{2, 0, OutcomePermanent},
+		{3, 0, OutcomeFail}, {3, 1, OutcomeOK}, {6, 1, OutcomeOK},
+		{7, 1, OutcomeFail}, {7, 2, OutcomeOK},
+		{8, 0, OutcomeOK}, {19, 0, OutcomeOK},
+		{-1, 0, OutcomeOK}, // probes
+	}
+	for _, tt := range tests {
+		if got := Outcome(tt.id, tt.attempt); got != tt.want {
+			t.Errorf("Outcome(%d, %d) = %s, want %s", tt.id, tt.attempt, got, tt.want)
+		}
+	}
+	// Every record bound for the DLQ never succeeds within the ladder of two
+	// tiers (three attempts), and every other one does.
+	for id := range int64(40) {
+		ok := false
+		for a := range 3 {
+			if Outcome(id, a) == OutcomeOK {
+				ok = true
+				break
+			}
+			if Outcome(id, a) == OutcomePermanent {
+				break
+			}
+		}
+		if ok == WantDLQ(id) {
+			t.Errorf("record %d: succeeds within three attempts %v, WantDLQ %v", id, ok, WantDLQ(id))
+		}
+	}
+}
+
+func TestEventLine(t *testing.T) {
+	e := Event{At: time.UnixMilli(1700000000123), PID: 42, Partition: 3, ID: 17, Attempt: 2, DueAt: time.UnixMilli(1700000000100), Outcome: OutcomeFail}
+	got, err := parseEvent(e.AppendLine(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.At.Equal(e.At) || !got.DueAt.Equal(e.DueAt) || got.PID != 42 || got.Partition != 3 || got.ID != 17 || got.Attempt != 2 || got.Outcome != OutcomeFail {
+		t.Errorf("round trip: got %+v, want %+v", got, e)
+	}
+}
+
+func TestAnalyze(t *testing.T) {
+	t0 := time.UnixMilli(1700000000000)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	steps := []retrytopics.Step{{Name: "retry-1s", Topic: "m.retry-1s"}, {Name: "retry-2s", Topic: "m.retry-2s"}}
+	ev := func(ms, pid int, part int32, id int64, attempt int, out string) Event {
+		return Event{At: at(ms), PID: pid, Partition: part, ID: id, Attempt: attempt, Outcome: out}
+	}
+	// Records: 8 ok; 3 fails once (tier, re-fed, ok); 2 permanent (DLQ);
+	// 9 produced, never handled: lost. Worker 1 handles 8 and 3, is killed
+	// at 1000 ms; worker 2 handles 8 again (a duplicate) at 4000 ms.
+	a := analysis{
+		want: map[int64]bool{8: false, 3: false, 2: true, 9: false},
+		events: []Event{
+			ev(100, 1, 0, 8, 0, OutcomeOK),
+			ev(200, 1, 0, 3, 0, OutcomeFail),
+			{At: at(2500), PID: 2, Partition: 0, ID: 3, Attempt: 1, DueAt: at(2300), Outcome: OutcomeOK},
+			ev(300, 1, 1, 2, 0, OutcomePermanent),
+			ev(4000, 2, 0, 8, 0, OutcomeOK),
+			ev(50, 1, 0, -1, 0, OutcomeOK), // a probe: left out
+		},
+		recs: []rec{
+			{Topic: "m.retry-1s", Partition: 0, ID: 3, IDOK: true, Attempts: "1"},
+			{Topic: "m.retry-1s", Partition: 0, ID: 3, IDOK: true, Attempts: "1"}, // a second copy
+			{Topic: "m", Partition: 0, ID: 3, IDOK: true, Attempts: "1", DueAt: at(2300), Timestamp: at(2400)},
+			{Topic: "m", Partition: 0, ID: 8, IDOK: true},
+			{Topic: "m.dlq", Partition: 1, ID: 2, IDOK: true, Reason: "permanent"},
+		},
+		topic: "m", steps: steps, dlq: "m.dlq",
+		faults: []Fault{{Kind: "consumer", At: at(1000), PID: 1}},
+	}
+	res := analyze(Result{Mode: AtLeastOnce}, a)
+	want := Result{
+		Mode: AtLeastOnce, Produced: 4, HandledOK: 2, DeadLettered: 1, Lost: 1,
+		Handlings: 5, DupHandlings: 1, DupBound: 3, DupLadder: 1, DupTier: 1, Refeeds: 1, Faults: 1,
+		MaxLateness: 100 * time.Millisecond,
+	}
+	if len(res.Recoveries) != 1 || res.Recoveries[0] != 1500*time.Millisecond {
+		t.Errorf("recoveries %v, want [1.5s] (partition 0 handled again by pid 2 at 2500 ms; partition 1 never)", res.Recoveries)
+	}
+	if res.NoRecovery != 0 {
+		// Partition 1 is not handled again, but partition 0 is: the fault has a recovery.
+		t.Errorf("NoRecovery %d, want 0", res.NoRecovery)
+	}
+	res.Recoveries, res.NoRecovery = nil, 0
+	if res.Line() == "" || !equal(res, want) {
+		t.Errorf("analyze:\n got %+v\nwant %+v", res, want)
+	}
+
+	// A re-feed before its due time and a handling before it are both early.
+	a.recs[2].Timestamp = at(2200)
+	a.events[2].At = at(2250)
+	if res := analyze(Result{}, a); res.Early != 2 {
+		t.Errorf("Early = %d, want 2", res.Early)
+	}
+}
+
+func equal(a, b Result) bool {
+	return a.Produced == b.Produced && a.HandledOK == b.HandledOK && a.DeadLettered == b.DeadLettered &&
+		a.Lost == b.Lost && a.Misrouted == b.Misrouted && a.Handlings == b.Handlings &&
+		a.DupHandlings == b.DupHandlings && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
+		a.DupTier == b.DupTier && a.DupRefeed == b.DupRefeed && a.DupDLQ == b.DupDLQ &&
+		a.Refeeds == b.Refeeds && a.Faults == b.Faults && a.MaxLateness == b.MaxLateness && a.Early == b.Early
+}

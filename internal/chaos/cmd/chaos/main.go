@@ -1,0 +1,118 @@
+// Command chaos runs kretry's fault suite (make chaos): every scenario of
+// internal/chaos in both modes, one line per scenario and mode on stdout,
+// and writes the table to RELIABILITY.md.
+//
+//	chaos [-short] [-only a,b,...] [-modes at-least-once,exactly_once] [-out RELIABILITY.md] [-timeout 25m]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kretry/kretry/internal/bench"
+	"github.com/kretry/kretry/internal/chaos"
+)
+
+func main() {
+	only := flag.String("only", "a,b,c,d,e,f", "scenarios to run, comma-separated")
+	modes := flag.String("modes", "at-least-once,exactly_once", "modes to run, comma-separated")
+	out := flag.String("out", "RELIABILITY.md", "write the table here (empty: nowhere)")
+	timeout := flag.Duration("timeout", 25*time.Minute, "give up after this long")
+	short := flag.Bool("short", false, "the short version's sizes (a few faults)")
+	flag.Parse()
+	size := chaos.Full
+	if *short {
+		size = chaos.Short
+	}
+	if err := run(*only, *modes, *out, *timeout, size); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+func run(only, modeList, out string, timeout time.Duration, size chaos.Size) error {
+	started := time.Now()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	root, err := chaos.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "kretry-chaos-")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "chaos: logs, configs and events in %s\n", dir)
+	bins, err := chaos.Build(ctx, root, dir)
+	if err != nil {
+		return err
+	}
+	env := &chaos.Env{Root: root, Bins: bins, Dir: dir, Log: os.Stderr}
+	defer func() {
+		env.Single.Down()
+		env.Three.Down()
+	}()
+
+	var modes []chaos.Mode
+	for _, m := range strings.Split(modeList, ",") {
+		if !slices.Contains(chaos.Modes, chaos.Mode(m)) {
+			return fmt.Errorf("-modes: unknown mode %q: use at-least-once or exactly_once", m)
+		}
+		modes = append(modes, chaos.Mode(m))
+	}
+	keys := strings.Split(only, ",")
+	var results []chaos.Result
+	failed := false
+	for _, scn := range chaos.Scenarios(size) {
+		if !slices.Contains(keys, scn.Key) {
+			continue
+		}
+		if scn.Nodes >= 3 && env.Single != nil {
+			// Two cores: the 3-node cluster runs alone.
+			env.Single.Down()
+			env.Single = nil
+		}
+		for _, mode := range modes {
+			res, err := chaos.RunScenario(ctx, env, scn, mode)
+			if err != nil {
+				res.Notes = append(res.Notes, "the run failed: "+err.Error())
+				failed = true
+				fmt.Fprintf(os.Stderr, "chaos: (%s) %s: %v\n", scn.Key, mode, err)
+			}
+			fmt.Println(res.Line())
+			results = append(results, res)
+			if ctx.Err() != nil {
+				return fmt.Errorf("stopped after (%s) %s: %w", scn.Key, mode, ctx.Err())
+			}
+		}
+	}
+	took := time.Since(started)
+	if out != "" {
+		commit, _ := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+		md := chaos.Markdown(results, bench.ReadMachine().String(), strings.TrimSpace(string(commit)), started, took)
+		if !filepath.IsAbs(out) {
+			out = filepath.Join(root, out)
+		}
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "chaos: wrote %s (took %s)\n", out, took.Round(time.Second))
+	}
+	if failed {
+		return fmt.Errorf("a scenario could not run; the lines above say which")
+	}
+	os.RemoveAll(dir)
+	return nil
+}

@@ -1,0 +1,116 @@
+package chaos
+
+import (
+	"context"
+	"time"
+)
+
+// Size is how hard the suite hits: Full for make chaos, Short for the
+// integration test.
+type Size struct {
+	ConsumerKills  int // (a)
+	RelayKills     int // (b)
+	BrokerRestarts int // (c)
+	Rebalances     int // (d) joins and leaves
+	LeaderKills    int // (e)
+	Rate           int // records a second
+}
+
+var (
+	Full  = Size{ConsumerKills: 12, RelayKills: 8, BrokerRestarts: 2, Rebalances: 30, LeaderKills: 3, Rate: 200}
+	Short = Size{ConsumerKills: 3, BrokerRestarts: 1, Rate: 100}
+)
+
+// tail is how long production goes on after the last fault, so the
+// partitions hit have records to be handled again.
+const tail = 15 * time.Second
+
+// Scenarios returns the suite's scenarios at size s, keyed "a" to "f".
+func Scenarios(s Size) []Scenario {
+	return []Scenario{
+		{
+			Key: "a", Title: "kill -9 storm of consumers", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				for range s.ConsumerKills {
+					if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
+						return err
+					}
+					if err := r.KillWorker(); err != nil {
+						return err
+					}
+				}
+				return sleep(ctx, tail)
+			},
+		},
+		{
+			Key: "b", Title: "kill -9 storm of kretry relay", Nodes: 1, Workers: 2, Relays: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				for range s.RelayKills {
+					if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
+						return err
+					}
+					if err := r.KillRelay(); err != nil {
+						return err
+					}
+				}
+				return sleep(ctx, tail)
+			},
+		},
+		{
+			Key: "c", Title: "broker stopped and restarted", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				for range s.BrokerRestarts {
+					if err := sleep(ctx, 8*time.Second); err != nil {
+						return err
+					}
+					if err := r.RestartBroker(ctx, 1, 5*time.Second); err != nil {
+						return err
+					}
+				}
+				return sleep(ctx, tail)
+			},
+		},
+		{
+			Key: "d", Title: "rebalance storm (every 2s)", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				for range s.Rebalances {
+					if err := sleep(ctx, 2*time.Second); err != nil {
+						return err
+					}
+					n := r.Workers()
+					join := n <= 1 || (n < 4 && r.Rand(0, 2) == 0)
+					var err error
+					if join {
+						err = r.Join()
+					} else {
+						err = r.Leave()
+					}
+					if err != nil {
+						return err
+					}
+				}
+				return sleep(ctx, tail)
+			},
+		},
+		{
+			Key: "e", Title: "3-node cluster, leaders killed", Nodes: 3, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				for range s.LeaderKills {
+					if err := sleep(ctx, 8*time.Second); err != nil {
+						return err
+					}
+					if err := r.KillLeader(ctx, 10*time.Second); err != nil {
+						return err
+					}
+				}
+				return sleep(ctx, tail)
+			},
+		},
+		{
+			Key: "f", Title: "malformed kretry headers", Nodes: 1, Workers: 2, Rate: s.Rate / 2, Malformed: 30, Settle: 2 * time.Minute,
+			Faults: func(ctx context.Context, r *Run) error {
+				return sleep(ctx, 20*time.Second) // the malformed records go out over the first 15s
+			},
+		},
+	}
+}
