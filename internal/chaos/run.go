@@ -38,7 +38,7 @@ const Partitions = 4
 // the bound on duplicate handlings counts what a killed process handled in
 // the last CommitInterval + InFlight before its kill.
 const (
-	CommitInterval = time.Second
+	CommitInterval = config.DefaultCommitInterval
 	InFlight       = 2 * time.Second
 )
 
