@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -139,12 +141,19 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 // ConnectError explains err, an error from a client built with ClientOpts
 // (a failed Ping or first request), with what was used to connect: the
 // brokers, TLS, and the SASL mechanism, user and the variable the password
-// came from, never the password. A broker that rejects a login may just close
-// the connection, which the client reports as a bare EOF; this says what to
-// check. It returns nil for a nil err and wraps err otherwise.
+// came from, never the password. Where the error shows its cause (a
+// broker's certificate from an unknown CA, a broker that wants a client
+// certificate, TLS against a plaintext listener or plaintext against a TLS
+// one, a refused login), the message names that cause and the setting to
+// change, and the returned *ConnectionError's Setting names it too. It
+// returns nil for a nil err and wraps err otherwise.
 func (c *Config) ConnectError(err error) error {
 	if err == nil {
 		return nil
+	}
+	brokers := strings.Join(c.Brokers, ",")
+	if setting, msg := c.diagnose(brokers, err); msg != "" {
+		return &ConnectionError{Setting: setting, msg: fmt.Sprintf("%s (%v)", msg, err), err: err}
 	}
 	var how, check []string
 	check = append(check, "that the brokers are reachable")
@@ -156,7 +165,6 @@ func (c *Config) ConnectError(err error) error {
 		how = append(how, fmt.Sprintf("as SASL user %s (%s, password from %s)", quoteCut(c.SASL.Username), c.SASL.Mechanism, c.SASL.PasswordEnv))
 		check = append(check, fmt.Sprintf("the user name and the password in %s", c.SASL.PasswordEnv))
 	}
-	brokers := strings.Join(c.Brokers, ",")
 	if len(how) > 0 {
 		brokers += " " + strings.Join(how, " ")
 	}
@@ -165,13 +173,70 @@ func (c *Config) ConnectError(err error) error {
 	if last > 0 {
 		list = strings.Join(check[:last], ", ") + " and " + check[last]
 	}
-	return &connectError{msg: fmt.Sprintf("cannot connect to %s: %v: check %s", brokers, err, list), err: err}
+	return &ConnectionError{msg: fmt.Sprintf("cannot connect to %s: %v: check %s", brokers, err, list), err: err}
 }
 
-type connectError struct {
+// ConnectionError is the error of ConnectError.
+type ConnectionError struct {
+	// Setting is the setting of the config to change, e.g. "tls.ca_file"
+	// or "tls", when the cause is known; "" otherwise.
+	Setting string
+
 	msg string
 	err error
 }
 
-func (e *connectError) Error() string { return e.msg }
-func (e *connectError) Unwrap() error { return e.err }
+func (e *ConnectionError) Error() string { return e.msg }
+func (e *ConnectionError) Unwrap() error { return e.err }
+
+// diagnose returns the setting to change and a sentence saying what is
+// wrong, for the errors whose cause is clear; "" otherwise.
+func (c *Config) diagnose(brokers string, err error) (setting, msg string) {
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var notTLS tls.RecordHeaderError
+	var firstEOF *kgo.ErrFirstReadEOF
+	text := err.Error()
+	remote := func(alerts ...string) bool {
+		for _, a := range alerts {
+			if strings.Contains(text, "remote error: tls: "+a) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case c.TLS != nil && errors.As(err, &unknownCA):
+		if c.TLS.CAFile == "" {
+			return "tls.ca_file", fmt.Sprintf("the TLS certificate of Kafka at %s is signed by a CA the system does not trust: set tls.ca_file to the PEM file of the CA that signed the brokers' certificates", brokers)
+		}
+		return "tls.ca_file", fmt.Sprintf("the TLS certificate of Kafka at %s is not signed by a CA in tls.ca_file %s: set tls.ca_file to the PEM file of the CA that signed the brokers' certificates", brokers, show(c.TLS.CAFile))
+	case c.TLS != nil && errors.As(err, &hostErr):
+		return "brokers", fmt.Sprintf("the TLS certificate of Kafka at %s is not valid for the name %s: list the brokers by a name or address their certificate holds", brokers, show(hostErr.Host))
+	case c.TLS != nil && errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "", fmt.Sprintf("the TLS certificate of Kafka at %s has expired or is not valid yet: renew the brokers' certificate, or check this machine's clock", brokers)
+	case c.TLS != nil && c.TLS.CertFile == "" && remote("certificate required", "bad certificate", "handshake failure", "certificate unknown"):
+		return "tls.cert_file", fmt.Sprintf("Kafka at %s requires a client certificate (mutual TLS) and none was sent: set tls.cert_file and tls.key_file to the client certificate and its key", brokers)
+	case c.TLS != nil && remote("bad certificate", "unknown certificate authority", "certificate unknown", "certificate required", "access denied"):
+		return "tls.cert_file", fmt.Sprintf("Kafka at %s refused the client certificate in tls.cert_file %s: use a client certificate signed by a CA the brokers trust", brokers, show(c.TLS.CertFile))
+	case c.TLS != nil && (errors.As(err, &notTLS) || errors.As(err, &firstEOF) && strings.Contains(text, "after a dial") ||
+		errors.Is(err, syscall.ECONNRESET) && strings.Contains(text, "unable to dial")):
+		return "tls", fmt.Sprintf("Kafka at %s closed the connection when the TLS handshake began, as a plaintext listener does: the listener does not speak TLS; remove the tls section for a plaintext listener, or list the brokers' TLS listener in brokers", brokers)
+	case c.TLS == nil && errors.As(err, &firstEOF) && strings.Contains(text, "api versions"):
+		return "tls", fmt.Sprintf("Kafka at %s closed the connection at the first request, as a TLS listener does when a client speaks plaintext: add a tls section (tls: {} trusts the system's CAs; tls.ca_file names others)", brokers)
+	case c.SASL == nil && errors.As(err, &firstEOF) && strings.Contains(text, "after a request"):
+		after := "its first answer"
+		if c.TLS != nil {
+			after = "the TLS handshake"
+		}
+		return "sasl", fmt.Sprintf("Kafka at %s closed the connection after %s, as brokers do that want SASL: add a sasl section", brokers, after)
+	case c.SASL == nil && c.TLS == nil && errors.As(err, &firstEOF):
+		return "sasl", fmt.Sprintf("Kafka at %s closed the connection at the first request, as brokers do that want TLS or SASL: add the tls or the sasl section the listener needs", brokers)
+	case c.SASL != nil && (errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState)):
+		return "sasl", fmt.Sprintf("Kafka at %s refused the login of SASL user %s (%s): check sasl.username and the password in %s", brokers, quoteCut(c.SASL.Username), c.SASL.Mechanism, c.SASL.PasswordEnv)
+	case c.SASL != nil && errors.Is(err, kerr.UnsupportedSaslMechanism):
+		return "sasl.mechanism", fmt.Sprintf("Kafka at %s does not take SASL mechanism %s: set sasl.mechanism to one the listener enables", brokers, c.SASL.Mechanism)
+	}
+	return "", ""
+}

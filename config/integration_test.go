@@ -4,6 +4,7 @@ package config_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,5 +56,31 @@ func TestIntegrationEnvBrokersConnect(t *testing.T) {
 	}
 	if len(md.Brokers) == 0 {
 		t.Fatalf("metadata from %v lists no broker", seeds)
+	}
+}
+
+// TestIntegrationTLSAgainstPlaintext: a tls section against the real
+// broker's plaintext listener is named as such, with the setting to change.
+func TestIntegrationTLSAgainstPlaintext(t *testing.T) {
+	c := &config.Config{Brokers: kafkatest.Brokers(t), TLS: &config.TLS{}}
+	opts, err := c.ClientOpts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measurement
+	defer cancel()
+	err = cl.Ping(ctx)
+	if err == nil {
+		t.Fatal("a TLS client reached the plaintext listener")
+	}
+	got := c.ConnectError(err)
+	var ce *config.ConnectionError
+	if !errors.As(got, &ce) || ce.Setting != "tls" || !strings.Contains(got.Error(), "the listener does not speak TLS; remove the tls section") {
+		t.Errorf("ConnectError(%v) = %v, want the tls setting named", err, got)
 	}
 }

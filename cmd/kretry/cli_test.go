@@ -646,7 +646,8 @@ func TestSASLScram(t *testing.T) {
 	// The same broker without SASL in the config.
 	plain := writeConfig(t, seeds, main, "")
 	r = kretry(t, "topics", "plan", "-c", plain)
-	if r.code != 1 || !strings.Contains(r.stderr, "as brokers do when they want SASL or TLS: add the sasl or tls section to "+plain) {
+	if r.code != 1 || !strings.Contains(r.stderr, "closed the connection after its first answer, as brokers do that want SASL: add a sasl section") ||
+		!strings.HasSuffix(r.stderr, "; edit sasl in "+plain+"\n") {
 		t.Errorf("plan without sasl against a SASL broker: %v", r)
 	}
 }

@@ -46,9 +46,18 @@ func (a *app) kafkaError(ctx context.Context, cfg *config.Config, err error) err
 	brokers := strings.Join(cfg.Brokers, ",")
 	var netErr *net.OpError
 	var firstEOF *kgo.ErrFirstReadEOF
+	var known *config.ConnectionError
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("interrupted while talking to Kafka at %s", brokers)
+	case errors.As(cfg.ConnectError(err), &known) && known.Setting != "":
+		// The library names the cause and the setting; the CLI says where
+		// that setting is.
+		where := fmt.Sprintf("%s in %s", known.Setting, a.configPath)
+		if known.Setting == "brokers" {
+			where = "--brokers, or brokers in " + a.configPath
+		}
+		return fmt.Errorf("%w; edit %s", known, where)
 	case cfg.SASL != nil && (errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState) || errors.Is(err, kerr.UnsupportedSaslMechanism)):
 		return fmt.Errorf("login of user %q (%s) refused by Kafka at %s (%v): check the username and the password in $%s",
 			cfg.SASL.Username, cfg.SASL.Mechanism, brokers, err, cfg.SASL.PasswordEnv)
