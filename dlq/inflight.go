@@ -69,6 +69,7 @@ type replayRun struct {
 	failed     map[int32]bool
 	err        error // the first refused produce or failed commit
 	lastCommit time.Time
+	txn        *replayTxn // the open transaction of an exactly-once replay; nil otherwise
 }
 
 // add takes the outcome the walk gave rec: a replay is produced, a skip
@@ -96,6 +97,13 @@ func (run *replayRun) add(ctx context.Context, rec *Record, v verdict) error {
 	for len(run.queue) > 0 && (run.queue[0].final() || len(run.queue) >= replayMaxInFlight || run.bytes >= replayMaxInFlightBytes) {
 		run.settle()
 	}
+	if run.txn != nil && run.err == nil && time.Since(run.lastCommit) >= replayCommitEvery {
+		// A transaction a second: what it produced becomes visible with
+		// its progress.
+		run.drain()
+		run.commitAcked()
+		run.endTxn(true)
+	}
 	return run.err
 }
 
@@ -107,6 +115,17 @@ func (run *replayRun) wait(ctx context.Context) error {
 	d := res.Delay()
 	if d == 0 {
 		return nil
+	}
+	if run.txn != nil && time.Since(run.lastCommit)+d >= replayCommitEvery {
+		// Commit what the transaction holds rather than keep it open
+		// through the wait (the broker aborts one open too long).
+		run.drain()
+		run.commitAcked()
+		run.endTxn(true)
+		if run.err != nil {
+			res.Cancel()
+			return run.err
+		}
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -141,6 +160,9 @@ func (run *replayRun) produce(ctx context.Context, p *pending) {
 		out.Partition %= int32(n)
 	}
 	p.out, p.done = out, make(chan struct{})
+	if run.txn != nil {
+		run.txn.produced = true
+	}
 	p.size = len(out.Key) + len(out.Value)
 	for _, h := range out.Headers {
 		p.size += len(h.Key) + len(h.Value)
@@ -182,17 +204,27 @@ func (run *replayRun) settle() {
 			run.r.cfg.logger.Debug("replayed", "topic", run.r.topic, "partition", rec.Partition, "offset", rec.Offset,
 				"to", ev.Target, "to_partition", ev.Partition, "to_offset", ev.Offset)
 		}
-		sum.Replayed++
-		sum.ByTarget[ev.Target]++
-	default:
-		sum.Skips = append(sum.Skips, skipOf(rec, p.v))
 	}
 	if !run.failed[rec.Partition] {
 		run.acked[rec.Partition] = rec.Offset + 1
 	}
-	if run.c.onRecord != nil {
-		run.c.onRecord(ev)
+	final := func() {
+		if ev.Outcome == Replayed || ev.Outcome == WouldReplay {
+			sum.Replayed++
+			sum.ByTarget[ev.Target]++
+		} else {
+			sum.Skips = append(sum.Skips, skipOf(rec, p.v))
+		}
+		if run.c.onRecord != nil {
+			run.c.onRecord(ev)
+		}
 	}
+	if run.txn != nil {
+		// Final once its transaction commits.
+		run.txn.outcomes = append(run.txn.outcomes, final)
+		return
+	}
+	final()
 	if time.Since(run.lastCommit) >= replayCommitEvery {
 		run.commitAcked()
 	}
@@ -208,6 +240,7 @@ func (run *replayRun) done(p int32, at int64) error {
 		return run.err
 	}
 	run.commit(p, at)
+	run.endTxn(true)
 	return run.err
 }
 
@@ -215,6 +248,7 @@ func (run *replayRun) done(p int32, at int64) error {
 func (run *replayRun) finish() error {
 	run.drain()
 	run.commitAcked()
+	run.endTxn(false)
 	return run.err
 }
 
@@ -235,8 +269,86 @@ func (run *replayRun) commitAcked() {
 	}
 }
 
+// replayTxn is the open transaction of an exactly-once replay: the records
+// produced in it, the progress to commit with them, and the outcomes that
+// become final when it commits.
+type replayTxn struct {
+	id       string // the transactional id
+	topicID  [16]byte
+	produced bool
+	progress map[int32]int64
+	outcomes []func()
+}
+
+// endTxn commits the open transaction with its progress (nothing in
+// flight), reports its outcomes, and begins the next when next is set. A
+// refused produce or commit aborts it: its records are never visible to a
+// read_committed consumer, and the progress stays where it was committed.
+func (run *replayRun) endTxn(next bool) {
+	t := run.txn
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), run.c.produceTimeout)
+	defer cancel()
+	progress := map[int32]int64{}
+	for p, at := range t.progress {
+		if at > run.sum.Progress[p] {
+			progress[p] = at
+		}
+	}
+	err := run.err
+	switch {
+	case err != nil:
+	case !t.produced:
+		// Nothing produced in it: a plain commit of the progress is exact.
+		for p, at := range progress {
+			if err = run.r.commit(ctx, run.c.group, p, at, run.meta); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = run.cl.EndTransaction(ctx, kgo.TryCommit) // ends nothing on the broker
+		}
+	default:
+		if err = run.cl.Flush(ctx); err == nil {
+			err = run.r.txnCommitProgress(ctx, run.cl, t, run.c.group, progress, run.meta)
+		}
+		if err == nil {
+			err = run.cl.EndTransaction(ctx, kgo.TryCommit)
+		}
+	}
+	if err != nil {
+		run.fail(err)
+		if aerr := run.cl.EndTransaction(ctx, kgo.TryAbort); aerr != nil {
+			run.r.cfg.logger.Warn("kretry dlq replay: aborting the transaction failed; the broker aborts it at its timeout",
+				"transactional_id", t.id, "error", aerr)
+		}
+		t.outcomes, t.progress = nil, map[int32]int64{}
+		return
+	}
+	for p, at := range progress {
+		run.sum.Progress[p] = at
+	}
+	for _, f := range t.outcomes {
+		f()
+	}
+	t.produced, t.outcomes, t.progress = false, nil, map[int32]int64{}
+	run.lastCommit = time.Now()
+	if next {
+		if err := run.cl.BeginTransaction(); err != nil {
+			run.fail(fmt.Errorf("beginning a replay transaction (%s): %w", t.id, err))
+		}
+	}
+}
+
 func (run *replayRun) commit(p int32, at int64) {
 	if done, ok := run.sum.Progress[p]; run.c.dryRun || ok && done >= at {
+		return
+	}
+	if run.txn != nil {
+		// Committed with the transaction (endTxn).
+		run.txn.progress[p] = max(run.txn.progress[p], at)
 		return
 	}
 	if err := run.r.commit(context.Background(), run.c.group, p, at, run.meta); err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -722,5 +723,194 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 	}
 	if md, ok, err := retrytopics.Decode(got[0].Headers); err != nil || !ok || md.Group != "svc" || md.OriginalOffset != orig.Offset || md.Replays != 1 {
 		t.Errorf("replayed too-large record: %+v %v %v", md, ok, err)
+	}
+}
+
+// readCommitted returns what a read_committed consumer sees of topic once
+// no transaction on it is open (the markers of one that ended are written
+// after EndTxn returns): every record up to each partition's end.
+func readCommitted(t *testing.T, seeds []string, adm *kadm.Client, topic string) []*kgo.Record {
+	t.Helper()
+	ctx := context.Background()
+	var lso kadm.ListedOffsets
+	kafkatest.WaitFor(t, "the transactions on "+topic+" to end", 100*time.Millisecond, time.Minute, func() bool {
+		var err error
+		if lso, err = adm.ListCommittedOffsets(ctx, topic); err != nil {
+			return false
+		}
+		ends := kafkatest.EndOffsets(t, ctx, adm, topic)
+		stable := true
+		lso.Each(func(o kadm.ListedOffset) { stable = stable && o.Err == nil && o.Offset == ends[o.Partition] })
+		return stable
+	})
+	want := map[int32]int64{}
+	lso.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	parts := map[int32]kgo.Offset{}
+	for p := range want {
+		parts[p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: parts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	deadline := time.Now().Add(time.Minute)
+	for len(want) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("read_committed of %s did not reach %v within a minute", topic, want)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// TestIntegrationReplayExactlyOnce: with ReplayExactlyOnce, a replay whose
+// produce the broker refuses aborts its transaction: a read_committed
+// consumer sees none of the records it produced, and no progress is
+// committed. Run again once the target takes the record, every record is
+// visible once, with its progress.
+func TestIntegrationReplayExactlyOnce(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := kafkatest.Name(t, "orders")
+	dq := main + ".dlq"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	small := "2000"
+	if resp, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"max.message.bytes": &small}, main); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", main, err, resp.Error())
+	}
+	if resp, err := adm.CreateTopics(ctx, 1, 1, nil, dq); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", dq, err, resp.Error())
+	}
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), main, dq) })
+	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5 {
+		v := strconv.Itoa(i)
+		if i == 2 {
+			// More than main takes, compressed or not.
+			b := make([]byte, 5000)
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+			v = string(b)
+		}
+		md := retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
+			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonPermanent}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte("k" + strconv.Itoa(i)), Value: []byte(v),
+			Headers: retrytopics.Encode(nil, md)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newReaderOf(t, seeds, dq)
+	opts := []dlq.ReplayOpt{dlq.ReplayMainTopics(main), dlq.ReplayExactlyOnce(true)}
+
+	// 20 a second: each record is produced, and acknowledged, on its own.
+	s, err := r.Replay(ctx, dlq.Filter{}, append(opts, dlq.ReplayRate(20))...)
+	if err == nil || s.Replayed != 0 || len(s.Progress) != 0 {
+		t.Fatalf("replay with a refused produce: %+v, %v; want an error, nothing replayed or committed", s, err)
+	}
+	if got := readCommitted(t, seeds, adm, main); len(got) != 0 {
+		t.Fatalf("read_committed sees %d records of an aborted replay transaction", len(got))
+	}
+	if ends := kafkatest.EndOffsets(t, ctx, adm, main); ends[0] < 3 {
+		t.Errorf("%s ends at %d: want the two records before the refused one and the abort marker", main, ends[0])
+	}
+	if off, err := adm.FetchOffsetsForTopics(ctx, s.Group, dq); err == nil {
+		if o, ok := off.Lookup(dq, 0); ok && o.At >= 0 {
+			t.Errorf("progress committed at %d after an aborted transaction", o.At)
+		}
+	}
+
+	big := "1048588"
+	if _, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: &big}}, main); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitFor(t, main+" to take the large record", 200*time.Millisecond, 30*time.Second, func() bool {
+		rcs, err := adm.DescribeTopicConfigs(ctx, main)
+		if err != nil || len(rcs) == 0 {
+			return false
+		}
+		for _, c := range rcs[0].Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				return *c.Value == big
+			}
+		}
+		return false
+	})
+	s, err = r.Replay(ctx, dlq.Filter{}, opts...)
+	if err != nil || s.Replayed != 5 || s.Progress[0] != 5 {
+		t.Fatalf("replay: %+v, %v", s, err)
+	}
+	got := readCommitted(t, seeds, adm, main)
+	var keys []string
+	for _, rec := range got {
+		keys = append(keys, string(rec.Key))
+	}
+	if !slices.Equal(keys, []string{"k0", "k1", "k2", "k3", "k4"}) {
+		t.Errorf("read_committed sees %v, want each record once", keys)
+	}
+	off, err := adm.FetchOffsetsForTopics(ctx, s.Group, dq)
+	if o, ok := off.Lookup(dq, 0); err != nil || !ok || o.At != 5 || !strings.HasPrefix(o.Metadata, "kretry-replay/1 ") {
+		t.Errorf("progress of %s: %+v %v, want 5 committed in the transaction", s.Group, o, err)
+	}
+	if s, err := r.Replay(ctx, dlq.Filter{}, opts...); err != nil || s.Replayed != 0 {
+		t.Errorf("identical replay: %+v %v", s, err)
+	}
+
+	// Over several transactions (8 records a second: more than a second),
+	// each committing its records with their progress.
+	for i := 5; i < 15; i++ {
+		md := retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
+			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonPermanent}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"),
+			Headers: retrytopics.Encode(nil, md)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var reported []int64
+	s, err = r.Replay(ctx, dlq.Filter{}, append(opts, dlq.ReplayRate(8), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+		reported = append(reported, e.Record.Offset)
+	}))...)
+	if err != nil || s.Replayed != 10 || s.Progress[0] != 15 || len(reported) != 10 {
+		t.Fatalf("replay over several transactions: %+v, %v, %v reported", s, err, reported)
+	}
+	keys = nil
+	for _, rec := range readCommitted(t, seeds, adm, main) {
+		keys = append(keys, string(rec.Key))
+	}
+	if len(keys) != 15 || keys[14] != "k14" {
+		t.Errorf("read_committed sees %v, want k0 to k14 once each", keys)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			t.Errorf("read_committed sees %s twice", k)
+		}
+		seen[k] = true
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/time/rate"
 
 	"github.com/kretry/kretry/retrytopics"
@@ -44,6 +46,7 @@ type replayCfg struct {
 	group          string
 	fromStart      bool
 	produceTimeout time.Duration
+	exactlyOnce    bool
 	onStart        func(ReplayPlan)
 	onRecord       func(ReplayEvent)
 }
@@ -97,6 +100,18 @@ func ReplayGroup(group string) ReplayOpt {
 // as if there were no progress. Default: false.
 func ReplayFromStart(fromStart bool) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.fromStart = fromStart })
+}
+
+// ReplayExactlyOnce produces the replayed records and commits the progress
+// that passes them in Kafka transactions (one about every second, and when a
+// partition is done): a read_committed consumer sees each replayed record
+// once the progress past it is committed, and never a record whose progress
+// was not (a crash, a refused produce: the transaction aborts, and the next
+// run replays its records again). The transactional id is
+// kretry/<progress group>/replay/<random>. Default: false (at least once:
+// after a crash, the last second's records go again).
+func ReplayExactlyOnce(on bool) ReplayOpt {
+	return replayOptFunc(func(c *replayCfg) { c.exactlyOnce = on })
 }
 
 // ReplayProduceTimeout bounds the wait for one record's acknowledgement,
@@ -183,6 +198,9 @@ type ReplaySummary struct {
 	Group     string
 	Selection string // Filter.Selection
 	DryRun    bool
+	// TransactionalID is the transactional id of an exactly-once replay
+	// (ReplayExactlyOnce); "" otherwise.
+	TransactionalID string
 
 	Replayed   int            // produced and acknowledged (with a dry run: would be)
 	ByTarget   map[string]int // Replayed by target topic
@@ -378,17 +396,34 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 
 	// Replay.
 	pcl := r.cl
+	var txn *replayTxn
 	if !c.dryRun {
+		var popts []kgo.Opt
 		if limit := r.batchLimit(ctx, slices.Sorted(maps.Keys(plan.ByTarget))); limit > defaultBatchMaxBytes {
 			// Records as large as the targets take (a too-large record's
 			// value): franz-go's default batch limit would refuse them.
-			if pcl, err = r.newClient(kgo.ProducerBatchMaxBytes(limit)); err != nil {
+			popts = append(popts, kgo.ProducerBatchMaxBytes(limit))
+		}
+		if c.exactlyOnce {
+			if txn, err = r.newTxn(ctx, c.group); err != nil {
+				return sum, err
+			}
+			popts = append(popts, kgo.TransactionalID(txn.id))
+			sum.TransactionalID = txn.id
+		}
+		if len(popts) > 0 {
+			if pcl, err = r.newClient(popts...); err != nil {
 				return sum, err
 			}
 			defer pcl.Close()
 		}
+		if txn != nil {
+			if err := pcl.BeginTransaction(); err != nil {
+				return sum, fmt.Errorf("beginning a replay transaction (%s): %w", txn.id, err)
+			}
+		}
 	}
-	run := &replayRun{r: r, cl: pcl, c: c, sum: sum, meta: meta, counts: counts, acked: map[int32]int64{}, failed: map[int32]bool{}, lastCommit: time.Now()}
+	run := &replayRun{r: r, cl: pcl, c: c, sum: sum, meta: meta, counts: counts, acked: map[int32]int64{}, failed: map[int32]bool{}, lastCommit: time.Now(), txn: txn}
 	if c.rate > 0 {
 		run.lim = rate.NewLimiter(rate.Limit(c.rate), 1)
 	}
@@ -624,6 +659,81 @@ func (r *Reader) checkTargets(ctx context.Context, targets []string) (map[string
 		return nil, &unknownTopicError{"target topic", missing, "nothing was replayed; create it (`kretry topics apply`), or choose another with --to"}
 	}
 	return counts, nil
+}
+
+// txnCommitProgress commits progress as the replay group's offsets within
+// the open transaction of cl (KIP-98's AddOffsetsToTxn and TxnOffsetCommit:
+// franz-go does this only for a group it consumes with, and a replay reads
+// without one).
+func (r *Reader) txnCommitProgress(ctx context.Context, cl *kgo.Client, t *replayTxn, group string, progress map[int32]int64, meta string) error {
+	if len(progress) == 0 {
+		return nil
+	}
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("replay transaction %s: producer id: %w", t.id, err)
+	}
+	err = withCoordinator(ctx, func() error {
+		req := kmsg.NewPtrAddOffsetsToTxnRequest()
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group = t.id, id, epoch, group
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		return kerr.ErrorForCode(resp.ErrorCode)
+	})
+	if err != nil {
+		return fmt.Errorf("replay transaction %s: adding the progress of group %s: %w", t.id, group, err)
+	}
+	err = withCoordinator(ctx, func() error {
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = t.id, group, id, epoch
+		req.Generation = -1
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = r.topic, t.topicID
+		for p, at := range progress {
+			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = p, at, -1, &meta
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			return err
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					return fmt.Errorf("partition %d: %w", p.Partition, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay transaction %s: committing the progress of group %s on %s: %w", t.id, group, r.topic, err)
+	}
+	return nil
+}
+
+// newTxn returns the transaction state of an exactly-once replay whose
+// progress group is group: a transactional id of its own and the DLQ's
+// topic id (TxnOffsetCommit v6 names topics by id).
+func (r *Reader) newTxn(ctx context.Context, group string) (*replayTxn, error) {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	t := &replayTxn{id: "kretry/" + group + "/replay/" + hex.EncodeToString(b[:]), progress: map[int32]int64{}}
+	details, err := r.adm.ListTopics(ctx, r.topic)
+	if err == nil {
+		err = details[r.topic].Err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", r.topic, err)
+	}
+	t.topicID = details[r.topic].ID
+	return t, nil
 }
 
 // defaultBatchMaxBytes is franz-go's default ProducerBatchMaxBytes.

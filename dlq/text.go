@@ -60,6 +60,3 @@ func shown(r rune, n int, keepNewlines bool) bool {
 	}
 	return !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) && r != '\u2028' && r != '\u2029'
 }
-
-// safe reports whether s prints as it is (Text(s) == s).
-func safe(s string) bool { return Text(s) == s }

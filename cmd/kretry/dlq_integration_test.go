@@ -64,3 +64,25 @@ func TestIntegrationDLQCommands(t *testing.T) {
 		t.Fatalf("bad --since:\n%s", res)
 	}
 }
+
+// TestIntegrationDLQReplayExactlyOnce: with exactly_once: true in the config,
+// kretry dlq replay produces and commits its progress in transactions.
+func TestIntegrationDLQReplayExactlyOnce(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	noEnvOverrides(t)
+	main := realMain(t, seeds)
+	cfg := writeConfig(t, seeds, main, "exactly_once: true\n")
+	if res := kretry(t, "topics", "apply", "-c", cfg); res.code != exitOK {
+		t.Fatalf("topics apply:\n%s", res)
+	}
+	fillDLQ(t, seeds, main+".dlq", main)
+	res := kretry(t, "dlq", "replay", "-c", cfg)
+	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 3 records of "+main+".dlq") ||
+		!strings.Contains(res.stdout, "in transactions with their progress (exactly_once; transactional id kretry/"+main+".dlq-replay-") {
+		t.Fatalf("replay:\n%s", res)
+	}
+	res = kretry(t, "dlq", "replay", "-c", cfg)
+	if res.code != exitOK || !strings.Contains(res.stdout, "replayed 0 records") {
+		t.Fatalf("identical replay:\n%s", res)
+	}
+}

@@ -17,14 +17,15 @@ import (
 
 // replayFlags are replay's own flags.
 type replayFlags struct {
-	allGroups  bool
-	to         string
-	dryRun     bool
-	rate       float64
-	maxReplays int
-	force      bool
-	group      string
-	fromStart  bool
+	allGroups   bool
+	exactlyOnce bool // the config's exactly_once
+	to          string
+	dryRun      bool
+	rate        float64
+	maxReplays  int
+	force       bool
+	group       string
+	fromStart   bool
 }
 
 func newDLQReplayCommand(a *app) *cobra.Command {
@@ -83,6 +84,11 @@ lost). A replay starts after its selection's progress, so:
 partition. --dry-run lists what would be replayed and produces and commits
 nothing.
 
+With exactly_once: true in the config, the replayed records and the progress
+past them commit together in Kafka transactions (about one a second): a
+read_committed consumer sees a replayed record only once its progress is
+committed, so a crash or a refused produce repeats nothing it saw.
+
 ` + dlqFiltersHelp,
 		Example: `  kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --dry-run
   kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --rate 100
@@ -109,6 +115,9 @@ nothing.
 				return usagef("--to %s is the DLQ itself: replaying into it would loop", rf.to)
 			}
 			var mains []string
+			if cfg != nil && cfg.ExactlyOnce {
+				rf.exactlyOnce = true
+			}
 			switch {
 			case cfg != nil:
 				for _, t := range cfg.Topics {
@@ -153,7 +162,7 @@ type replayLine struct {
 
 func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayFlags, mains []string) error {
 	opts := []dlq.ReplayOpt{
-		dlq.ReplayMainTopics(mains...),
+		dlq.ReplayMainTopics(mains...), dlq.ReplayExactlyOnce(rf.exactlyOnce),
 		dlq.ReplayTo(rf.to), dlq.ReplayDryRun(rf.dryRun), dlq.ReplayRate(rf.rate),
 		dlq.ReplayMaxReplays(rf.maxReplays), dlq.ReplayForce(rf.force), dlq.ReplayFromStart(rf.fromStart),
 	}
@@ -220,6 +229,9 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 		verb = "dry run: would replay"
 	}
 	fmt.Fprintf(w, "%s %s of %s (selection: %s; progress group %s)\n", verb, records(s.Replayed), s.Topic, s.Selection, s.Group)
+	if s.TransactionalID != "" {
+		fmt.Fprintf(w, "  in transactions with their progress (exactly_once; transactional id %s)\n", s.TransactionalID)
+	}
 	for _, t := range slices.Sorted(maps.Keys(s.ByTarget)) {
 		fmt.Fprintf(w, "  to %s: %d\n", t, s.ByTarget[t])
 	}
@@ -289,28 +301,29 @@ func skipList(skips []dlq.Skip, why dlq.Outcome) string {
 }
 
 type summaryLine struct {
-	Summary        bool            `json:"summary"`
-	Topic          string          `json:"topic"`
-	Group          string          `json:"group"`
-	Selection      string          `json:"selection"`
-	DryRun         bool            `json:"dry_run"`
-	Replayed       int             `json:"replayed"`
-	ByTarget       map[string]int  `json:"by_target"`
-	SkippedMax     int             `json:"skipped_max_replays"`
-	SkippedNoTopic int             `json:"skipped_no_original_topic"`
-	SkippedNotMain int             `json:"skipped_not_main_topic"`
-	SkippedGone    int             `json:"skipped_value_gone"`
-	StartedOver    []int32         `json:"started_over,omitempty"`
-	PassedOver     int             `json:"passed_over"`
-	Resumed        map[int32]int64 `json:"resumed_from"`
-	Progress       map[int32]int64 `json:"progress"`
-	LimitReached   bool            `json:"limit_reached"`
-	Interrupted    bool            `json:"interrupted"`
+	Summary         bool            `json:"summary"`
+	TransactionalID string          `json:"transactional_id,omitempty"`
+	Topic           string          `json:"topic"`
+	Group           string          `json:"group"`
+	Selection       string          `json:"selection"`
+	DryRun          bool            `json:"dry_run"`
+	Replayed        int             `json:"replayed"`
+	ByTarget        map[string]int  `json:"by_target"`
+	SkippedMax      int             `json:"skipped_max_replays"`
+	SkippedNoTopic  int             `json:"skipped_no_original_topic"`
+	SkippedNotMain  int             `json:"skipped_not_main_topic"`
+	SkippedGone     int             `json:"skipped_value_gone"`
+	StartedOver     []int32         `json:"started_over,omitempty"`
+	PassedOver      int             `json:"passed_over"`
+	Resumed         map[int32]int64 `json:"resumed_from"`
+	Progress        map[int32]int64 `json:"progress"`
+	LimitReached    bool            `json:"limit_reached"`
+	Interrupted     bool            `json:"interrupted"`
 }
 
 func summaryJSON(s *dlq.ReplaySummary, _ dlq.Filter, _ replayFlags) summaryLine {
 	return summaryLine{
-		Summary: true, Topic: s.Topic, Group: s.Group, Selection: s.Selection, DryRun: s.DryRun,
+		Summary: true, TransactionalID: s.TransactionalID, Topic: s.Topic, Group: s.Group, Selection: s.Selection, DryRun: s.DryRun,
 		Replayed: s.Replayed, ByTarget: s.ByTarget,
 		SkippedMax: s.Skipped(dlq.SkippedMaxReplays), SkippedNoTopic: s.Skipped(dlq.SkippedNoTarget),
 		SkippedNotMain: s.Skipped(dlq.SkippedNotMainTopic), SkippedGone: s.Skipped(dlq.SkippedValueGone), StartedOver: s.StartedOver,
