@@ -542,7 +542,7 @@ func (r *Reader) classify(ctx context.Context, rec *Record, c replayCfg) (verdic
 		v.out = SkippedMaxReplays
 		return v, nil
 	}
-	if rec.Reason == ReasonTooLarge && rec.Value == nil {
+	if rec.Reason == ReasonTooLarge && len(rec.Value) == 0 {
 		value, gone, err := r.originalValue(ctx, rec)
 		switch {
 		case err != nil:

@@ -231,7 +231,7 @@ func WriteRecord(w io.Writer, r *Record) error {
 	if r.known&fieldError != 0 && md.Error != "" {
 		line("error", md.Error)
 	}
-	if r.Reason == ReasonTooLarge && r.Value == nil && r.hasOriginal() {
+	if r.Reason == ReasonTooLarge && len(r.Value) == 0 && r.hasOriginal() {
 		line("value in", fmt.Sprintf("%s partition %d offset %d (too large to forward with kretry's headers; replay reads it from there while retention keeps it)",
 			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset))
 	}
