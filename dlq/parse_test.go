@@ -170,6 +170,7 @@ func TestKeyText(t *testing.T) {
 		{[]byte{0, 1, 0xff}, "0x0001ff"},
 		{[]byte("a\nb"), "0x610a62"},
 		{[]byte{0xc3}, "0xc3"},
+		{[]byte("a\u202eb"), "0x61e280ae62"},
 	} {
 		if got := dlq.KeyText(tc.in); got != tc.want {
 			t.Errorf("KeyText(%q) = %q, want %q", tc.in, got, tc.want)

@@ -224,15 +224,15 @@ func Printable(b []byte) bool {
 	return true
 }
 
-// KeyText shows a key on one line: "-" for none, the text when printable and
-// on one line, else 0x and hex.
+// KeyText shows a key on one line: "-" for none, the text when printable
+// without control or format characters (Text), else 0x and hex.
 func KeyText(key []byte) string {
 	switch {
 	case key == nil:
 		return "-"
 	case len(key) == 0:
 		return `""`
-	case Printable(key) && !bytes.ContainsAny(key, "\n\r\t"):
+	case Printable(key) && Text(string(key)) == string(key): // no control or format character
 		return string(key)
 	default:
 		return "0x" + hexString(key)

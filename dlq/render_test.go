@@ -155,6 +155,7 @@ func TestLenientReading(t *testing.T) {
 func FuzzRender(f *testing.F) {
 	f.Add("boom\x1b[2J\r\nrow", "orders\x1b", "retry-1m\u202e", "3", "exhausted", []byte("k\r"), []byte("v\x1b"), "x\x9b", "\xff")
 	f.Add("", "", "", "", "", []byte(nil), []byte(nil), "", "")
+	f.Add("e", "o", "t", "1", "panic", []byte("k\u202e1"), []byte("v\u2066"), "h\u200f", "v\ufeff")
 	f.Add("e", "orders", "retry-5s", "2147483648", "too-large", []byte{0xff}, []byte(`{"a":"\u202e"}`), "h", "v")
 	f.Fuzz(func(t *testing.T, errText, origTopic, tier, attempts, reason string, key, value []byte, hk, hv string) {
 		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
