@@ -28,11 +28,19 @@ func hostile() *kgo.Record {
 		Key: []byte("k\x1b"), Value: []byte("line 1\n\u202eline 2\r\n"), Headers: hs}
 }
 
-// controls returns the control and format characters of s other than '\n'.
+// controls returns the control and format characters of s other than '\n',
+// and RuneError for bytes that are not UTF-8 (a U+FFFD written as such is
+// shown as it is).
 func controls(s string) []rune {
 	var out []rune
-	for _, r := range s {
-		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError) {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				out = append(out, r)
+			}
+			continue
+		}
+		if r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r)) {
 			out = append(out, r)
 		}
 	}
