@@ -250,12 +250,15 @@ func progressGroup(base string, f Filter) string {
 // selection follows it.
 const progressPrefix = "kretry-replay/1 "
 
-// Replay re-produces the records f selects to their original topic (or
-// ReplayTo): key, value and user headers unchanged, kretry headers replaced by
-// kretry-replays (one more than the record had), a new timestamp, the
-// original partition (mod the target's partition count) when known, else the
-// key's partition. The consumer sees it as a new first delivery. The DLQ is
-// never written.
+// Replay re-produces the records f selects to their original topic, when
+// ReplayMainTopics lists it, or to ReplayTo: key and user headers unchanged,
+// the value too (a too-large record's is read from the main topic), a new
+// timestamp, the original partition (mod the target's partition count) when
+// known, else the key's partition. Of the kretry headers, a record replayed
+// to its original topic keeps kretry-group (the group that failed it; other
+// groups commit past it) and the first delivery's kretry-original-*; every
+// replayed record carries kretry-replays, one more than the record had. The
+// group sees it as a new first delivery. The DLQ is never written.
 //
 // Produces are pipelined: up to 1,000 records (16 MiB) are in flight at
 // once, each acknowledged by all in-sync replicas. The producer is
