@@ -177,8 +177,8 @@ func analyze(res Result, a analysis) Result {
 // faultFigures computes the duplicate bound and the recovery after each fault:
 //
 //   - consumer kill: the partitions the killed worker handled in the 3s before
-//     the kill; the time until another process handled each of them again;
-//     the largest.
+//     the kill (every partition when it handled none); the time until another
+//     process handled each of them again; the largest.
 //   - relay kill: per partition of the main topic, the first re-feed after the
 //     kill, less the later of the kill and its due time; the largest.
 //   - broker restart: per partition, the first handling after the node answered
@@ -201,6 +201,12 @@ func faultFigures(faults []Fault, hs []Event, recs []rec, topic string) (bound i
 					parts[e.Partition] = true
 				}
 			}
+			if len(parts) == 0 {
+				// The killed worker handled nothing lately (it had just
+				// joined, or the group was stuck): until every partition
+				// is handled again.
+				parts = nil
+			}
 		case "broker":
 			from = f.Ready
 			for _, e := range hs {
@@ -219,6 +225,14 @@ func faultFigures(faults []Fault, hs []Event, recs []rec, topic string) (bound i
 				}
 			}
 		case "relay":
+			// What the killed relay may re-feed again: its re-feeds of the
+			// window before the kill; the re-fed records are unknown, so
+			// every relay's count.
+			for _, r := range recs {
+				if r.Topic == topic && r.Attempts != "" && !r.Timestamp.Before(f.At.Add(-window)) && !r.Timestamp.After(f.At) {
+					bound++
+				}
+			}
 			worst, found := time.Duration(-1), false
 			first := map[int32]rec{}
 			for _, r := range recs {

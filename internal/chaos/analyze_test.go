@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -117,4 +118,47 @@ func equal(a, b Result) bool {
 		a.DupHandlings == b.DupHandlings && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
 		a.DupTier == b.DupTier && a.DupRefeed == b.DupRefeed && a.DupDLQ == b.DupDLQ &&
 		a.Refeeds == b.Refeeds && a.Faults == b.Faults && a.MaxLateness == b.MaxLateness && a.Early == b.Early
+}
+
+func TestFaultFigures(t *testing.T) {
+	t0 := time.UnixMilli(1700000000000)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Worker 1 handles partitions 0 and 1 until 10 s; worker 2 takes partition
+	// 0 over at 12 s and partition 1 at 15 s. Worker 3 had just joined.
+	var hs []Event
+	for ms := 0; ms <= 10000; ms += 500 {
+		hs = append(hs, Event{At: at(ms), PID: 1, Partition: int32(ms/500) % 2})
+	}
+	hs = append(hs, Event{At: at(12000), PID: 2, Partition: 0}, Event{At: at(15000), PID: 2, Partition: 1},
+		Event{At: at(16000), PID: 2, Partition: 2}, Event{At: at(17000), PID: 2, Partition: 3})
+	// Re-feeds: two in the 3 s before a relay kill at 20 s, then partition
+	// 0's next one (due at 21 s) at 26 s and partition 1's (due before the
+	// kill) at 23 s.
+	refeed := func(ms, due int, p int32) rec {
+		return rec{Topic: "m", Partition: p, Attempts: "1", Timestamp: at(ms), DueAt: at(due)}
+	}
+	recs := []rec{refeed(18000, 17900, 0), refeed(19500, 19400, 1), refeed(26000, 21000, 0), refeed(23000, 19800, 1)}
+
+	tests := []struct {
+		name      string
+		fault     Fault
+		bound     int
+		recovery  []time.Duration
+		noRecover int
+	}{
+		{"consumer kill", Fault{Kind: "consumer", At: at(10000), PID: 1}, 7, []time.Duration{5 * time.Second}, 0},
+		{"consumer kill of a worker that handled nothing", Fault{Kind: "consumer", At: at(10000), PID: 3}, 0, []time.Duration{7 * time.Second}, 0},
+		{"relay kill", Fault{Kind: "relay", At: at(20000)}, 2, []time.Duration{5 * time.Second}, 0},
+		{"broker restart", Fault{Kind: "broker", At: at(9000), Ready: at(11000)}, 10, []time.Duration{6 * time.Second}, 0},
+		{"join", Fault{Kind: "join", At: at(5000)}, 0, nil, 0},
+		{"consumer kill at the end", Fault{Kind: "consumer", At: at(20000), PID: 2}, 1, []time.Duration(nil), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bound, recov, none := faultFigures([]Fault{tt.fault}, hs, recs, "m")
+			if bound != tt.bound || !slices.Equal(recov, tt.recovery) || none != tt.noRecover {
+				t.Errorf("got bound %d, recovery %v, never %d; want %d, %v, %d", bound, recov, none, tt.bound, tt.recovery, tt.noRecover)
+			}
+		})
+	}
 }

@@ -83,8 +83,7 @@ func (e *Env) eosProbe(ctx context.Context, scenarioRun *Run) (string, error) {
 			continue
 		}
 		if !got.Attrs.IsTransactional() {
-			return "exactly_once: true is accepted by the config, but the consumer forwarded a failed record to " +
-				r.steps[0].Topic + " outside a transaction (the mode is not implemented in this build)", nil
+			return "exactly_once: true is accepted by the config, but a consumer with it forwarded a failed record to its retry tier outside a transaction (the mode is not implemented in this build)", nil
 		}
 		return "", nil
 	}

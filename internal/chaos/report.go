@@ -48,6 +48,13 @@ last run; do not edit it by hand.
 		if r.Misrouted > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: %d records ended in the wrong place (handled ok although bound for the DLQ, or the reverse)", r.Scenario, r.Mode, r.Misrouted))
 		}
+		if len(r.Recoveries) > 1 {
+			var xs []string
+			for _, d := range r.Recoveries {
+				xs = append(xs, fmtDur(d))
+			}
+			notes = append(notes, fmt.Sprintf("(%s) %s: recovery after each fault, in order: %s", r.Scenario, r.Mode, strings.Join(xs, ", ")))
+		}
 		if r.DupLadder > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: duplicate ladder copies: %d in the tiers, %d re-feeds, %d in the DLQ", r.Scenario, r.Mode, r.DupTier, r.DupRefeed, r.DupDLQ))
 		}
@@ -70,12 +77,14 @@ What the columns mean:
 - duplicate handlings: handler calls of a record at an attempt it had already
   been handled at. The bound is the at-least-once goal of issue 13: for each
   fault, what the processes hit handled in the commit interval (1s) plus 2s of
-  in-flight work before it (for a broker or a leader down: until it was back).
+  in-flight work before it (for a broker or a leader down: until it was back;
+  for a relay kill: the re-feeds of that window).
 - duplicate ladder copies: a record forwarded to a tier, re-fed to the main
   topic, or dead-lettered more than once for the same attempt
   (kretry-attempts), as a read_committed reader sees the topics.
 - recovery: after a consumer kill, the time until another process handles
-  each partition the killed one had handled in its last 3s (the largest);
+  each partition the killed one had handled in its last 3s (every partition
+  when it had handled none) again (the largest);
   after a relay kill, per partition the first re-feed after the kill less the
   later of the kill and its due time; after a broker restart, the time from
   the broker answering again to the next handling of each partition; after a
