@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -160,5 +161,29 @@ func TestFaultFigures(t *testing.T) {
 				t.Errorf("got bound %d, recovery %v, never %d; want %d, %v, %d", bound, recov, none, tt.bound, tt.recovery, tt.noRecover)
 			}
 		})
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	res := []Result{
+		{Scenario: "a", Title: "kill -9 storm of consumers", Mode: AtLeastOnce, Produced: 10, HandledOK: 8, DeadLettered: 2,
+			DupHandlings: 3, DupBound: 5, Faults: 2, Recoveries: []time.Duration{2 * time.Second, 4 * time.Second}},
+		{Scenario: "a", Title: "kill -9 storm of consumers", Mode: ExactlyOnce, Unavailable: "no transactions"},
+		{Scenario: "c", Title: "broker stopped and restarted", Mode: ExactlyOnce, Unavailable: "no transactions"},
+	}
+	md := Markdown(res, "a machine", "abc1234", time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC), time.Minute)
+	for _, want := range []string{
+		"| (a) kill -9 storm of consumers | at-least-once | 10 | 8 | 2 | 0 | 3 (5) | 0 | 2 | max 4.0s, median 4.0s, n=2 | 0.0s | yes |",
+		"| (a) kill -9 storm of consumers | exactly_once | not available (below) |",
+		"- exactly_once: not available: no transactions\n",
+		"(a) at-least-once: recovery after each fault, in order: 2.0s, 4.0s",
+		"2026-12-06 21:00 UTC", "a machine", "abc1234",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("RELIABILITY.md lacks %q:\n%s", want, md)
+		}
+	}
+	if n := strings.Count(md, "not available: no transactions"); n != 1 {
+		t.Errorf("the reason exactly_once is not available is given %d times, want once", n)
 	}
 }

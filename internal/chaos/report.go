@@ -8,6 +8,7 @@ import (
 
 // Markdown renders the results as RELIABILITY.md.
 func Markdown(results []Result, machine, commit string, started time.Time, took time.Duration) string {
+	// commit is what was built and run, from git describe --always --dirty.
 	var b strings.Builder
 	b.WriteString(`# Reliability: the fault suite
 
@@ -33,7 +34,7 @@ last run; do not edit it by hand.
 `)
 	for _, r := range results {
 		if r.Unavailable != "" {
-			fmt.Fprintf(&b, "| (%s) %s | %s | not available: %s |||||||||| |\n", r.Scenario, r.Title, r.Mode, escape(r.Unavailable))
+			fmt.Fprintf(&b, "| (%s) %s | %s | not available (below) | | | | | | | | | |\n", r.Scenario, r.Title, r.Mode)
 			continue
 		}
 		fmt.Fprintf(&b, "| (%s) %s | %s | %d | %d | %d | %d | %d (%d) | %d | %d | %s | %s | %s |\n",
@@ -41,6 +42,13 @@ last run; do not edit it by hand.
 			r.DupHandlings, r.DupBound, r.DupLadder, r.Faults, r.RecoveryText(), fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	}
 	var notes []string
+	unavailable := map[string]bool{}
+	for _, r := range results {
+		if r.Unavailable != "" && !unavailable[string(r.Mode)+r.Unavailable] {
+			unavailable[string(r.Mode)+r.Unavailable] = true
+			notes = append(notes, fmt.Sprintf("%s: not available: %s", r.Mode, r.Unavailable))
+		}
+	}
 	for _, r := range results {
 		for _, n := range r.Notes {
 			notes = append(notes, fmt.Sprintf("(%s) %s: %s", r.Scenario, r.Mode, n))

@@ -55,6 +55,8 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size) err
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "chaos: logs, configs and events in %s\n", dir)
+	// The commit the binaries are built from; "-dirty" if the tree has changes.
+	commit, _ := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
 	bins, err := chaos.Build(ctx, root, dir)
 	if err != nil {
 		return err
@@ -100,7 +102,6 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size) err
 	}
 	took := time.Since(started)
 	if out != "" {
-		commit, _ := exec.Command("git", "-C", root, "rev-parse", "--short", "HEAD").Output()
 		md := chaos.Markdown(results, bench.ReadMachine().String(), strings.TrimSpace(string(commit)), started, took)
 		if !filepath.IsAbs(out) {
 			out = filepath.Join(root, out)
