@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -237,6 +238,15 @@ func templateProblem(tmpl string, tier bool) string {
 		return fmt.Sprintf("must contain {delay} or {index} so that each tier gets its own topic, got %s", quoteCut(tmpl))
 	}
 	return ""
+}
+
+// CheckTopicName applies Kafka's rules for topic names: letters, digits,
+// '.', '_' and '-', at most 249 characters, not "." or "..".
+func CheckTopicName(name string) error {
+	if problem := topicNameProblem(name); problem != "" {
+		return errors.New(problem)
+	}
+	return nil
 }
 
 // topicNameProblem applies Kafka's rules for topic names.

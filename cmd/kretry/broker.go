@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/kretry/kretry/config"
 )
 
 func (a *app) newBrokerCommand() *cobra.Command {
@@ -57,6 +59,9 @@ func parseTopicFlag(s string) (string, int32, error) {
 	name, p, hasParts := strings.Cut(s, ":")
 	if name == "" {
 		return "", 0, usagef("--topic %q: use NAME or NAME:PARTITIONS, e.g. orders:3", s)
+	}
+	if err := config.CheckTopicName(name); err != nil {
+		return "", 0, usagef("--topic %q: %v", s, err)
 	}
 	if !hasParts {
 		return name, 3, nil

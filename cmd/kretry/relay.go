@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -37,6 +39,11 @@ and kretry_paused_partitions metrics.`,
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return usagef("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			if cmd.Flags().Changed("metrics") {
+				if err := checkListenAddr(metricsAddr); err != nil {
+					return usagef("--metrics %q: %v", metricsAddr, err)
+				}
 			}
 			return a.relay(cmd.Context(), level, metricsAddr)
 		},
@@ -113,6 +120,28 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 	err = r.Run(ctx)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("relay: %w", a.kafkaError(context.Background(), cfg, err))
+	}
+	return nil
+}
+
+// checkListenAddr checks an address to listen on: [host]:port with a port
+// from 0 to 65535 (0 picks a free one) and a host that is an IP address or
+// a name.
+func checkListenAddr(addr string) error {
+	if addr == "" {
+		return errors.New("give an address such as 127.0.0.1:9100, or leave --metrics out")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("give host:port, e.g. 127.0.0.1:9100 (:9100 listens on every interface)")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port[0] == '+' {
+		return errors.New("the port must be a number from 0 to 65535 (0 picks a free one), e.g. 127.0.0.1:9100")
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if err := config.CheckBroker(net.JoinHostPort(host, "1")); err != nil {
+			return errors.New("the host must be an IP address or a host name, e.g. 127.0.0.1:9100")
+		}
 	}
 	return nil
 }

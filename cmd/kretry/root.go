@@ -124,8 +124,9 @@ Exit status: 0 on success, 1 on failure, 2 on bad usage.`,
 	return root
 }
 
-// finishTree gives every command of the tree the same rules: leaf commands
-// take no stray arguments, a command with subcommands and nothing to run
+// finishTree gives every command of the tree the same rules: the global
+// flags are checked before a command runs, leaf commands take no stray
+// arguments, a command with subcommands and nothing to run
 // rejects an unknown subcommand (exit 2) instead of printing help with exit
 // 0, and a RunE that starts marks later errors as failures (exit 1).
 func (a *app) finishTree(c *cobra.Command) {
@@ -137,6 +138,9 @@ func (a *app) finishTree(c *cobra.Command) {
 	case c.RunE != nil:
 		runE := c.RunE
 		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if err := a.checkGlobalFlags(cmd); err != nil {
+				return err
+			}
 			a.ran = true
 			return runE(cmd, args)
 		}
@@ -185,6 +189,32 @@ func unknownCommand(cmd *cobra.Command, name string) error {
 		msg = fmt.Sprintf("unknown command %q for %q: did you mean %q?", name, cmd.CommandPath(), sug[0])
 	}
 	return &usageError{errors.New(msg)}
+}
+
+// checkGlobalFlags refuses empty and malformed values of the global flags
+// before a command runs (exit 2): --brokers "" would otherwise be dropped
+// without a word, and --brokers localhost fail only when dialing.
+func (a *app) checkGlobalFlags(cmd *cobra.Command) error {
+	flags := cmd.Flags()
+	if flags.Changed("config") && strings.TrimSpace(a.configPath) == "" {
+		return usagef("--config is empty: give the config file, e.g. -c kretry.yaml, or leave it out for kretry.yaml")
+	}
+	if !flags.Changed("brokers") {
+		return nil
+	}
+	const empty = "--brokers has an empty value: give one or more host:port separated by commas, e.g. --brokers 127.0.0.1:9092, or leave it out"
+	if len(a.brokers) == 0 {
+		return usagef(empty)
+	}
+	for _, b := range a.brokers {
+		if strings.TrimSpace(b) == "" {
+			return usagef(empty)
+		}
+		if err := config.CheckBroker(strings.TrimSpace(b)); err != nil {
+			return usagef("--brokers: %v", err)
+		}
+	}
+	return nil
 }
 
 // loadConfig loads the -c file with --brokers in place of its brokers (and
