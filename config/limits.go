@@ -37,6 +37,8 @@ const (
 	// MaxExpanded is the most YAML nodes a config file may have with its
 	// aliases expanded: an alias is read as a copy of its anchor's value.
 	MaxExpanded = 20000
+	// MaxLineSize is the longest line allowed, in bytes: 16 KiB.
+	MaxLineSize = 16 << 10
 	// MaxValueSize is the longest key or value allowed, in bytes.
 	MaxValueSize = 4096
 	// MaxPEMFileSize is the largest TLS file (tls.ca_file, tls.cert_file,
@@ -105,6 +107,23 @@ func parseYAML(src string, data []byte) (*ast.File, error) {
 			humanize.IBytes(uint64(len(data))), humanize.IBytes(MaxFileSize))
 	}
 	data = bytes.TrimPrefix(data, utf8BOM)
+	// The scanner returns a line's tokens at once: bound a line before it
+	// makes 200 bytes of token of each byte of "[[[[…".
+	for line, rest := 1, data; len(rest) > 0; line++ {
+		n := bytes.IndexByte(rest, '\n')
+		if n < 0 {
+			n = len(rest)
+		}
+		if n > MaxLineSize {
+			return fail(line, "a line of %s, longer than the %s a line may have: break it into lines (a [list] or {mapping} may span lines)",
+				humanize.IBytes(uint64(n)), humanize.IBytes(MaxLineSize))
+		}
+		rest = rest[min(n+1, len(rest)):]
+	}
+
+	if line, what := flowBomb(data); line > 0 {
+		return fail(line, "%s: a kretry config needs far fewer; is it the right file?", what)
+	}
 
 	var s scanner.Scanner
 	s.Init(string(data))
@@ -182,6 +201,70 @@ func parseYAML(src string, data []byte) (*ast.File, error) {
 		return fail(line, "invalid YAML: %s: check the indentation (spaces only, the keys of one mapping in one column) and the quotes and brackets here", cleanMessage(msg))
 	}
 	return file, nil
+}
+
+// Bounds on the flow indicators of a file, which the YAML scanner turns
+// into tokens a whole [list] or {mapping} at a time, however many lines it
+// spans: 200,000 "[" made 59 MB of tokens before the token count could stop
+// them.
+const (
+	maxFlowOpen   = 2000  // "[" and "{"
+	maxFlowCommas = 10000 // ","
+)
+
+// flowBomb counts the "[", "{" and "," of data outside comments and quoted
+// text, and returns the line where one of them passes its bound and what
+// passed it; 0 when none does. It reads bytes, not YAML, and so may count a
+// bracket inside a plain value: the bounds are far above what a real file
+// has.
+func flowBomb(data []byte) (int, string) {
+	line, opens, commas := 1, 0, 0
+	var quote byte
+	prev := byte('\n') // the byte before i outside a quote
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if c == '\n' {
+			line++
+		}
+		if quote != 0 {
+			switch {
+			case quote == '"' && c == '\\':
+				i++ // an escaped character
+				if i < len(data) && data[i] == '\n' {
+					line++
+				}
+			case c == quote && quote == '\'' && i+1 < len(data) && data[i+1] == '\'':
+				i++ // '' inside '...'
+			case c == quote:
+				quote, prev = 0, c
+			}
+			continue
+		}
+		atStart := prev == '\n' || prev == ' ' || prev == '\t' || prev == '[' || prev == '{' || prev == ',' || prev == ':'
+		switch {
+		case c == '#' && (prev == '\n' || prev == ' ' || prev == '\t'):
+			for i < len(data) && data[i] != '\n' {
+				i++
+			}
+			if i < len(data) {
+				line++
+			}
+			prev = '\n'
+			continue
+		case (c == '"' || c == '\'') && atStart:
+			quote = c
+		case c == '[' || c == '{':
+			if opens++; opens > maxFlowOpen {
+				return line, fmt.Sprintf("more than %d \"[\" and \"{\"", maxFlowOpen)
+			}
+		case c == ',':
+			if commas++; commas > maxFlowCommas {
+				return line, fmt.Sprintf("more than %d \",\"", maxFlowCommas)
+			}
+		}
+		prev = c
+	}
+	return 0, ""
 }
 
 // explain says in words what a YAML syntax error at tk most likely is, with

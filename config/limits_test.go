@@ -39,23 +39,38 @@ func TestHostileFiles(t *testing.T) {
 	cases := []struct {
 		name string
 		data []byte
-		want string // the whole error
+		want string // the whole error; "" for none
 	}{
 		{"brackets nested 100,000 deep (200 KB)",
 			[]byte(strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n"),
+			"line 1: a line of 195 KiB, longer than the 16 KiB a line may have: break it into lines (a [list] or {mapping} may span lines)"},
+		{"brackets nested 100,000 deep over lines",
+			lines(1000, func(int) string { return strings.Repeat("[", 100) + "\n" }),
+			`line 21: more than 2000 "[" and "{": a kretry config needs far fewer; is it the right file?`},
+		{"brackets nested 40 deep",
+			[]byte(strings.Repeat("[", 40) + strings.Repeat("]", 40) + "\n"),
 			"line 1: nested more than 32 levels deep: a kretry config needs 5; check the brackets and the indentation"},
+		{"brackets in quotes and comments are not counted",
+			append([]byte(validTail+"client_id: \""+strings.Repeat("[", 3000)+"\"\n"), lines(30, func(int) string { return "# " + strings.Repeat("[,", 1000) + "\n" })...),
+			""},
+		{"100,000 list entries on one line",
+			[]byte(strings.Repeat("- ", 100000) + "x\n"),
+			"line 1: a line of 195 KiB, longer than the 16 KiB a line may have: break it into lines (a [list] or {mapping} may span lines)"},
 		{"100,000 unknown keys (1 MB)",
 			lines(100000, func(i int) string { return fmt.Sprintf("k%d: 1\n", i) }),
 			"the file is 966 KiB, more than the 256 KiB a kretry config may have: is it the right file?"},
 		{"20,000 unknown keys (200 KB)",
 			lines(20000, func(i int) string { return fmt.Sprintf("k%d: 1\n", i) }),
 			"line 2001: too many keys: a kretry config has at most 2000; is it the right file?"},
-		{"20,000 keys in one flow mapping",
-			append(append([]byte("{"), lines(20000, func(i int) string { return fmt.Sprintf("k%d: 1,", i) })...), '}'),
-			"line 1: too many keys: a kretry config has at most 2000; is it the right file?"},
-		{"a list of 30,000 values",
-			append(append([]byte("brokers: ["), lines(30000, func(int) string { return "1," })...), ']'),
-			"line 1: too many values: a kretry config has at most 10000 keys, values and list entries; is it the right file?"},
+		{"2,500 keys in one flow mapping",
+			append(append([]byte("{\n"), lines(2500, func(i int) string { return fmt.Sprintf("k%d: 1,\n", i) })...), '}'),
+			"line 2002: too many keys: a kretry config has at most 2000; is it the right file?"},
+		{"20,000 values in a flow list",
+			append(append([]byte("brokers: [\n"), lines(20000, func(int) string { return "1,\n" })...), ']'),
+			`line 10002: more than 10000 ",": a kretry config needs far fewer; is it the right file?`},
+		{"a block list of 12,000 values",
+			append([]byte("brokers:\n"), lines(12000, func(int) string { return "- 1\n" })...),
+			"line 5001: too many values: a kretry config has at most 10000 keys, values and list entries; is it the right file?"},
 		{"a 50 MB client_id",
 			[]byte(validTail + "client_id: " + strings.Repeat("x", 50_000_000) + "\n"),
 			"the file is 48 MiB, more than the 256 KiB a kretry config may have: is it the right file?"},
@@ -81,8 +96,16 @@ func TestHostileFiles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clearEnv(t)
 			var err error
-			if n := allocated(func() { _, err = config.Parse(tc.data) }); n > 64<<20 {
+			n := allocated(func() { _, err = config.Parse(tc.data) })
+			if n > 64<<20 {
 				t.Errorf("Parse allocated %d MiB, want at most 64 MiB", n>>20)
+			}
+			t.Logf("Parse allocated %d KiB", n>>10)
+			if tc.want == "" {
+				if err != nil {
+					t.Errorf("Parse: %v", err)
+				}
+				return
 			}
 			if err == nil || err.Error() != tc.want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, tc.want)
