@@ -35,6 +35,8 @@ type Consumer struct {
 	clientOpts []kgo.Opt                      // from the config, then WithClientOpts
 	metrics    *metrics.Metrics
 	relay      relayRunner // nil: WithRelay(false)
+	// commitInterval is how often marks are committed (commit_interval).
+	commitInterval time.Duration
 	started    atomic.Bool
 }
 
@@ -89,7 +91,9 @@ func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	c.clientOpts = append(slices.Clone(base), o.clientOpts...)
+	c.commitInterval = commitInterval(cfg)
+	c.clientOpts = append(slices.Clone(base), kgo.AutoCommitInterval(c.commitInterval))
+	c.clientOpts = append(c.clientOpts, o.clientOpts...)
 	if c.metrics, err = metrics.New(o.registerer); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
@@ -175,6 +179,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		})
 	}
 
+	wg.Go(func() { s.flushOnTime(ctx) })
+
 	s.poll(ctx)
 	err = s.shutdown()
 	hooks.Release()
@@ -258,6 +264,37 @@ func (s *session) poll(ctx context.Context) {
 			w.enqueue(p.Records)
 		})
 		s.cl.AllowRebalance()
+	}
+}
+
+// flushOnTime marks, every quarter commit interval until ctx is done, the
+// records each worker has done but not yet marked: a worker marks by count
+// and when its queue runs dry, and a handler that is slow with a backlog
+// would otherwise hold back the marks of the records before it. kgo commits
+// the marks every commit interval, so a record done is committed within
+// about 1.25 commit intervals.
+func (s *session) flushOnTime(ctx context.Context) {
+	t := time.NewTicker(max(s.c.commitInterval/4, time.Millisecond))
+	defer t.Stop()
+	var ws []*worker
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for _, w := range s.workers {
+			ws = append(ws, w)
+		}
+		s.mu.Unlock()
+		// Outside s.mu: marking takes kgo's group lock, which kgo may hold
+		// while it calls assigned or revoked, which take s.mu.
+		for i, w := range ws {
+			w.markUnmarked()
+			ws[i] = nil
+		}
+		ws = ws[:0]
 	}
 }
 
@@ -387,6 +424,11 @@ func (s *session) shutdown() error {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	return s.finalErr
+}
+
+// commitInterval is cfg's commit_interval, or its default.
+func commitInterval(cfg *config.Config) time.Duration {
+	return time.Second
 }
 
 // relayRunner is the part of retrytopics.Relay that Run uses.

@@ -51,6 +51,15 @@ type cluster struct {
 // tier and DLQ topics on sideParts partitions.
 func newCluster(t *testing.T, mainParts, sideParts int32) *cluster {
 	t.Helper()
+	return newClusterOn(t, mainParts, sideParts, true)
+}
+
+// newClusterOn is newCluster on the virtual network (for a synctest bubble)
+// or, with virtual false, on real TCP on 127.0.0.1, for the tests that a
+// bubble cannot run: kgo waits on mutexes, which synctest does not count as
+// idle, while a request to a silent broker waits for its timeout.
+func newClusterOn(t *testing.T, mainParts, sideParts int32, virtual bool) *cluster {
+	t.Helper()
 	cfg := newConfig()
 	ladders, err := cfg.Ladders()
 	if err != nil {
@@ -61,11 +70,20 @@ func newCluster(t *testing.T, mainParts, sideParts int32) *cluster {
 	for _, s := range l.Steps() {
 		side = append(side, s.Topic)
 	}
-	fake, kopts := kafkatest.VirtualFake(t,
+	fopts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.SeedTopics(mainParts, testTopic),
 		kfake.SeedTopics(sideParts, side...),
-	)
+	}
+	var fake *kfake.Cluster
+	var kopts []kgo.Opt
+	if virtual {
+		fake, kopts = kafkatest.VirtualFake(t, fopts...)
+	} else {
+		var addrs []string
+		fake, addrs = kafkatest.Fake(t, fopts...) // on 127.0.0.1
+		kopts = []kgo.Opt{kgo.SeedBrokers(addrs...)}
+	}
 	cfg.Brokers = fake.ListenAddrs()
 	cl, err := kgo.NewClient(append(kopts, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
 	if err != nil {

@@ -54,9 +54,16 @@ type worker struct {
 	acks chan struct{}
 
 	// unmarked is the newest done record not yet marked, one of nUnmarked
-	// (worker goroutine only); see markLater.
-	unmarked  *kgo.Record
+	// (nUnmarked: worker goroutine only); see markLater. The session's
+	// flusher takes it too, every quarter commit interval, so that a handler
+	// busy for long does not hold back the marks of the records before it.
+	// markMu orders the two and, with finished, keeps the flusher from
+	// marking once the worker has returned: its partition may be someone
+	// else's by then.
+	unmarked  atomic.Pointer[kgo.Record]
 	nUnmarked int
+	markMu    sync.Mutex
+	finished  bool
 	// handledN and durations are kretry_records_total{outcome="ok"} and
 	// kretry_handler_duration_seconds observations not yet exported: added
 	// in bursts by flushMarks, so that eight workers do not contend for one
@@ -198,6 +205,11 @@ func (w *worker) next() (*kgo.Record, bool) {
 
 func (w *worker) run() {
 	defer close(w.done)
+	defer func() {
+		w.markMu.Lock()
+		w.finished = true
+		w.markMu.Unlock()
+	}()
 	// At stop, forwards in flight still get the grace period to be acked.
 	defer w.settle(true)
 	for {
@@ -302,13 +314,22 @@ func (w *worker) settle(block bool) bool {
 			if !f.done.Load() && !block {
 				return true
 			}
-			w.waitAck(f)
-			if f.err != nil && !w.reforward(p, f.err) {
+			acked := w.waitAck(f)
+			if !acked {
+				w.s.log.Error("kretry forward not acknowledged within the grace period; the record is not committed and will be handled again",
+					"topic", p.rec.Topic, "partition", p.rec.Partition, "offset", p.rec.Offset, "to", f.out.Topic)
+			}
+			if !acked || f.err != nil && !w.reforward(p, f.err) {
 				w.flushMarks()
-				// No promise may outlive the worker.
+				// The later forwards' promises get the rest of the grace
+				// period; a forward the broker has not acknowledged by
+				// then is abandoned with its record uncommitted (a copy
+				// acknowledged after all is a duplicate, never a loss),
+				// so that a broker that does not answer cannot hold up a
+				// revoke or a shutdown for longer than the grace period.
 				for _, q := range w.pending[1:] {
-					if q.fwd != nil {
-						w.waitAck(q.fwd)
+					if q.fwd != nil && !w.waitAck(q.fwd) {
+						break
 					}
 				}
 				w.pending = nil
@@ -327,11 +348,17 @@ func (w *worker) settle(block bool) bool {
 	return true
 }
 
-// waitAck waits for f's promise to have run.
-func (w *worker) waitAck(f *pendingForward) {
+// waitAck waits for f's promise to have run; false means the worker's
+// context ended first (the grace period after a stop ran out).
+func (w *worker) waitAck(f *pendingForward) bool {
 	for !f.done.Load() {
-		<-w.acks
+		select {
+		case <-w.acks:
+		case <-w.ctx.Done():
+			return f.done.Load()
+		}
 	}
+	return true
 }
 
 // markEvery bounds how many done records a worker leaves unmarked.
@@ -340,9 +367,11 @@ const markEvery = 256
 // markLater notes rec, done, as the partition's newest record to mark. kgo
 // keeps only the highest mark of a partition, so marking the newest of a
 // run of done records marks them all, for one MarkCommitRecords (a sort and
-// the group's lock) instead of one per record.
+// the group's lock) instead of one per record. The worker marks after
+// markEvery records and whenever its queue is empty; the session's flusher
+// marks on time (see flushOnTime).
 func (w *worker) markLater(rec *kgo.Record) {
-	w.unmarked = rec
+	w.unmarked.Store(rec)
 	w.nUnmarked++
 	if w.nUnmarked >= markEvery {
 		w.flushMarks()
@@ -357,8 +386,20 @@ func (w *worker) flushMarks() {
 		w.handledN = 0
 	}
 	w.durations.Flush()
-	if w.unmarked != nil {
-		w.s.cl.MarkCommitRecords(w.unmarked)
-		w.unmarked, w.nUnmarked = nil, 0
+	w.nUnmarked = 0
+	w.markUnmarked()
+}
+
+// markUnmarked marks the newest done record, if any is unmarked and the
+// worker has not returned. It runs on the worker's goroutine and on the
+// session's flusher.
+func (w *worker) markUnmarked() {
+	if w.unmarked.Load() == nil {
+		return
+	}
+	w.markMu.Lock()
+	defer w.markMu.Unlock()
+	if rec := w.unmarked.Swap(nil); rec != nil && !w.finished {
+		w.s.cl.MarkCommitRecords(rec)
 	}
 }

@@ -1,0 +1,47 @@
+package consumer_test
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/consumer"
+)
+
+// A slow handler with a backlog gets its records committed on time, about
+// every commit interval (1s by default), not only after 256 records or when
+// its queue runs dry: a crash repeats about one commit interval of work.
+func TestSlowHandlerCommitsOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		const n = 20
+		for range n {
+			c.produce(&kgo.Record{Key: []byte("slow")})
+		}
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			time.Sleep(3 * time.Second)
+			return nil
+		})
+		r := c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the fifth record's handler", func() bool { return calls.get("slow") == 5 })
+		// Records 0-3 were done by now, the fourth 3s ago at most:
+		// committed within 1.25 commit intervals of being done.
+		synctest.Wait()
+		if got := c.committed(testGroup, testTopic)[0]; got < 3 {
+			t.Errorf("committed offset %d while the fifth record is handled, want at least 3: done records must be committed on time", got)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		// At shutdown the fifth record's handler finished within the grace
+		// period and was committed with the rest.
+		if got, want := c.committed(testGroup, testTopic)[0], int64(calls.get("slow")); got != want {
+			t.Errorf("committed offset %d after shutdown, want %d: every record handled", got, want)
+		}
+	})
+}
