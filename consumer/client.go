@@ -24,7 +24,10 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	for _, t := range c.cfg.Topics {
 		topics = append(topics, t.Name)
 	}
-	opts := slices.Clone(c.clientOpts)
+	// The group's session timeout, heartbeat, static membership, protocol
+	// and commit interval from the config come first, so that the user's
+	// options may override them.
+	opts := slices.Concat(c.cfg.GroupOpts(), c.clientOpts)
 	opts = append(opts,
 		kgo.WithLogger(telemetry.Logger(c.opts.logger.With("component", "kgo", "client", "consumer"))),
 		kgo.ConsumerGroup(c.cfg.Group),

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
 )
@@ -44,4 +45,55 @@ func TestSlowHandlerCommitsOnTime(t *testing.T) {
 			t.Errorf("committed offset %d after shutdown, want %d: every record handled", got, want)
 		}
 	})
+}
+
+// The consumer joins its group with the config's session timeout (10s by
+// default, not franz-go's 45s: a killed member's partitions move within
+// seconds), its instance id (static membership) and its commit interval.
+func TestGroupOptionsFromConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		session      time.Duration
+		instance     string
+		wantSession  int32
+		wantInstance string
+	}{
+		{name: "defaults", wantSession: 10000},
+		{name: "set", session: 6 * time.Second, instance: "orders-0", wantSession: 6000, wantInstance: "orders-0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newCluster(t, 1, 1)
+				c.cfg.SessionTimeout, c.cfg.InstanceID = tc.session, tc.instance
+				joins := make(chan *kmsg.JoinGroupRequest, 16)
+				c.fake.ControlKey(int16(kmsg.JoinGroup), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+					c.fake.KeepControl()
+					if req := kreq.(*kmsg.JoinGroupRequest); req.Group == testGroup {
+						select {
+						case joins <- req:
+						default:
+						}
+					}
+					return nil, nil, false
+				})
+				c.produce(&kgo.Record{Key: []byte("k")})
+				var calls counter
+				r := c.start(consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+					calls.add(r.Key)
+					return nil
+				}), consumer.WithRelay(false))
+				waitFor(t, "the record handled", func() bool { return calls.get("k") == 1 })
+				if err := r.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				req := <-joins
+				if req.SessionTimeoutMillis != tc.wantSession {
+					t.Errorf("joined with session timeout %dms, want %dms", req.SessionTimeoutMillis, tc.wantSession)
+				}
+				if got := req.InstanceID; (got == nil) != (tc.wantInstance == "") || got != nil && *got != tc.wantInstance {
+					t.Errorf("joined with instance id %v, want %q", got, tc.wantInstance)
+				}
+			})
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,12 +33,12 @@ type Consumer struct {
 	opts       options
 	ladders    map[string]*retrytopics.Ladder // by main topic
 	maxAge     map[string]time.Duration       // by main topic; 0: no limit
-	clientOpts []kgo.Opt                      // from the config, then WithClientOpts
+	clientOpts []kgo.Opt                      // from the config, then WithClientOpts; the group's come in newClient
 	metrics    *metrics.Metrics
 	relay      relayRunner // nil: WithRelay(false)
 	// commitInterval is how often marks are committed (commit_interval).
 	commitInterval time.Duration
-	started    atomic.Bool
+	started        atomic.Bool
 }
 
 // New checks cfg, h and opts and returns a Consumer that has started nothing:
@@ -91,9 +92,13 @@ func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	c.commitInterval = commitInterval(cfg)
-	c.clientOpts = append(slices.Clone(base), kgo.AutoCommitInterval(c.commitInterval))
-	c.clientOpts = append(c.clientOpts, o.clientOpts...)
+	c.commitInterval = cmp.Or(cfg.CommitInterval, config.DefaultCommitInterval)
+	if c.commitInterval < 0 {
+		c.commitInterval = config.DefaultCommitInterval
+	}
+	// The producer's delivery timeout from the config, for the consumer's
+	// client and the relay's; the user's options may still override it.
+	c.clientOpts = slices.Concat(base, cfg.ProducerOpts(), o.clientOpts)
 	if c.metrics, err = metrics.New(o.registerer); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
@@ -424,11 +429,6 @@ func (s *session) shutdown() error {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	return s.finalErr
-}
-
-// commitInterval is cfg's commit_interval, or its default.
-func commitInterval(cfg *config.Config) time.Duration {
-	return time.Second
 }
 
 // relayRunner is the part of retrytopics.Relay that Run uses.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return w.mark(rec)
 	}
+	var expiry time.Time // when the record passes max_age; zero: no max_age
 	if maxAge := w.maxAge; maxAge > 0 {
 		start = 0
 		born := rec.Timestamp
@@ -57,9 +59,10 @@ func (w *worker) process(rec *kgo.Record) bool {
 			// from the DLQ (no attempt yet) starts a new life.
 			born = md.OriginalTimestamp
 		}
+		expiry = born.Add(maxAge)
 		if age := time.Since(born); age > maxAge {
-			return w.deadLetter(rec, md, retrytopics.ReasonExpired,
-				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge))
+			return w.deadLetter(rec, md, retrytopics.ReasonExpired, withLastError(
+				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge), md))
 		}
 	}
 
@@ -103,6 +106,12 @@ func (w *worker) process(rec *kgo.Record) bool {
 		return w.deadLetter(rec, md, retrytopics.ReasonExhausted, herr.Error())
 	}
 	now := time.Now()
+	if due := now.Add(step.Delay); !expiry.IsZero() && due.After(expiry) {
+		// Waiting a tier would only end in the DLQ as expired.
+		return w.deadLetter(rec, md, retrytopics.ReasonExpired, fmt.Sprintf(
+			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
+			retrytopics.FormatTime(due), step.Name, w.maxAge, herr.Error()))
+	}
 	next := w.nextMetadata(rec, md, now, herr.Error())
 	next.Tier = step.Name
 	next.DueAt = now.Add(step.Delay)
@@ -164,11 +173,13 @@ func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason ret
 	next := w.nextMetadata(rec, md, now, errText)
 	next.Reason = reason
 	next.DueAt = now
-	// The tier the record came from; a record that never went through the
-	// ladder is in the DLQ only.
-	next.Tier = md.Tier
-	if next.Tier == "" {
-		next.Tier = metrics.TierDLQ
+	// The tier the record came from, when it is one of the ladder's: a
+	// record that never went through the ladder, or whose kretry-tier names
+	// no tier kretry knows (forged, or from a ladder since changed), is in
+	// the DLQ only.
+	next.Tier = metrics.TierDLQ
+	if _, known := w.ladder.StepByName(md.Tier); known {
+		next.Tier = md.Tier
 	}
 	return w.forward(rec, w.ladder.DLQ(), next)
 }
@@ -183,7 +194,7 @@ func (w *worker) forwarded(p *pendingRecord) {
 		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
 		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", md.Error)
+			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
 		return
 	}
 	fwd := w.forwardedTo[md.Tier]
@@ -216,7 +227,10 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 		Error:         errText,
 		Replays:       md.Replays,
 	}
-	next.Attempts = md.Attempts + 1 // 0 without kretry headers and on a record replayed from the DLQ
+	// md.Attempts is 0 without kretry headers and on a record replayed from
+	// the DLQ; at its largest (2^31-1, what the header contract allows) it
+	// stays there rather than pass what kretry's own readers accept.
+	next.Attempts = min(md.Attempts, retrytopics.MaxAttempts-1) + 1
 	// A record replayed from the DLQ to this group (kretry-group, no
 	// attempt yet) keeps its first delivery across replays; its failures
 	// start again.
@@ -236,6 +250,30 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 		next.FirstFailureAt = md.FirstFailureAt
 	}
 	return next
+}
+
+// logTextLen bounds the text of a record's header in a log line.
+const logTextLen = 256
+
+// logText is s, which may hold text from a record's kretry headers (the
+// last error of an earlier attempt), as a log line shows it: cut at
+// logTextLen bytes and quoted, with every control character escaped, so
+// that no record can forge log lines or drive a terminal.
+func logText(s string) string {
+	if len(s) > logTextLen {
+		s = strings.ToValidUTF8(s[:logTextLen], "") + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// withLastError is errText followed by the last error md carries, if any:
+// a record expired on its way through the ladder keeps the cause of its
+// failures.
+func withLastError(errText string, md retrytopics.Metadata) string {
+	if md.Error == "" {
+		return errText
+	}
+	return errText + "; last error: " + md.Error
 }
 
 // reforward produces p's forward again after it failed with err, waiting
@@ -280,7 +318,8 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 		}
 		backoff = min(2*backoff, forwardBackoffMax)
 		f := &p.fwd.out
-		again := &kgo.Record{Topic: f.Topic, Partition: f.Partition, Key: f.Key, Value: f.Value, Headers: f.Headers, Timestamp: f.Timestamp}
+		// A new timestamp: kgo counts the delivery timeout from it.
+		again := &kgo.Record{Topic: f.Topic, Partition: f.Partition, Key: f.Key, Value: f.Value, Headers: f.Headers, Timestamp: time.Now()}
 		if err = w.s.cl.ProduceSync(w.ctx, again).FirstErr(); err == nil {
 			return true
 		}
@@ -311,7 +350,7 @@ func (w *worker) redirectToDLQ(p *pendingRecord, refusal error) {
 	// The refused forward's promise has run: its record is ours again.
 	f := p.fwd.out
 	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.Partition(w.ctx, w.ladder.DLQ(), rec.Partition),
-		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: f.Timestamp}
+		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: time.Now()}
 	w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", tier, "error", refusal)
 	p.fwd.md = md
