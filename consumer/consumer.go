@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
@@ -161,6 +163,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	s.partitions = partitions.New(cl, s.log, counts)
+	s.limits.read(ctx, kadm.NewClient(cl), slices.Collect(maps.Keys(counts)), s.log)
 
 	var wg sync.WaitGroup
 	var relayErr error
@@ -213,6 +216,7 @@ type session struct {
 	log        *slog.Logger
 	base       context.Context    // values of Run's ctx, never cancelled
 	partitions *partitions.Counts // of the tier and DLQ topics
+	limits     batchLimits        // the producer's batch limit of each tier and DLQ topic
 
 	mu       sync.Mutex
 	workers  map[topicPartition]*worker

@@ -191,6 +191,9 @@ func (w *worker) forwarded(p *pendingRecord) {
 	if md.Reason != "" {
 		m.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
 		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason)).Inc()
+		if md.Reason == retrytopics.ReasonTooLarge {
+			m.TooLarge.WithLabelValues(rec.Topic).Inc()
+		}
 		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
 		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
@@ -257,13 +260,15 @@ const logTextLen = 256
 
 // logText is s, which may hold text from a record's kretry headers (the
 // last error of an earlier attempt), as a log line shows it: cut at
-// logTextLen bytes and quoted, with every control character escaped, so
-// that no record can forge log lines or drive a terminal.
+// logTextLen bytes, with every control character and invalid byte escaped
+// as Go quotes them (\x1b, \r), so that no record can forge log lines or
+// drive a terminal whatever the slog handler; the handler adds the quotes.
 func logText(s string) string {
 	if len(s) > logTextLen {
 		s = strings.ToValidUTF8(s[:logTextLen], "") + "..."
 	}
-	return strconv.Quote(s)
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 // withLastError is errText followed by the last error md carries, if any:
@@ -292,13 +297,16 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 			return false
 		}
 		if refused(err) {
-			if topic == w.ladder.DLQ() {
+			// A record too large for its forward goes to the DLQ without
+			// its value, which stays in the main topic.
+			tooLarge := isTooLarge(err) && p.fwd.md.Reason != retrytopics.ReasonTooLarge
+			if topic == w.ladder.DLQ() && !tooLarge {
 				w.s.fail(fmt.Errorf("consumer: record %s/%d@%d cannot be written to the DLQ %s: %w: "+
-					"raise the topic's max.message.bytes (and kgo.ProducerBatchMaxBytes through WithClientOpts) or grant the write; "+
+					"grant the write (or raise the topic's max.message.bytes); "+
 					"the record stays uncommitted", rec.Topic, rec.Partition, rec.Offset, topic, err))
 				return false
 			}
-			w.redirectToDLQ(p, err)
+			w.redirectToDLQ(p, err, tooLarge)
 			try, backoff = 0, forwardBackoffMin
 			if err = w.s.cl.ProduceSync(w.ctx, &p.fwd.out).FirstErr(); err == nil {
 				return true
@@ -334,24 +342,46 @@ func refused(err error) bool {
 	return errors.As(err, &ke) && !ke.Retriable
 }
 
+// isTooLarge reports whether a produce error says the record is larger than
+// the topic (the broker) or the client's batch limit accepts.
+func isTooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
+}
+
 // refusedErrorLen bounds the error text of a record redirected to the DLQ, so
 // that a record refused for its size has the best chance to fit there.
 const refusedErrorLen = 256
 
-// redirectToDLQ turns p's refused forward to a retry tier into a dead letter
-// with reason permanent and the refusal as its error.
-func (w *worker) redirectToDLQ(p *pendingRecord, refusal error) {
-	rec, tier, md := p.rec, p.fwd.out.Topic, p.fwd.md
-	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", tier, refusal, md.Error)
+// redirectToDLQ turns p's refused forward into a dead letter with the
+// refusal as its error: with reason permanent, or, when the record is too
+// large for its forward (tooLarge), with reason too-large and without its
+// value, which the record's kretry-original-topic, -partition and -offset
+// point to in the main topic (dlq replay reads it from there).
+func (w *worker) redirectToDLQ(p *pendingRecord, refusal error, tooLarge bool) {
+	rec, to, md := p.rec, p.fwd.out.Topic, p.fwd.md
+	f := p.fwd.out // the refused forward's promise has run: its record is ours again
+	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", to, refusal, md.Error)
+	md.Reason, md.DueAt = retrytopics.ReasonPermanent, md.LastFailureAt
+	value := f.Value
+	if tooLarge {
+		md.Reason, value = retrytopics.ReasonTooLarge, nil
+		errText = fmt.Sprintf("value of %d bytes omitted, too large for %s; it is in %s partition %d offset %d: %s",
+			len(f.Value), to, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, errText)
+	}
 	if len(errText) > refusedErrorLen {
 		errText = strings.ToValidUTF8(errText[:refusedErrorLen], "")
 	}
-	md.Reason, md.Error, md.DueAt = retrytopics.ReasonPermanent, errText, md.LastFailureAt
-	// The refused forward's promise has run: its record is ours again.
-	f := p.fwd.out
+	md.Error = errText
 	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.Partition(w.ctx, w.ladder.DLQ(), rec.Partition),
-		Key: f.Key, Value: f.Value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: time.Now()}
-	w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
-		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", tier, "error", refusal)
+		Key: f.Key, Value: value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: time.Now()}
+	if tooLarge {
+		w.s.log.Error("kretry record too large for its forward; dead-lettering it without its value, which stays in the main topic",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", to, "value_bytes", len(f.Value),
+			"original_topic", logText(md.OriginalTopic), "original_partition", md.OriginalPartition, "original_offset", md.OriginalOffset,
+			"error", refusal)
+	} else {
+		w.s.log.Error("kretry forward refused for good; dead-lettering the record instead",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", to, "error", refusal)
+	}
 	p.fwd.md = md
 }

@@ -58,12 +58,13 @@ const (
 	ReasonPanic           Reason = "panic"            // the handler panicked
 	ReasonExpired         Reason = "expired"          // the record is older than max_age
 	ReasonInvalidMetadata Reason = "invalid-metadata" // its kretry headers cannot be read
+	ReasonTooLarge        Reason = "too-large"        // too large to forward: the DLQ record has no value; kretry-original-* say where it is
 )
 
 // Valid reports whether r is one of the Reason constants.
 func (r Reason) Valid() bool {
 	switch r {
-	case ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonInvalidMetadata:
+	case ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonInvalidMetadata, ReasonTooLarge:
 		return true
 	}
 	return false

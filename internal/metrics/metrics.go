@@ -38,6 +38,7 @@ type Metrics struct {
 	HeldBytes        *prometheus.GaugeVec     // tier
 	DeadLettered     *prometheus.CounterVec   // topic, reason
 	UntrustedDueAt   *prometheus.CounterVec   // topic, tier
+	TooLarge         *prometheus.CounterVec   // topic
 }
 
 // New builds the collectors and registers them on reg. A nil reg disables
@@ -79,6 +80,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "untrusted_due_at_total",
 			Help: "Tier records the relay re-fed at their last failure plus their tier's delay, because their kretry-due-at was later than that.",
 		}, []string{"topic", "tier"}),
+		TooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "too_large_total",
+			Help: "Records too large to forward with kretry's headers, written to the DLQ without their value (reason too-large).",
+		}, []string{"topic"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -92,6 +97,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.PausedPartitions = register(reg, m.PausedPartitions, &err)
 	m.HeldBytes = register(reg, m.HeldBytes, &err)
 	m.DeadLettered = register(reg, m.DeadLettered, &err)
+	m.TooLarge = register(reg, m.TooLarge, &err)
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	if err != nil {
 		return nil, err
