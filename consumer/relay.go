@@ -11,6 +11,14 @@ func newRelay(c *Consumer, ladders []*retrytopics.Ladder) (relayRunner, error) {
 		retrytopics.WithRelayLogger(c.opts.logger.With("component", "relay")),
 		retrytopics.WithRelayClientOpts(c.clientOpts...),
 		retrytopics.WithRelayRegisterer(c.opts.registerer),
+		retrytopics.WithRelayGroupOpts(c.cfg.GroupOpts()...),
+		retrytopics.WithRelayProducerOpts(c.cfg.ProducerOpts()...),
+	}
+	if c.cfg.CommitInterval > 0 {
+		opts = append(opts, retrytopics.WithRelayCommitInterval(c.cfg.CommitInterval))
+	}
+	if c.cfg.DeliveryTimeout > 0 {
+		opts = append(opts, retrytopics.WithRelayDeliveryTimeout(c.cfg.DeliveryTimeout))
 	}
 	if c.cfg.Relay.Group != "" {
 		opts = append(opts, retrytopics.WithRelayGroup(c.cfg.Relay.Group))

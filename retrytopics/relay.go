@@ -96,12 +96,25 @@ type relayCfg struct {
 	retryBackoff    time.Duration
 	maxRetryBackoff time.Duration
 	holdBytes       int
+	commitInterval  time.Duration
+	groupOpts       []kgo.Opt
+	producerOpts    []kgo.Opt
 }
 
 // Defaults of the relay options.
 const (
 	DefaultRelayFetchMaxWait    = 100 * time.Millisecond
 	DefaultRelayDeliveryTimeout = 30 * time.Second
+
+	// DefaultRelayCommitInterval is how often the relay commits the tier
+	// offsets it marked: see WithRelayCommitInterval.
+	DefaultRelayCommitInterval = time.Second
+	// DefaultRelaySessionTimeout is the relay's group session timeout, with
+	// a heartbeat every DefaultRelayHeartbeatInterval: how long a relay that
+	// died without leaving (kill -9) holds its partitions. franz-go's default
+	// is 45s.
+	DefaultRelaySessionTimeout    = 10 * time.Second
+	DefaultRelayHeartbeatInterval = time.Second
 
 	// DefaultRelayHoldBytes is how much of the records due soon the relay
 	// holds in memory by default: see WithRelayHoldBytes.
@@ -127,8 +140,15 @@ func defaultRelayCfg() relayCfg {
 		holdBytes:       DefaultRelayHoldBytes,
 		retryBackoff:    time.Second,
 		maxRetryBackoff: 30 * time.Second,
+		commitInterval:  DefaultRelayCommitInterval,
 	}
 }
+
+// shutdownSlack is what Run takes at shutdown on top of the delivery
+// timeout: to commit and leave the group. Past it the clients' requests are
+// cut (kgo.WithContext), so that Run returns even when the brokers do not
+// answer.
+const shutdownSlack = 5 * time.Second
 
 // WithRelayGroup sets the relay's consumer group. Default: the ladders'
 // group followed by "-relay" ("orders-service-relay"); required when the
@@ -180,6 +200,34 @@ func WithRelayDeliveryTimeout(d time.Duration) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.deliveryTimeout = d })
 }
 
+// WithRelayCommitInterval sets how often the relay commits the tier offsets
+// of the records it re-fed (and the broker acknowledged): a relay that dies
+// re-feeds again at most about this much of its work. It also commits on
+// every revoke and at shutdown. Default DefaultRelayCommitInterval, 1s.
+func WithRelayCommitInterval(d time.Duration) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.commitInterval = d })
+}
+
+// WithRelayGroupOpts adds kgo group options to the relay's consuming client
+// only: config.Config.GroupOpts gives them (session timeout, heartbeat,
+// static membership with kgo.InstanceID, KIP-848 with
+// kgo.ServerSideBalancer...). They are applied after the relay's defaults
+// (DefaultRelaySessionTimeout, DefaultRelayHeartbeatInterval, an auto-commit
+// of marks every WithRelayCommitInterval) and after WithRelayClientOpts, and
+// override them.
+func WithRelayGroupOpts(opts ...kgo.Opt) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.groupOpts = append(c.groupOpts, opts...) })
+}
+
+// WithRelayProducerOpts adds kgo options to the relay's producing client
+// only (config.Config.ProducerOpts gives them), after WithRelayClientOpts
+// and the delivery timeout; the acks, partitioner and batch limits the
+// relay's guarantees rest on are set after them. Give the delivery timeout
+// with WithRelayDeliveryTimeout too: the relay's own waits follow it.
+func WithRelayProducerOpts(opts ...kgo.Opt) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.producerOpts = append(c.producerOpts, opts...) })
+}
+
 // WithRelayHoldBytes bounds the records the relay holds in memory ahead of
 // their due time, so that it re-feeds them when due without fetching them
 // then: n bytes of keys, values and headers in all, and one record per 640
@@ -212,6 +260,8 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 		return nil, fmt.Errorf("relay: delivery timeout %v: want a timeout > 0", cfg.deliveryTimeout)
 	case cfg.holdBytes < 0:
 		return nil, fmt.Errorf("relay: hold bytes %d: want 0 (hold nothing) or more", cfg.holdBytes)
+	case cfg.commitInterval <= 0:
+		return nil, fmt.Errorf("relay: commit interval %v: want an interval > 0", cfg.commitInterval)
 	}
 	r := &Relay{cfg: cfg, tiers: map[string]tierOf{}}
 	for i, l := range ladders {
@@ -252,15 +302,45 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 func (r *Relay) Group() string { return r.cfg.group }
 
 // Run checks that every tier topic exists, joins the relay's group and
-// re-feeds records until ctx is done. Then it commits what it re-fed, leaves
-// the group and returns nil; no goroutine of it outlives the call. It
-// returns an error without joining when a topic is missing. A Relay runs
-// once at a time.
+// re-feeds records until ctx is done. Then, before it lets the group
+// rebalance, it waits for the re-feeds in flight (at most the delivery
+// timeout), marks those the broker acknowledged, commits, leaves the group
+// and returns nil; a re-feed not acknowledged by then stays uncommitted and
+// is re-fed again by the next owner. Run so returns within the delivery
+// timeout plus a few seconds of ctx being done, even when the brokers do not
+// answer: past that the clients' requests are cut. No goroutine of it
+// outlives the call. It returns an error without joining when a topic is
+// missing. A Relay runs once at a time.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("relay: Run is already running")
 	}
 	defer r.running.Store(false)
+
+	// hard is the clients' context: cut once shutting down has taken the
+	// delivery timeout and shutdownSlack.
+	hard, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	ran := make(chan struct{})
+	var cutter sync.WaitGroup
+	cutter.Go(func() {
+		select {
+		case <-ran:
+			return
+		case <-ctx.Done():
+		}
+		t := time.NewTimer(r.cfg.deliveryTimeout + shutdownSlack)
+		defer t.Stop()
+		select {
+		case <-ran:
+		case <-t.C:
+			r.cfg.logger.Error("kretry relay cuts its Kafka requests: shutting down took longer than the delivery timeout and 5s",
+				"delivery_timeout", r.cfg.deliveryTimeout)
+			cut()
+		}
+	})
+	defer cutter.Wait()
+	defer close(ran)
 
 	// franz-go's client metrics, as kretry_client_*{component="relay-producer"|"relay-consumer",group=...}.
 	prodHooks, prodMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
@@ -271,7 +351,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer consMetrics.Release()
 
 	limits := &batchLimits{}
-	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.ProducerBatchMaxBytesFn(limits.of))...)
+	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.WithContext(hard), kgo.ProducerBatchMaxBytesFn(limits.of))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -287,8 +367,9 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
-		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes)}
-	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
+		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
+		hard: hard, ackc: make(chan struct{}, 1)}
+	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard), kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -304,8 +385,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		fetches := cons.PollRecords(pctx, r.cfg.maxPollRecords)
 		pcancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
-			cons.AllowRebalance()
-			break
+			break // still holding rebalances: the marks are settled first
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
@@ -318,13 +398,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		cons.AllowRebalance()
 	}
 
-	s.settleAll(nil)
+	// Settle before the final rebalance: wait for the re-feeds in flight up
+	// to the delivery timeout, mark what was acknowledged, commit it.
+	sctx, scancel := context.WithTimeout(hard, r.cfg.deliveryTimeout)
+	s.settleAll(nil, sctx.Done())
+	scancel()
 	s.stop()
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	cctx, ccancel := context.WithTimeout(hard, shutdownSlack)
 	if err := cons.CommitMarkedOffsets(cctx); err != nil {
 		s.log.Error("kretry relay could not commit its last offsets; those records will be re-fed again", "error", err)
 	}
-	cancel()
+	ccancel()
+	cons.AllowRebalance()
 	cons.Close()
 	s.log.Info("kretry relay stopped", "group", r.cfg.group)
 	return nil
@@ -342,18 +427,24 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		// Defaults the caller may override: a resumed partition needs only
 		// its due records, and smaller fetches bound the memory that a burst
 		// of resumed partitions (or well-compressed batches) can take.
-		opts = append(opts, kgo.FetchMaxBytes(relayFetchMaxBytes), kgo.FetchMaxPartitionBytes(relayFetchMaxPartitionBytes))
+		opts = append(opts, kgo.FetchMaxBytes(relayFetchMaxBytes), kgo.FetchMaxPartitionBytes(relayFetchMaxPartitionBytes),
+			kgo.SessionTimeout(DefaultRelaySessionTimeout), kgo.HeartbeatInterval(DefaultRelayHeartbeatInterval),
+			kgo.AutoCommitInterval(r.cfg.commitInterval))
 	}
 	opts = append(opts, r.cfg.clientOpts...)
+	if consume {
+		opts = append(opts, r.cfg.groupOpts...)
+	}
 	opts = append(opts, kgo.WithLogger(telemetry.Logger(r.cfg.logger.With("component", "kgo", "client", "relay-"+name))))
 	if hooks != nil {
 		opts = append(opts, hooks)
 	}
 	if !consume {
+		opts = append(opts, kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout))
+		opts = append(opts, r.cfg.producerOpts...)
 		opts = append(opts,
 			kgo.RecordPartitioner(kgo.ManualPartitioner()),
 			kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout),
 			kgo.ProducerLinger(0),
 		)
 		return append(opts, extra...)
@@ -486,6 +577,11 @@ type session struct {
 	heldRecords, heldBytes int
 	heldByTier             map[string]int
 	budget                 holdBudget
+
+	// hard is the clients' context, cut when shutting down takes too long;
+	// ackc wakes a goroutine that waits for acknowledgements (see await).
+	hard context.Context
+	ackc chan struct{}
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -655,7 +751,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 	n := 0
 	for _, o := range outs {
-		s.settle(o, false)
+		s.settle(o, nil)
 		n += len(o.queue)
 	}
 	// Past maxInflight, wait for whole partitions' re-feeds until half of
@@ -665,7 +761,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 			break
 		}
 		left := len(o.queue)
-		s.settle(o, true)
+		s.settle(o, ctx.Done()) // shutting down: the rest is settled then, within the delivery timeout
 		n -= left - len(o.queue)
 	}
 	s.mu.Lock()
@@ -881,7 +977,9 @@ func (s *session) unholdPause(tp topicPartition) {
 // What the revoked partitions re-fed is marked once acknowledged, then
 // committed.
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
-	s.settleAll(tps)
+	sctx, cancel := context.WithTimeout(ctx, s.r.cfg.deliveryTimeout)
+	s.settleAll(tps, sctx.Done())
+	cancel()
 	s.release(cl, tps)
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
 		s.log.Error("kretry relay could not commit offsets of revoked partitions; their records will be re-fed again",
@@ -951,8 +1049,8 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			if err != nil {
 				// Rare: the dead letter is written after everything before it.
-				if s.settle(o, true); o.rewind != nil {
-					return
+				if s.settle(o, ctx.Done()); o.rewind != nil || len(o.queue) > 0 {
+					return // a failure before it, or shutting down
 				}
 				if !s.deadLetter(ctx, t, rec, err) {
 					o.rewind, o.failure = rec, true
@@ -1048,9 +1146,11 @@ const maxInflight = 4 * relayMaxPollRecords
 const settleEvery = 10 * time.Millisecond
 
 // settleAll waits for the re-feeds in flight of the partitions in tps (all
-// when tps is nil) and marks the records done, up to a failed one; it runs
-// when the poll loop is not handling a poll (a revoke, or after the loop).
-func (s *session) settleAll(tps map[string][]int32) {
+// when tps is nil) until stop is closed, and marks the records done, up to a
+// failed one or one not acknowledged by then: the rest stays unmarked and is
+// re-fed again by the next owner. It runs when the poll loop is not handling
+// a poll (a revoke, or after the loop).
+func (s *session) settleAll(tps map[string][]int32, stop <-chan struct{}) {
 	var outs []*outcome
 	s.mu.Lock()
 	for tp, q := range s.inflight {
@@ -1060,34 +1160,43 @@ func (s *session) settleAll(tps map[string][]int32) {
 		}
 	}
 	s.mu.Unlock()
+	abandoned := 0
 	for _, o := range outs {
-		s.settle(o, true)
+		s.settle(o, stop)
 		s.cons.MarkCommitRecords(o.done...)
+		abandoned += len(o.queue)
+	}
+	if abandoned > 0 {
+		s.log.Warn("kretry relay stops waiting for re-feeds the broker has not acknowledged within the delivery timeout; their tier records stay uncommitted and are re-fed again",
+			"refeeds", abandoned)
 	}
 }
 
 // settle takes the re-feeds at the front of o.queue that are acknowledged
-// (with block, all of them) and appends their records to o.done, in order.
-// At the first failed one it waits for the rest of the queue, drops it, and
-// makes the failed record o's rewind: neither it nor anything after it is
-// marked.
-func (s *session) settle(o *outcome, block bool) {
+// and appends their records to o.done, in order; with stop set it waits for
+// the others until stop is closed. What is not acknowledged stays in
+// o.queue. At the first failed one it waits for the rest of the queue (at
+// most until stop, or the clients' context, is done), drops it, and makes
+// the failed record o's rewind: neither it nor anything after it is marked.
+func (s *session) settle(o *outcome, stop <-chan struct{}) {
 	t := s.r.tiers[o.tp.topic]
 	for i, f := range o.queue {
-		if f.produced {
-			if block {
-				f.wg.Wait()
-			} else if !f.acked.Load() {
-				o.queue = o.queue[i:]
-				return
-			}
+		if f.produced && !f.acked.Load() && (stop == nil || !s.await(f, stop)) {
+			o.queue = o.queue[i:]
+			return
 		}
 		if f.err != nil {
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
 				"to", t.ladder.Topic(), "error", f.err)
-			for _, g := range o.queue[i+1:] { // no promise outlives the queue
-				g.wg.Wait()
+			rest := stop
+			if rest == nil {
+				rest = s.hard.Done()
+			}
+			for _, g := range o.queue[i+1:] { // later ones fail with it, or are duplicates once it is re-fed again
+				if g.produced && !s.await(g, rest) {
+					break
+				}
 			}
 			o.queue = nil
 			o.rewind, o.failure, o.waiting = f.rec, true, nil
@@ -1099,6 +1208,29 @@ func (s *session) settle(o *outcome, block bool) {
 		o.done = append(o.done, f.rec)
 	}
 	o.queue = nil
+}
+
+// await waits until f is acknowledged, or stop or the clients' context is
+// done; it reports whether f is acknowledged. One goroutine waits at a time
+// (the poll loop, or a rebalance callback between polls); a ticker covers a
+// wake-up another took.
+func (s *session) await(f *refeed, stop <-chan struct{}) bool {
+	if f.acked.Load() {
+		return true
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !f.acked.Load() {
+		select {
+		case <-s.ackc:
+		case <-tick.C:
+		case <-stop:
+			return f.acked.Load()
+		case <-s.hard.Done():
+			return f.acked.Load()
+		}
+	}
+	return true
 }
 
 // refeed is one re-feed in flight, or with produced false a record that
@@ -1113,19 +1245,22 @@ type refeed struct {
 	out       kgo.Record
 	produced  bool
 
-	// Set by the produce promise before it marks the re-feed acknowledged
-	// (acked, then wg.Done); read after acked.Load or wg.Wait.
-	wg    sync.WaitGroup
+	// Set by the produce promise before it marks the re-feed acknowledged;
+	// read after acked.Load. ackc is the session's: see await.
 	acked atomic.Bool
 	err   error
 	at    time.Time // when the broker acknowledged it
+	ackc  chan struct{}
 }
 
 // ack is the re-feed's produce promise.
 func (f *refeed) ack(_ *kgo.Record, err error) {
 	f.err, f.at = err, time.Now()
 	f.acked.Store(true)
-	f.wg.Done()
+	select {
+	case f.ackc <- struct{}{}:
+	default:
+	}
 }
 
 // refeed starts producing rec to its main topic, at its original partition
@@ -1135,7 +1270,7 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 // are reused, otherwise Encode rewrites them.
 func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
 	main := t.ladder.Topic()
-	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, untrusted: r.untrusted, produced: true}
+	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, untrusted: r.untrusted, produced: true, ackc: s.ackc}
 	headers := rec.Headers
 	if !r.canonical {
 		md, _, _ := Decode(rec.Headers) // read once already
@@ -1152,7 +1287,6 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		Value:     rec.Value,
 		Headers:   headers,
 	}
-	f.wg.Add(1)
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
 	s.prod.Produce(context.Background(), &f.out, f.ack)
@@ -1221,7 +1355,7 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 // delivery timeout; shutdown does not cut it short, so that an acknowledged
 // re-feed is also marked.
 func (s *session) produce(rec *kgo.Record) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.r.cfg.deliveryTimeout)
+	ctx, cancel := context.WithTimeout(s.hard, s.r.cfg.deliveryTimeout)
 	defer cancel()
 	return s.prod.ProduceSync(ctx, rec).FirstErr()
 }

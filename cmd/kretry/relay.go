@@ -91,6 +91,14 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),
 		retrytopics.WithRelayLogger(logger),
 		retrytopics.WithRelayClientOpts(opts...),
+		retrytopics.WithRelayGroupOpts(cfg.GroupOpts()...),
+		retrytopics.WithRelayProducerOpts(cfg.ProducerOpts()...),
+	}
+	if cfg.CommitInterval > 0 {
+		relayOpts = append(relayOpts, retrytopics.WithRelayCommitInterval(cfg.CommitInterval))
+	}
+	if cfg.DeliveryTimeout > 0 {
+		relayOpts = append(relayOpts, retrytopics.WithRelayDeliveryTimeout(cfg.DeliveryTimeout))
 	}
 	if n := cfg.Relay.HoldBytes; n != nil {
 		relayOpts = append(relayOpts, retrytopics.WithRelayHoldBytes(*n))
