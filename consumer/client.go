@@ -40,7 +40,7 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordPartitioner(newPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Batches as large as each target topic takes (its
 		// max.message.bytes), not kgo's 1,000,012-byte default.

@@ -69,7 +69,13 @@ func (w *worker) process(rec *kgo.Record) bool {
 	// What is forwarded and marked is what arrived, whatever fields of rec
 	// the handler set (a copy on the stack: this runs for every record).
 	arrived := *rec
+	w.emit.start()
 	herr, panicked := w.handle(rec, start)
+	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
+		// The outputs of a successful call; a failed call's are dropped.
+		w.handlerEnd = 0
+		herr = w.produceEmitted(emitted)
+	}
 	if herr == nil {
 		// Marking reads these fields only. Copying all of rec back would
 		// cost a write barrier per pointer while the GC runs.
@@ -136,7 +142,7 @@ func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panick
 			w.handlerEnd = end
 		}
 	}()
-	return w.s.c.handler.Handle(w.ctx, rec), false
+	return w.s.c.handler.Handle(w.hctx, rec), false
 }
 
 // panicStack is the recovering goroutine's stack, cut to 4 KiB: where the

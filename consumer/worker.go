@@ -42,8 +42,11 @@ type worker struct {
 	// period after stop runs out.
 	ctx    context.Context
 	cancel context.CancelFunc
-	timer  *time.Timer
-	done   chan struct{}
+	// hctx is ctx with emit, what Handle is called with (see Emit).
+	hctx  context.Context
+	emit  emitter
+	timer *time.Timer
+	done  chan struct{}
 
 	// pending holds, in offset order, the records done or being forwarded
 	// that wait for an earlier forward's ack before they are marked. Worker
@@ -109,7 +112,7 @@ type pendingForward struct {
 
 func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worker {
 	ctx, cancel := context.WithCancel(s.base)
-	return &worker{
+	w := &worker{
 		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic],
 		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
@@ -121,6 +124,8 @@ func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worke
 		durations: s.c.metrics.HandlerDuration.Batch(tp.topic),
 		clock0:    time.Now(),
 	}
+	w.hctx = context.WithValue(ctx, emitterKey{}, &w.emit)
+	return w
 }
 
 // since is the time on the worker's clock: time.Since of a time that holds a
