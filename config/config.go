@@ -91,8 +91,10 @@ const (
 	EnvInstanceID = "KRETRY_INSTANCE_ID"
 )
 
-// Config is a loaded kretry configuration with every default resolved. Build it
-// with Load or Parse, which validate it; a Config built by hand is used as is.
+// Config is a kretry configuration. Load and Parse return it validated with
+// every default resolved. A Config built in Go, for a service with a config
+// system of its own, is held to the same rules by Validate (consumer.New
+// calls it); its zero fields mean their defaults, which SetDefaults fills in.
 type Config struct {
 	Source   string   // file name used in error messages; "" from Parse
 	Brokers  []string // seed brokers, host:port

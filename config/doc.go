@@ -2,7 +2,9 @@
 // cluster to connect to (Config, TLS, SASL), the main topics with their retry
 // ladders (Topic), and the relay (Relay). Load reads a file and Parse reads
 // text; both resolve every default, so the Config they return holds the
-// values kretry will use. ClientOpts turns the connection settings into
+// values kretry will use. A Config can also be built in Go, without a file:
+// Validate holds it to the rules of a file (Parse runs Validate too) and
+// SetDefaults fills its zero fields with the defaults of a file. ClientOpts turns the connection settings into
 // franz-go options, and Ladders resolves each topic's retrytopics.Ladder.
 //
 // # Format

@@ -84,6 +84,13 @@ func parse(src string, data []byte, env lookupEnv) (*Config, error) {
 	if len(d.errs) > 0 {
 		return nil, joinSorted(d.errs)
 	}
+	c.SetDefaults()
+	// The decoder has checked each value where it stood, with its line;
+	// Validate is the contract a Config built in Go is held to, so a file
+	// is held to it too.
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -509,7 +516,6 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 	}
 
 	// client_id, group
-	c.ClientID = DefaultClientID
 	if s, _, ok := d.nonEmpty(top, "client_id", "client_id", `omit it for the default "`+DefaultClientID+`"`); ok {
 		c.ClientID = s
 	}
@@ -537,11 +543,6 @@ func (d *decoder) config(root ast.Node, c *Config, env lookupEnv) {
 // exactly_once, commit_interval, session_timeout, instance_id,
 // group_protocol and delivery_timeout.
 func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
-	c.CommitInterval = DefaultCommitInterval
-	c.SessionTimeout = DefaultSessionTimeout
-	c.DeliveryTimeout = DefaultDeliveryTimeout
-	c.GroupProtocol = GroupProtocolClassic
-
 	if v, ok := top["exactly_once"]; ok && v.value != nil {
 		if b, isBool := v.value.(*ast.BoolNode); isBool {
 			c.ExactlyOnce = b.Value
@@ -550,15 +551,15 @@ func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
 		}
 	}
 	if v, ok := d.durationIn(top, "commit_interval", MinCommitInterval, MaxCommitInterval,
-		"how often marked offsets are committed, which bounds the work a crash repeats", DefaultCommitInterval); ok {
+		commitIntervalWhy, DefaultCommitInterval); ok {
 		c.CommitInterval = v
 	}
 	if v, ok := d.durationIn(top, "session_timeout", MinSessionTimeout, MaxSessionTimeout,
-		"Kafka brokers refuse a session timeout outside group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and 30m by default", DefaultSessionTimeout); ok {
+		sessionTimeoutWhy, DefaultSessionTimeout); ok {
 		c.SessionTimeout = v
 	}
 	if v, ok := d.durationIn(top, "delivery_timeout", time.Millisecond, MaxDeliveryTimeout,
-		"how long a produced record waits for its acknowledgement before it fails", DefaultDeliveryTimeout); ok {
+		deliveryTimeoutWhy, DefaultDeliveryTimeout); ok {
 		c.DeliveryTimeout = v
 	}
 	if s, l, ok := d.str(top, "instance_id", "instance_id"); ok {
@@ -581,8 +582,7 @@ func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
 		case GroupProtocolConsumer:
 			c.GroupProtocol = GroupProtocolConsumer
 		default:
-			d.errorf(l, "group_protocol", "must be %s (the default, assignment by the clients) or %s (KIP-848 assignment by the broker, Kafka 4.0+), got %s",
-				GroupProtocolClassic, GroupProtocolConsumer, quoteCut(s))
+			d.errorf(l, "group_protocol", "%s, got %s", groupProtocolProblem, quoteCut(s))
 		}
 	}
 }
@@ -595,8 +595,7 @@ func (d *decoder) durationIn(fields map[string]field, key string, lo, hi time.Du
 		return 0, false
 	}
 	if v < lo || v > hi {
-		d.errorf(l, key, "must be between %s and %s (default %s): %s; got %s",
-			retrytopics.FormatDelay(lo), retrytopics.FormatDelay(hi), retrytopics.FormatDelay(def), why, show(fields[key].value.GetToken().Value))
+		d.errorf(l, key, "%s; got %s", boundsProblem(lo, hi, def, why), show(fields[key].value.GetToken().Value))
 		return 0, false
 	}
 	return v, true
@@ -684,13 +683,8 @@ func (d *decoder) sasl(f field) *SASL {
 }
 
 func (d *decoder) relay(top map[string]field, c *Config) {
-	c.Relay.FetchMaxWait = DefaultFetchMaxWait
-	c.Relay.HoldBytes = new(DefaultHoldBytes)
 	f, ok := top["relay"]
 	if !ok {
-		if c.Group != "" {
-			c.Relay.Group = c.Group + DefaultRelaySuffix
-		}
 		return
 	}
 	fields, ok := d.mapping(f.value, f.line, "relay", relayKeys, nil)
@@ -700,10 +694,8 @@ func (d *decoder) relay(top map[string]field, c *Config) {
 	if g, l, ok := d.nonEmpty(fields, "group", "relay.group", `omit it for the default "{group}`+DefaultRelaySuffix+`"`); ok {
 		c.Relay.Group = g
 		if g == c.Group {
-			d.errorf(l, "relay.group", "must differ from group %s: the relay consumes the tier topics in a group of its own (default %s)", quoteCut(c.Group), quoteCut(c.Group+DefaultRelaySuffix))
+			d.errorf(l, "relay.group", "%s", relayGroupProblem(c.Group))
 		}
-	} else if c.Group != "" {
-		c.Relay.Group = c.Group + DefaultRelaySuffix
 	}
 	if v, _, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
 		c.Relay.FetchMaxWait = v

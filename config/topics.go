@@ -97,8 +97,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	if v, l, ok := d.duration(fields, "max_age", path+".max_age", " (omit max_age for no limit)"); ok {
 		t.MaxAge = v
 		if len(t.Tiers) > 0 && v <= t.Tiers[0].Delay {
-			d.errorf(l, path+".max_age", "must be longer than the first tier's delay %s: a record that fails once would expire before its first retry; got %s",
-				retrytopics.FormatDelay(t.Tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
+			d.errorf(l, path+".max_age", "%s; got %s", maxAgeProblem(t.Tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
 		}
 	}
 	if f, ok := fields["retention"]; ok {
@@ -111,8 +110,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			}
 			if v, l, ok := d.duration(rf, "tiers", rpath+".tiers", " (omit it for the default max(2 × delay, 24h) per tier)"); ok {
 				if longest > 0 && v < 2*longest {
-					d.errorf(l, rpath+".tiers", "must be at least 2 × the longest tier delay (2 × %s = %s) so that no record expires before it is due, got %s",
-						retrytopics.FormatDelay(longest), retrytopics.FormatDelay(2*longest), show(rf["tiers"].value.GetToken().Value))
+					d.errorf(l, rpath+".tiers", "%s, got %s", retentionProblem(longest), show(rf["tiers"].value.GetToken().Value))
 				} else {
 					t.TierRetention = v
 				}
@@ -186,7 +184,7 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 				}
 			}
 			switch {
-			case !isInt || !inRange || v > 1<<20:
+			case !isInt || !inRange || v > MaxTierAttempts:
 				d.errorf(a.line, tpath+".attempts", "must be a whole number ≥ 1 (default 1), got %s", describe(a.value))
 				valid = false
 			case v < 1:

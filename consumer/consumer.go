@@ -44,8 +44,9 @@ type Consumer struct {
 }
 
 // New checks cfg, h and opts and returns a Consumer that has started nothing:
-// no connection is made until Run. Every ladder of cfg is resolved here, so a
-// bad config fails now rather than in Run.
+// no connection is made until Run. cfg is checked with cfg.Validate, the
+// rules of a config file, and every ladder of cfg is resolved here, so a bad
+// config fails now rather than in Run.
 func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
 	if cfg == nil {
 		return nil, errors.New("consumer: nil config: load one with config.Load")
@@ -62,11 +63,9 @@ func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Group == "" {
-		return nil, errors.New("consumer: the config has no group: set group in the config file or KRETRY_GROUP")
-	}
-	if len(cfg.Topics) == 0 {
-		return nil, errors.New("consumer: the config has no topics: list the main topics under topics in the config file")
+	// A Config built in Go is held to the rules of a file (config.Parse).
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	ladders, err := cfg.Ladders()
 	if err != nil {

@@ -566,13 +566,21 @@ func TestNewChecksItsArguments(t *testing.T) {
 		want string
 	}{
 		{"nil handler", func(*cluster) (consumer.Handler, []consumer.Option) { return nil, nil }, "nil handler"},
-		{"no group", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Group = ""; return ok, nil }, "no group"},
-		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Topics = nil; return ok, nil }, "no topics"},
+		{"no group", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Group = ""; return ok, nil }, "group: required"},
+		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Topics = nil; return ok, nil }, "topics: required"},
 		{"no brokers", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Brokers = nil; return ok, nil }, "brokers"},
 		{"bad ladder", func(c *cluster) (consumer.Handler, []consumer.Option) {
 			c.cfg.Topics[0].Tiers = []retrytopics.Tier{{Delay: time.Minute}, {Delay: time.Second}}
 			return ok, nil
-		}, "orders"},
+		}, "topics[0].tiers[1].delay: must be longer"},
+		{"bad broker", func(c *cluster) (consumer.Handler, []consumer.Option) {
+			c.cfg.Brokers = []string{"tcp://kafka:9092"}
+			return ok, nil
+		}, "brokers[0]: must be a broker address"},
+		{"session timeout under the broker's minimum", func(c *cluster) (consumer.Handler, []consumer.Option) {
+			c.cfg.SessionTimeout = time.Second
+			return ok, nil
+		}, "session_timeout: must be between 6s and 30m"},
 		{"negative grace", func(*cluster) (consumer.Handler, []consumer.Option) {
 			return ok, []consumer.Option{consumer.WithGracePeriod(-time.Second)}
 		}, "grace period"},
@@ -609,8 +617,8 @@ func TestNewChecksItsArguments(t *testing.T) {
 	}
 	cfg := newConfig()
 	cfg.Relay.HoldBytes = new(-1)
-	if _, err := consumer.New(cfg, ok); err == nil || !strings.Contains(err.Error(), "relay: hold bytes -1") {
-		t.Errorf("New with relay hold bytes -1 = %v, want the relay's error", err)
+	if _, err := consumer.New(cfg, ok); err == nil || !strings.Contains(err.Error(), "relay.hold_bytes: must be ≥ 0") {
+		t.Errorf("New with relay hold bytes -1 = %v, want the error of relay.hold_bytes", err)
 	}
 }
 
