@@ -89,7 +89,7 @@ func TestForgedTierIsNotCopied(t *testing.T) {
 func TestExpiredKeepsTheLastError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 1, 1)
-		c.cfg.Topics[0].MaxAge = 3 * time.Second
+		c.cfg.Topics[0].MaxAge = 10 * time.Second // longer than the first tier, as consumer.New wants; the record is an hour old
 		md := history(1, "retry-5s")
 		md.Error = "db down\x1b[2J\r" + strings.Repeat("x", 2000)
 		c.produce(&kgo.Record{Key: []byte("k"), Headers: retrytopics.Encode(nil, md)})
@@ -106,7 +106,7 @@ func TestExpiredKeepsTheLastError(t *testing.T) {
 			t.Errorf("the log line of the dead letter does not hold the last error quoted and cut:\n%q", l)
 		}
 		md = c.dlqMetadata()
-		if md.Reason != retrytopics.ReasonExpired || !strings.Contains(md.Error, "max_age 3s") ||
+		if md.Reason != retrytopics.ReasonExpired || !strings.Contains(md.Error, "max_age 10s") ||
 			!strings.Contains(md.Error, "last error: db down") {
 			t.Errorf("DLQ record: reason %q, error %q; want expired, naming max_age and the last error", md.Reason, md.Error)
 		}
