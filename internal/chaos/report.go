@@ -103,5 +103,3 @@ What the columns mean:
 `)
 	return b.String()
 }
-
-func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
