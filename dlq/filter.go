@@ -10,23 +10,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kretry/kretry/retrytopics"
 )
 
-// Reasons a DLQ record can be listed with: the kretry-reason values of the
-// header contract, plus ReasonUnknown for a record that carries no kretry
-// headers (written by something other than kretry).
-const (
-	ReasonExhausted       = "exhausted"
-	ReasonPermanent       = "permanent"
-	ReasonPanic           = "panic"
-	ReasonExpired         = "expired"
-	ReasonInvalidMetadata = "invalid-metadata"
-	ReasonTooLarge        = "too-large" // the record could not be forwarded: its value is left in the main topic
-	ReasonUnknown         = "unknown"
-)
+// ReasonUnknown is the reason of a DLQ record that carries no kretry-reason
+// (written by something other than kretry's consumer); the others are
+// retrytopics' Reason constants.
+const ReasonUnknown retrytopics.Reason = "unknown"
 
-// Reasons lists every reason a Filter accepts, in the order help text shows them.
-var Reasons = []string{ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonTooLarge, ReasonInvalidMetadata, ReasonUnknown}
+// Reasons returns every reason a Filter accepts, in the order help text
+// shows them: retrytopics.Reasons and ReasonUnknown. A new slice on each call.
+func Reasons() []retrytopics.Reason { return append(retrytopics.Reasons(), ReasonUnknown) }
 
 // Filter selects DLQ records. Its zero value selects every record. All set
 // fields must match (and); a list field matches when any of its values does.
@@ -34,11 +29,11 @@ type Filter struct {
 	Since TimeBound // records with timestamp ≥ Since; zero: no lower bound
 	Until TimeBound // records with timestamp < Until; zero: no upper bound
 
-	Reasons       []string // Reason is one of these (see Reasons)
-	ErrorContains string   // the error text contains this, ignoring case
-	Key           string   // the key is exactly these bytes (ParseKeyHex for a binary key)
-	OriginalTopic string   // kretry-original-topic is exactly this
-	FailedGroup   string   // kretry-group (the group whose handler failed it) is exactly this
+	Reasons       []retrytopics.Reason // Reason is one of these (see Reasons)
+	ErrorContains string               // the error text contains this, ignoring case
+	Key           string               // the key is exactly these bytes (ParseKeyHex for a binary key)
+	OriginalTopic string               // kretry-original-topic is exactly this
+	FailedGroup   string               // kretry-group (the group whose handler failed it) is exactly this
 
 	Partitions []int32     // DLQ partitions to read; nil: all
 	Offsets    OffsetRange // DLQ offsets to read, in every selected partition
@@ -82,8 +77,8 @@ func (b TimeBound) String() string {
 	}
 }
 
-// TimeBoundHelp says what ParseTimeBound accepts.
-const TimeBoundHelp = "a time (2026-11-25T10:00:00Z, 2026-11-25T10:00, 2026-11-25 10:00, 2026-11-25; UTC unless a zone is given) or a duration ago (90s, 30m, 2h, 3d)"
+// timeBoundHelp says what ParseTimeBound accepts.
+const timeBoundHelp = "a time (2026-11-25T10:00:00Z, 2026-11-25T10:00, 2026-11-25 10:00, 2026-11-25; UTC unless a zone is given) or a duration ago (90s, 30m, 2h, 3d)"
 
 var timeLayouts = []string{
 	time.RFC3339Nano,
@@ -100,7 +95,7 @@ var timeLayouts = []string{
 func ParseTimeBound(s string) (TimeBound, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return TimeBound{}, fmt.Errorf("empty time: want %s", TimeBoundHelp)
+		return TimeBound{}, fmt.Errorf("empty time: want %s", timeBoundHelp)
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
@@ -110,7 +105,7 @@ func ParseTimeBound(s string) (TimeBound, error) {
 	if d, ok := parseAgo(s); ok {
 		return TimeBound{Ago: d}, nil
 	}
-	return TimeBound{}, fmt.Errorf("%q is not a time: want %s", s, TimeBoundHelp)
+	return TimeBound{}, fmt.Errorf("%q is not a time: want %s", s, timeBoundHelp)
 }
 
 func parseAgo(s string) (time.Duration, bool) {
@@ -158,13 +153,13 @@ func (r OffsetRange) String() string {
 	}
 }
 
-// OffsetsHelp says what ParseOffsets accepts.
-const OffsetsHelp = "FROM-TO (both included, FROM ≤ TO), FROM- (to the end), -TO (from the start) or one OFFSET, with offsets ≥ 0"
+// offsetsHelp says what ParseOffsets accepts.
+const offsetsHelp = "FROM-TO (both included, FROM ≤ TO), FROM- (to the end), -TO (from the start) or one OFFSET, with offsets ≥ 0"
 
 // ParseOffsets parses an --offsets value: "5-9", "5-", "-9" or "5".
 func ParseOffsets(s string) (OffsetRange, error) {
 	bad := func() (OffsetRange, error) {
-		return OffsetRange{}, fmt.Errorf("%q is not an offset range: want %s", s, OffsetsHelp)
+		return OffsetRange{}, fmt.Errorf("%q is not an offset range: want %s", s, offsetsHelp)
 	}
 	num := func(v string) (int64, bool) {
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
@@ -197,7 +192,7 @@ func ParseOffsets(s string) (OffsetRange, error) {
 		r.To, r.HasTo = n, true
 	}
 	if r.HasTo && r.To < r.From {
-		return OffsetRange{}, fmt.Errorf("%q is not an offset range: FROM %d is after TO %d; want %s", s, r.From, r.To, OffsetsHelp)
+		return OffsetRange{}, fmt.Errorf("%q is not an offset range: FROM %d is after TO %d; want %s", s, r.From, r.To, offsetsHelp)
 	}
 	return r, nil
 }
@@ -214,18 +209,23 @@ func ParseKeyHex(s string) (string, error) {
 }
 
 // ParseReason checks a --reason value against Reasons.
-func ParseReason(s string) (string, error) {
-	r := strings.ToLower(strings.TrimSpace(s))
-	if slices.Contains(Reasons, r) {
+func ParseReason(s string) (retrytopics.Reason, error) {
+	r := retrytopics.Reason(strings.ToLower(strings.TrimSpace(s)))
+	all := Reasons()
+	if slices.Contains(all, r) {
 		return r, nil
 	}
-	return "", fmt.Errorf("%q is not a reason: want one of %s", s, strings.Join(Reasons, ", "))
+	names := make([]string, len(all))
+	for i, r := range all {
+		names[i] = string(r)
+	}
+	return "", fmt.Errorf("%q is not a reason: want one of %s", s, strings.Join(names, ", "))
 }
 
 // Validate checks f for values no record can match.
 func (f Filter) Validate() error {
 	for _, r := range f.Reasons {
-		if _, err := ParseReason(r); err != nil {
+		if _, err := ParseReason(string(r)); err != nil {
 			return err
 		}
 	}
@@ -235,7 +235,7 @@ func (f Filter) Validate() error {
 		}
 	}
 	if f.Offsets.From < 0 || (f.Offsets.HasTo && f.Offsets.To < f.Offsets.From) {
-		return fmt.Errorf("offsets %d-%d are not a range: want %s", f.Offsets.From, f.Offsets.To, OffsetsHelp)
+		return fmt.Errorf("offsets %d-%d are not a range: want %s", f.Offsets.From, f.Offsets.To, offsetsHelp)
 	}
 	if f.Since.Ago < 0 || f.Until.Ago < 0 {
 		return errors.New("a duration ago must be positive")
@@ -260,9 +260,9 @@ func (f Filter) Selection() string {
 	}
 	add("since", f.Since.String())
 	add("until", f.Until.String())
-	rs := slices.Clone(f.Reasons)
-	for i := range rs {
-		rs[i] = strings.ToLower(strings.TrimSpace(rs[i]))
+	rs := make([]string, len(f.Reasons))
+	for i, r := range f.Reasons {
+		rs[i] = strings.ToLower(strings.TrimSpace(string(r)))
 	}
 	slices.Sort(rs)
 	add("reason", strings.Join(slices.Compact(rs), ","))
@@ -312,7 +312,7 @@ func (f Filter) compileChecked(now time.Time) (matcher, error) {
 type matcher struct {
 	f            Filter
 	since, until time.Time
-	reasons      map[string]bool
+	reasons      map[retrytopics.Reason]bool
 	errContains  string
 }
 
@@ -325,9 +325,9 @@ func (f Filter) compile(now time.Time) matcher {
 		m.until = f.Until.Resolve(now)
 	}
 	if len(f.Reasons) > 0 {
-		m.reasons = make(map[string]bool, len(f.Reasons))
+		m.reasons = make(map[retrytopics.Reason]bool, len(f.Reasons))
 		for _, r := range f.Reasons {
-			m.reasons[strings.ToLower(strings.TrimSpace(r))] = true
+			m.reasons[retrytopics.Reason(strings.ToLower(strings.TrimSpace(string(r))))] = true
 		}
 	}
 	return m

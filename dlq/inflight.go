@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
+
+	"github.com/kretry/kretry/internal/safetext"
 )
 
 // A replay keeps its produces in flight within these bounds: past either,
@@ -172,7 +174,7 @@ func (run *replayRun) produce(ctx context.Context, p *pending) {
 	run.cl.Produce(pctx, out, func(_ *kgo.Record, err error) {
 		cancel()
 		if err != nil {
-			p.err = fmt.Errorf("replaying %s partition %d offset %d to %s: %w", run.r.topic, rec.Partition, rec.Offset, Text(target), err)
+			p.err = fmt.Errorf("replaying %s partition %d offset %d to %s: %w", run.r.topic, rec.Partition, rec.Offset, safetext.Text(target), err)
 		}
 		close(p.done)
 	})

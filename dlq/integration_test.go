@@ -21,6 +21,7 @@ import (
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/dlqview"
 	"github.com/kretry/kretry/internal/kafkatest"
 	"github.com/kretry/kretry/retrytopics"
 )
@@ -250,10 +251,10 @@ func TestIntegrationReplay(t *testing.T) {
 		slices.Sort(keys)
 		return keys
 	}
-	if got := count(dlq.Filter{Reasons: []string{"permanent"}}); len(got) != 10 {
+	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"permanent"}}); len(got) != 10 {
 		t.Errorf("reason permanent: %v", got)
 	}
-	if got := count(dlq.Filter{Reasons: []string{"panic"}}); !slices.Equal(got, []string{"order-10", "order-11", "order-12", "order-13", "order-14"}) {
+	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}); !slices.Equal(got, []string{"order-10", "order-11", "order-12", "order-13", "order-14"}) {
 		t.Errorf("reason panic: %v", got)
 	}
 	if got := count(dlq.Filter{ErrorContains: "IN DB-1"}); !slices.Equal(got, []string{"order-1", "order-4", "order-7"}) {
@@ -262,7 +263,7 @@ func TestIntegrationReplay(t *testing.T) {
 	if got := count(dlq.Filter{Key: "order-3"}); len(got) != 1 {
 		t.Errorf("key: %v", got)
 	}
-	if got := count(dlq.Filter{Reasons: []string{"exhausted"}}); !slices.Equal(got, []string{"order-15", "order-16", "order-17", "order-18", "order-19"}) {
+	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"exhausted"}}); !slices.Equal(got, []string{"order-15", "order-16", "order-17", "order-18", "order-19"}) {
 		t.Errorf("reason exhausted: %v", got)
 	}
 	if got := count(dlq.Filter{OriginalTopic: p.main}); len(got) != 20 {
@@ -425,14 +426,14 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// --from-start deletes the group's progress: the panics go again, once.
 	mid = p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, mains, dlq.ReplayFromStart(true))
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}, mains, dlq.ReplayFromStart(true))
 	if err != nil || s.Replayed != 5 {
 		t.Fatalf("from start: %+v %v", s, err)
 	}
 	if got := len(p.mainRecords(mid)); got != 5 {
 		t.Errorf("from start wrote %d records, want 5", got)
 	}
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []string{"panic"}}, mains)
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}, mains)
 	if err != nil || s.Replayed != 0 {
 		t.Fatalf("identical replay after from start: %+v %v", s, err)
 	}
@@ -679,7 +680,7 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 	md := func(offset int64) retrytopics.Metadata {
 		return retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalPartition: 1,
 			OriginalOffset: offset, OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
-			Error: "MESSAGE_TOO_LARGE", Reason: retrytopics.Reason(dlq.ReasonTooLarge)}
+			Error: "MESSAGE_TOO_LARGE", Reason: retrytopics.ReasonTooLarge}
 	}
 	for _, rec := range []*kgo.Record{
 		{Topic: dq, Partition: 0, Key: []byte("big"), Headers: retrytopics.Encode(nil, md(orig.Offset))},
@@ -696,8 +697,8 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	var show strings.Builder
-	_ = dlq.WriteRecord(&show, rec)
-	if want := fmt.Sprintf("value in             %s partition 1 offset %d", main, orig.Offset); rec.Reason != dlq.ReasonTooLarge || !strings.Contains(show.String(), want) {
+	_ = dlqview.WriteRecord(&show, rec)
+	if want := fmt.Sprintf("value in             %s partition 1 offset %d", main, orig.Offset); rec.Reason != retrytopics.ReasonTooLarge || !strings.Contains(show.String(), want) {
 		t.Errorf("show of a too-large record lacks %q:\n%s", want, show.String())
 	}
 

@@ -103,10 +103,15 @@ func TestParseOffsets(t *testing.T) {
 }
 
 func TestParseReason(t *testing.T) {
-	for _, r := range dlq.Reasons {
-		if got, err := dlq.ParseReason(strings.ToUpper(r)); err != nil || got != r {
-			t.Errorf("ParseReason(%q) = %q, %v", strings.ToUpper(r), got, err)
+	for _, r := range dlq.Reasons() {
+		if got, err := dlq.ParseReason(strings.ToUpper(string(r))); err != nil || got != r {
+			t.Errorf("ParseReason(%q) = %q, %v", strings.ToUpper(string(r)), got, err)
 		}
+	}
+	rs := dlq.Reasons()
+	rs[0] = "changed"
+	if dlq.Reasons()[0] != retrytopics.ReasonExhausted {
+		t.Errorf("Reasons shares its slice: a caller's change shows in the next call")
 	}
 	_, err := dlq.ParseReason("timeout")
 	if err == nil || !strings.Contains(err.Error(), "exhausted, permanent, panic, expired, too-large, invalid-metadata, unknown") {
@@ -116,8 +121,8 @@ func TestParseReason(t *testing.T) {
 
 func TestSelection(t *testing.T) {
 	since, _ := dlq.ParseTimeBound("2h")
-	a := dlq.Filter{Reasons: []string{"panic", "Permanent"}, Since: since, Limit: 5, Partitions: []int32{1}}
-	b := dlq.Filter{Reasons: []string{"permanent", "panic", "panic"}, Since: since}
+	a := dlq.Filter{Reasons: []retrytopics.Reason{"panic", "Permanent"}, Since: since, Limit: 5, Partitions: []int32{1}}
+	b := dlq.Filter{Reasons: []retrytopics.Reason{"permanent", "panic", "panic"}, Since: since}
 	if a.Selection() != b.Selection() {
 		t.Errorf("same selection, different text: %q and %q", a.Selection(), b.Selection())
 	}
@@ -158,30 +163,10 @@ func TestMaskError(t *testing.T) {
 	}
 }
 
-func TestKeyText(t *testing.T) {
-	for _, tc := range []struct {
-		in   []byte
-		want string
-	}{
-		{nil, "-"},
-		{[]byte{}, `""`},
-		{[]byte("order-17"), "order-17"},
-		{[]byte("clé"), "clé"},
-		{[]byte{0, 1, 0xff}, "0x0001ff"},
-		{[]byte("a\nb"), "0x610a62"},
-		{[]byte{0xc3}, "0xc3"},
-		{[]byte("a\u202eb"), "0x61e280ae62"},
-	} {
-		if got := dlq.KeyText(tc.in); got != tc.want {
-			t.Errorf("KeyText(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestNewRecord(t *testing.T) {
 	md := testMeta("orders", 2, 40, retrytopics.ReasonPermanent, "boom")
 	good := dlq.NewRecord(&kgo.Record{Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, md)})
-	if good.Reason != dlq.ReasonPermanent || !good.HasMeta || good.Meta.OriginalTopic != "orders" || good.ErrorText() != "boom" {
+	if good.Reason != retrytopics.ReasonPermanent || !good.HasMeta || good.Meta.OriginalTopic != "orders" || good.ErrorText() != "boom" {
 		t.Errorf("kretry DLQ record read as %+v", good)
 	}
 	none := dlq.NewRecord(&kgo.Record{Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}})
@@ -196,14 +181,14 @@ func TestNewRecord(t *testing.T) {
 	}
 	bad := dlq.NewRecord(&kgo.Record{Headers: hs})
 	// Read leniently: the reason, error and original stand; the problem is named.
-	if bad.Reason != dlq.ReasonPermanent || bad.MetaErr == nil || bad.HasMeta || bad.Meta.OriginalTopic != "orders" || bad.ErrorText() != "boom" {
+	if bad.Reason != retrytopics.ReasonPermanent || bad.MetaErr == nil || bad.HasMeta || bad.Meta.OriginalTopic != "orders" || bad.ErrorText() != "boom" {
 		t.Fatalf("record with a malformed kretry header read as %+v", bad)
 	}
 	if !strings.Contains(bad.MetaErr.Error(), retrytopics.HeaderAttempts) {
 		t.Errorf("metadata error %q does not name the header", bad.MetaErr)
 	}
 	noReason := dlq.NewRecord(&kgo.Record{Headers: slices.DeleteFunc(slices.Clone(hs), func(h kgo.RecordHeader) bool { return h.Key == retrytopics.HeaderReason })})
-	if noReason.Reason != dlq.ReasonInvalidMetadata || !strings.Contains(noReason.ErrorText(), "boom") {
+	if noReason.Reason != retrytopics.ReasonInvalidMetadata || !strings.Contains(noReason.ErrorText(), "boom") {
 		t.Errorf("record with a malformed header and no reason read as %+v", noReason)
 	}
 	if n, ok := bad.Replays(); !ok || n != 0 {

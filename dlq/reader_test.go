@@ -137,8 +137,8 @@ func TestReadFilters(t *testing.T) {
 		{"until time excluded", dlq.Filter{Until: mustTime("2026-11-25T10:20:00Z")}, []string{"0/0", "1/0"}},
 		{"since ago", dlq.Filter{Since: mustTime("2h")}, []string{"0/2", "0/3", "1/1"}},
 		{"since and until", dlq.Filter{Since: mustTime("3h"), Until: mustTime("2h")}, []string{"0/0", "0/1", "1/0"}},
-		{"reason", dlq.Filter{Reasons: []string{"permanent"}}, []string{"0/0", "0/3"}},
-		{"reasons", dlq.Filter{Reasons: []string{"panic", "unknown"}}, []string{"0/2", "1/0"}},
+		{"reason", dlq.Filter{Reasons: []retrytopics.Reason{"permanent"}}, []string{"0/0", "0/3"}},
+		{"reasons", dlq.Filter{Reasons: []retrytopics.Reason{"panic", "unknown"}}, []string{"0/2", "1/0"}},
 		{"error contains, any case", dlq.Filter{ErrorContains: "TIMEOUT"}, []string{"0/1", "1/1"}},
 		{"key", dlq.Filter{Key: "k1"}, []string{"0/0", "0/3"}},
 		{"original topic", dlq.Filter{OriginalTopic: "payments"}, []string{"0/3", "1/1"}},
@@ -147,7 +147,7 @@ func TestReadFilters(t *testing.T) {
 		{"offsets open", dlq.Filter{Offsets: mustOffsets("3-")}, []string{"0/3"}},
 		{"partition and offsets", dlq.Filter{Partitions: []int32{0}, Offsets: mustOffsets("1")}, []string{"0/1"}},
 		{"limit", dlq.Filter{Limit: 3}, []string{"0/0", "0/1", "0/2"}},
-		{"limit after filter", dlq.Filter{Reasons: []string{"exhausted", "panic"}, Limit: 2}, []string{"0/1", "1/0"}},
+		{"limit after filter", dlq.Filter{Reasons: []retrytopics.Reason{"exhausted", "panic"}, Limit: 2}, []string{"0/1", "1/0"}},
 		{"and", dlq.Filter{OriginalTopic: "orders", ErrorContains: "not found"}, []string{"0/0"}},
 		{"nothing", dlq.Filter{Key: "nope"}, nil},
 	} {
@@ -168,7 +168,7 @@ func TestReadErrors(t *testing.T) {
 	if err := r.Read(ctx, dlq.Filter{Partitions: []int32{5}}, noop); err == nil || !strings.Contains(err.Error(), "partitions 0-1") {
 		t.Errorf("a partition that does not exist: %v", err)
 	}
-	if err := r.Read(ctx, dlq.Filter{Reasons: []string{"nope"}}, noop); err == nil {
+	if err := r.Read(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"nope"}}, noop); err == nil {
 		t.Errorf("an unknown reason reads")
 	}
 	missing, err := dlq.NewReader("nope.dlq", dlq.WithClientOpts(kgo.SeedBrokers(seeds...)))
@@ -205,7 +205,7 @@ func TestReadEndsAtHighWatermark(t *testing.T) {
 	}
 }
 
-func TestRecordAndJSON(t *testing.T) {
+func TestRecord(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq", fill...)
 	r := newReader(t, seeds)
@@ -214,10 +214,8 @@ func TestRecordAndJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := rec.JSON()
-	if j.Reason != "permanent" || *j.KeyText != "k1" || *j.ValueText != `{"id":17}` || j.OriginalTopic != "orders" ||
-		*j.OriginalOffset != 100 || j.Attempts != 3 || j.Error != "order 17 not found" || j.Headers[0].Key != "trace" {
-		t.Errorf("record 0/0 as JSON: %+v", j)
+	if rec.Reason != "permanent" || string(rec.Key) != "k1" || rec.Meta.OriginalOffset != 100 || rec.Meta.Error != "order 17 not found" {
+		t.Errorf("record 0/0: %+v", rec)
 	}
 	if _, err := r.Record(ctx, 1, 2); err == nil || !strings.Contains(err.Error(), "offsets 0-1") {
 		t.Errorf("an offset past the end: %v", err)

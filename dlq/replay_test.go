@@ -116,7 +116,7 @@ func TestReplayIsResumable(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq", fill...)
 	r := newReader(t, seeds)
-	f := dlq.Filter{Reasons: []string{"permanent", "exhausted", "panic"}} // 5 records, 3 to orders, 2 to payments
+	f := dlq.Filter{Reasons: []retrytopics.Reason{"permanent", "exhausted", "panic"}} // 5 records, 3 to orders, 2 to payments
 
 	// Limit: 2 now, then the rest.
 	lf := f
@@ -160,7 +160,7 @@ func TestReplayIsResumable(t *testing.T) {
 	}
 
 	// Another selection keeps its own progress, in a group of its own.
-	u := dlq.Filter{Reasons: []string{"unknown"}}
+	u := dlq.Filter{Reasons: []retrytopics.Reason{"unknown"}}
 	s5 := replay(t, r, u, dlq.ReplayTo("other"))
 	if s5.Replayed != 1 || s5.Group == s4.Group || !strings.HasPrefix(s5.Group, "orders.dlq-replay-") || len(s5.Resumed) != 0 {
 		t.Errorf("replay of another selection: %+v (the first in %s)", s5, s4.Group)

@@ -16,7 +16,7 @@ type Stats struct {
 	First, Last     time.Time      // oldest and newest record timestamps counted
 	ByReason        map[string]int // Record.Reason
 	ByOriginalTopic map[string]int // kretry-original-topic; "" when the record has none
-	ByError         map[string]int // the error with ids and numbers masked (MaskError)
+	ByError         map[string]int // the error with ids and numbers masked (see maskError: "order <n> not found")
 	ByHour          map[time.Time]int
 }
 
@@ -36,9 +36,9 @@ func (s *Stats) Add(r *Record) {
 	if ts.After(s.Last) {
 		s.Last = ts
 	}
-	s.ByReason[r.Reason]++
+	s.ByReason[string(r.Reason)]++
 	s.ByOriginalTopic[r.Meta.OriginalTopic]++
-	s.ByError[MaskError(r.ErrorText())]++
+	s.ByError[maskError(r.ErrorText())]++
 	s.ByHour[ts.Truncate(time.Hour)]++
 }
 
@@ -94,30 +94,6 @@ func sorted(m map[string]int) []Count {
 	return out
 }
 
-// StatsJSON is the JSON form of Stats (`kretry dlq stats --json`).
-type StatsJSON struct {
-	Topic           string      `json:"topic"`
-	Total           int         `json:"total"`
-	First           *time.Time  `json:"first,omitempty"`
-	Last            *time.Time  `json:"last,omitempty"`
-	ByReason        []Count     `json:"by_reason"`
-	ByOriginalTopic []Count     `json:"by_original_topic"`
-	ByError         []Count     `json:"by_error"`
-	ByHour          []HourCount `json:"by_hour"`
-}
-
-// JSON returns s's JSON form for the DLQ topic.
-func (s *Stats) JSON(topic string) StatsJSON {
-	j := StatsJSON{
-		Topic: topic, Total: s.Total,
-		ByReason: s.Reasons(), ByOriginalTopic: s.OriginalTopics(), ByError: s.Errors(), ByHour: s.Hours(),
-	}
-	if s.Total > 0 {
-		j.First, j.Last = ptr(s.First), ptr(s.Last)
-	}
-	return j
-}
-
 var (
 	uuidRE   = regexp.MustCompile(`(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
 	hex0xRE  = regexp.MustCompile(`(?i)\b0x[0-9a-f]+\b`)
@@ -130,12 +106,12 @@ var (
 // that differ only after it group together.
 const maskedErrorLen = 200
 
-// MaskError returns err with what differs between occurrences of the same
+// maskError returns err with what differs between occurrences of the same
 // error masked, so that they group together: UUIDs become <uuid>, hex ids
 // (0x…, or 8 or more hex digits mixing digits and letters) <hex>, other runs of
 // digits <n>; whitespace is collapsed and the result cut at 200 characters.
 // An empty error is "".
-func MaskError(err string) string {
+func maskError(err string) string {
 	s := uuidRE.ReplaceAllString(err, "<uuid>")
 	s = hex0xRE.ReplaceAllString(s, "<hex>")
 	s = hexRE.ReplaceAllStringFunc(s, func(m string) string {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/dlqview"
+	"github.com/kretry/kretry/internal/safetext"
 )
 
 const dlqFiltersHelp = `Filters (all optional; a record must match every one given):
@@ -76,7 +78,7 @@ func (d *dlqFlags) addTopic(fs *pflag.FlagSet) {
 func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.StringVar(&d.since, "since", "", "records dead-lettered at or after this time or duration ago (2026-11-25T10:00:00Z, 2h, 3d)")
 	fs.StringVar(&d.until, "until", "", "records dead-lettered before this time or duration ago")
-	fs.StringSliceVar(&d.reasons, "reason", nil, "records with these reasons: "+strings.Join(dlq.Reasons, ", "))
+	fs.StringSliceVar(&d.reasons, "reason", nil, "records with these reasons: "+reasonList())
 	fs.StringVar(&d.errorContains, "error-contains", "", "records whose error contains this text, ignoring case")
 	fs.StringVar(&d.key, "key", "", "records with exactly this key")
 	fs.StringVar(&d.keyHex, "key-hex", "", "records with exactly this binary key, in hex (0xff00, as ls shows it)")
@@ -86,6 +88,15 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.Lookup("partition").DefValue = "" // all, not "[]"
 	fs.StringVar(&d.offsets, "offsets", "", "only these DLQ offsets: FROM-TO (both included), FROM-, -TO or N")
 	fs.IntVar(&d.limit, "limit", 0, "at most this many records (0: all)")
+}
+
+// reasonList is dlq.Reasons for help text.
+func reasonList() string {
+	var names []string
+	for _, r := range dlq.Reasons() {
+		names = append(names, string(r))
+	}
+	return strings.Join(names, ", ")
 }
 
 // filter checks the filter flags; a bad one is a usage error that says what
@@ -254,7 +265,7 @@ func termWidth(w io.Writer) int {
 		if n, _, err := term.GetSize(int(f.Fd())); err == nil && n > 0 {
 			return n
 		}
-		return dlq.DefaultWidth
+		return dlqview.DefaultWidth
 	}
 	return unlimitedWidth
 }
@@ -293,12 +304,12 @@ value as base64 and, when printable UTF-8, as text.
 			defer r.Close()
 			n := 0
 			var emit func(*dlq.Record) error
-			var table *dlq.Table
+			var table *dlqview.Table
 			if a.json {
 				enc := newJSONEncoder(a.stdout)
-				emit = func(rec *dlq.Record) error { return enc.Encode(rec) }
+				emit = func(rec *dlq.Record) error { return enc.Encode(dlqview.Record(rec)) }
 			} else {
-				table = dlq.NewTable(a.stdout, termWidth(a.stdout))
+				table = dlqview.NewTable(a.stdout, termWidth(a.stdout))
 				emit = table.Add
 			}
 			err = r.Read(cmd.Context(), f, func(rec *dlq.Record) error {
@@ -353,9 +364,9 @@ else as text when printable, else as a hex dump. With --json, the object ls
 				return err
 			}
 			if a.json {
-				return newJSONEncoder(a.stdout).Encode(rec)
+				return newJSONEncoder(a.stdout).Encode(dlqview.Record(rec))
 			}
-			return dlq.WriteRecord(a.stdout, rec)
+			return dlqview.WriteRecord(a.stdout, rec)
 		},
 	}
 	d.addTopic(cmd.Flags())
@@ -392,7 +403,7 @@ JSON object.
 				return err
 			}
 			if a.json {
-				return newJSONEncoder(a.stdout).Encode(s.JSON(r.Topic()))
+				return newJSONEncoder(a.stdout).Encode(dlqview.Stats(r.Topic(), s))
 			}
 			return writeStats(a.stdout, r.Topic(), s, f, termWidth(a.stdout))
 		},
@@ -414,14 +425,14 @@ func writeStats(w io.Writer, topic string, s *dlq.Stats, f dlq.Filter, width int
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d records, dead-lettered %s to %s (UTC)\n", topic, s.Total,
 		s.First.Format(time.DateTime), s.Last.Format(time.DateTime))
-	if s.ByReason[dlq.ReasonUnknown] == s.Total {
+	if s.ByReason[string(dlq.ReasonUnknown)] == s.Total {
 		fmt.Fprintf(&b, "none of them is a kretry dead letter (none carries kretry-reason): %s holds no kretry DLQ records (is it the DLQ of a kretry consumer? kretry names it {topic}.dlq)\n", topic)
 	}
 	cw := len(strconv.Itoa(s.Total))
 	section := func(title string, rows []dlq.Count, blank string) {
 		fmt.Fprintf(&b, "\n%s\n", title)
 		for _, c := range rows {
-			v := dlq.Text(c.Value)
+			v := safetext.Text(c.Value)
 			if v == "" {
 				v = blank
 			}
@@ -449,19 +460,19 @@ func cutText(s string, n int) string {
 }
 
 // newJSONEncoder writes one JSON object per line, with <, > and & as they
-// are and control characters escaped (dlq.SafeJSON).
+// are and control characters escaped (safetext.JSON).
 func newJSONEncoder(w io.Writer) *json.Encoder {
 	enc := json.NewEncoder(safeJSONWriter{w})
 	enc.SetEscapeHTML(false)
 	return enc
 }
 
-// safeJSONWriter passes each JSON value written through dlq.SafeJSON; a
+// safeJSONWriter passes each JSON value written through safetext.JSON; a
 // json.Encoder writes one whole value per Write.
 type safeJSONWriter struct{ w io.Writer }
 
 func (s safeJSONWriter) Write(b []byte) (int, error) {
-	if _, err := s.w.Write(dlq.SafeJSON(b)); err != nil {
+	if _, err := s.w.Write(safetext.JSON(b)); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/safetext"
 )
 
 // replayFlags are replay's own flags.
@@ -191,15 +192,15 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 		n, _ := e.Record.Replays()
 		switch {
 		case a.json:
-			l := replayLine{Partition: e.Record.Partition, Offset: e.Record.Offset, Key: dlq.KeyText(e.Record.Key),
-				Reason: e.Record.Reason, Outcome: e.Outcome.String(), Target: e.Target, Replays: n, Detail: e.Detail}
+			l := replayLine{Partition: e.Record.Partition, Offset: e.Record.Offset, Key: safetext.Key(e.Record.Key),
+				Reason: string(e.Record.Reason), Outcome: e.Outcome.String(), Target: e.Target, Replays: n, Detail: e.Detail}
 			if e.Outcome == dlq.Replayed {
 				l.TargetPartition, l.TargetOffset = &e.Partition, &e.Offset
 			}
 			_ = enc.Encode(l)
 		case rf.dryRun && e.Outcome == dlq.WouldReplay:
 			fmt.Fprintf(a.stdout, "would replay %d/%d  key %s  %s  → %s\n", e.Record.Partition, e.Record.Offset,
-				dlq.KeyText(e.Record.Key), dlq.Text(e.Record.Reason), dlq.Text(e.Target))
+				safetext.Key(e.Record.Key), safetext.Text(string(e.Record.Reason)), safetext.Text(e.Target))
 		}
 	}))
 
@@ -257,7 +258,7 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 	if s.PassedOver > 0 {
 		hint := ""
 		if f.FailedGroup != "" {
-			hint = fmt.Sprintf(" (of other groups than %s, too: --failed-group G or --all-groups selects them)", dlq.Text(f.FailedGroup))
+			hint = fmt.Sprintf(" (of other groups than %s, too: --failed-group G or --all-groups selects them)", safetext.Text(f.FailedGroup))
 		}
 		fmt.Fprintf(w, "passed over %s the filters do not select%s\n", records(s.PassedOver), hint)
 	}
@@ -292,7 +293,7 @@ func skipList(skips []dlq.Skip, why dlq.Outcome) string {
 			break
 		}
 		if s.Detail != "" {
-			out = append(out, fmt.Sprintf("%d/%d (%s)", s.Partition, s.Offset, dlq.Text(s.Detail)))
+			out = append(out, fmt.Sprintf("%d/%d (%s)", s.Partition, s.Offset, safetext.Text(s.Detail)))
 			continue
 		}
 		out = append(out, fmt.Sprintf("%d/%d", s.Partition, s.Offset))

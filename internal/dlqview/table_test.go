@@ -1,4 +1,4 @@
-package dlq_test
+package dlqview_test
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/dlqview"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -25,7 +26,7 @@ func TestTable(t *testing.T) {
 	}
 	for _, width := range []int{0, 100, 160} {
 		var b bytes.Buffer
-		if err := dlq.WriteTable(&b, recs, width); err != nil {
+		if err := dlqview.WriteTable(&b, recs, width); err != nil {
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
@@ -34,7 +35,7 @@ func TestTable(t *testing.T) {
 		}
 		want := width
 		if want == 0 {
-			want = dlq.DefaultWidth
+			want = dlqview.DefaultWidth
 		}
 		for _, l := range lines {
 			if n := utf8.RuneCountInString(l); n > want {
@@ -62,7 +63,7 @@ func TestWriteRecord(t *testing.T) {
 	rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte(`{"id":1,"items":[2]}`),
 		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "bin", Value: []byte{0xff}}}, md)})
 	var b bytes.Buffer
-	if err := dlq.WriteRecord(&b, rec); err != nil {
+	if err := dlqview.WriteRecord(&b, rec); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -74,13 +75,13 @@ func TestWriteRecord(t *testing.T) {
 	}
 	rec.Value = []byte{0, 1, 2, 'a'}
 	b.Reset()
-	_ = dlq.WriteRecord(&b, rec)
+	_ = dlqview.WriteRecord(&b, rec)
 	if !strings.Contains(b.String(), "value (binary, 4 bytes)\n00000000  00 01 02 61") {
 		t.Errorf("binary value not hex-dumped:\n%s", b.String())
 	}
 	rec.Value = []byte("plain text")
 	b.Reset()
-	_ = dlq.WriteRecord(&b, rec)
+	_ = dlqview.WriteRecord(&b, rec)
 	if !strings.Contains(b.String(), "value (text, 10 bytes)\nplain text\n") {
 		t.Errorf("text value:\n%s", b.String())
 	}

@@ -1,17 +1,15 @@
-package dlq
+package dlqview
 
 import (
 	"bytes"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/safetext"
 )
 
 // DefaultWidth is the line width a Table fits when it is not told one.
@@ -52,30 +50,30 @@ func NewTable(w io.Writer, width int) *Table {
 }
 
 // Add adds r to the table.
-func (t *Table) Add(r *Record) error {
+func (t *Table) Add(r *dlq.Record) error {
 	orig := "-"
-	if r.hasOriginal() {
-		orig = fmt.Sprintf("%s/%d@%d", Text(r.Meta.OriginalTopic), r.Meta.OriginalPartition, r.Meta.OriginalOffset)
+	if r.Fields()&dlq.FieldOriginal != 0 {
+		orig = fmt.Sprintf("%s/%d@%d", safetext.Text(r.Meta.OriginalTopic), r.Meta.OriginalPartition, r.Meta.OriginalOffset)
 	}
 	attempts := "-"
-	if r.known&fieldAttempts != 0 {
+	if r.Fields()&dlq.FieldAttempts != 0 {
 		attempts = strconv.Itoa(r.Meta.Attempts)
 	}
 	errText := r.ErrorText()
-	if r.MetaErr != nil && r.known&fieldError != 0 {
+	if r.MetaErr != nil && r.Fields()&dlq.FieldError != 0 {
 		errText = fmt.Sprintf("%s [metadata: %v]", errText, r.MetaErr)
 	}
-	errText = Text(strings.Join(strings.Fields(errText), " "))
+	errText = safetext.Text(strings.Join(strings.Fields(errText), " "))
 	if errText == "" {
 		errText = "-"
 	}
 	t.rows = append(t.rows, []string{
 		fmt.Sprintf("%d/%d", r.Partition, r.Offset),
 		r.Timestamp.UTC().Format("01-02 15:04:05"),
-		cut(KeyText(r.Key), 24),
+		cut(safetext.Key(r.Key), 24),
 		cutKeepSuffix(orig, 40),
 		attempts,
-		Text(r.Reason),
+		safetext.Text(string(r.Reason)),
 		errText,
 	})
 	if len(t.rows) >= tableChunk {
@@ -141,7 +139,7 @@ func (t *Table) Flush() error {
 
 // WriteTable writes recs as `kretry dlq ls` does, in lines of at most width
 // characters (DefaultWidth when width ≤ 0).
-func WriteTable(w io.Writer, recs []*Record, width int) error {
+func WriteTable(w io.Writer, recs []*dlq.Record, width int) error {
 	t := NewTable(w, width)
 	for _, r := range recs {
 		if err := t.Add(r); err != nil {
@@ -175,95 +173,4 @@ func cutKeepSuffix(s string, n int) string {
 		return cut(s, n)
 	}
 	return string([]rune(s[:i])[:keep]) + "…" + suffix
-}
-
-// WriteRecord writes one record in full, as `kretry dlq show` does: where it
-// is, its headers, key, what its kretry headers say, and its value as
-// indented JSON when it is JSON, else as text when printable, else as a hex
-// dump.
-func WriteRecord(w io.Writer, r *Record) error {
-	var b bytes.Buffer
-	line := func(k, v string) { fmt.Fprintf(&b, "%-20s %s\n", k, Text(v)) }
-	line("topic", r.Topic)
-	line("partition", strconv.Itoa(int(r.Partition)))
-	line("offset", strconv.FormatInt(r.Offset, 10))
-	line("timestamp", retrytopics.FormatTime(r.Timestamp))
-	line("reason", r.Reason)
-	if r.MetaErr != nil {
-		line("metadata error", r.MetaErr.Error())
-	}
-	md, unknown := r.Meta, "?"
-	timeOf := func(f fields, t time.Time) string {
-		if r.known&f == 0 {
-			return unknown
-		}
-		return retrytopics.FormatTime(t)
-	}
-	if r.hasOriginal() {
-		line("original", fmt.Sprintf("%s partition %d offset %d at %s", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset,
-			timeOf(fieldOriginalTimestamp, md.OriginalTimestamp)))
-	} else if r.known != 0 {
-		line("original", unknown)
-	}
-	if r.known&fieldGroup != 0 {
-		line("group", md.Group)
-	} else if r.known != 0 {
-		line("group", unknown)
-	}
-	if r.known&(fieldAttempts|fieldTier) != 0 {
-		attempts, tier := unknown, unknown
-		if r.known&fieldAttempts != 0 {
-			attempts = strconv.Itoa(md.Attempts)
-		}
-		if r.known&fieldTier != 0 {
-			tier = md.Tier
-		}
-		line("attempts", fmt.Sprintf("%s (last tier %s)", attempts, tier))
-	}
-	if r.known&(fieldFirstFailure|fieldLastFailure) != 0 {
-		line("failures", fmt.Sprintf("first %s, last %s", timeOf(fieldFirstFailure, md.FirstFailureAt), timeOf(fieldLastFailure, md.LastFailureAt)))
-	}
-	if n, ok := r.Replays(); ok {
-		line("replays", strconv.Itoa(n))
-	} else {
-		line("replays", "unreadable")
-	}
-	if r.known&fieldError != 0 && md.Error != "" {
-		line("error", md.Error)
-	}
-	if r.Reason == ReasonTooLarge && len(r.Value) == 0 && r.hasOriginal() {
-		line("value in", fmt.Sprintf("%s partition %d offset %d (too large to forward with kretry's headers; replay reads it from there while retention keeps it)",
-			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset))
-	}
-	b.WriteString("\nkey")
-	writeBytes(&b, r.Key, false)
-	fmt.Fprintf(&b, "\nheaders (%d)\n", len(r.Headers))
-	for _, h := range r.Headers {
-		v := Text(string(h.Value))
-		if !Printable(h.Value) {
-			v = "0x" + hexString(h.Value)
-		}
-		fmt.Fprintf(&b, "  %s: %s\n", Text(h.Key), v)
-	}
-	b.WriteString("\nvalue")
-	writeBytes(&b, r.Value, true)
-	_, err := w.Write(b.Bytes())
-	return err
-}
-
-func writeBytes(b *bytes.Buffer, v []byte, tryJSON bool) {
-	switch {
-	case v == nil:
-		b.WriteString(" (null)\n")
-	case len(v) == 0:
-		b.WriteString(" (empty)\n")
-	case tryJSON && json.Valid(v):
-		var ind bytes.Buffer
-		_ = json.Indent(&ind, v, "", "  ")
-		fmt.Fprintf(b, " (JSON, %d bytes)\n%s\n", len(v), textLines(ind.String()))
-	case Printable(v):
-		fmt.Fprintf(b, " (text, %d bytes)\n%s\n", len(v), textLines(strings.TrimRight(string(v), "\n")))
-	default:
-		fmt.Fprintf(b, " (binary, %d bytes)\n%s", len(v), hex.Dump(v))
-	}
 }

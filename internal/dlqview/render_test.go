@@ -1,4 +1,4 @@
-package dlq_test
+package dlqview_test
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/dlqview"
+	"github.com/kretry/kretry/internal/safetext"
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -50,13 +52,13 @@ func controls(s string) []rune {
 func TestRenderingEscapesControlCharacters(t *testing.T) {
 	rec := dlq.NewRecord(hostile())
 	var table, show, js bytes.Buffer
-	if err := dlq.WriteTable(&table, []*dlq.Record{rec}, 1<<20); err != nil {
+	if err := dlqview.WriteTable(&table, []*dlq.Record{rec}, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	if err := dlq.WriteRecord(&show, rec); err != nil {
+	if err := dlqview.WriteRecord(&show, rec); err != nil {
 		t.Fatal(err)
 	}
-	b, err := json.Marshal(rec)
+	b, err := json.Marshal(dlqview.Record(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,28 +86,11 @@ func TestRenderingEscapesControlCharacters(t *testing.T) {
 	var s dlq.Stats
 	s.Add(rec)
 	var st bytes.Buffer
-	if err := json.NewEncoder(&st).Encode(s.JSON("orders.dlq")); err != nil {
+	if err := json.NewEncoder(&st).Encode(dlqview.Stats("orders.dlq", &s)); err != nil {
 		t.Fatal(err)
 	}
-	if c := controls(string(dlq.SafeJSON(st.Bytes()))); len(c) > 0 {
+	if c := controls(string(safetext.JSON(st.Bytes()))); len(c) > 0 {
 		t.Errorf("stats --json prints %q", c)
-	}
-}
-
-func TestText(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"plain text, é ✓", "plain text, é ✓"},
-		{"a\x1b[2Jb", `a\x1b[2Jb`},
-		{"a\rb\nc\td", `a\rb\nc\td`},
-		{"\x7f\u0085\u009b", `\x7f\u0085\u009b`},
-		{"abc\u202edef\u2066", `abc\u202edef\u2066`},
-		{"\xff\xfe", `\xff\xfe`},
-		{"\u2028", `\u2028`},
-		{"", ""},
-	} {
-		if got := dlq.Text(tc.in); got != tc.want {
-			t.Errorf("Text(%q) = %q, want %q", tc.in, got, tc.want)
-		}
 	}
 }
 
@@ -127,7 +112,7 @@ func TestLenientReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReader(t, seeds)
-	recs, err := r.List(context.Background(), dlq.Filter{Reasons: []string{"exhausted"}})
+	recs, err := r.List(context.Background(), dlq.Filter{Reasons: []retrytopics.Reason{"exhausted"}})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("--reason exhausted found %d records (%v), want the one without kretry-due-at", len(recs), err)
 	}
@@ -136,19 +121,19 @@ func TestLenientReading(t *testing.T) {
 		t.Errorf("read as %+v", rec)
 	}
 	var table, show bytes.Buffer
-	_ = dlq.WriteTable(&table, recs, 1<<20)
+	_ = dlqview.WriteTable(&table, recs, 1<<20)
 	if got := strings.Join(strings.Fields(strings.Split(table.String(), "\n")[1]), " "); got !=
 		"0/0 11-25 10:00:00 k orders/1@40 3 exhausted payments API: 503 [metadata: kretry header kretry-due-at: missing: a record with kretry-group must carry it]" {
 		t.Errorf("ls row %q", got)
 	}
-	_ = dlq.WriteRecord(&show, rec)
+	_ = dlqview.WriteRecord(&show, rec)
 	for _, want := range []string{"reason               exhausted\n", "metadata error       kretry header kretry-due-at: missing",
 		"original             orders partition 1 offset 40 at 2026-11-25T08:59:00.000Z", "attempts             3 (last tier retry-1m)", "error                payments API: 503\n"} {
 		if !strings.Contains(show.String(), want) {
 			t.Errorf("show lacks %q:\n%s", want, show.String())
 		}
 	}
-	j := rec.JSON()
+	j := dlqview.Record(rec)
 	if j.Reason != "exhausted" || j.Attempts != 3 || j.OriginalTopic != "orders" || j.Error != "payments API: 503" || !strings.Contains(j.MetadataError, "kretry-due-at") {
 		t.Errorf("JSON %+v", j)
 	}
@@ -182,31 +167,31 @@ func FuzzRender(f *testing.F) {
 		}
 		rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Key: key, Value: value, Timestamp: at, Headers: hs})
 		var table, show bytes.Buffer
-		if err := dlq.WriteTable(&table, []*dlq.Record{rec, rec}, 100); err != nil {
+		if err := dlqview.WriteTable(&table, []*dlq.Record{rec, rec}, 100); err != nil {
 			t.Fatal(err)
 		}
-		if err := dlq.WriteRecord(&show, rec); err != nil {
+		if err := dlqview.WriteRecord(&show, rec); err != nil {
 			t.Fatal(err)
 		}
-		js, err := json.Marshal(rec)
+		js, err := json.Marshal(dlqview.Record(rec))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var s dlq.Stats
 		s.Add(rec)
-		sj, err := json.Marshal(s.JSON("orders.dlq"))
+		sj, err := json.Marshal(dlqview.Stats("orders.dlq", &s))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []string
 		for _, e := range s.Errors() {
-			out = append(out, dlq.Text(e.Value))
+			out = append(out, safetext.Text(e.Value))
 		}
 		for _, e := range s.OriginalTopics() {
-			out = append(out, dlq.Text(e.Value))
+			out = append(out, safetext.Text(e.Value))
 		}
 		for name, o := range map[string]string{"ls": table.String(), "show": show.String(), "json": string(js),
-			"stats json": string(dlq.SafeJSON(sj)), "stats": strings.Join(out, "\n")} {
+			"stats json": string(safetext.JSON(sj)), "stats": strings.Join(out, "\n")} {
 			if c := controls(o); len(c) > 0 {
 				t.Fatalf("%s prints %q:\n%s", name, c, o)
 			}
