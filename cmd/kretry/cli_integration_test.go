@@ -110,6 +110,45 @@ func TestIntegrationTopicsApplyRaisesRetention(t *testing.T) {
 	}
 }
 
+// topics plan --exit-code gates CI: 3 while apply has something to do (with
+// the plan printed, and nothing on stderr), 0 once it has not; a failure
+// stays 1 and bad usage 2.
+func TestIntegrationTopicsPlanExitCode(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := realMain(t, seeds)
+	cfg := writeConfig(t, seeds, main, "")
+
+	r := kretry(t, "topics", "plan", "-c", cfg, "--exit-code")
+	if r.code != 3 || !strings.Contains(r.stdout, "4 topics to change (4 create)") || r.stderr != "" {
+		t.Errorf("plan --exit-code with 4 topics missing: %v; want exit 3, the plan, no error", r)
+	}
+	if r := kretry(t, "topics", "plan", "-c", cfg, "--exit-code", "--json"); r.code != 3 || strings.Count(r.stdout, "\n") != 4 {
+		t.Errorf("plan --exit-code --json with 4 topics missing: %v; want exit 3", r)
+	}
+	if r := kretry(t, "topics", "plan", "-c", cfg); r.code != 0 {
+		t.Errorf("plan without --exit-code: %v; want exit 0", r)
+	}
+
+	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
+		t.Fatalf("apply: %v", r)
+	}
+	r = kretry(t, "topics", "plan", "-c", cfg, "--exit-code")
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to apply") {
+		t.Errorf("plan --exit-code with nothing pending: %v; want exit 0", r)
+	}
+	if r := kretry(t, "topics", "plan", "-c", cfg, "--exit-code", "--json"); r.code != 0 || strings.Count(r.stdout, "\n") != 4 {
+		t.Errorf("plan --exit-code --json with nothing pending: %v; want exit 0 and 4 rows", r)
+	}
+
+	missing := writeConfig(t, seeds, kafkatest.Name(t, "absent"), "")
+	if r := kretry(t, "topics", "plan", "-c", missing, "--exit-code"); r.code != 1 {
+		t.Errorf("plan --exit-code of a missing main topic: %v; want exit 1", r)
+	}
+	if r := kretry(t, "topics", "plan", "-c", cfg, "--exit-code=maybe"); r.code != 2 {
+		t.Errorf("plan --exit-code=maybe: %v; want exit 2", r)
+	}
+}
+
 func TestIntegrationBadConfigAndUsage(t *testing.T) {
 	seeds := kafkatest.Brokers(t)
 	main := realMain(t, seeds)

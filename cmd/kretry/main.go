@@ -2,7 +2,8 @@
 // standalone relay, DLQ tools, an embedded broker and a demo.
 //
 // Exit status: 0 on success, 1 on failure (a bad config included), 2 on bad
-// usage (an unknown command or flag, a bad flag value).
+// usage (an unknown command or flag, a bad flag value), 3 from
+// "topics plan --exit-code" when changes are pending.
 package main
 
 import "os"

@@ -22,7 +22,13 @@ const (
 	exitOK      = 0
 	exitFailure = 1
 	exitUsage   = 2
+	// exitChanges is "topics plan --exit-code" finding changes pending.
+	exitChanges = 3
 )
+
+// errChangesPending ends "topics plan --exit-code" with exitChanges once the
+// plan is printed: it is a result, not an error, so nothing more is printed.
+var errChangesPending = errors.New("changes pending")
 
 // app is what every command shares: the output streams and the global flags.
 type app struct {
@@ -69,6 +75,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, errChangesPending) {
+		return exitChanges
+	}
 	var ue *usageError
 	if errors.As(err, &ue) || !a.ran {
 		if cmd == nil {
@@ -97,7 +106,8 @@ This CLI checks a kretry.yaml, creates the retry and DLQ topics it needs,
 runs the relay on its own, inspects and replays the DLQ, and starts an
 embedded broker for trying it all without Kafka.
 
-Exit status: 0 on success, 1 on failure, 2 on bad usage.`,
+Exit status: 0 on success, 1 on failure, 2 on bad usage; "topics plan
+--exit-code" exits 3 when changes are pending.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

@@ -22,23 +22,35 @@ func (a *app) newTopicsCommand() *cobra.Command {
 		Use:   "topics",
 		Short: "Plan and create the retry and DLQ topics of a config",
 	}
-	topics.AddCommand(
-		&cobra.Command{
-			Use:   "plan",
-			Short: "Compare the retry and DLQ topics with the cluster; change nothing",
-			Long: `plan lists every tier and DLQ topic of the config with what it has and what
+	var exitCode bool
+	planCmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Compare the retry and DLQ topics with the cluster; change nothing",
+		Long: `plan lists every tier and DLQ topic of the config with what it has and what
 kretry wants: the main topic's partition count, a retention of at least
 max(2 × delay, 1d) for a tier and 14d for a DLQ (or the configured overrides),
 and a max.message.bytes of at least the main topic's plus room for kretry's
-headers. The action column says what "kretry topics apply" would do.`,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				plan, err := a.plan(cmd.Context())
-				if err != nil {
-					return err
-				}
-				return a.printPlan(plan)
-			},
+headers. The action column says what "kretry topics apply" would do.
+
+With --exit-code the exit status says whether anything is pending, for a CI
+gate: 3 when apply would change something, 0 when nothing (1 and 2 as ever).`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			plan, err := a.plan(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := a.printPlan(plan); err != nil {
+				return err
+			}
+			if exitCode && len(plan.Changes()) > 0 {
+				return errChangesPending
+			}
+			return nil
 		},
+	}
+	planCmd.Flags().BoolVar(&exitCode, "exit-code", false, "exit 3 when changes are pending, 0 when none")
+	topics.AddCommand(
+		planCmd,
 		&cobra.Command{
 			Use:   "apply",
 			Short: "Create missing retry and DLQ topics, raise short retention and max.message.bytes, add missing partitions",
