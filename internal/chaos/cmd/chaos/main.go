@@ -2,7 +2,7 @@
 // internal/chaos in both modes, one line per scenario and mode on stdout,
 // and writes the table to RELIABILITY.md.
 //
-//	chaos [-short] [-only a,b,...] [-modes at-least-once,exactly_once] [-out RELIABILITY.md] [-timeout 25m]
+//	chaos [-short] [-keep] [-only a,b,...] [-modes at-least-once,exactly_once] [-out RELIABILITY.md] [-timeout 25m]
 package main
 
 import (
@@ -28,18 +28,19 @@ func main() {
 	out := flag.String("out", "RELIABILITY.md", "write the table here (empty: nowhere)")
 	timeout := flag.Duration("timeout", 25*time.Minute, "give up after this long")
 	short := flag.Bool("short", false, "the short version's sizes (a few faults)")
+	keep := flag.Bool("keep", false, "keep the configs, logs and events of the runs (else removed when every run ran)")
 	flag.Parse()
 	size := chaos.Full
 	if *short {
 		size = chaos.Short
 	}
-	if err := run(*only, *modes, *out, *timeout, size); err != nil {
+	if err := run(*only, *modes, *out, *timeout, size, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(1)
 	}
 }
 
-func run(only, modeList, out string, timeout time.Duration, size chaos.Size) error {
+func run(only, modeList, out string, timeout time.Duration, size chaos.Size, keep bool) error {
 	started := time.Now()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -77,6 +78,7 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size) err
 	keys := strings.Split(only, ",")
 	var results []chaos.Result
 	failed := false
+	var stopped error
 	for _, scn := range chaos.Scenarios(size) {
 		if !slices.Contains(keys, scn.Key) {
 			continue
@@ -96,8 +98,15 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size) err
 			fmt.Println(res.Line())
 			results = append(results, res)
 			if ctx.Err() != nil {
-				return fmt.Errorf("stopped after (%s) %s: %w", scn.Key, mode, ctx.Err())
+				// Write what ran, saying where it stopped.
+				res.Notes = append(res.Notes, fmt.Sprintf("the suite stopped here (%v); the scenarios after it did not run", ctx.Err()))
+				results[len(results)-1] = res
+				stopped = fmt.Errorf("stopped after (%s) %s: %w", scn.Key, mode, ctx.Err())
+				break
 			}
+		}
+		if stopped != nil {
+			break
 		}
 	}
 	took := time.Since(started)
@@ -111,9 +120,14 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size) err
 		}
 		fmt.Fprintf(os.Stderr, "chaos: wrote %s (took %s)\n", out, took.Round(time.Second))
 	}
+	if stopped != nil {
+		return stopped
+	}
 	if failed {
 		return fmt.Errorf("a scenario could not run; the lines above say which")
 	}
-	os.RemoveAll(dir)
+	if !keep {
+		os.RemoveAll(dir)
+	}
 	return nil
 }
