@@ -87,13 +87,7 @@ func main() {
 		logger.Error("configure", "error", err)
 		os.Exit(2)
 	}
-	handler := consumer.HandlerFunc(func(_ context.Context, rec *kgo.Record) error {
-		if len(rec.Value) == 0 {
-			return consumer.Permanent(fmt.Errorf("order %q has no body", rec.Key))
-		}
-		return nil
-	})
-	c, err := consumer.New(cfg, handler, consumer.WithLogger(logger))
+	c, err := consumer.New(cfg, consumer.HandlerFunc(handle), consumer.WithLogger(logger))
 	if err != nil {
 		logger.Error("start consumer", "error", err)
 		os.Exit(1)
@@ -104,6 +98,15 @@ func main() {
 		logger.Error("consumer stopped", "error", err)
 		os.Exit(1)
 	}
+}
+
+// handle stands in for the service's handler: an order without a body cannot
+// be fixed by retrying it.
+func handle(_ context.Context, rec *kgo.Record) error {
+	if len(rec.Value) == 0 {
+		return consumer.Permanent(fmt.Errorf("order %q has no body", rec.Key))
+	}
+	return nil
 }
 
 func envOr(name, def string) string {

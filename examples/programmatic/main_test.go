@@ -4,9 +4,15 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/kretrytest"
+	"github.com/kretry/kretry/retrytopics"
 )
 
 func TestKretryConfig(t *testing.T) {
@@ -37,4 +43,30 @@ func TestKretryConfig(t *testing.T) {
 			t.Errorf("kretryConfig(%+v) = %v, want an error of %s", tc.s, err, tc.field)
 		}
 	}
+}
+
+// The Config built in Go runs: on an in-process Kafka (kretrytest), an order
+// is handled and an order without a body is dead-lettered at once.
+func TestKretryConfigRuns(t *testing.T) {
+	cfg, err := kretryConfig(settings{brokers: "127.0.0.1:9092", group: "orders-service"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		k := kretrytest.New(t, cfg)
+		if err := k.Run(consumer.HandlerFunc(handle)); err != nil {
+			t.Fatal(err)
+		}
+		order, empty := &kgo.Record{Key: []byte("1"), Value: []byte(`{"id": 1}`)}, &kgo.Record{Key: []byte("2")}
+		if err := k.Produce(t.Context(), order, empty); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := k.Fate(t.Context(), order); err != nil || !f.Handled || len(f.Attempts) != 1 {
+			t.Errorf("order: %+v, %v; want handled at the first attempt", f, err)
+		}
+		f, err := k.Fate(t.Context(), empty)
+		if err != nil || f.Reason != retrytopics.ReasonPermanent || f.DeadLetter.Topic != "orders.dlq" {
+			t.Errorf("order without a body: %+v, %v; want dead-lettered to orders.dlq, reason permanent", f, err)
+		}
+	})
 }
