@@ -20,15 +20,22 @@ type Record struct {
 	HasMeta bool // the record carries kretry-group and every kretry header reads
 
 	// Reason is kretry-reason, ReasonUnknown for a record without kretry
-	// headers (or with no kretry-reason), retrytopics.ReasonInvalidMetadata for one whose
-	// kretry-reason is missing or unreadable while other kretry headers
-	// cannot be read either. A record whose kretry-reason reads keeps it
-	// even when another kretry header is missing or malformed.
+	// headers (or with no kretry-reason), retrytopics.ReasonInvalidMetadata
+	// for one whose kretry-reason is missing or unreadable while other
+	// kretry headers cannot be read either. A record whose kretry-reason
+	// reads keeps it even when another kretry header is missing or
+	// malformed. A Spring dead letter's is mapped from its exception class:
+	// permanent for Spring's not-retryable exceptions, exhausted for others.
 	Reason retrytopics.Reason
 
 	// MetaErr says which kretry header is missing or malformed; nil when
-	// they all read.
+	// they all read. For a Spring dead letter: which of Spring's headers.
 	MetaErr error
+
+	// Spring is what Spring Kafka's DeadLetterPublishingRecoverer wrote on
+	// the record, nil when it did not write it; Meta and Reason then hold
+	// what its headers say (see SpringDeadLetter).
+	Spring *SpringDeadLetter
 
 	known Field // which of Meta's fields were read
 }
@@ -71,9 +78,12 @@ func NewRecord(kr *kgo.Record) *Record {
 		}
 	case !ok || md.Group == "":
 		// No kretry headers, or only a replay count: written by something
-		// other than kretry's consumer.
+		// other than kretry's consumer, maybe by Spring Kafka.
 		r.Reason = ReasonUnknown
 		r.Meta.Replays = md.Replays
+		if isSpring(kr.Headers) {
+			r.decodeSpring()
+		}
 	default:
 		r.Meta, r.HasMeta, r.known = md, true, fieldsAll
 		if md.Error != "" {

@@ -395,7 +395,13 @@ func (r *Reader) originalValue(ctx context.Context, rec *Record) (value []byte, 
 func replayed(rec *Record, v verdict) *kgo.Record {
 	n, _ := rec.Replays() // unreadable: only with force, counted afresh
 	md := retrytopics.Metadata{Replays: n + 1}
-	if rec.known&FieldGroup != 0 && rec.hasOriginal() && v.target == rec.Meta.OriginalTopic {
+	hs := rec.Headers
+	if rec.Spring != nil {
+		// Spring's listener starts over: none of Spring's dead-letter
+		// or retry headers, and no kretry header but the replay count
+		// (Spring copies it to the next dead letter).
+		hs = springUserHeaders(hs)
+	} else if rec.known&FieldGroup != 0 && rec.hasOriginal() && v.target == rec.Meta.OriginalTopic {
 		md.Group = rec.Meta.Group
 		if rec.known&FieldOriginalTimestamp != 0 {
 			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = rec.Meta.OriginalTopic, rec.Meta.OriginalPartition, rec.Meta.OriginalOffset
@@ -406,7 +412,7 @@ func replayed(rec *Record, v verdict) *kgo.Record {
 		Topic:     v.target,
 		Key:       rec.Key,
 		Value:     rec.Value,
-		Headers:   retrytopics.Encode(rec.Headers, md),
+		Headers:   retrytopics.Encode(hs, md),
 		Partition: -1,
 	}
 	if v.hasValue {

@@ -28,13 +28,15 @@ const dlqFiltersHelp = `Filters (all optional; a record must match every one giv
                          unless a zone is given) or a duration ago (90s, 30m, 2h, 3d)
   --reason R,...         exhausted, permanent, panic, expired, too-large,
                          invalid-metadata, or unknown (a record without kretry
-                         headers)
+                         headers); a Spring dead letter is permanent when its
+                         exception is one Spring does not retry, else exhausted
   --error-contains S     the error text contains S, ignoring case
   --key K                the key is exactly K
   --key-hex HEX          the key is exactly these bytes (a binary key, as ls shows
                          it: 0xff00)
   --original-topic T     first delivered on topic T
-  --failed-group G       failed by consumer group G (the record's kretry-group)
+  --failed-group G       failed by consumer group G (the record's kretry-group,
+                         or Spring's kafka_dlt-original-consumer-group)
   --partition P,...      only these DLQ partitions
   --offsets FROM-TO      only these DLQ offsets (both included; also FROM-, -TO, N)
   --limit N              at most N records`
@@ -47,7 +49,8 @@ func newDLQCommand(a *app) *cobra.Command {
 full, stats counts them, replay re-produces them to their original topic.
 
 The DLQ is --topic, or the DLQ of the config's topic when the config has one
-topic. A read covers the records there when it starts: it always ends. Nothing
+topic. A dead-letter topic written by Spring Kafka (its kafka_dlt-* headers, or
+those of its retryable topics) is read as well as kretry's own. A read covers the records there when it starts: it always ends. Nothing
 here deletes or alters a DLQ record.
 
 ` + dlqFiltersHelp,
@@ -83,7 +86,7 @@ func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {
 	fs.StringVar(&d.key, "key", "", "records with exactly this key")
 	fs.StringVar(&d.keyHex, "key-hex", "", "records with exactly this binary key, in hex (0xff00, as ls shows it)")
 	fs.StringVar(&d.originalTopic, "original-topic", "", "records first delivered on this topic")
-	fs.StringVar(&d.failedGroup, "failed-group", "", "records failed by this consumer group (their kretry-group)")
+	fs.StringVar(&d.failedGroup, "failed-group", "", "records failed by this consumer group (their kretry-group, or Spring's kafka_dlt-original-consumer-group)")
 	fs.Int32SliceVar(&d.partitions, "partition", nil, "only these DLQ partitions")
 	fs.Lookup("partition").DefValue = "" // all, not "[]"
 	fs.StringVar(&d.offsets, "offsets", "", "only these DLQ offsets: FROM-TO (both included), FROM-, -TO or N")

@@ -27,6 +27,7 @@ type replayFlags struct {
 	force       bool
 	group       string
 	fromStart   bool
+	mainTopics  []string
 }
 
 func newDLQReplayCommand(a *app) *cobra.Command {
@@ -48,10 +49,19 @@ flight at once, each acknowledged by all in-sync replicas; every target
 partition gets its records in the order they were read. The DLQ is never
 changed.
 
-Only the main topics the config declares are targets: a record whose
-kretry-original-topic names another topic is skipped and listed with its
-partition/offset, and the run goes on (--to replays the selection to one topic
-of your choice). Without a config file, --to is required. Before producing
+Only the main topics the config declares, and those --main-topics names, are
+targets: a record whose kretry-original-topic names another topic is skipped
+and listed with its partition/offset, and the run goes on (--to replays the
+selection to one topic of your choice). Without a config file, --to or
+--main-topics is required.
+
+A dead letter written by Spring Kafka goes back to its kafka_dlt-original-topic
+(a main topic as above) at its original partition, with its key, value and
+headers byte for byte but Spring's dead-letter and retry headers
+(kafka_dlt-*, kafka_original-*, kafka_exception-*, retry_topic-*): Spring's
+listener handles it as a first delivery. Of kretry's headers it carries only
+kretry-replays, which Spring copies to the next dead letter, so --max-replays
+counts its replays too. Before producing
 anything, replay reads the selection once and stops with an error if a target
 topic does not exist. Records without kretry headers (reason unknown) or with
 an unreadable original have no original topic: they are replayed only with
@@ -93,7 +103,8 @@ committed, so a crash or a refused produce repeats nothing it saw.
 ` + dlqFiltersHelp,
 		Example: `  kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --dry-run
   kretry dlq replay -c kretry.yaml --reason exhausted --since 6h --rate 100
-  kretry dlq replay -c kretry.yaml --all-groups --reason unknown --to orders`,
+  kretry dlq replay -c kretry.yaml --all-groups --reason unknown --to orders
+  kretry dlq replay --brokers 127.0.0.1:9092 --topic payments.DLT --main-topics payments`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := d.filter(cmd)
 			if err != nil {
@@ -127,9 +138,10 @@ committed, so a crash or a refused produce repeats nothing it saw.
 				if f.FailedGroup == "" && !rf.allGroups {
 					f.FailedGroup = cfg.Group
 				}
-			case rf.to == "":
-				return usagef("replay without a config file needs --to TOPIC: the config (-c FILE) names the main topics records may go back to")
+			case rf.to == "" && len(rf.mainTopics) == 0:
+				return usagef("replay without a config file needs --to TOPIC or --main-topics T,...: the config (-c FILE) names the main topics records may go back to")
 			}
+			mains = append(mains, rf.mainTopics...)
 			return a.replay(cmd, r, f, rf, mains)
 		},
 	}
@@ -143,6 +155,7 @@ committed, so a crash or a refused produce repeats nothing it saw.
 	fl.BoolVar(&rf.force, "force", false, "replay records over --max-replays too")
 	fl.BoolVar(&rf.allGroups, "all-groups", false, "replay the records of every failed group, not only the config's group's")
 	fl.StringVar(&rf.group, "group", "", "the consumer group that keeps the progress of replaying every record; a selection's is this + a digest (default <dlq>-replay)")
+	fl.StringSliceVar(&rf.mainTopics, "main-topics", nil, "more topics records may go back to by their original topic, besides the config's (a Spring service's topic)")
 	fl.BoolVar(&rf.fromStart, "from-start", false, "delete this selection's progress on the DLQ and start from the oldest record")
 	return cmd
 }
@@ -247,7 +260,7 @@ func writeSummary(w io.Writer, s *dlq.ReplaySummary, f dlq.Filter, rf replayFlag
 				k, skipList(s.Skips, dlq.SkippedNoTarget))
 		}
 		if k := s.Skipped(dlq.SkippedNotMainTopic); k > 0 {
-			fmt.Fprintf(w, "  %d naming an original topic the config does not declare (--to TOPIC replays them): %s\n",
+			fmt.Fprintf(w, "  %d naming an original topic the config does not declare (--main-topics T or --to TOPIC replays them): %s\n",
 				k, skipList(s.Skips, dlq.SkippedNotMainTopic))
 		}
 		if k := s.Skipped(dlq.SkippedValueGone); k > 0 {

@@ -24,18 +24,30 @@ type RecordJSON struct {
 	ValueText *string      `json:"value_text,omitempty"`
 	Headers   []HeaderJSON `json:"headers"`
 
-	OriginalTopic     string     `json:"original_topic,omitempty"`
-	OriginalPartition *int32     `json:"original_partition,omitempty"`
-	OriginalOffset    *int64     `json:"original_offset,omitempty"`
-	OriginalTimestamp *time.Time `json:"original_timestamp,omitempty"`
-	Group             string     `json:"group,omitempty"`
-	Attempts          int        `json:"attempts"`
-	Tier              string     `json:"tier,omitempty"`
-	FirstFailureAt    *time.Time `json:"first_failure_at,omitempty"`
-	LastFailureAt     *time.Time `json:"last_failure_at,omitempty"`
-	Error             string     `json:"error,omitempty"`
-	Replays           int        `json:"replays"`
-	MetadataError     string     `json:"metadata_error,omitempty"`
+	OriginalTopic     string      `json:"original_topic,omitempty"`
+	OriginalPartition *int32      `json:"original_partition,omitempty"`
+	OriginalOffset    *int64      `json:"original_offset,omitempty"`
+	OriginalTimestamp *time.Time  `json:"original_timestamp,omitempty"`
+	Group             string      `json:"group,omitempty"`
+	Attempts          int         `json:"attempts"`
+	Tier              string      `json:"tier,omitempty"`
+	FirstFailureAt    *time.Time  `json:"first_failure_at,omitempty"`
+	LastFailureAt     *time.Time  `json:"last_failure_at,omitempty"`
+	Error             string      `json:"error,omitempty"`
+	Replays           int         `json:"replays"`
+	MetadataError     string      `json:"metadata_error,omitempty"`
+	Spring            *SpringJSON `json:"spring,omitempty"`
+}
+
+// SpringJSON is what Spring Kafka wrote on a dead letter (dlq.SpringDeadLetter).
+type SpringJSON struct {
+	RetryTopics    bool   `json:"retry_topics"`
+	ExceptionClass string `json:"exception_class,omitempty"`
+	CauseClass     string `json:"cause_class,omitempty"`
+	Message        string `json:"message,omitempty"`
+	Stacktrace     string `json:"stacktrace,omitempty"`
+	KeyException   bool   `json:"key_exception,omitempty"`
+	TimestampType  string `json:"original_timestamp_type,omitempty"`
 }
 
 // HeaderJSON is one header: its value as text when printable, else as base64.
@@ -73,6 +85,10 @@ func Record(r *dlq.Record) RecordJSON {
 	}
 	if r.MetaErr != nil {
 		j.MetadataError = r.MetaErr.Error()
+	}
+	if sp := r.Spring; sp != nil {
+		j.Spring = &SpringJSON{RetryTopics: sp.RetryTopics, ExceptionClass: sp.ExceptionClass, CauseClass: sp.CauseClass,
+			Message: sp.Message, Stacktrace: sp.Stacktrace, KeyException: sp.KeyException, TimestampType: sp.TimestampType}
 	}
 	md, known := r.Meta, r.Fields()
 	j.Group, j.Tier = md.Group, md.Tier

@@ -27,6 +27,13 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 	line("offset", strconv.FormatInt(r.Offset, 10))
 	line("timestamp", retrytopics.FormatTime(r.Timestamp))
 	line("reason", string(r.Reason))
+	if sp := r.Spring; sp != nil {
+		by := "Spring Kafka's DeadLetterPublishingRecoverer"
+		if sp.RetryTopics {
+			by = "Spring Kafka's retryable topics"
+		}
+		line("written by", by+" (the reason is read from the exception class)")
+	}
 	if r.MetaErr != nil {
 		line("metadata error", r.MetaErr.Error())
 	}
@@ -48,7 +55,11 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 	} else if r.Fields() != 0 {
 		line("group", unknown)
 	}
-	if r.Fields()&(dlq.FieldAttempts|dlq.FieldTier) != 0 {
+	if r.Spring != nil {
+		if r.Fields()&dlq.FieldAttempts != 0 {
+			line("attempts", strconv.Itoa(md.Attempts)+" (from retry_topic-attempts)")
+		}
+	} else if r.Fields()&(dlq.FieldAttempts|dlq.FieldTier) != 0 {
 		attempts, tier := unknown, unknown
 		if r.Fields()&dlq.FieldAttempts != 0 {
 			attempts = strconv.Itoa(md.Attempts)
@@ -69,6 +80,14 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 	if r.Fields()&dlq.FieldError != 0 && md.Error != "" {
 		line("error", md.Error)
 	}
+	if sp := r.Spring; sp != nil {
+		if sp.KeyException {
+			line("key exception", "the key could not be deserialized")
+		}
+		line("exception", sp.ExceptionClass)
+		line("cause", sp.CauseClass)
+		line("message", sp.Message)
+	}
 	if r.Reason == retrytopics.ReasonTooLarge && len(r.Value) == 0 && r.Fields()&dlq.FieldOriginal != 0 {
 		line("value in", fmt.Sprintf("%s partition %d offset %d (too large to forward with kretry's headers; replay reads it from there while retention keeps it)",
 			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset))
@@ -82,6 +101,9 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 			v = "0x" + safetext.Hex(h.Value)
 		}
 		fmt.Fprintf(&b, "  %s: %s\n", safetext.Text(h.Key), v)
+	}
+	if r.Spring != nil && r.Spring.Stacktrace != "" {
+		fmt.Fprintf(&b, "\nstack trace\n%s\n", safetext.Lines(strings.ReplaceAll(strings.TrimRight(r.Spring.Stacktrace, "\n"), "\t", "    ")))
 	}
 	b.WriteString("\nvalue")
 	writeBytes(&b, r.Value, true)

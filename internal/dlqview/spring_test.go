@@ -1,0 +1,81 @@
+package dlqview_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/internal/dlqview"
+)
+
+// springRecord is a dead letter of Spring's retryable topics, with the
+// header bytes Spring writes (partition 1, offset 1234567 and timestamp
+// 2025-11-25T10:00:00Z big-endian; retry_topic-attempts 3: two failed
+// deliveries).
+func springRecord() *dlq.Record {
+	hs := []kgo.RecordHeader{
+		{Key: "traceparent", Value: []byte("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
+		{Key: "kafka_original-topic", Value: []byte("payments")},
+		{Key: "kafka_original-partition", Value: []byte{0, 0, 0, 1}},
+		{Key: "kafka_original-offset", Value: []byte{0, 0, 0, 0, 0, 0x12, 0xd6, 0x87}},
+		{Key: "kafka_original-timestamp", Value: []byte{0, 0, 0x01, 0x9a, 0xba, 0x74, 0xad, 0x00}},
+		{Key: "kafka_original-timestamp-type", Value: []byte("CreateTime")},
+		{Key: "kafka_dlt-original-consumer-group", Value: []byte("payments-service")},
+		{Key: "kafka_exception-fqcn", Value: []byte("org.springframework.kafka.listener.ListenerExecutionFailedException")},
+		{Key: "kafka_exception-cause-fqcn", Value: []byte("java.lang.IllegalStateException")},
+		{Key: "kafka_exception-message", Value: []byte("Listener failed; payment 42 declined")},
+		{Key: "kafka_exception-stacktrace", Value: []byte("java.lang.IllegalStateException: payment 42 declined\n\tat com.example.PaymentListener.listen(PaymentListener.java:17)\n")},
+		{Key: "retry_topic-attempts", Value: []byte{0, 0, 0, 3}},
+	}
+	return dlq.NewRecord(&kgo.Record{Topic: "payments-dlt", Partition: 0, Offset: 4, Timestamp: base, Key: []byte("p-42"), Value: []byte(`{"id":42}`), Headers: hs})
+}
+
+func TestSpringRendering(t *testing.T) {
+	rec := springRecord()
+	var table, show bytes.Buffer
+	if err := dlqview.WriteTable(&table, []*dlq.Record{rec}, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if row := strings.Join(strings.Fields(strings.Split(table.String(), "\n")[1]), " "); row !=
+		"0/4 11-25 10:00:00 p-42 payments/1@1234567 2 exhausted java.lang.IllegalStateException: Listener failed; payment 42 declined" {
+		t.Errorf("ls row %q", row)
+	}
+	if err := dlqview.WriteRecord(&show, rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"reason               exhausted\n",
+		"written by           Spring Kafka's retryable topics (the reason is read from the exception class)\n",
+		"original             payments partition 1 offset 1234567 at 2025-11-25T10:00:00.000Z\n",
+		"group                payments-service\n",
+		"attempts             2 (from retry_topic-attempts)\n",
+		"exception            org.springframework.kafka.listener.ListenerExecutionFailedException\n",
+		"cause                java.lang.IllegalStateException\n",
+		"message              Listener failed; payment 42 declined\n",
+		"  kafka_original-partition: 0x00000001\n",
+		"\nstack trace\njava.lang.IllegalStateException: payment 42 declined\n    at com.example",
+	} {
+		if !strings.Contains(show.String(), want) {
+			t.Errorf("show lacks %q:\n%s", want, show.String())
+		}
+	}
+	if strings.Contains(show.String(), "last tier") {
+		t.Errorf("show names a kretry tier for a Spring dead letter:\n%s", show.String())
+	}
+	b, err := json.Marshal(dlqview.Record(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j dlqview.RecordJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		t.Fatal(err)
+	}
+	if j.Spring == nil || !j.Spring.RetryTopics || j.Spring.CauseClass != "java.lang.IllegalStateException" || j.Spring.TimestampType != "CreateTime" ||
+		j.Group != "payments-service" || j.Attempts != 2 || j.OriginalTopic != "payments" || *j.OriginalPartition != 1 || *j.OriginalOffset != 1234567 {
+		t.Errorf("JSON %s", b)
+	}
+}
