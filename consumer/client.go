@@ -35,7 +35,6 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		kgo.WithLogger(telemetry.Logger(c.opts.logger.With("component", "kgo", "client", "consumer"))),
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(topics...),
-		kgo.AutoCommitMarks(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(s.revoked),
@@ -51,11 +50,30 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	if hook != nil {
 		opts = append(opts, hook)
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("consumer: building the Kafka client: %w", err)
+	if !c.cfg.ExactlyOnce {
+		cl, err := kgo.NewClient(append(opts, kgo.AutoCommitMarks())...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consumer: building the Kafka client: %w", err)
+		}
+		return cl, cm, nil
 	}
-	return cl, cm, nil
+	id, err := s.transactionalID()
+	if err != nil {
+		return nil, nil, err
+	}
+	// Exactly once: forwards, outputs and offsets commit together in
+	// transactions; reads see committed records only, and offsets a
+	// pending transaction may still change are not handed out (KIP-447).
+	sess, err := kgo.NewGroupTransactSession(append(opts,
+		kgo.TransactionalID(id),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+	)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consumer: building the transactional Kafka client: %w", err)
+	}
+	s.txn = sess
+	return sess.Client(), cm, nil
 }
 
 // provision creates the missing tier and DLQ topics (WithProvisioning).

@@ -186,10 +186,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		})
 	}
 
-	wg.Go(func() { s.flushOnTime(ctx) })
-
-	s.poll(ctx)
-	err = s.shutdown()
+	if s.txn == nil {
+		wg.Go(func() { s.flushOnTime(ctx) })
+		s.poll(ctx)
+		err = s.shutdown()
+	} else {
+		s.pollTxn(ctx)
+		err = s.shutdownTxn()
+	}
 	hooks.Release()
 	cancel()
 	wg.Wait()
@@ -223,6 +227,9 @@ type session struct {
 	closing  bool                       // set at shutdown: assignments start no workers
 
 	crashed atomic.Bool // the test hook fired: commit nothing more
+
+	txn *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
+	txnState
 
 	cancel   context.CancelFunc // stops Run
 	failMu   sync.Mutex
@@ -335,8 +342,8 @@ func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string
 // join waits on.)
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	s.stopWorkers(revoked, s.c.opts.grace)
-	if s.crashed.Load() {
-		return
+	if s.crashed.Load() || s.txn != nil {
+		return // exactly once: offsets commit in the transactions
 	}
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
 	defer cancel()

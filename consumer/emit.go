@@ -88,6 +88,9 @@ func (w *worker) produceEmitted(recs []*kgo.Record) error {
 		r.Context = emittedCtx
 	}
 	if err := w.s.cl.ProduceSync(w.ctx, recs...).FirstErr(); err != nil {
+		if w.txn {
+			w.s.broken.Store(true) // the transaction holds a failed produce
+		}
 		return fmt.Errorf("producing an output emitted by the handler: %w", err)
 	}
 	return nil

@@ -294,6 +294,9 @@ func withLastError(errText string, md retrytopics.Metadata) string {
 // Run stops with an error that names the record, which stays uncommitted.
 func (w *worker) reforward(p *pendingRecord, err error) bool {
 	rec := p.rec
+	if w.txn {
+		return w.reforwardInTxn(p, err)
+	}
 	backoff := forwardBackoffMin
 	for try := 1; ; try++ {
 		topic := p.fwd.out.Topic
@@ -338,6 +341,33 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 			return true
 		}
 	}
+}
+
+// reforwardInTxn is reforward in exactly-once mode, where a failed produce
+// dooms the open transaction: a forward refused for good is redirected to
+// the DLQ (a record too large for its forward, without its value) as in
+// at-least-once mode; any other failure, or a failed redirect, breaks the
+// transaction, which aborts at its end, and the records are handled again.
+// The record counts as done for the transaction; false means the worker was
+// stopped first.
+func (w *worker) reforwardInTxn(p *pendingRecord, err error) bool {
+	rec, topic := p.rec, p.fwd.out.Topic
+	if w.ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
+		return false
+	}
+	if refused(err) {
+		tooLarge := isTooLarge(err) && p.fwd.md.Reason != retrytopics.ReasonTooLarge
+		if topic != w.ladder.DLQ() || tooLarge {
+			w.redirectToDLQ(p, err, tooLarge)
+			if err = w.s.cl.ProduceSync(w.ctx, &p.fwd.out).FirstErr(); err == nil {
+				return true
+			}
+		}
+	}
+	w.s.log.Error("kretry forward failed in a transaction; the transaction aborts and its records will be handled again",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", p.fwd.out.Topic, "error", err)
+	w.s.broken.Store(true)
+	return w.ctx.Err() == nil
 }
 
 // refused reports whether a produce error is one that no retry can mend: the

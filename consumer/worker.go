@@ -34,6 +34,12 @@ type worker struct {
 	queue       []*kgo.Record
 	queuedBytes int
 	paused      bool // this worker paused the partition's fetching
+	exited      bool // exactly once: run has returned; enqueue takes nothing more
+
+	// txn is set in exactly-once mode: undone counts this worker's records
+	// of the open transaction not yet done (see txnState).
+	txn    bool
+	undone atomic.Int64
 
 	wake chan struct{} // cap 1: records were queued
 	quit chan struct{} // closed by stop: take no new record
@@ -125,6 +131,7 @@ func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worke
 		clock0:    time.Now(),
 	}
 	w.hctx = context.WithValue(ctx, emitterKey{}, &w.emit)
+	w.txn = s.txn != nil
 	return w
 }
 
@@ -144,9 +151,20 @@ func recordBytes(r *kgo.Record) int {
 
 // enqueue appends records fetched for the partition, pausing its fetching
 // when the worker is far behind. It runs on the poll goroutine.
-func (w *worker) enqueue(recs []*kgo.Record) {
+//
+// In exactly-once mode the records count as the open transaction's until
+// done; false means the worker has returned and took none of them.
+func (w *worker) enqueue(recs []*kgo.Record) bool {
 	o := &w.s.c.opts
 	w.mu.Lock()
+	if w.txn {
+		if w.exited {
+			w.mu.Unlock()
+			return false
+		}
+		w.undone.Add(int64(len(recs)))
+		w.s.undone.Add(int64(len(recs)))
+	}
 	w.queue = append(w.queue, recs...)
 	for _, r := range recs {
 		w.queuedBytes += recordBytes(r)
@@ -160,6 +178,7 @@ func (w *worker) enqueue(recs []*kgo.Record) {
 	case w.wake <- struct{}{}:
 	default:
 	}
+	return true
 }
 
 // next returns the partition's next record, or false once the worker is
@@ -214,6 +233,17 @@ func (w *worker) run() {
 		w.markMu.Lock()
 		w.finished = true
 		w.markMu.Unlock()
+		if w.txn {
+			// Records of the transaction left undone: it must abort.
+			w.mu.Lock()
+			w.exited = true
+			left := w.undone.Swap(0)
+			w.mu.Unlock()
+			if left > 0 {
+				w.s.broken.Store(true)
+				w.s.recordsDone(left)
+			}
+		}
 	}()
 	// At stop, forwards in flight still get the grace period to be acked.
 	defer w.settle(true)
@@ -376,6 +406,10 @@ const markEvery = 256
 // markEvery records and whenever its queue is empty; the session's flusher
 // marks on time (see flushOnTime).
 func (w *worker) markLater(rec *kgo.Record) {
+	if w.txn {
+		w.undone.Add(-1)
+		w.s.recordsDone(1)
+	}
 	w.unmarked.Store(rec)
 	w.nUnmarked++
 	if w.nUnmarked >= markEvery {

@@ -1,0 +1,189 @@
+package consumer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Exactly-once mode (exactly_once: true).
+//
+// The session runs one Kafka transaction per commit interval: it polls and
+// hands records to the workers as in at-least-once mode, and the workers'
+// forwards (to a tier or the DLQ) and the handlers' outputs (Emit) are
+// produced in the transaction. At the boundary the session stops polling,
+// waits until every record polled in the transaction is done (quiesce),
+// and ends the transaction with the offsets of everything polled
+// (kgo.GroupTransactSession): so every record produced in a committed
+// transaction belongs to a committed offset, and an aborted transaction
+// (a forward or an output that failed, a rebalance during it, a crash)
+// leaves nothing visible to read_committed readers, and the records are
+// fetched and handled again. Rebalances wait for the boundary
+// (BlockRebalanceOnPoll is released only there).
+
+// txnEndTimeout bounds ending a transaction (flush, offsets, EndTxn).
+const txnEndTimeout = 30 * time.Second
+
+// txnState is what the session tracks of the open transaction.
+type txnState struct {
+	// undone counts the records handed to workers in the open transaction
+	// that are not done yet; idle is signalled (cap 1) when it drops to 0.
+	undone atomic.Int64
+	idle   chan struct{}
+	// broken is set when a record of the open transaction cannot be done
+	// in it (a failed produce, a worker stopped with records left): the
+	// transaction must abort.
+	broken atomic.Bool
+}
+
+// transactionalID is the consumer's transactional id:
+// kretry/<group>/consumer/<instance id>, or a random instance when the
+// config has none (KIP-447 fencing through the group keeps a zombie of
+// another id from committing).
+func (s *session) transactionalID() (string, error) {
+	instance := s.c.cfg.InstanceID
+	if instance == "" {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("consumer: a random transactional id: %w", err)
+		}
+		instance = hex.EncodeToString(b[:])
+	}
+	return "kretry/" + s.c.cfg.Group + "/consumer/" + instance, nil
+}
+
+// recordsDone counts n records of the open transaction done.
+func (t *txnState) recordsDone(n int64) {
+	if t.undone.Add(-n) == 0 {
+		select {
+		case t.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// quiesce waits until every record handed out in the open transaction is
+// done; false if ctx ended first.
+func (t *txnState) quiesce(ctx context.Context) bool {
+	for t.undone.Load() > 0 {
+		select {
+		case <-t.idle:
+		case <-ctx.Done():
+			return t.undone.Load() <= 0
+		}
+	}
+	return true
+}
+
+// pollTxn is poll in exactly-once mode: one transaction per commit
+// interval, until ctx is done (shutdownTxn ends the last one).
+func (s *session) pollTxn(ctx context.Context) {
+	s.idle = make(chan struct{}, 1)
+	for ctx.Err() == nil {
+		if err := s.txn.Begin(); err != nil {
+			s.cl.AllowRebalance()
+			s.fail(fmt.Errorf("consumer: beginning a transaction: %w", err))
+			return
+		}
+		boundary := time.Now().Add(s.c.commitInterval)
+		for ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load() {
+			pctx, cancel := context.WithDeadline(ctx, boundary)
+			fetches := s.cl.PollRecords(pctx, pollRecords)
+			cancel()
+			if fetches.IsClientClosed() {
+				return
+			}
+			s.handOut(fetches)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.endTxn(ctx, s.quiesce(ctx))
+		s.cl.AllowRebalance()
+	}
+}
+
+// handOut gives each partition's records to its worker. In a transaction
+// a record no worker takes could be committed unhandled: it breaks the
+// transaction.
+func (s *session) handOut(fetches kgo.Fetches) {
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
+			return
+		}
+		s.log.Error("kretry consumer fetch failed", "topic", topic, "partition", partition, "error", err)
+	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		s.mu.Lock()
+		w := s.workers[topicPartition{p.Topic, p.Partition}]
+		s.mu.Unlock()
+		if w == nil || !w.enqueue(p.Records) {
+			s.broken.Store(true)
+		}
+	})
+}
+
+// endTxn ends the open transaction: with a commit of the offsets of every
+// record polled in it when all of them are done (done) and nothing broke
+// it, with an abort otherwise, after which kgo rewinds to the committed
+// offsets and the records are fetched again.
+func (s *session) endTxn(ctx context.Context, done bool) bool {
+	try := kgo.TryCommit
+	if !done || s.broken.Load() {
+		try = kgo.TryAbort
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
+	committed, err := s.txn.End(ectx, try)
+	cancel()
+	s.broken.Store(false)
+	switch {
+	case err != nil && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)):
+		s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with transactional id of this one took over, "+
+			"or the id is not authorized; give each instance its own instance_id", err))
+	case err != nil:
+		s.log.Error("kretry consumer transaction failed; its records will be handled again", "group", s.c.cfg.Group, "error", err)
+	case !committed && try == kgo.TryCommit:
+		s.log.Info("kretry consumer transaction aborted (a rebalance); its records will be handled again", "group", s.c.cfg.Group)
+	case !committed:
+		s.log.Info("kretry consumer transaction aborted; its records will be handled again", "group", s.c.cfg.Group)
+	}
+	return committed
+}
+
+// shutdownTxn is shutdown in exactly-once mode: the records handed out get
+// the grace period to be done, then the transaction commits if all are,
+// and aborts otherwise; the group is left.
+func (s *session) shutdownTxn() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	if s.crashed.Load() {
+		// Like a killed process: the transaction stays open until the
+		// next instance with this transactional id fences it, or it
+		// times out; nothing of it becomes visible.
+		s.stopWorkers(nil, 0)
+		s.cl.Close()
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(s.base, s.c.opts.grace)
+	done := s.quiesce(qctx)
+	cancel()
+	s.stopWorkers(nil, 0)
+	var err error
+	if !s.endTxn(s.base, done) && done {
+		err = errors.New("consumer: the last transaction did not commit at shutdown; its records will be handled again")
+	}
+	s.cl.CloseAllowingRebalance()
+	return err
+}

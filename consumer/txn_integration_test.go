@@ -1,0 +1,148 @@
+//go:build integration
+
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/consumer"
+)
+
+// readCommittedKeys returns the keys a read_committed reader sees in topic,
+// sorted: it reads until 3s pass without a record.
+func (b *realBroker) readCommittedKeys(topic string) []string {
+	b.t.Helper()
+	rd, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer rd.Close()
+	var keys []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		fs := rd.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)); n++ })
+		if n == 0 {
+			sort.Strings(keys)
+			return keys
+		}
+	}
+}
+
+// Exactly once on the real broker, across a crash in the middle of a
+// transaction: A handles records (forwarding the failing ones to a tier and
+// emitting outputs) and dies with its transaction open; a read_committed
+// reader sees none of A's forwards or outputs, and no offset is committed.
+// B, the same instance restarted (same transactional id: A's transaction is
+// fenced and aborted), handles everything again: each failing record is in
+// the tier once (no duplicate ladder copy), each output of a successful
+// call is visible once, and the outputs of failed calls never.
+func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	b := newRealBroker(t, 1)
+	b.cfg.ExactlyOnce = true
+	b.cfg.InstanceID = "i0"
+	out := b.ladder.Topic() + ".out"
+	ctx := context.Background()
+	if resp, err := b.adm.CreateTopics(ctx, 2, 1, nil, out); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", out, err, resp.Error())
+	}
+	t.Cleanup(func() { b.adm.DeleteTopics(context.Background(), out) })
+	keys := []string{"ok-0", "fail-1", "ok-2", "fail-3", "block-4", "ok-5"}
+	for _, k := range keys {
+		if err := b.cl.ProduceSync(ctx, &kgo.Record{Topic: b.ladder.Topic(), Key: []byte(k)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var block atomic.Bool
+	block.Store(true)
+	blocked := make(chan struct{}, 1)
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		k := string(r.Key)
+		if err := consumer.Emit(ctx, &kgo.Record{Topic: out, Key: []byte("out-" + k)}); err != nil {
+			return err
+		}
+		switch {
+		case strings.HasPrefix(k, "fail"):
+			return errTransient
+		case k == "block-4" && block.Load():
+			blocked <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	run := func(opts ...consumer.Option) (context.CancelFunc, chan error) {
+		c, err := consumer.New(b.cfg, h, append(opts, consumer.WithRelay(false))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		errc := make(chan error, 1)
+		go func() { errc <- c.Run(rctx) }()
+		return cancel, errc
+	}
+
+	crash := make(chan struct{})
+	cancelA, errA := run(consumer.WithCrash(crash))
+	defer cancelA()
+	select {
+	case <-blocked:
+	case <-time.After(60 * time.Second):
+		t.Fatal("A never reached block-4")
+	}
+	time.Sleep(2 * time.Second) // several commit intervals: the transaction stays open
+	tier := b.ladder.Steps()[0].Topic
+	for _, topic := range []string{tier, out} {
+		if got := b.readCommittedKeys(topic); len(got) != 0 {
+			t.Errorf("while A's transaction is open, a read_committed reader sees %v in %s, want nothing", got, topic)
+		}
+	}
+	close(crash)
+	if err := <-errA; !errors.Is(err, consumer.ErrCrashed) {
+		t.Fatalf("A: %v, want ErrCrashed", err)
+	}
+	for _, topic := range []string{tier, out} {
+		if got := b.readCommittedKeys(topic); len(got) != 0 {
+			t.Errorf("after A crashed, a read_committed reader sees %v in %s, want nothing", got, topic)
+		}
+	}
+	if os, err := b.adm.FetchOffsets(ctx, b.cfg.Group); err == nil {
+		if o, ok := os.Lookup(b.ladder.Topic(), 0); ok && o.At > 0 {
+			t.Errorf("committed offset %d after A crashed, want none", o.At)
+		}
+	}
+
+	block.Store(false)
+	cancelB, errB := run()
+	waitReal(t, 90*time.Second, "B committed every record", func() bool {
+		os, err := b.adm.FetchOffsets(ctx, b.cfg.Group)
+		if err != nil {
+			return false
+		}
+		o, _ := os.Lookup(b.ladder.Topic(), 0)
+		return o.At == int64(len(keys))
+	})
+	cancelB()
+	if err := <-errB; err != nil {
+		t.Fatalf("B: %v", err)
+	}
+	if got := b.readCommittedKeys(tier); !slices.Equal(got, []string{"fail-1", "fail-3"}) {
+		t.Errorf("tier seen by a read_committed reader: %v, want fail-1 and fail-3 once each", got)
+	}
+	if got := b.readCommittedKeys(out); !slices.Equal(got, []string{"out-block-4", "out-ok-0", "out-ok-2", "out-ok-5"}) {
+		t.Errorf("outputs seen by a read_committed reader: %v, want those of the successful calls once each", got)
+	}
+}
