@@ -7,8 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kretry/kretry/config"
 )
 
 // Binaries are the programs the suite runs as processes of their own.
@@ -64,6 +67,7 @@ func startProc(kind, bin string, args []string, logPath string) (*proc, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group: a ^C of the suite reaches the suite, which
 	// stops its children itself.
@@ -108,6 +112,21 @@ func (p *proc) stop(grace time.Duration) error {
 		p.kill()
 		return fmt.Errorf("%s %d did not stop within %v of SIGTERM; killed it", p.kind, p.pid(), grace)
 	}
+}
+
+// childEnv is this process's environment without the variables that would
+// replace what a run's kretry.yaml says (make test sets KRETRY_BROKERS to the
+// shared broker, which the suite must not touch).
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == config.EnvBrokers || k == config.EnvGroup || k == config.EnvInstanceID {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 // sleep waits d or until ctx is done.

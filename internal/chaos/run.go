@@ -269,13 +269,14 @@ func (r *Run) writeConfig() (*config.Config, error) {
 	if err := os.WriteFile(r.cfgPath, []byte(b.String()), 0o644); err != nil {
 		return nil, err
 	}
-	// The processes read the file; the environment must not change it.
-	for _, env := range []string{config.EnvBrokers, config.EnvGroup} {
-		if os.Getenv(env) != "" {
-			return nil, fmt.Errorf("%s is set; unset it: it would replace the suite's own %s", env, strings.ToLower(strings.TrimPrefix(env, "KRETRY_")))
-		}
+	// The processes run without KRETRY_BROKERS and KRETRY_GROUP (childEnv);
+	// here the file's brokers and group win over them too.
+	cfg, err := config.Load(r.cfgPath, config.WithBrokers(r.cluster.Brokers...))
+	if err != nil {
+		return nil, err
 	}
-	return config.Load(r.cfgPath)
+	cfg.Group = r.group
+	return cfg, nil
 }
 
 func (r *Run) topics() []string {
