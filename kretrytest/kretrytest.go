@@ -35,7 +35,8 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	running  bool
-	runErr   error
+	stopped  bool  // the consumer's Run returned
+	runErr   error // what it returned
 	attempts map[origin][]Attempt
 	dead     map[origin]*kgo.Record
 	changed  chan struct{} // closed and replaced when attempts or dead change
@@ -190,7 +191,9 @@ func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Option) error {
 	k.wg.Go(func() {
 		err := cons.Run(k.ctx)
 		k.mu.Lock()
-		k.runErr = err
+		k.stopped, k.runErr = true, err
+		close(k.changed)
+		k.changed = make(chan struct{})
 		k.mu.Unlock()
 	})
 	return nil
@@ -295,7 +298,8 @@ func (f Fate) Tiers() []string {
 }
 
 // Fate waits until rec, produced with Produce, is handled or dead-lettered,
-// and returns where it went. It waits at most until ctx is done, and without
+// and returns where it went. It returns an error at once if the consumer has
+// stopped (Run's error), and waits at most until ctx is done, and without
 // a deadline on ctx at most the longest ladder's delays plus a minute (of
 // virtual time in a synctest bubble): a record that the consumer never
 // finishes is an error, not a hung test.
@@ -309,7 +313,7 @@ func (k *Cluster) Fate(ctx context.Context, rec *kgo.Record) (Fate, error) {
 	for {
 		k.mu.Lock()
 		f := Fate{Attempts: append([]Attempt(nil), k.attempts[o]...), DeadLetter: k.dead[o]}
-		changed, running := k.changed, k.running
+		changed, running, stopped, runErr := k.changed, k.running, k.stopped, k.runErr
 		k.mu.Unlock()
 		if f.DeadLetter != nil {
 			md, _, err := retrytopics.Decode(f.DeadLetter.Headers)
@@ -322,6 +326,9 @@ func (k *Cluster) Fate(ctx context.Context, rec *kgo.Record) (Fate, error) {
 		if n := len(f.Attempts); n > 0 && f.Attempts[n-1].Err == nil {
 			f.Handled = true
 			return f, nil
+		}
+		if stopped {
+			return f, fmt.Errorf("Fate: %s was neither handled nor dead-lettered when the consumer stopped: %v", o, runErr)
 		}
 		select {
 		case <-changed:

@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
@@ -207,5 +208,42 @@ func TestFateIsBounded(t *testing.T) {
 			t.Errorf("Fate gave up after %v, before the ladder's delays and a minute, %v", took, bound)
 		}
 		close(stuck)
+	})
+}
+
+// A consumer that stops with an error ends Fate at once with that error,
+// and Close returns it.
+func TestConsumerErrorEndsFate(t *testing.T) {
+	cfg := parse(t)
+	synctest.Test(t, func(t *testing.T) {
+		k, err := kretrytest.Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adm, err := kadm.NewOptClient(k.ClientOpts()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer adm.Close()
+		if _, err := adm.DeleteTopic(t.Context(), "orders.dlq"); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.Run(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })); err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Value: []byte("x")}
+		if err := k.Produce(t.Context(), rec); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := k.Fate(t.Context(), rec); err == nil || !strings.Contains(err.Error(), "orders.dlq") {
+			t.Errorf("Fate = %v, want the consumer's error naming the missing DLQ", err)
+		}
+		if took := time.Since(start); took > time.Minute {
+			t.Errorf("Fate took %v of virtual time to see that the consumer stopped", took)
+		}
+		if err := k.Close(); err == nil || !strings.Contains(err.Error(), "orders.dlq") {
+			t.Errorf("Close = %v, want the consumer's error", err)
+		}
 	})
 }
