@@ -26,6 +26,7 @@ type Result struct {
 
 	Handlings    int // handler calls
 	DupHandlings int // handler calls of a record at an attempt it was already handled at
+	MaxRepeat    int // the most handler calls of one record at one attempt
 	// DupBound is the at-least-once bound on DupHandlings: the sum, over the
 	// faults, of what the processes hit handled in the CommitInterval +
 	// InFlight before the fault (and, for a broker down, until it was back).
@@ -72,7 +73,7 @@ func analyze(res Result, a analysis) Result {
 		id      int64
 		attempt int
 	}
-	seen := map[key]Event{}
+	seen := map[key]int{}
 	var handlings []Event
 	for _, e := range a.events {
 		if e.ID < 0 { // probes
@@ -93,11 +94,11 @@ func analyze(res Result, a analysis) Result {
 	res.Handlings = len(handlings)
 	for _, e := range handlings {
 		k := key{e.ID, e.Attempt}
-		if _, dup := seen[k]; dup {
+		seen[k]++
+		if seen[k] > 1 {
 			res.DupHandlings++
-			continue
 		}
-		seen[k] = e
+		res.MaxRepeat = max(res.MaxRepeat, seen[k])
 	}
 
 	tierTopics := map[string]bool{}
@@ -300,8 +301,8 @@ func (r Result) Line() string {
 	if r.Misrouted > 0 {
 		fmt.Fprintf(&b, " misrouted=%d", r.Misrouted)
 	}
-	fmt.Fprintf(&b, " dup-handlings=%d (bound %d) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
-		r.DupHandlings, r.DupBound, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
+	fmt.Fprintf(&b, " dup-handlings=%d (bound %d, at most %d calls of one attempt) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
+		r.DupHandlings, r.DupBound, r.MaxRepeat, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
 	fmt.Fprintf(&b, " faults=%d recovery=%s", r.Faults, r.RecoveryText())
 	fmt.Fprintf(&b, " lateness-max=%s never-early=%s", fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	if r.Mode == ExactlyOnce {

@@ -90,7 +90,7 @@ func TestAnalyze(t *testing.T) {
 	res := analyze(Result{Mode: AtLeastOnce}, a)
 	want := Result{
 		Mode: AtLeastOnce, Produced: 4, HandledOK: 2, DeadLettered: 1, Lost: 1,
-		Handlings: 5, DupHandlings: 1, DupBound: 3, DupLadder: 1, DupTier: 1, Refeeds: 1, Faults: 1,
+		Handlings: 5, DupHandlings: 1, MaxRepeat: 2, DupBound: 3, DupLadder: 1, DupTier: 1, Refeeds: 1, Faults: 1,
 		MaxLateness: 100 * time.Millisecond,
 	}
 	if len(res.Recoveries) != 1 || res.Recoveries[0] != 1500*time.Millisecond {
@@ -116,7 +116,7 @@ func TestAnalyze(t *testing.T) {
 func equal(a, b Result) bool {
 	return a.Produced == b.Produced && a.HandledOK == b.HandledOK && a.DeadLettered == b.DeadLettered &&
 		a.Lost == b.Lost && a.Misrouted == b.Misrouted && a.Handlings == b.Handlings &&
-		a.DupHandlings == b.DupHandlings && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
+		a.DupHandlings == b.DupHandlings && a.MaxRepeat == b.MaxRepeat && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
 		a.DupTier == b.DupTier && a.DupRefeed == b.DupRefeed && a.DupDLQ == b.DupDLQ &&
 		a.Refeeds == b.Refeeds && a.Faults == b.Faults && a.MaxLateness == b.MaxLateness && a.Early == b.Early
 }

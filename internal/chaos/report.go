@@ -63,6 +63,9 @@ last run; do not edit it by hand.
 			}
 			notes = append(notes, fmt.Sprintf("(%s) %s: recovery after each fault, in order: %s", r.Scenario, r.Mode, strings.Join(xs, ", ")))
 		}
+		if r.MaxRepeat > 2 {
+			notes = append(notes, fmt.Sprintf("(%s) %s: one record was handled %d times at the same attempt", r.Scenario, r.Mode, r.MaxRepeat))
+		}
 		if r.DupLadder > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: duplicate ladder copies: %d in the tiers, %d re-feeds, %d in the DLQ", r.Scenario, r.Mode, r.DupTier, r.DupRefeed, r.DupDLQ))
 		}
