@@ -72,11 +72,11 @@ func New(t testing.TB, cfg *config.Config, opts ...Opt) *Cluster {
 	t.Helper()
 	c, err := Start(cfg, opts...)
 	if err != nil {
-		t.Fatalf("kretrytest: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
-			t.Errorf("kretrytest: %v", err)
+			t.Error(err)
 		}
 	})
 	return c
@@ -88,24 +88,24 @@ func New(t testing.TB, cfg *config.Config, opts ...Opt) *Cluster {
 // its brokers are replaced. Close stops the cluster and what runs on it.
 func Start(cfg *config.Config, opts ...Opt) (*Cluster, error) {
 	if cfg == nil {
-		return nil, errors.New("nil config: parse one with config.Parse or build a config.Config")
+		return nil, errors.New("kretrytest: nil config: parse one with config.Parse or build a config.Config")
 	}
 	sc := startCfg{partitions: 1}
 	for _, o := range opts {
 		o.apply(&sc)
 	}
 	if sc.partitions < 1 {
-		return nil, fmt.Errorf("Partitions(%d): give at least 1", sc.partitions)
+		return nil, fmt.Errorf("kretrytest: Partitions(%d): give at least 1", sc.partitions)
 	}
 	cp := *cfg
 	c := &cp
 	c.Brokers = []string{"127.0.0.1:1"} // replaced below; Validate wants one
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("the config: %w", err)
+		return nil, fmt.Errorf("kretrytest: the config: %w", err)
 	}
 	ladders, err := c.Ladders()
 	if err != nil {
-		return nil, fmt.Errorf("the config: %w", err)
+		return nil, fmt.Errorf("kretrytest: the config: %w", err)
 	}
 	k := &Cluster{
 		mainOf:   map[string]bool{},
@@ -142,7 +142,7 @@ func Start(cfg *config.Config, opts ...Opt) (*Cluster, error) {
 	}
 	k.fake, err = kfake.NewCluster(kfake.ListenFn(listen), kfake.NumBrokers(1), kfake.SeedTopics(sc.partitions, topics...))
 	if err != nil {
-		return nil, fmt.Errorf("starting kfake: %w", err)
+		return nil, fmt.Errorf("kretrytest: starting kfake: %w", err)
 	}
 	c.Brokers = k.fake.ListenAddrs()
 	k.cfg = c
@@ -151,7 +151,7 @@ func Start(cfg *config.Config, opts ...Opt) (*Cluster, error) {
 		kgo.ConsumeTopics(dlqs...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		k.fake.Close()
-		return nil, fmt.Errorf("a client of kfake: %w", err)
+		return nil, fmt.Errorf("kretrytest: a client of kfake: %w", err)
 	}
 	k.ctx, k.cancel = context.WithCancel(context.Background())
 	k.wg.Go(k.watchDLQs)
@@ -173,15 +173,15 @@ func (k *Cluster) ClientOpts() []kgo.Opt { return append([]kgo.Opt(nil), k.kopts
 // consumer stops with later is Close's.
 func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Option) error {
 	if h == nil {
-		return errors.New("Run: nil handler")
+		return errors.New("kretrytest: Run: nil handler")
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.closed {
-		return errors.New("Run: the cluster is closed")
+		return errors.New("kretrytest: Run: the cluster is closed")
 	}
 	if k.running {
-		return errors.New("Run: a consumer already runs on this cluster")
+		return errors.New("kretrytest: Run: a consumer already runs on this cluster")
 	}
 	cons, err := consumer.New(k.cfg, k.recording(h), append([]consumer.Option{consumer.WithClientOpts(k.kopts...)}, opts...)...)
 	if err != nil {
@@ -257,7 +257,7 @@ func (k *Cluster) Produce(ctx context.Context, recs ...*kgo.Record) error {
 			r.Topic = k.cfg.Topics[0].Name
 		}
 		if !k.mainOf[r.Topic] {
-			return fmt.Errorf("Produce: %s is not a main topic of the config", r.Topic)
+			return fmt.Errorf("kretrytest: Produce: %s is not a main topic of the config", r.Topic)
 		}
 	}
 	return k.cl.ProduceSync(ctx, recs...).FirstErr()
@@ -318,7 +318,7 @@ func (k *Cluster) Fate(ctx context.Context, rec *kgo.Record) (Fate, error) {
 		if f.DeadLetter != nil {
 			md, _, err := retrytopics.Decode(f.DeadLetter.Headers)
 			if err != nil {
-				return f, fmt.Errorf("Fate: the dead letter of %s: %w", o, err)
+				return f, fmt.Errorf("kretrytest: Fate: the dead letter of %s: %w", o, err)
 			}
 			f.Reason = md.Reason
 			return f, nil
@@ -328,15 +328,15 @@ func (k *Cluster) Fate(ctx context.Context, rec *kgo.Record) (Fate, error) {
 			return f, nil
 		}
 		if stopped {
-			return f, fmt.Errorf("Fate: %s was neither handled nor dead-lettered when the consumer stopped: %v", o, runErr)
+			return f, fmt.Errorf("kretrytest: Fate: %s was neither handled nor dead-lettered when the consumer stopped: %v", o, runErr)
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
 			if !running {
-				return f, fmt.Errorf("Fate: %s was neither handled nor dead-lettered: no consumer runs, call Run first", o)
+				return f, fmt.Errorf("kretrytest: Fate: %s was neither handled nor dead-lettered: no consumer runs, call Run first", o)
 			}
-			return f, fmt.Errorf("Fate: %s was neither handled nor dead-lettered after %d attempts: %w", o, len(f.Attempts), context.Cause(ctx))
+			return f, fmt.Errorf("kretrytest: Fate: %s was neither handled nor dead-lettered after %d attempts: %w", o, len(f.Attempts), context.Cause(ctx))
 		}
 	}
 }
@@ -362,5 +362,8 @@ func (k *Cluster) Close() error {
 	k.fake.Close()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.runErr
+	if k.runErr != nil {
+		return fmt.Errorf("kretrytest: the consumer stopped: %w", k.runErr)
+	}
+	return nil
 }
