@@ -74,7 +74,8 @@ var springFatal = []string{
 // and OriginalTimestamp come from kafka_dlt-original-*, Meta.Group from
 // kafka_dlt-original-consumer-group, Meta.Attempts from retry_topic-attempts
 // (failed deliveries, when Spring's retryable topics forwarded it), and
-// Meta.Error is "ExceptionCauseClass: Message".
+// Meta.Error is "CauseClass: " and the cause's message (Message without
+// the "Listener method '…' threw exception; " of Spring's listener).
 type SpringDeadLetter struct {
 	RetryTopics    bool   // written by Spring's retryable topics (kafka_original-*), not a DeadLetterPublishingRecoverer of its own
 	ExceptionClass string // usually org.springframework.kafka.listener.ListenerExecutionFailedException
@@ -191,7 +192,7 @@ func (r *Record) decodeSpring() {
 		class = s.ExceptionClass
 	}
 	if class != "" || s.Message != "" {
-		md.Error = strings.TrimPrefix(class+": "+s.Message, ": ")
+		md.Error = strings.TrimPrefix(class+": "+causeMessage(s.Message), ": ")
 		r.known |= FieldError
 	}
 	r.Spring = s
@@ -200,6 +201,22 @@ func (r *Record) decodeSpring() {
 		md.Reason, r.known = r.Reason, r.known|FieldReason
 	}
 	r.MetaErr = errors.Join(errs...)
+}
+
+// causeMessage is the cause's part of the message Spring writes for a
+// ListenerExecutionFailedException ("Listener method '…' threw exception;
+// " or "Listener failed; " and the cause's message); any other message
+// whole.
+func causeMessage(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "Listener method '"); ok {
+		if _, cause, ok := strings.Cut(rest, "' threw exception; "); ok {
+			return cause
+		}
+	}
+	if cause, ok := strings.CutPrefix(msg, "Listener failed; "); ok {
+		return cause
+	}
+	return msg
 }
 
 // springReason maps what Spring recorded to a reason: a key that did not

@@ -91,9 +91,9 @@ func TestIntegrationDLQSpring(t *testing.T) {
 	}
 	// The ORIGINAL column is cut at 40 characters in the topic name.
 	for i, want := range [][2]string{
-		{"0/0 11-25 10:01:00 p-41 orders-", "/2@41 - exhausted java.lang.IllegalStateException: Listener method"},
-		{"0/1 11-25 10:02:00 p-42 orders-", "/1@42 - permanent org.springframework.kafka.support.serializer.DeserializationException: Listener"},
-		{"0/3 11-25 10:04:00 r-7 orders-", "/0@7 - exhausted java.net.SocketTimeoutException: Listener method"},
+		{"0/0 11-25 10:01:00 p-41 orders-", "/2@41 - exhausted java.lang.IllegalStateException: payment 41 declined"},
+		{"0/1 11-25 10:02:00 p-42 orders-", "/1@42 - permanent org.springframework.kafka.support.serializer.DeserializationException: failed to deserialize"},
+		{"0/3 11-25 10:04:00 r-7 orders-", "/0@7 - exhausted java.net.SocketTimeoutException: Read timed out"},
 	} {
 		row := strings.Join(strings.Fields(lines[[]int{1, 2, 4}[i]]), " ")
 		if !strings.HasPrefix(row, want[0]) || !strings.Contains(row, want[1]) {

@@ -41,7 +41,7 @@ func TestSpringRendering(t *testing.T) {
 		t.Fatal(err)
 	}
 	if row := strings.Join(strings.Fields(strings.Split(table.String(), "\n")[1]), " "); row !=
-		"0/4 11-25 10:00:00 p-42 payments/1@1234567 2 exhausted java.lang.IllegalStateException: Listener failed; payment 42 declined" {
+		"0/4 11-25 10:00:00 p-42 payments/1@1234567 2 exhausted java.lang.IllegalStateException: payment 42 declined" {
 		t.Errorf("ls row %q", row)
 	}
 	if err := dlqview.WriteRecord(&show, rec); err != nil {
