@@ -10,7 +10,7 @@
 # BENCH_OUT names the report (default BENCHMARKS.md at the repository root);
 # BENCH_PROFILE, when set, is a directory for CPU and allocation profiles of
 # the kretry sides. The output ends with the summary lines:
-#   B1 ratio=..  B2 ratio=..  B3 p50_ms=.. p99_ms=.. max_ms=..  B4 rss_mib=..
+#   B1 ratio=..  B2 ratio=..  B1eos ratio=..  B2eos ratio=..  B3 p50_ms=.. p99_ms=.. max_ms=..  B4 rss_mib=..
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -144,6 +144,7 @@ type childFlags struct {
 	cpuProfile string
 	memProfile string
 	relay      bool // kretry sides: run the relay in process (consumer.WithRelay)
+	eos        bool // kretry sides: exactly_once
 }
 
 func childMain(args []string) int {
@@ -166,6 +167,7 @@ func childMain(args []string) int {
 	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write a CPU profile of the run here")
 	fs.StringVar(&cf.memProfile, "memprofile", "", "write an allocation profile of the run here")
 	fs.BoolVar(&cf.relay, "relay", true, "kretry sides: run the relay in process")
+	fs.BoolVar(&cf.eos, "eos", false, "kretry sides: exactly_once (Kafka transactions)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}

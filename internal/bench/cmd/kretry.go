@@ -44,7 +44,8 @@ func benchConfig(cf childFlags) *config.Config {
 			DLQ:    cf.topic + ".dlq",
 			Naming: retrytopics.DefaultNaming,
 		}},
-		Relay: config.Relay{Group: cf.group + config.DefaultRelaySuffix, FetchMaxWait: config.DefaultFetchMaxWait},
+		Relay:       config.Relay{Group: cf.group + config.DefaultRelaySuffix, FetchMaxWait: config.DefaultFetchMaxWait},
+		ExactlyOnce: cf.eos,
 	}
 }
 

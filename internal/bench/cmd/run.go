@@ -43,6 +43,10 @@ type runFlags struct {
 	b3Rate     int
 	b4Records  []int
 	b4Hold     time.Duration
+	// exactly_once against at-least-once
+	eosRounds    int
+	eosB1Records int
+	eosB2Records int
 	// DLQ replay
 	replayRecords int
 	replayRounds  int
@@ -55,7 +59,7 @@ func runMain(args []string) int {
 	var brokers, only, b4 string
 	fs.StringVar(&brokers, "brokers", os.Getenv("KRETRY_BROKERS"), "seed brokers of the real broker, comma-separated (default $KRETRY_BROKERS)")
 	fs.StringVar(&rf.out, "out", "", "write the report as Markdown to this file (BENCHMARKS.md)")
-	fs.StringVar(&only, "only", "B1,B2,B3,B4,replay", "benchmarks to run (replay: the DLQ replay, no goal)")
+	fs.StringVar(&only, "only", "B1,B2,EOS,B3,B4,replay", "benchmarks to run (EOS: B1 and B2's kretry sides in exactly_once against at-least-once; replay: the DLQ replay, no goal)")
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
@@ -75,6 +79,9 @@ func runMain(args []string) int {
 	fs.IntVar(&rf.b3Rate, "b3-paced-rate", 10_000, "B3, second run: records/s at which the main topic is fed while the consumer runs (0: skip that run)")
 	fs.StringVar(&b4, "b4-records", "100000,1000000", "B4 backlog sizes")
 	fs.DurationVar(&rf.b4Hold, "b4-hold", 5*time.Second, "B4: how long the relay runs after pausing every partition")
+	fs.IntVar(&rf.eosRounds, "eos-rounds", 3, "EOS rounds (each runs both modes once, for B1 and for B2)")
+	fs.IntVar(&rf.eosB1Records, "eos-b1-records", 500_000, "EOS: B1 records")
+	fs.IntVar(&rf.eosB2Records, "eos-b2-records", 200_000, "EOS: B2 records")
 	fs.IntVar(&rf.replayRecords, "replay-records", 100_000, "DLQ replay: records in the DLQ")
 	fs.IntVar(&rf.replayRounds, "replay-rounds", 3, "DLQ replay: rounds")
 	fs.DurationVar(&rf.childTimout, "child-timeout", 5*time.Minute, "give up on one run after this long")
@@ -143,7 +150,7 @@ func run(ctx context.Context, rf runFlags) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", b.b1}, {"B2", b.b2}, {"B3", b.b3}, {"B4", b.b4}, {"REPLAY", b.replay},
+		{"B1", b.b1}, {"B2", b.b2}, {"EOS", b.eos}, {"B3", b.b3}, {"B4", b.b4}, {"REPLAY", b.replay},
 	}
 	for _, s := range steps {
 		if !rf.only[s.name] {
@@ -653,7 +660,7 @@ func methodSection(rf runFlags) bench.Section {
 				"CPU seconds are the child's user+system time (getrusage) over the same window as the records/s.",
 			"- A throughput window runs from the first record the handler sees to the last one counted, so group joins and client start-up are left out of both sides alike.",
 			"- The broker, the producer that fills the topics, and both sides share this machine's cores; ratios measured in one run are the figures to trust, absolute rates vary with the machine and its load.",
-			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B3 the re-feed lateness of the burst run (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay.",
+			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B1eos and B2eos median exactly-once/at-least-once ratios of B1's and B2's kretry sides, B3 the re-feed lateness of the burst run (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay.",
 		},
 	}
 }
