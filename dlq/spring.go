@@ -144,18 +144,24 @@ func (r *Record) decodeSpring() {
 		md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = topic, int32(binary.BigEndian.Uint32(p)), int64(binary.BigEndian.Uint64(o))
 		r.known |= FieldOriginal
 	}
+	timestamp := func(name string, v []byte, ms int64, ok bool, want string) {
+		switch at := time.UnixMilli(ms).UTC(); {
+		case ok && ms == -1: // Kafka's "no timestamp"
+		case !ok || ms < 0 || at.Year() > 9999:
+			bad(name, v, want)
+		default:
+			md.OriginalTimestamp, r.known = at, r.known|FieldOriginalTimestamp
+		}
+	}
 	if tn, ts, ok := get(springHeaderOriginalTimestamp); ok {
+		var ms int64
 		if len(ts) == 8 {
-			md.OriginalTimestamp, r.known = time.UnixMilli(int64(binary.BigEndian.Uint64(ts))).UTC(), r.known|FieldOriginalTimestamp
-		} else {
-			bad(tn, ts, "an 8-byte big-endian time in epoch milliseconds")
+			ms = int64(binary.BigEndian.Uint64(ts))
 		}
+		timestamp(tn, ts, ms, len(ts) == 8, "an 8-byte big-endian time in epoch milliseconds, from 1970 to 9999")
 	} else if ts, ok := last[springHeaderRetryOriginalTimestamp]; ok {
-		if ms, ok := javaBigInteger(ts); ok {
-			md.OriginalTimestamp, r.known = time.UnixMilli(ms).UTC(), r.known|FieldOriginalTimestamp
-		} else {
-			bad(springHeaderRetryOriginalTimestamp, ts, "1 to 8 bytes of a big-endian time in epoch milliseconds")
-		}
+		ms, ok := javaBigInteger(ts)
+		timestamp(springHeaderRetryOriginalTimestamp, ts, ms, ok, "1 to 8 bytes of a big-endian time in epoch milliseconds, from 1970 to 9999")
 	}
 	if g := text(springHeaderOriginalGroup); g != "" {
 		md.Group, r.known = g, r.known|FieldGroup

@@ -143,6 +143,8 @@ func TestSpringDeadLetters(t *testing.T) {
 			"kafka_dlt-exception-message"), "kafka_dlt-exception-stacktrace"), dlq.ReasonUnknown, 0, false, true, true, "payments-service", "", ""},
 		{"partition as text", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-partition", []byte("1")), retrytopics.ReasonExhausted,
 			0, false, false, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-partition: invalid value 0x31"},
+		{"timestamp past year 9999", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-timestamp", unhex("7fffffffffffffff")), retrytopics.ReasonExhausted,
+			0, false, true, false, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-timestamp"},
 		{"negative offset", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-offset", unhex("ffffffffffffffff")), retrytopics.ReasonExhausted,
 			0, false, false, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-offset"},
 	} {
@@ -157,9 +159,12 @@ func TestSpringDeadLetters(t *testing.T) {
 				t.Errorf("read as reason %s attempts %d retry topics %v group %q error %q; want %s %d %v %q %q",
 					r.Reason, md.Attempts, r.Spring.RetryTopics, md.Group, r.ErrorText(), tc.reason, tc.attempts, tc.retryTopics, tc.group, tc.errText)
 			}
+			wantP, wantO := int32(1), int64(1234567)
+			if tc.name == "key not deserialized" {
+				wantP, wantO = 0, 7
+			}
 			if got := r.Fields()&dlq.FieldOriginal != 0; got != tc.original ||
-				tc.original && (md.OriginalTopic != "payments" || md.OriginalPartition != map[bool]int32{true: 1, false: 0}[tc.at] ||
-					md.OriginalOffset != map[bool]int64{true: 1234567, false: 7}[tc.at]) {
+				tc.original && (md.OriginalTopic != "payments" || md.OriginalPartition != wantP || md.OriginalOffset != wantO) {
 				t.Errorf("original %v %s/%d@%d, want %v", got, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, tc.original)
 			}
 			if got := r.Fields()&dlq.FieldOriginalTimestamp != 0; got != tc.at || tc.at && !md.OriginalTimestamp.Equal(springOriginalAt) {

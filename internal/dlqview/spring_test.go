@@ -79,3 +79,49 @@ func TestSpringRendering(t *testing.T) {
 		t.Errorf("JSON %s", b)
 	}
 }
+
+// FuzzSpringRender feeds arbitrary bytes to Spring's dead-letter headers:
+// reading never panics, and ls, show and --json print no control character
+// other than a newline.
+func FuzzSpringRender(f *testing.F) {
+	f.Add([]byte("payments"), []byte{0, 0, 0, 1}, []byte{0, 0, 0, 0, 0, 0x12, 0xd6, 0x87}, []byte{0, 0, 0, 3}, []byte("java.lang.IllegalStateException"), []byte("Listener failed; boom"), []byte("svc"))
+	f.Add([]byte("p\x1b[2J"), []byte{0xff, 0xff, 0xff, 0xff}, []byte{1}, []byte{}, []byte("a\u202eb"), []byte("\r\nforged"), []byte("\x9b"))
+	f.Add([]byte(""), []byte(nil), []byte{0x80, 0, 0, 0, 0, 0, 0, 0}, []byte{0x80, 0, 0, 0}, []byte("\xff"), []byte("Listener method '\x1b' threw exception; \x07"), []byte(""))
+	f.Fuzz(func(t *testing.T, topic, partition, offset, attempts, cause, message, group []byte) {
+		hs := []kgo.RecordHeader{
+			{Key: "kafka_original-topic", Value: topic},
+			{Key: "kafka_original-partition", Value: partition},
+			{Key: "kafka_original-offset", Value: offset},
+			{Key: "kafka_original-timestamp", Value: offset},
+			{Key: "retry_topic-original-timestamp", Value: partition},
+			{Key: "retry_topic-attempts", Value: attempts},
+			{Key: "kafka_dlt-original-consumer-group", Value: group},
+			{Key: "kafka_exception-cause-fqcn", Value: cause},
+			{Key: "kafka_exception-message", Value: message},
+			{Key: "kafka_exception-stacktrace", Value: message},
+		}
+		rec := dlq.NewRecord(&kgo.Record{Topic: "payments-dlt", Timestamp: base, Key: topic, Value: message, Headers: hs})
+		if rec.Spring == nil {
+			t.Fatal("not read as a Spring dead letter")
+		}
+		var table, show bytes.Buffer
+		if err := dlqview.WriteTable(&table, []*dlq.Record{rec}, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := dlqview.WriteRecord(&show, rec); err != nil {
+			t.Fatal(err)
+		}
+		js, err := json.Marshal(dlqview.Record(rec))
+		if err != nil || !json.Valid(js) {
+			t.Fatalf("JSON %s: %v", js, err)
+		}
+		for name, o := range map[string]string{"ls": table.String(), "show": show.String(), "json": string(js)} {
+			if c := controls(o); len(c) > 0 {
+				t.Fatalf("%s prints %q:\n%s", name, c, o)
+			}
+		}
+		if n := strings.Count(table.String(), "\n"); n != 2 {
+			t.Fatalf("ls printed %d lines for 1 record:\n%s", n, table.String())
+		}
+	})
+}
