@@ -26,6 +26,12 @@ func newRelay(c *Consumer, ladders []*retrytopics.Ladder) (relayRunner, error) {
 	if c.cfg.DeliveryTimeout > 0 {
 		opts = append(opts, retrytopics.WithRelayDeliveryTimeout(c.cfg.DeliveryTimeout))
 	}
+	if c.cfg.ExactlyOnce {
+		opts = append(opts, retrytopics.WithRelayExactlyOnce(true))
+		if c.cfg.InstanceID != "" {
+			opts = append(opts, retrytopics.WithRelayInstanceID(c.cfg.InstanceID))
+		}
+	}
 	if c.cfg.Relay.Group != "" {
 		opts = append(opts, retrytopics.WithRelayGroup(c.cfg.Relay.Group))
 	}

@@ -2,6 +2,8 @@ package retrytopics
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
@@ -99,6 +102,8 @@ type relayCfg struct {
 	commitInterval  time.Duration
 	groupOpts       []kgo.Opt
 	producerOpts    []kgo.Opt
+	exactlyOnce     bool
+	instanceID      string
 }
 
 // Defaults of the relay options.
@@ -228,6 +233,28 @@ func WithRelayProducerOpts(opts ...kgo.Opt) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.producerOpts = append(c.producerOpts, opts...) })
 }
 
+// WithRelayExactlyOnce turns on the exactly-once mode: the relay's re-feeds
+// (and dead letters) and the tier offsets of the records they came from
+// commit together in Kafka transactions of about WithRelayCommitInterval
+// each (KIP-447: a relay that lost its partitions cannot commit), and it
+// reads the tiers read_committed. A crash or a rebalance aborts the open
+// transaction: its re-feeds never become visible to read_committed readers,
+// and the records are re-fed again by the next owner, once. Its
+// transactional id is kretry/<relay group>/relay/<instance> (see
+// WithRelayInstanceID). Default: off (at least once).
+func WithRelayExactlyOnce(on bool) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.exactlyOnce = on })
+}
+
+// WithRelayInstanceID names this relay instance in its transactional id in
+// the exactly-once mode: give each instance its own, stable across restarts
+// (the pod name of a StatefulSet), so that a restarted instance fences the
+// transaction its previous run left open at once. Default: a random id per
+// Relay, whose open transaction the broker aborts after its timeout.
+func WithRelayInstanceID(id string) RelayOpt {
+	return relayOpt(func(c *relayCfg) { c.instanceID = id })
+}
+
 // WithRelayHoldBytes bounds the records the relay holds in memory ahead of
 // their due time, so that it re-feeds them when due without fetching them
 // then: n bytes of keys, values and headers in all, and one record per 640
@@ -285,6 +312,11 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 	if r.cfg.group == "" {
 		r.cfg.group = ladders[0].Group() + "-relay"
 	}
+	if r.cfg.instanceID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		r.cfg.instanceID = hex.EncodeToString(b[:])
+	}
 	m, err := metrics.New(cfg.reg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
@@ -300,6 +332,18 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 
 // Group returns the relay's consumer group.
 func (r *Relay) Group() string { return r.cfg.group }
+
+// TransactionalID returns the transactional id the relay uses in the
+// exactly-once mode: kretry/<relay group>/relay/<instance>.
+func (r *Relay) TransactionalID() string {
+	return "kretry/" + r.cfg.group + "/relay/" + r.cfg.instanceID
+}
+
+// transactionTimeout is the relay's transaction timeout: a transaction spans
+// about a commit interval, then waits for its re-feeds' acknowledgements.
+func (r *Relay) transactionTimeout() time.Duration {
+	return min(r.cfg.commitInterval+r.cfg.deliveryTimeout+10*time.Second, 15*time.Minute)
+}
 
 // Run checks that every tier topic exists, joins the relay's group and
 // re-feeds records until ctx is done. Then, before it lets the group
@@ -368,13 +412,30 @@ func (r *Relay) Run(ctx context.Context) error {
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
-		hard: hard, ackc: make(chan struct{}, 1)}
-	cons, err := kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard), kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
-	if err != nil {
-		return fmt.Errorf("relay: building the Kafka client: %w", err)
+		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}}
+	var cons *kgo.Client
+	if r.cfg.exactlyOnce {
+		// One client consumes and produces, in transactions that commit the
+		// tier offsets with the re-feeds.
+		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
+			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.of))...)
+		if err != nil {
+			return fmt.Errorf("relay: building the Kafka client: %w", err)
+		}
+		s.txn, cons, s.prod = txn, txn.Client(), txn.Client()
+		if err := txn.Begin(); err != nil {
+			txn.Close()
+			return fmt.Errorf("relay: beginning a transaction: %w", err)
+		}
+		s.lastEnd = time.Now()
+	} else {
+		cons, err = kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard), kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
+		if err != nil {
+			return fmt.Errorf("relay: building the Kafka client: %w", err)
+		}
 	}
 	s.cons = cons
-	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","))
+	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","), "exactly_once", r.cfg.exactlyOnce)
 
 	var wake time.Time // when to poll again, data or not; see nextWake
 	for {
@@ -387,6 +448,23 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			break // still holding rebalances: the marks are settled first
 		}
+		if s.txn != nil && (s.doomed.Load() || s.broken) {
+			// A rebalance since the transaction began: it can only abort,
+			// and kgo rewinds every partition, so this poll is dropped. The
+			// same after a transaction that could not end, retried after a
+			// backoff.
+			wake = time.Time{}
+			if s.broken && time.Since(s.lastEnd) < r.cfg.retryBackoff {
+				wake = s.lastEnd.Add(r.cfg.retryBackoff)
+			} else if err := s.endTxn(ctx, false, true); err != nil {
+				return err
+			}
+			if s.broken {
+				wake = s.lastEnd.Add(r.cfg.retryBackoff)
+			}
+			cons.AllowRebalance()
+			continue
+		}
 		fetches.EachError(func(topic string, p int32, err error) {
 			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
 				return
@@ -394,8 +472,30 @@ func (r *Relay) Run(ctx context.Context) error {
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
 		})
 		s.handle(ctx, fetches)
+		if s.txn != nil && s.dirty && time.Since(s.lastEnd) >= r.cfg.commitInterval {
+			if err := s.endTxn(ctx, true, true); err != nil {
+				return err
+			}
+		}
 		wake = s.nextWake()
 		cons.AllowRebalance()
+	}
+
+	if s.txn != nil {
+		// Commit what was re-fed with its offsets, within the delivery
+		// timeout, before the final rebalance.
+		if s.dirty {
+			ectx, ecancel := context.WithTimeout(hard, r.cfg.deliveryTimeout)
+			if err := s.endTxn(ectx, true, false); err != nil {
+				s.log.Error("kretry relay could not commit its last transaction; its re-feeds are aborted and re-fed again", "error", err)
+			}
+			ecancel()
+		}
+		s.stop()
+		s.txn.AllowRebalance()
+		s.txn.Close()
+		s.log.Info("kretry relay stopped", "group", r.cfg.group)
+		return nil
 	}
 
 	// Settle before the final rebalance: wait for the re-feeds in flight up
@@ -453,9 +553,21 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		kgo.ConsumerGroup(r.cfg.group),
 		kgo.ConsumeTopics(r.topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(r.cfg.fetchMaxWait),
+	)
+	if !r.cfg.exactlyOnce {
+		return append(append(opts, kgo.AutoCommitMarks()), extra...)
+	}
+	opts = append(opts, kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout))
+	opts = append(opts, r.cfg.producerOpts...)
+	opts = append(opts,
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(r.TransactionalID()),
+		kgo.TransactionTimeout(r.transactionTimeout()),
 	)
 	return append(opts, extra...)
 }
@@ -582,6 +694,147 @@ type session struct {
 	// ackc wakes a goroutine that waits for acknowledgements (see await).
 	hard context.Context
 	ackc chan struct{}
+
+	// The exactly-once mode: txn is the session (nil otherwise); marks the
+	// next offset of each partition done in the open transaction (s.mu);
+	// dirty whether it produced or marked anything, failed whether a
+	// produce of it failed (both poll goroutine only); doomed whether a
+	// rebalance since it began dooms it; lastEnd when the last one ended.
+	txn     *kgo.GroupTransactSession
+	marks   map[topicPartition]kgo.EpochOffset
+	dirty   bool
+	failed  bool
+	broken  bool // the last transaction did not end: end it again (poll goroutine only)
+	doomed  atomic.Bool
+	lastEnd time.Time
+}
+
+// mark marks recs, done in offset order: for commit (at least once), or in
+// the open transaction (exactly once).
+func (s *session) mark(recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if s.txn == nil {
+		s.cons.MarkCommitRecords(recs...)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		tp := topicPartition{r.Topic, r.Partition}
+		if m, ok := s.marks[tp]; !ok || m.Offset <= r.Offset {
+			s.marks[tp] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+		}
+	}
+	s.dirty = true
+}
+
+// errNothingMarked stops a transaction's offset commit that would carry no
+// offset of this relay's: the transaction aborts.
+var errNothingMarked = errors.New("relay: no offsets marked in the transaction")
+
+// endTxn ends the open transaction and begins the next. With commit, it
+// waits for the re-feeds in flight (bounded by ctx), marks them, and
+// commits them with the marked tier offsets (kgo.PreTxnCommitFnContext
+// writes the marks into the commit: kgo would commit every polled offset,
+// the held records' too). Otherwise, or when anything failed or a rebalance
+// intervened, it aborts: kgo rewinds every partition to its committed
+// offset, and the relay drops what it held, paused and marked. With next it
+// begins the next transaction; only an error doing that is returned.
+func (s *session) endTxn(ctx context.Context, commit, next bool) error {
+	if commit {
+		if err := s.prod.Flush(ctx); err != nil {
+			commit = false
+		}
+	}
+	s.settleAll(nil, ctx.Done())
+	s.mu.Lock()
+	marks := maps.Clone(s.marks)
+	commit = commit && !s.failed && len(s.inflight) == 0
+	s.mu.Unlock()
+	rewrite := func(req *kmsg.TxnOffsetCommitRequest) error {
+		n := 0
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			ps := t.Partitions[:0]
+			for _, p := range t.Partitions {
+				if m, ok := marks[topicPartition{t.Topic, p.Partition}]; ok {
+					p.Offset, p.LeaderEpoch = m.Offset, m.Epoch
+					ps = append(ps, p)
+				}
+			}
+			t.Partitions = ps
+			n += len(ps)
+		}
+		req.Topics = slices.DeleteFunc(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) bool { return len(t.Partitions) == 0 })
+		if n == 0 {
+			return errNothingMarked
+		}
+		return nil
+	}
+	try := kgo.TryAbort
+	if commit && len(marks) > 0 {
+		try = kgo.TryCommit
+	}
+	committed, err := s.txn.End(kgo.PreTxnCommitFnContext(ctx, rewrite), try)
+	s.doomed.Store(false)
+	s.broken = false
+	if err != nil && !errors.Is(err, errNothingMarked) {
+		if fenced(err) {
+			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+		}
+		s.log.Warn("kretry relay's transaction ended with an error; its re-feeds are aborted and re-fed again", "error", err)
+		s.broken = true // ended or not: ended again (a no-op when it did) before the next begins
+	}
+	if !committed {
+		s.resetAfterAbort()
+	} else {
+		s.mu.Lock()
+		clear(s.marks)
+		s.mu.Unlock()
+	}
+	s.dirty, s.failed, s.lastEnd = false, false, time.Now()
+	if !next || s.broken || s.hard.Err() != nil {
+		return nil // shutting down, or ended again after a backoff
+	}
+	if err := s.txn.Begin(); err != nil {
+		if fenced(err) {
+			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+		}
+		s.log.Warn("kretry relay could not begin a transaction; it tries again", "error", err)
+		s.broken = true
+	}
+	return nil
+}
+
+// fenced reports whether err says another producer took the relay's
+// transactional id: this relay is a zombie and must stop.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// resetAfterAbort drops what the relay holds, pauses and marks after an
+// aborted transaction: kgo has rewound every partition to its committed
+// offset, so all of it is fetched again.
+func (s *session) resetAfterAbort() {
+	s.mu.Lock()
+	clear(s.marks)
+	clear(s.inflight)
+	clear(s.failures)
+	all := map[string][]int32{}
+	for tp := range s.held {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	for tp := range s.paused {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	for tp := range s.holdPaused {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	s.mu.Unlock()
+	s.release(s.cons, all)
 }
 
 // outcome is what became of one partition's records of a poll.
@@ -697,6 +950,11 @@ func (s *session) nextWake() time.Time {
 	if len(s.inflight) > 0 {
 		first = now.Add(settleEvery)
 	}
+	if s.txn != nil && s.dirty {
+		if end := s.lastEnd.Add(s.r.cfg.commitInterval); first.IsZero() || end.Before(first) {
+			first = end
+		}
+	}
 	for tp, h := range s.held {
 		at := h.due
 		if early := h.tail.Add(-holdAhead); s.holdPaused[tp] && early.After(now) && early.Before(at) {
@@ -784,7 +1042,7 @@ func (s *session) finish(outs []*outcome) {
 	pauses := map[string][]int32{}
 	rewinds := map[string]map[int32]kgo.EpochOffset{}
 	for _, o := range outs {
-		s.cons.MarkCommitRecords(o.done...)
+		s.mark(o.done)
 		if o.rewind == nil {
 			if len(o.done) > 0 {
 				delete(s.failures, o.tp)
@@ -977,6 +1235,13 @@ func (s *session) unholdPause(tp topicPartition) {
 // What the revoked partitions re-fed is marked once acknowledged, then
 // committed.
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+	if s.txn != nil {
+		// The open transaction aborts (the session's wrapper dooms it):
+		// nothing of these partitions is committed outside it.
+		s.doomed.Store(true)
+		s.release(cl, tps)
+		return
+	}
 	sctx, cancel := context.WithTimeout(ctx, s.r.cfg.deliveryTimeout)
 	s.settleAll(tps, sctx.Done())
 	cancel()
@@ -990,6 +1255,7 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]
 // lost drops what the lost partitions have in flight, unmarked: another
 // member may own them already.
 func (s *session) lost(_ context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.doomed.Store(s.txn != nil)
 	s.mu.Lock()
 	for topic, ps := range tps {
 		for _, p := range ps {
@@ -1163,8 +1429,13 @@ func (s *session) settleAll(tps map[string][]int32, stop <-chan struct{}) {
 	abandoned := 0
 	for _, o := range outs {
 		s.settle(o, stop)
-		s.cons.MarkCommitRecords(o.done...)
+		s.mark(o.done)
 		abandoned += len(o.queue)
+		if len(o.queue) > 0 && s.txn != nil { // kept for endTxn to see
+			s.mu.Lock()
+			s.inflight[o.tp] = o.queue
+			s.mu.Unlock()
+		}
 	}
 	if abandoned > 0 {
 		s.log.Warn("kretry relay stops waiting for re-feeds the broker has not acknowledged within the delivery timeout; their tier records stay uncommitted and are re-fed again",
@@ -1189,6 +1460,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
 				"to", t.ladder.Topic(), "error", f.err)
+			s.failed = s.txn != nil // the transaction cannot commit it: it aborts
 			rest := stop
 			if rest == nil {
 				rest = s.hard.Done()
@@ -1287,6 +1559,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		Value:     rec.Value,
 		Headers:   headers,
 	}
+	s.dirty = true
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
 	s.prod.Produce(context.Background(), &f.out, f.ack)
@@ -1339,7 +1612,9 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),
 	}
+	s.dirty = true
 	if err := s.produce(out); err != nil {
+		s.failed = s.txn != nil
 		s.log.Error("kretry relay could not dead-letter a record with unreadable kretry headers; it stays in its tier and is retried",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", err)
 		return false

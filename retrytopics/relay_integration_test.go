@@ -83,7 +83,7 @@ func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.Rel
 		}
 		n := 0
 		ends.Each(func(o kadm.ListedOffset) { n += int(o.Offset) })
-		if n == parts {
+		if n >= parts { // more with the commit markers of the exactly-once mode
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

@@ -167,3 +167,12 @@ func TestIntegrationRelay(t *testing.T) {
 	main := realMain(t, seeds)
 	relayRoundTrip(t, seeds, main, false)
 }
+
+// TestIntegrationRelayExactlyOnce: kretry relay with exactly_once re-feeds
+// in a transaction that a read_committed reader sees committed, with the
+// tier offset committed in it.
+func TestIntegrationRelayExactlyOnce(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := realMain(t, seeds)
+	relayRoundTripWith(t, seeds, main, false, "exactly_once: true\ninstance_id: it-0\n")
+}

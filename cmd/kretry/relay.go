@@ -100,6 +100,12 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 	if cfg.DeliveryTimeout > 0 {
 		relayOpts = append(relayOpts, retrytopics.WithRelayDeliveryTimeout(cfg.DeliveryTimeout))
 	}
+	if cfg.ExactlyOnce {
+		relayOpts = append(relayOpts, retrytopics.WithRelayExactlyOnce(true))
+		if cfg.InstanceID != "" {
+			relayOpts = append(relayOpts, retrytopics.WithRelayInstanceID(cfg.InstanceID))
+		}
+	}
 	if n := cfg.Relay.HoldBytes; n != nil {
 		relayOpts = append(relayOpts, retrytopics.WithRelayHoldBytes(*n))
 	}

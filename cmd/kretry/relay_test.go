@@ -43,7 +43,15 @@ func TestRelayRefeedsAndStopsGracefully(t *testing.T) {
 // that the re-feed is counted there.
 func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 	t.Helper()
-	cfg := writeConfig(t, seeds, main, "")
+	relayRoundTripWith(t, seeds, main, metrics, "")
+}
+
+// relayRoundTripWith is relayRoundTrip with top-level keys added to the
+// config (extra: YAML lines at column 0). With exactly_once the re-feed is
+// read read_committed: visible only once its transaction committed.
+func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool, extra string) {
+	t.Helper()
+	cfg := writeConfig(t, seeds, main, extra)
 	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
 		t.Fatalf("apply: %v", r)
 	}
@@ -77,7 +85,8 @@ func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 	done := make(chan int, 1)
 	go func() { done <- runContext(ctx, args, &stdout, &stderr) }()
 
-	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(main), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(main), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +121,9 @@ func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 	}
 	if !slices.Contains(msgs, "kretry relay started") || !slices.Contains(msgs, "kretry relay stopped") {
 		t.Errorf("relay logs lack the start and stop lines:\n%s", stderr.String())
+	}
+	if strings.Contains(extra, "exactly_once: true") && !strings.Contains(stderr.String(), `"exactly_once":true`) {
+		t.Errorf("relay did not start in the exactly-once mode:\n%s", stderr.String())
 	}
 	// Stopping committed the re-fed record: the relay group is past it.
 	adm := kadm.NewClient(prod)
