@@ -456,7 +456,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			wake = time.Time{}
 			if s.broken && time.Since(s.lastEnd) < r.cfg.retryBackoff {
 				wake = s.lastEnd.Add(r.cfg.retryBackoff)
-			} else if err := s.endTxn(ctx, false, true); err != nil {
+			} else if err := s.endTxnWithin(ctx, false); err != nil {
 				return err
 			}
 			if s.broken {
@@ -473,7 +473,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		})
 		s.handle(ctx, fetches)
 		if s.txn != nil && s.dirty && time.Since(s.lastEnd) >= r.cfg.commitInterval {
-			if err := s.endTxn(ctx, true, true); err != nil {
+			if err := s.endTxnWithin(ctx, true); err != nil {
 				return err
 			}
 		}
@@ -813,6 +813,14 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// endTxnWithin is endTxn while running: within the delivery timeout (and
+// ctx), then the next transaction begins.
+func (s *session) endTxnWithin(ctx context.Context, commit bool) error {
+	ectx, cancel := context.WithTimeout(ctx, s.r.cfg.deliveryTimeout)
+	defer cancel()
+	return s.endTxn(ectx, commit, true)
 }
 
 // resetAfterAbort drops what the relay holds, pauses and marks after an

@@ -19,19 +19,23 @@ import (
 // acknowledgement for ever: a re-feed that was sent cannot be timed out by
 // the idempotent producer.
 func TestRelayShutdownBoundedWithBrokerHung(t *testing.T) {
+	eos := []retrytopics.RelayOpt{retrytopics.WithRelayExactlyOnce(true)}
 	for _, tc := range []struct {
 		name string
 		keys []kmsg.Key
+		opts []retrytopics.RelayOpt
 	}{
-		{"produce", []kmsg.Key{kmsg.Produce}},
+		{"produce", []kmsg.Key{kmsg.Produce}, nil},
 		// The commit and the leave hang too: Run cuts its requests.
-		{"produce-commit-leave", []kmsg.Key{kmsg.Produce, kmsg.OffsetCommit, kmsg.LeaveGroup}},
+		{"produce-commit-leave", []kmsg.Key{kmsg.Produce, kmsg.OffsetCommit, kmsg.LeaveGroup}, nil},
+		{"exactly once/produce", []kmsg.Key{kmsg.Produce}, eos},
+		{"exactly once/everything of the transaction", []kmsg.Key{kmsg.Produce, kmsg.TxnOffsetCommit, kmsg.EndTxn, kmsg.AddOffsetsToTxn, kmsg.LeaveGroup}, eos},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testRelayShutdownBounded(t, tc.keys) })
+		t.Run(tc.name, func(t *testing.T) { testRelayShutdownBounded(t, tc.keys, tc.opts) })
 	}
 }
 
-func testRelayShutdownBounded(t *testing.T, keys []kmsg.Key) {
+func testRelayShutdownBounded(t *testing.T, keys []kmsg.Key, opts []retrytopics.RelayOpt) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newVirtualEnv(t, 2, 2)
 		first, _ := e.tierRecord(0, 0, "first", time.Now())
@@ -40,7 +44,7 @@ func testRelayShutdownBounded(t *testing.T, keys []kmsg.Key) {
 		e.produce(first, hung)
 
 		const delivery = 5 * time.Second
-		r := e.start(retrytopics.WithRelayDeliveryTimeout(delivery))
+		r := e.start(append([]retrytopics.RelayOpt{retrytopics.WithRelayDeliveryTimeout(delivery)}, opts...)...)
 		waitFor(t, "the first re-feed", func() bool { return len(e.read(relayTopic)) == 1 })
 		waitFor(t, "the first re-feed committed", func() bool { return e.committed(relayGroup+"-relay", e.step(0).Topic)[0] == 1 })
 
