@@ -16,7 +16,7 @@ type RecordJSON struct {
 	Topic     string       `json:"topic"`
 	Partition int32        `json:"partition"`
 	Offset    int64        `json:"offset"`
-	Timestamp time.Time    `json:"timestamp"`
+	Timestamp *time.Time   `json:"timestamp"` // null when JSON cannot hold it (a year past 9999)
 	Reason    string       `json:"reason"`
 	Key       *string      `json:"key"` // base64; null for no key
 	KeyText   *string      `json:"key_text,omitempty"`
@@ -63,7 +63,7 @@ func Record(r *dlq.Record) RecordJSON {
 		Topic:     r.Topic,
 		Partition: r.Partition,
 		Offset:    r.Offset,
-		Timestamp: r.Timestamp.UTC(),
+		Timestamp: jsonTime(r.Timestamp),
 		Reason:    string(r.Reason),
 		Headers:   make([]HeaderJSON, 0, len(r.Headers)),
 		Attempts:  r.Meta.Attempts,
@@ -98,13 +98,13 @@ func Record(r *dlq.Record) RecordJSON {
 		j.OriginalOffset = ptr(md.OriginalOffset)
 	}
 	if known&dlq.FieldOriginalTimestamp != 0 {
-		j.OriginalTimestamp = ptr(md.OriginalTimestamp)
+		j.OriginalTimestamp = jsonTime(md.OriginalTimestamp)
 	}
 	if known&dlq.FieldFirstFailure != 0 {
-		j.FirstFailureAt = ptr(md.FirstFailureAt)
+		j.FirstFailureAt = jsonTime(md.FirstFailureAt)
 	}
 	if known&dlq.FieldLastFailure != 0 {
-		j.LastFailureAt = ptr(md.LastFailureAt)
+		j.LastFailureAt = jsonTime(md.LastFailureAt)
 	}
 	return j
 }
@@ -135,26 +135,45 @@ func bytesJSON(b []byte) (b64, text *string) {
 
 func ptr[T any](v T) *T { return &v }
 
+// jsonTime is t in UTC, or nil when encoding/json cannot write it (a year
+// outside 0–9999, which a producer can set as a record's timestamp): one
+// such record must not fail a whole listing.
+func jsonTime(t time.Time) *time.Time {
+	if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+		return nil
+	}
+	return &t
+}
+
 // StatsJSON is the JSON form of dlq.Stats (`kretry dlq stats --json`).
 type StatsJSON struct {
-	Topic           string          `json:"topic"`
-	Total           int             `json:"total"`
-	First           *time.Time      `json:"first,omitempty"`
-	Last            *time.Time      `json:"last,omitempty"`
-	ByReason        []dlq.Count     `json:"by_reason"`
-	ByOriginalTopic []dlq.Count     `json:"by_original_topic"`
-	ByError         []dlq.Count     `json:"by_error"`
-	ByHour          []dlq.HourCount `json:"by_hour"`
+	Topic           string      `json:"topic"`
+	Total           int         `json:"total"`
+	First           *time.Time  `json:"first,omitempty"`
+	Last            *time.Time  `json:"last,omitempty"`
+	ByReason        []dlq.Count `json:"by_reason"`
+	ByOriginalTopic []dlq.Count `json:"by_original_topic"`
+	ByError         []dlq.Count `json:"by_error"`
+	ByHour          []HourJSON  `json:"by_hour"`
+}
+
+// HourJSON is a dlq.HourCount; Hour is null when JSON cannot hold it.
+type HourJSON struct {
+	Hour  *time.Time `json:"hour"`
+	Count int        `json:"count"`
 }
 
 // Stats returns s's JSON form for the DLQ topic.
 func Stats(topic string, s *dlq.Stats) StatsJSON {
 	j := StatsJSON{
 		Topic: topic, Total: s.Total,
-		ByReason: s.Reasons(), ByOriginalTopic: s.OriginalTopics(), ByError: s.Errors(), ByHour: s.Hours(),
+		ByReason: s.Reasons(), ByOriginalTopic: s.OriginalTopics(), ByError: s.Errors(), ByHour: []HourJSON{},
+	}
+	for _, h := range s.Hours() {
+		j.ByHour = append(j.ByHour, HourJSON{jsonTime(h.Hour), h.Count})
 	}
 	if s.Total > 0 {
-		j.First, j.Last = ptr(s.First), ptr(s.Last)
+		j.First, j.Last = jsonTime(s.First), jsonTime(s.Last)
 	}
 	return j
 }

@@ -204,3 +204,23 @@ func FuzzRender(f *testing.F) {
 		}
 	})
 }
+
+// A record whose timestamp JSON cannot hold (a producer set year 20000) is
+// written with a null timestamp, not an error that ends the listing.
+func TestJSONOfATimestampPastYear9999(t *testing.T) {
+	far := time.UnixMilli(1 << 59).UTC()
+	rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Timestamp: far, Key: []byte("k"), Value: []byte("v")})
+	b, err := json.Marshal(dlqview.Record(rec))
+	if err != nil || !strings.Contains(string(b), `"timestamp":null`) {
+		t.Errorf("ls --json of a record of year %d: %s, %v", far.Year(), b, err)
+	}
+	var s dlq.Stats
+	s.Add(rec)
+	if b, err := json.Marshal(dlqview.Stats("orders.dlq", &s)); err != nil || !strings.Contains(string(b), `"by_hour":[{"hour":null,"count":1}]`) {
+		t.Errorf("stats --json: %s, %v", b, err)
+	}
+	var table bytes.Buffer
+	if err := dlqview.WriteTable(&table, []*dlq.Record{rec}, 100); err != nil || strings.Count(table.String(), "\n") != 2 {
+		t.Errorf("ls: %v\n%s", err, table.String())
+	}
+}
