@@ -133,6 +133,13 @@ func TestSpringDeadLetters(t *testing.T) {
 			retrytopics.ReasonExhausted, 2, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
 		{"retry topics, one-byte attempts (before 2.9)", with(springRetryDLT(), "retry_topic-attempts", []byte{4}),
 			retrytopics.ReasonExhausted, 3, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
+		{"dead-lettered twice: the last original counts", append([]kgo.RecordHeader{
+			{Key: "kafka_dlt-original-topic", Value: []byte("payments-v1")},
+			{Key: "kafka_dlt-original-partition", Value: unhex("00000000")},
+			{Key: "kafka_dlt-original-offset", Value: unhex("0000000000000001")},
+			{Key: "kafka_dlt-original-consumer-group", Value: []byte("old-service")},
+		}, springDLT("java.lang.IllegalStateException")...), retrytopics.ReasonExhausted, 0, false, true, true, "payments-service",
+			"java.lang.IllegalStateException: payment 42 declined", ""},
 		{"message of another form", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-exception-message", []byte("Listener method 'x' failed; boom")),
 			retrytopics.ReasonExhausted, 0, false, true, true, "payments-service", "java.lang.IllegalStateException: Listener method 'x' failed; boom", ""},
 		{"Listener failed", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-exception-message", []byte("Listener failed; boom")),
