@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// The record headers of the header contract, version 1 (DESIGN.md §3). Every
+// The record headers of the header contract, version 1 (docs/design.md §3). Every
 // kretry header starts with HeaderPrefix; all other headers belong to the user
 // and are kept, in order, on every hop.
 const (

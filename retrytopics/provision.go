@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// Retention defaults of the topics that Plan wants (DESIGN.md §2).
+// Retention defaults of the topics that Plan wants (docs/design.md §2).
 const (
 	// MinTierRetention is the shortest retention Plan wants for a tier topic:
 	// a tier's retention is max(2 × delay, MinTierRetention), so that a record

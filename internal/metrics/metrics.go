@@ -1,4 +1,4 @@
-// Package metrics holds kretry's Prometheus collectors (DESIGN.md §8), shared by
+// Package metrics holds kretry's Prometheus collectors (docs/design.md §10), shared by
 // the consumer and the relay. Collectors go on the caller's Registerer, never the
 // global one; a second New on the same Registerer reuses what is there, so
 // several consumers and relays can share one registry.
