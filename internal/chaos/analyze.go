@@ -40,6 +40,8 @@ type Result struct {
 	DupDLQ     int
 	Refeeds    int
 	NotInTxn   int // exactly_once: ladder records written outside a transaction
+	// ... of which in the tiers, re-fed to the main topic, in the DLQ
+	NotInTxnTier, NotInTxnRefeed, NotInTxnDLQ int
 	Faults     int
 	Recoveries []time.Duration // one per fault that has a recovery
 	NoRecovery int             // faults after which the partitions hit were never handled again
@@ -116,14 +118,18 @@ func analyze(res Result, a analysis) Result {
 		if !r.IDOK {
 			continue
 		}
+		var notInTxn *int
 		switch {
 		case r.Topic == a.dlq:
 			dlqIDs[r.ID] = true
 			copies[lkey{r.Topic, r.ID, ""}]++
+			notInTxn = &res.NotInTxnDLQ
 		case tierTopics[r.Topic] && normal(r.ID):
 			copies[lkey{r.Topic, r.ID, r.Attempts}]++
+			notInTxn = &res.NotInTxnTier
 		case r.Topic == a.topic && r.Attempts != "" && normal(r.ID):
 			copies[lkey{r.Topic, r.ID, r.Attempts}]++
+			notInTxn = &res.NotInTxnRefeed
 			res.Refeeds++
 			if !r.DueAt.IsZero() {
 				late := r.Timestamp.Sub(r.DueAt)
@@ -137,6 +143,7 @@ func analyze(res Result, a analysis) Result {
 		}
 		if !r.Transactional && res.Mode == ExactlyOnce {
 			res.NotInTxn++
+			*notInTxn++
 		}
 	}
 	for k, n := range copies {
@@ -306,7 +313,7 @@ func (r Result) Line() string {
 	fmt.Fprintf(&b, " faults=%d recovery=%s", r.Faults, r.RecoveryText())
 	fmt.Fprintf(&b, " lateness-max=%s never-early=%s", fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	if r.Mode == ExactlyOnce {
-		fmt.Fprintf(&b, " not-in-txn=%d", r.NotInTxn)
+		fmt.Fprintf(&b, " not-in-txn=%d (tier %d, re-feed %d, dlq %d)", r.NotInTxn, r.NotInTxnTier, r.NotInTxnRefeed, r.NotInTxnDLQ)
 	}
 	for _, n := range r.Notes {
 		b.WriteString("; " + n)

@@ -105,6 +105,17 @@ func TestAnalyze(t *testing.T) {
 		t.Errorf("analyze:\n got %+v\nwant %+v", res, want)
 	}
 
+	// In exactly_once mode every ladder record must be transactional: here
+	// none is (the plain main-topic record 8 is no ladder record).
+	eos := analyze(Result{Mode: ExactlyOnce}, a)
+	if eos.NotInTxn != 4 || eos.NotInTxnTier != 2 || eos.NotInTxnRefeed != 1 || eos.NotInTxnDLQ != 1 {
+		t.Errorf("not in a transaction: %d (tier %d, re-feed %d, dlq %d), want 4 (2, 1, 1)", eos.NotInTxn, eos.NotInTxnTier, eos.NotInTxnRefeed, eos.NotInTxnDLQ)
+	}
+	a.recs[0].Transactional = true
+	if eos := analyze(Result{Mode: ExactlyOnce}, a); eos.NotInTxnTier != 1 {
+		t.Errorf("a transactional tier record counted as outside a transaction: %d, want 1", eos.NotInTxnTier)
+	}
+
 	// A re-feed before its due time and a handling before it are both early.
 	a.recs[2].Timestamp = at(2200)
 	a.events[2].At = at(2250)

@@ -106,7 +106,7 @@ func check(t *testing.T, res chaos.Result, faults int) {
 			t.Errorf("%s: %d duplicate ladder copies (tier %d, re-feed %d, DLQ %d), want 0", where, res.DupLadder, res.DupTier, res.DupRefeed, res.DupDLQ)
 		}
 		if res.NotInTxn != 0 {
-			t.Errorf("%s: %d ladder records written outside a transaction", where, res.NotInTxn)
+			t.Errorf("%s: %d ladder records written outside a transaction (tier %d, re-feed %d, DLQ %d)", where, res.NotInTxn, res.NotInTxnTier, res.NotInTxnRefeed, res.NotInTxnDLQ)
 		}
 	}
 	for _, n := range res.Notes {

@@ -70,7 +70,8 @@ last run; do not edit it by hand.
 			notes = append(notes, fmt.Sprintf("(%s) %s: duplicate ladder copies: %d in the tiers, %d re-feeds, %d in the DLQ", r.Scenario, r.Mode, r.DupTier, r.DupRefeed, r.DupDLQ))
 		}
 		if r.Mode == ExactlyOnce && r.Unavailable == "" && r.NotInTxn > 0 {
-			notes = append(notes, fmt.Sprintf("(%s) %s: %d ladder records were written outside a transaction", r.Scenario, r.Mode, r.NotInTxn))
+			notes = append(notes, fmt.Sprintf("(%s) %s: %d ladder records were written outside a transaction: %d in the tiers, %d re-feeds, %d in the DLQ",
+				r.Scenario, r.Mode, r.NotInTxn, r.NotInTxnTier, r.NotInTxnRefeed, r.NotInTxnDLQ))
 		}
 	}
 	if len(notes) > 0 {
