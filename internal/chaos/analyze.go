@@ -34,17 +34,17 @@ type Result struct {
 
 	// Duplicate ladder copies: records forwarded to a tier, re-fed, or
 	// dead-lettered more than once for the same attempt (read_committed).
-	DupLadder  int
-	DupTier    int
-	DupRefeed  int
-	DupDLQ     int
-	Refeeds    int
-	NotInTxn   int // exactly_once: ladder records written outside a transaction
+	DupLadder int
+	DupTier   int
+	DupRefeed int
+	DupDLQ    int
+	Refeeds   int
+	NotInTxn  int // exactly_once: ladder records written outside a transaction
 	// ... of which in the tiers, re-fed to the main topic, in the DLQ
 	NotInTxnTier, NotInTxnRefeed, NotInTxnDLQ int
-	Faults     int
-	Recoveries []time.Duration // one per fault that has a recovery
-	NoRecovery int             // faults after which the partitions hit were never handled again
+	Faults                                    int
+	Recoveries                                []time.Duration // one per fault that has a recovery
+	NoRecovery                                int             // faults after which the partitions hit were never handled again
 
 	MaxLateness time.Duration // re-feed time − kretry-due-at, largest
 	Early       int           // re-feeds before their due time, and handlings of re-fed records before it
