@@ -21,8 +21,11 @@ type Result struct {
 	Malformed    int // of which with broken kretry headers
 	HandledOK    int // distinct records handled ok
 	DeadLettered int // distinct records in the DLQ
-	Lost         int // produced, neither handled ok nor in the DLQ
-	Misrouted    int // handled ok although bound for the DLQ, or dead-lettered although bound to succeed
+	Lost         int // produced, neither handled ok nor in the DLQ when the run ended
+	// Unsettled: the wait for every record ran out (Settle), so Lost counts
+	// records that were stuck (a wedged consumer) as well as lost ones.
+	Unsettled bool
+	Misrouted int // handled ok although bound for the DLQ, or dead-lettered although bound to succeed
 
 	Handlings    int // handler calls
 	DupHandlings int // handler calls of a record at an attempt it was already handled at
@@ -305,6 +308,9 @@ func (r Result) Line() string {
 	var b strings.Builder
 	b.WriteString(head)
 	fmt.Fprintf(&b, " produced=%d ok=%d dlq=%d lost=%d", r.Produced, r.HandledOK, r.DeadLettered, r.Lost)
+	if r.Unsettled {
+		b.WriteString(" (not done when the wait ended: stuck or lost)")
+	}
 	if r.Misrouted > 0 {
 		fmt.Fprintf(&b, " misrouted=%d", r.Misrouted)
 	}

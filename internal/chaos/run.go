@@ -220,6 +220,7 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 		topic: r.topic, steps: r.steps, dlq: r.dlq, faults: r.faults,
 	})
 	if !settled {
+		res.Unsettled = true
 		res.Notes = append(res.Notes, fmt.Sprintf("not every record was done within %v of the last fault", scn.Settle))
 	}
 	if perr != nil {
