@@ -206,3 +206,102 @@ func TestLargeRecordThroughTheLadderRealBroker(t *testing.T) {
 		t.Errorf("relay logged a failure:\n%s", logs.String())
 	}
 }
+
+// TestRelayDeadLettersRecordTooLargeToRefeedRealBroker: a tier record whose
+// re-feed, with its headers, is larger than the main topic takes (its
+// max.message.bytes is 64 KiB; the tier and the DLQ take more, as topics
+// apply makes them) stopped its tier partition: refused on every try. The
+// relay dead-letters it with reason too-large and without its value, which
+// its kretry-original-* headers locate, and re-feeds the record behind it;
+// in the exactly-once mode too, without aborting its transactions in a loop.
+func TestRelayDeadLettersRecordTooLargeToRefeedRealBroker(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		eos  bool
+	}{{"at least once", false}, {"exactly once", true}} {
+		t.Run(mode.name, func(t *testing.T) { testRelayTooLarge(t, mode.eos) })
+	}
+}
+
+func testRelayTooLarge(t *testing.T, eos bool) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	l, err := retrytopics.NewLadder(kafkatest.Name(t, "orders"), kafkatest.Name(t, "svc"), []retrytopics.Tier{{Delay: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := l.Steps()[0]
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), l.Topic(), tier.Topic, l.DLQ()) })
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"max.message.bytes": kadm.StringPtr("65536")}, l.Topic()); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitTopics(t, adm, l.Topic())
+	if _, err := retrytopics.EnsureTopics(ctx, adm, []retrytopics.Provision{{Ladder: l}}); err != nil {
+		t.Fatal(err)
+	}
+
+	now := time.Now()
+	md := retrytopics.Metadata{Group: l.Group(), Attempts: 1, Tier: tier.Name, DueAt: now, OriginalTopic: l.Topic(), OriginalOffset: 42,
+		OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "boom"}
+	big := &kgo.Record{Topic: tier.Topic, Key: []byte("big"), Value: bytes.Repeat([]byte{'v'}, 64000),
+		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: bytes.Repeat([]byte{'t'}, 1500)}}, md)}
+	behind := &kgo.Record{Topic: tier.Topic, Key: []byte("behind"), Value: []byte("v"), Headers: retrytopics.Encode(nil, md)}
+	if err := cl.ProduceSync(ctx, big, behind).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(t, reg)
+	r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)),
+		retrytopics.WithRelayExactlyOnce(eos), retrytopics.WithRelayRegisterer(reg), retrytopics.WithRelayLogger(testLogger(t, slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runRelay(t, ctx, r)
+	defer stop()
+	read := func(topic string) []*kgo.Record {
+		rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rd.Close()
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		defer pcancel()
+		return rd.PollFetches(pctx).Records()
+	}
+	// Without the dead letter, the partition never gets past "big".
+	kafkatest.WaitFor(t, "the record behind the too-large one re-fed, the too-large one dead-lettered", 200*time.Millisecond, time.Minute, func() bool {
+		return len(read(l.Topic())) == 1 && len(read(l.DLQ())) == 1
+	})
+	stop()
+	if got := read(l.Topic())[0]; string(got.Key) != "behind" {
+		t.Errorf("main topic holds %q, want behind", got.Key)
+	}
+	d := read(l.DLQ())[0]
+	dmd, _, err := retrytopics.Decode(d.Headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Key) != "big" || len(d.Value) != 0 || dmd.Reason != retrytopics.ReasonTooLarge || dmd.OriginalTopic != l.Topic() ||
+		dmd.OriginalOffset != 42 || dmd.Tier != tier.Name || !strings.Contains(dmd.Error, "value of 64000 bytes omitted") {
+		t.Errorf("DLQ record: key %q, %d bytes of value, metadata %+v; want big without its value, reason too-large, original offset 42", d.Key, len(d.Value), dmd)
+	}
+	if n := metricValue(t, m.TooLarge.WithLabelValues(l.Topic())); n != 1 {
+		t.Errorf("kretry_too_large_total = %v, want 1", n)
+	}
+	offs, err := adm.FetchOffsets(ctx, r.Group())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup(tier.Topic, 0); !ok || o.At != 2 {
+		t.Errorf("tier committed at %+v, want 2", o)
+	}
+}

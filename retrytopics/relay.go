@@ -412,7 +412,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
-		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}}
+		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}, limits: limits}
 	var cons *kgo.Client
 	if r.cfg.exactlyOnce {
 		// One client consumes and produces, in transactions that commit the
@@ -692,8 +692,9 @@ type session struct {
 
 	// hard is the clients' context, cut when shutting down takes too long;
 	// ackc wakes a goroutine that waits for acknowledgements (see await).
-	hard context.Context
-	ackc chan struct{}
+	hard   context.Context
+	ackc   chan struct{}
+	limits *batchLimits // of the main and DLQ topics
 
 	// The exactly-once mode: txn is the session (nil otherwise); marks the
 	// next offset of each partition done in the open transaction (s.mu);
@@ -1464,6 +1465,12 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			o.queue = o.queue[i:]
 			return
 		}
+		if f.err != nil && isTooLarge(f.err) && s.deadLetterTooLarge(t, f) {
+			// Done. After a refusal by the client or the broker the re-feeds
+			// behind it failed with it, and the next one is the rewind.
+			o.done = append(o.done, f.rec)
+			continue
+		}
 		if f.err != nil {
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
@@ -1567,11 +1574,71 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		Value:     rec.Value,
 		Headers:   headers,
 	}
+	if size, limit := batchSize(&f.out), s.limits.of(main); size > int(limit) {
+		// Not produced: settle dead-letters it (too-large), as the client or
+		// the broker would refuse it, which in a transaction would doom it.
+		f.produced, f.at = false, time.Now()
+		f.err = fmt.Errorf("%w: with its headers the re-feed takes about %d bytes, and %s takes batches of at most %d (max.message.bytes)",
+			kerr.MessageTooLarge, size, main, limit)
+		f.acked.Store(true)
+		return f
+	}
 	s.dirty = true
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
 	s.prod.Produce(context.Background(), &f.out, f.ack)
 	return f
+}
+
+// batchSize is at least what rec takes in a record batch of its own, as kgo
+// counts it against its batch limit (before compression).
+func batchSize(rec *kgo.Record) int {
+	const batchOverhead, recordOverhead, headerOverhead = 61, 32, 10
+	n := batchOverhead + recordOverhead + len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += headerOverhead + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// isTooLarge reports whether a produce error says the record is larger than
+// its topic, or the client's batch limit, takes.
+func isTooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
+}
+
+// deadLetterTooLarge forwards f's tier record, too large to re-feed to its
+// main topic, to the DLQ of its ladder with reason too-large and without its
+// value: its kretry-original-* headers say where the value still is (the
+// main topic, while its retention keeps it), which is where kretry dlq
+// replay reads it from.
+func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
+	rec, dlq, main := f.rec, t.ladder.DLQ(), t.ladder.Topic()
+	md, _, _ := Decode(rec.Headers) // read once already
+	md.Tier, md.Reason, md.DueAt = t.step.Name, ReasonTooLarge, time.Now()
+	md.Error = fmt.Sprintf("value of %d bytes omitted, too large to re-feed to %s (%v); it is in %s partition %d offset %d; last error: %s",
+		len(rec.Value), main, f.err, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, md.Error)
+	out := &kgo.Record{
+		Topic:     dlq,
+		Partition: s.parts.Partition(context.Background(), dlq, rec.Partition),
+		Key:       rec.Key,
+		Headers:   Encode(rec.Headers, md),
+	}
+	s.dirty = true
+	if err := s.produce(out); err != nil {
+		s.failed = s.txn != nil
+		s.log.Error("kretry relay could not dead-letter a record too large to re-feed; it stays in its tier and is retried",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", err)
+		return false
+	}
+	s.r.metrics.Forwarded.WithLabelValues(main, metrics.TierDLQ).Inc()
+	s.r.metrics.DeadLettered.WithLabelValues(main, string(ReasonTooLarge)).Inc()
+	s.r.metrics.TooLarge.WithLabelValues(main).Inc()
+	s.log.Error("kretry relay dead-lettered a record too large to re-feed, without its value, which stays in the main topic",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", main, "dlq", dlq, "value_bytes", len(rec.Value),
+		"original_topic", quoted(md.OriginalTopic), "original_partition", md.OriginalPartition, "original_offset", md.OriginalOffset,
+		"error", f.err)
+	return true
 }
 
 // refed counts and logs a re-feed the broker acknowledged.
