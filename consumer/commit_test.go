@@ -29,6 +29,14 @@ func TestSlowHandlerCommitsOnTime(t *testing.T) {
 			return nil
 		})
 		r := c.start(h, consumer.WithRelay(false))
+		waitFor(t, "the second record's handler", func() bool { return calls.get("slow") == 2 })
+		// Record 0 was done just now: it is committed within 1.25 commit
+		// intervals (1s by default), not franz-go's default 5s.
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		if got := c.committed(testGroup, testTopic)[0]; got != 1 {
+			t.Errorf("committed offset %d 1.5s after record 0 was done, want 1", got)
+		}
 		waitFor(t, "the fifth record's handler", func() bool { return calls.get("slow") == 5 })
 		// Records 0-3 were done by now, the fourth 3s ago at most:
 		// committed within 1.25 commit intervals of being done.
