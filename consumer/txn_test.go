@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,48 @@ func TestExactlyOnce(t *testing.T) {
 				t.Errorf("%s handled %d times, want 1", k, n)
 			}
 		}
+	}
+}
+
+// Exactly once with the relay in the same process: a record that fails
+// once comes back from its tier (read_committed) and is handled; its output
+// is visible once, the failed attempt's never.
+func TestExactlyOnceThroughTheLadder(t *testing.T) {
+	c := newClusterOn(t, 1, 1, false)
+	c.cfg.ExactlyOnce = true
+	const out = "orders.out"
+	if _, err := c.adm.CreateTopics(context.Background(), 1, 1, nil, out); err != nil {
+		t.Fatal(err)
+	}
+	c.produce(&kgo.Record{Key: []byte("flaky")})
+	var calls counter
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		n := calls.add(r.Key)
+		if err := consumer.Emit(ctx, &kgo.Record{Topic: out, Key: []byte("out-" + strconv.Itoa(n))}); err != nil {
+			t.Errorf("Emit: %v", err)
+		}
+		if n == 1 {
+			return errTransient
+		}
+		return nil
+	})
+	r := c.start(h)
+	kafkatest.WaitFor(t, "the record handled again", 100*time.Millisecond, time.Minute, func() bool { return calls.get("flaky") >= 2 })
+	kafkatest.WaitFor(t, "the re-fed record committed", 100*time.Millisecond, time.Minute, func() bool {
+		os, err := c.adm.FetchOffsets(context.Background(), testGroup)
+		if err != nil {
+			return false
+		}
+		o, _ := os.Lookup(testTopic, 0)
+		return o.At == 2 // the record and its re-feed
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := calls.get("flaky"); n != 2 {
+		t.Errorf("handled %d times, want 2", n)
+	}
+	if got := strings.Join(c.readCommitted(out), ","); got != "out-2" {
+		t.Errorf("outputs seen by a read_committed reader: %s, want out-2 only", got)
 	}
 }
