@@ -1,8 +1,6 @@
 package consumer
 
 import (
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/kretry/kretry/retrytopics"
 )
 
@@ -15,10 +13,6 @@ func newRelay(c *Consumer, ladders []*retrytopics.Ladder) (relayRunner, error) {
 		retrytopics.WithRelayRegisterer(c.opts.registerer),
 		retrytopics.WithRelayGroupOpts(c.cfg.GroupOpts()...),
 		retrytopics.WithRelayProducerOpts(c.cfg.ProducerOpts()...),
-	}
-	if c.cfg.ExactlyOnce {
-		// The forwards of an aborted transaction are never re-fed.
-		opts = append(opts, retrytopics.WithRelayGroupOpts(kgo.FetchIsolationLevel(kgo.ReadCommitted())))
 	}
 	if c.cfg.CommitInterval > 0 {
 		opts = append(opts, retrytopics.WithRelayCommitInterval(c.cfg.CommitInterval))
