@@ -436,7 +436,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok, canonical bool, err error) 
 		if r := Reason(v); r.Valid() {
 			md.Reason = r
 		} else {
-			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired or invalid-metadata")}
+			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired, too-large or invalid-metadata")}
 		}
 	}
 	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))

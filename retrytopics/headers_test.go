@@ -283,7 +283,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"original-timestamp missing", with("kretry-original-timestamp", "-"), "kretry-original-timestamp", "", "", retrytopics.ErrHeaderMissing},
 		{"first-failure-at bad", with("kretry-first-failure-at", "yesterday"), "kretry-first-failure-at", "yesterday", "", nil},
 		{"last-failure-at missing", with("kretry-last-failure-at", "-"), "kretry-last-failure-at", "", "", retrytopics.ErrHeaderMissing},
-		{"reason unknown", with("kretry-reason", "tired"), "kretry-reason", "tired", "want exhausted, permanent, panic, expired or invalid-metadata", nil},
+		{"reason unknown", with("kretry-reason", "tired"), "kretry-reason", "tired", "want exhausted, permanent, panic, expired, too-large or invalid-metadata", nil},
 		{"reason empty", with("kretry-reason", ""), "kretry-reason", "", "", nil},
 		{"replays negative", with("kretry-replays", "-1"), "kretry-replays", "-1", "want a base-10 integer ≥ 0", nil},
 		{"replays bad without group", hdr("kretry-replays", "many"), "kretry-replays", "many", "", nil},
