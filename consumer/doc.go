@@ -38,8 +38,10 @@
 // "permanent" (the classifier said DeadLetter), "exhausted" (the ladder is
 // used up), "panic" (the handler panicked; kretry-error holds "panic: " and
 // the value), "expired" (older than the topic's max_age, measured from its
-// first delivery), or "invalid-metadata" (its kretry headers cannot be read;
-// the handler is not called). Key, value and user headers are kept byte for
+// first delivery), "invalid-metadata" (its kretry headers cannot be read;
+// the handler is not called), or "too-large" (too large for its forward with
+// kretry's headers: written without its value, which kretry-original-* locate
+// in the main topic). Otherwise key, value and user headers are kept byte for
 // byte. kretry-attempts counts every failure including the last one;
 // kretry-tier names the tier the record came from, or "dlq" for a record
 // that never went through the ladder.
