@@ -33,8 +33,9 @@ default GROUP-relay) and re-feeds each record to its main topic, to its
 original partition, once it is due. Run it when the consumers run with the
 in-process relay turned off. It checks first that every tier and DLQ topic exists.
 SIGINT or SIGTERM stops it gracefully: it commits and leaves the group.
-With --json it logs JSON lines. With --metrics it serves the kretry_refed_total, kretry_refeed_lateness_seconds
-and kretry_paused_partitions metrics.`,
+With --json it logs JSON lines. With --metrics it serves the relay's kretry_*
+metrics (re-feeds, their lateness, paused partitions, held bytes, untrusted
+due times, dead letters), franz-go's client metrics and Go's process metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
