@@ -55,10 +55,11 @@ func RepoRoot() (string, error) {
 // proc is one child process the suite started; it is only ever signalled by
 // its own pid.
 type proc struct {
-	kind string // "worker" or "relay"
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	kind    string // "worker" or "relay"
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	err     error
 }
 
 func startProc(kind, bin string, args []string, logPath string) (*proc, error) {
@@ -76,7 +77,7 @@ func startProc(kind, bin string, args []string, logPath string) (*proc, error) {
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &proc{kind: kind, cmd: cmd, done: make(chan struct{})}
+	p := &proc{kind: kind, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		log.Close()
@@ -94,6 +95,17 @@ func (p *proc) exited() bool {
 	default:
 		return false
 	}
+}
+
+// exitNote says that p exited by itself, with the last two lines of its log
+// (where the worker and kretry print the error that stopped them).
+func (p *proc) exitNote() string {
+	log, _ := os.ReadFile(p.logPath)
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	if len(lines) > 2 {
+		lines = lines[len(lines)-2:]
+	}
+	return fmt.Sprintf("a %s exited by itself (%v): %s", p.kind, p.err, strings.Join(lines, " | "))
 }
 
 // kill sends SIGKILL and waits until the process is gone.

@@ -110,7 +110,10 @@ type Run struct {
 	all     []*proc
 	faults  []Fault
 	seq     int
-	rng     *rand.Rand
+	// selfExited describes the processes that exited without being killed
+	// or stopped (found when a kill looked for a live one).
+	selfExited []string
+	rng        *rand.Rand
 }
 
 // RunScenario runs scn in mode and returns its figures. A mode the build does
@@ -206,6 +209,7 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 		want[id] = true
 	}
 	settled := r.waitSettled(ctx, rd, want, scn.Settle)
+	exited := r.exitedByThemselves()
 	stopErr := r.stopAll()
 	if stopErr != nil {
 		env.logf("  %v", stopErr)
@@ -219,6 +223,7 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 		want: want, malformed: len(malformed), events: events, recs: recs,
 		topic: r.topic, steps: r.steps, dlq: r.dlq, faults: r.faults,
 	})
+	res.Notes = append(res.Notes, exited...)
 	if !settled {
 		res.Unsettled = true
 		res.Notes = append(res.Notes, fmt.Sprintf("not every record was done within %v of the last fault", scn.Settle))
@@ -382,6 +387,7 @@ func (r *Run) killAndReplace(ps *[]*proc, kind string, start func() (*proc, erro
 			live = append(live, p)
 		} else {
 			r.env.logf("  a %s (pid %d) exited by itself: %v (log in %s)", p.kind, p.pid(), p.err, r.dir)
+			r.selfExited = append(r.selfExited, p.exitNote())
 		}
 	}
 	*ps = live
@@ -521,6 +527,23 @@ func (r *Run) addFault(f Fault) {
 	r.env.logf("  fault %d: %s pid=%d", len(r.faults), f.Kind, f.PID)
 }
 
+// exitedByThemselves describes every process of the run that exited
+// without being killed or stopped, with the last line of its log: a consumer
+// whose Run returned an error, a relay that gave up.
+func (r *Run) exitedByThemselves() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.selfExited
+	for _, ps := range [][]*proc{r.workers, r.relays} {
+		for _, p := range ps {
+			if p.exited() {
+				out = append(out, p.exitNote())
+			}
+		}
+	}
+	return out
+}
+
 func (r *Run) stopAll() error {
 	r.mu.Lock()
 	all := r.all
@@ -564,6 +587,17 @@ func (r *Run) waitFirstHandling(ctx context.Context, within time.Duration) error
 	return fmt.Errorf("no worker handled a record of %s within %v; their logs are in %s", r.topic, within, r.dir)
 }
 
+func (r *Run) allWorkersExited() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.workers {
+		if !p.exited() {
+			return false
+		}
+	}
+	return true
+}
+
 func (r *Run) waitSettled(ctx context.Context, rd *reader, want map[int64]bool, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for {
@@ -587,6 +621,10 @@ func (r *Run) waitSettled(ctx context.Context, rd *reader, want map[int64]bool, 
 			}
 			if time.Now().After(deadline) {
 				r.env.logf("  %d records still not done", missing)
+				return false
+			}
+			if r.allWorkersExited() {
+				r.env.logf("  %d records not done, and every worker exited by itself", missing)
 				return false
 			}
 		}
