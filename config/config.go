@@ -26,6 +26,9 @@ const (
 	// relay fetch waits on the broker for data, which bounds how late a
 	// resumed partition is fetched.
 	DefaultFetchMaxWait = 100 * time.Millisecond
+	// MinFetchMaxWait is the shortest relay.fetch_max_wait: the relay
+	// refuses less (brokers wait in whole milliseconds).
+	MinFetchMaxWait = time.Millisecond
 	// DefaultHoldBytes is relay.hold_bytes when not given: the bytes of
 	// records not yet due that the relay may hold in memory, 64 MiB.
 	DefaultHoldBytes = retrytopics.DefaultRelayHoldBytes

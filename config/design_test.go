@@ -63,7 +63,7 @@ func TestDesignDocKeys(t *testing.T) {
 		"commit_interval":           {d(DefaultCommitInterval), d(MinCommitInterval) + " to " + d(MaxCommitInterval)},
 		"session_timeout":           {d(DefaultSessionTimeout), d(MinSessionTimeout) + " to " + d(MaxSessionTimeout)},
 		"delivery_timeout":          {d(DefaultDeliveryTimeout), d(time.Millisecond) + " to " + d(MaxDeliveryTimeout)},
-		"relay.fetch_max_wait":      {d(DefaultFetchMaxWait)},
+		"relay.fetch_max_wait":      {d(DefaultFetchMaxWait), "at least " + d(MinFetchMaxWait)},
 		"relay.hold_bytes":          {strings.ReplaceAll(humanize.IBytes(DefaultHoldBytes), " ", "")},
 		"topics[].tiers[].attempts": {"1 to " + humanize.Comma(MaxTierAttempts)},
 		"topics[].dlq":              {retrytopics.DefaultDLQ},

@@ -697,8 +697,12 @@ func (d *decoder) relay(top map[string]field, c *Config) {
 			d.errorf(l, "relay.group", "%s", relayGroupProblem(c.Group))
 		}
 	}
-	if v, _, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
-		c.Relay.FetchMaxWait = v
+	if v, l, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
+		if v < MinFetchMaxWait {
+			d.errorf(l, "relay.fetch_max_wait", "%s, got %s", fetchMaxWaitProblem, show(fields["fetch_max_wait"].value.GetToken().Value))
+		} else {
+			c.Relay.FetchMaxWait = v
+		}
 	}
 	if n, _, ok := d.size(fields, "hold_bytes", "relay.hold_bytes", " (0 holds nothing; default "+humanize.IBytes(DefaultHoldBytes)+")"); ok {
 		c.Relay.HoldBytes = &n

@@ -248,8 +248,11 @@ func (v *validator) relayAndMembers() {
 			v.errorf("relay.group", "%s", relayGroupProblem(c.Group))
 		}
 	}
-	if c.Relay.FetchMaxWait < 0 {
+	switch {
+	case c.Relay.FetchMaxWait < 0:
 		v.errorf("relay.fetch_max_wait", "must be > 0 (default %s), got %s", retrytopics.FormatDelay(DefaultFetchMaxWait), c.Relay.FetchMaxWait)
+	case c.Relay.FetchMaxWait > 0 && c.Relay.FetchMaxWait < MinFetchMaxWait:
+		v.errorf("relay.fetch_max_wait", "%s, got %s", fetchMaxWaitProblem, c.Relay.FetchMaxWait)
 	}
 	if n := c.Relay.HoldBytes; n != nil && *n < 0 {
 		v.errorf("relay.hold_bytes", "must be ≥ 0 (0 holds nothing; default %s), got %d", humanize.IBytes(DefaultHoldBytes), *n)
@@ -286,6 +289,8 @@ const (
 	commitIntervalWhy  = "how often marked offsets are committed, which bounds the work a crash repeats"
 	sessionTimeoutWhy  = "Kafka brokers refuse a session timeout outside group.min.session.timeout.ms and group.max.session.timeout.ms, 6s and 30m by default"
 	deliveryTimeoutWhy = "how long a produced record waits for its acknowledgement before it fails"
+
+	fetchMaxWaitProblem = "must be at least 1ms (default 100ms): brokers wait for a fetch in whole milliseconds, and the relay refuses less"
 
 	groupProtocolProblem = "must be " + GroupProtocolClassic + " (the default, assignment by the clients) or " + GroupProtocolConsumer + " (KIP-848 assignment by the broker, Kafka 4.0+)"
 )

@@ -194,6 +194,8 @@ func TestValidateAgreesWithParse(t *testing.T) {
 			func(c *config.Config) { c.Relay.Group = "orders-service" }, "relay.group"},
 		{"negative fetch_max_wait", top("relay: {fetch_max_wait: -1s}"),
 			func(c *config.Config) { c.Relay.FetchMaxWait = -time.Second }, "relay.fetch_max_wait"},
+		{"fetch_max_wait below 1ms", top("relay: {fetch_max_wait: 500us}"),
+			func(c *config.Config) { c.Relay.FetchMaxWait = 500 * time.Microsecond }, "relay.fetch_max_wait"},
 		{"negative hold_bytes", top("relay: {hold_bytes: -1}"),
 			func(c *config.Config) { c.Relay.HoldBytes = new(-1) }, "relay.hold_bytes"},
 		{"commit_interval too short", top("commit_interval: 1ms"),
