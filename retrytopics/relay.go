@@ -472,7 +472,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
 		})
 		s.handle(ctx, fetches)
-		if s.txn != nil && s.dirty && time.Since(s.lastEnd) >= r.cfg.commitInterval {
+		if s.txn != nil && s.dirty.Load() && time.Since(s.lastEnd) >= r.cfg.commitInterval {
 			if err := s.endTxnWithin(ctx, true); err != nil {
 				return err
 			}
@@ -484,7 +484,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if s.txn != nil {
 		// Commit what was re-fed with its offsets, within the delivery
 		// timeout, before the final rebalance.
-		if s.dirty {
+		if s.dirty.Load() {
 			ectx, ecancel := context.WithTimeout(hard, r.cfg.deliveryTimeout)
 			if err := s.endTxn(ectx, true, false); err != nil {
 				s.log.Error("kretry relay could not commit its last transaction; its re-feeds are aborted and re-fed again", "error", err)
@@ -703,8 +703,8 @@ type session struct {
 	// rebalance since it began dooms it; lastEnd when the last one ended.
 	txn     *kgo.GroupTransactSession
 	marks   map[topicPartition]kgo.EpochOffset
-	dirty   bool
-	failed  bool
+	dirty   atomic.Bool // set by the partitions' goroutines too
+	failed  atomic.Bool
 	broken  bool // the last transaction did not end: end it again (poll goroutine only)
 	doomed  atomic.Bool
 	lastEnd time.Time
@@ -728,7 +728,7 @@ func (s *session) mark(recs []*kgo.Record) {
 			s.marks[tp] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
 		}
 	}
-	s.dirty = true
+	s.dirty.Store(true)
 }
 
 // errNothingMarked stops a transaction's offset commit that would carry no
@@ -752,7 +752,7 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	s.settleAll(nil, ctx.Done())
 	s.mu.Lock()
 	marks := maps.Clone(s.marks)
-	commit = commit && !s.failed && len(s.inflight) == 0
+	commit = commit && !s.failed.Load() && len(s.inflight) == 0
 	s.mu.Unlock()
 	rewrite := func(req *kmsg.TxnOffsetCommitRequest) error {
 		n := 0
@@ -795,7 +795,9 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 		clear(s.marks)
 		s.mu.Unlock()
 	}
-	s.dirty, s.failed, s.lastEnd = false, false, time.Now()
+	s.dirty.Store(false)
+	s.failed.Store(false)
+	s.lastEnd = time.Now()
 	if !next || s.broken || s.hard.Err() != nil {
 		return nil // shutting down, or ended again after a backoff
 	}
@@ -959,7 +961,7 @@ func (s *session) nextWake() time.Time {
 	if len(s.inflight) > 0 {
 		first = now.Add(settleEvery)
 	}
-	if s.txn != nil && s.dirty {
+	if s.txn != nil && s.dirty.Load() {
 		if end := s.lastEnd.Add(s.r.cfg.commitInterval); first.IsZero() || end.Before(first) {
 			first = end
 		}
@@ -1475,7 +1477,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
 				"to", t.ladder.Topic(), "error", f.err)
-			s.failed = s.txn != nil // the transaction cannot commit it: it aborts
+			s.failed.Store(s.txn != nil) // the transaction cannot commit it: it aborts
 			rest := stop
 			if rest == nil {
 				rest = s.hard.Done()
@@ -1583,7 +1585,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		f.acked.Store(true)
 		return f
 	}
-	s.dirty = true
+	s.dirty.Store(true)
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
 	s.prod.Produce(context.Background(), &f.out, f.ack)
@@ -1624,9 +1626,9 @@ func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 		Key:       rec.Key,
 		Headers:   Encode(rec.Headers, md),
 	}
-	s.dirty = true
+	s.dirty.Store(true)
 	if err := s.produce(out); err != nil {
-		s.failed = s.txn != nil
+		s.failed.Store(s.txn != nil)
 		s.log.Error("kretry relay could not dead-letter a record too large to re-feed; it stays in its tier and is retried",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", err)
 		return false
@@ -1687,9 +1689,9 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 		Value:     rec.Value,
 		Headers:   Encode(rec.Headers, md),
 	}
-	s.dirty = true
+	s.dirty.Store(true)
 	if err := s.produce(out); err != nil {
-		s.failed = s.txn != nil
+		s.failed.Store(s.txn != nil)
 		s.log.Error("kretry relay could not dead-letter a record with unreadable kretry headers; it stays in its tier and is retried",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", err)
 		return false
