@@ -44,6 +44,12 @@ func run(path string, logger *slog.Logger) error {
 		retrytopics.WithRelayGroup(cfg.Relay.Group), // default {group}-relay
 		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),
 		retrytopics.WithRelayClientOpts(clientOpts...),
+		retrytopics.WithRelayGroupOpts(cfg.GroupOpts()...),       // session_timeout, instance_id, group_protocol
+		retrytopics.WithRelayProducerOpts(cfg.ProducerOpts()...), // delivery_timeout
+		retrytopics.WithRelayDeliveryTimeout(cfg.DeliveryTimeout),
+		retrytopics.WithRelayCommitInterval(cfg.CommitInterval),
+		retrytopics.WithRelayExactlyOnce(cfg.ExactlyOnce), // transactional id kretry/<relay group>/relay/<instance_id>
+		retrytopics.WithRelayInstanceID(cfg.InstanceID),
 		retrytopics.WithRelayLogger(logger),
 	)
 	if err != nil {
