@@ -136,3 +136,96 @@ func TestRelayExactlyOnceCrashMidTransactionRealBroker(t *testing.T) {
 	t.Logf("read_committed: %d records, each once; the main topic holds %d (the dead relay's aborted copies included); transactional id %s",
 		len(committed), all, b.TransactionalID())
 }
+
+// TestRelayExactlyOnceRebalanceRealBroker: records fall due over a few
+// seconds while a second exactly-once relay joins the group and takes half
+// the tier partitions. The rebalance aborts the first relay's open
+// transaction; a read_committed reader of the main topic still sees every
+// record exactly once, and the tier is committed to its end.
+func TestRelayExactlyOnceRebalanceRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	const (
+		parts   = 4
+		records = 400
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rl := newRealLadder(t, ctx, brokers, time.Second, parts, parts)
+	l, tier, main := rl.l, rl.tier, rl.l.Topic()
+
+	start := time.Now().Add(2 * time.Second)
+	var recs []*kgo.Record
+	for i := range records {
+		p := int32(i % parts)
+		due := start.Add(time.Duration(i) * 10 * time.Millisecond) // over 4s
+		failed := due.Add(-tier.Delay)
+		md := retrytopics.Metadata{Group: l.Group(), Attempts: 1, Tier: tier.Name, DueAt: due, OriginalTopic: main, OriginalPartition: p,
+			OriginalOffset: int64(i), OriginalTimestamp: failed, FirstFailureAt: failed, LastFailureAt: failed}
+		recs = append(recs, &kgo.Record{Topic: tier.Topic, Partition: p, Key: fmt.Appendf(nil, "k%03d", i), Headers: retrytopics.Encode(nil, md)})
+	}
+	if err := rl.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	newRelay := func(instance string) *retrytopics.Relay {
+		r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, retrytopics.WithRelayExactlyOnce(true), retrytopics.WithRelayInstanceID(instance),
+			retrytopics.WithRelayClientOpts(kgo.SeedBrokers(brokers...)), retrytopics.WithRelayLogger(testLogger(t, slog.LevelWarn)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a := newRelay("a")
+	stopA := runRelay(t, ctx, a)
+	defer stopA()
+	time.Sleep(time.Until(start) + time.Second) // a second of records re-fed by the first relay alone
+	b := newRelay("b")
+	stopB := runRelay(t, ctx, b)
+	defer stopB()
+
+	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(main), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	seen := map[string]int{}
+	deadline := time.Now().Add(2 * time.Minute)
+	var quiet time.Time
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := rd.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
+		switch {
+		case len(seen) < records && time.Now().After(deadline):
+			t.Fatalf("a read_committed reader sees %d of %d records", len(seen), records)
+		case len(seen) < records:
+		case quiet.IsZero():
+			quiet = time.Now().Add(3 * time.Second) // room for a duplicate to show
+		case time.Now().After(quiet):
+			goto done
+		}
+	}
+done:
+	stopA()
+	stopB()
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("a read_committed reader sees %s %d times", k, n)
+		}
+	}
+	offs, err := rl.adm.FetchOffsets(ctx, a.Group())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == tier.Topic {
+			committed += o.At
+		}
+	})
+	if committed != records {
+		t.Errorf("the relay group committed %d tier records, want %d", committed, records)
+	}
+	t.Logf("read_committed: %d records through a rebalance of two exactly-once relays, each once", len(seen))
+}
