@@ -32,10 +32,13 @@ func (a *app) newRelayCommand() *cobra.Command {
 default GROUP-relay) and re-feeds each record to its main topic, to its
 original partition, once it is due. Run it when the consumers run with the
 in-process relay turned off. It checks first that every tier and DLQ topic exists.
-SIGINT or SIGTERM stops it gracefully: it commits and leaves the group.
+SIGINT or SIGTERM stops it gracefully: it waits at most delivery_timeout for
+the re-feeds in flight, commits those acknowledged and leaves the group, within
+delivery_timeout plus about 5s even when the brokers do not answer. With
+exactly_once its re-feeds and tier offsets commit in transactions.
 With --json it logs JSON lines. With --metrics it serves the relay's kretry_*
 metrics (re-feeds, their lateness, paused partitions, held bytes, untrusted
-due times, dead letters), franz-go's client metrics and Go's process metrics.`,
+due times, dead letters, records too large to re-feed), franz-go's client metrics and Go's process metrics.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
