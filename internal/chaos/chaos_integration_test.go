@@ -88,7 +88,10 @@ func check(t *testing.T, res chaos.Result, faults int) {
 	if res.Faults != faults {
 		t.Errorf("%s: %d faults injected, want %d", where, res.Faults, faults)
 	}
-	if res.Lost != 0 {
+	switch {
+	case res.Lost != 0 && res.Unsettled:
+		t.Errorf("%s: %d records neither handled ok nor dead-lettered when the wait for them ended (stuck or lost)", where, res.Lost)
+	case res.Lost != 0:
 		t.Errorf("%s: %d records lost", where, res.Lost)
 	}
 	if res.Misrouted != 0 {

@@ -208,7 +208,7 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 	for _, id := range malformed {
 		want[id] = true
 	}
-	settled := r.waitSettled(ctx, rd, want, scn.Settle)
+	unsettled := r.waitSettled(ctx, rd, want, scn.Settle)
 	exited := r.exitedByThemselves()
 	stopErr := r.stopAll()
 	if stopErr != nil {
@@ -224,9 +224,9 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 		topic: r.topic, steps: r.steps, dlq: r.dlq, faults: r.faults,
 	})
 	res.Notes = append(res.Notes, exited...)
-	if !settled {
+	if unsettled != "" {
 		res.Unsettled = true
-		res.Notes = append(res.Notes, fmt.Sprintf("not every record was done within %v of the last fault", scn.Settle))
+		res.Notes = append(res.Notes, unsettled)
 	}
 	if perr != nil {
 		res.Notes = append(res.Notes, "producer: "+firstLine(perr.Error()))
@@ -598,7 +598,10 @@ func (r *Run) allWorkersExited() bool {
 	return true
 }
 
-func (r *Run) waitSettled(ctx context.Context, rd *reader, want map[int64]bool, within time.Duration) bool {
+// waitSettled waits until every record of want is done: handled ok, or in
+// the DLQ for those bound there. It returns "" then, else why it stopped
+// waiting.
+func (r *Run) waitSettled(ctx context.Context, rd *reader, want map[int64]bool, within time.Duration) string {
 	deadline := time.Now().Add(within)
 	for {
 		evs, err := ReadEvents(r.dir)
@@ -617,19 +620,21 @@ func (r *Run) waitSettled(ctx context.Context, rd *reader, want map[int64]bool, 
 				}
 			}
 			if missing == 0 {
-				return true
+				return ""
 			}
 			if time.Now().After(deadline) {
-				r.env.logf("  %d records still not done", missing)
-				return false
+				why := fmt.Sprintf("%d records were not done %v after the last fault", missing, within)
+				r.env.logf("  %s", why)
+				return why
 			}
 			if r.allWorkersExited() {
-				r.env.logf("  %d records not done, and every worker exited by itself", missing)
-				return false
+				why := fmt.Sprintf("%d records were not done when every worker had exited by itself", missing)
+				r.env.logf("  %s", why)
+				return why
 			}
 		}
-		if sleep(ctx, time.Second) != nil {
-			return false
+		if err := sleep(ctx, time.Second); err != nil {
+			return fmt.Sprintf("the wait for every record stopped: %v", err)
 		}
 	}
 }
