@@ -1342,7 +1342,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 				continue
 			}
-			r = readOf(t, md, canonical, time.Now())
+			r = readOf(t, md, canonical)
 		}
 		if due := time.Unix(0, r.due); time.Now().Before(due) {
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
@@ -1381,20 +1381,15 @@ type read struct {
 // the tier's delay and still be trusted: both are cut to milliseconds.
 const dueSlack = time.Millisecond
 
-// readOf reads md, the kretry headers of a record in tier t, at now. A
+// readOf reads md, the kretry headers of a record in tier t. A
 // kretry-due-at later than kretry-last-failure-at plus t's delay (a forged
 // header, or a writer's clock far ahead) is not trusted: the record is due
 // at that bound, so that it cannot hold its partition for ever. A
-// kretry-last-failure-at later than now is not trusted either: the bound is
-// then now plus t's delay. A kretry-tier that is not t's name is not
-// propagated: the re-feed carries t's name.
-func readOf(t tierOf, md Metadata, canonical bool, now time.Time) read {
+// kretry-tier that is not t's name is not propagated: the re-feed carries
+// t's name.
+func readOf(t tierOf, md Metadata, canonical bool) read {
 	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true}
-	failed := md.LastFailureAt
-	if failed.After(now) {
-		failed = now
-	}
-	if bound := failed.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
+	if bound := md.LastFailureAt.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
 		r.due, r.untrusted, r.canonical = bound.UnixNano(), true, false
 	}
 	if md.Tier != t.step.Name {
@@ -1411,10 +1406,9 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read 
 	if n := len(waiting) - len(out); n > 0 {
 		out = append(out, make([]read, n)...)
 	}
-	now := time.Now()
 	for i := len(known); i < len(waiting); i++ {
 		if md, ok, canonical, err := decodeHeaders(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
-			out[i] = readOf(t, md, canonical, now)
+			out[i] = readOf(t, md, canonical)
 		}
 	}
 	return out[:len(waiting)]
