@@ -26,7 +26,10 @@ import (
 // handler must not change it after the call. An output that cannot be
 // produced (refused by the broker, or not acknowledged within the delivery
 // timeout) makes the handling a failure: the record goes to its next retry
-// tier with that error.
+// tier with that error. With exactly_once the failed write aborts the
+// transaction; a refused output's record then goes to its next tier in the
+// next transaction without being handled again, and after a write that
+// merely timed out the record is handled again.
 //
 // Emit returns an error, and produces nothing, when ctx is not the context of
 // a running Handle call, or rec has no topic. It is safe to call from several

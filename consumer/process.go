@@ -50,7 +50,6 @@ func (w *worker) process(rec *kgo.Record) bool {
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return w.mark(rec)
 	}
-	var expiry time.Time // when the record passes max_age; zero: no max_age
 	if maxAge := w.maxAge; maxAge > 0 {
 		start = 0
 		born := rec.Timestamp
@@ -59,7 +58,6 @@ func (w *worker) process(rec *kgo.Record) bool {
 			// from the DLQ (no attempt yet) starts a new life.
 			born = md.OriginalTimestamp
 		}
-		expiry = born.Add(maxAge)
 		if age := time.Since(born); age > maxAge {
 			return w.deadLetter(rec, md, retrytopics.ReasonExpired, withLastError(
 				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge), md))
@@ -69,12 +67,26 @@ func (w *worker) process(rec *kgo.Record) bool {
 	// What is forwarded and marked is what arrived, whatever fields of rec
 	// the handler set (a copy on the stack: this runs for every record).
 	arrived := *rec
+	if w.txn && w.refused != nil {
+		// Exactly once: a transaction aborted because a write of this
+		// record was refused for good; do now what the refusal decided,
+		// without handling the record again, rather than abort for ever.
+		if r, ok := w.refused[rec.Offset]; ok {
+			delete(w.refused, rec.Offset)
+			if r.fwd != nil {
+				return w.forwardAgain(rec, r.fwd)
+			}
+			return w.failed(rec, md, r.outputErr)
+		}
+	}
 	w.emit.start()
 	herr, panicked := w.handle(rec, start)
 	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
 		// The outputs of a successful call; a failed call's are dropped.
 		w.handlerEnd = 0
-		herr = w.produceEmitted(emitted)
+		if herr = w.produceEmitted(emitted); herr != nil && w.txn && refused(herr) {
+			w.refuse(rec.Offset, refusedWrite{outputErr: herr})
+		}
 	}
 	if herr == nil {
 		// Marking reads these fields only. Copying all of rec back would
@@ -94,6 +106,21 @@ func (w *worker) process(rec *kgo.Record) bool {
 		return false
 	}
 
+	return w.failed(rec, md, herr)
+}
+
+// failed takes rec, whose handling failed with herr, to its next tier or the
+// DLQ as the classifier decides.
+func (w *worker) failed(rec *kgo.Record, md retrytopics.Metadata, herr error) bool {
+	s, topic := w.s, rec.Topic
+	var expiry time.Time // when the record passes max_age (see process); zero: no max_age
+	if w.maxAge > 0 {
+		born := rec.Timestamp
+		if md.Group != "" && md.Attempts > 0 {
+			born = md.OriginalTimestamp
+		}
+		expiry = born.Add(w.maxAge)
+	}
 	switch d := w.classify(rec, herr); d {
 	case Discard:
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
@@ -357,17 +384,44 @@ func (w *worker) reforwardInTxn(p *pendingRecord, err error) bool {
 	}
 	if refused(err) {
 		tooLarge := isTooLarge(err) && p.fwd.md.Reason != retrytopics.ReasonTooLarge
-		if topic != w.ladder.DLQ() || tooLarge {
-			w.redirectToDLQ(p, err, tooLarge)
-			if err = w.s.cl.ProduceSync(w.ctx, &p.fwd.out).FirstErr(); err == nil {
-				return true
-			}
+		if topic == w.ladder.DLQ() && !tooLarge {
+			w.s.fail(fmt.Errorf("consumer: record %s/%d@%d cannot be written to the DLQ %s: %w: "+
+				"grant the write (or raise the topic's max.message.bytes); "+
+				"the record stays uncommitted", rec.Topic, rec.Partition, rec.Offset, topic, err))
+			return false
 		}
+		// The refusal may have doomed the transaction: the redirect to the
+		// DLQ is made in the next one, without handling the record again.
+		w.redirectToDLQ(p, err, tooLarge)
+		w.refuse(rec.Offset, refusedWrite{fwd: p.fwd})
 	}
 	w.s.log.Error("kretry forward failed in a transaction; the transaction aborts and its records will be handled again",
-		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", p.fwd.out.Topic, "error", err)
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic, "error", err)
 	w.s.broken.Store(true)
 	return w.ctx.Err() == nil
+}
+
+// refusedWrite is what a write refused for good in a transaction decided for
+// its record, done in the next transaction: a forward to the DLQ (fwd), or
+// the handling's failure because an output was refused (outputErr).
+type refusedWrite struct {
+	fwd       *pendingForward
+	outputErr error
+}
+
+// refuse notes r for the record at offset, whose transaction aborts.
+func (w *worker) refuse(offset int64, r refusedWrite) {
+	if w.refused == nil {
+		w.refused = make(map[int64]refusedWrite)
+	}
+	w.refused[offset] = r
+}
+
+// forwardAgain produces f's record (a redirect to the DLQ) again for rec.
+func (w *worker) forwardAgain(rec *kgo.Record, f *pendingForward) bool {
+	g := &pendingForward{out: f.out, md: f.md}
+	g.out.Timestamp = time.Now() // kgo counts the delivery timeout from it
+	return w.send(rec, g)
 }
 
 // refused reports whether a produce error is one that no retry can mend: the

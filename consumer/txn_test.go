@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
 	"sort"
 	"strconv"
@@ -12,11 +13,24 @@ import (
 
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/retrytopics"
 )
 
 // readCommitted returns the keys of the records of topic a read_committed
-// reader sees, sorted: it reads until 3s pass without a record.
+// reader sees, sorted.
 func (c *cluster) readCommitted(topic string) []string {
+	c.t.Helper()
+	var keys []string
+	for _, r := range c.readCommittedRecords(topic) {
+		keys = append(keys, string(r.Key))
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// readCommittedRecords returns the records of topic a read_committed reader
+// sees: it reads until 3s pass without a record.
+func (c *cluster) readCommittedRecords(topic string) []*kgo.Record {
 	c.t.Helper()
 	rd, err := kgo.NewClient(append(c.kopts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
@@ -24,16 +38,15 @@ func (c *cluster) readCommitted(topic string) []string {
 		c.t.Fatal(err)
 	}
 	defer rd.Close()
-	var keys []string
+	var recs []*kgo.Record
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		fs := rd.PollFetches(ctx)
 		cancel()
 		n := 0
-		fs.EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)); n++ })
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r); n++ })
 		if n == 0 {
-			sort.Strings(keys)
-			return keys
+			return recs
 		}
 	}
 }
@@ -130,5 +143,69 @@ func TestExactlyOnceThroughTheLadder(t *testing.T) {
 	}
 	if got := strings.Join(c.readCommitted(out), ","); got != "out-2" {
 		t.Errorf("outputs seen by a read_committed reader: %s, want out-2 only", got)
+	}
+}
+
+// Exactly once, a write refused for good (a forward too large for its tier,
+// an output too large for its topic) aborts its transaction once; the next
+// does what the refusal decided without handling the record again (the big
+// record to the DLQ without its value, the record with the refused output to
+// its tier), instead of aborting for ever.
+func TestExactlyOnceRefusedWrites(t *testing.T) {
+	c := newClusterOn(t, 1, 1, false)
+	c.cfg.ExactlyOnce = true
+	const out = "orders.out"
+	if _, err := c.adm.CreateTopics(context.Background(), 1, 1, nil, out); err != nil {
+		t.Fatal(err)
+	}
+	c.setMaxMessageBytes(c.ladder.Steps()[0].Topic, "100000")
+	c.produce(&kgo.Record{Key: []byte("big"), Value: bytes.Repeat([]byte("b"), 200_000)},
+		&kgo.Record{Key: []byte("big-output")}, &kgo.Record{Key: []byte("ok")})
+	var calls counter
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		calls.add(r.Key)
+		switch string(r.Key) {
+		case "big":
+			return errTransient
+		case "big-output":
+			// Larger than the producer takes for a topic it knows no limit of.
+			return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: r.Key, Value: bytes.Repeat([]byte("o"), 1_100_000)})
+		}
+		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: []byte("out-ok")})
+	})
+	r := c.start(h, consumer.WithRelay(false))
+	kafkatest.WaitFor(t, "every record committed", 100*time.Millisecond, time.Minute, func() bool {
+		os, err := c.adm.FetchOffsets(context.Background(), testGroup)
+		if err != nil {
+			return false
+		}
+		o, _ := os.Lookup(testTopic, 0)
+		return o.At == 3
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := strings.Join(c.readCommitted(c.ladder.DLQ()), ","); got != "big" {
+		t.Errorf("DLQ seen by a read_committed reader: %s, want big", got)
+	}
+	if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic), ","); got != "big-output" {
+		t.Errorf("tier seen by a read_committed reader: %s, want big-output", got)
+	}
+	if got := strings.Join(c.readCommitted(out), ","); got != "out-ok" {
+		t.Errorf("outputs seen by a read_committed reader: %s, want out-ok", got)
+	}
+	// The other records of an aborted transaction are handled again; the
+	// refused ones not.
+	if n := calls.get("big"); n != 1 {
+		t.Errorf("big handled %d times, want 1: after the abort the refusal's decision is done without the handler", n)
+	}
+	if n := calls.get("big-output"); n > 2 {
+		t.Errorf("big-output handled %d times, want at most 2 (once more if big's transaction held it)", n)
+	}
+	if dlq := c.readCommittedRecords(c.ladder.DLQ()); len(dlq) == 1 {
+		md, _, err := retrytopics.Decode(dlq[0].Headers)
+		if err != nil || md.Reason != retrytopics.ReasonTooLarge || len(dlq[0].Value) != 0 {
+			t.Errorf("DLQ record: reason %q, %d value bytes, err %v; want too-large without its value", md.Reason, len(dlq[0].Value), err)
+		}
 	}
 }

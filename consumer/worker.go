@@ -40,6 +40,9 @@ type worker struct {
 	// of the open transaction not yet done (see txnState).
 	txn    bool
 	undone atomic.Int64
+	// refused holds, by offset, what a write refused for good decided for
+	// its record, whose transaction then aborted (worker goroutine only).
+	refused map[int64]refusedWrite
 
 	wake chan struct{} // cap 1: records were queued
 	quit chan struct{} // closed by stop: take no new record
@@ -323,6 +326,11 @@ func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata)
 		},
 		md: md,
 	}
+	return w.send(rec, f)
+}
+
+// send produces f, rec's forward, and holds rec until f is acknowledged.
+func (w *worker) send(rec *kgo.Record, f *pendingForward) bool {
 	w.s.cl.Produce(w.ctx, &f.out, func(_ *kgo.Record, err error) {
 		f.err = err
 		f.done.Store(true)
