@@ -18,27 +18,16 @@ import (
 )
 
 // readCommittedKeys returns the keys a read_committed reader sees in topic,
-// sorted: it reads until 3s pass without a record.
-func (b *realBroker) readCommittedKeys(topic string) []string {
+// sorted: it reads until it has want of them (for at most a minute), then
+// until 2s pass without another.
+func (b *realBroker) readCommittedKeys(topic string, want int) []string {
 	b.t.Helper()
-	rd, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer rd.Close()
 	var keys []string
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		fs := rd.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) { keys = append(keys, string(r.Key)); n++ })
-		if n == 0 {
-			sort.Strings(keys)
-			return keys
-		}
+	for _, r := range readCommittedFrom(b.t, []kgo.Opt{kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(topic)}, want) {
+		keys = append(keys, string(r.Key))
 	}
+	sort.Strings(keys)
+	return keys
 }
 
 // Exactly once on the real broker, across a crash in the middle of a
@@ -106,7 +95,7 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 	time.Sleep(2 * time.Second) // several commit intervals: the transaction stays open
 	tier := b.ladder.Steps()[0].Topic
 	for _, topic := range []string{tier, out} {
-		if got := b.readCommittedKeys(topic); len(got) != 0 {
+		if got := b.readCommittedKeys(topic, 0); len(got) != 0 {
 			t.Errorf("while A's transaction is open, a read_committed reader sees %v in %s, want nothing", got, topic)
 		}
 	}
@@ -115,7 +104,7 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 		t.Fatalf("A: %v, want ErrCrashed", err)
 	}
 	for _, topic := range []string{tier, out} {
-		if got := b.readCommittedKeys(topic); len(got) != 0 {
+		if got := b.readCommittedKeys(topic, 0); len(got) != 0 {
 			t.Errorf("after A crashed, a read_committed reader sees %v in %s, want nothing", got, topic)
 		}
 	}
@@ -139,10 +128,10 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 	if err := <-errB; err != nil {
 		t.Fatalf("B: %v", err)
 	}
-	if got := b.readCommittedKeys(tier); !slices.Equal(got, []string{"fail-1", "fail-3"}) {
+	if got := b.readCommittedKeys(tier, 2); !slices.Equal(got, []string{"fail-1", "fail-3"}) {
 		t.Errorf("tier seen by a read_committed reader: %v, want fail-1 and fail-3 once each", got)
 	}
-	if got := b.readCommittedKeys(out); !slices.Equal(got, []string{"out-block-4", "out-ok-0", "out-ok-2", "out-ok-5"}) {
+	if got := b.readCommittedKeys(out, 4); !slices.Equal(got, []string{"out-block-4", "out-ok-0", "out-ok-2", "out-ok-5"}) {
 		t.Errorf("outputs seen by a read_committed reader: %v, want those of the successful calls once each", got)
 	}
 }

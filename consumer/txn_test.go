@@ -17,11 +17,11 @@ import (
 )
 
 // readCommitted returns the keys of the records of topic a read_committed
-// reader sees, sorted.
-func (c *cluster) readCommitted(topic string) []string {
+// reader sees, sorted (see readCommittedRecords).
+func (c *cluster) readCommitted(topic string, want int) []string {
 	c.t.Helper()
 	var keys []string
-	for _, r := range c.readCommittedRecords(topic) {
+	for _, r := range c.readCommittedRecords(topic, want) {
 		keys = append(keys, string(r.Key))
 	}
 	sort.Strings(keys)
@@ -29,18 +29,28 @@ func (c *cluster) readCommitted(topic string) []string {
 }
 
 // readCommittedRecords returns the records of topic a read_committed reader
-// sees: it reads until 3s pass without a record.
-func (c *cluster) readCommittedRecords(topic string) []*kgo.Record {
+// sees: it reads until it has want of them (for at most a minute), then
+// until 2s pass without another.
+func (c *cluster) readCommittedRecords(topic string, want int) []*kgo.Record {
 	c.t.Helper()
-	rd, err := kgo.NewClient(append(c.kopts, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+	return readCommittedFrom(c.t, append(c.kopts, kgo.ConsumeTopics(topic)), want)
+}
+
+func readCommittedFrom(t *testing.T, opts []kgo.Opt, want int) []*kgo.Record {
+	t.Helper()
+	rd, err := kgo.NewClient(append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer rd.Close()
 	var recs []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	for deadline := time.Now().Add(time.Minute); ; {
+		wait := 2 * time.Second
+		if len(recs) < want {
+			wait = time.Until(deadline)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		fs := rd.PollFetches(ctx)
 		cancel()
 		n := 0
@@ -89,10 +99,10 @@ func TestExactlyOnce(t *testing.T) {
 		if err := r.stop(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		if got := strings.Join(c.readCommitted(out), ","); got != "out-ok-0,out-ok-1" {
+		if got := strings.Join(c.readCommitted(out, 2), ","); got != "out-ok-0,out-ok-1" {
 			t.Errorf("outputs seen by a read_committed reader: %s, want out-ok-0,out-ok-1", got)
 		}
-		if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic), ","); got != "fail-0,fail-1" {
+		if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic, 2), ","); got != "fail-0,fail-1" {
 			t.Errorf("tier records seen by a read_committed reader: %s, want fail-0,fail-1", got)
 		}
 		for _, k := range []string{"ok-0", "ok-1", "fail-0", "fail-1"} {
@@ -141,7 +151,7 @@ func TestExactlyOnceThroughTheLadder(t *testing.T) {
 	if n := calls.get("flaky"); n != 2 {
 		t.Errorf("handled %d times, want 2", n)
 	}
-	if got := strings.Join(c.readCommitted(out), ","); got != "out-2" {
+	if got := strings.Join(c.readCommitted(out, 1), ","); got != "out-2" {
 		t.Errorf("outputs seen by a read_committed reader: %s, want out-2 only", got)
 	}
 }
@@ -185,13 +195,13 @@ func TestExactlyOnceRefusedWrites(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got := strings.Join(c.readCommitted(c.ladder.DLQ()), ","); got != "big" {
+	if got := strings.Join(c.readCommitted(c.ladder.DLQ(), 1), ","); got != "big" {
 		t.Errorf("DLQ seen by a read_committed reader: %s, want big", got)
 	}
-	if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic), ","); got != "big-output" {
+	if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic, 1), ","); got != "big-output" {
 		t.Errorf("tier seen by a read_committed reader: %s, want big-output", got)
 	}
-	if got := strings.Join(c.readCommitted(out), ","); got != "out-ok" {
+	if got := strings.Join(c.readCommitted(out, 1), ","); got != "out-ok" {
 		t.Errorf("outputs seen by a read_committed reader: %s, want out-ok", got)
 	}
 	// The other records of an aborted transaction are handled again; the
@@ -202,7 +212,7 @@ func TestExactlyOnceRefusedWrites(t *testing.T) {
 	if n := calls.get("big-output"); n > 2 {
 		t.Errorf("big-output handled %d times, want at most 2 (once more if big's transaction held it)", n)
 	}
-	if dlq := c.readCommittedRecords(c.ladder.DLQ()); len(dlq) == 1 {
+	if dlq := c.readCommittedRecords(c.ladder.DLQ(), 1); len(dlq) == 1 {
 		md, _, err := retrytopics.Decode(dlq[0].Headers)
 		if err != nil || md.Reason != retrytopics.ReasonTooLarge || len(dlq[0].Value) != 0 {
 			t.Errorf("DLQ record: reason %q, %d value bytes, err %v; want too-large without its value", md.Reason, len(dlq[0].Value), err)
