@@ -173,7 +173,7 @@ func (s *session) shutdownTxn() error {
 		// next instance with this transactional id fences it, or it
 		// times out; nothing of it becomes visible.
 		s.stopWorkers(nil, 0)
-		s.cl.Close()
+		s.cl.CloseAllowingRebalance()
 		return nil
 	}
 	qctx, cancel := context.WithTimeout(s.base, s.c.opts.grace)
