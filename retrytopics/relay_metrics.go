@@ -1,0 +1,44 @@
+package retrytopics
+
+import (
+	"context"
+	"log/slog"
+)
+
+// countHeld brings kretry_held_bytes to what held holds. s.mu is held. It
+// adds the differences, so that relays sharing a registry add up.
+func (s *session) countHeld() {
+	sums := map[string]int{}
+	for tp, h := range s.held {
+		sums[s.r.tiers[tp.topic].step.Name] += h.size
+	}
+	for tier, n := range sums {
+		if d := n - s.heldByTier[tier]; d != 0 {
+			s.r.metrics.HeldBytes.WithLabelValues(tier).Add(float64(d))
+		}
+	}
+	for tier, n := range s.heldByTier {
+		if _, ok := sums[tier]; !ok && n != 0 {
+			s.r.metrics.HeldBytes.WithLabelValues(tier).Sub(float64(n))
+		}
+	}
+	s.heldByTier = sums
+}
+
+// refed counts and logs a re-feed the broker acknowledged.
+func (s *session) refed(t tierOf, f *refeed) {
+	lateness := f.at.Sub(f.due)
+	t.refed.Inc()
+	t.lateness.Observe(lateness.Seconds())
+	if f.untrusted {
+		s.r.metrics.UntrustedDueAt.WithLabelValues(t.ladder.Topic(), t.step.Name).Inc()
+		s.log.Warn("kretry relay re-fed a record at its last failure plus its tier's delay: its kretry-due-at is later than that, so it is not trusted (forged, or written by a clock far ahead)",
+			"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset, "to", f.out.Topic,
+			"due_at", quoted(FormatTime(f.dueAt)), "refed_at_bound", FormatTime(f.due), "tier_delay", t.step.Delay)
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
+		s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+			"to", f.out.Topic, "to_partition", f.out.Partition, "to_offset", f.out.Offset, "attempts", f.attempts,
+			"lateness", lateness)
+	}
+}
