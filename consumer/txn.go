@@ -31,6 +31,13 @@ import (
 // txnEndTimeout bounds ending a transaction (flush, offsets, EndTxn).
 const txnEndTimeout = 30 * time.Second
 
+// txnAbortBackoff and txnAbortMaxBackoff pace the retries of an abort after
+// a transaction's end failed.
+const (
+	txnAbortBackoff    = 500 * time.Millisecond
+	txnAbortMaxBackoff = 10 * time.Second
+)
+
 // txnState is what the session tracks of the open transaction.
 type txnState struct {
 	// undone counts the records handed to workers in the open transaction
@@ -147,18 +154,58 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	cancel()
 	s.broken.Store(false)
 	switch {
-	case err != nil && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
-		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)):
-		s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with transactional id of this one took over, "+
-			"or the id is not authorized; give each instance its own instance_id", err))
+	case fatalTxnErr(err):
+		s.failTxn(err)
 	case err != nil:
 		s.log.Error("kretry consumer transaction failed; its records will be handled again", "group", s.c.cfg.Group, "error", err)
+		s.abortFailedTxn(ctx)
 	case !committed && try == kgo.TryCommit:
 		s.log.Info("kretry consumer transaction aborted (a rebalance); its records will be handled again", "group", s.c.cfg.Group)
 	case !committed:
 		s.log.Info("kretry consumer transaction aborted; its records will be handled again", "group", s.c.cfg.Group)
 	}
 	return committed
+}
+
+// fatalTxnErr reports whether err means this instance may not go on
+// producing with its transactional id.
+func fatalTxnErr(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+func (s *session) failTxn(err error) {
+	s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with transactional id of this one took over, "+
+		"or the id is not authorized; give each instance its own instance_id", err))
+}
+
+// abortFailedTxn aborts a transaction whose End failed before it reached the
+// broker's EndTxn (its flush ran out of time, the brokers unreachable): the
+// client is still in it, and Begin fails until it is aborted. It retries
+// with a backoff until the abort succeeds or Run stops; nothing of the
+// transaction is visible, and its records are fetched and handled again.
+func (s *session) abortFailedTxn(ctx context.Context) {
+	backoff := txnAbortBackoff
+	for {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
+		_, err := s.txn.End(actx, kgo.TryAbort)
+		cancel()
+		switch {
+		case err == nil:
+			s.log.Info("kretry consumer aborted the failed transaction; its records will be handled again", "group", s.c.cfg.Group)
+			return
+		case fatalTxnErr(err):
+			s.failTxn(err)
+			return
+		}
+		s.log.Error("kretry consumer could not abort the failed transaction; retrying", "group", s.c.cfg.Group, "in", backoff, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, txnAbortMaxBackoff)
+	}
 }
 
 // shutdownTxn is shutdown in exactly-once mode: the records handed out get
@@ -181,7 +228,12 @@ func (s *session) shutdownTxn() error {
 	cancel()
 	s.stopWorkers(nil, 0)
 	var err error
-	if !s.endTxn(s.base, done) && done {
+	// A failed end is aborted once more at most (abortFailedTxn stops with
+	// ectx); an abort that does not get through leaves the transaction to
+	// time out on the broker, invisible.
+	ectx, ecancel := context.WithTimeout(s.base, txnEndTimeout)
+	defer ecancel()
+	if !s.endTxn(ectx, done) && done {
 		err = errors.New("consumer: the last transaction did not commit at shutdown; its records will be handled again")
 	}
 	s.cl.CloseAllowingRebalance()
