@@ -38,21 +38,9 @@ import (
 // flight), and a record's offset is marked for commit only after its
 // re-feed and every one before it are acknowledged.
 //
-// A record that is not yet due waits without a sleeping goroutine. When it
-// is due within the next second, it is held in memory with the records
-// polled after it, within a budget over all partitions (WithRelayHoldBytes,
-// default 64 MiB of keys, values and headers, and one record per 640 bytes
-// of it, nearest due first), and the poll loop polls with a deadline at its
-// due time and re-feeds it then, from memory. A record due later is held
-// within a quarter of the budget. A partition whose last held record is due
-// more than a second from now, or that holds a quarter of the budget's
-// records, is paused without a rewind while it holds them, and every holder
-// is paused while the relay holds three quarters of its budget. Past the
-// budget, a partition is paused, rewound to its head and resumed by a timer a
-// second before the head is due: such a partition holds nothing, so a
-// backlog of millions costs no more memory than the budget. A burst of
-// records that fall due together is so fetched in the second before it is
-// due, and re-fed without a fetch when it is.
+// A record that is not yet due waits without a sleeping goroutine, held in
+// memory within WithRelayHoldBytes or in its paused partition: see the
+// package doc.
 //
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its

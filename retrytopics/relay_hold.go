@@ -7,27 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Records not yet due are held in memory rather than paused for: the first
-// record of a partition that is not due is kept, with the records polled
-// after it, and re-fed by the poll loop, which polls with a deadline at the
-// earliest due time. A rewind would cost more: kgo's SetOffsets restarts the
-// fetch session of every partition and drops what they had buffered, which
-// at a steady flow of records into a tier cost seconds of lateness. And what
-// is held by its due time costs no fetch when it falls due, when a burst of
-// re-feeds needs the CPU and the broker.
-//
-// What is held at once is bounded, nearest due first, by the hold budget
-// (WithRelayHoldBytes), and by a quarter of it for a partition whose first
-// waiting record is due later than holdAhead from now. A partition past
-// the budget is paused, rewound to its first waiting record, and resumed by a
-// timer holdAhead before that record is due; it holds nothing meanwhile, so a
-// tier's backlog costs no memory. A holding partition is paused without a
-// rewind while the last record it holds is due later than holdAhead from
-// now, or while it holds a quarter of the budget's records, and every
-// holding partition is paused while the relay holds three quarters of its
-// budget: what one more poll brings still fits. A burst of records that fall
-// due together is thus fetched and held in the second before it is due, and
-// re-fed from memory.
+// The hold/pause policy's constants; the package doc explains the policy.
 const (
 	// holdBytesPerRecord is what the record budget allows per byte of
 	// the byte budget: a record with kretry's headers and a small value.
@@ -113,10 +93,7 @@ func (s *session) finish(outs []*outcome) {
 		if o.rewind == nil {
 			continue
 		}
-		// Resume holdAhead before the head is due: it is fetched, held, and
-		// re-fed at its due time from memory, so the fetch does not add to
-		// its lateness. Unless it is that close already (the hold budget
-		// was full): then at the due time.
+		// Fetched holdAhead early, the head is held and re-fed on time from memory.
 		at := o.until
 		if early := o.until.Add(-holdAhead); !o.failure && time.Now().Before(early) {
 			at = early
@@ -126,8 +103,7 @@ func (s *session) finish(outs []*outcome) {
 }
 
 // hold turns the not-due rewinds of outs into holds, nearest first, within
-// the hold budget, or its far part for a head due later than holdAhead from
-// now; the rest stay rewinds.
+// the budget; the rest stay rewinds.
 func (s *session) hold(outs []*outcome) {
 	var waiting []*outcome
 	for _, o := range outs {
@@ -156,14 +132,8 @@ func (s *session) hold(outs []*outcome) {
 	s.countHeld()
 }
 
-// pauseHolders pauses the holding partitions whose last held record is due
-// later than holdAhead from now or that hold budget.pauseAt records, and every
-// holding partition while the relay holds three quarters of its budget or
-// more: what one more poll brings then still fits, so records held already
-// are not rewound for lack of room. It resumes the partitions it paused that
-// hold nothing now, or whose last record is near and that hold no more than
-// half of that, while the relay holds less than three quarters of its
-// budget.
+// pauseHolders pauses and resumes the holding partitions of outs, without a
+// rewind, as the package doc's "Paused while holding" says.
 func (s *session) pauseHolders(outs []*outcome) {
 	pause := map[string][]int32{}
 	resume := map[string][]int32{}

@@ -177,16 +177,12 @@ func WithRelayInstanceID(id string) RelayOpt {
 }
 
 // WithRelayHoldBytes bounds the records the relay holds in memory ahead of
-// their due time, so that it re-feeds them when due without fetching them
-// then: n bytes of keys, values and headers in all, and one record per 640
-// bytes of n, so that small records count their overhead too. Records due
-// within the next second may take all of it; records due later a quarter. A
-// partition whose records do not fit is paused, rewound, and fetched again a
-// second before they are due. The process needs about two to three times n
-// on top of its other memory while the relay holds that much (Go's heap with
-// its default GOGC). 0 holds nothing: every partition whose first record is
-// not due is paused and rewound. Default DefaultRelayHoldBytes, 64 MiB. The
-// relay exports what it holds as kretry_held_bytes.
+// their due time (see the package doc): n bytes of keys, values and headers,
+// and one record per 640 bytes of n. The process needs about two to three
+// times n on top of its other memory while the relay holds that much (Go's
+// heap with its default GOGC). 0 holds nothing: every partition whose first
+// record is not due is paused and rewound. Default DefaultRelayHoldBytes,
+// 64 MiB; kretry_held_bytes shows what is held.
 func WithRelayHoldBytes(n int) RelayOpt {
 	return relayOpt(func(c *relayCfg) { c.holdBytes = n })
 }
