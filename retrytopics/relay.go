@@ -326,9 +326,11 @@ type session struct {
 	failures   map[topicPartition]int       // consecutive failed produces; poll goroutine only
 
 	// heldRecords and heldBytes are what held holds, as of the last poll;
-	// heldByTier its bytes by tier name, as kretry_held_bytes shows them.
+	// heldByTier its bytes by tier name, as kretry_held_bytes shows them;
+	// pausedByTier the paused partitions, as kretry_paused_partitions.
 	heldRecords, heldBytes int
 	heldByTier             map[string]int
+	pausedByTier           map[string]int
 	budget                 holdBudget
 
 	// hard is the clients' context, cut when shutting down takes too long;

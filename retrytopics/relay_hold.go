@@ -46,10 +46,9 @@ type held struct {
 	size  int       // recordSize of recs, summed
 }
 
-// pause is a paused partition and the timer that resumes it.
+// pause is a paused partition's timer, which resumes it.
 type pause struct {
 	timer *time.Timer
-	tier  string
 }
 
 // finish holds, pauses and rewinds after a poll's outcomes are known.
@@ -100,6 +99,7 @@ func (s *session) finish(outs []*outcome) {
 		}
 		s.pauseUntil(o.tp, at)
 	}
+	s.countPaused()
 }
 
 // hold turns the not-due rewinds of outs into holds, nearest first, within
@@ -146,15 +146,15 @@ func (s *session) pauseHolders(outs []*outcome) {
 		switch {
 		case holding && !paused && (full || h.tail.After(soon) || len(h.recs) >= s.budget.pauseAt):
 			s.holdPaused[o.tp] = true
-			s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[o.tp.topic].step.Name).Inc()
 			pause[o.tp.topic] = append(pause[o.tp.topic], o.tp.partition)
 		case paused && (!holding || !full && !h.tail.After(soon) && len(h.recs) <= s.budget.pauseAt/2):
-			s.unholdPause(o.tp)
+			delete(s.holdPaused, o.tp)
 			if o.rewind == nil { // a rewound partition stays paused for its timer
 				resume[o.tp.topic] = append(resume[o.tp.topic], o.tp.partition)
 			}
 		}
 	}
+	s.countPaused()
 	s.mu.Unlock()
 	if len(pause) > 0 {
 		s.cons.PauseFetchPartitions(pause)
@@ -164,15 +164,13 @@ func (s *session) pauseHolders(outs []*outcome) {
 	}
 }
 
-// pauseUntil arms the timer that resumes tp at until. s.mu is held.
+// pauseUntil arms the timer that resumes tp at until. s.mu is held; the
+// caller counts the pause (countPaused).
 func (s *session) pauseUntil(tp topicPartition, until time.Time) {
-	tier := s.r.tiers[tp.topic].step.Name
 	if old := s.paused[tp]; old != nil {
 		old.timer.Stop() // cannot happen while the partition is paused; kept safe
-	} else {
-		s.r.metrics.PausedPartitions.WithLabelValues(tier).Inc()
 	}
-	p := &pause{tier: tier}
+	p := &pause{}
 	p.timer = time.AfterFunc(time.Until(until), func() { s.resume(tp, p) })
 	s.paused[tp] = p
 }
@@ -185,16 +183,8 @@ func (s *session) resume(tp topicPartition, p *pause) {
 		return // revoked, lost or stopped meanwhile
 	}
 	delete(s.paused, tp)
-	s.r.metrics.PausedPartitions.WithLabelValues(p.tier).Dec()
+	s.countPaused()
 	s.cons.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
-}
-
-// unholdPause forgets that tp is paused while it holds. s.mu is held.
-func (s *session) unholdPause(tp topicPartition) {
-	if s.holdPaused[tp] {
-		delete(s.holdPaused, tp)
-		s.r.metrics.PausedPartitions.WithLabelValues(s.r.tiers[tp.topic].step.Name).Dec()
-	}
 }
 
 // recordsSize is what recs hold in keys, values and headers: what the hold

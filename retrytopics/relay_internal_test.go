@@ -1,6 +1,8 @@
 package retrytopics
 
 import (
+	"context"
+	"log/slog"
 	"maps"
 	"slices"
 	"testing"
@@ -209,4 +211,105 @@ func TestPauseHolders(t *testing.T) {
 	if got := paused(); len(got) != 0 || gauge() != 0 {
 		t.Fatalf("after draining: paused %v, gauge %v; want none, 0", got, gauge())
 	}
+}
+
+// kretry_paused_partitions counts, per tier, the partitions paused by a timer
+// or while they hold, after each change: a pause, a hold-pause, a resume by
+// the timer or by pauseHolders, a revoke, a loss, an abort and stop. Two
+// sessions sharing the metrics add up.
+func TestPausedPartitionsGauge(t *testing.T) {
+	const a, b = "t.retry-5s", "t.retry-1m"
+	_, brokers := kafkatest.Fake(t, kfake.NumBrokers(1), kfake.SeedTopics(4, a, b))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(a, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	m, err := metrics.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Relay{
+		metrics: m,
+		cfg:     relayCfg{retryBackoff: time.Hour, maxRetryBackoff: time.Hour, deliveryTimeout: time.Second},
+		tiers:   map[string]tierOf{a: {step: Step{Name: "retry-5s"}}, b: {step: Step{Name: "retry-1m"}}},
+	}
+	newSession := func() *session {
+		return &session{r: r, cons: cl, log: slog.New(slog.DiscardHandler), budget: newHoldBudget(DefaultRelayHoldBytes),
+			paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
+			inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}}
+	}
+	s, s2 := newSession(), newSession()
+	tp := func(topic string, p int32) topicPartition { return topicPartition{topic, p} }
+	now := time.Now()
+	// failed: a re-feed failed, paused for the backoff. far: one small record
+	// due in 10 minutes, held and paused while it holds. tooBig: past the
+	// budget, paused and rewound until holdAhead before it is due.
+	failed := func(tp topicPartition) *outcome {
+		return &outcome{tp: tp, rewind: &kgo.Record{Topic: tp.topic, Partition: tp.partition}, failure: true}
+	}
+	waiting := func(tp topicPartition, wbytes int) *outcome {
+		rec := &kgo.Record{Topic: tp.topic, Partition: tp.partition, Value: []byte{1}}
+		due := now.Add(10 * time.Minute)
+		return &outcome{tp: tp, rewind: rec, until: due, waiting: []*kgo.Record{rec}, wreads: []read{{}}, wbytes: wbytes, tailDue: due}
+	}
+	far := func(tp topicPartition) *outcome { return waiting(tp, 1) }
+	tooBig := func(tp topicPartition) *outcome { return waiting(tp, s.budget.bytes+1) }
+	check := func(step string, want5s, want1m int) {
+		t.Helper()
+		state := map[string]int{}
+		for _, s := range []*session{s, s2} {
+			for tp := range s.paused {
+				state[r.tiers[tp.topic].step.Name]++
+			}
+			for tp := range s.holdPaused {
+				if s.paused[tp] == nil {
+					state[r.tiers[tp.topic].step.Name]++
+				}
+			}
+		}
+		for tier, want := range map[string]int{"retry-5s": want5s, "retry-1m": want1m} {
+			var out dto.Metric
+			if err := m.PausedPartitions.WithLabelValues(tier).Write(&out); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.GetGauge().GetValue(); got != float64(want) || state[tier] != want {
+				t.Errorf("%s: %s gauge %v, paused in the sessions' state %d; want %d", step, tier, got, state[tier], want)
+			}
+		}
+	}
+	ctx := context.Background()
+
+	s.finish([]*outcome{failed(tp(a, 0)), tooBig(tp(b, 0))})
+	check("pause", 1, 1)
+	s.finish([]*outcome{far(tp(a, 1))})
+	if !s.holdPaused[tp(a, 1)] {
+		t.Fatal("a partition holding a far record is not paused")
+	}
+	check("hold-pause", 2, 1)
+	s.resume(tp(a, 0), s.paused[tp(a, 0)])
+	check("resume by the timer", 1, 1)
+	delete(s.held, tp(a, 1)) // as handle does: the held record is taken
+	s.finish([]*outcome{{tp: tp(a, 1)}})
+	check("resume of a holder that holds nothing", 0, 1)
+
+	s.finish([]*outcome{failed(tp(a, 2)), far(tp(a, 3))})
+	check("pause and hold-pause before a revoke", 2, 1)
+	s.revoked(ctx, cl, map[string][]int32{a: {2, 3}})
+	check("revoke", 0, 1)
+	s.lost(ctx, cl, map[string][]int32{b: {0}})
+	check("loss", 0, 0)
+
+	s.finish([]*outcome{failed(tp(a, 0)), far(tp(b, 1))})
+	check("pause and hold-pause before an abort", 1, 1)
+	s.resetAfterAbort()
+	check("abort", 0, 0)
+
+	s2.finish([]*outcome{failed(tp(a, 0))})
+	s.finish([]*outcome{failed(tp(a, 1)), far(tp(a, 2)), tooBig(tp(b, 2))})
+	check("two sessions", 3, 1)
+	s.stop()
+	check("stop of one", 1, 0)
+	s2.stop()
+	check("stop of both", 0, 0)
 }

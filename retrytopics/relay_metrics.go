@@ -3,26 +3,49 @@ package retrytopics
 import (
 	"context"
 	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// countHeld brings kretry_held_bytes to what held holds. s.mu is held. It
-// adds the differences, so that relays sharing a registry add up.
+// countHeld brings kretry_held_bytes to what held holds. s.mu is held.
 func (s *session) countHeld() {
 	sums := map[string]int{}
 	for tp, h := range s.held {
 		sums[s.r.tiers[tp.topic].step.Name] += h.size
 	}
+	s.heldByTier = setByTier(s.r.metrics.HeldBytes, s.heldByTier, sums)
+}
+
+// countPaused brings kretry_paused_partitions to the partitions paused, by a
+// timer or while they hold. s.mu is held; call it after changing either.
+func (s *session) countPaused() {
+	sums := map[string]int{}
+	for tp := range s.paused {
+		sums[s.r.tiers[tp.topic].step.Name]++
+	}
+	for tp := range s.holdPaused {
+		if s.paused[tp] == nil {
+			sums[s.r.tiers[tp.topic].step.Name]++
+		}
+	}
+	s.pausedByTier = setByTier(s.r.metrics.PausedPartitions, s.pausedByTier, sums)
+}
+
+// setByTier moves g's series from was, what this session set, to sums and
+// returns sums. It adds the differences, so that relays sharing a registry
+// add up.
+func setByTier(g *prometheus.GaugeVec, was, sums map[string]int) map[string]int {
 	for tier, n := range sums {
-		if d := n - s.heldByTier[tier]; d != 0 {
-			s.r.metrics.HeldBytes.WithLabelValues(tier).Add(float64(d))
+		if d := n - was[tier]; d != 0 {
+			g.WithLabelValues(tier).Add(float64(d))
 		}
 	}
-	for tier, n := range s.heldByTier {
+	for tier, n := range was {
 		if _, ok := sums[tier]; !ok && n != 0 {
-			s.r.metrics.HeldBytes.WithLabelValues(tier).Sub(float64(n))
+			g.WithLabelValues(tier).Sub(float64(n))
 		}
 	}
-	s.heldByTier = sums
+	return sums
 }
 
 // refed counts and logs a re-feed the broker acknowledged.

@@ -51,15 +51,15 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 		for _, p := range ps {
 			tp := topicPartition{topic, p}
 			delete(s.held, tp) // unmarked: the next owner fetches them again
-			s.unholdPause(tp)
+			delete(s.holdPaused, tp)
 			if st := s.paused[tp]; st != nil {
 				st.timer.Stop()
 				delete(s.paused, tp)
-				s.r.metrics.PausedPartitions.WithLabelValues(st.tier).Dec()
 			}
 		}
 	}
 	s.countHeld()
+	s.countPaused()
 	cl.ResumeFetchPartitions(tps)
 }
 
@@ -69,13 +69,11 @@ func (s *session) stop() {
 	defer s.mu.Unlock()
 	s.closed = true
 	clear(s.held)
-	s.countHeld()
-	for tp := range s.holdPaused {
-		s.unholdPause(tp)
-	}
-	for tp, p := range s.paused {
+	clear(s.holdPaused)
+	for _, p := range s.paused {
 		p.timer.Stop()
-		delete(s.paused, tp)
-		s.r.metrics.PausedPartitions.WithLabelValues(p.tier).Dec()
 	}
+	clear(s.paused)
+	s.countHeld()
+	s.countPaused()
 }
