@@ -3,13 +3,16 @@ package consumer_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/internal/kafkatest"
@@ -217,5 +220,43 @@ func TestExactlyOnceRefusedWrites(t *testing.T) {
 		if err != nil || md.Reason != retrytopics.ReasonTooLarge || len(dlq[0].Value) != 0 {
 			t.Errorf("DLQ record: reason %q, %d value bytes, err %v; want too-large without its value", md.Reason, len(dlq[0].Value), err)
 		}
+	}
+}
+
+// Exactly once, an end of transaction that fails (here every EndTxn
+// request closes its connection, 40 times: more than kgo retries) leaves kgo
+// holding the transaction open: the consumer aborts it, retrying, and goes
+// on, instead of stopping Run when the next transaction cannot begin
+// ("already in a transaction"), as it did after a broker restart.
+func TestExactlyOnceEndFailureIsRetried(t *testing.T) {
+	c := newClusterOn(t, 1, 1, false)
+	c.cfg.ExactlyOnce = true
+	var ends atomic.Int32
+	c.fake.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.fake.KeepControl()
+		if ends.Add(1) > 40 {
+			return nil, nil, false
+		}
+		return nil, errors.New("connection lost"), true
+	})
+	c.produce(&kgo.Record{Key: []byte("a")})
+	var calls counter
+	r := c.start(consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		calls.add(r.Key)
+		return errTransient
+	}), consumer.WithRelay(false))
+	kafkatest.WaitFor(t, "the record committed", 100*time.Millisecond, 2*time.Minute, func() bool {
+		os, err := c.adm.FetchOffsets(context.Background(), testGroup)
+		if err != nil {
+			return false
+		}
+		o, _ := os.Lookup(testTopic, 0)
+		return o.At == 1
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := strings.Join(c.readCommitted(c.ladder.Steps()[0].Topic, 1), ","); got != "a" {
+		t.Errorf("tier seen by a read_committed reader: %s, want a once", got)
 	}
 }
