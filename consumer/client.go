@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/telemetry"
@@ -94,74 +92,17 @@ func (s *session) provision(ctx context.Context) error {
 }
 
 // checkTopics checks that every main, tier and DLQ topic exists and returns
-// the partition count of each tier and DLQ topic, which forwards use.
+// the partition count of each, which forwards use.
 func (s *session) checkTopics(ctx context.Context) (map[string]int32, error) {
-	var names []string
-	add := func(t string) {
-		if !slices.Contains(names, t) {
-			names = append(names, t)
-		}
-	}
+	ladders := make([]*retrytopics.Ladder, 0, len(s.c.cfg.Topics))
 	for _, t := range s.c.cfg.Topics {
-		l := s.c.ladders[t.Name]
-		add(l.Topic())
-		for _, step := range l.Steps() {
-			add(step.Topic)
-		}
-		add(l.DLQ())
+		ladders = append(ladders, s.c.ladders[t.Name])
 	}
-	details, err := kadm.NewClient(s.cl).ListTopics(ctx, names...)
+	parts, err := retrytopics.CheckTopics(ctx, kadm.NewClient(s.cl), ladders)
 	if err != nil {
-		return nil, fmt.Errorf("consumer: checking topics %s: %w", strings.Join(names, ", "), err)
+		return nil, fmt.Errorf("consumer: %w", err)
 	}
-	var missingMain, missing []string
-	partitions := make(map[string]int32, len(names))
-	for _, name := range names {
-		d, ok := details[name]
-		switch {
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-			if _, isMain := s.c.ladders[name]; isMain {
-				missingMain = append(missingMain, name)
-			} else {
-				missing = append(missing, name)
-			}
-		case d.Err != nil:
-			return nil, fmt.Errorf("consumer: checking topic %s: %w", name, d.Err)
-		case len(d.Partitions) == 0:
-			return nil, fmt.Errorf("consumer: topic %s has no partitions", name)
-		default:
-			partitions[name] = int32(len(d.Partitions))
-		}
-	}
-	var errs []error
-	if len(missingMain) > 0 {
-		errs = append(errs, fmt.Errorf("%s: create it, then run \"kretry topics apply -c %s\" for its retry and DLQ topics",
-			notExist("main topic", missingMain), s.configFile()))
-	}
-	if len(missing) > 0 {
-		errs = append(errs, fmt.Errorf("%s: run \"kretry topics apply -c %s\" to create the retry and DLQ topics",
-			notExist("topic", missing), s.configFile()))
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("consumer: %w", errors.Join(errs...))
-	}
-	return partitions, nil
-}
-
-func (s *session) configFile() string {
-	if s.c.cfg.Source != "" {
-		return s.c.cfg.Source
-	}
-	return "<config file>"
-}
-
-// notExist says that topics do not exist: "topic a does not exist" or
-// "topics a, b do not exist".
-func notExist(kind string, topics []string) string {
-	if len(topics) == 1 {
-		return kind + " " + topics[0] + " does not exist"
-	}
-	return kind + "s " + strings.Join(topics, ", ") + " do not exist"
+	return parts, nil
 }
 
 // batchLimits holds the max.message.bytes of the topics the consumer

@@ -534,9 +534,16 @@ func TestMissingTopicsFailRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = cons.Run(context.Background())
-		want := `topics orders.retry-1m, orders.dlq do not exist: run "kretry topics apply -c kretry.yaml"`
+		want := `topics orders.retry-1m, orders.dlq do not exist: create the retry and DLQ topics`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Run = %v, want an error containing %s", err, want)
+		}
+		var missing *retrytopics.MissingTopicsError
+		if !errors.As(err, &missing) || strings.Join(missing.Ladder, ",") != "orders.retry-1m,orders.dlq" || len(missing.Main) != 0 {
+			t.Errorf("Run = %v, want a *retrytopics.MissingTopicsError naming orders.retry-1m and orders.dlq", err)
+		}
+		if strings.Contains(err.Error(), "kretry topics apply") {
+			t.Errorf("Run = %v: a library error tells its user to run the CLI", err)
 		}
 
 		c.cfg.Topics = append(c.cfg.Topics, c.cfg.Topics[0])

@@ -2,15 +2,12 @@ package retrytopics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/telemetry"
@@ -125,35 +122,12 @@ func (b *batchLimits) read(ctx context.Context, adm *kadm.Client, topics []strin
 	}
 }
 
-// checkTopics checks that every tier, main and DLQ topic exists and returns
-// the partition count of each main and DLQ topic.
+// checkTopics checks that every main, tier and DLQ topic exists and returns
+// the partition count of each.
 func (r *Relay) checkTopics(ctx context.Context, cl *kgo.Client) (map[string]int32, error) {
-	names := slices.Clone(r.topics)
-	for _, l := range r.ladders {
-		names = append(names, l.Topic(), l.DLQ())
-	}
-	details, err := kadm.NewClient(cl).ListTopics(ctx, names...)
+	parts, err := CheckTopics(ctx, kadm.NewClient(cl), r.ladders)
 	if err != nil {
-		return nil, fmt.Errorf("relay: listing topics %s: %w", strings.Join(names, ", "), err)
-	}
-	mains := map[string]bool{}
-	for _, l := range r.ladders {
-		mains[l.Topic()] = true
-	}
-	parts := map[string]int32{}
-	for _, name := range names {
-		d, ok := details[name]
-		switch {
-		case (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && mains[name]:
-			return nil, fmt.Errorf("main topic %s does not exist: create it first, then run \"kretry topics apply -c kretry.yaml\" for its retry and DLQ topics", name)
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-			return nil, fmt.Errorf(`topic %s does not exist: run "kretry topics apply -c kretry.yaml"`, name)
-		case d.Err != nil:
-			return nil, fmt.Errorf("relay: topic %s: %w", name, d.Err)
-		case len(d.Partitions) == 0:
-			return nil, fmt.Errorf("relay: topic %s has no partitions", name)
-		}
-		parts[name] = int32(len(d.Partitions))
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return parts, nil
 }

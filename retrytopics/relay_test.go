@@ -751,9 +751,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 func TestRelayFailsOnMissingTopic(t *testing.T) {
 	for _, tc := range []struct{ skip, want string }{
-		{"orders.retry-5s", `topic orders.retry-5s does not exist: run "kretry topics apply -c kretry.yaml"`},
-		{"orders.dlq", `topic orders.dlq does not exist: run "kretry topics apply -c kretry.yaml"`},
-		{"orders", `main topic orders does not exist: create it first, then run "kretry topics apply -c kretry.yaml" for its retry and DLQ topics`},
+		{"orders.retry-5s", `relay: topic orders.retry-5s does not exist: create the retry and DLQ topics (EnsureTopics creates them)`},
+		{"orders.dlq", `relay: topic orders.dlq does not exist: create the retry and DLQ topics (EnsureTopics creates them)`},
+		{"orders", `relay: main topic orders does not exist: create it, then its retry and DLQ topics`},
 	} {
 		t.Run(tc.skip, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -136,6 +136,10 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		return err
 	}
 	err = r.Run(ctx)
+	var gone *retrytopics.MissingTopicsError
+	if errors.As(err, &gone) { // deleted since the check above
+		return fmt.Errorf("%w: run %s", err, a.hint("topics apply"))
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("relay: %w", a.kafkaError(context.Background(), cfg, err))
 	}
