@@ -78,6 +78,10 @@ func (b *benches) eos(ctx context.Context) error {
 			"%d rounds: B1eos with %s records and a no-op handler, B2eos with %s records that each fail once and succeed when re-fed "+
 			"(B2's rate, the tier delay excluded, capped at %s). In exactly_once the consumer's forwards and offsets, and the relay's "+
 			"re-feeds and offsets, commit in Kafka transactions, one per commit interval (1s), and both read read_committed. "+
+			"Records/s counts handler calls (B2: of re-fed records, which the relay reads only once the forward's transaction "+
+			"committed, and the consumer only once the re-feed's did); in exactly_once a record's offset commits at the end of its "+
+			"transaction, up to a commit interval after its handler returned, which B1's sub-second runs do not include, so B1eos "+
+			"measures the handling rate under transactions, not how soon it is committed. "+
 			"Goal: median exactly-once / at-least-once ≥ 0.8 for both. **Result: B1eos %s (%s), B2eos %s (%s).**",
 			rf.eosRounds, commas(rf.eosB1Records), commas(rf.eosB2Records), rf.b2Cap, f3(m1), verdict(m1 >= 0.8), f3(m2), verdict(m2 >= 0.8))},
 		Table: b1,
