@@ -38,7 +38,8 @@ func TestRelayDoesNotTrustFarDueAtRealBroker(t *testing.T) {
 	md := func(due time.Time, tierName string) retrytopics.Metadata {
 		return retrytopics.Metadata{
 			Group: l.Group(), Attempts: 1, Tier: tierName, DueAt: due,
-			OriginalTopic: main, OriginalPartition: 0, OriginalTimestamp: failed, FirstFailureAt: failed, LastFailureAt: failed,
+			OriginalTopic: main, OriginalPartition: 0, OriginalOffset: due.UnixNano(), // two attempts, not copies of one
+			OriginalTimestamp: failed, FirstFailureAt: failed, LastFailureAt: failed,
 		}
 	}
 	far := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -252,7 +253,9 @@ func testRelayTooLarge(t *testing.T, eos bool) {
 		OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "boom"}
 	big := &kgo.Record{Topic: tier.Topic, Key: []byte("big"), Value: bytes.Repeat([]byte{'v'}, 64000),
 		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: bytes.Repeat([]byte{'t'}, 1500)}}, md)}
-	behind := &kgo.Record{Topic: tier.Topic, Key: []byte("behind"), Value: []byte("v"), Headers: retrytopics.Encode(nil, md)}
+	bmd := md
+	bmd.OriginalOffset = 43 // another attempt: a copy of big's would be skipped
+	behind := &kgo.Record{Topic: tier.Topic, Key: []byte("behind"), Value: []byte("v"), Headers: retrytopics.Encode(nil, bmd)}
 	if err := cl.ProduceSync(ctx, big, behind).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

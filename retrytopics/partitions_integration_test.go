@@ -42,7 +42,8 @@ func TestRelayFollowsRaisedMainTopicRealBroker(t *testing.T) {
 		now := time.Now()
 		md := retrytopics.Metadata{
 			Group: group, Attempts: 1, Tier: tier.Name, DueAt: now,
-			OriginalTopic: main, OriginalPartition: 5, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+			OriginalTopic: main, OriginalPartition: 5, OriginalOffset: now.UnixNano(), // one attempt per call: the relay skips copies of one
+			OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
 		}
 		rec := &kgo.Record{Topic: tier.Topic, Partition: 5, Key: []byte(key), Headers: retrytopics.Encode(nil, md)}
 		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {

@@ -45,7 +45,13 @@ import (
 // A tier record whose kretry headers cannot be read goes to the ladder's DLQ
 // with reason invalid-metadata. A record whose kretry-group is not its
 // ladder's group belongs to another group's relay sharing the topic and is
-// committed past.
+// committed past. A record that is a copy of one the relay re-fed (or
+// dead-lettered) from an earlier offset of its partition in this session
+// (the same kretry-original-topic, -partition and -offset, kretry-attempts
+// and kretry-replays: a consumer that crashed before it committed forwarded
+// it again) is committed past after that re-feed, without one of its own;
+// each partition remembers the last 4096 such identities until it is
+// revoked or lost.
 type Relay struct {
 	cfg     relayCfg
 	ladders []*Ladder
@@ -63,6 +69,7 @@ type tierOf struct {
 	// The metric series of its re-feeds, resolved once.
 	refed    prometheus.Counter
 	lateness prometheus.Observer
+	skipped  prometheus.Counter // copies of re-fed attempts skipped
 }
 
 // NewRelay returns a relay over every tier topic of ladders. It starts
@@ -120,6 +127,7 @@ func NewRelay(ladders []*Ladder, opts ...RelayOpt) (*Relay, error) {
 	for topic, t := range r.tiers {
 		t.refed = m.Refed.WithLabelValues(t.ladder.Topic(), t.step.Name)
 		t.lateness = m.RefeedLateness.WithLabelValues(t.step.Name)
+		t.skipped = m.DuplicateCopiesSkipped.WithLabelValues(t.ladder.Topic(), t.step.Name)
 		r.tiers[topic] = t
 	}
 	return r, nil
@@ -200,7 +208,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
-		inflight: map[topicPartition][]*refeed{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
+		inflight: map[topicPartition][]*refeed{}, refedIDs: map[topicPartition]*refedIDs{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
 		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}, limits: limits}
 	var cons *kgo.Client
 	if r.cfg.exactlyOnce {
@@ -323,6 +331,7 @@ type session struct {
 	held       map[topicPartition]held      // see holdBudget
 	holdPaused map[topicPartition]bool      // paused by pauseHolders
 	inflight   map[topicPartition][]*refeed // re-feeds not yet settled, per partition, in order
+	refedIDs   map[topicPartition]*refedIDs // what each partition re-fed, to skip copies; dropped with the partition
 	failures   map[topicPartition]int       // consecutive failed produces; poll goroutine only
 
 	// heldRecords and heldBytes are what held holds, as of the last poll;

@@ -69,7 +69,8 @@ func testRelayLateness(t *testing.T, delay time.Duration, opts []retrytopics.Rel
 	for p := range int32(parts) {
 		md := retrytopics.Metadata{
 			Group: group, Attempts: 1, Tier: tier.Name, DueAt: now,
-			OriginalTopic: main, OriginalPartition: p, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+			OriginalTopic: main, OriginalPartition: p, OriginalOffset: 1 << 40, // not one of the records below: a copy is skipped
+			OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
 		}
 		warm = append(warm, &kgo.Record{Topic: tier.Topic, Partition: p, Key: []byte("warm-up"), Headers: retrytopics.Encode(nil, md)})
 	}

@@ -313,3 +313,50 @@ func TestPausedPartitionsGauge(t *testing.T) {
 	s2.stop()
 	check("stop of both", 0, 0)
 }
+
+// refedIDs remembers the last copiesKept identities and no more; the record
+// that was re-fed is not its own copy (fetched again after a rewind), a
+// record behind it with its identity is.
+func TestRefedIDsBounded(t *testing.T) {
+	var m refedIDs
+	id := func(i int) copyID { return copyID{topic: "orders", offset: int64(i), partition: 1, attempts: 1} }
+	const n = copiesKept + 100
+	for i := range n {
+		m.remember(id(i), int64(i))
+		if len(m.at) > copiesKept || len(m.ring) > copiesKept {
+			t.Fatalf("after %d re-feeds it remembers %d identities (ring %d), want at most %d", i+1, len(m.at), len(m.ring), copiesKept)
+		}
+	}
+	if len(m.at) != copiesKept {
+		t.Errorf("remembers %d identities, want %d", len(m.at), copiesKept)
+	}
+	for i := range 100 {
+		if m.copyOf(id(i), n+int64(i)) {
+			t.Fatalf("identity %d, among the oldest, is still remembered", i)
+		}
+	}
+	for i := 100; i < n; i++ {
+		if !m.copyOf(id(i), n+int64(i)) {
+			t.Fatalf("identity %d, among the newest, is forgotten", i)
+		}
+		if m.copyOf(id(i), int64(i)) {
+			t.Fatalf("the record re-fed with identity %d is taken for its own copy", i)
+		}
+	}
+	other := id(n - 1)
+	other.replays = 1
+	if m.copyOf(other, 2*n) {
+		t.Error("a replayed record is taken for a copy of the attempt it replays")
+	}
+	other = id(n - 1)
+	other.attempts = 2
+	if m.copyOf(other, 2*n) {
+		t.Error("another attempt is taken for a copy")
+	}
+	// No first delivery named: never remembered, never a copy.
+	var none refedIDs
+	none.remember(copyID{attempts: 1}, 1)
+	if none.copyOf(copyID{attempts: 1}, 2) || len(none.at) != 0 {
+		t.Error("a record without kretry-original-topic is taken for a copy")
+	}
+}

@@ -65,3 +65,14 @@ func (s *session) refed(t tierOf, f *refeed) {
 			"lateness", lateness)
 	}
 }
+
+// skippedCopy counts and logs a copy of a re-fed attempt, done without a
+// re-feed.
+func (s *session) skippedCopy(t tierOf, f *refeed) {
+	t.skipped.Inc()
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("kretry relay skips a copy of an attempt it re-fed already", "topic", f.rec.Topic, "partition", f.rec.Partition,
+			"offset", f.rec.Offset, "original_topic", quoted(f.copyOf.topic), "original_partition", f.copyOf.partition,
+			"original_offset", f.copyOf.offset, "attempts", f.copyOf.attempts, "replays", f.copyOf.replays)
+	}
+}

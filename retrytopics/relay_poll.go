@@ -23,6 +23,7 @@ type outcome struct {
 	wbytes  int           // recordSize of waiting, summed
 	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
 	queue   []*refeed     // the partition's re-feeds in flight, oldest first
+	refed   *refedIDs     // what the partition re-fed in this session
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
@@ -53,7 +54,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	outs := make(map[topicPartition]*outcome, len(recs))
 	var wg sync.WaitGroup
 	for tp, rs := range recs {
-		o := &outcome{tp: tp, queue: inflight[tp]}
+		o := &outcome{tp: tp, queue: inflight[tp], refed: s.refedOf(tp)}
 		outs[tp] = o
 		wg.Go(func() { s.partition(ctx, o, rs, reads[tp], sizes[tp]) })
 	}
@@ -142,6 +143,13 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			r = readOf(t, md, canonical)
 		}
+		if o.refed.copyOf(r.id, rec.Offset) {
+			// A copy of an attempt re-fed from an earlier offset (its
+			// consumer forwarded it again after a crash): done in its
+			// turn, after that re-feed, without waiting for its due time.
+			o.queue = append(o.queue, &refeed{rec: rec, copyOf: r.id})
+			continue
+		}
 		if due := time.Unix(0, r.due); time.Now().Before(due) {
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
 			o.wbytes = size - recordsSize(recs[:i])
@@ -157,6 +165,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			return
 		}
+		o.refed.remember(r.id, rec.Offset)
 		o.queue = append(o.queue, s.refeed(ctx, t, rec, r))
 	}
 }
@@ -173,6 +182,7 @@ type read struct {
 	canonical bool  // see decodeHeaders; false also when the relay rewrites kretry-due-at or kretry-tier
 	untrusted bool  // kretry-due-at was past its bound
 	ok        bool
+	id        copyID // the attempt it carries, which its copies carry too
 }
 
 // dueSlack is how far kretry-due-at may be past kretry-last-failure-at plus
@@ -186,7 +196,11 @@ const dueSlack = time.Millisecond
 // kretry-tier that is not t's name is not propagated: the re-feed carries
 // t's name.
 func readOf(t tierOf, md Metadata, canonical bool) read {
-	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true}
+	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true,
+		id: copyID{topic: md.OriginalTopic, offset: md.OriginalOffset, partition: md.OriginalPartition, attempts: md.Attempts, replays: md.Replays}}
+	if r.id.topic == t.ladder.Topic() {
+		r.id.topic = t.ladder.Topic() // one string for every record of the main topic, not one each
+	}
 	if bound := md.LastFailureAt.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
 		r.due, r.untrusted, r.canonical = bound.UnixNano(), true, false
 	}

@@ -52,6 +52,7 @@ func (s *session) release(cl *kgo.Client, tps map[string][]int32) {
 			tp := topicPartition{topic, p}
 			delete(s.held, tp) // unmarked: the next owner fetches them again
 			delete(s.holdPaused, tp)
+			delete(s.refedIDs, tp) // the next owner re-feeds from its commit: it skips what it re-feeds again
 			if st := s.paused[tp]; st != nil {
 				st.timer.Stop()
 				delete(s.paused, tp)
@@ -70,6 +71,7 @@ func (s *session) stop() {
 	s.closed = true
 	clear(s.held)
 	clear(s.holdPaused)
+	clear(s.refedIDs)
 	for _, p := range s.paused {
 		p.timer.Stop()
 	}

@@ -12,7 +12,8 @@ import (
 )
 
 // refeed is one re-feed in flight, or with produced false a record that
-// needs none (another group's) and is done in its turn. One allocation per
+// needs none (another group's, or a copy of one re-fed: copyOf set) and is
+// done in its turn. One allocation per
 // re-feed: the produced record and its result live in it.
 type refeed struct {
 	rec       *kgo.Record
@@ -22,6 +23,7 @@ type refeed struct {
 	dueAt     time.Time // with untrusted: the kretry-due-at it carried
 	out       kgo.Record
 	produced  bool
+	copyOf    copyID // a skipped copy: the attempt it carries (zero otherwise)
 
 	// Set by the produce promise before it marks the re-feed acknowledged;
 	// read after acked.Load. ackc is the session's: see await.
@@ -139,6 +141,8 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 		}
 		if f.produced {
 			s.refed(t, f)
+		} else if f.copyOf != (copyID{}) {
+			s.skippedCopy(t, f)
 		}
 		o.done = append(o.done, f.rec)
 	}

@@ -42,6 +42,7 @@ type relayEnv struct {
 	cl     *kgo.Client // manual partitions
 	adm    *kadm.Client
 	ladder *retrytopics.Ladder
+	next   int64 // the original offset of the next tierRecord, from 7
 }
 
 // newVirtualEnv starts kfake on a virtual network, for a synctest bubble.
@@ -86,13 +87,17 @@ func newEnvOn(t *testing.T, fake *kfake.Cluster, kopts []kgo.Opt, l *retrytopics
 func (e *relayEnv) step(i int) retrytopics.Step { return e.ladder.Steps()[i] }
 
 // tierRecord is a record that failed once at failedAt and waits in tier i
-// until due, as the consumer writes it: from original partition p.
+// until due, as the consumer writes it: from original partition p, at an
+// original offset no other tierRecord has (the relay skips copies of one
+// attempt).
 func (e *relayEnv) tierRecord(i int, p int32, key string, due time.Time, user ...kgo.RecordHeader) (*kgo.Record, retrytopics.Metadata) {
 	s := e.step(i)
+	offset := 7 + e.next
+	e.next++
 	failedAt := due.Add(-s.Delay)
 	md := retrytopics.Metadata{
 		Group: relayGroup, Attempts: i + 1, Tier: s.Name, DueAt: ms(due),
-		OriginalTopic: relayTopic, OriginalPartition: p, OriginalOffset: 7,
+		OriginalTopic: relayTopic, OriginalPartition: p, OriginalOffset: offset,
 		OriginalTimestamp: ms(failedAt.Add(-time.Second)),
 		FirstFailureAt:    ms(failedAt), LastFailureAt: ms(failedAt),
 		Error: "payment service: 503",

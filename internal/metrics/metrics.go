@@ -39,6 +39,8 @@ type Metrics struct {
 	DeadLettered     *prometheus.CounterVec   // topic, reason
 	UntrustedDueAt   *prometheus.CounterVec   // topic, tier
 	TooLarge         *prometheus.CounterVec   // topic
+
+	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
 }
 
 // New builds the collectors and registers them on reg. A nil reg disables
@@ -84,6 +86,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "too_large_total",
 			Help: "Records too large to forward with kretry's headers, written to the DLQ without their value (reason too-large).",
 		}, []string{"topic"}),
+		DuplicateCopiesSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "duplicate_copies_skipped_total",
+			Help: "Tier records the relay committed past without a re-feed: copies of an attempt it re-fed from an earlier offset of the partition.",
+		}, []string{"topic", "tier"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -99,6 +105,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.DeadLettered = register(reg, m.DeadLettered, &err)
 	m.TooLarge = register(reg, m.TooLarge, &err)
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
+	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
 	if err != nil {
 		return nil, err
 	}
