@@ -1,6 +1,7 @@
 package retrytopics_test
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -94,8 +95,10 @@ func TestRelayCommitsEveryCommitInterval(t *testing.T) {
 		e.produce(warm)
 		waitFor(t, "the warm-up re-feed", func() bool { return len(e.read(relayTopic)) == 1 })
 
-		rec, _ := e.tierRecord(0, 0, "k", time.Now())
-		e.produce(rec, rec, rec)
+		for i := range 3 {
+			rec, _ := e.tierRecord(0, 0, fmt.Sprint("k", i), time.Now()) // three attempts: copies of one are skipped
+			e.produce(rec)
+		}
 		waitFor(t, "the re-feeds", func() bool { return len(e.read(relayTopic)) == 4 })
 		time.Sleep(retrytopics.DefaultRelayCommitInterval + 100*time.Millisecond)
 		if got := e.committed(relayGroup+"-relay", e.step(0).Topic)[0]; got != 3 {
