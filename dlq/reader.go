@@ -98,7 +98,9 @@ func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, e
 	if err != nil {
 		return nil, fmt.Errorf("listing the offsets of %s: %w", topic, err)
 	}
-	ends, err := r.adm.ListEndOffsets(ctx, topic)
+	// The last stable offset: a transaction still open (exactly_once)
+	// ends the span before it, so a scan never waits for it.
+	ends, err := r.adm.ListCommittedOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("listing the offsets of %s: %w", topic, err)
 	}
@@ -235,7 +237,7 @@ func extent(p Partition) string {
 	return fmt.Sprintf("%d-%d", p.Start, p.End-1)
 }
 
-// scan calls fn for every record of sp of topic, in order, until fn returns an error.
+// scan calls fn for every committed record of sp of topic, in order, until fn returns an error.
 // It uses a client of its own, so that nothing is fetched beyond the span
 // once it returns. Control records are read (and skipped) so that a span
 // ending in a transaction marker still ends.
@@ -247,6 +249,9 @@ func (r *Reader) scan(ctx context.Context, topic string, sp span, fn func(*kgo.R
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {sp.partition: kgo.NewOffset().At(sp.from)}}),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), // records removed by retention meanwhile: go on from the oldest kept
 		kgo.KeepControlRecords(),
+		// Dead letters of aborted transactions (exactly_once) were never
+		// written as far as the ladder is concerned.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// A fetch session saves nothing on one partition, and closing a
 		// client whose session is in use races in franz-go (v1.22.3: Close
 		// kills the session while a fetch that just returned updates it).
