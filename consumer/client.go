@@ -3,11 +3,7 @@ package consumer
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -41,7 +37,7 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Batches as large as each target topic takes (its
 		// max.message.bytes), not kgo's 1,000,012-byte default.
-		kgo.ProducerBatchMaxBytesFn(s.limits.of),
+		kgo.ProducerBatchMaxBytesFn(s.limits.Of),
 	)
 	hook, cm := telemetry.NewClientMetrics(c.opts.registerer, c.opts.logger,
 		prometheus.Labels{"component": "consumer", "group": c.cfg.Group})
@@ -103,57 +99,4 @@ func (s *session) checkTopics(ctx context.Context) (map[string]int32, error) {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
 	return parts, nil
-}
-
-// batchLimits holds the max.message.bytes of the topics the consumer
-// forwards to, for kgo.ProducerBatchMaxBytesFn: kgo asks once per
-// partition, when it first produces to it, which is after read.
-type batchLimits struct {
-	mu sync.Mutex
-	m  map[string]int32
-}
-
-// The bounds kgo takes for a batch limit, and its default.
-const (
-	minBatchBytes     = 512
-	maxBatchBytes     = 1 << 30
-	defaultBatchBytes = 1_000_012
-)
-
-func (b *batchLimits) of(topic string) int32 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n, ok := b.m[topic]; ok {
-		return n
-	}
-	return defaultBatchBytes
-}
-
-// read reads the max.message.bytes of topics. Without the right to describe
-// their configs the consumer keeps kgo's default and says so: a forward
-// larger than that goes to the DLQ without its value (reason too-large).
-func (b *batchLimits) read(ctx context.Context, adm *kadm.Client, topics []string, log *slog.Logger) {
-	m := make(map[string]int32, len(topics))
-	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
-	for _, rc := range rcs {
-		if err == nil && rc.Err != nil {
-			err = fmt.Errorf("topic %s: %w", rc.Name, rc.Err)
-		}
-		for _, c := range rc.Configs {
-			if c.Key != "max.message.bytes" || c.Value == nil {
-				continue
-			}
-			if n, perr := strconv.ParseInt(*c.Value, 10, 64); perr == nil {
-				m[rc.Name] = int32(min(max(n, minBatchBytes), maxBatchBytes))
-			}
-		}
-	}
-	if err != nil {
-		log.Warn("kretry consumer could not read the max.message.bytes of its tier and DLQ topics; "+
-			"it forwards batches of at most 1,000,012 bytes to those it could not read",
-			"topics", strings.Join(topics, ","), "error", err)
-	}
-	b.mu.Lock()
-	b.m = m
-	b.mu.Unlock()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/batchlimit"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/retrytopics"
@@ -162,7 +164,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	s.partitions = partitions.New(cl, s.log, counts)
-	s.limits.read(ctx, kadm.NewClient(cl), slices.Collect(maps.Keys(counts)), s.log)
+	if targets := slices.Collect(maps.Keys(counts)); len(targets) > 0 {
+		if err := s.limits.Read(ctx, kadm.NewClient(cl), targets); err != nil {
+			// A forward larger than the default goes to the DLQ without its value (too-large).
+			s.log.Warn("kretry consumer could not read the max.message.bytes of its tier and DLQ topics; "+
+				"it forwards batches of at most 1,000,012 bytes to those it could not read",
+				"topics", strings.Join(targets, ","), "error", err)
+		}
+	}
 
 	var wg sync.WaitGroup
 	var relayErr error
@@ -219,7 +228,7 @@ type session struct {
 	log        *slog.Logger
 	base       context.Context    // values of Run's ctx, never cancelled
 	partitions *partitions.Counts // of the tier and DLQ topics
-	limits     batchLimits        // the producer's batch limit of each tier and DLQ topic
+	limits     batchlimit.Limits  // the producer's batch limit of each tier and DLQ topic
 
 	mu       sync.Mutex
 	workers  map[topicPartition]*worker

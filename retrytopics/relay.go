@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/internal/batchlimit"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/internal/telemetry"
@@ -191,8 +192,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		prometheus.Labels{"component": "relay-consumer", "group": r.cfg.group})
 	defer consMetrics.Release()
 
-	limits := &batchLimits{}
-	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.WithContext(hard), kgo.ProducerBatchMaxBytesFn(limits.of))...)
+	limits := &batchlimit.Limits{}
+	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.WithContext(hard), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 	if err != nil {
 		return fmt.Errorf("relay: building the Kafka client: %w", err)
 	}
@@ -204,7 +205,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	limits.read(ctx, kadm.NewClient(prod), r.targets(), r.cfg.logger)
+	if err := limits.Read(ctx, kadm.NewClient(prod), r.targets()); err != nil {
+		r.cfg.logger.Warn("kretry relay could not read the max.message.bytes of its target topics; it produces batches of at most 1,000,012 bytes to those it could not read",
+			"topics", strings.Join(r.targets(), ","), "error", err)
+	}
 
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
@@ -215,7 +219,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		// One client consumes and produces, in transactions that commit the
 		// tier offsets with the re-feeds.
 		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
-			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.of))...)
+			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
 		}
@@ -346,7 +350,7 @@ type session struct {
 	// ackc wakes a goroutine that waits for acknowledgements (see await).
 	hard   context.Context
 	ackc   chan struct{}
-	limits *batchLimits // of the main and DLQ topics
+	limits *batchlimit.Limits // of the main and DLQ topics
 
 	// The exactly-once mode: txn is the session (nil otherwise); marks the
 	// next offset of each partition done in the open transaction (s.mu);

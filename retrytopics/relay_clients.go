@@ -3,9 +3,6 @@ package retrytopics
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"strings"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -77,49 +74,6 @@ func (r *Relay) targets() []string {
 		out = append(out, l.Topic(), l.DLQ())
 	}
 	return out
-}
-
-// batchLimits is the producer's batch limit per topic: the topic's
-// max.message.bytes, so that a record the topic accepts is not refused by
-// the client's default limit (1,000,012 bytes) first.
-type batchLimits struct {
-	mu sync.Mutex
-	m  map[string]int32
-}
-
-// The bounds kgo takes for a batch limit, and its default.
-const (
-	minBatchBytes     = 512
-	maxBatchBytes     = 1 << 30
-	defaultBatchBytes = 1000012
-)
-
-// of is the kgo.ProducerBatchMaxBytesFn: kgo asks once per partition, when it
-// first produces to it, after read.
-func (b *batchLimits) of(topic string) int32 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n, ok := b.m[topic]; ok {
-		return n
-	}
-	return defaultBatchBytes
-}
-
-// read reads the max.message.bytes of topics. Without the right to describe
-// configs the relay keeps kgo's default and says so.
-func (b *batchLimits) read(ctx context.Context, adm *kadm.Client, topics []string, log *slog.Logger) {
-	configs, err := describeConfigs(ctx, adm, topics)
-	if err != nil {
-		log.Warn("kretry relay could not read the max.message.bytes of its target topics; it produces batches of at most 1,000,012 bytes",
-			"topics", strings.Join(topics, ","), "error", err)
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.m = map[string]int32{}
-	for t, c := range configs {
-		b.m[t] = min(max(c.maxMessageBytes, minBatchBytes), maxBatchBytes)
-	}
 }
 
 // checkTopics checks that every main, tier and DLQ topic exists and returns

@@ -67,7 +67,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		Value:     rec.Value,
 		Headers:   headers,
 	}
-	if size, limit := batchSize(&f.out), s.limits.of(main); size > int(limit) {
+	if size, limit := batchSize(&f.out), s.limits.Of(main); size > int(limit) {
 		// Not produced: settle dead-letters it (too-large), as the client or
 		// the broker would refuse it, which in a transaction would doom it.
 		f.produced, f.at = false, time.Now()
