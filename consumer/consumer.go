@@ -268,25 +268,7 @@ func (s *session) poll(ctx context.Context) {
 			s.cl.AllowRebalance()
 			return
 		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
-				return
-			}
-			s.log.Error("kretry consumer fetch failed", "topic", topic, "partition", partition, "error", err)
-		})
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			s.mu.Lock()
-			w := s.workers[topicPartition{p.Topic, p.Partition}]
-			s.mu.Unlock()
-			if w == nil {
-				// Not ours any more; the new owner fetches these again.
-				return
-			}
-			w.enqueue(p.Records)
-		})
+		s.handOut(fetches)
 		s.cl.AllowRebalance()
 	}
 }

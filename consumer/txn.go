@@ -117,9 +117,10 @@ func (s *session) pollTxn(ctx context.Context) {
 	}
 }
 
-// handOut gives each partition's records to its worker. In a transaction
-// a record no worker takes could be committed unhandled: it breaks the
-// transaction.
+// handOut gives each partition's records to its worker; records of a
+// partition that is not ours any more are fetched again by its new owner. In
+// a transaction a record no worker takes could be committed unhandled: it
+// breaks the transaction (at least once, nothing reads broken).
 func (s *session) handOut(fetches kgo.Fetches) {
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
