@@ -57,3 +57,27 @@
 // topic was raised, get the records of the new partitions at those
 // partitions, without a restart.
 package consumer
+
+// Implementation notes (not part of the package doc).
+//
+// A partition's worker (worker.go) takes records off its queue one at a time
+// and takes each to its fate (fate.go): handled, skipped, discarded, or
+// forwarded to a tier or the DLQ. Forwards are pipelined (forward.go): one is
+// produced without waiting and the worker goes on, up to maxPending records
+// ahead; a failed one is produced again in place (reforward.go). Marks are not
+// pipelined (marks.go): a record is marked only when it and every record
+// before it is done, so the committed offset never passes a record whose fate
+// is not durable.
+//
+// At a stop, the forwards in flight get the grace period to be acknowledged;
+// one still unacknowledged then is abandoned with its record uncommitted (a
+// copy acknowledged after all is a duplicate, never a loss), so a silent broker
+// cannot hold up a revoke or a shutdown past the grace period.
+//
+// kgo keeps only a partition's highest mark, so marking the newest record of a
+// run of done ones marks them all: one MarkCommitRecords (a sort and the
+// group's lock) per run, not per record. The session's flusher also marks,
+// every quarter commit interval, so a handler busy for long does not hold back
+// the marks of the records before it. The ok counter and handler durations are
+// exported in the same bursts, so workers do not contend for a counter's cache
+// line on every record.

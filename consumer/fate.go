@@ -1,0 +1,235 @@
+package consumer
+
+import (
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// process takes rec to its fate (handled, skipped, discarded, or forwarded to
+// a tier or the DLQ) and marks it; false: stopped first, rec stays unmarked.
+func (w *worker) process(rec *kgo.Record) bool {
+	s := w.s
+	topic := rec.Topic
+	start := w.handlerEnd // see handle
+	w.handlerEnd = 0
+	md, hasMD, err := retrytopics.Decode(rec.Headers)
+	if hasMD {
+		start = 0 // decoding kretry headers is not the handler's time
+	}
+	if err != nil {
+		return w.deadLetter(rec, retrytopics.Metadata{}, retrytopics.ReasonInvalidMetadata,
+			"unreadable kretry headers: "+err.Error())
+	}
+	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
+		// Another group's retry, re-fed to the topic we share with it.
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
+		return w.mark(rec)
+	}
+	if maxAge := w.maxAge; maxAge > 0 {
+		start = 0
+		born := rec.Timestamp
+		if md.Group != "" && md.Attempts > 0 {
+			// A retry: as old as its first delivery. A record replayed
+			// from the DLQ (no attempt yet) starts a new life.
+			born = md.OriginalTimestamp
+		}
+		if age := time.Since(born); age > maxAge {
+			return w.deadLetter(rec, md, retrytopics.ReasonExpired, withLastError(
+				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge), md))
+		}
+	}
+
+	arrived := *rec // what is forwarded and marked, whatever the handler sets
+	if w.txn && w.refused != nil {
+		// A refusal of this record's write aborted the transaction: do what it decided.
+		if r, ok := w.refused[rec.Offset]; ok {
+			delete(w.refused, rec.Offset)
+			if r.fwd != nil {
+				return w.forwardAgain(rec, r.fwd)
+			}
+			return w.failed(rec, md, r.outputErr)
+		}
+	}
+	w.emit.start()
+	herr, panicked := w.handle(rec, start)
+	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
+		// The outputs of a successful call; a failed call's are dropped.
+		w.handlerEnd = 0
+		if herr = w.produceEmitted(emitted); herr != nil && w.txn && refused(herr) {
+			w.refuse(rec.Offset, refusedWrite{outputErr: herr})
+		}
+	}
+	if herr == nil {
+		// Marking reads these only; copying all of rec costs write barriers.
+		rec.Topic, rec.Partition, rec.LeaderEpoch, rec.Offset = arrived.Topic, arrived.Partition, arrived.LeaderEpoch, arrived.Offset
+		w.handledN++
+		return w.mark(rec)
+	}
+	*rec = arrived
+	switch {
+	case panicked:
+		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
+	case w.ctx.Err() != nil:
+		// Cancelled by us (revoke or shutdown): not the record's failure.
+		s.log.Info("kretry handler stopped by cancellation; the record will be delivered again",
+			"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
+		return false
+	}
+
+	return w.failed(rec, md, herr)
+}
+
+// handle runs the handler, recovering a panic into an error "panic: <value>".
+// start is when the call starts on the worker's clock, or 0 to read it now: a
+// call straight after a successful one starts at its end (handlerEnd), one
+// clock read per record; the bookkeeping between is far below 0.5 ms, the
+// first bucket.
+func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panicked bool) {
+	if start == 0 {
+		start = w.since()
+	}
+	defer func() {
+		end := w.since()
+		w.durations.Observe(end - start)
+		if v := recover(); v != nil {
+			err, panicked = fmt.Errorf("panic: %v", v), true
+			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
+				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", panicStack())
+		} else if err == nil {
+			w.handlerEnd = end
+		}
+	}()
+	return w.s.c.handler.Handle(w.hctx, rec), false
+}
+
+// panicStack is the recovering goroutine's stack, its top 4 KiB.
+func panicStack() string {
+	st := debug.Stack()
+	if len(st) > 4<<10 {
+		st = append(st[:4<<10:4<<10], "..."...)
+	}
+	return string(st)
+}
+
+// failed takes rec, whose handling failed with herr, to its next tier or the
+// DLQ as the classifier decides.
+func (w *worker) failed(rec *kgo.Record, md retrytopics.Metadata, herr error) bool {
+	s, topic := w.s, rec.Topic
+	var expiry time.Time // when rec passes max_age; zero: no max_age
+	if w.maxAge > 0 {
+		born := rec.Timestamp
+		if md.Group != "" && md.Attempts > 0 {
+			born = md.OriginalTimestamp
+		}
+		expiry = born.Add(w.maxAge)
+	}
+	switch d := w.classify(rec, herr); d {
+	case Discard:
+		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
+		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
+			"error", herr)
+		return w.mark(rec)
+	case DeadLetter:
+		return w.deadLetter(rec, md, retrytopics.ReasonPermanent, herr.Error())
+	}
+	failure := 1
+	if md.Group != "" {
+		failure = md.Attempts + 1
+	}
+	step, ok := w.ladder.For(failure)
+	if !ok {
+		return w.deadLetter(rec, md, retrytopics.ReasonExhausted, herr.Error())
+	}
+	now := time.Now()
+	if due := now.Add(step.Delay); !expiry.IsZero() && due.After(expiry) {
+		// Waiting a tier would only end in the DLQ as expired.
+		return w.deadLetter(rec, md, retrytopics.ReasonExpired, fmt.Sprintf(
+			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
+			retrytopics.FormatTime(due), step.Name, w.maxAge, herr.Error()))
+	}
+	next := w.nextMetadata(rec, md, now, herr.Error())
+	next.Tier = step.Name
+	next.DueAt = now.Add(step.Delay)
+	return w.forward(rec, step.Topic, next)
+}
+
+// classify runs the classifier; a panic or an unknown Decision is Retry.
+func (w *worker) classify(rec *kgo.Record, herr error) (d Decision) {
+	defer func() {
+		if v := recover(); v != nil {
+			w.s.log.Error("kretry classifier panicked; retrying the record", "topic", rec.Topic,
+				"partition", rec.Partition, "offset", rec.Offset, "panic", fmt.Sprint(v))
+			d = Retry
+		}
+	}()
+	d = w.s.c.opts.classifier(herr)
+	if d != Retry && d != DeadLetter && d != Discard {
+		w.s.log.Error("kretry classifier returned an unknown decision; retrying the record", "decision", d,
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+		d = Retry
+	}
+	return d
+}
+
+// deadLetter forwards rec to its ladder's DLQ with the reason and marks it.
+func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason retrytopics.Reason, errText string) bool {
+	now := time.Now()
+	next := w.nextMetadata(rec, md, now, errText)
+	next.Reason = reason
+	next.DueAt = now
+	// The tier it came from, if the ladder has it (not forged or since removed).
+	next.Tier = metrics.TierDLQ
+	if _, known := w.ladder.StepByName(md.Tier); known {
+		next.Tier = md.Tier
+	}
+	return w.forward(rec, w.ladder.DLQ(), next)
+}
+
+// nextMetadata is the kretry metadata of rec after a failure at now: the
+// failure is counted, the first delivery and the first failure are kept from
+// md when rec came through the ladder, and taken from rec otherwise.
+func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time.Time, errText string) retrytopics.Metadata {
+	next := retrytopics.Metadata{
+		Group:         w.s.c.cfg.Group,
+		LastFailureAt: now,
+		Error:         errText,
+		Replays:       md.Replays,
+	}
+	// md.Attempts is 0 without kretry headers and on a record replayed from
+	// the DLQ; at its largest (2^31-1, what the header contract allows) it
+	// stays there rather than pass what kretry's own readers accept.
+	next.Attempts = min(md.Attempts, retrytopics.MaxAttempts-1) + 1
+	// A record replayed from the DLQ to this group (kretry-group, no
+	// attempt yet) keeps its first delivery across replays; its failures
+	// start again.
+	if md.Group != "" && md.OriginalTopic != "" {
+		next.OriginalTopic = md.OriginalTopic
+		next.OriginalPartition = md.OriginalPartition
+		next.OriginalOffset = md.OriginalOffset
+		next.OriginalTimestamp = md.OriginalTimestamp
+	} else {
+		next.OriginalTopic = rec.Topic
+		next.OriginalPartition = rec.Partition
+		next.OriginalOffset = rec.Offset
+		next.OriginalTimestamp = rec.Timestamp
+	}
+	next.FirstFailureAt = now
+	if md.Attempts > 0 {
+		next.FirstFailureAt = md.FirstFailureAt
+	}
+	return next
+}
+
+// withLastError appends md's last error, if any, to errText.
+func withLastError(errText string, md retrytopics.Metadata) string {
+	if md.Error == "" {
+		return errText
+	}
+	return errText + "; last error: " + md.Error
+}

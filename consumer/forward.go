@@ -1,0 +1,178 @@
+package consumer
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/retrytopics"
+)
+
+// maxPending bounds the records decided but held behind an unacknowledged forward.
+const maxPending = 1000
+
+// pendingRecord is a record whose outcome is decided but not yet marked.
+type pendingRecord struct {
+	rec *kgo.Record
+	fwd *pendingForward // nil: the record is done
+}
+
+// pendingForward is a record's forward to a retry tier or the DLQ, produced
+// and not yet settled.
+type pendingForward struct {
+	out  kgo.Record
+	md   retrytopics.Metadata // out's, for the metrics and log line once acked
+	done atomic.Bool          // set by out's promise, after err
+	err  error
+}
+
+// forward starts producing rec's key, value and user headers with md to
+// topic, at rec's partition modulo topic's count, and holds rec until the
+// forward is acknowledged; false: stopped while settling, mark nothing more.
+func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata) bool {
+	f := &pendingForward{
+		out: kgo.Record{
+			Topic:     topic,
+			Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
+			Key:       rec.Key,
+			Value:     rec.Value,
+			Headers:   retrytopics.Encode(rec.Headers, md),
+			Timestamp: md.LastFailureAt,
+		},
+		md: md,
+	}
+	return w.send(rec, f)
+}
+
+// send produces f, rec's forward, and holds rec until f is acknowledged.
+func (w *worker) send(rec *kgo.Record, f *pendingForward) bool {
+	w.s.cl.Produce(w.ctx, &f.out, func(_ *kgo.Record, err error) {
+		f.err = err
+		f.done.Store(true)
+		select {
+		case w.acks <- struct{}{}:
+		default: // a signal is already waiting
+		}
+	})
+	return w.hold(pendingRecord{rec: rec, fwd: f})
+}
+
+// hold appends p to the pending records, settling them all once there are
+// maxPending: a slow ack holds up its partition rather than pile records up.
+func (w *worker) hold(p pendingRecord) bool {
+	w.pending = append(w.pending, p)
+	if len(w.pending) >= maxPending {
+		return w.settle(true)
+	}
+	return true
+}
+
+// settle marks the pending records from the oldest on while each is done;
+// with block it waits for every forward in flight, without it stops at the
+// first unacknowledged one. A failed forward is produced again (reforward);
+// false: stopped first, that record and those after it stay unmarked.
+func (w *worker) settle(block bool) bool {
+	if len(w.pending) > 0 {
+		w.handlerEnd = 0
+	}
+	for len(w.pending) > 0 {
+		p := &w.pending[0]
+		if f := p.fwd; f != nil {
+			if !f.done.Load() && !block {
+				return true
+			}
+			acked := w.waitAck(f)
+			if !acked {
+				w.s.log.Error("kretry forward not acknowledged within the grace period; the record is not committed and will be handled again",
+					"topic", p.rec.Topic, "partition", p.rec.Partition, "offset", p.rec.Offset, "to", f.out.Topic)
+			}
+			if !acked || f.err != nil && !w.reforward(p, f.err) {
+				w.flushMarks()
+				// The later forwards get what is left of the grace period.
+				for _, q := range w.pending[1:] {
+					if q.fwd != nil && !w.waitAck(q.fwd) {
+						break
+					}
+				}
+				w.pending = nil
+				return false
+			}
+			w.forwarded(p)
+		}
+		w.markLater(p.rec)
+		w.pending[0] = pendingRecord{}
+		w.pending = w.pending[1:]
+	}
+	w.pending = w.pending[:0] // reuse the backing array
+	if block {
+		w.flushMarks()
+	}
+	return true
+}
+
+// waitAck waits for f's promise; false: the grace period ran out first.
+func (w *worker) waitAck(f *pendingForward) bool {
+	for !f.done.Load() {
+		select {
+		case <-w.acks:
+		case <-w.ctx.Done():
+			return f.done.Load()
+		}
+	}
+	return true
+}
+
+// forwarded counts and logs p's acknowledged forward: a dead letter when it
+// has a reason, a retry otherwise.
+func (w *worker) forwarded(p *pendingRecord) {
+	rec, md, m := p.rec, &p.fwd.md, w.s.c.metrics
+	if md.Reason != "" {
+		m.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
+		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason)).Inc()
+		if md.Reason == retrytopics.ReasonTooLarge {
+			m.TooLarge.WithLabelValues(rec.Topic).Inc()
+		}
+		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
+		w.s.log.Info("kretry record dead-lettered",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
+		return
+	}
+	fwd := w.forwardedTo[md.Tier]
+	if fwd == nil {
+		if w.forwardedTo == nil {
+			w.forwardedTo = make(map[string]prometheus.Counter)
+			w.retried = m.Records.WithLabelValues(rec.Topic, metrics.OutcomeRetried)
+		}
+		fwd = m.Forwarded.WithLabelValues(rec.Topic, md.Tier)
+		w.forwardedTo[md.Tier] = fwd
+	}
+	fwd.Inc()
+	w.retried.Inc()
+	// Hot path: box the values only when the line is wanted.
+	if w.s.log.Enabled(context.Background(), slog.LevelInfo) {
+		w.s.log.Info("kretry record forwarded to a retry tier",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+			"tier", md.Tier, "attempt", md.Attempts, "due_at", md.DueAt, "error", md.Error)
+	}
+}
+
+// logTextLen bounds the text of a record's header in a log line.
+const logTextLen = 256
+
+// logText is header text s for a log line: cut at logTextLen bytes, control
+// characters and invalid bytes escaped as Go quotes them, so that no record
+// forges log lines or drives a terminal; the slog handler adds the quotes.
+func logText(s string) string {
+	if len(s) > logTextLen {
+		s = strings.ToValidUTF8(s[:logTextLen], "") + "..."
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
