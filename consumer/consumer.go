@@ -184,16 +184,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
-	if c.opts.crash != nil {
-		wg.Go(func() {
-			select {
-			case <-c.opts.crash:
-				s.crashed.Store(true)
-				cancel()
-			case <-ctx.Done():
-			}
-		})
-	}
 
 	if s.txn == nil {
 		wg.Go(func() { s.flushOnTime(ctx) })
@@ -206,9 +196,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 	hooks.Release()
 	cancel()
 	wg.Wait()
-	if s.crashed.Load() {
-		return errCrashed
-	}
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	return errors.Join(s.failErr, relayErr, err)
@@ -234,8 +221,6 @@ type session struct {
 	workers  map[topicPartition]*worker
 	stopping map[topicPartition]*worker // stopped, not yet returned
 	closing  bool                       // set at shutdown: assignments start no workers
-
-	crashed atomic.Bool // the test hook fired: commit nothing more
 
 	txn *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
 	txnState
@@ -333,7 +318,7 @@ func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string
 // join waits on.)
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	s.stopWorkers(revoked, s.c.opts.grace)
-	if s.crashed.Load() || s.txn != nil {
+	if s.txn != nil {
 		return // exactly once: offsets commit in the transactions
 	}
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
@@ -421,11 +406,7 @@ func (s *session) shutdown() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	grace := s.c.opts.grace
-	if s.crashed.Load() {
-		grace = 0
-	}
-	s.stopWorkers(nil, grace)
+	s.stopWorkers(nil, s.c.opts.grace)
 	s.cl.CloseAllowingRebalance()
 	s.failMu.Lock()
 	defer s.failMu.Unlock()

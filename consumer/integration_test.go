@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,8 +395,7 @@ func TestLadderOnRealBroker(t *testing.T) {
 	}
 }
 
-// A consumer whose client dies without committing after it forwarded records
-// loses nothing: the next consumer of the group handles again whatever was not
+// A consumer process killed (SIGKILL) after it forwarded records loses nothing: the next consumer of the group handles again whatever was not
 // committed. Duplicates are expected and counted.
 func TestCrashLosesNothing(t *testing.T) {
 	verifyNoLeaks(t)
@@ -411,48 +411,39 @@ func TestCrashLosesNothing(t *testing.T) {
 	var mu sync.Mutex
 	okAt := map[int]int{}     // successful handles, by record
 	failedAt := map[int]int{} // failed first deliveries, by record
-	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-		i, _ := strconv.Atoi(string(r.Key[2:]))
-		md, _, _ := retrytopics.Decode(r.Headers)
-		time.Sleep(5 * time.Millisecond)
+	note := func(line string) {
+		what, i, _ := strings.Cut(line, " ")
+		n, _ := strconv.Atoi(i)
 		mu.Lock()
 		defer mu.Unlock()
-		if i%2 == 0 && md.Group == "" { // even records fail their first delivery
-			failedAt[i]++
-			return errTransient
+		if what == "fail" {
+			failedAt[n]++
+		} else {
+			okAt[n]++
 		}
-		okAt[i]++
-		return nil
-	})
+	}
 
-	// A: forwards some records, then its client dies without a commit.
-	crash := make(chan struct{})
-	reg := prometheus.NewRegistry()
-	// A commits every 250ms, so the crash falls between commits.
-	a, err := consumer.New(b.cfg, h, consumer.WithCrash(crash), consumer.WithRegisterer(reg),
-		consumer.WithClientOpts(kgo.AutoCommitInterval(250*time.Millisecond)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- a.Run(context.Background()) }()
-	m, _ := metrics.New(reg)
+	// A, a process of its own: forwards some records, then is killed
+	// (SIGKILL). It commits every 250ms, so the kill falls between commits.
+	a := startCrashChild(t, crashSpec{Config: b.cfg, Handler: "fail-even-once", CommitEvery: 250 * time.Millisecond}, note)
+	tier := b.ladder.Steps()[0].Topic
 	waitReal(t, 60*time.Second, "A's forwards", func() bool {
-		return metricValue(t, m.Forwarded.WithLabelValues(b.ladder.Topic(), "retry-1s")) >= 40
+		ends, err := b.adm.ListEndOffsets(context.Background(), tier)
+		var sum int64
+		ends.Each(func(o kadm.ListedOffset) { sum += o.Offset })
+		return err == nil && sum >= 40
 	})
-	close(crash)
-	if err := <-errc; !errors.Is(err, consumer.ErrCrashed) {
-		t.Fatalf("A's Run = %v, want ErrCrashed", err)
-	}
+	a.kill()
 	mu.Lock()
 	handledByA := len(okAt) + len(failedAt)
 	mu.Unlock()
 
 	// B finishes the work.
-	bCons, err := consumer.New(b.cfg, h)
+	bCons, err := consumer.New(b.cfg, failEvenOnce(crashSpec{}, note))
 	if err != nil {
 		t.Fatal(err)
 	}
+	errc := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { errc <- bCons.Run(ctx) }()
 	waitReal(t, 60*time.Second, "every record handled", func() bool {
@@ -475,18 +466,34 @@ func TestCrashLosesNothing(t *testing.T) {
 		dupOK += max(okAt[i]-1, 0)
 		dupFail += max(failedAt[i]-1, 0)
 	}
-	tier := map[string]int{}
-	for _, r := range b.readAll(b.ladder.Steps()[0].Topic) {
-		tier[string(r.Key)]++
+	forwards := map[string]int{}
+	for _, r := range b.readAll(tier) {
+		forwards[string(r.Key)]++
 	}
 	dupForward := 0
 	for i := 0; i < n; i += 2 {
-		if tier["k-"+strconv.Itoa(i)] == 0 {
+		if forwards["k-"+strconv.Itoa(i)] == 0 {
 			t.Errorf("failing record %d was never forwarded", i)
 		}
-		dupForward += max(tier["k-"+strconv.Itoa(i)]-1, 0)
+		dupForward += max(forwards["k-"+strconv.Itoa(i)]-1, 0)
 	}
 	b.checkCommittedToEnd(b.cfg.Group, b.ladder.Topic())
 	t.Logf("crash after A handled %d records: duplicates: %d successful handles, %d failed first deliveries, %d forwards to %s",
-		handledByA, dupOK, dupFail, dupForward, b.ladder.Steps()[0].Topic)
+		handledByA, dupOK, dupFail, dupForward, tier)
+}
+
+// failEvenOnce fails the first delivery of the even records (keys "k-<i>"),
+// noting "fail <i>" for each failure and "ok <i>" for each success.
+func failEvenOnce(_ crashSpec, note func(string)) consumer.Handler {
+	return consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		i, _ := strconv.Atoi(string(r.Key[2:]))
+		md, _, _ := retrytopics.Decode(r.Headers)
+		time.Sleep(5 * time.Millisecond)
+		if i%2 == 0 && md.Group == "" {
+			note("fail " + strconv.Itoa(i))
+			return errTransient
+		}
+		note("ok " + strconv.Itoa(i))
+		return nil
+	})
 }

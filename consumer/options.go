@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -38,10 +37,6 @@ type options struct {
 	// FetchMaxWait). Tests lower them (export_test.go).
 	pauseAt, resumeAt int
 	pauseBytes        int
-
-	// crash, when closed, makes Run stop like a killed process: nothing more
-	// is committed and Run returns errCrashed. Tests only (export_test.go).
-	crash <-chan struct{}
 }
 
 func defaultOptions() options {
@@ -136,6 +131,3 @@ func WithGracePeriod(d time.Duration) Option {
 func WithProvisioning(create bool) Option {
 	return optionFunc(func(o *options) { o.provision = create })
 }
-
-// errCrashed is returned by Run when the test-only crash hook fired.
-var errCrashed = errors.New("consumer: crashed by the test hook")

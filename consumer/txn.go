@@ -216,14 +216,6 @@ func (s *session) shutdownTxn() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	if s.crashed.Load() {
-		// Like a killed process: the transaction stays open until the
-		// next instance with this transactional id fences it, or it
-		// times out; nothing of it becomes visible.
-		s.stopWorkers(nil, 0)
-		s.cl.CloseAllowingRebalance()
-		return nil
-	}
 	qctx, cancel := context.WithTimeout(s.base, s.c.opts.grace)
 	done := s.quiesce(qctx)
 	cancel()

@@ -4,11 +4,9 @@ package consumer_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +30,7 @@ func (b *realBroker) readCommittedKeys(topic string, want int) []string {
 
 // Exactly once on the real broker, across a crash in the middle of a
 // transaction: A handles records (forwarding the failing ones to a tier and
-// emitting outputs) and dies with its transaction open; a read_committed
+// emitting outputs) and is killed (SIGKILL) with its transaction open; a read_committed
 // reader sees none of A's forwards or outputs, and no offset is committed.
 // B, the same instance restarted (same transactional id: A's transaction is
 // fenced and aborted), handles everything again: each failing record is in
@@ -55,26 +53,8 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var block atomic.Bool
-	block.Store(true)
-	blocked := make(chan struct{}, 1)
-	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
-		k := string(r.Key)
-		if err := consumer.Emit(ctx, &kgo.Record{Topic: out, Key: []byte("out-" + k)}); err != nil {
-			return err
-		}
-		switch {
-		case strings.HasPrefix(k, "fail"):
-			return errTransient
-		case k == "block-4" && block.Load():
-			blocked <- struct{}{}
-			<-ctx.Done()
-			return ctx.Err()
-		}
-		return nil
-	})
-	run := func(opts ...consumer.Option) (context.CancelFunc, chan error) {
-		c, err := consumer.New(b.cfg, h, append(opts, consumer.WithRelay(false))...)
+	run := func(h consumer.Handler) (context.CancelFunc, chan error) {
+		c, err := consumer.New(b.cfg, h, consumer.WithRelay(false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,9 +64,13 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 		return cancel, errc
 	}
 
-	crash := make(chan struct{})
-	cancelA, errA := run(consumer.WithCrash(crash))
-	defer cancelA()
+	// A, a process of its own, blocks in block-4's handler until it is killed.
+	blocked := make(chan struct{}, 1)
+	a := startCrashChild(t, crashSpec{Config: b.cfg, Handler: "txn-block", NoRelay: true, Out: out}, func(line string) {
+		if line == "blocked" {
+			blocked <- struct{}{}
+		}
+	})
 	select {
 	case <-blocked:
 	case <-time.After(60 * time.Second):
@@ -99,10 +83,7 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 			t.Errorf("while A's transaction is open, a read_committed reader sees %v in %s, want nothing", got, topic)
 		}
 	}
-	close(crash)
-	if err := <-errA; !errors.Is(err, consumer.ErrCrashed) {
-		t.Fatalf("A: %v, want ErrCrashed", err)
-	}
+	a.kill()
 	for _, topic := range []string{tier, out} {
 		if got := b.readCommittedKeys(topic, 0); len(got) != 0 {
 			t.Errorf("after A crashed, a read_committed reader sees %v in %s, want nothing", got, topic)
@@ -114,8 +95,7 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 		}
 	}
 
-	block.Store(false)
-	cancelB, errB := run()
+	cancelB, errB := run(txnHandler(out, false, func(string) {}))
 	waitReal(t, 90*time.Second, "B committed every record", func() bool {
 		os, err := b.adm.FetchOffsets(ctx, b.cfg.Group)
 		if err != nil {
@@ -134,4 +114,25 @@ func TestExactlyOnceCrashOnRealBroker(t *testing.T) {
 	if got := b.readCommittedKeys(out, 4); !slices.Equal(got, []string{"out-block-4", "out-ok-0", "out-ok-2", "out-ok-5"}) {
 		t.Errorf("outputs seen by a read_committed reader: %v, want those of the successful calls once each", got)
 	}
+}
+
+// txnHandler emits "out-<key>" to out for every record, fails the records
+// keyed "fail-*", and, with block, blocks in block-4's call (noting
+// "blocked") until its context ends.
+func txnHandler(out string, block bool, note func(string)) consumer.Handler {
+	return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		k := string(r.Key)
+		if err := consumer.Emit(ctx, &kgo.Record{Topic: out, Key: []byte("out-" + k)}); err != nil {
+			return err
+		}
+		switch {
+		case strings.HasPrefix(k, "fail"):
+			return errTransient
+		case k == "block-4" && block:
+			note("blocked")
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
 }
