@@ -131,6 +131,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
 		return errors.New("consumer: Run called twice: build a new Consumer with New")
 	}
+	defer c.metrics.Ladder.Show(c.tierInfos())()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -158,6 +158,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return errors.New("relay: Run is already running")
 	}
 	defer r.running.Store(false)
+	defer r.metrics.Ladder.Show(tierInfos(r.ladders))()
 
 	// hard is the clients' context: cut once shutting down has taken the
 	// delivery timeout and shutdownSlack.

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kretry/kretry/internal/metrics"
 )
 
 // countHeld brings kretry_held_bytes to what held holds. s.mu is held.
@@ -75,4 +77,16 @@ func (s *session) skippedCopy(t tierOf, f *refeed) {
 			"offset", f.rec.Offset, "original_topic", quoted(f.copyOf.topic), "original_partition", f.copyOf.partition,
 			"original_offset", f.copyOf.offset, "attempts", f.copyOf.attempts, "replays", f.copyOf.replays)
 	}
+}
+
+// tierInfos is every tier of ladders, as kretry_tier_delay_seconds and
+// kretry_tier_attempts show them.
+func tierInfos(ladders []*Ladder) []metrics.TierInfo {
+	var ts []metrics.TierInfo
+	for _, l := range ladders {
+		for _, s := range l.steps {
+			ts = append(ts, metrics.TierInfo{Group: l.Group(), Topic: l.Topic(), Tier: s.Name, Delay: s.Delay, Attempts: s.Attempts})
+		}
+	}
+	return ts
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,11 +38,15 @@ func TestDesignDocMetrics(t *testing.T) {
 	// One series of every collector, so that Gather shows it: a Vec takes as
 	// many label values as it has labels.
 	v := reflect.ValueOf(m).Elem()
+	want := v.NumField() // metric families
 	for i := range v.NumField() {
 		f := v.Field(i).Interface()
 		switch c := f.(type) {
 		case *metrics.HandlerDurationVec:
 			c.WithLabelValues("t").Observe(0)
+		case *metrics.LadderVec:
+			c.Show([]metrics.TierInfo{{Group: "g", Topic: "t", Tier: "retry-5s", Delay: 5 * time.Second, Attempts: 1}})
+			want++ // its delay and its attempts
 		default:
 			// GetMetricWithLabelValues of each Vec type returns its own
 			// type, not prometheus.Metric: call it by reflection.
@@ -67,8 +72,8 @@ func TestDesignDocMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(families) != v.NumField() {
-		t.Fatalf("gathered %d metrics of the %d collectors of metrics.Metrics", len(families), v.NumField())
+	if len(families) != want {
+		t.Fatalf("gathered %d metrics of the %d collectors of metrics.Metrics, want %d", len(families), v.NumField(), want)
 	}
 
 	values := map[string][]string{

@@ -41,6 +41,8 @@ type Metrics struct {
 	TooLarge         *prometheus.CounterVec   // topic
 
 	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
+
+	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
 }
 
 // New builds the collectors and registers them on reg. A nil reg disables
@@ -90,6 +92,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "duplicate_copies_skipped_total",
 			Help: "Tier records the relay committed past without a re-feed: copies of an attempt it re-fed from an earlier offset of the partition.",
 		}, []string{"topic", "tier"}),
+		Ladder: newLadderVec(),
 	}
 	if reg == nil {
 		return m, nil
@@ -106,6 +109,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.TooLarge = register(reg, m.TooLarge, &err)
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
+	m.Ladder = register(reg, m.Ladder, &err)
 	if err != nil {
 		return nil, err
 	}
