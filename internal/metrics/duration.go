@@ -28,6 +28,15 @@ const nHandlerDurationBuckets = 16
 // calls into a DurationBatch of its own and adds the batch now and then, so
 // that workers on several cores do not contend for one histogram's atomics
 // on every record: client_golang's histograms have no bulk observe.
+//
+// It costs the native buckets and exemplars of a client_golang histogram,
+// and pays for them on the hot path (duration_bench_test.go, 2 cores, medians
+// of 3): an observation takes 3.5 ns here, 26.5 ns in a classic histogram and
+// 44 ns with native buckets too (22, 96 and 155 ns with two goroutines on one
+// series), and the consumer's whole per-record path for a handled record
+// (BenchmarkWorkerHandled) takes 84 ns with it, 137 ns with classic+native.
+// A scrape of 8 series costs about the same either way (text 108 µs here,
+// 98 µs classic, 128 µs classic+native).
 type HandlerDurationVec struct {
 	desc *prometheus.Desc
 
