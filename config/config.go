@@ -122,7 +122,7 @@ type Config struct {
 	// (instance_id, KRETRY_INSTANCE_ID); "" is dynamic membership.
 	InstanceID string
 	// GroupProtocol is GroupProtocolClassic or GroupProtocolConsumer
-	// (group_protocol); "" means classic.
+	// (group_protocol), in any case; "" means classic.
 	GroupProtocol string
 	// DeliveryTimeout bounds how long a produced record waits for its
 	// acknowledgement (delivery_timeout); 0 means DefaultDeliveryTimeout, 30s.

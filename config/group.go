@@ -27,7 +27,7 @@ func (c *Config) GroupOpts() []kgo.Opt {
 	if c.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.InstanceID))
 	}
-	if c.GroupProtocol == GroupProtocolConsumer {
+	if p, _ := groupProtocol(c.GroupProtocol); p == GroupProtocolConsumer {
 		// franz-go speaks KIP-848 only with the sticky or the range balancer
 		// first (sticky asks the broker for its "uniform" assignor); with
 		// any other it silently keeps the classic protocol. A broker older

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"strings"
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
@@ -47,12 +46,10 @@ func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
 		}
 	}
 	if s, l, ok := d.str(top, "group_protocol", "group_protocol"); ok {
-		switch strings.ToLower(strings.TrimSpace(s)) {
-		case GroupProtocolClassic:
-		case GroupProtocolConsumer:
-			c.GroupProtocol = GroupProtocolConsumer
-		default:
+		if p, ok := groupProtocol(s); !ok {
 			d.errorf(l, "group_protocol", "%s, got %s", groupProtocolProblem, quoteCut(s))
+		} else if p == GroupProtocolConsumer {
+			c.GroupProtocol = p
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -60,8 +61,8 @@ func (c *Config) SetDefaults() {
 	if c.SessionTimeout == 0 {
 		c.SessionTimeout = DefaultSessionTimeout
 	}
-	if c.GroupProtocol == "" {
-		c.GroupProtocol = GroupProtocolClassic
+	if p, ok := groupProtocol(c.GroupProtocol); ok || c.GroupProtocol == "" {
+		c.GroupProtocol = cmp.Or(p, GroupProtocolClassic)
 	}
 	if c.DeliveryTimeout == 0 {
 		c.DeliveryTimeout = DefaultDeliveryTimeout
@@ -276,9 +277,7 @@ func (v *validator) relayAndMembers() {
 			v.errorf("instance_id", "%s, got %s", p, quoteCut(c.InstanceID))
 		}
 	}
-	switch c.GroupProtocol {
-	case "", GroupProtocolClassic, GroupProtocolConsumer:
-	default:
+	if _, ok := groupProtocol(c.GroupProtocol); !ok && c.GroupProtocol != "" {
 		v.errorf("group_protocol", "%s, got %s", groupProtocolProblem, quoteCut(c.GroupProtocol))
 	}
 }
@@ -294,6 +293,14 @@ const (
 
 	groupProtocolProblem = "must be " + GroupProtocolClassic + " (the default, assignment by the clients) or " + GroupProtocolConsumer + " (KIP-848 assignment by the broker, Kafka 4.0+)"
 )
+
+// groupProtocol is s read as a group_protocol, in any case as Kafka's own
+// group.protocol: GroupProtocolClassic or GroupProtocolConsumer, ok; false
+// for anything else, "" included.
+func groupProtocol(s string) (p string, ok bool) {
+	p = strings.ToLower(strings.TrimSpace(s))
+	return p, p == GroupProtocolClassic || p == GroupProtocolConsumer
+}
 
 func boundsProblem(lo, hi, def time.Duration, why string) string {
 	return fmt.Sprintf("must be between %s and %s (default %s): %s",
