@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/relay"
+	"github.com/kretry/kretry/topics"
 )
 
 // Defaults applied by Load and Parse. They are also described in the package
@@ -31,13 +33,13 @@ const (
 	MinFetchMaxWait = time.Millisecond
 	// DefaultHoldBytes is relay.hold_bytes when not given: the bytes of
 	// records not yet due that the relay may hold in memory, 64 MiB.
-	DefaultHoldBytes = retrytopics.DefaultRelayHoldBytes
+	DefaultHoldBytes = relay.DefaultHoldBytes
 	// MinTierRetention is the floor of a tier topic's default retention,
 	// which is max(2 × the tier's delay, MinTierRetention): 24h.
-	MinTierRetention = retrytopics.MinTierRetention
+	MinTierRetention = topics.MinTierRetention
 	// DefaultDLQRetention is the retention of a DLQ topic when
 	// retention.dlq is not given: 14 days.
-	DefaultDLQRetention = retrytopics.DefaultDLQRetention
+	DefaultDLQRetention = topics.DefaultDLQRetention
 
 	// DefaultCommitInterval is commit_interval when not given: how often
 	// the marked offsets of a group member are committed, which bounds the
@@ -159,12 +161,12 @@ const (
 // Topic is one main topic and its retry ladder.
 type Topic struct {
 	Name          string
-	Tiers         []retrytopics.Tier // Attempts resolved to ≥ 1
-	DLQ           string             // resolved name; default "{topic}.dlq" expanded, e.g. "orders.dlq"
-	Naming        string             // tier topic template; default retrytopics.DefaultNaming
-	MaxAge        time.Duration      // 0: no limit
-	TierRetention time.Duration      // 0: per tier max(2 × delay, 24h); see RetentionForTier
-	DLQRetention  time.Duration      // 0: 14 days; see RetentionForDLQ
+	Tiers         []ladder.Tier // Attempts resolved to ≥ 1
+	DLQ           string        // resolved name; default "{topic}.dlq" expanded, e.g. "orders.dlq"
+	Naming        string        // tier topic template; default ladder.DefaultNaming
+	MaxAge        time.Duration // 0: no limit
+	TierRetention time.Duration // 0: per tier max(2 × delay, 24h); see RetentionForTier
+	DLQRetention  time.Duration // 0: 14 days; see RetentionForDLQ
 }
 
 // Relay configures the relay that re-feeds due records, in process or
@@ -174,7 +176,7 @@ type Relay struct {
 	FetchMaxWait time.Duration // default 100ms
 
 	// HoldBytes bounds the records the relay holds in memory ahead of their
-	// due time (retrytopics.WithRelayHoldBytes); new(0) holds nothing. nil,
+	// due time (relay.WithHoldBytes); new(0) holds nothing. nil,
 	// as in a Config built by hand, is the default DefaultHoldBytes (64 MiB);
 	// Load and Parse always set it. A pointer because 0 is a setting of its
 	// own.
@@ -262,8 +264,8 @@ func lookup(opts []LoadOpt) lookupEnv {
 
 // Ladders resolves the retry ladder of every topic for c.Group, in the order
 // of c.Topics.
-func (c *Config) Ladders() ([]*retrytopics.Ladder, error) {
-	ls := make([]*retrytopics.Ladder, 0, len(c.Topics))
+func (c *Config) Ladders() ([]*ladder.Ladder, error) {
+	ls := make([]*ladder.Ladder, 0, len(c.Topics))
 	for _, t := range c.Topics {
 		l, err := t.Ladder(c.Group)
 		if err != nil {
@@ -276,28 +278,28 @@ func (c *Config) Ladders() ([]*retrytopics.Ladder, error) {
 
 // Ladder resolves t's retry ladder for group: its tier topics from t.Naming
 // and its DLQ t.DLQ.
-func (t Topic) Ladder(group string) (*retrytopics.Ladder, error) {
-	var opts []retrytopics.LadderOpt
+func (t Topic) Ladder(group string) (*ladder.Ladder, error) {
+	var opts []ladder.Opt
 	if t.Naming != "" {
-		opts = append(opts, retrytopics.WithNaming(t.Naming))
+		opts = append(opts, ladder.WithNaming(t.Naming))
 	}
 	if t.DLQ != "" {
-		opts = append(opts, retrytopics.WithDLQ(t.DLQ))
+		opts = append(opts, ladder.WithDLQ(t.DLQ))
 	}
-	return retrytopics.NewLadder(t.Name, group, t.Tiers, opts...)
+	return ladder.New(t.Name, group, t.Tiers, opts...)
 }
 
-// Provisions returns what retrytopics.Plan provisions for c: one Provision
+// Provisions returns what topics.Plan provisions for c: one Provision
 // per topic, in order, with its ladder for c.Group and its retention
 // settings (0 for the defaults).
-func (c *Config) Provisions() ([]retrytopics.Provision, error) {
+func (c *Config) Provisions() ([]topics.Provision, error) {
 	ls, err := c.Ladders()
 	if err != nil {
 		return nil, err
 	}
-	ps := make([]retrytopics.Provision, len(ls))
+	ps := make([]topics.Provision, len(ls))
 	for i, l := range ls {
-		ps[i] = retrytopics.Provision{Ladder: l, TierRetention: c.Topics[i].TierRetention, DLQRetention: c.Topics[i].DLQRetention}
+		ps[i] = topics.Provision{Ladder: l, TierRetention: c.Topics[i].TierRetention, DLQRetention: c.Topics[i].DLQRetention}
 	}
 	return ps, nil
 }
@@ -308,7 +310,7 @@ func (t Topic) RetentionForTier(delay time.Duration) time.Duration {
 	if t.TierRetention > 0 {
 		return t.TierRetention
 	}
-	return retrytopics.TierRetention(delay)
+	return topics.TierRetention(delay)
 }
 
 // RetentionForDLQ returns the retention t's DLQ should have: DLQRetention when

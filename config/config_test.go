@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/config/bad/*.err from the current messages (review the diff!)")
@@ -24,10 +24,10 @@ func clearEnv(t *testing.T) {
 	t.Setenv(config.EnvInstanceID, "")
 }
 
-func tiers(ts ...any) []retrytopics.Tier {
-	var out []retrytopics.Tier
+func tiers(ts ...any) []ladder.Tier {
+	var out []ladder.Tier
 	for i := 0; i < len(ts); i += 2 {
-		out = append(out, retrytopics.Tier{Delay: ts[i].(time.Duration), Attempts: ts[i+1].(int)})
+		out = append(out, ladder.Tier{Delay: ts[i].(time.Duration), Attempts: ts[i+1].(int)})
 	}
 	return out
 }

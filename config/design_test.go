@@ -9,7 +9,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/ladder"
 )
 
 // designRows returns the rows of docs/design.md's tables by their first
@@ -57,7 +58,7 @@ func TestDesignDocKeys(t *testing.T) {
 		}
 	}
 
-	d := retrytopics.FormatDelay
+	d := ladder.FormatDelay
 	for key, want := range map[string][]string{
 		"client_id":                 {DefaultClientID},
 		"commit_interval":           {d(DefaultCommitInterval), d(MinCommitInterval) + " to " + d(MaxCommitInterval)},
@@ -66,8 +67,8 @@ func TestDesignDocKeys(t *testing.T) {
 		"relay.fetch_max_wait":      {d(DefaultFetchMaxWait), "at least " + d(MinFetchMaxWait)},
 		"relay.hold_bytes":          {strings.ReplaceAll(humanize.IBytes(DefaultHoldBytes), " ", "")},
 		"topics[].tiers[].attempts": {"1 to " + humanize.Comma(MaxTierAttempts)},
-		"topics[].dlq":              {retrytopics.DefaultDLQ},
-		"topics[].naming":           {retrytopics.DefaultNaming},
+		"topics[].dlq":              {ladder.DefaultDLQ},
+		"topics[].naming":           {ladder.DefaultNaming},
 		"topics[].retention.dlq":    {humanize.Comma(int64(DefaultDLQRetention/(24*time.Hour))) + " days"},
 		"topics[].retention.tiers":  {"max(2 × delay, " + d(MinTierRetention) + ")"},
 		"instance_id":               {"1 to " + humanize.Comma(MaxInstanceIDLength), EnvInstanceID},
@@ -89,9 +90,9 @@ func TestDesignDocKeys(t *testing.T) {
 func TestDesignDocHeaders(t *testing.T) {
 	rows := designRows(t)
 	at := time.Date(2026, 11, 25, 10, 0, 5, 0, time.UTC)
-	all := retrytopics.Encode(nil, retrytopics.Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", DueAt: at,
+	all := headers.Encode(nil, headers.Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", DueAt: at,
 		OriginalTopic: "orders", OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
-		Error: "e", Reason: retrytopics.ReasonExhausted, Replays: 1})
+		Error: "e", Reason: headers.ReasonExhausted, Replays: 1})
 	if len(all) < 14 {
 		t.Fatalf("Encode wrote %d headers of a full Metadata, want every header of the contract", len(all))
 	}
@@ -100,7 +101,7 @@ func TestDesignDocHeaders(t *testing.T) {
 			t.Errorf("docs/design.md has no row for the header %s", h.Key)
 		}
 	}
-	for _, r := range retrytopics.Reasons() {
+	for _, r := range headers.Reasons() {
 		if _, ok := rows["`"+string(r)+"`"]; !ok {
 			t.Errorf("docs/design.md has no row for the DLQ reason %s", r)
 		}

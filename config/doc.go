@@ -5,7 +5,7 @@
 // values kretry will use. A Config can also be built in Go, without a file:
 // Validate holds it to the rules of a file (Parse runs Validate too) and
 // SetDefaults fills its zero fields with the defaults of a file. ClientOpts turns the connection settings into
-// franz-go options, and Ladders resolves each topic's retrytopics.Ladder.
+// franz-go options, and Ladders resolves each topic's ladder.Ladder.
 //
 // # Format
 //

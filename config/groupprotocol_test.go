@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // TestGroupProtocolCase holds a file and a Config built in Go to the same
@@ -57,7 +57,7 @@ func TestGroupProtocolCase(t *testing.T) {
 			check("file", got, err)
 
 			built := config.Config{Brokers: []string{"127.0.0.1:9092"}, Group: "g", GroupProtocol: tc.value,
-				Topics: []config.Topic{{Name: "t", Tiers: []retrytopics.Tier{{Delay: time.Second}}}}}
+				Topics: []config.Topic{{Name: "t", Tiers: []ladder.Tier{{Delay: time.Second}}}}}
 			err = built.Validate()
 			if err == nil {
 				if serverSide(t, &built) {

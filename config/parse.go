@@ -8,7 +8,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/goccy/go-yaml/ast"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // The file is read from goccy/go-yaml's AST rather than decoded into structs:
@@ -184,7 +184,7 @@ func (d *decoder) relay(top map[string]field, c *Config) {
 			d.errorf(l, "relay.group", "%s", relayGroupProblem(c.Group))
 		}
 	}
-	if v, l, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+retrytopics.FormatDelay(DefaultFetchMaxWait)+")"); ok {
+	if v, l, ok := d.duration(fields, "fetch_max_wait", "relay.fetch_max_wait", " (default "+ladder.FormatDelay(DefaultFetchMaxWait)+")"); ok {
 		if v < MinFetchMaxWait {
 			d.errorf(l, "relay.fetch_max_wait", "%s, got %s", fetchMaxWaitProblem, show(fields["fetch_max_wait"].value.GetToken().Value))
 		} else {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // members reads the top-level keys of the group members and producers:
@@ -57,7 +57,7 @@ func (d *decoder) members(top map[string]field, c *Config, env lookupEnv) {
 // durationIn reads a duration that, when given, must be within [lo, hi].
 // why says what the field is for or where the bounds come from.
 func (d *decoder) durationIn(fields map[string]field, key string, lo, hi time.Duration, why string, def time.Duration) (time.Duration, bool) {
-	v, l, ok := d.duration(fields, key, key, " (default "+retrytopics.FormatDelay(def)+")")
+	v, l, ok := d.duration(fields, key, key, " (default "+ladder.FormatDelay(def)+")")
 	if !ok {
 		return 0, false
 	}

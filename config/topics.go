@@ -9,7 +9,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // topicLines remembers where a topic's parts are, for the checks that span
@@ -55,7 +55,7 @@ func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
 }
 
 func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
-	t := Topic{Naming: retrytopics.DefaultNaming, DLQ: retrytopics.DefaultDLQ}
+	t := Topic{Naming: ladder.DefaultNaming, DLQ: ladder.DefaultDLQ}
 	tl := topicLines{topic: line, name: line, dlq: line}
 	if n == nil {
 		d.errorf(line, path, "must be a mapping with the keys %s, got nothing", strings.Join(topicKeys, ", "))
@@ -79,7 +79,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 
 	t.Tiers, tl.tiers = d.tiers(fields, line, path)
 
-	if s, l, ok := d.nonEmpty(fields, "dlq", path+".dlq", `omit it for the default "`+retrytopics.DefaultDLQ+`"`); ok {
+	if s, l, ok := d.nonEmpty(fields, "dlq", path+".dlq", `omit it for the default "`+ladder.DefaultDLQ+`"`); ok {
 		tl.dlq = l
 		if problem := templateProblem(s, false); problem != "" {
 			d.errorf(l, path+".dlq", "%s", problem)
@@ -87,7 +87,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			t.DLQ = s
 		}
 	}
-	if s, l, ok := d.nonEmpty(fields, "naming", path+".naming", `omit it for the default "`+retrytopics.DefaultNaming+`"`); ok {
+	if s, l, ok := d.nonEmpty(fields, "naming", path+".naming", `omit it for the default "`+ladder.DefaultNaming+`"`); ok {
 		if problem := templateProblem(s, true); problem != "" {
 			d.errorf(l, path+".naming", "%s", problem)
 		} else {
@@ -125,7 +125,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 
 // tiers reads a topic's tiers; the delays of those read must be > 0 and
 // strictly increasing. It returns the valid tiers and every tier's line.
-func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]retrytopics.Tier, []int) {
+func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]ladder.Tier, []int) {
 	path += ".tiers"
 	f, ok := fields["tiers"]
 	if !ok || f.value == nil {
@@ -140,7 +140,7 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 		d.errorf(f.line, path, "must list at least one tier, e.g. tiers: [{delay: 5s}], got an empty list")
 		return nil, nil
 	}
-	var tiers []retrytopics.Tier
+	var tiers []ladder.Tier
 	var lines []int
 	var prev time.Duration
 	prevText := ""
@@ -156,7 +156,7 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 		if !ok {
 			continue
 		}
-		tier := retrytopics.Tier{Attempts: 1}
+		tier := ladder.Tier{Attempts: 1}
 		valid := true
 		delay, dline, ok := d.duration(tf, "delay", tpath+".delay", "")
 		switch {
@@ -281,7 +281,7 @@ func (d *decoder) ladders(c *Config, lines []topicLines) {
 		case !dup:
 			seen[name] = o
 		case first.topic == o.topic, first.main && o.main:
-			// NewLadder and the duplicate-name check report these
+			// ladder.New and the duplicate-name check report these
 		default:
 			d.errorf(o.line, field, "%s %s is also %s (line %d): every main, tier and DLQ topic needs its own name; change naming or dlq",
 				kind, quoteCut(name), first.what, first.line)

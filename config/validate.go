@@ -9,7 +9,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // MaxTierAttempts is the most attempts one tier may take.
@@ -31,10 +31,10 @@ func (c *Config) SetDefaults() {
 	for i := range c.Topics {
 		t := &c.Topics[i]
 		if t.Naming == "" {
-			t.Naming = retrytopics.DefaultNaming
+			t.Naming = ladder.DefaultNaming
 		}
 		if t.DLQ == "" {
-			t.DLQ = retrytopics.DefaultDLQ
+			t.DLQ = ladder.DefaultDLQ
 		}
 		if l, err := t.Ladder(c.Group); err == nil {
 			t.DLQ = l.DLQ() // expanded as the ladder expands it
@@ -180,7 +180,7 @@ func (v *validator) topics() {
 		case t.MaxAge < 0:
 			v.errorf(path+".max_age", "must be > 0 (0 in Go, or omitted in a file, for no limit), got %s", t.MaxAge)
 		case t.MaxAge > 0 && len(t.Tiers) > 0 && t.MaxAge <= t.Tiers[0].Delay:
-			v.errorf(path+".max_age", "%s; got %s", maxAgeProblem(t.Tiers[0].Delay), retrytopics.FormatDelay(t.MaxAge))
+			v.errorf(path+".max_age", "%s; got %s", maxAgeProblem(t.Tiers[0].Delay), ladder.FormatDelay(t.MaxAge))
 		}
 		longest := time.Duration(0)
 		for _, tier := range t.Tiers {
@@ -190,7 +190,7 @@ func (v *validator) topics() {
 		case t.TierRetention < 0:
 			v.errorf(path+".retention.tiers", "must be > 0 (0 in Go, or omitted in a file, for the default max(2 × delay, 24h) per tier), got %s", t.TierRetention)
 		case t.TierRetention > 0 && t.TierRetention < 2*longest:
-			v.errorf(path+".retention.tiers", "%s, got %s", retentionProblem(longest), retrytopics.FormatDelay(t.TierRetention))
+			v.errorf(path+".retention.tiers", "%s, got %s", retentionProblem(longest), ladder.FormatDelay(t.TierRetention))
 		}
 		if t.DLQRetention < 0 {
 			v.errorf(path+".retention.dlq", "must be > 0 (0 in Go, or omitted in a file, for the default 336h, 14 days), got %s", t.DLQRetention)
@@ -231,7 +231,7 @@ func (v *validator) tiers(t Topic, path string) {
 			v.errorf(tpath+".delay", "must be > 0, got %s", tier.Delay)
 		case i > 0 && tier.Delay <= t.Tiers[i-1].Delay:
 			v.errorf(tpath+".delay", "must be longer than the previous tier's delay %s: tiers go in strictly increasing order of delay, got %s",
-				retrytopics.FormatDelay(t.Tiers[i-1].Delay), retrytopics.FormatDelay(tier.Delay))
+				ladder.FormatDelay(t.Tiers[i-1].Delay), ladder.FormatDelay(tier.Delay))
 		}
 		if tier.Attempts < 0 || tier.Attempts > MaxTierAttempts {
 			v.errorf(tpath+".attempts", "must be a whole number from 1 to %d (0 in Go, or omitted in a file, for the default 1), got %d", MaxTierAttempts, tier.Attempts)
@@ -251,7 +251,7 @@ func (v *validator) relayAndMembers() {
 	}
 	switch {
 	case c.Relay.FetchMaxWait < 0:
-		v.errorf("relay.fetch_max_wait", "must be > 0 (default %s), got %s", retrytopics.FormatDelay(DefaultFetchMaxWait), c.Relay.FetchMaxWait)
+		v.errorf("relay.fetch_max_wait", "must be > 0 (default %s), got %s", ladder.FormatDelay(DefaultFetchMaxWait), c.Relay.FetchMaxWait)
 	case c.Relay.FetchMaxWait > 0 && c.Relay.FetchMaxWait < MinFetchMaxWait:
 		v.errorf("relay.fetch_max_wait", "%s, got %s", fetchMaxWaitProblem, c.Relay.FetchMaxWait)
 	}
@@ -304,16 +304,16 @@ func groupProtocol(s string) (p string, ok bool) {
 
 func boundsProblem(lo, hi, def time.Duration, why string) string {
 	return fmt.Sprintf("must be between %s and %s (default %s): %s",
-		retrytopics.FormatDelay(lo), retrytopics.FormatDelay(hi), retrytopics.FormatDelay(def), why)
+		ladder.FormatDelay(lo), ladder.FormatDelay(hi), ladder.FormatDelay(def), why)
 }
 
 func maxAgeProblem(firstDelay time.Duration) string {
-	return fmt.Sprintf("must be longer than the first tier's delay %s: a record that fails once would expire before its first retry", retrytopics.FormatDelay(firstDelay))
+	return fmt.Sprintf("must be longer than the first tier's delay %s: a record that fails once would expire before its first retry", ladder.FormatDelay(firstDelay))
 }
 
 func retentionProblem(longest time.Duration) string {
 	return fmt.Sprintf("must be at least 2 × the longest tier delay (2 × %s = %s) so that no record expires before it is due",
-		retrytopics.FormatDelay(longest), retrytopics.FormatDelay(2*longest))
+		ladder.FormatDelay(longest), ladder.FormatDelay(2*longest))
 }
 
 func relayGroupProblem(group string) string {

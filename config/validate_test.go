@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // goodYAML and goodConfig are the same configuration, in a file and in Go.
@@ -26,7 +26,7 @@ func goodConfig() *config.Config {
 		Group:   "orders-service",
 		Topics: []config.Topic{{
 			Name:  "orders",
-			Tiers: []retrytopics.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute, Attempts: 2}},
+			Tiers: []ladder.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute, Attempts: 2}},
 		}},
 	}
 }
@@ -105,7 +105,7 @@ topics:
 // TestSetDefaultsKeepsTheCallersSlices: the topics and tiers of a Config
 // built in Go may be shared; SetDefaults writes copies.
 func TestSetDefaultsKeepsTheCallersSlices(t *testing.T) {
-	tiers := []retrytopics.Tier{{Delay: time.Second}}
+	tiers := []ladder.Tier{{Delay: time.Second}}
 	topics := []config.Topic{{Name: "orders", Tiers: tiers}}
 	c := &config.Config{Brokers: []string{"k:9092"}, Group: "g", Topics: topics}
 	c.SetDefaults()
@@ -186,8 +186,8 @@ func TestValidateAgreesWithParse(t *testing.T) {
 			"  - {name: c, tiers: [{delay: 5s}], dlq: shared}\n",
 			func(c *config.Config) {
 				c.Topics = []config.Topic{
-					{Name: "a", Tiers: []retrytopics.Tier{{Delay: 5 * time.Second}}, DLQ: "shared"},
-					{Name: "c", Tiers: []retrytopics.Tier{{Delay: 5 * time.Second}}, DLQ: "shared"},
+					{Name: "a", Tiers: []ladder.Tier{{Delay: 5 * time.Second}}, DLQ: "shared"},
+					{Name: "c", Tiers: []ladder.Tier{{Delay: 5 * time.Second}}, DLQ: "shared"},
 				}
 			}, ""},
 		{"relay group is the group", top("relay: {group: orders-service}"),
@@ -278,7 +278,7 @@ func ExampleConfig_Validate() {
 		Group:   "orders-service",
 		Topics: []config.Topic{{
 			Name:   "orders",
-			Tiers:  []retrytopics.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute}},
+			Tiers:  []ladder.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute}},
 			MaxAge: 5 * time.Second,
 		}},
 		SessionTimeout: time.Second,

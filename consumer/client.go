@@ -10,7 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/telemetry"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // newClient builds the client of one Run: the config's and the user's options
@@ -76,7 +77,7 @@ func (s *session) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
 	}
-	applied, err := retrytopics.EnsureTopics(ctx, kadm.NewClient(s.cl), provs)
+	applied, err := topics.EnsureTopics(ctx, kadm.NewClient(s.cl), provs)
 	if err != nil {
 		return fmt.Errorf("consumer: provisioning the retry and DLQ topics: %w", err)
 	}
@@ -90,11 +91,11 @@ func (s *session) provision(ctx context.Context) error {
 // checkTopics checks that every main, tier and DLQ topic exists and returns
 // the partition count of each, which forwards use.
 func (s *session) checkTopics(ctx context.Context) (map[string]int32, error) {
-	ladders := make([]*retrytopics.Ladder, 0, len(s.c.cfg.Topics))
+	ladders := make([]*ladder.Ladder, 0, len(s.c.cfg.Topics))
 	for _, t := range s.c.cfg.Topics {
 		ladders = append(ladders, s.c.ladders[t.Name])
 	}
-	parts, err := retrytopics.CheckTopics(ctx, kadm.NewClient(s.cl), ladders)
+	parts, err := topics.Check(ctx, kadm.NewClient(s.cl), ladders)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}

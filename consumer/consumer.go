@@ -20,7 +20,7 @@ import (
 	"github.com/kretry/kretry/internal/batchlimit"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // commitTimeout bounds the commit of marked offsets on a revoke and at shutdown.
@@ -35,9 +35,9 @@ type Consumer struct {
 	cfg        *config.Config
 	handler    Handler
 	opts       options
-	ladders    map[string]*retrytopics.Ladder // by main topic
-	maxAge     map[string]time.Duration       // by main topic; 0: no limit
-	clientOpts []kgo.Opt                      // from the config, then WithClientOpts; the group's come in newClient
+	ladders    map[string]*ladder.Ladder // by main topic
+	maxAge     map[string]time.Duration  // by main topic; 0: no limit
+	clientOpts []kgo.Opt                 // from the config, then WithClientOpts; the group's come in newClient
 	metrics    *metrics.Metrics
 	relay      relayRunner // nil: WithRelay(false)
 	// commitInterval is how often marks are committed (commit_interval).
@@ -77,7 +77,7 @@ func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
 		cfg:     cfg,
 		handler: h,
 		opts:    o,
-		ladders: make(map[string]*retrytopics.Ladder, len(ladders)),
+		ladders: make(map[string]*ladder.Ladder, len(ladders)),
 		maxAge:  make(map[string]time.Duration, len(cfg.Topics)),
 	}
 	for i, l := range ladders {
@@ -414,7 +414,7 @@ func (s *session) shutdown() error {
 	return s.finalErr
 }
 
-// relayRunner is the part of retrytopics.Relay that Run uses.
+// relayRunner is the part of relay.Relay that Run uses.
 type relayRunner interface {
 	Run(ctx context.Context) error
 }

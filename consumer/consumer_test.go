@@ -16,14 +16,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // checkDLQRecord checks a DLQ record against the record it came from: same
 // key, value and user headers, and kretry headers saying reason, attempts,
 // tier and errText, failed at failedAt, first delivered as orig.
-func checkForwarded(t *testing.T, got, orig *kgo.Record, want retrytopics.Metadata) {
+func checkForwarded(t *testing.T, got, orig *kgo.Record, want headers.Metadata) {
 	t.Helper()
 	if string(got.Key) != string(orig.Key) || string(got.Value) != string(orig.Value) {
 		t.Errorf("forwarded key/value = %q/%q, want %q/%q", got.Key, got.Value, orig.Key, orig.Value)
@@ -31,15 +33,15 @@ func checkForwarded(t *testing.T, got, orig *kgo.Record, want retrytopics.Metada
 	if g, w := userHeaders(got.Headers), userHeaders(orig.Headers); g != w {
 		t.Errorf("forwarded user headers = %s, want %s", g, w)
 	}
-	md, ok, err := retrytopics.Decode(got.Headers)
+	md, ok, err := headers.Decode(got.Headers)
 	if err != nil || !ok {
 		t.Fatalf("Decode(forwarded headers) = ok %v, err %v", ok, err)
 	}
-	if v, _ := header(got, retrytopics.HeaderVersion); v != "1" {
+	if v, _ := header(got, headers.HeaderVersion); v != "1" {
 		t.Errorf("kretry-version = %q, want 1", v)
 	}
 	// Compare times at the header's precision.
-	norm := func(m retrytopics.Metadata) retrytopics.Metadata {
+	norm := func(m headers.Metadata) headers.Metadata {
 		for _, tp := range []*time.Time{&m.DueAt, &m.OriginalTimestamp, &m.FirstFailureAt, &m.LastFailureAt} {
 			*tp = tp.Truncate(time.Millisecond).UTC()
 		}
@@ -49,7 +51,7 @@ func checkForwarded(t *testing.T, got, orig *kgo.Record, want retrytopics.Metada
 		t.Errorf("forwarded metadata\n got %+v\nwant %+v", g, w)
 	}
 	for _, h := range got.Headers {
-		if strings.HasPrefix(h.Key, retrytopics.HeaderPrefix) {
+		if strings.HasPrefix(h.Key, headers.HeaderPrefix) {
 			if _, one := header(got, h.Key); !one {
 				t.Errorf("header %s appears more than once", h.Key)
 			}
@@ -93,11 +95,11 @@ func TestPermanentGoesToDLQAfterOneAttempt(t *testing.T) {
 		if dlq.Partition != 1 {
 			t.Errorf("DLQ partition = %d, want 3 mod 2 = 1", dlq.Partition)
 		}
-		checkForwarded(t, dlq, orig, retrytopics.Metadata{
+		checkForwarded(t, dlq, orig, headers.Metadata{
 			Group: testGroup, Attempts: 1, Tier: "dlq", DueAt: failedAt,
 			OriginalTopic: testTopic, OriginalPartition: 3, OriginalOffset: 0, OriginalTimestamp: producedAt,
 			FirstFailureAt: failedAt, LastFailureAt: failedAt,
-			Error: "order o-1: unknown customer", Reason: retrytopics.ReasonPermanent,
+			Error: "order o-1: unknown customer", Reason: headers.ReasonPermanent,
 		})
 		for _, s := range c.ladder.Steps() {
 			if n := len(c.read(s.Topic)); n != 0 {
@@ -184,7 +186,7 @@ func TestFirstFailureGoesToFirstTier(t *testing.T) {
 		if got.Partition != 0 {
 			t.Errorf("tier partition = %d, want 2 mod 2 = 0", got.Partition)
 		}
-		checkForwarded(t, got, orig, retrytopics.Metadata{
+		checkForwarded(t, got, orig, headers.Metadata{
 			Group: testGroup, Attempts: 1, Tier: "retry-5s", DueAt: failedAt.Add(5 * time.Second),
 			OriginalTopic: testTopic, OriginalPartition: 2, OriginalOffset: 1, OriginalTimestamp: producedAt,
 			FirstFailureAt: failedAt, LastFailureAt: failedAt, Error: errTransient.Error(),
@@ -217,16 +219,16 @@ func TestRefedRecordMovesUpTheLadder(t *testing.T) {
 			return errTransient
 		})
 		first := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-		history := func(attempts int, tier string) retrytopics.Metadata {
-			return retrytopics.Metadata{
+		history := func(attempts int, tier string) headers.Metadata {
+			return headers.Metadata{
 				Group: testGroup, Attempts: attempts, Tier: tier, DueAt: first.Add(time.Minute),
 				OriginalTopic: testTopic, OriginalPartition: 1, OriginalOffset: 42, OriginalTimestamp: first.Add(-time.Second),
 				FirstFailureAt: first, LastFailureAt: first.Add(30 * time.Second), Error: "earlier", Replays: 2,
 			}
 		}
 		user := []kgo.RecordHeader{{Key: "u", Value: []byte("1")}}
-		second := &kgo.Record{Partition: 1, Key: []byte("second"), Headers: retrytopics.Encode(user, history(1, "retry-5s"))}
-		last := &kgo.Record{Partition: 1, Key: []byte("last"), Headers: retrytopics.Encode(user, history(4, "retry-10m"))}
+		second := &kgo.Record{Partition: 1, Key: []byte("second"), Headers: headers.Encode(user, history(1, "retry-5s"))}
+		last := &kgo.Record{Partition: 1, Key: []byte("last"), Headers: headers.Encode(user, history(4, "retry-10m"))}
 		c.produce(second, last)
 
 		r := c.start(h, consumer.WithRelay(false))
@@ -242,7 +244,7 @@ func TestRefedRecordMovesUpTheLadder(t *testing.T) {
 		checkForwarded(t, c.read(steps[1].Topic)[0], second, want)
 		want = history(5, "retry-10m")
 		want.DueAt, want.LastFailureAt, want.Error = failedAt["last"], failedAt["last"], errTransient.Error()
-		want.Reason = retrytopics.ReasonExhausted
+		want.Reason = headers.ReasonExhausted
 		checkForwarded(t, c.read(c.ladder.DLQ())[0], last, want)
 	})
 }
@@ -270,10 +272,10 @@ func TestPanicGoesToDLQ(t *testing.T) {
 		if len(dlq) != 1 {
 			t.Fatalf("DLQ holds %d records, want 1", len(dlq))
 		}
-		if v, _ := header(dlq[0], retrytopics.HeaderReason); v != "panic" {
+		if v, _ := header(dlq[0], headers.HeaderReason); v != "panic" {
 			t.Errorf("kretry-reason = %q, want panic", v)
 		}
-		if v, _ := header(dlq[0], retrytopics.HeaderErrorText); !strings.HasPrefix(v, "panic: assignment to entry in nil map") {
+		if v, _ := header(dlq[0], headers.HeaderErrorText); !strings.HasPrefix(v, "panic: assignment to entry in nil map") {
 			t.Errorf("kretry-error = %q, want the panic's text", v)
 		}
 		if n := calls.get("boom"); n != 1 {
@@ -296,14 +298,14 @@ func TestMaxAgeSendsOldRecordsToDLQ(t *testing.T) {
 		})
 		now := time.Now()
 		// A re-fed record is as old as its first delivery, not its re-feed.
-		refed := retrytopics.Metadata{
+		refed := headers.Metadata{
 			Group: testGroup, Attempts: 1, Tier: "retry-5s", DueAt: now,
 			OriginalTopic: testTopic, OriginalTimestamp: now.Add(-61 * time.Minute),
 			FirstFailureAt: now.Add(-time.Minute), LastFailureAt: now.Add(-time.Minute),
 		}
 		c.produce(
 			&kgo.Record{Key: []byte("old"), Timestamp: now.Add(-2 * time.Hour)},
-			&kgo.Record{Key: []byte("old-refed"), Headers: retrytopics.Encode(nil, refed)},
+			&kgo.Record{Key: []byte("old-refed"), Headers: headers.Encode(nil, refed)},
 			&kgo.Record{Key: []byte("young"), Timestamp: now.Add(-59 * time.Minute)},
 		)
 		r := c.start(h, consumer.WithRelay(false))
@@ -316,11 +318,11 @@ func TestMaxAgeSendsOldRecordsToDLQ(t *testing.T) {
 			t.Errorf("the handler ran for an expired record")
 		}
 		for i, d := range c.read(c.ladder.DLQ()) {
-			md, _, err := retrytopics.Decode(d.Headers)
+			md, _, err := headers.Decode(d.Headers)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if md.Reason != retrytopics.ReasonExpired || !strings.Contains(md.Error, "max_age 1h0m0s") {
+			if md.Reason != headers.ReasonExpired || !strings.Contains(md.Error, "max_age 1h0m0s") {
 				t.Errorf("DLQ record %d: reason %q, error %q; want expired naming max_age", i, md.Reason, md.Error)
 			}
 		}
@@ -328,7 +330,7 @@ func TestMaxAgeSendsOldRecordsToDLQ(t *testing.T) {
 }
 
 func TestInvalidMetadataGoesToDLQWithoutHandler(t *testing.T) {
-	valid := retrytopics.Encode(nil, retrytopics.Metadata{
+	valid := headers.Encode(nil, headers.Metadata{
 		Group: testGroup, Attempts: 1, Tier: "retry-5s", OriginalTopic: testTopic,
 	})
 	with := func(key, value string) []kgo.RecordHeader {
@@ -345,12 +347,12 @@ func TestInvalidMetadataGoesToDLQWithoutHandler(t *testing.T) {
 		headers []kgo.RecordHeader
 		names   string // the header the error names
 	}{
-		"attempts not a number": {with(retrytopics.HeaderAttempts, "x"), retrytopics.HeaderAttempts},
-		"attempts zero":         {with(retrytopics.HeaderAttempts, "0"), retrytopics.HeaderAttempts},
-		"unknown version":       {with(retrytopics.HeaderVersion, "2"), retrytopics.HeaderVersion},
-		"bad time":              {with(retrytopics.HeaderDueAt, "yesterday"), retrytopics.HeaderDueAt},
-		"repeated":              {append(with("", ""), kgo.RecordHeader{Key: retrytopics.HeaderTier, Value: []byte("retry-1m")}), retrytopics.HeaderTier},
-		"tier without group":    {[]kgo.RecordHeader{{Key: retrytopics.HeaderTier, Value: []byte("retry-5s")}}, retrytopics.HeaderGroup},
+		"attempts not a number": {with(headers.HeaderAttempts, "x"), headers.HeaderAttempts},
+		"attempts zero":         {with(headers.HeaderAttempts, "0"), headers.HeaderAttempts},
+		"unknown version":       {with(headers.HeaderVersion, "2"), headers.HeaderVersion},
+		"bad time":              {with(headers.HeaderDueAt, "yesterday"), headers.HeaderDueAt},
+		"repeated":              {append(with("", ""), kgo.RecordHeader{Key: headers.HeaderTier, Value: []byte("retry-1m")}), headers.HeaderTier},
+		"tier without group":    {[]kgo.RecordHeader{{Key: headers.HeaderTier, Value: []byte("retry-5s")}}, headers.HeaderGroup},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -372,15 +374,15 @@ func TestInvalidMetadataGoesToDLQWithoutHandler(t *testing.T) {
 					t.Errorf("handler called %d times, want 0", n)
 				}
 				d := c.read(c.ladder.DLQ())[0]
-				md, ok, err := retrytopics.Decode(d.Headers)
+				md, ok, err := headers.Decode(d.Headers)
 				if err != nil || !ok {
 					t.Fatalf("the DLQ record's headers do not decode: %v", err)
 				}
-				if md.Reason != retrytopics.ReasonInvalidMetadata || md.Attempts != 1 || md.OriginalOffset != 0 ||
+				if md.Reason != headers.ReasonInvalidMetadata || md.Attempts != 1 || md.OriginalOffset != 0 ||
 					!strings.Contains(md.Error, tc.names) {
 					t.Errorf("DLQ metadata %+v: want reason invalid-metadata, attempts 1, error naming %s", md, tc.names)
 				}
-				if g := userHeaders(d.Headers); g != `"user"="kept";` && tc.names != retrytopics.HeaderGroup {
+				if g := userHeaders(d.Headers); g != `"user"="kept";` && tc.names != headers.HeaderGroup {
 					t.Errorf("user headers = %s, want the user header kept", g)
 				}
 				if got := c.committed(testGroup, testTopic); got[0] != 1 {
@@ -401,15 +403,15 @@ func TestOtherGroupsRetryIsSkipped(t *testing.T) {
 			return nil
 		})
 		now := time.Now()
-		other := retrytopics.Metadata{
+		other := headers.Metadata{
 			Group: "billing", Attempts: 1, Tier: "retry-5s", DueAt: now,
 			OriginalTopic: testTopic, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
 		}
 		ours := other
 		ours.Group = testGroup
 		c.produce(
-			&kgo.Record{Key: []byte("billing's"), Headers: retrytopics.Encode(nil, other)},
-			&kgo.Record{Key: []byte("ours"), Headers: retrytopics.Encode(nil, ours)},
+			&kgo.Record{Key: []byte("billing's"), Headers: headers.Encode(nil, other)},
+			&kgo.Record{Key: []byte("ours"), Headers: headers.Encode(nil, ours)},
 		)
 		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
 		waitFor(t, "our re-fed record", func() bool { return calls.get("ours") == 1 })
@@ -538,9 +540,9 @@ func TestMissingTopicsFailRun(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Run = %v, want an error containing %s", err, want)
 		}
-		var missing *retrytopics.MissingTopicsError
+		var missing *topics.MissingTopicsError
 		if !errors.As(err, &missing) || strings.Join(missing.Ladder, ",") != "orders.retry-1m,orders.dlq" || len(missing.Main) != 0 {
-			t.Errorf("Run = %v, want a *retrytopics.MissingTopicsError naming orders.retry-1m and orders.dlq", err)
+			t.Errorf("Run = %v, want a *topics.MissingTopicsError naming orders.retry-1m and orders.dlq", err)
 		}
 		if strings.Contains(err.Error(), "kretry topics apply") {
 			t.Errorf("Run = %v: a library error tells its user to run the CLI", err)
@@ -577,7 +579,7 @@ func TestNewChecksItsArguments(t *testing.T) {
 		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Topics = nil; return ok, nil }, "topics: required"},
 		{"no brokers", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Brokers = nil; return ok, nil }, "brokers"},
 		{"bad ladder", func(c *cluster) (consumer.Handler, []consumer.Option) {
-			c.cfg.Topics[0].Tiers = []retrytopics.Tier{{Delay: time.Minute}, {Delay: time.Second}}
+			c.cfg.Topics[0].Tiers = []ladder.Tier{{Delay: time.Minute}, {Delay: time.Second}}
 			return ok, nil
 		}, "topics[0].tiers[1].delay: must be longer"},
 		{"bad broker", func(c *cluster) (consumer.Handler, []consumer.Option) {
@@ -613,7 +615,7 @@ func TestNewChecksItsArguments(t *testing.T) {
 		t.Errorf("New with a good config = %v", err)
 	}
 
-	// cfg.Relay reaches the relay, which New builds and retrytopics.NewRelay
+	// cfg.Relay reaches the relay, which New builds and relay.New
 	// checks: nil HoldBytes is the relay's default, 0 holds nothing.
 	for name, hold := range map[string]*int{"nil": nil, "0": new(0), "64 MiB": new(64 << 20)} {
 		cfg := newConfig()
@@ -850,9 +852,9 @@ func TestProvisioningCreatesMissingTopics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var missing *retrytopics.MissingTopicError
+		var missing *topics.MissingTopicError
 		if err := cons.Run(context.Background()); !errors.As(err, &missing) || missing.Topic != "payments" {
-			t.Errorf("Run = %v, want a *retrytopics.MissingTopicError for payments", err)
+			t.Errorf("Run = %v, want a *topics.MissingTopicError for payments", err)
 		}
 	})
 }
@@ -928,7 +930,7 @@ func TestHandlerChangesToTheRecordAreIgnored(t *testing.T) {
 		if dlq.Partition != 0 {
 			t.Errorf("DLQ partition = %d, want 2 mod 2 = 0", dlq.Partition)
 		}
-		if md, _, _ := retrytopics.Decode(dlq.Headers); md.OriginalTopic != testTopic || md.OriginalPartition != 2 || md.OriginalOffset != 1 {
+		if md, _, _ := headers.Decode(dlq.Headers); md.OriginalTopic != testTopic || md.OriginalPartition != 2 || md.OriginalOffset != 1 {
 			t.Errorf("DLQ record first delivered as %s/%d@%d, want %s/2@1", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, testTopic)
 		}
 		if got := c.committed(testGroup, testTopic); got[2] != 3 {

@@ -29,7 +29,7 @@
 // stops first, it and the records after it are delivered again.
 //
 // Re-fed records are ordinary records of the main topic with kretry-* headers
-// (retrytopics.Header*). A kretry consumer of another group commits past them
+// (headers.Header*). A kretry consumer of another group commits past them
 // without calling its handler; consumers that do not use kretry see them too.
 //
 // # What goes to the DLQ

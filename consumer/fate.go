@@ -7,8 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // process takes rec to its fate (handled, skipped, discarded, or forwarded to
@@ -18,12 +18,12 @@ func (w *worker) process(rec *kgo.Record) bool {
 	topic := rec.Topic
 	start := w.handlerEnd // see handle
 	w.handlerEnd = 0
-	md, hasMD, err := retrytopics.Decode(rec.Headers)
+	md, hasMD, err := headers.Decode(rec.Headers)
 	if hasMD {
 		start = 0 // decoding kretry headers is not the handler's time
 	}
 	if err != nil {
-		return w.deadLetter(rec, retrytopics.Metadata{}, retrytopics.ReasonInvalidMetadata,
+		return w.deadLetter(rec, headers.Metadata{}, headers.ReasonInvalidMetadata,
 			"unreadable kretry headers: "+err.Error())
 	}
 	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
@@ -40,7 +40,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 			born = md.OriginalTimestamp
 		}
 		if age := time.Since(born); age > maxAge {
-			return w.deadLetter(rec, md, retrytopics.ReasonExpired, withLastError(
+			return w.deadLetter(rec, md, headers.ReasonExpired, withLastError(
 				fmt.Sprintf("record is %v old, older than max_age %v", age.Truncate(time.Millisecond), maxAge), md))
 		}
 	}
@@ -74,7 +74,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	*rec = arrived
 	switch {
 	case panicked:
-		return w.deadLetter(rec, md, retrytopics.ReasonPanic, herr.Error())
+		return w.deadLetter(rec, md, headers.ReasonPanic, herr.Error())
 	case w.ctx.Err() != nil:
 		// Cancelled by us (revoke or shutdown): not the record's failure.
 		s.log.Info("kretry handler stopped by cancellation; the record will be delivered again",
@@ -119,7 +119,7 @@ func panicStack() string {
 
 // failed takes rec, whose handling failed with herr, to its next tier or the
 // DLQ as the classifier decides.
-func (w *worker) failed(rec *kgo.Record, md retrytopics.Metadata, herr error) bool {
+func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 	s, topic := w.s, rec.Topic
 	var expiry time.Time // when rec passes max_age; zero: no max_age
 	if w.maxAge > 0 {
@@ -136,7 +136,7 @@ func (w *worker) failed(rec *kgo.Record, md retrytopics.Metadata, herr error) bo
 			"error", herr)
 		return w.mark(rec)
 	case DeadLetter:
-		return w.deadLetter(rec, md, retrytopics.ReasonPermanent, herr.Error())
+		return w.deadLetter(rec, md, headers.ReasonPermanent, herr.Error())
 	}
 	failure := 1
 	if md.Group != "" {
@@ -144,14 +144,14 @@ func (w *worker) failed(rec *kgo.Record, md retrytopics.Metadata, herr error) bo
 	}
 	step, ok := w.ladder.For(failure)
 	if !ok {
-		return w.deadLetter(rec, md, retrytopics.ReasonExhausted, herr.Error())
+		return w.deadLetter(rec, md, headers.ReasonExhausted, herr.Error())
 	}
 	now := time.Now()
 	if due := now.Add(step.Delay); !expiry.IsZero() && due.After(expiry) {
 		// Waiting a tier would only end in the DLQ as expired.
-		return w.deadLetter(rec, md, retrytopics.ReasonExpired, fmt.Sprintf(
+		return w.deadLetter(rec, md, headers.ReasonExpired, fmt.Sprintf(
 			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
-			retrytopics.FormatTime(due), step.Name, w.maxAge, herr.Error()))
+			headers.FormatTime(due), step.Name, w.maxAge, herr.Error()))
 	}
 	next := w.nextMetadata(rec, md, now, herr.Error())
 	next.Tier = step.Name
@@ -178,7 +178,7 @@ func (w *worker) classify(rec *kgo.Record, herr error) (d Decision) {
 }
 
 // deadLetter forwards rec to its ladder's DLQ with the reason and marks it.
-func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason retrytopics.Reason, errText string) bool {
+func (w *worker) deadLetter(rec *kgo.Record, md headers.Metadata, reason headers.Reason, errText string) bool {
 	now := time.Now()
 	next := w.nextMetadata(rec, md, now, errText)
 	next.Reason = reason
@@ -194,8 +194,8 @@ func (w *worker) deadLetter(rec *kgo.Record, md retrytopics.Metadata, reason ret
 // nextMetadata is the kretry metadata of rec after a failure at now: the
 // failure is counted, the first delivery and the first failure are kept from
 // md when rec came through the ladder, and taken from rec otherwise.
-func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time.Time, errText string) retrytopics.Metadata {
-	next := retrytopics.Metadata{
+func (w *worker) nextMetadata(rec *kgo.Record, md headers.Metadata, now time.Time, errText string) headers.Metadata {
+	next := headers.Metadata{
 		Group:         w.s.c.cfg.Group,
 		LastFailureAt: now,
 		Error:         errText,
@@ -204,7 +204,7 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 	// md.Attempts is 0 without kretry headers and on a record replayed from
 	// the DLQ; at its largest (2^31-1, what the header contract allows) it
 	// stays there rather than pass what kretry's own readers accept.
-	next.Attempts = min(md.Attempts, retrytopics.MaxAttempts-1) + 1
+	next.Attempts = min(md.Attempts, headers.MaxAttempts-1) + 1
 	// A record replayed from the DLQ to this group (kretry-group, no
 	// attempt yet) keeps its first delivery across replays; its failures
 	// start again.
@@ -227,7 +227,7 @@ func (w *worker) nextMetadata(rec *kgo.Record, md retrytopics.Metadata, now time
 }
 
 // withLastError appends md's last error, if any, to errText.
-func withLastError(errText string, md retrytopics.Metadata) string {
+func withLastError(errText string, md headers.Metadata) string {
 	if md.Error == "" {
 		return errText
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // maxPending bounds the records decided but held behind an unacknowledged forward.
@@ -27,22 +27,22 @@ type pendingRecord struct {
 // and not yet settled.
 type pendingForward struct {
 	out  kgo.Record
-	md   retrytopics.Metadata // out's, for the metrics and log line once acked
-	done atomic.Bool          // set by out's promise, after err
+	md   headers.Metadata // out's, for the metrics and log line once acked
+	done atomic.Bool      // set by out's promise, after err
 	err  error
 }
 
 // forward starts producing rec's key, value and user headers with md to
 // topic, at rec's partition modulo topic's count, and holds rec until the
 // forward is acknowledged; false: stopped while settling, mark nothing more.
-func (w *worker) forward(rec *kgo.Record, topic string, md retrytopics.Metadata) bool {
+func (w *worker) forward(rec *kgo.Record, topic string, md headers.Metadata) bool {
 	f := &pendingForward{
 		out: kgo.Record{
 			Topic:     topic,
 			Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
 			Key:       rec.Key,
 			Value:     rec.Value,
-			Headers:   retrytopics.Encode(rec.Headers, md),
+			Headers:   headers.Encode(rec.Headers, md),
 			Timestamp: md.LastFailureAt,
 		},
 		md: md,
@@ -135,7 +135,7 @@ func (w *worker) forwarded(p *pendingRecord) {
 	if md.Reason != "" {
 		m.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
 		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason)).Inc()
-		if md.Reason == retrytopics.ReasonTooLarge {
+		if md.Reason == headers.ReasonTooLarge {
 			m.TooLarge.WithLabelValues(rec.Topic).Inc()
 		}
 		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()

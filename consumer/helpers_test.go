@@ -19,12 +19,13 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // The ladder of the unit tests: 5s → 1m → 10m (2 attempts) → DLQ.
-var testTiers = []retrytopics.Tier{
+var testTiers = []ladder.Tier{
 	{Delay: 5 * time.Second, Attempts: 1},
 	{Delay: time.Minute, Attempts: 1},
 	{Delay: 10 * time.Minute, Attempts: 2},
@@ -44,7 +45,7 @@ type cluster struct {
 	cl     *kgo.Client // producer (manual partitions) and admin
 	adm    *kadm.Client
 	cfg    *config.Config
-	ladder *retrytopics.Ladder
+	ladder *ladder.Ladder
 }
 
 // newCluster starts kfake with testTopic on mainParts partitions and its
@@ -253,7 +254,7 @@ func header(r *kgo.Record, key string) (string, bool) {
 // userHeaders renders the non-kretry headers of r for comparison.
 func userHeaders(hs []kgo.RecordHeader) string {
 	var b strings.Builder
-	for _, h := range retrytopics.UserHeaders(hs) {
+	for _, h := range headers.UserHeaders(hs) {
 		fmt.Fprintf(&b, "%q=%q;", h.Key, h.Value)
 	}
 	return b.String()

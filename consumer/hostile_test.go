@@ -11,14 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // history is the kretry metadata of a record of testGroup that failed
 // attempts times, the last time in tier, an hour ago.
-func history(attempts int, tier string) retrytopics.Metadata {
+func history(attempts int, tier string) headers.Metadata {
 	first := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	return retrytopics.Metadata{
+	return headers.Metadata{
 		Group: testGroup, Attempts: attempts, Tier: tier, DueAt: first.Add(time.Minute),
 		OriginalTopic: testTopic, OriginalPartition: 0, OriginalOffset: 7, OriginalTimestamp: first.Add(-time.Second),
 		FirstFailureAt: first, LastFailureAt: first.Add(30 * time.Second), Error: "db down",
@@ -26,13 +26,13 @@ func history(attempts int, tier string) retrytopics.Metadata {
 }
 
 // dlqMetadata returns the kretry metadata of the only DLQ record.
-func (c *cluster) dlqMetadata() retrytopics.Metadata {
+func (c *cluster) dlqMetadata() headers.Metadata {
 	c.t.Helper()
 	dlq := c.read(c.ladder.DLQ())
 	if len(dlq) != 1 {
 		c.t.Fatalf("DLQ holds %d records, want 1", len(dlq))
 	}
-	md, _, err := retrytopics.Decode(dlq[0].Headers)
+	md, _, err := headers.Decode(dlq[0].Headers)
 	if err != nil {
 		c.t.Fatalf("the DLQ record's kretry headers: %v", err)
 	}
@@ -45,7 +45,7 @@ func (c *cluster) dlqMetadata() retrytopics.Metadata {
 func TestAttemptsSaturate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 1, 1)
-		c.produce(&kgo.Record{Key: []byte("k"), Headers: retrytopics.Encode(nil, history(math.MaxInt32, "retry-10m"))})
+		c.produce(&kgo.Record{Key: []byte("k"), Headers: headers.Encode(nil, history(math.MaxInt32, "retry-10m"))})
 		r := c.start(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return errTransient }),
 			consumer.WithRelay(false))
 		waitFor(t, "the DLQ record", func() bool { return len(c.read(c.ladder.DLQ())) == 1 })
@@ -53,7 +53,7 @@ func TestAttemptsSaturate(t *testing.T) {
 			t.Fatalf("Run: %v", err)
 		}
 		md := c.dlqMetadata()
-		if md.Attempts != math.MaxInt32 || md.Reason != retrytopics.ReasonExhausted {
+		if md.Attempts != math.MaxInt32 || md.Reason != headers.ReasonExhausted {
 			t.Errorf("DLQ record: attempts %d, reason %q; want %d, exhausted", md.Attempts, md.Reason, math.MaxInt32)
 		}
 	})
@@ -66,7 +66,7 @@ func TestForgedTierIsNotCopied(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, 1, 1)
 		const forged = "\x1b[2J\x1b[31mretry-forged\r"
-		c.produce(&kgo.Record{Key: []byte("k"), Headers: retrytopics.Encode(nil, history(1, forged))})
+		c.produce(&kgo.Record{Key: []byte("k"), Headers: headers.Encode(nil, history(1, forged))})
 		var logs logBuffer
 		r := c.start(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
 			return consumer.Permanent(errTransient)
@@ -92,7 +92,7 @@ func TestExpiredKeepsTheLastError(t *testing.T) {
 		c.cfg.Topics[0].MaxAge = 10 * time.Second // longer than the first tier, as consumer.New wants; the record is an hour old
 		md := history(1, "retry-5s")
 		md.Error = "db down\x1b[2J\r" + strings.Repeat("x", 2000)
-		c.produce(&kgo.Record{Key: []byte("k"), Headers: retrytopics.Encode(nil, md)})
+		c.produce(&kgo.Record{Key: []byte("k"), Headers: headers.Encode(nil, md)})
 		var logs logBuffer
 		r := c.start(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
 			consumer.WithRelay(false), consumer.WithLogger(logs.logger()))
@@ -106,7 +106,7 @@ func TestExpiredKeepsTheLastError(t *testing.T) {
 			t.Errorf("the log line of the dead letter does not hold the last error quoted and cut:\n%q", l)
 		}
 		md = c.dlqMetadata()
-		if md.Reason != retrytopics.ReasonExpired || !strings.Contains(md.Error, "max_age 10s") ||
+		if md.Reason != headers.ReasonExpired || !strings.Contains(md.Error, "max_age 10s") ||
 			!strings.Contains(md.Error, "last error: db down") {
 			t.Errorf("DLQ record: reason %q, error %q; want expired, naming max_age and the last error", md.Reason, md.Error)
 		}
@@ -140,7 +140,7 @@ func TestNextAttemptPastMaxAgeExpiresAtOnce(t *testing.T) {
 			t.Errorf("handled %d times, want 2", n)
 		}
 		md := c.dlqMetadata()
-		if md.Reason != retrytopics.ReasonExpired || md.Attempts != 2 || !strings.Contains(md.Error, "max_age 30s") ||
+		if md.Reason != headers.ReasonExpired || md.Attempts != 2 || !strings.Contains(md.Error, "max_age 30s") ||
 			!strings.Contains(md.Error, errTransient.Error()) || md.Tier != steps[0].Name {
 			t.Errorf("DLQ record: reason %q, attempts %d, tier %q, error %q; want expired after 2 attempts from %s, naming max_age and the handler's error",
 				md.Reason, md.Attempts, md.Tier, md.Error, steps[0].Name)

@@ -24,9 +24,10 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // realBroker is a main topic with a 1s/2s/3s ladder on the real broker.
@@ -36,7 +37,7 @@ type realBroker struct {
 	cl     *kgo.Client // producer with manual partitions, and admin
 	adm    *kadm.Client
 	cfg    *config.Config
-	ladder *retrytopics.Ladder
+	ladder *ladder.Ladder
 	parts  int32
 }
 
@@ -48,7 +49,7 @@ func newRealBroker(t *testing.T, parts int32) *realBroker {
 		Group:   kafkatest.Name(t, "g"),
 		Topics: []config.Topic{{
 			Name:  kafkatest.Name(t, "orders"),
-			Tiers: []retrytopics.Tier{{Delay: time.Second, Attempts: 1}, {Delay: 2 * time.Second, Attempts: 1}, {Delay: 3 * time.Second, Attempts: 1}},
+			Tiers: []ladder.Tier{{Delay: time.Second, Attempts: 1}, {Delay: 2 * time.Second, Attempts: 1}, {Delay: 3 * time.Second, Attempts: 1}},
 		}},
 	}
 	cfg.Relay = config.Relay{Group: cfg.Group + "-relay", FetchMaxWait: 100 * time.Millisecond}
@@ -242,7 +243,7 @@ func TestLadderOnRealBroker(t *testing.T) {
 		if err != nil {
 			return consumer.Permanent(err)
 		}
-		md, _, err := retrytopics.Decode(r.Headers)
+		md, _, err := headers.Decode(r.Headers)
 		if err != nil {
 			return consumer.Permanent(err)
 		}
@@ -350,13 +351,13 @@ func TestLadderOnRealBroker(t *testing.T) {
 			if g, w := userHeaders(d.Headers), userHeaders(orig.Headers); g != w {
 				t.Errorf("record %d: DLQ user headers %s, want %s", i, g, w)
 			}
-			md, _, err := retrytopics.Decode(d.Headers)
+			md, _, err := headers.Decode(d.Headers)
 			if err != nil {
 				t.Errorf("record %d: DLQ headers: %v", i, err)
 				continue
 			}
-			wantReason, wantAttempts := map[string]retrytopics.Reason{
-				"permanent": retrytopics.ReasonPermanent, "always-fail": retrytopics.ReasonExhausted, "panic": retrytopics.ReasonPanic,
+			wantReason, wantAttempts := map[string]headers.Reason{
+				"permanent": headers.ReasonPermanent, "always-fail": headers.ReasonExhausted, "panic": headers.ReasonPanic,
 			}[o], map[string]int{"permanent": 1, "always-fail": 4, "panic": 1}[o]
 			if md.Reason != wantReason || md.Attempts != wantAttempts || md.OriginalPartition != orig.Partition ||
 				md.OriginalOffset != orig.Offset || md.OriginalTopic != orig.Topic {
@@ -487,7 +488,7 @@ func TestCrashLosesNothing(t *testing.T) {
 func failEvenOnce(_ crashSpec, note func(string)) consumer.Handler {
 	return consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		i, _ := strconv.Atoi(string(r.Key[2:]))
-		md, _, _ := retrytopics.Decode(r.Headers)
+		md, _, _ := headers.Decode(r.Headers)
 		time.Sleep(5 * time.Millisecond)
 		if i%2 == 0 && md.Group == "" {
 			note("fail " + strconv.Itoa(i))

@@ -12,14 +12,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // delivery is one call of the handler.
 type delivery struct {
 	at time.Time
-	md retrytopics.Metadata
+	md headers.Metadata
 }
 
 // deliveries records the handler's calls by key.
@@ -29,7 +29,7 @@ type deliveries struct {
 }
 
 func (d *deliveries) add(t *testing.T, r *kgo.Record) int {
-	md, _, err := retrytopics.Decode(r.Headers)
+	md, _, err := headers.Decode(r.Headers)
 	if err != nil {
 		t.Errorf("the handler got unreadable kretry headers: %v", err)
 	}
@@ -98,13 +98,13 @@ func TestAlwaysFailingRecordWalksTheLadder(t *testing.T) {
 		if dlq.Partition != 2 {
 			t.Errorf("DLQ partition = %d, want 2", dlq.Partition)
 		}
-		checkForwarded(t, dlq, orig, retrytopics.Metadata{
+		checkForwarded(t, dlq, orig, headers.Metadata{
 			Group: testGroup, Attempts: 5, Tier: "retry-10m", DueAt: last,
 			OriginalTopic: testTopic, OriginalPartition: 2, OriginalOffset: 0, OriginalTimestamp: producedAt,
 			FirstFailureAt: got[0].at, LastFailureAt: last,
-			Error: "attempt 5: transient failure", Reason: retrytopics.ReasonExhausted,
+			Error: "attempt 5: transient failure", Reason: headers.ReasonExhausted,
 		})
-		if _, ok := header(dlq, retrytopics.HeaderReplays); ok {
+		if _, ok := header(dlq, headers.HeaderReplays); ok {
 			t.Error("a DLQ record never replayed carries kretry-replays")
 		}
 

@@ -108,7 +108,7 @@ func WithClassifier(c Classifier) Option {
 	})
 }
 
-// WithRelay sets whether Run also runs the relay (retrytopics.Relay) for the
+// WithRelay sets whether Run also runs the relay (relay.Relay) for the
 // same ladders, in group cfg.Relay.Group. Without it the retry tiers are
 // re-fed only by a relay running elsewhere (`kretry relay`). Default: true.
 func WithRelay(run bool) Option {

@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // Backoff of a failed forward, retried in place without handling the record again.
@@ -36,7 +36,7 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 		}
 		if refused(err) {
 			// Too large: to the DLQ without its value, which stays in the main topic.
-			tooLarge := isTooLarge(err) && p.fwd.md.Reason != retrytopics.ReasonTooLarge
+			tooLarge := isTooLarge(err) && p.fwd.md.Reason != headers.ReasonTooLarge
 			if topic == w.ladder.DLQ() && !tooLarge {
 				w.s.fail(fmt.Errorf("consumer: record %s/%d@%d cannot be written to the DLQ %s: %w: "+
 					"grant the write (or raise the topic's max.message.bytes); "+
@@ -81,7 +81,7 @@ func (w *worker) reforwardInTxn(p *pendingRecord, err error) bool {
 		return false
 	}
 	if refused(err) {
-		tooLarge := isTooLarge(err) && p.fwd.md.Reason != retrytopics.ReasonTooLarge
+		tooLarge := isTooLarge(err) && p.fwd.md.Reason != headers.ReasonTooLarge
 		if topic == w.ladder.DLQ() && !tooLarge {
 			w.s.fail(fmt.Errorf("consumer: record %s/%d@%d cannot be written to the DLQ %s: %w: "+
 				"grant the write (or raise the topic's max.message.bytes); "+
@@ -110,10 +110,10 @@ func (w *worker) redirectToDLQ(p *pendingRecord, refusal error, tooLarge bool) {
 	rec, to, md := p.rec, p.fwd.out.Topic, p.fwd.md
 	f := p.fwd.out // the refused forward's promise has run: its record is ours again
 	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", to, refusal, md.Error)
-	md.Reason, md.DueAt = retrytopics.ReasonPermanent, md.LastFailureAt
+	md.Reason, md.DueAt = headers.ReasonPermanent, md.LastFailureAt
 	value := f.Value
 	if tooLarge {
-		md.Reason, value = retrytopics.ReasonTooLarge, nil
+		md.Reason, value = headers.ReasonTooLarge, nil
 		errText = fmt.Sprintf("value of %d bytes omitted, too large for %s; it is in %s partition %d offset %d: %s",
 			len(f.Value), to, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, errText)
 	}
@@ -122,7 +122,7 @@ func (w *worker) redirectToDLQ(p *pendingRecord, refusal error, tooLarge bool) {
 	}
 	md.Error = errText
 	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.Partition(w.ctx, w.ladder.DLQ(), rec.Partition),
-		Key: f.Key, Value: value, Headers: retrytopics.Encode(f.Headers, md), Timestamp: time.Now()}
+		Key: f.Key, Value: value, Headers: headers.Encode(f.Headers, md), Timestamp: time.Now()}
 	if tooLarge {
 		w.s.log.Error("kretry record too large for its forward; dead-lettering it without its value, which stays in the main topic",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", to, "value_bytes", len(f.Value),

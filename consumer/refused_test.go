@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // setMaxMessageBytes sets topic's max.message.bytes.
@@ -101,7 +101,7 @@ func TestTooLargeGoesToDLQWithoutItsValue(t *testing.T) {
 						dlq.Key, len(dlq.Value), userHeaders(dlq.Headers), userHeaders(user))
 				}
 				md := c.dlqMetadata()
-				if md.Reason != retrytopics.ReasonTooLarge || md.OriginalTopic != testTopic || md.OriginalPartition != 0 ||
+				if md.Reason != headers.ReasonTooLarge || md.OriginalTopic != testTopic || md.OriginalPartition != 0 ||
 					md.OriginalOffset != 0 || !strings.Contains(md.Error, "value of 200000 bytes omitted") ||
 					!strings.Contains(md.Error, "MESSAGE_TOO_LARGE") {
 					t.Errorf("DLQ record: reason %q, original %s/%d@%d, error %q; want too-large, orders/0@0, the size and the refusal",

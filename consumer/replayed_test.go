@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // A record replayed from the DLQ carries the group that failed it, its
@@ -29,7 +29,7 @@ func TestReplayedRecordGoesBackToItsGroup(t *testing.T) {
 		now := time.Now()
 		first := now.Add(-2 * time.Hour).Truncate(time.Millisecond)
 		replayed := func(group string) []kgo.RecordHeader {
-			return retrytopics.Encode(nil, retrytopics.Metadata{Group: group, OriginalTopic: testTopic, OriginalPartition: 0,
+			return headers.Encode(nil, headers.Metadata{Group: group, OriginalTopic: testTopic, OriginalPartition: 0,
 				OriginalOffset: 7, OriginalTimestamp: first, Replays: 1})
 		}
 		c.produce(
@@ -45,8 +45,8 @@ func TestReplayedRecordGoesBackToItsGroup(t *testing.T) {
 		if calls.get("theirs") != 0 || calls.get("mine") != 1 {
 			t.Errorf("handler ran %d times for another group's replay, %d for its own; want 0 and 1", calls.get("theirs"), calls.get("mine"))
 		}
-		md, ok, err := retrytopics.Decode(c.read(c.ladder.DLQ())[0].Headers)
-		if err != nil || !ok || md.Reason != retrytopics.ReasonPermanent || md.Group != testGroup || md.Attempts != 1 || md.Replays != 1 ||
+		md, ok, err := headers.Decode(c.read(c.ladder.DLQ())[0].Headers)
+		if err != nil || !ok || md.Reason != headers.ReasonPermanent || md.Group != testGroup || md.Attempts != 1 || md.Replays != 1 ||
 			md.OriginalOffset != 7 || !md.OriginalTimestamp.Equal(first) || md.FirstFailureAt.Before(now) {
 			t.Errorf("DLQ record: %+v %v %v; want permanent, attempts 1, replays 1, the first delivery kept, failures from now", md, ok, err)
 		}

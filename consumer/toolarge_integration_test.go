@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // On the real broker, with a main topic that takes 1.1 MB records and tier
@@ -91,11 +91,11 @@ func TestTooLargeOnRealBroker(t *testing.T) {
 		t.Errorf("tier record: key %q, %d value bytes; want fits, %d", got.Key, len(got.Value), fits)
 	}
 	dlq := b.readAll(b.ladder.DLQ())[0]
-	md, _, err := retrytopics.Decode(dlq.Headers)
+	md, _, err := headers.Decode(dlq.Headers)
 	if err != nil {
 		t.Fatalf("the DLQ record's kretry headers: %v", err)
 	}
-	if string(dlq.Key) != "big" || len(dlq.Value) != 0 || md.Reason != retrytopics.ReasonTooLarge ||
+	if string(dlq.Key) != "big" || len(dlq.Value) != 0 || md.Reason != headers.ReasonTooLarge ||
 		md.OriginalTopic != main || md.OriginalPartition != 0 || md.OriginalOffset != bigOffset ||
 		!strings.Contains(md.Error, "value of 1048400 bytes omitted") {
 		t.Errorf("DLQ record: key %q, %d value bytes, reason %q, original %s/%d@%d, error %q; "+

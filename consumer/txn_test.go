@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // readCommitted returns the keys of the records of topic a read_committed
@@ -216,8 +216,8 @@ func TestExactlyOnceRefusedWrites(t *testing.T) {
 		t.Errorf("big-output handled %d times, want at most 2 (once more if big's transaction held it)", n)
 	}
 	if dlq := c.readCommittedRecords(c.ladder.DLQ(), 1); len(dlq) == 1 {
-		md, _, err := retrytopics.Decode(dlq[0].Headers)
-		if err != nil || md.Reason != retrytopics.ReasonTooLarge || len(dlq[0].Value) != 0 {
+		md, _, err := headers.Decode(dlq[0].Headers)
+		if err != nil || md.Reason != headers.ReasonTooLarge || len(dlq[0].Value) != 0 {
 			t.Errorf("DLQ record: reason %q, %d value bytes, err %v; want too-large without its value", md.Reason, len(dlq[0].Value), err)
 		}
 	}

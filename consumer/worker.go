@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // worker handles the records of one partition, in order, one at a time; see
@@ -18,7 +18,7 @@ import (
 type worker struct {
 	s      *session
 	tp     topicPartition
-	ladder *retrytopics.Ladder
+	ladder *ladder.Ladder
 	maxAge time.Duration // the topic's max_age; 0: no limit
 
 	mu          sync.Mutex
@@ -67,7 +67,7 @@ type worker struct {
 	handlerEnd time.Duration
 }
 
-func newWorker(s *session, tp topicPartition, ladder *retrytopics.Ladder) *worker {
+func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
 	ctx, cancel := context.WithCancel(s.base)
 	w := &worker{
 		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic],

@@ -12,7 +12,7 @@ import (
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // benchWorker is a worker of partition 0 of topic "t" whose ladder has one
@@ -30,7 +30,7 @@ func benchWorker(b *testing.B, h Handler) *worker {
 		b.Fatal(err)
 	}
 	b.Cleanup(cl.Close)
-	ladder, err := retrytopics.NewLadder("t", "g", []retrytopics.Tier{{Delay: 5 * time.Second, Attempts: 1}})
+	ladder, err := ladder.New("t", "g", []ladder.Tier{{Delay: 5 * time.Second, Attempts: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // TestIntegrationReaderSkipsAbortedDeadLetters: in exactly_once mode a dead
@@ -49,9 +49,9 @@ func TestIntegrationReaderSkipsAbortedDeadLetters(t *testing.T) {
 		if err := txn.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
-		md := retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: "orders", OriginalOffset: 7,
-			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonPermanent}
-		if err := txn.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte(key), Value: []byte("v"), Headers: retrytopics.Encode(nil, md)}).FirstErr(); err != nil {
+		md := headers.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: "orders", OriginalOffset: 7,
+			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: headers.ReasonPermanent}
+		if err := txn.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte(key), Value: []byte("v"), Headers: headers.Encode(nil, md)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {

@@ -11,17 +11,17 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // ReasonUnknown is the reason of a DLQ record that carries no kretry-reason
 // (written by something other than kretry's consumer); the others are
-// retrytopics' Reason constants.
-const ReasonUnknown retrytopics.Reason = "unknown"
+// headers' Reason constants.
+const ReasonUnknown headers.Reason = "unknown"
 
 // Reasons returns every reason a Filter accepts, in the order help text
-// shows them: retrytopics.Reasons and ReasonUnknown. A new slice on each call.
-func Reasons() []retrytopics.Reason { return append(retrytopics.Reasons(), ReasonUnknown) }
+// shows them: headers.Reasons and ReasonUnknown. A new slice on each call.
+func Reasons() []headers.Reason { return append(headers.Reasons(), ReasonUnknown) }
 
 // Filter selects DLQ records. Its zero value selects every record. All set
 // fields must match (and); a list field matches when any of its values does.
@@ -29,11 +29,11 @@ type Filter struct {
 	Since TimeBound // records with timestamp ≥ Since; zero: no lower bound
 	Until TimeBound // records with timestamp < Until; zero: no upper bound
 
-	Reasons       []retrytopics.Reason // Reason is one of these (see Reasons)
-	ErrorContains string               // the error text contains this, ignoring case
-	Key           string               // the key is exactly these bytes (ParseKeyHex for a binary key)
-	OriginalTopic string               // kretry-original-topic is exactly this
-	FailedGroup   string               // kretry-group (the group whose handler failed it) is exactly this
+	Reasons       []headers.Reason // Reason is one of these (see Reasons)
+	ErrorContains string           // the error text contains this, ignoring case
+	Key           string           // the key is exactly these bytes (ParseKeyHex for a binary key)
+	OriginalTopic string           // kretry-original-topic is exactly this
+	FailedGroup   string           // kretry-group (the group whose handler failed it) is exactly this
 
 	Partitions []int32     // DLQ partitions to read; nil: all
 	Offsets    OffsetRange // DLQ offsets to read, in every selected partition
@@ -209,8 +209,8 @@ func ParseKeyHex(s string) (string, error) {
 }
 
 // ParseReason checks a --reason value against Reasons.
-func ParseReason(s string) (retrytopics.Reason, error) {
-	r := retrytopics.Reason(strings.ToLower(strings.TrimSpace(s)))
+func ParseReason(s string) (headers.Reason, error) {
+	r := headers.Reason(strings.ToLower(strings.TrimSpace(s)))
 	all := Reasons()
 	if slices.Contains(all, r) {
 		return r, nil
@@ -312,7 +312,7 @@ func (f Filter) compileChecked(now time.Time) (matcher, error) {
 type matcher struct {
 	f            Filter
 	since, until time.Time
-	reasons      map[retrytopics.Reason]bool
+	reasons      map[headers.Reason]bool
 	errContains  string
 }
 
@@ -325,9 +325,9 @@ func (f Filter) compile(now time.Time) matcher {
 		m.until = f.Until.Resolve(now)
 	}
 	if len(f.Reasons) > 0 {
-		m.reasons = make(map[retrytopics.Reason]bool, len(f.Reasons))
+		m.reasons = make(map[headers.Reason]bool, len(f.Reasons))
 		for _, r := range f.Reasons {
-			m.reasons[retrytopics.Reason(strings.ToLower(strings.TrimSpace(string(r))))] = true
+			m.reasons[headers.Reason(strings.ToLower(strings.TrimSpace(string(r))))] = true
 		}
 	}
 	return m

@@ -21,9 +21,10 @@ import (
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/dlqview"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/relay"
 )
 
 // pipeline is a main topic with its ladder and DLQ on the real broker, and
@@ -100,8 +101,8 @@ func (p *pipeline) run(done func() bool) {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	relay, err := retrytopics.NewRelay(ladders, retrytopics.WithRelayGroup(p.cfg.Relay.Group),
-		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(p.seeds...)))
+	relay, err := relay.New(ladders, relay.WithGroup(p.cfg.Relay.Group),
+		relay.WithClientOpts(kgo.SeedBrokers(p.seeds...)))
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -251,10 +252,10 @@ func TestIntegrationReplay(t *testing.T) {
 		slices.Sort(keys)
 		return keys
 	}
-	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"permanent"}}); len(got) != 10 {
+	if got := count(dlq.Filter{Reasons: []headers.Reason{"permanent"}}); len(got) != 10 {
 		t.Errorf("reason permanent: %v", got)
 	}
-	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}); !slices.Equal(got, []string{"order-10", "order-11", "order-12", "order-13", "order-14"}) {
+	if got := count(dlq.Filter{Reasons: []headers.Reason{"panic"}}); !slices.Equal(got, []string{"order-10", "order-11", "order-12", "order-13", "order-14"}) {
 		t.Errorf("reason panic: %v", got)
 	}
 	if got := count(dlq.Filter{ErrorContains: "IN DB-1"}); !slices.Equal(got, []string{"order-1", "order-4", "order-7"}) {
@@ -263,7 +264,7 @@ func TestIntegrationReplay(t *testing.T) {
 	if got := count(dlq.Filter{Key: "order-3"}); len(got) != 1 {
 		t.Errorf("key: %v", got)
 	}
-	if got := count(dlq.Filter{Reasons: []retrytopics.Reason{"exhausted"}}); !slices.Equal(got, []string{"order-15", "order-16", "order-17", "order-18", "order-19"}) {
+	if got := count(dlq.Filter{Reasons: []headers.Reason{"exhausted"}}); !slices.Equal(got, []string{"order-15", "order-16", "order-17", "order-18", "order-19"}) {
 		t.Errorf("reason exhausted: %v", got)
 	}
 	if got := count(dlq.Filter{OriginalTopic: p.main}); len(got) != 20 {
@@ -358,11 +359,11 @@ func TestIntegrationReplay(t *testing.T) {
 	for _, rec := range replayed {
 		vals = append(vals, string(rec.Value))
 		i, _ := strconv.Atoi(string(rec.Value))
-		md, ok, err := retrytopics.Decode(rec.Headers)
+		md, ok, err := headers.Decode(rec.Headers)
 		if err != nil || !ok || md.Group != p.cfg.Group || md.Replays != 1 || md.Attempts != 0 || md.OriginalTopic != p.main || md.OriginalOffset >= before[md.OriginalPartition] {
 			t.Errorf("replayed record %s: kretry headers %+v %v %v", rec.Value, md, ok, err)
 		}
-		if users := retrytopics.UserHeaders(rec.Headers); string(rec.Key) != "order-"+strconv.Itoa(i) || len(users) != 1 || string(users[0].Value) != "trace-"+strconv.Itoa(i) {
+		if users := headers.UserHeaders(rec.Headers); string(rec.Key) != "order-"+strconv.Itoa(i) || len(users) != 1 || string(users[0].Value) != "trace-"+strconv.Itoa(i) {
 			t.Errorf("replayed record %s: key %s headers %v", rec.Value, rec.Key, rec.Headers)
 		}
 	}
@@ -416,7 +417,7 @@ func TestIntegrationReplay(t *testing.T) {
 	}
 	var reps []string
 	for _, rec := range p.mainRecords(mid) {
-		v, _ := header(rec, retrytopics.HeaderReplays)
+		v, _ := header(rec, headers.HeaderReplays)
 		reps = append(reps, v)
 	}
 	slices.Sort(reps)
@@ -426,14 +427,14 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// --from-start deletes the group's progress: the panics go again, once.
 	mid = p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}, mains, dlq.ReplayFromStart(true))
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []headers.Reason{"panic"}}, mains, dlq.ReplayFromStart(true))
 	if err != nil || s.Replayed != 5 {
 		t.Fatalf("from start: %+v %v", s, err)
 	}
 	if got := len(p.mainRecords(mid)); got != 5 {
 		t.Errorf("from start wrote %d records, want 5", got)
 	}
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"panic"}}, mains)
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []headers.Reason{"panic"}}, mains)
 	if err != nil || s.Replayed != 0 {
 		t.Fatalf("identical replay after from start: %+v %v", s, err)
 	}
@@ -477,10 +478,10 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 	at := time.Now().Add(-time.Hour)
 	for i := range n {
 		p := int32(i % 3)
-		md := retrytopics.Metadata{Group: "svc", Attempts: 3, Tier: "retry-1s", DueAt: at, OriginalTopic: main, OriginalPartition: p,
-			OriginalOffset: int64(i / 3), OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonExhausted}
+		md := headers.Metadata{Group: "svc", Attempts: 3, Tier: "retry-1s", DueAt: at, OriginalTopic: main, OriginalPartition: p,
+			OriginalOffset: int64(i / 3), OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: headers.ReasonExhausted}
 		recs = append(recs, &kgo.Record{Topic: dq, Partition: p, Key: []byte("order-" + strconv.Itoa(i)), Value: []byte(strconv.Itoa(i)),
-			Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace-id", Value: []byte("t" + strconv.Itoa(i))}}, md)})
+			Headers: headers.Encode([]kgo.RecordHeader{{Key: "trace-id", Value: []byte("t" + strconv.Itoa(i))}}, md)})
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -544,7 +545,7 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 			t.Fatalf("%s partition %d offset %d holds %q (after %d; seen before: %v)", main, rec.Partition, rec.Offset, rec.Value, prev[rec.Partition], seen[i])
 		}
 		seen[i], prev[rec.Partition] = true, i
-		if md, ok, err := retrytopics.Decode(rec.Headers); err != nil || !ok || md.Replays != 1 || md.Group != "svc" || md.OriginalOffset != int64(i/3) || string(rec.Key) != "order-"+strconv.Itoa(i) {
+		if md, ok, err := headers.Decode(rec.Headers); err != nil || !ok || md.Replays != 1 || md.Group != "svc" || md.OriginalOffset != int64(i/3) || string(rec.Key) != "order-"+strconv.Itoa(i) {
 			t.Errorf("record %d: key %s, kretry headers %+v %v %v", i, rec.Key, md, ok, err)
 		}
 	}
@@ -677,14 +678,14 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
-	md := func(offset int64) retrytopics.Metadata {
-		return retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalPartition: 1,
+	md := func(offset int64) headers.Metadata {
+		return headers.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalPartition: 1,
 			OriginalOffset: offset, OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
-			Error: "MESSAGE_TOO_LARGE", Reason: retrytopics.ReasonTooLarge}
+			Error: "MESSAGE_TOO_LARGE", Reason: headers.ReasonTooLarge}
 	}
 	for _, rec := range []*kgo.Record{
-		{Topic: dq, Partition: 0, Key: []byte("big"), Headers: retrytopics.Encode(nil, md(orig.Offset))},
-		{Topic: dq, Partition: 0, Key: []byte("gone"), Headers: retrytopics.Encode(nil, md(orig.Offset+100))},
+		{Topic: dq, Partition: 0, Key: []byte("big"), Headers: headers.Encode(nil, md(orig.Offset))},
+		{Topic: dq, Partition: 0, Key: []byte("gone"), Headers: headers.Encode(nil, md(orig.Offset+100))},
 	} {
 		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -698,7 +699,7 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 	}
 	var show strings.Builder
 	_ = dlqview.WriteRecord(&show, rec)
-	if want := fmt.Sprintf("value in             %s partition 1 offset %d", main, orig.Offset); rec.Reason != retrytopics.ReasonTooLarge || !strings.Contains(show.String(), want) {
+	if want := fmt.Sprintf("value in             %s partition 1 offset %d", main, orig.Offset); rec.Reason != headers.ReasonTooLarge || !strings.Contains(show.String(), want) {
 		t.Errorf("show of a too-large record lacks %q:\n%s", want, show.String())
 	}
 
@@ -722,7 +723,7 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 	if len(got) != 1 || !bytes.Equal(got[0].Value, value) || string(got[0].Key) != "big" || got[0].Partition != 1 {
 		t.Fatalf("%s after the replay: %d new records, want the 2 MiB value once on partition 1", main, len(got))
 	}
-	if md, ok, err := retrytopics.Decode(got[0].Headers); err != nil || !ok || md.Group != "svc" || md.OriginalOffset != orig.Offset || md.Replays != 1 {
+	if md, ok, err := headers.Decode(got[0].Headers); err != nil || !ok || md.Group != "svc" || md.OriginalOffset != orig.Offset || md.Replays != 1 {
 		t.Errorf("replayed too-large record: %+v %v %v", md, ok, err)
 	}
 }
@@ -820,10 +821,10 @@ func TestIntegrationReplayExactlyOnce(t *testing.T) {
 			}
 			v = string(b)
 		}
-		md := retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
-			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonPermanent}
+		md := headers.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
+			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: headers.ReasonPermanent}
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte("k" + strconv.Itoa(i)), Value: []byte(v),
-			Headers: retrytopics.Encode(nil, md)}).FirstErr(); err != nil {
+			Headers: headers.Encode(nil, md)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -886,10 +887,10 @@ func TestIntegrationReplayExactlyOnce(t *testing.T) {
 	// Over several transactions (8 records a second: more than a second),
 	// each committing its records with their progress.
 	for i := 5; i < 15; i++ {
-		md := retrytopics.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
-			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: retrytopics.ReasonPermanent}
+		md := headers.Metadata{Group: "svc", Attempts: 1, Tier: "dlq", DueAt: at, OriginalTopic: main, OriginalOffset: int64(i),
+			OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at, Error: "boom", Reason: headers.ReasonPermanent}
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: dq, Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v"),
-			Headers: retrytopics.Encode(nil, md)}).FirstErr(); err != nil {
+			Headers: headers.Encode(nil, md)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 func TestParseTimeBound(t *testing.T) {
@@ -110,7 +110,7 @@ func TestParseReason(t *testing.T) {
 	}
 	rs := dlq.Reasons()
 	rs[0] = "changed"
-	if dlq.Reasons()[0] != retrytopics.ReasonExhausted {
+	if dlq.Reasons()[0] != headers.ReasonExhausted {
 		t.Errorf("Reasons shares its slice: a caller's change shows in the next call")
 	}
 	_, err := dlq.ParseReason("timeout")
@@ -121,8 +121,8 @@ func TestParseReason(t *testing.T) {
 
 func TestSelection(t *testing.T) {
 	since, _ := dlq.ParseTimeBound("2h")
-	a := dlq.Filter{Reasons: []retrytopics.Reason{"panic", "Permanent"}, Since: since, Limit: 5, Partitions: []int32{1}}
-	b := dlq.Filter{Reasons: []retrytopics.Reason{"permanent", "panic", "panic"}, Since: since}
+	a := dlq.Filter{Reasons: []headers.Reason{"panic", "Permanent"}, Since: since, Limit: 5, Partitions: []int32{1}}
+	b := dlq.Filter{Reasons: []headers.Reason{"permanent", "panic", "panic"}, Since: since}
 	if a.Selection() != b.Selection() {
 		t.Errorf("same selection, different text: %q and %q", a.Selection(), b.Selection())
 	}
@@ -164,45 +164,45 @@ func TestMaskError(t *testing.T) {
 }
 
 func TestNewRecord(t *testing.T) {
-	md := testMeta("orders", 2, 40, retrytopics.ReasonPermanent, "boom")
-	good := dlq.NewRecord(&kgo.Record{Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, md)})
-	if good.Reason != retrytopics.ReasonPermanent || !good.HasMeta || good.Meta.OriginalTopic != "orders" || good.ErrorText() != "boom" {
+	md := testMeta("orders", 2, 40, headers.ReasonPermanent, "boom")
+	good := dlq.NewRecord(&kgo.Record{Headers: headers.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, md)})
+	if good.Reason != headers.ReasonPermanent || !good.HasMeta || good.Meta.OriginalTopic != "orders" || good.ErrorText() != "boom" {
 		t.Errorf("kretry DLQ record read as %+v", good)
 	}
 	none := dlq.NewRecord(&kgo.Record{Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}})
 	if none.Reason != dlq.ReasonUnknown || none.HasMeta || none.MetaErr != nil {
 		t.Errorf("record without kretry headers read as %+v", none)
 	}
-	hs := retrytopics.Encode(nil, md)
+	hs := headers.Encode(nil, md)
 	for i := range hs {
-		if hs[i].Key == retrytopics.HeaderAttempts {
+		if hs[i].Key == headers.HeaderAttempts {
 			hs[i].Value = []byte("two")
 		}
 	}
 	bad := dlq.NewRecord(&kgo.Record{Headers: hs})
 	// Read leniently: the reason, error and original stand; the problem is named.
-	if bad.Reason != retrytopics.ReasonPermanent || bad.MetaErr == nil || bad.HasMeta || bad.Meta.OriginalTopic != "orders" || bad.ErrorText() != "boom" {
+	if bad.Reason != headers.ReasonPermanent || bad.MetaErr == nil || bad.HasMeta || bad.Meta.OriginalTopic != "orders" || bad.ErrorText() != "boom" {
 		t.Fatalf("record with a malformed kretry header read as %+v", bad)
 	}
-	if !strings.Contains(bad.MetaErr.Error(), retrytopics.HeaderAttempts) {
+	if !strings.Contains(bad.MetaErr.Error(), headers.HeaderAttempts) {
 		t.Errorf("metadata error %q does not name the header", bad.MetaErr)
 	}
-	noReason := dlq.NewRecord(&kgo.Record{Headers: slices.DeleteFunc(slices.Clone(hs), func(h kgo.RecordHeader) bool { return h.Key == retrytopics.HeaderReason })})
-	if noReason.Reason != retrytopics.ReasonInvalidMetadata || !strings.Contains(noReason.ErrorText(), "boom") {
+	noReason := dlq.NewRecord(&kgo.Record{Headers: slices.DeleteFunc(slices.Clone(hs), func(h kgo.RecordHeader) bool { return h.Key == headers.HeaderReason })})
+	if noReason.Reason != headers.ReasonInvalidMetadata || !strings.Contains(noReason.ErrorText(), "boom") {
 		t.Errorf("record with a malformed header and no reason read as %+v", noReason)
 	}
 	if n, ok := bad.Replays(); !ok || n != 0 {
 		t.Errorf("Replays of a record with readable kretry-replays = %d, %v", n, ok)
 	}
-	hs = append(hs, kgo.RecordHeader{Key: retrytopics.HeaderReplays, Value: []byte("x")})
+	hs = append(hs, kgo.RecordHeader{Key: headers.HeaderReplays, Value: []byte("x")})
 	if _, ok := dlq.NewRecord(&kgo.Record{Headers: hs}).Replays(); ok {
 		t.Errorf("a malformed kretry-replays reads as known")
 	}
 }
 
-func testMeta(topic string, p int32, o int64, reason retrytopics.Reason, errText string) retrytopics.Metadata {
+func testMeta(topic string, p int32, o int64, reason headers.Reason, errText string) headers.Metadata {
 	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
-	return retrytopics.Metadata{
+	return headers.Metadata{
 		Group: "orders-service", Attempts: 3, Tier: "retry-1m", DueAt: at,
 		OriginalTopic: topic, OriginalPartition: p, OriginalOffset: o, OriginalTimestamp: at.Add(-time.Minute),
 		FirstFailureAt: at.Add(-time.Minute), LastFailureAt: at, Error: errText, Reason: reason,

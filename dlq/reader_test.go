@@ -13,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // base is the time the test DLQ's records are dead-lettered around.
@@ -25,7 +25,7 @@ type entry struct {
 	p      int32
 	at     time.Duration // after base
 	key    string
-	reason retrytopics.Reason // "": no kretry headers
+	reason headers.Reason // "": no kretry headers
 	orig   string
 	err    string
 	value  string
@@ -40,12 +40,12 @@ type entry struct {
 //	p1: 0 panic     orders  k4  "nil map"                 10:10
 //	    1 exhausted payments k5 "timeout after 45s"       12:00
 var fill = []entry{
-	{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "order 17 not found", `{"id":17}`},
-	{0, 20 * time.Minute, "k2", retrytopics.ReasonExhausted, "orders", "timeout after 30s", "v2"},
+	{0, 0, "k1", headers.ReasonPermanent, "orders", "order 17 not found", `{"id":17}`},
+	{0, 20 * time.Minute, "k2", headers.ReasonExhausted, "orders", "timeout after 30s", "v2"},
 	{0, 65 * time.Minute, "k3", "", "", "", "v3"},
-	{0, 90 * time.Minute, "k1", retrytopics.ReasonPermanent, "payments", "order 99 not found", "v4"},
-	{1, 10 * time.Minute, "k4", retrytopics.ReasonPanic, "orders", "nil map", "v5"},
-	{1, 120 * time.Minute, "k5", retrytopics.ReasonExhausted, "payments", "timeout after 45s", "v6"},
+	{0, 90 * time.Minute, "k1", headers.ReasonPermanent, "payments", "order 99 not found", "v4"},
+	{1, 10 * time.Minute, "k4", headers.ReasonPanic, "orders", "nil map", "v5"},
+	{1, 120 * time.Minute, "k5", headers.ReasonExhausted, "payments", "timeout after 45s", "v6"},
 }
 
 // newFake starts kfake with the DLQ and the main topics.
@@ -76,7 +76,7 @@ func put(t *testing.T, seeds []string, topic string, es ...entry) {
 		}
 		if e.reason != "" {
 			md := testMeta(e.orig, e.p, int64(100+i), e.reason, e.err)
-			rec.Headers = retrytopics.Encode(rec.Headers, md)
+			rec.Headers = headers.Encode(rec.Headers, md)
 		}
 		if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -137,8 +137,8 @@ func TestReadFilters(t *testing.T) {
 		{"until time excluded", dlq.Filter{Until: mustTime("2026-11-25T10:20:00Z")}, []string{"0/0", "1/0"}},
 		{"since ago", dlq.Filter{Since: mustTime("2h")}, []string{"0/2", "0/3", "1/1"}},
 		{"since and until", dlq.Filter{Since: mustTime("3h"), Until: mustTime("2h")}, []string{"0/0", "0/1", "1/0"}},
-		{"reason", dlq.Filter{Reasons: []retrytopics.Reason{"permanent"}}, []string{"0/0", "0/3"}},
-		{"reasons", dlq.Filter{Reasons: []retrytopics.Reason{"panic", "unknown"}}, []string{"0/2", "1/0"}},
+		{"reason", dlq.Filter{Reasons: []headers.Reason{"permanent"}}, []string{"0/0", "0/3"}},
+		{"reasons", dlq.Filter{Reasons: []headers.Reason{"panic", "unknown"}}, []string{"0/2", "1/0"}},
 		{"error contains, any case", dlq.Filter{ErrorContains: "TIMEOUT"}, []string{"0/1", "1/1"}},
 		{"key", dlq.Filter{Key: "k1"}, []string{"0/0", "0/3"}},
 		{"original topic", dlq.Filter{OriginalTopic: "payments"}, []string{"0/3", "1/1"}},
@@ -147,7 +147,7 @@ func TestReadFilters(t *testing.T) {
 		{"offsets open", dlq.Filter{Offsets: mustOffsets("3-")}, []string{"0/3"}},
 		{"partition and offsets", dlq.Filter{Partitions: []int32{0}, Offsets: mustOffsets("1")}, []string{"0/1"}},
 		{"limit", dlq.Filter{Limit: 3}, []string{"0/0", "0/1", "0/2"}},
-		{"limit after filter", dlq.Filter{Reasons: []retrytopics.Reason{"exhausted", "panic"}, Limit: 2}, []string{"0/1", "1/0"}},
+		{"limit after filter", dlq.Filter{Reasons: []headers.Reason{"exhausted", "panic"}, Limit: 2}, []string{"0/1", "1/0"}},
 		{"and", dlq.Filter{OriginalTopic: "orders", ErrorContains: "not found"}, []string{"0/0"}},
 		{"nothing", dlq.Filter{Key: "nope"}, nil},
 	} {
@@ -168,7 +168,7 @@ func TestReadErrors(t *testing.T) {
 	if err := r.Read(ctx, dlq.Filter{Partitions: []int32{5}}, noop); err == nil || !strings.Contains(err.Error(), "partitions 0-1") {
 		t.Errorf("a partition that does not exist: %v", err)
 	}
-	if err := r.Read(ctx, dlq.Filter{Reasons: []retrytopics.Reason{"nope"}}, noop); err == nil {
+	if err := r.Read(ctx, dlq.Filter{Reasons: []headers.Reason{"nope"}}, noop); err == nil {
 		t.Errorf("an unknown reason reads")
 	}
 	missing, err := dlq.NewReader("nope.dlq", dlq.WithClientOpts(kgo.SeedBrokers(seeds...)))
@@ -188,8 +188,8 @@ func TestReadEndsAtHighWatermark(t *testing.T) {
 	n := 0
 	err := r.Read(context.Background(), dlq.Filter{}, func(rec *dlq.Record) error {
 		if n == 0 { // records dead-lettered during the read are not part of it
-			put(t, seeds, "orders.dlq", entry{0, time.Hour, "late", retrytopics.ReasonPanic, "orders", "x", "v"},
-				entry{1, time.Hour, "late", retrytopics.ReasonPanic, "orders", "x", "v"})
+			put(t, seeds, "orders.dlq", entry{0, time.Hour, "late", headers.ReasonPanic, "orders", "x", "v"},
+				entry{1, time.Hour, "late", headers.ReasonPanic, "orders", "x", "v"})
 		}
 		n++
 		return nil

@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // Record is one DLQ record and what its kretry headers say.
@@ -16,17 +16,17 @@ type Record struct {
 
 	// Meta is the decoded kretry metadata: all of it when HasMeta, the
 	// headers that could be read when MetaErr is set, zero otherwise.
-	Meta    retrytopics.Metadata
+	Meta    headers.Metadata
 	HasMeta bool // the record carries kretry-group and every kretry header reads
 
 	// Reason is kretry-reason, ReasonUnknown for a record without kretry
-	// headers (or with no kretry-reason), retrytopics.ReasonInvalidMetadata
+	// headers (or with no kretry-reason), headers.ReasonInvalidMetadata
 	// for one whose kretry-reason is missing or unreadable while other
 	// kretry headers cannot be read either. A record whose kretry-reason
 	// reads keeps it even when another kretry header is missing or
 	// malformed. A Spring dead letter's is mapped from its exception class:
 	// permanent for Spring's not-retryable exceptions, exhausted for others.
-	Reason retrytopics.Reason
+	Reason headers.Reason
 
 	// MetaErr says which kretry header is missing or malformed; nil when
 	// they all read. For a Spring dead letter: which of Spring's headers.
@@ -68,11 +68,11 @@ func (r *Record) Fields() Field { return r.known }
 // reason invalid-metadata when its reason cannot be read.
 func NewRecord(kr *kgo.Record) *Record {
 	r := &Record{Record: kr}
-	md, ok, err := retrytopics.Decode(kr.Headers)
+	md, ok, err := headers.Decode(kr.Headers)
 	switch {
 	case err != nil:
 		r.Meta, r.known = lenientDecode(kr.Headers)
-		r.Reason, r.MetaErr = retrytopics.ReasonInvalidMetadata, err
+		r.Reason, r.MetaErr = headers.ReasonInvalidMetadata, err
 		if r.known&FieldReason != 0 {
 			r.Reason = r.Meta.Reason
 		}
@@ -101,7 +101,7 @@ func NewRecord(kr *kgo.Record) *Record {
 
 // lenientDecode reads every kretry header of hs that reads on its own: a
 // missing, repeated or malformed one leaves its field unset.
-func lenientDecode(hs []kgo.RecordHeader) (md retrytopics.Metadata, known Field) {
+func lenientDecode(hs []kgo.RecordHeader) (md headers.Metadata, known Field) {
 	vals := map[string]string{}
 	repeated := map[string]bool{}
 	for _, h := range hs {
@@ -127,43 +127,43 @@ func lenientDecode(hs []kgo.RecordHeader) (md retrytopics.Metadata, known Field)
 		if !ok {
 			return time.Time{}, false
 		}
-		t, err := time.Parse(retrytopics.TimeLayout, v)
+		t, err := time.Parse(headers.TimeLayout, v)
 		return t, err == nil
 	}
-	if v, ok := get(retrytopics.HeaderGroup); ok && v != "" {
+	if v, ok := get(headers.HeaderGroup); ok && v != "" {
 		md.Group, known = v, known|FieldGroup
 	}
 	// Attempts past what the consumer counts (a saturated or forged count)
 	// are still shown as they are.
-	if n, ok := num(retrytopics.HeaderAttempts, 1, math.MaxInt64); ok {
+	if n, ok := num(headers.HeaderAttempts, 1, math.MaxInt64); ok {
 		md.Attempts, known = int(n), known|FieldAttempts
 	}
-	if v, ok := get(retrytopics.HeaderTier); ok && v != "" {
+	if v, ok := get(headers.HeaderTier); ok && v != "" {
 		md.Tier, known = v, known|FieldTier
 	}
-	topic, okT := get(retrytopics.HeaderOriginalTopic)
-	p, okP := num(retrytopics.HeaderOriginalPartition, 0, math.MaxInt32)
-	o, okO := num(retrytopics.HeaderOriginalOffset, 0, math.MaxInt64)
+	topic, okT := get(headers.HeaderOriginalTopic)
+	p, okP := num(headers.HeaderOriginalPartition, 0, math.MaxInt32)
+	o, okO := num(headers.HeaderOriginalOffset, 0, math.MaxInt64)
 	if okT && topic != "" && okP && okO {
 		md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = topic, int32(p), o
 		known |= FieldOriginal
 	}
-	if t, ok := at(retrytopics.HeaderOriginalTimestamp); ok {
+	if t, ok := at(headers.HeaderOriginalTimestamp); ok {
 		md.OriginalTimestamp, known = t, known|FieldOriginalTimestamp
 	}
-	if t, ok := at(retrytopics.HeaderFirstFailureAt); ok {
+	if t, ok := at(headers.HeaderFirstFailureAt); ok {
 		md.FirstFailureAt, known = t, known|FieldFirstFailure
 	}
-	if t, ok := at(retrytopics.HeaderLastFailureAt); ok {
+	if t, ok := at(headers.HeaderLastFailureAt); ok {
 		md.LastFailureAt, known = t, known|FieldLastFailure
 	}
-	if v, ok := get(retrytopics.HeaderErrorText); ok {
+	if v, ok := get(headers.HeaderErrorText); ok {
 		md.Error, known = v, known|FieldError
 	}
-	if v, ok := get(retrytopics.HeaderReason); ok && retrytopics.Reason(v).Valid() {
-		md.Reason, known = retrytopics.Reason(v), known|FieldReason
+	if v, ok := get(headers.HeaderReason); ok && headers.Reason(v).Valid() {
+		md.Reason, known = headers.Reason(v), known|FieldReason
 	}
-	if n, err := retrytopics.DecodeReplays(hs); err == nil {
+	if n, err := headers.DecodeReplays(hs); err == nil {
 		md.Replays = n
 	}
 	return md, known
@@ -192,6 +192,6 @@ func (r *Record) Replays() (int, bool) {
 	if r.MetaErr == nil {
 		return r.Meta.Replays, true
 	}
-	n, err := retrytopics.DecodeReplays(r.Headers)
+	n, err := headers.DecodeReplays(r.Headers)
 	return n, err == nil
 }

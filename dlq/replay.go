@@ -17,8 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/safetext"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // progressGroup is the group that keeps the progress of f's selection: base
@@ -331,7 +331,7 @@ func (r *Reader) classify(ctx context.Context, rec *Record, c replayCfg) (verdic
 		v.out = SkippedMaxReplays
 		return v, nil
 	}
-	if rec.Reason == retrytopics.ReasonTooLarge && len(rec.Value) == 0 {
+	if rec.Reason == headers.ReasonTooLarge && len(rec.Value) == 0 {
 		value, gone, err := r.originalValue(ctx, rec)
 		switch {
 		case err != nil:
@@ -394,7 +394,7 @@ func (r *Reader) originalValue(ctx context.Context, rec *Record) (value []byte, 
 // kept; elsewhere (ReplayTo), as a first delivery.
 func replayed(rec *Record, v verdict) *kgo.Record {
 	n, _ := rec.Replays() // unreadable: only with force, counted afresh
-	md := retrytopics.Metadata{Replays: n + 1}
+	md := headers.Metadata{Replays: n + 1}
 	hs := rec.Headers
 	if rec.Spring != nil {
 		// Spring's listener starts over: none of Spring's dead-letter
@@ -412,7 +412,7 @@ func replayed(rec *Record, v verdict) *kgo.Record {
 		Topic:     v.target,
 		Key:       rec.Key,
 		Value:     rec.Value,
-		Headers:   retrytopics.Encode(hs, md),
+		Headers:   headers.Encode(hs, md),
 		Partition: -1,
 	}
 	if v.hasValue {

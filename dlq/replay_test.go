@@ -19,8 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // consumeAll returns every record of topic now (all partitions, to the end).
@@ -96,10 +96,10 @@ func TestReplayToOriginalTopic(t *testing.T) {
 		}
 		// Key, value and user headers unchanged; kretry headers: the group
 		// that failed it, its first delivery, and kretry-replays.
-		if users := retrytopics.UserHeaders(rec.Headers); len(users) != 1 || users[0].Key != "trace" || string(users[0].Value) != fmt.Sprintf("t%d", i) {
+		if users := headers.UserHeaders(rec.Headers); len(users) != 1 || users[0].Key != "trace" || string(users[0].Value) != fmt.Sprintf("t%d", i) {
 			t.Errorf("record %q user headers %v", rec.Value, users)
 		}
-		md, ok, err := retrytopics.Decode(rec.Headers)
+		md, ok, err := headers.Decode(rec.Headers)
 		first := testMeta(e.orig, e.p, int64(100+i), "", "")
 		if err != nil || !ok || md.Group != first.Group || md.Replays != 1 || md.Attempts != 0 || md.OriginalTopic != "orders" ||
 			md.OriginalPartition != e.p || md.OriginalOffset != int64(100+i) || !md.OriginalTimestamp.Equal(first.OriginalTimestamp) || md.Tier != "" {
@@ -116,7 +116,7 @@ func TestReplayIsResumable(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq", fill...)
 	r := newReader(t, seeds)
-	f := dlq.Filter{Reasons: []retrytopics.Reason{"permanent", "exhausted", "panic"}} // 5 records, 3 to orders, 2 to payments
+	f := dlq.Filter{Reasons: []headers.Reason{"permanent", "exhausted", "panic"}} // 5 records, 3 to orders, 2 to payments
 
 	// Limit: 2 now, then the rest.
 	lf := f
@@ -154,13 +154,13 @@ func TestReplayIsResumable(t *testing.T) {
 	}
 
 	// Newly dead-lettered records are what the next identical replay delivers.
-	put(t, seeds, "orders.dlq", entry{1, 3 * time.Hour, "k9", retrytopics.ReasonPanic, "orders", "again", "v9"})
+	put(t, seeds, "orders.dlq", entry{1, 3 * time.Hour, "k9", headers.ReasonPanic, "orders", "again", "v9"})
 	if s := replay(t, r, f); s.Replayed != 1 || s.Resumed[0] != 4 || s.Resumed[1] != 2 || s.Progress[1] != 3 {
 		t.Errorf("replay after a new dead letter: %+v", s)
 	}
 
 	// Another selection keeps its own progress, in a group of its own.
-	u := dlq.Filter{Reasons: []retrytopics.Reason{"unknown"}}
+	u := dlq.Filter{Reasons: []headers.Reason{"unknown"}}
 	s5 := replay(t, r, u, dlq.ReplayTo("other"))
 	if s5.Replayed != 1 || s5.Group == s4.Group || !strings.HasPrefix(s5.Group, "orders.dlq-replay-") || len(s5.Resumed) != 0 {
 		t.Errorf("replay of another selection: %+v (the first in %s)", s5, s4.Group)
@@ -209,16 +209,16 @@ func TestReplayGuards(t *testing.T) {
 	seeds := newFake(t)
 	// k1 replayed 3 times already, k2 twice, k3 unreadable kretry headers.
 	put(t, seeds, "orders.dlq",
-		entry{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "e", "v1"},
-		entry{0, time.Minute, "k2", retrytopics.ReasonPermanent, "orders", "e", "v2"},
+		entry{0, 0, "k1", headers.ReasonPermanent, "orders", "e", "v1"},
+		entry{0, time.Minute, "k2", headers.ReasonPermanent, "orders", "e", "v2"},
 	)
 	cl := producer(t, seeds)
-	md := testMeta("orders", 0, 5, retrytopics.ReasonPermanent, "e")
+	md := testMeta("orders", 0, 5, headers.ReasonPermanent, "e")
 	md.Replays = 3
-	hs := retrytopics.Encode(nil, md)
+	hs := headers.Encode(nil, md)
 	md.Replays = 2
-	hs2 := retrytopics.Encode(nil, md)
-	bad := retrytopics.Encode(nil, testMeta("orders", 0, 6, retrytopics.ReasonPermanent, "e"))
+	hs2 := headers.Encode(nil, md)
+	bad := headers.Encode(nil, testMeta("orders", 0, 6, headers.ReasonPermanent, "e"))
 	bad[2].Value = []byte("-1") // kretry-attempts
 	bad[6].Value = []byte("x")  // kretry-original-partition: no original topic to replay to
 	for i, h := range [][]kgo.RecordHeader{hs, hs2, bad} {
@@ -246,7 +246,7 @@ func TestReplayGuards(t *testing.T) {
 	}
 	var replays []string
 	for _, rec := range consumeAll(t, seeds, "orders") {
-		v, _ := header(rec, retrytopics.HeaderReplays)
+		v, _ := header(rec, headers.HeaderReplays)
 		replays = append(replays, v)
 	}
 	if !slices.Equal(replays, []string{"4", "3"}) {
@@ -276,7 +276,7 @@ func TestReplayGuards(t *testing.T) {
 func TestReplayMissingTargetProducesNothing(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq", fill...)
-	put(t, seeds, "orders.dlq", entry{1, time.Hour, "x", retrytopics.ReasonPanic, "gone", "e", "vx"})
+	put(t, seeds, "orders.dlq", entry{1, time.Hour, "x", headers.ReasonPanic, "gone", "e", "vx"})
 	r := newReader(t, seeds)
 	_, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayMainTopics("orders", "payments", "gone"))
 	if !errors.Is(err, dlq.ErrUnknownTopic) {
@@ -403,10 +403,10 @@ func TestReplayWaitsForTheCoordinator(t *testing.T) {
 func TestReplayOnlyToMainTopics(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq",
-		entry{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "e", "v1"},
-		entry{0, time.Minute, "k2", retrytopics.ReasonPermanent, "other", "e", "v2"},
-		entry{0, 2 * time.Minute, "k3", retrytopics.ReasonPermanent, "../../etc/passwd\x1b[2J", "e", "v3"},
-		entry{0, 3 * time.Minute, "k4", retrytopics.ReasonPermanent, "orders", "e", "v4"},
+		entry{0, 0, "k1", headers.ReasonPermanent, "orders", "e", "v1"},
+		entry{0, time.Minute, "k2", headers.ReasonPermanent, "other", "e", "v2"},
+		entry{0, 2 * time.Minute, "k3", headers.ReasonPermanent, "../../etc/passwd\x1b[2J", "e", "v3"},
+		entry{0, 3 * time.Minute, "k4", headers.ReasonPermanent, "orders", "e", "v4"},
 	)
 	r := newReader(t, seeds)
 	for _, dry := range []bool{true, false} {

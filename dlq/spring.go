@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // Spring Kafka's dead-letter headers, as its DeadLetterPublishingRecoverer
@@ -230,12 +230,12 @@ func causeMessage(msg string) string {
 // any other exception was dead-lettered once Spring's retries (its error
 // handler's back-off, or its retry topics) were used up: exhausted. Without
 // an exception class, unknown.
-func springReason(s *SpringDeadLetter) retrytopics.Reason {
+func springReason(s *SpringDeadLetter) headers.Reason {
 	switch {
 	case s.KeyException || slices.Contains(springFatal, s.CauseClass) || slices.Contains(springFatal, s.ExceptionClass):
-		return retrytopics.ReasonPermanent
+		return headers.ReasonPermanent
 	case s.CauseClass != "" || s.ExceptionClass != "":
-		return retrytopics.ReasonExhausted
+		return headers.ReasonExhausted
 	}
 	return ReasonUnknown
 }

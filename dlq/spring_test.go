@@ -13,8 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // The header bytes below are what spring-kafka writes
@@ -113,7 +113,7 @@ func TestSpringDeadLetters(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		hs          []kgo.RecordHeader
-		reason      retrytopics.Reason
+		reason      headers.Reason
 		attempts    int // 0: unknown
 		retryTopics bool
 		original    bool
@@ -122,37 +122,37 @@ func TestSpringDeadLetters(t *testing.T) {
 		errText     string
 		metaErr     string
 	}{
-		{"recoverer", springDLT("java.lang.IllegalStateException"), retrytopics.ReasonExhausted, 0, false, true, true, "payments-service",
+		{"recoverer", springDLT("java.lang.IllegalStateException"), headers.ReasonExhausted, 0, false, true, true, "payments-service",
 			"java.lang.IllegalStateException: payment 42 declined", ""},
-		{"recoverer, not retryable", springDLT("org.springframework.messaging.converter.MessageConversionException"), retrytopics.ReasonPermanent, 0, false, true, true,
+		{"recoverer, not retryable", springDLT("org.springframework.messaging.converter.MessageConversionException"), headers.ReasonPermanent, 0, false, true, true,
 			"payments-service", "org.springframework.messaging.converter.MessageConversionException: payment 42 declined", ""},
-		{"recoverer, no cause", without(springDLT(""), "kafka_dlt-exception-cause-fqcn"), retrytopics.ReasonExhausted, 0, false, true, true,
+		{"recoverer, no cause", without(springDLT(""), "kafka_dlt-exception-cause-fqcn"), headers.ReasonExhausted, 0, false, true, true,
 			"payments-service", springLEFE + ": payment 42 declined", ""},
-		{"retry topics", springRetryDLT(), retrytopics.ReasonExhausted, 2, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
+		{"retry topics", springRetryDLT(), headers.ReasonExhausted, 2, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
 		{"retry topics, original timestamp from retry_topic-original-timestamp", without(springRetryDLT(), "kafka_original-timestamp"),
-			retrytopics.ReasonExhausted, 2, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
+			headers.ReasonExhausted, 2, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
 		{"retry topics, one-byte attempts (before 2.9)", with(springRetryDLT(), "retry_topic-attempts", []byte{4}),
-			retrytopics.ReasonExhausted, 3, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
+			headers.ReasonExhausted, 3, true, true, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", ""},
 		{"dead-lettered twice: the last original counts", append([]kgo.RecordHeader{
 			{Key: "kafka_dlt-original-topic", Value: []byte("payments-v1")},
 			{Key: "kafka_dlt-original-partition", Value: unhex("00000000")},
 			{Key: "kafka_dlt-original-offset", Value: unhex("0000000000000001")},
 			{Key: "kafka_dlt-original-consumer-group", Value: []byte("old-service")},
-		}, springDLT("java.lang.IllegalStateException")...), retrytopics.ReasonExhausted, 0, false, true, true, "payments-service",
+		}, springDLT("java.lang.IllegalStateException")...), headers.ReasonExhausted, 0, false, true, true, "payments-service",
 			"java.lang.IllegalStateException: payment 42 declined", ""},
 		{"message of another form", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-exception-message", []byte("Listener method 'x' failed; boom")),
-			retrytopics.ReasonExhausted, 0, false, true, true, "payments-service", "java.lang.IllegalStateException: Listener method 'x' failed; boom", ""},
+			headers.ReasonExhausted, 0, false, true, true, "payments-service", "java.lang.IllegalStateException: Listener method 'x' failed; boom", ""},
 		{"Listener failed", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-exception-message", []byte("Listener failed; boom")),
-			retrytopics.ReasonExhausted, 0, false, true, true, "payments-service", "java.lang.IllegalStateException: boom", ""},
-		{"key not deserialized", keyFailed, retrytopics.ReasonPermanent, 0, false, true, false, "",
+			headers.ReasonExhausted, 0, false, true, true, "payments-service", "java.lang.IllegalStateException: boom", ""},
+		{"key not deserialized", keyFailed, headers.ReasonPermanent, 0, false, true, false, "",
 			"org.springframework.kafka.support.serializer.DeserializationException: failed to deserialize; nested exception is bad key", ""},
 		{"no exception headers", without(without(without(without(springDLT(""), "kafka_dlt-exception-fqcn"), "kafka_dlt-exception-cause-fqcn"),
 			"kafka_dlt-exception-message"), "kafka_dlt-exception-stacktrace"), dlq.ReasonUnknown, 0, false, true, true, "payments-service", "", ""},
-		{"partition as text", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-partition", []byte("1")), retrytopics.ReasonExhausted,
+		{"partition as text", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-partition", []byte("1")), headers.ReasonExhausted,
 			0, false, false, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-partition: invalid value 0x31"},
-		{"timestamp past year 9999", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-timestamp", unhex("7fffffffffffffff")), retrytopics.ReasonExhausted,
+		{"timestamp past year 9999", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-timestamp", unhex("7fffffffffffffff")), headers.ReasonExhausted,
 			0, false, true, false, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-timestamp"},
-		{"negative offset", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-offset", unhex("ffffffffffffffff")), retrytopics.ReasonExhausted,
+		{"negative offset", with(springDLT("java.lang.IllegalStateException"), "kafka_dlt-original-offset", unhex("ffffffffffffffff")), headers.ReasonExhausted,
 			0, false, false, true, "payments-service", "java.lang.IllegalStateException: payment 42 declined", "kafka_dlt-original-offset"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,8 +235,8 @@ func TestSpringFiltersAndStats(t *testing.T) {
 	}{
 		{"failed group", dlq.Filter{FailedGroup: "payments-service"}, []string{"0/0", "0/1"}},
 		{"other group", dlq.Filter{FailedGroup: "refunds-service"}, []string{"0/2"}},
-		{"permanent", dlq.Filter{Reasons: []retrytopics.Reason{retrytopics.ReasonPermanent}}, []string{"0/1"}},
-		{"exhausted", dlq.Filter{Reasons: []retrytopics.Reason{retrytopics.ReasonExhausted}}, []string{"0/0", "0/2"}},
+		{"permanent", dlq.Filter{Reasons: []headers.Reason{headers.ReasonPermanent}}, []string{"0/1"}},
+		{"exhausted", dlq.Filter{Reasons: []headers.Reason{headers.ReasonExhausted}}, []string{"0/0", "0/2"}},
 		{"original topic", dlq.Filter{OriginalTopic: "payments"}, []string{"0/0", "0/1", "0/2"}},
 		{"exception class", dlq.Filter{ErrorContains: "illegalstateexception"}, []string{"0/0", "0/2"}},
 		{"message", dlq.Filter{ErrorContains: "payment 42 declined"}, []string{"0/0", "0/1", "0/2"}},
@@ -280,7 +280,7 @@ func TestSpringReplay(t *testing.T) {
 		if rec.Partition != 1 || string(rec.Key) != []string{"p-42", "p-43"}[i] || !bytes.Equal(rec.Value, wantValues[i]) {
 			t.Errorf("replayed record %d: partition %d key %q value %x", i, rec.Partition, rec.Key, rec.Value)
 		}
-		want := append(springUser(), kgo.RecordHeader{Key: retrytopics.HeaderReplays, Value: []byte("1")})
+		want := append(springUser(), kgo.RecordHeader{Key: headers.HeaderReplays, Value: []byte("1")})
 		if !slices.EqualFunc(rec.Headers, want, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }) {
 			t.Errorf("replayed record %d headers %q, want the user's byte for byte and kretry-replays 1", i, rec.Headers)
 		}
@@ -289,7 +289,7 @@ func TestSpringReplay(t *testing.T) {
 	// Spring dead-letters the replayed record again: it copies its headers.
 	again := append(slices.Clone(got[0].Headers), springDLT("java.lang.IllegalStateException")[2:]...)
 	for i := range again {
-		if again[i].Key == retrytopics.HeaderReplays {
+		if again[i].Key == headers.HeaderReplays {
 			again[i].Value = []byte("3")
 		}
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/kretrytest"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // A handler that fails twice is retried down the ladder; a record it cannot
@@ -24,7 +24,7 @@ func Example() {
 		Group: "orders-service",
 		Topics: []config.Topic{{
 			Name:  "orders",
-			Tiers: []retrytopics.Tier{{Delay: 10 * time.Millisecond}, {Delay: 20 * time.Millisecond}},
+			Tiers: []ladder.Tier{{Delay: 10 * time.Millisecond}, {Delay: 20 * time.Millisecond}},
 		}},
 	}
 	k, err := kretrytest.Start(cfg)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // Cluster is an in-process Kafka with the topics of a config's ladders, the
@@ -203,7 +203,7 @@ func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Option) error {
 func (k *Cluster) recording(h consumer.Handler) consumer.Handler {
 	return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) (err error) {
 		o, a := origin{rec.Topic, rec.Partition, rec.Offset}, Attempt{}
-		if md, ok, derr := retrytopics.Decode(rec.Headers); derr == nil && ok {
+		if md, ok, derr := headers.Decode(rec.Headers); derr == nil && ok {
 			o, a.Tier = origin{md.OriginalTopic, md.OriginalPartition, md.OriginalOffset}, md.Tier
 		}
 		defer func() {
@@ -235,7 +235,7 @@ func (k *Cluster) watchDLQs() {
 			return
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			md, ok, err := retrytopics.Decode(r.Headers)
+			md, ok, err := headers.Decode(r.Headers)
 			if err != nil || !ok {
 				return
 			}
@@ -278,11 +278,11 @@ type Fate struct {
 	// Handled is true when the last attempt returned nil.
 	Handled bool
 	// DeadLetter is the record's copy in its DLQ, with kretry's headers
-	// (retrytopics.Decode); nil unless it was dead-lettered.
+	// (headers.Decode); nil unless it was dead-lettered.
 	DeadLetter *kgo.Record
-	// Reason is why it was dead-lettered: retrytopics.ReasonExhausted,
+	// Reason is why it was dead-lettered: headers.ReasonExhausted,
 	// ReasonPermanent, ReasonPanic, ReasonExpired, ...; "" when not.
-	Reason retrytopics.Reason
+	Reason headers.Reason
 }
 
 // Tiers returns the tiers the record was re-fed from, in order: the ladder
@@ -316,7 +316,7 @@ func (k *Cluster) Fate(ctx context.Context, rec *kgo.Record) (Fate, error) {
 		changed, running, stopped, runErr := k.changed, k.running, k.stopped, k.runErr
 		k.mu.Unlock()
 		if f.DeadLetter != nil {
-			md, _, err := retrytopics.Decode(f.DeadLetter.Headers)
+			md, _, err := headers.Decode(f.DeadLetter.Headers)
 			if err != nil {
 				return f, fmt.Errorf("kretrytest: Fate: the dead letter of %s: %w", o, err)
 			}

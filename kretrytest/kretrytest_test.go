@@ -15,8 +15,8 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/kretrytest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 const ladderYAML = `
@@ -53,7 +53,7 @@ func TestFates(t *testing.T) {
 		handle      func(n int) error
 		wantHandled bool
 		wantTiers   []string
-		wantReason  retrytopics.Reason
+		wantReason  headers.Reason
 	}{
 		{"handled at once", func(int) error { return nil }, true, nil, ""},
 		{"handled at the third attempt", func(n int) error {
@@ -63,9 +63,9 @@ func TestFates(t *testing.T) {
 			return nil
 		}, true, []string{"retry-5s", "retry-1m"}, ""},
 		{"exhausted", func(int) error { return errDown }, false,
-			[]string{"retry-5s", "retry-1m", "retry-10m", "retry-10m"}, retrytopics.ReasonExhausted},
-		{"permanent", func(int) error { return consumer.Permanent(errDown) }, false, nil, retrytopics.ReasonPermanent},
-		{"panic", func(int) error { panic("nil map") }, false, nil, retrytopics.ReasonPanic},
+			[]string{"retry-5s", "retry-1m", "retry-10m", "retry-10m"}, headers.ReasonExhausted},
+		{"permanent", func(int) error { return consumer.Permanent(errDown) }, false, nil, headers.ReasonPermanent},
+		{"panic", func(int) error { panic("nil map") }, false, nil, headers.ReasonPanic},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestFateOfEachRecord(t *testing.T) {
 		if err := k.Produce(t.Context(), good, bad); err != nil {
 			t.Fatal(err)
 		}
-		if f, err := k.Fate(t.Context(), bad); err != nil || f.Reason != retrytopics.ReasonPermanent {
+		if f, err := k.Fate(t.Context(), bad); err != nil || f.Reason != headers.ReasonPermanent {
 			t.Errorf("bad record: %+v, %v", f, err)
 		}
 		if f, err := k.Fate(t.Context(), good); err != nil || !f.Handled || f.DeadLetter != nil {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 func (a *app) newConfigCommand() *cobra.Command {
@@ -71,15 +71,15 @@ func (a *app) configCheck() error {
 		return fmt.Errorf("%s: %w", a.configPath, err)
 	}
 	out := configJSON{File: a.configPath, OK: true, Brokers: cfg.Brokers, Group: cfg.Group, RelayGroup: cfg.Relay.Group, HoldBytes: *cfg.Relay.HoldBytes,
-		ExactlyOnce: cfg.ExactlyOnce, CommitInterval: retrytopics.FormatDelay(cfg.CommitInterval),
-		SessionTimeout: retrytopics.FormatDelay(cfg.SessionTimeout), HeartbeatInterval: cfg.HeartbeatInterval().String(),
-		InstanceID: cfg.InstanceID, GroupProtocol: cfg.GroupProtocol, DeliveryTimeout: retrytopics.FormatDelay(cfg.DeliveryTimeout)}
+		ExactlyOnce: cfg.ExactlyOnce, CommitInterval: ladder.FormatDelay(cfg.CommitInterval),
+		SessionTimeout: ladder.FormatDelay(cfg.SessionTimeout), HeartbeatInterval: cfg.HeartbeatInterval().String(),
+		InstanceID: cfg.InstanceID, GroupProtocol: cfg.GroupProtocol, DeliveryTimeout: ladder.FormatDelay(cfg.DeliveryTimeout)}
 	tiers := 0
 	var dlqs []string
 	for _, l := range ladders {
 		t := configTopicJSON{Name: l.Topic(), DLQ: l.DLQ(), MaxRetries: l.MaxRetries()}
 		for _, s := range l.Steps() {
-			t.Tiers = append(t.Tiers, tierJSON{Name: s.Name, Topic: s.Topic, Delay: retrytopics.FormatDelay(s.Delay), Attempts: s.Attempts})
+			t.Tiers = append(t.Tiers, tierJSON{Name: s.Name, Topic: s.Topic, Delay: ladder.FormatDelay(s.Delay), Attempts: s.Attempts})
 		}
 		tiers += len(t.Tiers)
 		dlqs = append(dlqs, l.DLQ())

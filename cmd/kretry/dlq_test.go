@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 func TestDLQUsageErrors(t *testing.T) {
@@ -87,16 +87,16 @@ func fillDLQ(t *testing.T, seeds []string, dlqTopic, main string) {
 	}
 	defer cl.Close()
 	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	md := func(off int64, reason retrytopics.Reason, err string) retrytopics.Metadata {
-		return retrytopics.Metadata{Group: main + "-group", Attempts: 4, Tier: "retry-10m", DueAt: at, OriginalTopic: main,
+	md := func(off int64, reason headers.Reason, err string) headers.Metadata {
+		return headers.Metadata{Group: main + "-group", Attempts: 4, Tier: "retry-10m", DueAt: at, OriginalTopic: main,
 			OriginalPartition: 0, OriginalOffset: off, OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
 			Error: err, Reason: reason}
 	}
 	recs := []*kgo.Record{
-		{Key: []byte("o-1"), Value: []byte(`{"order":1}`), Headers: retrytopics.Encode(nil, md(10, retrytopics.ReasonPermanent, "order 1 not found"))},
-		{Key: []byte("o-2"), Value: []byte(`{"order":2}`), Headers: retrytopics.Encode(nil, md(11, retrytopics.ReasonExhausted, "timeout after 30s"))},
+		{Key: []byte("o-1"), Value: []byte(`{"order":1}`), Headers: headers.Encode(nil, md(10, headers.ReasonPermanent, "order 1 not found"))},
+		{Key: []byte("o-2"), Value: []byte(`{"order":2}`), Headers: headers.Encode(nil, md(11, headers.ReasonExhausted, "timeout after 30s"))},
 		{Key: []byte{0xff, 0x00}, Value: []byte("raw"), Headers: []kgo.RecordHeader{{Key: "source", Value: []byte("legacy")}}},
-		{Key: []byte("o-3"), Value: []byte(`{"order":3}`), Headers: retrytopics.Encode(nil, md(12, retrytopics.ReasonPermanent, "order 3 not found"))},
+		{Key: []byte("o-3"), Value: []byte(`{"order":3}`), Headers: headers.Encode(nil, md(12, headers.ReasonPermanent, "order 3 not found"))},
 	}
 	for i, r := range recs {
 		r.Topic, r.Partition, r.Timestamp = dlqTopic, 0, at.Add(time.Duration(i)*time.Minute)
@@ -118,10 +118,10 @@ func TestDLQLsIntoPipeIsNotCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &kgo.Record{Topic: "orders.dlq", Key: []byte("o-long-key-0123456789"), Headers: retrytopics.Encode(nil, retrytopics.Metadata{
+	rec := &kgo.Record{Topic: "orders.dlq", Key: []byte("o-long-key-0123456789"), Headers: headers.Encode(nil, headers.Metadata{
 		Group: "g", Attempts: 1, Tier: "dlq", DueAt: time.Now(), OriginalTopic: "orders", OriginalOffset: 13,
 		OriginalTimestamp: time.Now(), FirstFailureAt: time.Now(), LastFailureAt: time.Now(),
-		Error: long, Reason: retrytopics.ReasonPermanent})}
+		Error: long, Reason: headers.ReasonPermanent})}
 	if err := cl.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/relay"
+	"github.com/kretry/kretry/topics"
 )
 
 func (a *app) newRelayCommand() *cobra.Command {
@@ -90,35 +91,35 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		handler = slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level})
 	}
 	logger := slog.New(handler)
-	relayOpts := []retrytopics.RelayOpt{
-		retrytopics.WithRelayGroup(cfg.Relay.Group),
-		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),
-		retrytopics.WithRelayLogger(logger),
-		retrytopics.WithRelayClientOpts(opts...),
-		retrytopics.WithRelayGroupOpts(cfg.GroupOpts()...),
-		retrytopics.WithRelayProducerOpts(cfg.ProducerOpts()...),
+	relayOpts := []relay.Opt{
+		relay.WithGroup(cfg.Relay.Group),
+		relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait),
+		relay.WithLogger(logger),
+		relay.WithClientOpts(opts...),
+		relay.WithGroupOpts(cfg.GroupOpts()...),
+		relay.WithProducerOpts(cfg.ProducerOpts()...),
 	}
 	if cfg.CommitInterval > 0 {
-		relayOpts = append(relayOpts, retrytopics.WithRelayCommitInterval(cfg.CommitInterval))
+		relayOpts = append(relayOpts, relay.WithCommitInterval(cfg.CommitInterval))
 	}
 	if cfg.DeliveryTimeout > 0 {
-		relayOpts = append(relayOpts, retrytopics.WithRelayDeliveryTimeout(cfg.DeliveryTimeout))
+		relayOpts = append(relayOpts, relay.WithDeliveryTimeout(cfg.DeliveryTimeout))
 	}
 	if cfg.ExactlyOnce {
-		relayOpts = append(relayOpts, retrytopics.WithRelayExactlyOnce(true))
+		relayOpts = append(relayOpts, relay.WithExactlyOnce(true))
 		if cfg.InstanceID != "" {
-			relayOpts = append(relayOpts, retrytopics.WithRelayInstanceID(cfg.InstanceID))
+			relayOpts = append(relayOpts, relay.WithInstanceID(cfg.InstanceID))
 		}
 	}
 	if n := cfg.Relay.HoldBytes; n != nil {
-		relayOpts = append(relayOpts, retrytopics.WithRelayHoldBytes(*n))
+		relayOpts = append(relayOpts, relay.WithHoldBytes(*n))
 	}
 
 	var srv *http.Server
 	if metricsAddr != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		relayOpts = append(relayOpts, retrytopics.WithRelayRegisterer(reg))
+		relayOpts = append(relayOpts, relay.WithRegisterer(reg))
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
 			return fmt.Errorf("serve metrics on %s: %w: pass another --metrics address", metricsAddr, err)
@@ -131,12 +132,12 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
 
-	r, err := retrytopics.NewRelay(ladders, relayOpts...)
+	r, err := relay.New(ladders, relayOpts...)
 	if err != nil {
 		return err
 	}
 	err = r.Run(ctx)
-	var gone *retrytopics.MissingTopicsError
+	var gone *topics.MissingTopicsError
 	if errors.As(err, &gone) { // deleted since the check above
 		return fmt.Errorf("%w: run %s", err, a.hint("topics apply"))
 	}

@@ -14,8 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 func TestRelayMissingTopics(t *testing.T) {
@@ -65,7 +65,7 @@ func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool,
 	now := time.Now()
 	rec := &kgo.Record{
 		Topic: main + ".retry-5s", Partition: 2, Key: []byte("k1"), Value: []byte("v1"),
-		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, retrytopics.Metadata{
+		Headers: headers.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, headers.Metadata{
 			Group: main + "-group", Attempts: 1, Tier: "retry-5s", DueAt: now.Add(-time.Second),
 			OriginalTopic: main, OriginalPartition: 2, OriginalOffset: 7, OriginalTimestamp: now.Add(-6 * time.Second),
 			FirstFailureAt: now.Add(-6 * time.Second), LastFailureAt: now.Add(-6 * time.Second), Error: "boom",

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/topics"
 )
 
 func (a *app) newTopicsCommand() *cobra.Command {
@@ -69,7 +69,7 @@ twice changes nothing the second time.`,
 }
 
 // planWith loads the config, connects and plans; the caller closes adm.
-func (a *app) planWith(ctx context.Context) (*config.Config, *kadm.Client, *retrytopics.TopicPlan, error) {
+func (a *app) planWith(ctx context.Context) (*config.Config, *kadm.Client, *topics.TopicPlan, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, nil, nil, err
@@ -83,10 +83,10 @@ func (a *app) planWith(ctx context.Context) (*config.Config, *kadm.Client, *retr
 		return nil, nil, nil, err
 	}
 	adm := kadm.NewClient(cl)
-	plan, err := retrytopics.Plan(ctx, adm, provs)
+	plan, err := topics.Plan(ctx, adm, provs)
 	if err != nil {
 		adm.Close()
-		var mte *retrytopics.MissingTopicError
+		var mte *topics.MissingTopicError
 		if errors.As(err, &mte) {
 			return nil, nil, nil, err
 		}
@@ -95,7 +95,7 @@ func (a *app) planWith(ctx context.Context) (*config.Config, *kadm.Client, *retr
 	return cfg, adm, plan, nil
 }
 
-func (a *app) plan(ctx context.Context) (*retrytopics.TopicPlan, error) {
+func (a *app) plan(ctx context.Context) (*topics.TopicPlan, error) {
 	_, adm, plan, err := a.planWith(ctx)
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func (a *app) plan(ctx context.Context) (*retrytopics.TopicPlan, error) {
 	return plan, nil
 }
 
-func (a *app) printPlan(plan *retrytopics.TopicPlan) error {
+func (a *app) printPlan(plan *topics.TopicPlan) error {
 	if a.json {
 		enc := json.NewEncoder(a.stdout)
 		for _, s := range plan.Topics {
@@ -130,7 +130,7 @@ func (a *app) apply(ctx context.Context) error {
 		return err
 	}
 	defer adm.Close()
-	done, err := retrytopics.Apply(ctx, adm, plan)
+	done, err := topics.Apply(ctx, adm, plan)
 	a.printApplied(plan, done)
 	if err != nil {
 		return fmt.Errorf("%w: fix that and run %s again (what was done stays done)", a.kafkaError(ctx, cfg, err), a.hint("topics apply"))
@@ -138,9 +138,9 @@ func (a *app) apply(ctx context.Context) error {
 	return nil
 }
 
-func (a *app) printApplied(plan *retrytopics.TopicPlan, done []retrytopics.Applied) {
+func (a *app) printApplied(plan *topics.TopicPlan, done []topics.Applied) {
 	if a.json {
-		byTopic := map[string][]retrytopics.Action{}
+		byTopic := map[string][]topics.Action{}
 		for _, d := range done {
 			byTopic[d.Topic] = append(byTopic[d.Topic], d.Action)
 		}
@@ -154,15 +154,15 @@ func (a *app) printApplied(plan *retrytopics.TopicPlan, done []retrytopics.Appli
 		switch {
 		case d.AlreadyExisted:
 			fmt.Fprintf(a.stdout, "exists    %s: already there (created since the plan read the metadata); checked as it is\n", d.Topic)
-		case d.Action == retrytopics.ActionCreate:
+		case d.Action == topics.ActionCreate:
 			fmt.Fprintf(a.stdout, "created   %s: %d partitions, replication factor %d, retention %s, max.message.bytes %d\n",
-				d.Topic, d.WantPartitions, d.WantReplication, retrytopics.FormatRetention(d.WantRetention), d.WantMaxMessageBytes)
-		case d.Action == retrytopics.ActionRaiseRetention:
+				d.Topic, d.WantPartitions, d.WantReplication, topics.FormatRetention(d.WantRetention), d.WantMaxMessageBytes)
+		case d.Action == topics.ActionRaiseRetention:
 			fmt.Fprintf(a.stdout, "raised    %s: retention %s -> %s\n",
-				d.Topic, retrytopics.FormatRetention(d.Retention), retrytopics.FormatRetention(d.WantRetention))
-		case d.Action == retrytopics.ActionRaiseMaxMessageBytes:
+				d.Topic, topics.FormatRetention(d.Retention), topics.FormatRetention(d.WantRetention))
+		case d.Action == topics.ActionRaiseMaxMessageBytes:
 			fmt.Fprintf(a.stdout, "raised    %s: max.message.bytes %d -> %d\n", d.Topic, d.MaxMessageBytes, d.WantMaxMessageBytes)
-		case d.Action == retrytopics.ActionAddPartitions:
+		case d.Action == topics.ActionAddPartitions:
 			fmt.Fprintf(a.stdout, "added     %s: partitions %d -> %d\n", d.Topic, d.Partitions, d.WantPartitions)
 		}
 	}
@@ -191,7 +191,7 @@ type planJSON struct {
 	Applied           []string `json:"applied,omitempty"`
 }
 
-func topicJSON(s retrytopics.TopicState, applied []retrytopics.Action) planJSON {
+func topicJSON(s topics.TopicState, applied []topics.Action) planJSON {
 	j := planJSON{
 		Topic: s.Topic, Kind: string(s.Kind), MainTopic: s.MainTopic, Tier: s.Tier, Exists: s.Exists,
 		Partitions: s.Partitions, WantPartitions: s.WantPartitions, ReplicationFactor: s.WantReplication,
@@ -201,7 +201,7 @@ func topicJSON(s retrytopics.TopicState, applied []retrytopics.Action) planJSON 
 		n := s.MaxMessageBytes
 		j.MaxMessageBytes = &n
 		ms := s.Retention.Milliseconds()
-		if s.Retention == retrytopics.Unlimited {
+		if s.Retention == topics.Unlimited {
 			ms = -1
 		}
 		j.RetentionMs = &ms
@@ -217,24 +217,24 @@ func topicJSON(s retrytopics.TopicState, applied []retrytopics.Action) planJSON 
 
 // writePlanTable writes the plan as aligned columns. A cell shows the value
 // the topic has, or "have -> want" where apply would change it.
-func writePlanTable(w io.Writer, plan *retrytopics.TopicPlan) {
+func writePlanTable(w io.Writer, plan *topics.TopicPlan) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tKIND\tMAIN\tPARTITIONS\tRETENTION\tMAX.MESSAGE.BYTES\tACTION")
 	for _, s := range plan.Topics {
 		parts := strconv.Itoa(int(s.Partitions))
-		ret := retrytopics.FormatRetention(s.Retention)
+		ret := topics.FormatRetention(s.Retention)
 		maxBytes := strconv.Itoa(int(s.MaxMessageBytes))
 		switch {
 		case !s.Exists:
 			parts = "- -> " + strconv.Itoa(int(s.WantPartitions))
-			ret = "- -> " + retrytopics.FormatRetention(s.WantRetention)
+			ret = "- -> " + topics.FormatRetention(s.WantRetention)
 			maxBytes = "- -> " + strconv.Itoa(int(s.WantMaxMessageBytes))
 		default:
 			if s.Partitions < s.WantPartitions {
 				parts += " -> " + strconv.Itoa(int(s.WantPartitions))
 			}
-			if s.Retention != retrytopics.Unlimited && s.Retention < s.WantRetention {
-				ret += " -> " + retrytopics.FormatRetention(s.WantRetention)
+			if s.Retention != topics.Unlimited && s.Retention < s.WantRetention {
+				ret += " -> " + topics.FormatRetention(s.WantRetention)
 			}
 			if s.MaxMessageBytes < s.WantMaxMessageBytes {
 				maxBytes += " -> " + strconv.Itoa(int(s.WantMaxMessageBytes))
@@ -253,15 +253,15 @@ func writePlanTable(w io.Writer, plan *retrytopics.TopicPlan) {
 	tw.Flush()
 }
 
-func summarizeActions(changes []retrytopics.TopicState) string {
-	counts := map[retrytopics.Action]int{}
+func summarizeActions(changes []topics.TopicState) string {
+	counts := map[topics.Action]int{}
 	for _, s := range changes {
 		for _, a := range s.Actions {
 			counts[a]++
 		}
 	}
 	var parts []string
-	for _, a := range []retrytopics.Action{retrytopics.ActionCreate, retrytopics.ActionRaiseRetention, retrytopics.ActionRaiseMaxMessageBytes, retrytopics.ActionAddPartitions} {
+	for _, a := range []topics.Action{topics.ActionCreate, topics.ActionRaiseRetention, topics.ActionRaiseMaxMessageBytes, topics.ActionAddPartitions} {
 		if n := counts[a]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n, a))
 		}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // settings are the service's own configuration, from wherever it keeps it.
@@ -41,7 +41,7 @@ func kretryConfig(s settings) (*config.Config, error) {
 		Group:    s.group,
 		Topics: []config.Topic{{
 			Name: "orders",
-			Tiers: []retrytopics.Tier{
+			Tiers: []ladder.Tier{
 				{Delay: 5 * time.Second},
 				{Delay: time.Minute},
 				{Delay: 10 * time.Minute, Attempts: 2},

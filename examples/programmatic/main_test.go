@@ -11,8 +11,8 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/kretrytest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 func TestKretryConfig(t *testing.T) {
@@ -65,7 +65,7 @@ func TestKretryConfigRuns(t *testing.T) {
 			t.Errorf("order: %+v, %v; want handled at the first attempt", f, err)
 		}
 		f, err := k.Fate(t.Context(), empty)
-		if err != nil || f.Reason != retrytopics.ReasonPermanent || f.DeadLetter.Topic != "orders.dlq" {
+		if err != nil || f.Reason != headers.ReasonPermanent || f.DeadLetter.Topic != "orders.dlq" {
 			t.Errorf("order without a body: %+v, %v; want dead-lettered to orders.dlq, reason permanent", f, err)
 		}
 	})

@@ -14,7 +14,7 @@ import (
 	"syscall"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/relay"
 )
 
 func main() {
@@ -40,17 +40,17 @@ func run(path string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	relay, err := retrytopics.NewRelay(ladders,
-		retrytopics.WithRelayGroup(cfg.Relay.Group), // default {group}-relay
-		retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait),
-		retrytopics.WithRelayClientOpts(clientOpts...),
-		retrytopics.WithRelayGroupOpts(cfg.GroupOpts()...),       // session_timeout, instance_id, group_protocol
-		retrytopics.WithRelayProducerOpts(cfg.ProducerOpts()...), // delivery_timeout
-		retrytopics.WithRelayDeliveryTimeout(cfg.DeliveryTimeout),
-		retrytopics.WithRelayCommitInterval(cfg.CommitInterval),
-		retrytopics.WithRelayExactlyOnce(cfg.ExactlyOnce), // transactional id kretry/<relay group>/relay/<instance_id>
-		retrytopics.WithRelayInstanceID(cfg.InstanceID),
-		retrytopics.WithRelayLogger(logger),
+	r, err := relay.New(ladders,
+		relay.WithGroup(cfg.Relay.Group), // default {group}-relay
+		relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait),
+		relay.WithClientOpts(clientOpts...),
+		relay.WithGroupOpts(cfg.GroupOpts()...),       // session_timeout, instance_id, group_protocol
+		relay.WithProducerOpts(cfg.ProducerOpts()...), // delivery_timeout
+		relay.WithDeliveryTimeout(cfg.DeliveryTimeout),
+		relay.WithCommitInterval(cfg.CommitInterval),
+		relay.WithExactlyOnce(cfg.ExactlyOnce), // transactional id kretry/<relay group>/relay/<instance_id>
+		relay.WithInstanceID(cfg.InstanceID),
+		relay.WithLogger(logger),
 	)
 	if err != nil {
 		return err
@@ -58,5 +58,5 @@ func run(path string, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("relay running", "group", cfg.Relay.Group, "ladders", len(ladders))
-	return relay.Run(ctx) // until Ctrl-C; leaves the group on the way out
+	return r.Run(ctx) // until Ctrl-C; leaves the group on the way out
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // Result is the figures of one scenario in one mode.
@@ -61,7 +61,7 @@ type analysis struct {
 	events    []Event
 	recs      []rec
 	topic     string
-	steps     []retrytopics.Step
+	steps     []ladder.Step
 	dlq       string
 	faults    []Fault
 }

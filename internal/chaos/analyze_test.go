@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 func TestOutcome(t *testing.T) {
@@ -60,7 +60,7 @@ func TestEventLine(t *testing.T) {
 func TestAnalyze(t *testing.T) {
 	t0 := time.UnixMilli(1700000000000)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	steps := []retrytopics.Step{{Name: "retry-1s", Topic: "m.retry-1s"}, {Name: "retry-2s", Topic: "m.retry-2s"}}
+	steps := []ladder.Step{{Name: "retry-1s", Topic: "m.retry-1s"}, {Name: "retry-2s", Topic: "m.retry-2s"}}
 	ev := func(ms, pid int, part int32, id int64, attempt int, out string) Event {
 		return Event{At: at(ms), PID: pid, Partition: part, ID: id, Attempt: attempt, Outcome: out}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // Outcomes of one handling, as chaosworker records them.
@@ -143,12 +143,12 @@ func ReadRecord(r *kgo.Record) (id int64, attempt int, due time.Time, err error)
 func kretryHeaders(hs []kgo.RecordHeader) (attempt int, due time.Time, err error) {
 	for _, h := range hs {
 		switch h.Key {
-		case retrytopics.HeaderAttempts:
+		case headers.HeaderAttempts:
 			if attempt, err = strconv.Atoi(string(h.Value)); err != nil {
 				return 0, time.Time{}, fmt.Errorf("%s %q: %w", h.Key, h.Value, err)
 			}
-		case retrytopics.HeaderDueAt:
-			if due, err = time.Parse(retrytopics.TimeLayout, string(h.Value)); err != nil {
+		case headers.HeaderDueAt:
+			if due, err = time.Parse(headers.TimeLayout, string(h.Value)); err != nil {
 				return 0, time.Time{}, fmt.Errorf("%s %q: %w", h.Key, h.Value, err)
 			}
 		}

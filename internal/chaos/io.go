@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // MalformedBase is the first id of the records with broken kretry headers.
@@ -88,23 +88,23 @@ func (p *producer) produce(ctx context.Context, rec *kgo.Record, id int64, malfo
 func (r *Run) malformed(id int64, kind int) *kgo.Record {
 	rec := &kgo.Record{Topic: r.topic, Key: []byte(strconv.FormatInt(id, 10)), Value: RecordValue(id)}
 	hs := []kgo.RecordHeader{
-		{Key: retrytopics.HeaderVersion, Value: []byte("1")},
-		{Key: retrytopics.HeaderGroup, Value: []byte(r.group)},
-		{Key: retrytopics.HeaderTier, Value: []byte(r.steps[0].Name)},
-		{Key: retrytopics.HeaderOriginalTopic, Value: []byte(r.topic)},
+		{Key: headers.HeaderVersion, Value: []byte("1")},
+		{Key: headers.HeaderGroup, Value: []byte(r.group)},
+		{Key: headers.HeaderTier, Value: []byte(r.steps[0].Name)},
+		{Key: headers.HeaderOriginalTopic, Value: []byte(r.topic)},
 	}
-	due := time.Now().UTC().Format(retrytopics.TimeLayout)
+	due := time.Now().UTC().Format(headers.TimeLayout)
 	switch kind % 3 {
 	case 0:
-		hs = append(hs, kgo.RecordHeader{Key: retrytopics.HeaderAttempts, Value: []byte("one")},
-			kgo.RecordHeader{Key: retrytopics.HeaderDueAt, Value: []byte(due)})
+		hs = append(hs, kgo.RecordHeader{Key: headers.HeaderAttempts, Value: []byte("one")},
+			kgo.RecordHeader{Key: headers.HeaderDueAt, Value: []byte(due)})
 	case 1:
-		hs = append(hs, kgo.RecordHeader{Key: retrytopics.HeaderAttempts, Value: []byte("1")},
-			kgo.RecordHeader{Key: retrytopics.HeaderDueAt, Value: []byte("soon")})
+		hs = append(hs, kgo.RecordHeader{Key: headers.HeaderAttempts, Value: []byte("1")},
+			kgo.RecordHeader{Key: headers.HeaderDueAt, Value: []byte("soon")})
 	case 2:
 		rec.Topic = r.steps[0].Topic
-		hs = append(hs, kgo.RecordHeader{Key: retrytopics.HeaderAttempts, Value: []byte("1")},
-			kgo.RecordHeader{Key: retrytopics.HeaderDueAt, Value: []byte("soon")})
+		hs = append(hs, kgo.RecordHeader{Key: headers.HeaderAttempts, Value: []byte("1")},
+			kgo.RecordHeader{Key: headers.HeaderDueAt, Value: []byte("soon")})
 	}
 	rec.Headers = hs
 	return rec
@@ -173,10 +173,10 @@ func startReader(brokers []string, topics []string) (*reader, error) {
 				x := rec{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp,
 					Transactional: r.Attrs.IsTransactional()}
 				x.ID, x.IDOK = ParseValue(r.Value)
-				x.Attempts, _ = header(r.Headers, retrytopics.HeaderAttempts)
-				x.Reason, _ = header(r.Headers, retrytopics.HeaderReason)
-				if v, ok := header(r.Headers, retrytopics.HeaderDueAt); ok {
-					x.DueAt, _ = time.Parse(retrytopics.TimeLayout, v)
+				x.Attempts, _ = header(r.Headers, headers.HeaderAttempts)
+				x.Reason, _ = header(r.Headers, headers.HeaderReason)
+				if v, ok := header(r.Headers, headers.HeaderDueAt); ok {
+					x.DueAt, _ = time.Parse(headers.TimeLayout, v)
 				}
 				batch = append(batch, x)
 			})

@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // Mode is the delivery mode a scenario runs in: the config's exactly_once key.
@@ -101,7 +101,7 @@ type Run struct {
 	cfgPath string
 	topic   string
 	group   string
-	steps   []retrytopics.Step
+	steps   []ladder.Step
 	dlq     string
 
 	mu      sync.Mutex

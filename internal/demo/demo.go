@@ -21,7 +21,9 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // The demo's topology.
@@ -33,7 +35,7 @@ const (
 
 // Tiers is the demo's ladder: short enough that a record that never heals
 // reaches the DLQ after about 14 s.
-var Tiers = []retrytopics.Tier{
+var Tiers = []ladder.Tier{
 	{Delay: 1 * time.Second, Attempts: 1},
 	{Delay: 3 * time.Second, Attempts: 1},
 	{Delay: 5 * time.Second, Attempts: 2},
@@ -52,7 +54,7 @@ type Options struct {
 	// Logger receives the consumer's and the relay's logs. Default: discarded.
 	Logger *slog.Logger
 	// Tiers is the ladder. Default: the package's Tiers (1s, 3s, 5s×2).
-	Tiers []retrytopics.Tier
+	Tiers []ladder.Tier
 	// Report, when not nil, runs at the end while the embedded broker still
 	// runs, with its seed brokers: `kretry demo` prints the tally there and
 	// lists the DLQ.
@@ -103,7 +105,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			Name:   Topic,
 			Tiers:  o.Tiers,
 			DLQ:    Topic + ".dlq",
-			Naming: retrytopics.DefaultNaming,
+			Naming: ladder.DefaultNaming,
 		}},
 		Relay: config.Relay{Group: Group + config.DefaultRelaySuffix, FetchMaxWait: config.DefaultFetchMaxWait},
 	}
@@ -215,7 +217,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 var errTimeout = errors.New("timed out")
 
-func topicsOf(l *retrytopics.Ladder) []string {
+func topicsOf(l *ladder.Ladder) []string {
 	var ts []string
 	for _, s := range l.Steps() {
 		ts = append(ts, s.Topic)
@@ -233,19 +235,19 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config) err
 	if err != nil {
 		return err
 	}
-	var ps []retrytopics.Provision
+	var ps []topics.Provision
 	for i, l := range ladders {
-		ps = append(ps, retrytopics.Provision{
+		ps = append(ps, topics.Provision{
 			Ladder:        l,
 			TierRetention: cfg.Topics[i].TierRetention,
 			DLQRetention:  cfg.Topics[i].DLQRetention,
 		})
 	}
-	plan, err := retrytopics.Plan(ctx, adm, ps)
+	plan, err := topics.Plan(ctx, adm, ps)
 	if err != nil {
 		return err
 	}
-	_, err = retrytopics.Apply(ctx, adm, plan)
+	_, err = topics.Apply(ctx, adm, plan)
 	return err
 }
 
@@ -306,7 +308,7 @@ var (
 )
 
 func (o *observer) handle(_ context.Context, rec *kgo.Record) error {
-	md, refed, err := retrytopics.Decode(rec.Headers)
+	md, refed, err := headers.Decode(rec.Headers)
 	if err != nil {
 		return err
 	}

@@ -13,14 +13,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/ladder"
 )
 
 // TestRunAccountsForEveryRecord runs the whole demo on a short ladder and
 // checks its tally against what PlanFor decided for every key.
 func TestRunAccountsForEveryRecord(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	tiers := []retrytopics.Tier{
+	tiers := []ladder.Tier{
 		{Delay: 100 * time.Millisecond, Attempts: 1},
 		{Delay: 200 * time.Millisecond, Attempts: 1},
 		{Delay: 300 * time.Millisecond, Attempts: 2},
@@ -43,15 +44,15 @@ func TestRunAccountsForEveryRecord(t *testing.T) {
 			want.OKAfterRetry[names[p.Failures-1]]++
 			refeeds += p.Failures
 		case Permanent:
-			want.DeadLettered[string(retrytopics.ReasonPermanent)]++
+			want.DeadLettered[string(headers.ReasonPermanent)]++
 		case Panic:
-			want.DeadLettered[string(retrytopics.ReasonPanic)]++
+			want.DeadLettered[string(headers.ReasonPanic)]++
 		case Exhausted:
-			want.DeadLettered[string(retrytopics.ReasonExhausted)]++
+			want.DeadLettered[string(headers.ReasonExhausted)]++
 			refeeds += 4 // 1 + 1 + 2 attempts, then the DLQ
 		}
 	}
-	for _, r := range []retrytopics.Reason{retrytopics.ReasonPermanent, retrytopics.ReasonPanic, retrytopics.ReasonExhausted} {
+	for _, r := range []headers.Reason{headers.ReasonPermanent, headers.ReasonPanic, headers.ReasonExhausted} {
 		if want.DeadLettered[string(r)] == 0 {
 			t.Fatalf("no %s record among the first %d keys: raise n", r, n)
 		}

@@ -11,13 +11,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/ladder"
 )
 
 // watch prints a progress line per second until every produced record is
 // accounted for — accepted by the handler or read back from the DLQ — or
 // o.Timeout passes (errTimeout).
-func watch(ctx context.Context, o Options, adm *kadm.Client, refed func(tier string) int64, l *retrytopics.Ladder,
+func watch(ctx context.Context, o Options, adm *kadm.Client, refed func(tier string) int64, l *ladder.Ladder,
 	obs *observer, dlq *dlqReader, consumerDone <-chan struct{}, start time.Time) error {
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
@@ -74,7 +75,7 @@ func accounted(obs *observer, dlq *dlqReader) int {
 // end offsets) and not re-fed yet (kretry_refed_total of the relay) — and how
 // many the DLQ holds. The relay group's committed offsets would say the same
 // only up to its auto-commit interval (5 s) later.
-func progressLine(ctx context.Context, adm *kadm.Client, refed func(tier string) int64, l *retrytopics.Ladder,
+func progressLine(ctx context.Context, adm *kadm.Client, refed func(tier string) int64, l *ladder.Ladder,
 	obs *observer, elapsed time.Duration) (string, error) {
 	topics := append(topicsOf(l), l.DLQ())
 	ends, err := adm.ListEndOffsets(ctx, topics...)
@@ -142,7 +143,7 @@ func (r *dlqReader) poll(ctx context.Context) {
 	defer r.mu.Unlock()
 	fs.EachRecord(func(rec *kgo.Record) {
 		reason := "unknown"
-		if md, ok, err := retrytopics.Decode(rec.Headers); err == nil && ok && md.Reason != "" {
+		if md, ok, err := headers.Decode(rec.Headers); err == nil && ok && md.Reason != "" {
 			reason = string(md.Reason)
 		}
 		r.records = append(r.records, deadLetter{Key: string(rec.Key), Reason: reason})
@@ -221,7 +222,7 @@ func readProduced(ctx context.Context, brokers []string, adm *kadm.Client) ([]st
 		}
 		fs.EachRecord(func(rec *kgo.Record) {
 			next[rec.Partition] = rec.Offset + 1
-			if _, refed, err := retrytopics.Decode(rec.Headers); err == nil && !refed {
+			if _, refed, err := headers.Decode(rec.Headers); err == nil && !refed {
 				keys = append(keys, string(rec.Key))
 			}
 		})

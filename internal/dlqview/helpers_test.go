@@ -10,9 +10,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/dlqview"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // base is the time the test DLQ's records are dead-lettered around.
@@ -23,7 +23,7 @@ type entry struct {
 	p      int32
 	at     time.Duration // after base
 	key    string
-	reason retrytopics.Reason // "": no kretry headers
+	reason headers.Reason // "": no kretry headers
 	orig   string
 	err    string
 	value  string
@@ -31,12 +31,12 @@ type entry struct {
 
 // fill is the test DLQ of the dlq package's tests (2 partitions).
 var fill = []entry{
-	{0, 0, "k1", retrytopics.ReasonPermanent, "orders", "order 17 not found", `{"id":17}`},
-	{0, 20 * time.Minute, "k2", retrytopics.ReasonExhausted, "orders", "timeout after 30s", "v2"},
+	{0, 0, "k1", headers.ReasonPermanent, "orders", "order 17 not found", `{"id":17}`},
+	{0, 20 * time.Minute, "k2", headers.ReasonExhausted, "orders", "timeout after 30s", "v2"},
 	{0, 65 * time.Minute, "k3", "", "", "", "v3"},
-	{0, 90 * time.Minute, "k1", retrytopics.ReasonPermanent, "payments", "order 99 not found", "v4"},
-	{1, 10 * time.Minute, "k4", retrytopics.ReasonPanic, "orders", "nil map", "v5"},
-	{1, 120 * time.Minute, "k5", retrytopics.ReasonExhausted, "payments", "timeout after 45s", "v6"},
+	{0, 90 * time.Minute, "k1", headers.ReasonPermanent, "payments", "order 99 not found", "v4"},
+	{1, 10 * time.Minute, "k4", headers.ReasonPanic, "orders", "nil map", "v5"},
+	{1, 120 * time.Minute, "k5", headers.ReasonExhausted, "payments", "timeout after 45s", "v6"},
 }
 
 func newFake(t *testing.T) []string {
@@ -65,7 +65,7 @@ func put(t *testing.T, seeds []string, topic string, es ...entry) {
 			Headers:   []kgo.RecordHeader{{Key: "trace", Value: fmt.Appendf(nil, "t%d", i)}},
 		}
 		if e.reason != "" {
-			rec.Headers = retrytopics.Encode(rec.Headers, testMeta(e.orig, e.p, int64(100+i), e.reason, e.err))
+			rec.Headers = headers.Encode(rec.Headers, testMeta(e.orig, e.p, int64(100+i), e.reason, e.err))
 		}
 		if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -83,9 +83,9 @@ func newReader(t *testing.T, seeds []string) *dlq.Reader {
 	return r
 }
 
-func testMeta(topic string, p int32, o int64, reason retrytopics.Reason, errText string) retrytopics.Metadata {
+func testMeta(topic string, p int32, o int64, reason headers.Reason, errText string) headers.Metadata {
 	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
-	return retrytopics.Metadata{
+	return headers.Metadata{
 		Group: "orders-service", Attempts: 3, Tier: "retry-1m", DueAt: at,
 		OriginalTopic: topic, OriginalPartition: p, OriginalOffset: o, OriginalTimestamp: at.Add(-time.Minute),
 		FirstFailureAt: at.Add(-time.Minute), LastFailureAt: at, Error: errText, Reason: reason,

@@ -13,19 +13,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/dlqview"
 	"github.com/kretry/kretry/internal/safetext"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // hostile is a DLQ record whose header values try to drive the terminal:
 // clear the screen, colour, forge a table row with \r and \n, reorder text
 // with a bidi override.
 func hostile() *kgo.Record {
-	md := testMeta("orders\x1b[31m", 0, 5, retrytopics.ReasonPermanent, "boom\x1b[2J\x1b[31m\r0/9  11-25 10:00:00  k  orders/0@1  1  permanent  forged\nrow")
+	md := testMeta("orders\x1b[31m", 0, 5, headers.ReasonPermanent, "boom\x1b[2J\x1b[31m\r0/9  11-25 10:00:00  k  orders/0@1  1  permanent  forged\nrow")
 	md.Tier = "retry-1m\u202e"
 	md.Group = "svc\x07"
-	hs := retrytopics.Encode([]kgo.RecordHeader{{Key: "user\x1b]0;title\x07", Value: []byte("a\rb\x9bc")}}, md)
+	hs := headers.Encode([]kgo.RecordHeader{{Key: "user\x1b]0;title\x07", Value: []byte("a\rb\x9bc")}}, md)
 	return &kgo.Record{Topic: "orders.dlq", Partition: 0, Offset: 3, Timestamp: base,
 		Key: []byte("k\x1b"), Value: []byte("line 1\n\u202eline 2\r\n"), Headers: hs}
 }
@@ -99,10 +99,10 @@ func TestRenderingEscapesControlCharacters(t *testing.T) {
 // and the problem next to it.
 func TestLenientReading(t *testing.T) {
 	seeds := newFake(t)
-	md := testMeta("orders", 1, 40, retrytopics.ReasonExhausted, "payments API: 503")
+	md := testMeta("orders", 1, 40, headers.ReasonExhausted, "payments API: 503")
 	var hs []kgo.RecordHeader
-	for _, h := range retrytopics.Encode(nil, md) {
-		if h.Key != retrytopics.HeaderDueAt {
+	for _, h := range headers.Encode(nil, md) {
+		if h.Key != headers.HeaderDueAt {
 			hs = append(hs, h)
 		}
 	}
@@ -112,12 +112,12 @@ func TestLenientReading(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReader(t, seeds)
-	recs, err := r.List(context.Background(), dlq.Filter{Reasons: []retrytopics.Reason{"exhausted"}})
+	recs, err := r.List(context.Background(), dlq.Filter{Reasons: []headers.Reason{"exhausted"}})
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("--reason exhausted found %d records (%v), want the one without kretry-due-at", len(recs), err)
 	}
 	rec := recs[0]
-	if rec.MetaErr == nil || !strings.Contains(rec.MetaErr.Error(), retrytopics.HeaderDueAt) || rec.Meta.Attempts != 3 || rec.Meta.Tier != "retry-1m" {
+	if rec.MetaErr == nil || !strings.Contains(rec.MetaErr.Error(), headers.HeaderDueAt) || rec.Meta.Attempts != 3 || rec.Meta.Tier != "retry-1m" {
 		t.Errorf("read as %+v", rec)
 	}
 	var table, show bytes.Buffer
@@ -154,16 +154,16 @@ func FuzzRender(f *testing.F) {
 		at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 		hs := []kgo.RecordHeader{
 			{Key: hk, Value: []byte(hv)},
-			{Key: retrytopics.HeaderVersion, Value: []byte("1")},
-			{Key: retrytopics.HeaderGroup, Value: []byte("svc")},
-			{Key: retrytopics.HeaderAttempts, Value: []byte(attempts)},
-			{Key: retrytopics.HeaderTier, Value: []byte(tier)},
-			{Key: retrytopics.HeaderOriginalTopic, Value: []byte(origTopic)},
-			{Key: retrytopics.HeaderOriginalPartition, Value: []byte("0")},
-			{Key: retrytopics.HeaderOriginalOffset, Value: []byte("1")},
-			{Key: retrytopics.HeaderOriginalTimestamp, Value: []byte(retrytopics.FormatTime(at))},
-			{Key: retrytopics.HeaderErrorText, Value: []byte(errText)},
-			{Key: retrytopics.HeaderReason, Value: []byte(reason)},
+			{Key: headers.HeaderVersion, Value: []byte("1")},
+			{Key: headers.HeaderGroup, Value: []byte("svc")},
+			{Key: headers.HeaderAttempts, Value: []byte(attempts)},
+			{Key: headers.HeaderTier, Value: []byte(tier)},
+			{Key: headers.HeaderOriginalTopic, Value: []byte(origTopic)},
+			{Key: headers.HeaderOriginalPartition, Value: []byte("0")},
+			{Key: headers.HeaderOriginalOffset, Value: []byte("1")},
+			{Key: headers.HeaderOriginalTimestamp, Value: []byte(headers.FormatTime(at))},
+			{Key: headers.HeaderErrorText, Value: []byte(errText)},
+			{Key: headers.HeaderReason, Value: []byte(reason)},
 		}
 		rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Key: key, Value: value, Timestamp: at, Headers: hs})
 		var table, show bytes.Buffer

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/safetext"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // WriteRecord writes one record in full, as `kretry dlq show` does: where it
@@ -25,7 +25,7 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 	line("topic", r.Topic)
 	line("partition", strconv.Itoa(int(r.Partition)))
 	line("offset", strconv.FormatInt(r.Offset, 10))
-	line("timestamp", retrytopics.FormatTime(r.Timestamp))
+	line("timestamp", headers.FormatTime(r.Timestamp))
 	line("reason", string(r.Reason))
 	if sp := r.Spring; sp != nil {
 		by := "Spring Kafka's DeadLetterPublishingRecoverer"
@@ -42,7 +42,7 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 		if r.Fields()&f == 0 {
 			return unknown
 		}
-		return retrytopics.FormatTime(t)
+		return headers.FormatTime(t)
 	}
 	if r.Fields()&dlq.FieldOriginal != 0 {
 		line("original", fmt.Sprintf("%s partition %d offset %d at %s", md.OriginalTopic, md.OriginalPartition, md.OriginalOffset,
@@ -88,7 +88,7 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 		line("cause", sp.CauseClass)
 		line("message", sp.Message)
 	}
-	if r.Reason == retrytopics.ReasonTooLarge && len(r.Value) == 0 && r.Fields()&dlq.FieldOriginal != 0 {
+	if r.Reason == headers.ReasonTooLarge && len(r.Value) == 0 && r.Fields()&dlq.FieldOriginal != 0 {
 		line("value in", fmt.Sprintf("%s partition %d offset %d (too large to forward with kretry's headers; replay reads it from there while retention keeps it)",
 			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset))
 	}

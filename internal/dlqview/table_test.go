@@ -10,14 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/dlqview"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 func TestTable(t *testing.T) {
 	seeds := newFake(t)
 	put(t, seeds, "orders.dlq", fill...)
-	long := entry{1, 0, "\x00\x01binary", retrytopics.ReasonPermanent, "orders", strings.Repeat("very long error ", 20), "v"}
+	long := entry{1, 0, "\x00\x01binary", headers.ReasonPermanent, "orders", strings.Repeat("very long error ", 20), "v"}
 	put(t, seeds, "orders.dlq", long)
 	r := newReader(t, seeds)
 	recs, err := r.List(context.Background(), dlq.Filter{})
@@ -59,9 +59,9 @@ func TestTable(t *testing.T) {
 }
 
 func TestWriteRecord(t *testing.T) {
-	md := testMeta("orders", 2, 40, retrytopics.ReasonPermanent, "boom")
+	md := testMeta("orders", 2, 40, headers.ReasonPermanent, "boom")
 	rec := dlq.NewRecord(&kgo.Record{Topic: "orders.dlq", Partition: 1, Offset: 7, Key: []byte("k"), Value: []byte(`{"id":1,"items":[2]}`),
-		Headers: retrytopics.Encode([]kgo.RecordHeader{{Key: "bin", Value: []byte{0xff}}}, md)})
+		Headers: headers.Encode([]kgo.RecordHeader{{Key: "bin", Value: []byte{0xff}}}, md)})
 	var b bytes.Buffer
 	if err := dlqview.WriteRecord(&b, rec); err != nil {
 		t.Fatal(err)

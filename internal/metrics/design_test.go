@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // TestDesignDocMetrics: docs/design.md's metrics table has a row for every
@@ -80,7 +80,7 @@ func TestDesignDocMetrics(t *testing.T) {
 		"outcome": {metrics.OutcomeOK, metrics.OutcomeRetried, metrics.OutcomeDeadLettered, metrics.OutcomeDiscarded, metrics.OutcomeSkipped},
 		"tier":    {metrics.TierDLQ},
 	}
-	for _, r := range retrytopics.Reasons() {
+	for _, r := range headers.Reasons() {
 		values["reason"] = append(values["reason"], string(r))
 	}
 	for _, f := range families {

@@ -16,13 +16,14 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/kafkatest"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
 )
 
-// ladder is the ladder of these tests: tiers retry-5s and retry-1m, then
+// testTiers is the ladder of these tests: tiers retry-5s and retry-1m, then
 // orders.dlq. Virtual time runs it in milliseconds.
-var ladder = []retrytopics.Tier{{Delay: 5 * time.Second, Attempts: 1}, {Delay: time.Minute, Attempts: 1}}
+var testTiers = []ladder.Tier{{Delay: 5 * time.Second, Attempts: 1}, {Delay: time.Minute, Attempts: 1}}
 
 // cluster is a kfake cluster on a virtual network with a main topic of 2
 // partitions per name in mains, and its tier and DLQ topics.
@@ -48,7 +49,7 @@ func (c *cluster) config(topic, group string) *config.Config {
 		ClientID: "kretry-metrics-test",
 		Group:    group,
 		Topics: []config.Topic{{
-			Name: topic, Tiers: ladder, DLQ: topic + ".dlq", Naming: retrytopics.DefaultNaming,
+			Name: topic, Tiers: testTiers, DLQ: topic + ".dlq", Naming: ladder.DefaultNaming,
 		}},
 		Relay: config.Relay{Group: group + "-relay", FetchMaxWait: 100 * time.Millisecond},
 	}
@@ -199,7 +200,7 @@ func newScripted() *scripted {
 var errFlaky = errors.New("flaky dependency")
 
 func (s *scripted) Handle(_ context.Context, rec *kgo.Record) error {
-	md, _, err := retrytopics.Decode(rec.Headers)
+	md, _, err := headers.Decode(rec.Headers)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,8 @@ import (
 
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/internal/metrics"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/relay"
 )
 
 // TestLadderVecShowHide: a tier shown twice stays until both hide it, and a
@@ -50,7 +51,7 @@ func TestLadderGauges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newCluster(t, "orders")
 		reg := prometheus.NewRegistry()
-		tiers := []retrytopics.Tier{{Delay: 5 * time.Second, Attempts: 1}, {Delay: time.Minute, Attempts: 3}}
+		tiers := []ladder.Tier{{Delay: 5 * time.Second, Attempts: 1}, {Delay: time.Minute, Attempts: 3}}
 		cfg := c.config("orders", "g")
 		cfg.Topics[0].Tiers = tiers
 
@@ -59,12 +60,12 @@ func TestLadderGauges(t *testing.T) {
 		}
 		stopConsumer := c.start(t, cfg, newScripted(), consumer.WithRegisterer(reg))
 
-		l, err := retrytopics.NewLadder("orders", "g", tiers)
+		l, err := ladder.New("orders", "g", tiers)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := retrytopics.NewRelay([]*retrytopics.Ladder{l}, retrytopics.WithRelayClientOpts(c.opts...),
-			retrytopics.WithRelayRegisterer(reg), retrytopics.WithRelayGroup("g-standalone-relay"))
+		r, err := relay.New([]*ladder.Ladder{l}, relay.WithClientOpts(c.opts...),
+			relay.WithRegisterer(reg), relay.WithGroup("g-standalone-relay"))
 		if err != nil {
 			t.Fatal(err)
 		}

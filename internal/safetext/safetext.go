@@ -131,3 +131,29 @@ func JSON(b []byte) []byte {
 	}
 	return out
 }
+
+// quotedLen is how many bytes of a value Quoted shows.
+const quotedLen = 64
+
+// Quoted returns v as a log line or an error may show a value read from a
+// record: cut at 64 bytes on a UTF-8 boundary (marked with "..."), in
+// double quotes, with every control character and invalid byte escaped, so
+// that a forged value cannot rewrite an operator's terminal or forge a line.
+func Quoted(v string) string {
+	if len(v) > quotedLen {
+		return strconv.Quote(CutUTF8(v, quotedLen)) + "..."
+	}
+	return strconv.Quote(v)
+}
+
+// CutUTF8 returns the longest prefix of s of at most n bytes that does not
+// split a UTF-8 sequence.
+func CutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

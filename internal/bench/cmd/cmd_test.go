@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 func TestWindowClosesAtN(t *testing.T) {
@@ -92,7 +92,7 @@ func TestHistogramLatency(t *testing.T) {
 
 func TestDueAt(t *testing.T) {
 	due := time.Date(2026, 11, 25, 10, 0, 5, 123e6, time.UTC)
-	hs := retrytopics.Encode([]kgo.RecordHeader{{Key: "user", Value: []byte("x")}}, retrytopics.Metadata{
+	hs := headers.Encode([]kgo.RecordHeader{{Key: "user", Value: []byte("x")}}, headers.Metadata{
 		Group: "g", Attempts: 1, Tier: "retry-5s", DueAt: due, OriginalTopic: "t",
 		OriginalTimestamp: due, FirstFailureAt: due, LastFailureAt: due,
 	})

@@ -16,8 +16,10 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/bench"
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/relay"
 )
 
 // The kretry sides: the consumer as a user runs it (consumer.New + Run, the
@@ -29,7 +31,7 @@ func init() {
 	childModes["relay"] = runRelay
 }
 
-var formatDelay = retrytopics.FormatDelay
+var formatDelay = ladder.FormatDelay
 
 // benchConfig is the configuration a user would load for one topic with one
 // tier of delay, built by hand so that KRETRY_GROUP cannot change the group.
@@ -40,9 +42,9 @@ func benchConfig(cf childFlags) *config.Config {
 		Group:    cf.group,
 		Topics: []config.Topic{{
 			Name:   cf.topic,
-			Tiers:  []retrytopics.Tier{{Delay: cf.delay, Attempts: 1}},
+			Tiers:  []ladder.Tier{{Delay: cf.delay, Attempts: 1}},
 			DLQ:    cf.topic + ".dlq",
-			Naming: retrytopics.DefaultNaming,
+			Naming: ladder.DefaultNaming,
 		}},
 		Relay:       config.Relay{Group: cf.group + config.DefaultRelaySuffix, FetchMaxWait: config.DefaultFetchMaxWait},
 		ExactlyOnce: cf.eos,
@@ -112,7 +114,7 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	cfg := benchConfig(cf)
 	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg))
 	var note string
-	var relay *retrytopics.Relay
+	var rl *relay.Relay
 	if err != nil {
 		// Until the consumer runs its relay in process, run one next to it,
 		// built as the consumer builds it.
@@ -125,19 +127,19 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		if lerr != nil {
 			return result{}, lerr
 		}
-		relay, err = retrytopics.NewRelay(ladders, retrytopics.WithRelayClientOpts(kgo.SeedBrokers(cf.brokers...)),
-			retrytopics.WithRelayRegisterer(reg), retrytopics.WithRelayGroup(cfg.Relay.Group),
-			retrytopics.WithRelayFetchMaxWait(cfg.Relay.FetchMaxWait))
+		rl, err = relay.New(ladders, relay.WithClientOpts(kgo.SeedBrokers(cf.brokers...)),
+			relay.WithRegisterer(reg), relay.WithGroup(cfg.Relay.Group),
+			relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait))
 		if err != nil {
 			return result{}, err
 		}
 		note = "relay run next to the consumer in the same process (consumer.New with its relay failed)"
 		fmt.Fprintln(os.Stderr, note)
 	}
-	if relay != nil {
+	if rl != nil {
 		rctx, rcancel := context.WithCancel(ctx)
 		rdone := make(chan error, 1)
-		go func() { rdone <- relay.Run(rctx) }()
+		go func() { rdone <- rl.Run(rctx) }()
 		defer func() { rcancel(); <-rdone }()
 	}
 	stopProgress := progress(func() string {
@@ -164,8 +166,8 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 // dueAt reads kretry-due-at; false when the record has none (a first delivery).
 func dueAt(hs []kgo.RecordHeader) (time.Time, bool) {
 	for _, h := range hs {
-		if h.Key == retrytopics.HeaderDueAt {
-			t, err := time.Parse(retrytopics.TimeLayout, string(h.Value))
+		if h.Key == headers.HeaderDueAt {
+			t, err := time.Parse(headers.TimeLayout, string(h.Value))
 			return t, err == nil
 		}
 	}
@@ -250,19 +252,19 @@ func gaugeValue(m *dto.Metric) float64 {
 // runRelay runs a standalone relay over the tier of cf.delay until it is told
 // to stop, printing "paused=N" (kretry_paused_partitions) as it changes.
 func runRelay(ctx context.Context, cf childFlags) (result, error) {
-	ladder, err := retrytopics.NewLadder(cf.topic, cf.group, []retrytopics.Tier{{Delay: cf.delay, Attempts: 1}})
+	l, err := ladder.New(cf.topic, cf.group, []ladder.Tier{{Delay: cf.delay, Attempts: 1}})
 	if err != nil {
 		return result{}, err
 	}
 	reg := prometheus.NewRegistry()
-	relay, err := retrytopics.NewRelay([]*retrytopics.Ladder{ladder},
-		retrytopics.WithRelayClientOpts(kgo.SeedBrokers(cf.brokers...)),
-		retrytopics.WithRelayRegisterer(reg))
+	rl, err := relay.New([]*ladder.Ladder{l},
+		relay.WithClientOpts(kgo.SeedBrokers(cf.brokers...)),
+		relay.WithRegisterer(reg))
 	if err != nil {
 		return result{}, err
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- relay.Run(ctx) }()
+	go func() { errc <- rl.Run(ctx) }()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	last := -1
@@ -286,7 +288,7 @@ func runRelay(ctx context.Context, cf childFlags) (result, error) {
 // delay since now, as the consumer would have written them.
 func tierHeaders(topic, group string, delay time.Duration, now time.Time) func(int, int32) []kgo.RecordHeader {
 	return func(i int, p int32) []kgo.RecordHeader {
-		return retrytopics.Encode(nil, retrytopics.Metadata{
+		return headers.Encode(nil, headers.Metadata{
 			Group: group, Attempts: 1, Tier: "retry-" + formatDelay(delay), DueAt: now.Add(delay),
 			OriginalTopic: topic, OriginalPartition: p, OriginalOffset: int64(i / 8), OriginalTimestamp: now,
 			FirstFailureAt: now, LastFailureAt: now, Error: "bench: parked",

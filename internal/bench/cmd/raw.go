@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kretry/kretry/retrytopics"
+	"github.com/kretry/kretry/headers"
 )
 
 // The raw franz-go baselines. They are what a careful franz-go user writes by
@@ -251,7 +251,7 @@ func runB2Raw3(ctx context.Context, cf childFlags) (result, error) {
 // once in group's handler and went to the tier of delay.
 func contractHeaders(group, topic string, delay time.Duration) []kgo.RecordHeader {
 	now := time.Now()
-	return retrytopics.Encode(nil, retrytopics.Metadata{
+	return headers.Encode(nil, headers.Metadata{
 		Group: group, Attempts: 1, Tier: "retry-" + formatDelay(delay), DueAt: now, OriginalTopic: topic,
 		OriginalPartition: 7, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
 		Error: errFailOnce.Error(),

@@ -8,8 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/dlq"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/bench"
-	"github.com/kretry/kretry/retrytopics"
 )
 
 // replay times dlq.Reader.Replay (what `kretry dlq replay` runs) over a DLQ
@@ -24,10 +24,10 @@ func (b *benches) replay(ctx context.Context) error {
 	}
 	at := time.Now()
 	err := b.fill(ctx, dq, rf.replayRecords, func(i int, p int32) []kgo.RecordHeader {
-		return retrytopics.Encode(nil, retrytopics.Metadata{
+		return headers.Encode(nil, headers.Metadata{
 			Group: "bench", Attempts: 3, Tier: "retry-1s", DueAt: at, OriginalTopic: main, OriginalPartition: p,
 			OriginalOffset: int64(i), OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
-			Error: errFailOnce.Error(), Reason: retrytopics.ReasonExhausted,
+			Error: errFailOnce.Error(), Reason: headers.ReasonExhausted,
 		})
 	})
 	if err != nil {

@@ -580,7 +580,7 @@ func (b *benches) b4(ctx context.Context) error {
 	flat := slices.Max(peaks) <= 1.25*slices.Min(peaks)+16<<20
 	b.rep.Sections = append(b.rep.Sections, bench.Section{
 		Title: "B4 parked memory: a standalone relay over a 10m tier",
-		Text: []string{fmt.Sprintf("The tier topic is filled directly with records carrying kretry headers due in %s; a relay (retrytopics.Relay "+
+		Text: []string{fmt.Sprintf("The tier topic is filled directly with records carrying kretry headers due in %s; a relay (relay.Relay "+
 			"in a process of its own) joins, finds every head not due, pauses all %d partitions, and runs %s more; "+
 			"the parent then reads the child's peak RSS (VmHWM in /proc/PID/status). Goal: ≤ 100 MiB and flat. "+
 			"**Result: %s MiB at most** (%s; %s).", delay, rf.partitions, rf.b4Hold, mib(int64(worst)), verdict(worst <= 100<<20), flatWord(flat))},

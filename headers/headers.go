@@ -1,0 +1,580 @@
+package headers
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/internal/safetext"
+)
+
+// The record headers of the header contract, version 1 (docs/design.md §3). Every
+// kretry header starts with HeaderPrefix; all other headers belong to the user
+// and are kept, in order, on every hop.
+const (
+	HeaderPrefix = "kretry-"
+
+	HeaderVersion           = "kretry-version"            // "1"
+	HeaderGroup             = "kretry-group"              // the group whose handler failed
+	HeaderAttempts          = "kretry-attempts"           // failed attempts so far, ≥ 1
+	HeaderTier              = "kretry-tier"               // the tier the record is in or came from: "retry-5s"
+	HeaderDueAt             = "kretry-due-at"             // earliest re-feed time
+	HeaderOriginalTopic     = "kretry-original-topic"     // the first delivery's topic
+	HeaderOriginalPartition = "kretry-original-partition" // ... partition
+	HeaderOriginalOffset    = "kretry-original-offset"    // ... offset
+	HeaderOriginalTimestamp = "kretry-original-timestamp" // ... record timestamp
+	HeaderFirstFailureAt    = "kretry-first-failure-at"
+	HeaderLastFailureAt     = "kretry-last-failure-at"
+	HeaderErrorText         = "kretry-error"   // the last error's text, at most MaxErrorLen bytes
+	HeaderReason            = "kretry-reason"  // DLQ records only
+	HeaderReplays           = "kretry-replays" // replays from the DLQ so far
+)
+
+// Version is the version of the header contract this package writes and reads.
+const Version = 1
+
+// MaxAttempts is the most failed attempts the headers count: kretry-attempts
+// and kretry-replays are int32 values that saturate here rather than wrap
+// or grow past what Decode reads.
+const MaxAttempts = 1<<31 - 1
+
+// MaxErrorLen is the most bytes of error text Encode writes to kretry-error.
+const MaxErrorLen = 1024
+
+// TimeLayout is the form of every kretry time header: RFC 3339, UTC, with
+// milliseconds.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Reason says why a record is in the DLQ (the kretry-reason header).
+type Reason string
+
+// The reasons a record goes to the DLQ.
+const (
+	ReasonExhausted       Reason = "exhausted"        // the ladder is used up
+	ReasonPermanent       Reason = "permanent"        // the handler returned a permanent error
+	ReasonPanic           Reason = "panic"            // the handler panicked
+	ReasonExpired         Reason = "expired"          // the record is older than max_age
+	ReasonInvalidMetadata Reason = "invalid-metadata" // its kretry headers cannot be read
+	ReasonTooLarge        Reason = "too-large"        // too large to forward: the DLQ record has no value; kretry-original-* say where it is
+)
+
+// Valid reports whether r is one of the Reason constants.
+func (r Reason) Valid() bool {
+	switch r {
+	case ReasonExhausted, ReasonPermanent, ReasonPanic, ReasonExpired, ReasonInvalidMetadata, ReasonTooLarge:
+		return true
+	}
+	return false
+}
+
+// Metadata is what the kretry headers of a record say. A record re-fed or
+// dead-lettered by kretry carries all of it (Group set); a record replayed
+// from the DLQ carries only Replays.
+type Metadata struct {
+	Group             string    // the consumer group whose handler failed
+	Attempts          int       // failed attempts so far: 1 after the first failure
+	Tier              string    // the tier the record is in or came from: "retry-5s"
+	DueAt             time.Time // earliest time the relay may re-feed it
+	OriginalTopic     string    // where the record was first delivered
+	OriginalPartition int32
+	OriginalOffset    int64
+	OriginalTimestamp time.Time
+	FirstFailureAt    time.Time
+	LastFailureAt     time.Time
+	Error             string // the last error's text; Encode cuts it at MaxErrorLen bytes on a UTF-8 boundary
+	Reason            Reason // DLQ records only; "" elsewhere
+	Replays           int    // times replayed from the DLQ
+}
+
+// HeaderError is the error Decode returns for a kretry header that is
+// missing, repeated or malformed.
+type HeaderError struct {
+	Header string // the header's name, e.g. HeaderAttempts
+	Value  string // its value as found; "" when missing
+	Err    error  // what is wrong: ErrHeaderMissing, ErrHeaderRepeated or a description
+}
+
+// ErrHeaderMissing is the Err of a HeaderError for a required header that a
+// record with kretry-group does not carry.
+var ErrHeaderMissing = errors.New("missing")
+
+// ErrHeaderRepeated is the Err of a HeaderError for a kretry header a record
+// carries more than once.
+var ErrHeaderRepeated = errors.New("repeated")
+
+var (
+	errMissing  = fmt.Errorf("%w: a record with kretry-group must carry it", ErrHeaderMissing)
+	errRepeated = fmt.Errorf("%w: a record carries each kretry header at most once", ErrHeaderRepeated)
+)
+
+func (e *HeaderError) Error() string {
+	if errors.Is(e.Err, ErrHeaderMissing) || errors.Is(e.Err, ErrHeaderRepeated) {
+		return fmt.Sprintf("kretry header %s: %v", e.Header, e.Err)
+	}
+	return fmt.Sprintf("kretry header %s: invalid value %s: %v", e.Header, safetext.Quoted(e.Value), e.Err)
+}
+
+func (e *HeaderError) Unwrap() error { return e.Err }
+
+// FormatTime writes t as a kretry time header does: RFC 3339 in UTC with
+// milliseconds (TimeLayout). Finer precision is truncated.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
+// UserHeaders returns the headers of hs that are not kretry headers, in
+// order, in a new slice; nil when there are none.
+func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
+	var out []kgo.RecordHeader
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Encode returns the user headers of hs in their order followed by md as
+// kretry headers: every kretry-* header already in hs, known or not, is
+// dropped, so headers never grow with the hops. Attempts and Replays above
+// MaxAttempts are written as MaxAttempts. With md.Group set, Attempts 0 and
+// Replays above 0 (a record replayed from the DLQ to the group that failed
+// it) it writes kretry-version, kretry-group, the kretry-original-* headers
+// when OriginalTopic is set, and kretry-replays. Otherwise, with md.Group
+// set it writes
+// the whole contract, leaving out kretry-error, kretry-reason and
+// kretry-replays when they are empty or 0; with md.Group empty (a record
+// replayed from the DLQ) it writes only kretry-replays, when above 0.
+func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
+	users := 0
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			users++
+		}
+	}
+	out := make([]kgo.RecordHeader, 0, users+14) // a re-fed record's 14 kretry headers are all replaced
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			out = append(out, h)
+		}
+	}
+	errText := md.Error
+	if errText != "" {
+		errText = safetext.CutUTF8(strings.ToValidUTF8(errText, "\uFFFD"), MaxErrorLen)
+	}
+	// Every value is appended to one buffer and sliced from it: one
+	// allocation for all of them instead of one per header.
+	buf := make([]byte, 0, 5*len(TimeLayout)+3*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+8)
+	add := func(k string, from int) {
+		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
+	}
+	if md.Group != "" && md.Attempts == 0 && md.Replays > 0 {
+		// A record replayed to the group that failed it.
+		n := len(buf)
+		buf = strconv.AppendInt(buf, Version, 10)
+		add(HeaderVersion, n)
+		n = len(buf)
+		buf = append(buf, md.Group...)
+		add(HeaderGroup, n)
+		if md.OriginalTopic != "" {
+			n = len(buf)
+			buf = append(buf, md.OriginalTopic...)
+			add(HeaderOriginalTopic, n)
+			n = len(buf)
+			buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
+			add(HeaderOriginalPartition, n)
+			n = len(buf)
+			buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
+			add(HeaderOriginalOffset, n)
+			n = len(buf)
+			buf = appendTime(buf, md.OriginalTimestamp)
+			add(HeaderOriginalTimestamp, n)
+		}
+	} else if md.Group != "" {
+		n := len(buf)
+		buf = strconv.AppendInt(buf, Version, 10)
+		add(HeaderVersion, n)
+		n = len(buf)
+		buf = append(buf, md.Group...)
+		add(HeaderGroup, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, int64(min(md.Attempts, MaxAttempts)), 10)
+		add(HeaderAttempts, n)
+		n = len(buf)
+		buf = append(buf, md.Tier...)
+		add(HeaderTier, n)
+		n = len(buf)
+		buf = appendTime(buf, md.DueAt)
+		add(HeaderDueAt, n)
+		n = len(buf)
+		buf = append(buf, md.OriginalTopic...)
+		add(HeaderOriginalTopic, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
+		add(HeaderOriginalPartition, n)
+		n = len(buf)
+		buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
+		add(HeaderOriginalOffset, n)
+		n = len(buf)
+		buf = appendTime(buf, md.OriginalTimestamp)
+		add(HeaderOriginalTimestamp, n)
+		n = len(buf)
+		buf = appendTime(buf, md.FirstFailureAt)
+		add(HeaderFirstFailureAt, n)
+		n = len(buf)
+		buf = appendTime(buf, md.LastFailureAt)
+		add(HeaderLastFailureAt, n)
+		if errText != "" {
+			n = len(buf)
+			buf = append(buf, errText...)
+			add(HeaderErrorText, n)
+		}
+		if md.Reason != "" {
+			n = len(buf)
+			buf = append(buf, md.Reason...)
+			add(HeaderReason, n)
+		}
+	}
+	if md.Replays > 0 {
+		n := len(buf)
+		buf = strconv.AppendInt(buf, int64(min(md.Replays, MaxAttempts)), 10)
+		add(HeaderReplays, n)
+	}
+	return out
+}
+
+// appendTime appends t as FormatTime writes it, without time.Format's
+// layout interpretation (Encode writes five times per record).
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	h, mi, sec := t.Clock()
+	ms := t.Nanosecond() / int(time.Millisecond)
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append(b, byte('0'+int(mo)/10), byte('0'+int(mo)%10), '-', byte('0'+d/10), byte('0'+d%10), 'T')
+	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':')
+	b = append(b, byte('0'+sec/10), byte('0'+sec%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+	return b
+}
+
+// parseTime reads a time in exactly the form FormatTime writes; false for
+// anything else (including out-of-range fields), which time.Parse then
+// explains.
+func parseTime(v string) (time.Time, bool) {
+	if len(v) != len(TimeLayout) || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' ||
+		v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) (int, bool) {
+		x := 0
+		for _, c := range []byte(v[i : i+n]) {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			x = x*10 + int(c-'0')
+		}
+		return x, true
+	}
+	y, ok1 := num(0, 4)
+	mo, ok2 := num(5, 2)
+	d, ok3 := num(8, 2)
+	h, ok4 := num(11, 2)
+	mi, ok5 := num(14, 2)
+	sec, ok6 := num(17, 2)
+	ms, ok7 := num(20, 3)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != d { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// known lists the contract's headers in the order Decode checks them.
+var known = []string{
+	HeaderVersion, HeaderGroup, HeaderAttempts, HeaderTier, HeaderDueAt,
+	HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
+	HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderReplays,
+}
+
+// Decode reads the kretry headers of a record strictly: a malformed value is
+// never read as zero.
+//
+// A record without any kretry header gives (Metadata{}, false, nil). A record
+// that carries kretry-replays but not kretry-group (a record replayed from
+// the DLQ) is valid with Attempts 0; so is one that carries kretry-version,
+// kretry-group, kretry-replays ≥ 1, no kretry-attempts and, optionally, all
+// four kretry-original-* headers (a record replayed to the group that failed
+// it). Otherwise, once kretry-group is present,
+// kretry-version (1), kretry-attempts (≥ 1), kretry-tier, kretry-due-at,
+// kretry-original-* and the failure times are required; kretry-error,
+// kretry-reason (one of the Reason constants) and kretry-replays (≥ 0) are
+// optional. A missing, repeated or malformed kretry header is a *HeaderError
+// naming the header and its value; of several, the first in the contract's
+// order is reported. Headers that start with "kretry-" but are not in the
+// contract are ignored.
+func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, HeaderPrefix) {
+			return decode(hs)
+		}
+	}
+	return Metadata{}, false, nil // a first delivery: nothing to read, nothing allocated
+}
+
+func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	var d decoder
+	vals, have := &d.vals, &d.have
+	var at [14]int // index in hs
+	found := false
+	size := 0
+	for j, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			continue
+		}
+		i := indexOf(h.Key)
+		if i < 0 {
+			continue
+		}
+		if have[i] {
+			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
+		}
+		have[i], at[i], found = true, j, true
+		size += len(h.Value)
+	}
+	// The values are copied into one string and sliced from it: one
+	// allocation per record instead of one per header.
+	var b strings.Builder
+	b.Grow(size)
+	var end [14]int
+	for i := range have {
+		if have[i] {
+			b.Write(hs[at[i]].Value)
+		}
+		end[i] = b.Len()
+	}
+	all := b.String()
+	for i := range have {
+		if have[i] {
+			vals[i] = all[end[i]-len(hs[at[i]].Value) : end[i]]
+		}
+	}
+	if !found {
+		return Metadata{}, false, nil
+	}
+	get := d.get
+	if v, ok := get(HeaderVersion); ok && v != strconv.Itoa(Version) {
+		return Metadata{}, false, &HeaderError{HeaderVersion, v,
+			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
+	}
+	if _, ok := get(HeaderGroup); !ok {
+		// Without a group, only a DLQ replay's count may be present.
+		for i, name := range known {
+			if have[i] && name != HeaderVersion && name != HeaderReplays {
+				return Metadata{}, false, &HeaderError{HeaderGroup, "",
+					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
+			}
+		}
+		md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
+		if d.err != nil {
+			return Metadata{}, false, d.err
+		}
+		return md, true, nil
+	}
+
+	if _, ok := get(HeaderVersion); !ok {
+		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
+	}
+	if !have[indexOf(HeaderAttempts)] && have[indexOf(HeaderReplays)] {
+		return d.replayed()
+	}
+	md.Group = d.text(HeaderGroup, true)
+	md.Attempts = int(d.int(HeaderAttempts, true, 1, MaxAttempts))
+	md.Tier = d.text(HeaderTier, true)
+	md.DueAt = d.time(HeaderDueAt)
+	md.OriginalTopic = d.text(HeaderOriginalTopic, true)
+	md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
+	md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
+	md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
+	md.FirstFailureAt = d.time(HeaderFirstFailureAt)
+	md.LastFailureAt = d.time(HeaderLastFailureAt)
+	if _, ok := get(HeaderErrorText); ok {
+		md.Error = d.text(HeaderErrorText, false)
+	}
+	if v, ok := get(HeaderReason); ok && d.err == nil {
+		if r := Reason(v); r.Valid() {
+			md.Reason = r
+		} else {
+			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired, too-large or invalid-metadata")}
+		}
+	}
+	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
+	if d.err != nil {
+		return Metadata{}, false, d.err
+	}
+	return md, true, nil
+}
+
+// replayed reads a record replayed from the DLQ to the group that failed it:
+// kretry-version, kretry-group, kretry-replays ≥ 1 and, when the first
+// delivery is known, the four kretry-original-* headers; no attempt yet, so
+// no other kretry header.
+func (d *decoder) replayed() (md Metadata, ok bool, err error) {
+	for i, name := range known {
+		switch name {
+		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason:
+			if d.have[i] {
+				return Metadata{}, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
+			}
+		}
+	}
+	md.Group = d.text(HeaderGroup, true)
+	md.Replays = int(d.int(HeaderReplays, true, 1, MaxAttempts))
+	for _, name := range []string{HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp} {
+		if _, ok := d.get(name); ok {
+			md.OriginalTopic = d.text(HeaderOriginalTopic, true)
+			md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
+			md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
+			md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
+			break
+		}
+	}
+	if d.err != nil {
+		return Metadata{}, false, d.err
+	}
+	return md, true, nil
+}
+
+// indexOf returns the index of name in known, or -1. A switch, not a loop:
+// Decode looks up every kretry header of every record.
+func indexOf(name string) int {
+	switch name {
+	case HeaderVersion:
+		return 0
+	case HeaderGroup:
+		return 1
+	case HeaderAttempts:
+		return 2
+	case HeaderTier:
+		return 3
+	case HeaderDueAt:
+		return 4
+	case HeaderOriginalTopic:
+		return 5
+	case HeaderOriginalPartition:
+		return 6
+	case HeaderOriginalOffset:
+		return 7
+	case HeaderOriginalTimestamp:
+		return 8
+	case HeaderFirstFailureAt:
+		return 9
+	case HeaderLastFailureAt:
+		return 10
+	case HeaderErrorText:
+		return 11
+	case HeaderReason:
+		return 12
+	case HeaderReplays:
+		return 13
+	}
+	return -1
+}
+
+// decoder keeps the first error, so Decode reads as a list of fields.
+type decoder struct {
+	vals [14]string // by index in known
+	have [14]bool
+	err  *HeaderError
+}
+
+func (d *decoder) get(name string) (string, bool) {
+	i := indexOf(name)
+	return d.vals[i], d.have[i]
+}
+
+func (d *decoder) text(name string, nonEmpty bool) string {
+	v, ok := d.get(name)
+	switch {
+	case d.err != nil:
+	case !ok:
+		d.err = &HeaderError{Header: name, Err: errMissing}
+	case !utf8.ValidString(v):
+		d.err = &HeaderError{name, v, errors.New("want UTF-8 text")}
+	case nonEmpty && v == "":
+		d.err = &HeaderError{name, v, errors.New("want a non-empty value")}
+	default:
+		return v
+	}
+	return ""
+}
+
+// int reads a canonical base-10 integer in [lo, hi]: no sign, no leading
+// zeros, no spaces, so that a value reads back exactly as Encode writes it.
+// An absent optional header is 0.
+func (d *decoder) int(name string, required bool, lo, hi int64) int64 {
+	v, ok := d.get(name)
+	if d.err != nil {
+		return 0
+	}
+	if !ok {
+		if required {
+			d.err = &HeaderError{Header: name, Err: errMissing}
+		}
+		return 0
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	tooBig := errors.Is(err, strconv.ErrRange) && v[0] != '-' || err == nil && n > hi
+	switch {
+	case tooBig && v[0] != '+' && v[0] != '0':
+		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer from %d to %d", lo, hi)}
+		return 0
+	case err != nil || !canonicalInt(v) || n < lo || n > hi:
+		d.err = &HeaderError{name, v, fmt.Errorf("want a base-10 integer ≥ %d", lo)}
+		return 0
+	}
+	return n
+}
+
+// canonicalInt reports whether v, which ParseInt read, is written as
+// strconv.FormatInt writes a non-negative number: digits only, no leading
+// zero. (FormatInt itself would allocate on every header of every record.)
+func canonicalInt(v string) bool {
+	if v == "" || v[0] == '0' && len(v) > 1 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *decoder) time(name string) time.Time {
+	v, ok := d.get(name)
+	if d.err != nil {
+		return time.Time{}
+	}
+	if !ok {
+		d.err = &HeaderError{Header: name, Err: errMissing}
+		return time.Time{}
+	}
+	if t, ok := parseTime(v); ok {
+		return t
+	}
+	t, err := time.Parse(TimeLayout, v)
+	if err != nil || FormatTime(t) != v {
+		d.err = &HeaderError{name, v, errors.New("want an RFC 3339 UTC time with milliseconds, like 2026-11-25T10:00:05.123Z")}
+		return time.Time{}
+	}
+	return t.UTC()
+}

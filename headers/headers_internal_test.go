@@ -1,0 +1,89 @@
+package headers
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// appendTime and parseTime agree with time.Format and time.Parse of
+// TimeLayout, including on the values time.Parse rejects.
+func TestFastTimeMatchesTimePackage(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		tm := time.Unix(r.Int64N(253402300800+62167219200)-62167219200, r.Int64N(1e9)).UTC()
+		want := tm.Format(TimeLayout)
+		if got := string(appendTime(nil, tm)); got != want {
+			t.Fatalf("appendTime(%v) = %q, want %q", tm, got, want)
+		}
+		pt, ok := parseTime(want)
+		ref, err := time.Parse(TimeLayout, want)
+		if !ok || err != nil || !pt.Equal(ref) {
+			t.Fatalf("parseTime(%q) = %v, %v; time.Parse = %v, %v", want, pt, ok, ref, err)
+		}
+	}
+	for _, v := range []string{
+		"", "2026-11-25T10:00:05.123", "2026-11-25T10:00:05.123Z ", "2026-11-25 10:00:05.123Z",
+		"2026-13-25T10:00:05.123Z", "2026-00-25T10:00:05.123Z", "2026-02-30T10:00:05.123Z", "2026-11-31T10:00:05.123Z",
+		"2026-11-25T24:00:05.123Z", "2026-11-25T10:60:05.123Z", "2026-11-25T10:00:60.123Z", "2026-11-25T10:00:05.12xZ",
+		"+026-11-25T10:00:05.123Z", "2026-11-25T10:00:05,123Z", "2024-02-29T10:00:05.123Z", "2023-02-29T10:00:05.123Z",
+		"0000-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z",
+	} {
+		pt, ok := parseTime(v)
+		ref, err := time.Parse(TimeLayout, v)
+		refOK := err == nil && ref.Format(TimeLayout) == v
+		if ok != refOK || (ok && !pt.Equal(ref)) {
+			t.Errorf("parseTime(%q) = %v, %v; time.Parse agrees: %v (%v)", v, pt, ok, refOK, err)
+		}
+	}
+}
+
+func BenchmarkEncodeDecode(b *testing.B) {
+	now := time.Now()
+	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	b.ReportAllocs()
+	for b.Loop() {
+		hs := Encode(nil, md)
+		if _, _, err := Decode(hs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReEncode is the relay's and a retried record's path: Decode and
+// Encode of a record that already carries the kretry headers.
+func BenchmarkReEncode(b *testing.B) {
+	now := time.Now()
+	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	hs := Encode(nil, md)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, _, err := Decode(hs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = Encode(hs, got)
+	}
+}
+
+// BenchmarkDecode is what the relay and the consumer do with every re-fed
+// record: read its kretry headers.
+func BenchmarkDecode(b *testing.B) {
+	now := time.Now()
+	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	hs := Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}, md)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Decode(hs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package relay
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/headers"
+)
+
+// decode calls headers canonical exactly when headers.Encode would write the
+// same headers again (up to order), so that the relay may pass them on.
+func TestDecodeCanonical(t *testing.T) {
+	now := time.Date(2026, 11, 25, 10, 0, 5, 123e6, time.UTC)
+	md := headers.Metadata{Group: "g", Attempts: 2, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 42, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "boom", Replays: 1}
+	user := []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}, {Key: "x", Value: nil}}
+	enc := headers.Encode(user, md)
+	with := func(hs []kgo.RecordHeader, extra ...kgo.RecordHeader) []kgo.RecordHeader {
+		return append(slices.Clone(hs), extra...)
+	}
+	without := func(hs []kgo.RecordHeader, key string) []kgo.RecordHeader {
+		return slices.DeleteFunc(slices.Clone(hs), func(h kgo.RecordHeader) bool { return h.Key == key })
+	}
+	set := func(hs []kgo.RecordHeader, key, value string) []kgo.RecordHeader {
+		out := without(hs, key)
+		return append(out, kgo.RecordHeader{Key: key, Value: []byte(value)})
+	}
+	noErr := md
+	noErr.Error, noErr.Replays = "", 0
+	interleaved := append([]kgo.RecordHeader{enc[2], user[0]}, enc[3:]...)
+	interleaved = append(interleaved, user[1], enc[0], enc[1])
+	for _, tc := range []struct {
+		name string
+		hs   []kgo.RecordHeader
+		want bool
+	}{
+		{"as headers.Encode writes them", enc, true},
+		{"without the optional headers", headers.Encode(user, noErr), true},
+		{"user and kretry headers interleaved", interleaved, true},
+		{"an unknown kretry header", with(enc, kgo.RecordHeader{Key: "kretry-future", Value: []byte("1")}), false},
+		{"an empty kretry-error", set(enc, headers.HeaderErrorText, ""), false},
+		{"kretry-replays 0", set(enc, headers.HeaderReplays, "0"), false},
+		{"kretry-error over headers.MaxErrorLen", set(enc, headers.HeaderErrorText, strings.Repeat("e", headers.MaxErrorLen+1)), false},
+		{"a DLQ replay's count", []kgo.RecordHeader{{Key: headers.HeaderReplays, Value: []byte("2")}}, true},
+		{"a DLQ replay's count of 0", []kgo.RecordHeader{{Key: headers.HeaderReplays, Value: []byte("0")}}, false},
+		{"no kretry header", user, true},
+	} {
+		got, ok, canonical, err := decode(tc.hs)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if canonical != tc.want {
+			t.Errorf("%s: canonical = %v, want %v", tc.name, canonical, tc.want)
+		}
+		if canonical && ok {
+			if a, b := sortedHeaders(tc.hs), sortedHeaders(headers.Encode(tc.hs, got)); !slices.Equal(a, b) {
+				t.Errorf("%s: canonical, but headers.Encode writes\n%q\nfor\n%q", tc.name, b, a)
+			}
+		}
+	}
+}
+
+func sortedHeaders(hs []kgo.RecordHeader) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.Key + "=" + string(h.Value)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,260 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/internal/safetext"
+)
+
+// outcome is what became of one partition's records of a poll.
+type outcome struct {
+	tp      topicPartition
+	done    []*kgo.Record // re-fed, forwarded or skipped: to mark
+	rewind  *kgo.Record   // the first record not done, if any
+	until   time.Time     // when to fetch rewind again
+	failure bool          // rewind is for a failed produce, not a due time
+	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
+	wreads  []read        // what was read of waiting, by index
+	wbytes  int           // recordSize of waiting, summed
+	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
+	queue   []*refeed     // the partition's re-feeds in flight, oldest first
+	refed   *refedIDs     // what the partition re-fed in this session
+}
+
+// handle processes one poll: the partitions in parallel, each in offset
+// order, producing the re-feeds of due records without waiting for them.
+// Then, still holding rebalances, it marks what is done (acknowledged, in
+// order), holds the records not yet due within the budget, and pauses and
+// rewinds every other partition that has a record to wait for or a re-feed
+// that failed.
+func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
+	// What partitions held from earlier polls comes before what they got now.
+	s.mu.Lock()
+	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
+	reads := make(map[topicPartition][]read, len(s.held))
+	sizes := make(map[topicPartition]int, len(s.held)) // recordSize of recs, summed
+	for tp, h := range s.held {
+		recs[tp], reads[tp], sizes[tp] = h.recs, h.reads, h.size
+	}
+	clear(s.held)
+	inflight := maps.Clone(s.inflight)
+	s.mu.Unlock()
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			tp := topicPartition{p.Topic, p.Partition}
+			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
+			sizes[tp] += recordsSize(p.Records)
+		}
+	})
+	outs := make(map[topicPartition]*outcome, len(recs))
+	var wg sync.WaitGroup
+	for tp, rs := range recs {
+		o := &outcome{tp: tp, queue: inflight[tp], refed: s.refedOf(tp)}
+		outs[tp] = o
+		wg.Go(func() { s.partition(ctx, o, rs, reads[tp], sizes[tp]) })
+	}
+	wg.Wait()
+	// Settle every partition with re-feeds in flight, polled now or not;
+	// block when too many are in flight.
+	for tp, q := range inflight {
+		if outs[tp] == nil {
+			outs[tp] = &outcome{tp: tp, queue: q}
+		}
+	}
+	n := 0
+	for _, o := range outs {
+		s.settle(o, nil)
+		n += len(o.queue)
+	}
+	// Past maxInflight, wait for whole partitions' re-feeds until half of
+	// it is left in flight: the producer keeps a batch to send meanwhile.
+	for _, o := range outs {
+		if n <= maxInflight/2 {
+			break
+		}
+		left := len(o.queue)
+		s.settle(o, ctx.Done()) // shutting down: the rest is settled then, within the delivery timeout
+		n -= left - len(o.queue)
+	}
+	s.mu.Lock()
+	for _, o := range outs {
+		if len(o.queue) > 0 {
+			s.inflight[o.tp] = o.queue
+		} else {
+			delete(s.inflight, o.tp)
+		}
+	}
+	s.mu.Unlock()
+	s.finish(slices.Collect(maps.Values(outs)))
+}
+
+// partition takes recs, the records of one partition of a poll, in order,
+// until one must wait: not due, or its produce failed. The re-feeds of due
+// records are started and appended to o.queue, behind those still in flight
+// from earlier polls; settle takes them from there once acknowledged.
+//
+// Re-feeds are produced back to back and not waited for. That keeps order
+// where it matters: records of one tier partition that go to one main
+// partition are written in offset order by the idempotent producer, and when
+// one of them fails, kgo fails every later one buffered for that partition,
+// so none of them lands ahead of it. The done records are the prefix before
+// the first failure; the partition is rewound there, and a later record that
+// was acknowledged anyway (only possible when it went to another main
+// partition) is re-fed again: a duplicate, never a loss.
+// reads holds what earlier polls read of recs' headers, by index (it may be
+// shorter than recs); size is recordSize of recs, summed.
+func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, reads []read, size int) {
+	t := s.r.tiers[o.tp.topic]
+	for i, rec := range recs {
+		if ctx.Err() != nil {
+			return // shutting down: what is not marked is fetched again by the next owner
+		}
+		var r read
+		if i < len(reads) {
+			r = reads[i]
+		}
+		if !r.ok {
+			md, ok, canonical, err := decode(rec.Headers)
+			if err == nil && (!ok || md.Group == "") {
+				err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", headers.HeaderGroup, headers.ErrHeaderMissing)
+			}
+			if err != nil {
+				// Rare: the dead letter is written after everything before it.
+				if s.settle(o, ctx.Done()); o.rewind != nil || len(o.queue) > 0 {
+					return // a failure before it, or shutting down
+				}
+				if !s.deadLetter(ctx, t, rec, err) {
+					o.rewind, o.failure = rec, true
+					return
+				}
+				o.done = append(o.done, rec)
+				continue
+			}
+			if md.Group != t.ladder.Group() {
+				s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
+					"offset", rec.Offset, "record_group", safetext.Quoted(md.Group))
+				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
+				continue
+			}
+			r = readOf(t, md, canonical)
+		}
+		if o.refed.copyOf(r.id, rec.Offset) {
+			// A copy of an attempt re-fed from an earlier offset (its
+			// consumer forwarded it again after a crash): done in its
+			// turn, after that re-feed, without waiting for its due time.
+			o.queue = append(o.queue, &refeed{rec: rec, copyOf: r.id})
+			continue
+		}
+		if due := time.Unix(0, r.due); time.Now().Before(due) {
+			o.rewind, o.until, o.waiting = rec, due, recs[i:]
+			o.wbytes = size - recordsSize(recs[:i])
+			known := reads[min(i, len(reads)):]
+			internKeys(o.waiting[len(known):]) // newly waiting: held from now on
+			if len(known) == 0 {
+				known = []read{r}
+			}
+			o.wreads = s.readAll(t, o.waiting, known)
+			o.tailDue = due
+			if last := o.wreads[len(o.wreads)-1]; last.ok && last.due > r.due {
+				o.tailDue = time.Unix(0, last.due)
+			}
+			return
+		}
+		o.refed.remember(r.id, rec.Offset)
+		o.queue = append(o.queue, s.refeed(ctx, t, rec, r))
+	}
+}
+
+// read is what the relay needs of a record's kretry headers to re-feed it.
+// A record that waits has its headers read when it is first polled, so that
+// it is re-fed without reading them again when it falls due, in a burst. The
+// zero read is unread, as is a record of another group or with headers that
+// cannot be read: the poll that finds it due reads it again and acts.
+type read struct {
+	due       int64 // kretry-due-at, or the bound it is held to (see readOf), Unix nanoseconds
+	attempts  int32
+	partition int32 // kretry-original-partition
+	canonical bool  // see decodeHeaders; false also when the relay rewrites kretry-due-at or kretry-tier
+	untrusted bool  // kretry-due-at was past its bound
+	ok        bool
+	id        copyID // the attempt it carries, which its copies carry too
+}
+
+// dueSlack is how far kretry-due-at may be past kretry-last-failure-at plus
+// the tier's delay and still be trusted: both are cut to milliseconds.
+const dueSlack = time.Millisecond
+
+// readOf reads md, the kretry headers of a record in tier t. A
+// kretry-due-at later than kretry-last-failure-at plus t's delay (a forged
+// header, or a writer's clock far ahead) is not trusted: the record is due
+// at that bound, so that it cannot hold its partition for ever. A
+// kretry-tier that is not t's name is not propagated: the re-feed carries
+// t's name.
+func readOf(t tierOf, md headers.Metadata, canonical bool) read {
+	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true,
+		id: copyID{topic: md.OriginalTopic, offset: md.OriginalOffset, partition: md.OriginalPartition, attempts: md.Attempts, replays: md.Replays}}
+	if r.id.topic == t.ladder.Topic() {
+		r.id.topic = t.ladder.Topic() // one string for every record of the main topic, not one each
+	}
+	if bound := md.LastFailureAt.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
+		r.due, r.untrusted, r.canonical = bound.UnixNano(), true, false
+	}
+	if md.Tier != t.step.Name {
+		r.canonical = false
+	}
+	return r
+}
+
+// readAll returns what is read of waiting, by index: known (what earlier
+// polls read of them, by index; it may be shorter), then the rest read now.
+// It grows known in place, which only the partition's hold refers to.
+func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read {
+	out := known
+	if n := len(waiting) - len(out); n > 0 {
+		out = append(out, make([]read, n)...)
+	}
+	for i := len(known); i < len(waiting); i++ {
+		if md, ok, canonical, err := decode(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
+			out[i] = readOf(t, md, canonical)
+		}
+	}
+	return out[:len(waiting)]
+}
+
+// nextWake returns when the poll loop must look at the held records again,
+// data or not: the earliest due time of a held head, or for a partition
+// paused while it holds, holdAhead before its last record is due, when that
+// is still ahead (it is resumed then); and settleEvery from now while
+// re-feeds are in flight, to mark them. Zero: only when records arrive.
+func (s *session) nextWake() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	var first time.Time
+	if len(s.inflight) > 0 {
+		first = now.Add(settleEvery)
+	}
+	if s.txn != nil && s.dirty.Load() {
+		if end := s.lastEnd.Add(s.r.cfg.commitInterval); first.IsZero() || end.Before(first) {
+			first = end
+		}
+	}
+	for tp, h := range s.held {
+		at := h.due
+		if early := h.tail.Add(-holdAhead); s.holdPaused[tp] && early.After(now) && early.Before(at) {
+			at = early
+		}
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	return first
+}

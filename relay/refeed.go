@@ -1,0 +1,207 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/headers"
+)
+
+// refeed is one re-feed in flight, or with produced false a record that
+// needs none (another group's, or a copy of one re-fed: copyOf set) and is
+// done in its turn. One allocation per
+// re-feed: the produced record and its result live in it.
+type refeed struct {
+	rec       *kgo.Record
+	due       time.Time
+	attempts  int32
+	untrusted bool      // re-fed at its bound, not at its kretry-due-at
+	dueAt     time.Time // with untrusted: the kretry-due-at it carried
+	out       kgo.Record
+	produced  bool
+	copyOf    copyID // a skipped copy: the attempt it carries (zero otherwise)
+
+	// Set by the produce promise before it marks the re-feed acknowledged;
+	// read after acked.Load. ackc is the session's: see await.
+	acked atomic.Bool
+	err   error
+	at    time.Time // when the broker acknowledged it
+	ackc  chan struct{}
+}
+
+// ack is the re-feed's produce promise.
+func (f *refeed) ack(_ *kgo.Record, err error) {
+	f.err, f.at = err, time.Now()
+	f.acked.Store(true)
+	select {
+	case f.ackc <- struct{}{}:
+	default:
+	}
+}
+
+// refeed starts producing rec to its main topic, at its original partition
+// (modulo the main topic's partition count, refreshed when the original
+// partition is not below it: see partitions.Counts). The kretry headers go on
+// as they are: when they are canonical (as kretry writes them) rec's headers
+// are reused, otherwise Encode rewrites them.
+func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
+	main := t.ladder.Topic()
+	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, untrusted: r.untrusted, produced: true, ackc: s.ackc}
+	hs := rec.Headers
+	if !r.canonical {
+		md, _, _ := headers.Decode(rec.Headers) // read once already
+		if r.untrusted {
+			f.dueAt = md.DueAt
+		}
+		md.DueAt, md.Tier = f.due, t.step.Name
+		hs = headers.Encode(rec.Headers, md)
+	}
+	f.out = kgo.Record{
+		Topic:     main,
+		Partition: s.parts.Partition(ctx, main, r.partition),
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   hs,
+	}
+	if size, limit := batchSize(&f.out), s.limits.Of(main); size > int(limit) {
+		// Not produced: settle dead-letters it (too-large), as the client or
+		// the broker would refuse it, which in a transaction would doom it.
+		f.produced, f.at = false, time.Now()
+		f.err = fmt.Errorf("%w: with its headers the re-feed takes about %d bytes, and %s takes batches of at most %d (max.message.bytes)",
+			kerr.MessageTooLarge, size, main, limit)
+		f.acked.Store(true)
+		return f
+	}
+	s.dirty.Store(true)
+	// The producer's RecordDeliveryTimeout bounds the wait; a context could
+	// not cut it shorter once the record is sent (idempotence).
+	s.prod.Produce(context.Background(), &f.out, f.ack)
+	return f
+}
+
+// batchSize is at least what rec takes in a record batch of its own, as kgo
+// counts it against its batch limit (before compression).
+func batchSize(rec *kgo.Record) int {
+	const batchOverhead, recordOverhead, headerOverhead = 61, 32, 10
+	n := batchOverhead + recordOverhead + len(rec.Key) + len(rec.Value)
+	for _, h := range rec.Headers {
+		n += headerOverhead + len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+// maxInflight bounds the re-feeds in flight over all partitions: past it, a
+// poll waits for acknowledgements until half of it is left.
+const maxInflight = 4 * maxPollRecords
+
+// settleEvery is how soon the poll loop comes back to mark re-feeds in
+// flight when no record arrives.
+const settleEvery = 10 * time.Millisecond
+
+// settle takes the re-feeds at the front of o.queue that are acknowledged
+// and appends their records to o.done, in order; with stop set it waits for
+// the others until stop is closed. What is not acknowledged stays in
+// o.queue. At the first failed one it waits for the rest of the queue (at
+// most until stop, or the clients' context, is done), drops it, and makes
+// the failed record o's rewind: neither it nor anything after it is marked.
+func (s *session) settle(o *outcome, stop <-chan struct{}) {
+	t := s.r.tiers[o.tp.topic]
+	for i, f := range o.queue {
+		if f.produced && !f.acked.Load() && (stop == nil || !s.await(f, stop)) {
+			o.queue = o.queue[i:]
+			return
+		}
+		if f.err != nil && isTooLarge(f.err) && s.deadLetterTooLarge(t, f) {
+			// Done. After a refusal by the client or the broker the re-feeds
+			// behind it failed with it, and the next one is the rewind.
+			o.done = append(o.done, f.rec)
+			continue
+		}
+		if f.err != nil {
+			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
+				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
+				"to", t.ladder.Topic(), "error", f.err)
+			s.failed.Store(s.txn != nil) // the transaction cannot commit it: it aborts
+			rest := stop
+			if rest == nil {
+				rest = s.hard.Done()
+			}
+			for _, g := range o.queue[i+1:] { // later ones fail with it, or are duplicates once it is re-fed again
+				if g.produced && !s.await(g, rest) {
+					break
+				}
+			}
+			o.queue = nil
+			o.rewind, o.failure, o.waiting = f.rec, true, nil
+			return
+		}
+		if f.produced {
+			s.refed(t, f)
+		} else if f.copyOf != (copyID{}) {
+			s.skippedCopy(t, f)
+		}
+		o.done = append(o.done, f.rec)
+	}
+	o.queue = nil
+}
+
+// settleAll waits for the re-feeds in flight of the partitions in tps (all
+// when tps is nil) until stop is closed, and marks the records done, up to a
+// failed one or one not acknowledged by then: the rest stays unmarked and is
+// re-fed again by the next owner. It runs when the poll loop is not handling
+// a poll (a revoke, or after the loop).
+func (s *session) settleAll(tps map[string][]int32, stop <-chan struct{}) {
+	var outs []*outcome
+	s.mu.Lock()
+	for tp, q := range s.inflight {
+		if tps == nil || slices.Contains(tps[tp.topic], tp.partition) {
+			outs = append(outs, &outcome{tp: tp, queue: q})
+			delete(s.inflight, tp)
+		}
+	}
+	s.mu.Unlock()
+	abandoned := 0
+	for _, o := range outs {
+		s.settle(o, stop)
+		s.mark(o.done)
+		abandoned += len(o.queue)
+		if len(o.queue) > 0 && s.txn != nil { // kept for endTxn to see
+			s.mu.Lock()
+			s.inflight[o.tp] = o.queue
+			s.mu.Unlock()
+		}
+	}
+	if abandoned > 0 {
+		s.log.Warn("kretry relay stops waiting for re-feeds the broker has not acknowledged within the delivery timeout; their tier records stay uncommitted and are re-fed again",
+			"refeeds", abandoned)
+	}
+}
+
+// await waits until f is acknowledged, or stop or the clients' context is
+// done; it reports whether f is acknowledged. One goroutine waits at a time
+// (the poll loop, or a rebalance callback between polls); a ticker covers a
+// wake-up another took.
+func (s *session) await(f *refeed, stop <-chan struct{}) bool {
+	if f.acked.Load() {
+		return true
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !f.acked.Load() {
+		select {
+		case <-s.ackc:
+		case <-tick.C:
+		case <-stop:
+			return f.acked.Load()
+		case <-s.hard.Done():
+			return f.acked.Load()
+		}
+	}
+	return true
+}

@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TransactionalID returns the transactional id the relay uses in the
+// exactly-once mode: kretry/<relay group>/relay/<instance>.
+func (r *Relay) TransactionalID() string {
+	return "kretry/" + r.cfg.group + "/relay/" + r.cfg.instanceID
+}
+
+// transactionTimeout is the relay's transaction timeout: a transaction spans
+// about a commit interval, then waits for its re-feeds' acknowledgements.
+func (r *Relay) transactionTimeout() time.Duration {
+	return min(r.cfg.commitInterval+r.cfg.deliveryTimeout+10*time.Second, 15*time.Minute)
+}
+
+// mark marks recs, done in offset order: for commit (at least once), or in
+// the open transaction (exactly once).
+func (s *session) mark(recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if s.txn == nil {
+		s.cons.MarkCommitRecords(recs...)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range recs {
+		tp := topicPartition{r.Topic, r.Partition}
+		if m, ok := s.marks[tp]; !ok || m.Offset <= r.Offset {
+			s.marks[tp] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+		}
+	}
+	s.dirty.Store(true)
+}
+
+// errNothingMarked stops a transaction's offset commit that would carry no
+// offset of this relay's: the transaction aborts.
+var errNothingMarked = errors.New("relay: no offsets marked in the transaction")
+
+// endTxn ends the open transaction and begins the next. With commit, it
+// waits for the re-feeds in flight (bounded by ctx), marks them, and
+// commits them with the marked tier offsets (kgo.PreTxnCommitFnContext
+// writes the marks into the commit: kgo would commit every polled offset,
+// the held records' too). Otherwise, or when anything failed or a rebalance
+// intervened, it aborts: kgo rewinds every partition to its committed
+// offset, and the relay drops what it held, paused and marked. With next it
+// begins the next transaction; only an error doing that is returned.
+func (s *session) endTxn(ctx context.Context, commit, next bool) error {
+	if commit {
+		if err := s.prod.Flush(ctx); err != nil {
+			commit = false
+		}
+	}
+	s.settleAll(nil, ctx.Done())
+	s.mu.Lock()
+	marks := maps.Clone(s.marks)
+	commit = commit && !s.failed.Load() && len(s.inflight) == 0
+	s.mu.Unlock()
+	rewrite := func(req *kmsg.TxnOffsetCommitRequest) error {
+		n := 0
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			ps := t.Partitions[:0]
+			for _, p := range t.Partitions {
+				if m, ok := marks[topicPartition{t.Topic, p.Partition}]; ok {
+					p.Offset, p.LeaderEpoch = m.Offset, m.Epoch
+					ps = append(ps, p)
+				}
+			}
+			t.Partitions = ps
+			n += len(ps)
+		}
+		req.Topics = slices.DeleteFunc(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) bool { return len(t.Partitions) == 0 })
+		if n == 0 {
+			return errNothingMarked
+		}
+		return nil
+	}
+	try := kgo.TryAbort
+	if commit && len(marks) > 0 {
+		try = kgo.TryCommit
+	}
+	committed, err := s.txn.End(kgo.PreTxnCommitFnContext(ctx, rewrite), try)
+	s.doomed.Store(false)
+	s.broken = false
+	if err != nil && !errors.Is(err, errNothingMarked) {
+		if fenced(err) {
+			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+		}
+		s.log.Warn("kretry relay's transaction ended with an error; its re-feeds are aborted and re-fed again", "error", err)
+		s.broken = true // ended or not: ended again (a no-op when it did) before the next begins
+	}
+	if !committed {
+		s.resetAfterAbort()
+	} else {
+		s.mu.Lock()
+		clear(s.marks)
+		s.mu.Unlock()
+	}
+	s.dirty.Store(false)
+	s.failed.Store(false)
+	s.lastEnd = time.Now()
+	if !next || s.broken || s.hard.Err() != nil {
+		return nil // shutting down, or ended again after a backoff
+	}
+	if err := s.txn.Begin(); err != nil {
+		if fenced(err) {
+			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+		}
+		s.log.Warn("kretry relay could not begin a transaction; it tries again", "error", err)
+		s.broken = true
+	}
+	return nil
+}
+
+// fenced reports whether err says another producer took the relay's
+// transactional id: this relay is a zombie and must stop.
+func fenced(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
+}
+
+// endTxnWithin is endTxn while running: within the delivery timeout (and
+// ctx), then the next transaction begins.
+func (s *session) endTxnWithin(ctx context.Context, commit bool) error {
+	ectx, cancel := context.WithTimeout(ctx, s.r.cfg.deliveryTimeout)
+	defer cancel()
+	return s.endTxn(ectx, commit, true)
+}
+
+// resetAfterAbort drops what the relay holds, pauses and marks after an
+// aborted transaction: kgo has rewound every partition to its committed
+// offset, so all of it is fetched again.
+func (s *session) resetAfterAbort() {
+	s.mu.Lock()
+	clear(s.marks)
+	clear(s.inflight)
+	clear(s.failures)
+	all := map[string][]int32{}
+	for tp := range s.held {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	for tp := range s.paused {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	for tp := range s.holdPaused {
+		all[tp.topic] = append(all[tp.topic], tp.partition)
+	}
+	s.mu.Unlock()
+	s.release(s.cons, all)
+}
