@@ -153,9 +153,7 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
 			headers.FormatTime(due), step.Name, w.maxAge, herr.Error()))
 	}
-	next := w.nextMetadata(rec, md, now, herr.Error())
-	next.Tier = step.Name
-	next.DueAt = now.Add(step.Delay)
+	next := md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(step.Delay))
 	return w.forward(rec, step.Topic, next)
 }
 
@@ -179,51 +177,14 @@ func (w *worker) classify(rec *kgo.Record, herr error) (d Decision) {
 
 // deadLetter forwards rec to its ladder's DLQ with the reason and marks it.
 func (w *worker) deadLetter(rec *kgo.Record, md headers.Metadata, reason headers.Reason, errText string) bool {
-	now := time.Now()
-	next := w.nextMetadata(rec, md, now, errText)
-	next.Reason = reason
-	next.DueAt = now
 	// The tier it came from, if the ladder has it (not forged or since removed).
-	next.Tier = metrics.TierDLQ
+	tier := metrics.TierDLQ
 	if _, known := w.ladder.StepByName(md.Tier); known {
-		next.Tier = md.Tier
+		tier = md.Tier
 	}
+	now := time.Now()
+	next := md.Failed(w.s.c.cfg.Group, rec, now, errText).DeadLettered(reason, tier, now)
 	return w.forward(rec, w.ladder.DLQ(), next)
-}
-
-// nextMetadata is the kretry metadata of rec after a failure at now: the
-// failure is counted, the first delivery and the first failure are kept from
-// md when rec came through the ladder, and taken from rec otherwise.
-func (w *worker) nextMetadata(rec *kgo.Record, md headers.Metadata, now time.Time, errText string) headers.Metadata {
-	next := headers.Metadata{
-		Group:         w.s.c.cfg.Group,
-		LastFailureAt: now,
-		Error:         errText,
-		Replays:       md.Replays,
-	}
-	// md.Attempts is 0 without kretry headers and on a record replayed from
-	// the DLQ; at its largest (2^31-1, what the header contract allows) it
-	// stays there rather than pass what kretry's own readers accept.
-	next.Attempts = min(md.Attempts, headers.MaxAttempts-1) + 1
-	// A record replayed from the DLQ to this group (kretry-group, no
-	// attempt yet) keeps its first delivery across replays; its failures
-	// start again.
-	if md.Group != "" && md.OriginalTopic != "" {
-		next.OriginalTopic = md.OriginalTopic
-		next.OriginalPartition = md.OriginalPartition
-		next.OriginalOffset = md.OriginalOffset
-		next.OriginalTimestamp = md.OriginalTimestamp
-	} else {
-		next.OriginalTopic = rec.Topic
-		next.OriginalPartition = rec.Partition
-		next.OriginalOffset = rec.Offset
-		next.OriginalTimestamp = rec.Timestamp
-	}
-	next.FirstFailureAt = now
-	if md.Attempts > 0 {
-		next.FirstFailureAt = md.FirstFailureAt
-	}
-	return next
 }
 
 // withLastError appends md's last error, if any, to errText.

@@ -110,16 +110,16 @@ func (w *worker) redirectToDLQ(p *pendingRecord, refusal error, tooLarge bool) {
 	rec, to, md := p.rec, p.fwd.out.Topic, p.fwd.md
 	f := p.fwd.out // the refused forward's promise has run: its record is ours again
 	errText := fmt.Sprintf("forward to %s refused: %v; last error: %s", to, refusal, md.Error)
-	md.Reason, md.DueAt = headers.ReasonPermanent, md.LastFailureAt
-	value := f.Value
+	reason, value := headers.ReasonPermanent, f.Value
 	if tooLarge {
-		md.Reason, value = headers.ReasonTooLarge, nil
+		reason, value = headers.ReasonTooLarge, nil
 		errText = fmt.Sprintf("value of %d bytes omitted, too large for %s; it is in %s partition %d offset %d: %s",
 			len(f.Value), to, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, errText)
 	}
 	if len(errText) > refusedErrorLen {
 		errText = strings.ToValidUTF8(errText[:refusedErrorLen], "")
 	}
+	md = md.DeadLettered(reason, md.Tier, md.LastFailureAt)
 	md.Error = errText
 	p.fwd.out = kgo.Record{Topic: w.ladder.DLQ(), Partition: w.s.partitions.Partition(w.ctx, w.ladder.DLQ(), rec.Partition),
 		Key: f.Key, Value: value, Headers: headers.Encode(f.Headers, md), Timestamp: time.Now()}

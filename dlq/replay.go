@@ -393,21 +393,16 @@ func (r *Reader) originalValue(ctx context.Context, rec *Record) (value []byte, 
 // topic, addressed to the group that failed it with its first delivery
 // kept; elsewhere (ReplayTo), as a first delivery.
 func replayed(rec *Record, v verdict) *kgo.Record {
-	n, _ := rec.Replays() // unreadable: only with force, counted afresh
-	md := headers.Metadata{Replays: n + 1}
+	from := rec.Meta                // what was read: the fields not read are unset
+	from.Replays, _ = rec.Replays() // unreadable: only with force, counted afresh
 	hs := rec.Headers
 	if rec.Spring != nil {
 		// Spring's listener starts over: none of Spring's dead-letter
 		// or retry headers, and no kretry header but the replay count
 		// (Spring copies it to the next dead letter).
 		hs = springUserHeaders(hs)
-	} else if rec.known&FieldGroup != 0 && rec.hasOriginal() && v.target == rec.Meta.OriginalTopic {
-		md.Group = rec.Meta.Group
-		if rec.known&FieldOriginalTimestamp != 0 {
-			md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = rec.Meta.OriginalTopic, rec.Meta.OriginalPartition, rec.Meta.OriginalOffset
-			md.OriginalTimestamp = rec.Meta.OriginalTimestamp
-		}
 	}
+	md := from.Replayed(rec.Spring == nil && v.target == rec.Meta.OriginalTopic)
 	out := &kgo.Record{
 		Topic:     v.target,
 		Key:       rec.Key,

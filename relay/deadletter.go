@@ -28,7 +28,7 @@ func isTooLarge(err error) bool {
 func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 	rec, dlq, main := f.rec, t.ladder.DLQ(), t.ladder.Topic()
 	md, _, _ := headers.Decode(rec.Headers) // read once already
-	md.Tier, md.Reason, md.DueAt = t.step.Name, headers.ReasonTooLarge, time.Now()
+	md = md.DeadLettered(headers.ReasonTooLarge, t.step.Name, time.Now())
 	md.Error = fmt.Sprintf("value of %d bytes omitted, too large to re-feed to %s (%v); it is in %s partition %d offset %d; last error: %s",
 		len(rec.Value), main, f.err, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, md.Error)
 	out := &kgo.Record{
@@ -60,21 +60,9 @@ func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, decodeErr error) bool {
 	dlq := t.ladder.DLQ()
 	now := time.Now()
-	md := headers.Metadata{
-		Group:    t.ladder.Group(),
-		Attempts: 1,
-		Tier:     t.step.Name,
-		DueAt:    now,
-		// Where kretry found the record: its tier topic.
-		OriginalTopic:     rec.Topic,
-		OriginalPartition: rec.Partition,
-		OriginalOffset:    rec.Offset,
-		OriginalTimestamp: rec.Timestamp,
-		FirstFailureAt:    now,
-		LastFailureAt:     now,
-		Error:             "unreadable kretry headers: " + decodeErr.Error(),
-		Reason:            headers.ReasonInvalidMetadata,
-	}
+	// Where kretry found the record, its tier topic, is its first delivery.
+	md := headers.Metadata{}.Failed(t.ladder.Group(), rec, now, "unreadable kretry headers: "+decodeErr.Error()).
+		DeadLettered(headers.ReasonInvalidMetadata, t.step.Name, now)
 	out := &kgo.Record{
 		Topic:     dlq,
 		Partition: s.parts.Partition(ctx, dlq, rec.Partition),

@@ -59,7 +59,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		if r.untrusted {
 			f.dueAt = md.DueAt
 		}
-		md.DueAt, md.Tier = f.due, t.step.Name
+		md = md.InTier(t.step.Name, f.due)
 		hs = headers.Encode(rec.Headers, md)
 	}
 	f.out = kgo.Record{
