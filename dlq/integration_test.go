@@ -72,6 +72,7 @@ topics:
 		t.Fatalf("creating %v: %v", topics, err)
 	}
 	t.Cleanup(func() { _, _ = adm.DeleteTopics(context.Background(), topics...) })
+	kafkatest.WaitTopics(t, adm, topics...) // a consumer started next must find them
 	return p
 }
 
