@@ -188,7 +188,7 @@ type Relay struct {
 // name path as given, the line and the field; all of a file's errors are
 // returned at once, joined, one per line in file order (each is a
 // *FieldError).
-func Load(path string, opts ...LoadOpt) (*Config, error) {
+func Load(path string, opts ...Opt) (*Config, error) {
 	data, err := readBounded(path, MaxFileSize)
 	var be *boundError
 	if errors.As(err, &be) {
@@ -214,12 +214,12 @@ func Load(path string, opts ...LoadOpt) (*Config, error) {
 
 // Parse reads and validates a configuration from YAML text, like Load. Its
 // errors start with "line N:" instead of a file name, and Source is "".
-func Parse(data []byte, opts ...LoadOpt) (*Config, error) {
+func Parse(data []byte, opts ...Opt) (*Config, error) {
 	return parse("", data, lookup(opts))
 }
 
-// LoadOpt changes how Load and Parse resolve a file.
-type LoadOpt interface{ apply(*loadCfg) }
+// Opt changes how Load and Parse resolve a file.
+type Opt interface{ apply(*loadCfg) }
 
 type loadCfg struct{ brokers []string }
 
@@ -230,7 +230,7 @@ func (o loadOpt) apply(c *loadCfg) { o(c) }
 // WithBrokers replaces the file's brokers and KRETRY_BROKERS, as the CLI's
 // --brokers flag does: with it the file may leave brokers out. Empty entries
 // are dropped; with none left it has no effect. Default: none.
-func WithBrokers(brokers ...string) LoadOpt {
+func WithBrokers(brokers ...string) Opt {
 	return loadOpt(func(c *loadCfg) {
 		for _, b := range brokers {
 			if b = strings.TrimSpace(b); b != "" {
@@ -242,7 +242,7 @@ func WithBrokers(brokers ...string) LoadOpt {
 
 // lookup is the environment as the options change it: WithBrokers stands in
 // for KRETRY_BROKERS.
-func lookup(opts []LoadOpt) lookupEnv {
+func lookup(opts []Opt) lookupEnv {
 	var c loadCfg
 	for _, o := range opts {
 		o.apply(&c)

@@ -358,12 +358,12 @@ func TestWithBrokers(t *testing.T) {
 	cases := []struct {
 		name string
 		data []byte
-		opts []config.LoadOpt
+		opts []config.Opt
 		want []string
 	}{
-		{"over the file and the environment", withBrokers, []config.LoadOpt{config.WithBrokers("flag-1:9092", " flag-2:9092 ")}, []string{"flag-1:9092", "flag-2:9092"}},
-		{"file without brokers", noBrokers, []config.LoadOpt{config.WithBrokers("flag-1:9092")}, []string{"flag-1:9092"}},
-		{"empty: no effect", withBrokers, []config.LoadOpt{config.WithBrokers("", " ")}, []string{"env-1:9092"}},
+		{"over the file and the environment", withBrokers, []config.Opt{config.WithBrokers("flag-1:9092", " flag-2:9092 ")}, []string{"flag-1:9092", "flag-2:9092"}},
+		{"file without brokers", noBrokers, []config.Opt{config.WithBrokers("flag-1:9092")}, []string{"flag-1:9092"}},
+		{"empty: no effect", withBrokers, []config.Opt{config.WithBrokers("", " ")}, []string{"env-1:9092"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

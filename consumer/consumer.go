@@ -49,7 +49,7 @@ type Consumer struct {
 // no connection is made until Run. cfg is checked with cfg.Validate, the
 // rules of a config file, and every ladder of cfg is resolved here, so a bad
 // config fails now rather than in Run.
-func New(cfg *config.Config, h Handler, opts ...Option) (*Consumer, error) {
+func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 	if cfg == nil {
 		return nil, errors.New("consumer: nil config: load one with config.Load")
 	}

@@ -571,29 +571,29 @@ func TestNewChecksItsArguments(t *testing.T) {
 	}
 	cases := []struct {
 		name string
-		edit func(*cluster) (consumer.Handler, []consumer.Option)
+		edit func(*cluster) (consumer.Handler, []consumer.Opt)
 		want string
 	}{
-		{"nil handler", func(*cluster) (consumer.Handler, []consumer.Option) { return nil, nil }, "nil handler"},
-		{"no group", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Group = ""; return ok, nil }, "group: required"},
-		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Topics = nil; return ok, nil }, "topics: required"},
-		{"no brokers", func(c *cluster) (consumer.Handler, []consumer.Option) { c.cfg.Brokers = nil; return ok, nil }, "brokers"},
-		{"bad ladder", func(c *cluster) (consumer.Handler, []consumer.Option) {
+		{"nil handler", func(*cluster) (consumer.Handler, []consumer.Opt) { return nil, nil }, "nil handler"},
+		{"no group", func(c *cluster) (consumer.Handler, []consumer.Opt) { c.cfg.Group = ""; return ok, nil }, "group: required"},
+		{"no topics", func(c *cluster) (consumer.Handler, []consumer.Opt) { c.cfg.Topics = nil; return ok, nil }, "topics: required"},
+		{"no brokers", func(c *cluster) (consumer.Handler, []consumer.Opt) { c.cfg.Brokers = nil; return ok, nil }, "brokers"},
+		{"bad ladder", func(c *cluster) (consumer.Handler, []consumer.Opt) {
 			c.cfg.Topics[0].Tiers = []ladder.Tier{{Delay: time.Minute}, {Delay: time.Second}}
 			return ok, nil
 		}, "topics[0].tiers[1].delay: must be longer"},
-		{"bad broker", func(c *cluster) (consumer.Handler, []consumer.Option) {
+		{"bad broker", func(c *cluster) (consumer.Handler, []consumer.Opt) {
 			c.cfg.Brokers = []string{"tcp://kafka:9092"}
 			return ok, nil
 		}, "brokers[0]: must be a broker address"},
-		{"session timeout under the broker's minimum", func(c *cluster) (consumer.Handler, []consumer.Option) {
+		{"session timeout under the broker's minimum", func(c *cluster) (consumer.Handler, []consumer.Opt) {
 			c.cfg.SessionTimeout = time.Second
 			return ok, nil
 		}, "session_timeout: must be between 6s and 30m"},
-		{"negative grace", func(*cluster) (consumer.Handler, []consumer.Option) {
-			return ok, []consumer.Option{consumer.WithGracePeriod(-time.Second)}
+		{"negative grace", func(*cluster) (consumer.Handler, []consumer.Opt) {
+			return ok, []consumer.Opt{consumer.WithGracePeriod(-time.Second)}
 		}, "grace period"},
-		{"negative max_age", func(c *cluster) (consumer.Handler, []consumer.Option) {
+		{"negative max_age", func(c *cluster) (consumer.Handler, []consumer.Opt) {
 			c.cfg.Topics[0].MaxAge = -time.Second
 			return ok, nil
 		}, "max_age"},
@@ -783,7 +783,7 @@ func TestRebalanceDuringPauseLeavesNothingPaused(t *testing.T) {
 		// progress, which synctest does not count as durably blocked: a tick
 		// during a join would stop the virtual clock. Commits still happen on
 		// revoke and at shutdown.
-		opts := []consumer.Option{consumer.WithRelay(false), consumer.WithPauseAt(2, 0),
+		opts := []consumer.Opt{consumer.WithRelay(false), consumer.WithPauseAt(2, 0),
 			consumer.WithClientOpts(kgo.AutoCommitInterval(24 * time.Hour))}
 		a := c.start(slow(&byA), opts...)
 		waitFor(t, "A under way", func() bool { return byA.total() >= 4 })

@@ -59,7 +59,7 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	note := func(line string) { os.Stdout.WriteString(crashLinePrefix + line + "\n") }
-	opts := []consumer.Option{consumer.WithRelay(!s.NoRelay)}
+	opts := []consumer.Opt{consumer.WithRelay(!s.NoRelay)}
 	if s.CommitEvery > 0 {
 		opts = append(opts, consumer.WithClientOpts(kgo.AutoCommitInterval(s.CommitEvery)))
 	}

@@ -4,7 +4,7 @@ import "github.com/kretry/kretry/internal/partitions"
 
 // WithPauseAt sets how many queued records pause a partition's fetching and
 // how few resume it.
-func WithPauseAt(pause, resume int) Option {
+func WithPauseAt(pause, resume int) Opt {
 	return optionFunc(func(o *options) { o.pauseAt, o.resumeAt = pause, resume })
 }
 

@@ -209,9 +209,9 @@ type running struct {
 
 // start builds a Consumer on c's config (with c's dialer) and runs it until
 // stop or the end of the test.
-func (c *cluster) start(h consumer.Handler, opts ...consumer.Option) *running {
+func (c *cluster) start(h consumer.Handler, opts ...consumer.Opt) *running {
 	c.t.Helper()
-	cons, err := consumer.New(c.cfg, h, append([]consumer.Option{consumer.WithClientOpts(c.kopts...)}, opts...)...)
+	cons, err := consumer.New(c.cfg, h, append([]consumer.Opt{consumer.WithClientOpts(c.kopts...)}, opts...)...)
 	if err != nil {
 		c.t.Fatalf("consumer.New: %v", err)
 	}

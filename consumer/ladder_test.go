@@ -180,7 +180,7 @@ func TestJoinAndLeaveDuringRelayPause(t *testing.T) {
 		// franz-go's autocommit waits on a sync.RWMutex during a join, which
 		// synctest does not count as durably blocked; see
 		// TestRebalanceDuringPauseLeavesNothingPaused.
-		opts := []consumer.Option{consumer.WithClientOpts(kgo.AutoCommitInterval(24 * time.Hour))}
+		opts := []consumer.Opt{consumer.WithClientOpts(kgo.AutoCommitInterval(24 * time.Hour))}
 		c.produce(&kgo.Record{Partition: 0, Key: []byte("k")}, &kgo.Record{Partition: 1, Key: []byte("j")})
 		a := c.start(h, opts...)
 		// After the third failure both records wait 10 minutes in retry-10m.

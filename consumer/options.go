@@ -9,9 +9,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// An Option configures a Consumer. Options are applied in order; a later one
+// An Opt configures a Consumer. Options are applied in order; a later one
 // overrides an earlier one of the same kind.
-type Option interface{ apply(*options) }
+type Opt interface{ apply(*options) }
 
 type optionFunc func(*options)
 
@@ -67,7 +67,7 @@ func (o *options) validate() error {
 // forwarded to a retry tier or the DLQ, errors at error level, and nothing per
 // successful record. Default: a logger that discards everything. A nil logger
 // means the default.
-func WithLogger(l *slog.Logger) Option {
+func WithLogger(l *slog.Logger) Opt {
 	return optionFunc(func(o *options) {
 		if l == nil {
 			l = defaultOptions().logger
@@ -82,7 +82,7 @@ func WithLogger(l *slog.Logger) Option {
 // the franz-go client metrics of kprom (kretry_client_*, with the labels
 // component="consumer" and group=<the config's group>) on reg. The client metrics are unregistered when Run
 // returns. Default: nil, metrics are counted but exported nowhere.
-func WithRegisterer(reg prometheus.Registerer) Option {
+func WithRegisterer(reg prometheus.Registerer) Opt {
 	return optionFunc(func(o *options) { o.registerer = reg })
 }
 
@@ -91,7 +91,7 @@ func WithRegisterer(reg prometheus.Registerer) Option {
 // the relay's. Options that would change kretry's guarantees are overridden:
 // the consumer group, the consumed topics, offset commits, the rebalance
 // callbacks and the partitioner. Default: none.
-func WithClientOpts(opts ...kgo.Opt) Option {
+func WithClientOpts(opts ...kgo.Opt) Opt {
 	return optionFunc(func(o *options) { o.clientOpts = append(o.clientOpts, opts...) })
 }
 
@@ -99,7 +99,7 @@ func WithClientOpts(opts ...kgo.Opt) Option {
 // retried, dead-lettered or discarded. It replaces the default entirely.
 // Default: DefaultClassifier (ErrPermanent → DeadLetter, anything else →
 // Retry). A nil classifier means the default.
-func WithClassifier(c Classifier) Option {
+func WithClassifier(c Classifier) Opt {
 	return optionFunc(func(o *options) {
 		if c == nil {
 			c = DefaultClassifier
@@ -111,14 +111,14 @@ func WithClassifier(c Classifier) Option {
 // WithRelay sets whether Run also runs the relay (relay.Relay) for the
 // same ladders, in group cfg.Relay.Group. Without it the retry tiers are
 // re-fed only by a relay running elsewhere (`kretry relay`). Default: true.
-func WithRelay(run bool) Option {
+func WithRelay(run bool) Opt {
 	return optionFunc(func(o *options) { o.relay = run })
 }
 
 // WithGracePeriod sets how long in-flight handlers may run after Run's context
 // is cancelled or their partition is revoked; after it their context is
 // cancelled. Zero cancels them at once. Default: 10s.
-func WithGracePeriod(d time.Duration) Option {
+func WithGracePeriod(d time.Duration) Opt {
 	return optionFunc(func(o *options) { o.grace = d })
 }
 
@@ -128,6 +128,6 @@ func WithGracePeriod(d time.Duration) Option {
 // retention or partition count that falls short, never deleting or
 // shrinking anything. The main topics must exist. Default: false, Run only
 // checks that every topic exists and fails, naming the missing ones, if not.
-func WithProvisioning(create bool) Option {
+func WithProvisioning(create bool) Opt {
 	return optionFunc(func(o *options) { o.provision = create })
 }

@@ -43,7 +43,7 @@ func TestRebalanceDuringShutdownWaitsForHandlers(t *testing.T) {
 			return nil
 		})
 		// See TestJoinAndLeaveWhileWorkerHoldsPause for the autocommit interval.
-		opts := []consumer.Option{consumer.WithRelay(false), consumer.WithGracePeriod(time.Minute),
+		opts := []consumer.Opt{consumer.WithRelay(false), consumer.WithGracePeriod(time.Minute),
 			consumer.WithClientOpts(kgo.AutoCommitInterval(24 * time.Hour))}
 		a := c.start(h, opts...)
 		waitFor(t, "A in both slow handlers", func() bool { return calls.get("slow-0") == 1 && calls.get("slow-1") == 1 })

@@ -315,8 +315,8 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// A dry run produces nothing.
 	before := p.mainEnds()
-	mains := dlq.ReplayMainTopics(p.main)
-	s, err := r.Replay(ctx, dlq.Filter{}, mains, dlq.ReplayDryRun(true))
+	mains := dlq.WithMainTopics(p.main)
+	s, err := r.Replay(ctx, dlq.Filter{}, mains, dlq.WithDryRun(true))
 	if err != nil || s.Replayed != 20 {
 		t.Fatalf("dry run: %+v %v", s, err)
 	}
@@ -328,7 +328,7 @@ func TestIntegrationReplay(t *testing.T) {
 	// records in flight then are seen through, reported and committed.
 	cctx, cancel := context.WithCancel(ctx)
 	acked := 0
-	s, err = r.Replay(cctx, dlq.Filter{}, mains, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	s, err = r.Replay(cctx, dlq.Filter{}, mains, dlq.WithOnRecord(func(e dlq.ReplayEvent) {
 		if acked++; acked == 4 {
 			cancel()
 		}
@@ -406,12 +406,12 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// The record that failed again carries kretry-replays 1: with
 	// --max-replays 1 it is skipped, with --force it goes.
-	s, err = r.Replay(ctx, dlq.Filter{}, mains, dlq.ReplayMaxReplays(1))
+	s, err = r.Replay(ctx, dlq.Filter{}, mains, dlq.WithMaxReplays(1))
 	if err != nil || s.Replayed != 0 || s.Skipped(dlq.SkippedMaxReplays) != 1 {
 		t.Fatalf("max-replays 1: %+v %v", s, err)
 	}
 	mid := p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Key: "order-3"}, mains, dlq.ReplayMaxReplays(1), dlq.ReplayForce(true), dlq.ReplayGroup(p.dlq+"-forced"))
+	s, err = r.Replay(ctx, dlq.Filter{Key: "order-3"}, mains, dlq.WithMaxReplays(1), dlq.WithForce(true), dlq.WithGroup(p.dlq+"-forced"))
 	if err != nil || s.Replayed != 2 {
 		// Both DLQ records of order-3 (replays 0 and 1): a new group starts from the oldest.
 		t.Fatalf("forced: %+v %v", s, err)
@@ -428,7 +428,7 @@ func TestIntegrationReplay(t *testing.T) {
 
 	// --from-start deletes the group's progress: the panics go again, once.
 	mid = p.mainEnds()
-	s, err = r.Replay(ctx, dlq.Filter{Reasons: []headers.Reason{"panic"}}, mains, dlq.ReplayFromStart(true))
+	s, err = r.Replay(ctx, dlq.Filter{Reasons: []headers.Reason{"panic"}}, mains, dlq.WithFromStart(true))
 	if err != nil || s.Replayed != 5 {
 		t.Fatalf("from start: %+v %v", s, err)
 	}
@@ -502,7 +502,7 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	reported := 0
-	s1, err := r.Replay(cctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	s1, err := r.Replay(cctx, dlq.Filter{}, dlq.WithMainTopics(main), dlq.WithOnRecord(func(e dlq.ReplayEvent) {
 		inOrder(e)
 		if reported++; reported == 2500 {
 			cancel()
@@ -531,7 +531,7 @@ func TestIntegrationReplayPipelined(t *testing.T) {
 	}
 	checkProgress(s1)
 
-	s2, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { inOrder(e); reported++ }))
+	s2, err := r.Replay(ctx, dlq.Filter{}, dlq.WithMainTopics(main), dlq.WithOnRecord(func(e dlq.ReplayEvent) { inOrder(e); reported++ }))
 	if err != nil || s2.Replayed != n-s1.Replayed || len(s2.Resumed) == 0 {
 		t.Fatalf("resumed replay: %+v, %v; want the %d left", s2, err, n-s1.Replayed)
 	}
@@ -614,7 +614,7 @@ func TestIntegrationReplayGoesBackToTheFailingGroup(t *testing.T) {
 
 	// A replay of group A's records replays 0 only.
 	before := p.mainEnds()
-	s, err := r.Replay(ctx, dlq.Filter{FailedGroup: p.cfg.Group}, dlq.ReplayMainTopics(p.main))
+	s, err := r.Replay(ctx, dlq.Filter{FailedGroup: p.cfg.Group}, dlq.WithMainTopics(p.main))
 	if err != nil || s.Replayed != 1 || s.PassedOver != 1 {
 		t.Fatalf("replay of group A's records: %+v %v", s, err)
 	}
@@ -704,11 +704,11 @@ func TestIntegrationReplayTooLarge(t *testing.T) {
 		t.Errorf("show of a too-large record lacks %q:\n%s", want, show.String())
 	}
 
-	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayDryRun(true))
+	s, err := r.Replay(ctx, dlq.Filter{}, dlq.WithMainTopics(main), dlq.WithDryRun(true))
 	if err != nil || s.Replayed != 1 || s.Skipped(dlq.SkippedValueGone) != 1 {
 		t.Fatalf("dry run: %+v %v", s, err)
 	}
-	s, err = r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main))
+	s, err = r.Replay(ctx, dlq.Filter{}, dlq.WithMainTopics(main))
 	if err != nil || s.Replayed != 1 || s.Skipped(dlq.SkippedValueGone) != 1 || s.Progress[0] != 2 {
 		t.Fatalf("replay: %+v %v", s, err)
 	}
@@ -786,7 +786,7 @@ func readCommitted(t *testing.T, seeds []string, adm *kadm.Client, topic string)
 	return out
 }
 
-// TestIntegrationReplayExactlyOnce: with ReplayExactlyOnce, a replay whose
+// TestIntegrationReplayExactlyOnce: with WithExactlyOnce, a replay whose
 // produce the broker refuses aborts its transaction: a read_committed
 // consumer sees none of the records it produced, and no progress is
 // committed. Run again once the target takes the record, every record is
@@ -830,10 +830,10 @@ func TestIntegrationReplayExactlyOnce(t *testing.T) {
 		}
 	}
 	r := newReaderOf(t, seeds, dq)
-	opts := []dlq.ReplayOpt{dlq.ReplayMainTopics(main), dlq.ReplayExactlyOnce(true)}
+	opts := []dlq.ReplayOpt{dlq.WithMainTopics(main), dlq.WithExactlyOnce(true)}
 
 	// 20 a second: each record is produced, and acknowledged, on its own.
-	s, err := r.Replay(ctx, dlq.Filter{}, append(opts, dlq.ReplayRate(20))...)
+	s, err := r.Replay(ctx, dlq.Filter{}, append(opts, dlq.WithRate(20))...)
 	if err == nil || s.Replayed != 0 || len(s.Progress) != 0 {
 		t.Fatalf("replay with a refused produce: %+v, %v; want an error, nothing replayed or committed", s, err)
 	}
@@ -896,7 +896,7 @@ func TestIntegrationReplayExactlyOnce(t *testing.T) {
 		}
 	}
 	var reported []int64
-	s, err = r.Replay(ctx, dlq.Filter{}, append(opts, dlq.ReplayRate(8), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	s, err = r.Replay(ctx, dlq.Filter{}, append(opts, dlq.WithRate(8), dlq.WithOnRecord(func(e dlq.ReplayEvent) {
 		reported = append(reported, e.Record.Offset)
 	}))...)
 	if err != nil || s.Replayed != 10 || s.Progress[0] != 15 || len(reported) != 10 {

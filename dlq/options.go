@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Opt configures a Reader.
+// Opt configures a Reader (NewReader); ReplayOpt configures a replay.
 type Opt interface{ apply(*cfg) }
 
 type optFunc func(*cfg)

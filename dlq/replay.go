@@ -37,7 +37,7 @@ func progressGroup(base string, f Filter) string {
 const progressPrefix = "kretry-replay/1 "
 
 // Replay re-produces the records f selects to their original topic, when
-// ReplayMainTopics lists it, or to ReplayTo: key and user headers unchanged,
+// WithMainTopics lists it, or to WithTarget: key and user headers unchanged,
 // the value too (a too-large record's is read from the main topic), a new
 // timestamp, the original partition (mod the target's partition count) when
 // known, else the key's partition. Of the kretry headers, a record replayed
@@ -49,7 +49,7 @@ const progressPrefix = "kretry-replay/1 "
 // Produces are pipelined: up to 1,000 records (16 MiB) are in flight at
 // once, each acknowledged by all in-sync replicas. The producer is
 // idempotent, so every target partition gets its records in the order they
-// were read. Outcomes (ReplayOnRecord, the summary) are reported in that
+// were read. Outcomes (WithOnRecord, the summary) are reported in that
 // order too, each once it is final.
 //
 // Progress: the replay group's committed offset on each DLQ partition is
@@ -58,7 +58,7 @@ const progressPrefix = "kretry-replay/1 "
 // acknowledgements come in, when a partition is done, and when the replay
 // stops; records the filter does not select, and selected records skipped
 // (max replays, no target, not a main topic), are passed over with it. Each
-// selection keeps its progress in a group of its own (see ReplayGroup). So an
+// selection keeps its progress in a group of its own (see WithGroup). So an
 // identical second replay delivers only records dead-lettered since, an
 // interrupted one (ctx cancelled, Filter.Limit) continues where it stopped,
 // and a replay of another selection starts from the oldest record.
@@ -75,7 +75,7 @@ const progressPrefix = "kretry-replay/1 "
 // produces nothing more, sees the records in flight through, commits what
 // was acknowledged and returns ctx's error with the summary.
 func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*ReplaySummary, error) {
-	c := replayCfg{maxReplays: DefaultMaxReplays, group: r.topic + "-replay", produceTimeout: 30 * time.Second}
+	c := defaultReplayCfg(r.topic)
 	for _, o := range opts {
 		o.applyReplay(&c)
 	}
@@ -93,7 +93,7 @@ func (r *Reader) Replay(ctx context.Context, f Filter, opts ...ReplayOpt) (*Repl
 	case c.to == r.topic:
 		return sum, fmt.Errorf("replaying %s into itself would loop: name another target topic", r.topic)
 	case c.to == "" && !c.mainTopicsSet:
-		return sum, errors.New("no main topics to replay to: list them (ReplayMainTopics), or name a target topic (ReplayTo)")
+		return sum, errors.New("no main topics to replay to: list them (WithMainTopics), or name a target topic (WithTarget)")
 	}
 	base := c.group
 	c.group = sum.Group
@@ -313,7 +313,7 @@ func (r *Reader) walk(ctx context.Context, spans []span, m matcher, limit int, c
 	return nil
 }
 
-// classify decides what a replay does with a selected record: to ReplayTo,
+// classify decides what a replay does with a selected record: to WithTarget,
 // or to its original topic when that is a main topic; a too-large record
 // with the value the main topic still holds.
 func (r *Reader) classify(ctx context.Context, rec *Record, c replayCfg) (verdict, error) {
@@ -391,7 +391,7 @@ func (r *Reader) originalValue(ctx context.Context, rec *Record) (value []byte, 
 
 // replayed returns the record a replay produces for rec: to its original
 // topic, addressed to the group that failed it with its first delivery
-// kept; elsewhere (ReplayTo), as a first delivery.
+// kept; elsewhere (WithTarget), as a first delivery.
 func replayed(rec *Record, v verdict) *kgo.Record {
 	from := rec.Meta                // what was read: the fields not read are unset
 	from.Replays, _ = rec.Replays() // unreadable: only with force, counted afresh

@@ -5,10 +5,11 @@ import (
 	"time"
 )
 
-// DefaultMaxReplays is the default of ReplayMaxReplays.
+// DefaultMaxReplays is the default of WithMaxReplays.
 const DefaultMaxReplays = 3
 
-// ReplayOpt configures a Replay.
+// ReplayOpt configures one Reader.Replay; Opt configures the Reader. See the
+// package doc for why the two families.
 type ReplayOpt interface{ applyReplay(*replayCfg) }
 
 type replayOptFunc func(*replayCfg)
@@ -31,58 +32,66 @@ type replayCfg struct {
 	onRecord       func(ReplayEvent)
 }
 
-// ReplayTo replays every record to topic instead of its original topic.
+// defaultReplayCfg holds the defaults of a replay of topic.
+func defaultReplayCfg(topic string) replayCfg {
+	return replayCfg{maxReplays: DefaultMaxReplays, group: topic + "-replay", produceTimeout: DefaultProduceTimeout}
+}
+
+// DefaultProduceTimeout is the default of WithProduceTimeout.
+const DefaultProduceTimeout = 30 * time.Second
+
+// WithTarget replays every record to topic instead of its original topic.
 // Records without an original topic (reason unknown: written by something
 // other than kretry, or with unreadable kretry headers) are replayed only with
-// it. Default: each record's kretry-original-topic, when ReplayMainTopics
+// it. Default: each record's kretry-original-topic, when WithMainTopics
 // lists it.
-func ReplayTo(topic string) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.to = topic }) }
+func WithTarget(topic string) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.to = topic }) }
 
-// ReplayMainTopics lists the topics a record may be replayed to by its
+// WithMainTopics lists the topics a record may be replayed to by its
 // kretry-original-topic: the main topics the consumers read (the config's
 // topics). A record naming any other topic is skipped (SkippedNotMainTopic)
 // and the replay goes on, so that a forged header cannot send a record to
-// another service's topic. Without ReplayTo, it is required.
-func ReplayMainTopics(topics ...string) ReplayOpt {
+// another service's topic. Without WithTarget, it is required.
+func WithMainTopics(topics ...string) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.mainTopics, c.mainTopicsSet = append(c.mainTopics, topics...), true })
 }
 
-// ReplayDryRun reads and selects as a replay would, reports every record it
+// WithDryRun reads and selects as a replay would, reports every record it
 // would replay, and produces and commits nothing. Default: false.
-func ReplayDryRun(dry bool) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.dryRun = dry }) }
+func WithDryRun(dry bool) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.dryRun = dry }) }
 
-// ReplayRate caps the replay at perSecond records a second. Default: 0, no cap.
-func ReplayRate(perSecond float64) ReplayOpt {
+// WithRate caps the replay at perSecond records a second. Default: 0, no cap.
+func WithRate(perSecond float64) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.rate = perSecond })
 }
 
-// ReplayMaxReplays skips a record that was already replayed k times or more
-// (its kretry-replays header), unless ReplayForce. Default: DefaultMaxReplays
+// WithMaxReplays skips a record that was already replayed k times or more
+// (its kretry-replays header), unless WithForce. Default: DefaultMaxReplays
 // (3); k must be ≥ 1.
-func ReplayMaxReplays(k int) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.maxReplays = k }) }
+func WithMaxReplays(k int) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.maxReplays = k }) }
 
-// ReplayForce replays records over the ReplayMaxReplays limit. Default: false.
-func ReplayForce(force bool) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.force = force }) }
+// WithForce replays records over the WithMaxReplays limit. Default: false.
+func WithForce(force bool) ReplayOpt { return replayOptFunc(func(c *replayCfg) { c.force = force }) }
 
-// ReplayGroup names the groups that keep replays' progress: a replay of
+// WithGroup names the groups that keep replays' progress: a replay of
 // every record keeps it in group itself, a replay of a selection (a filter)
 // in group + "-" + 12 hex digits of the selection's SHA-256, so that each
 // selection resumes on its own (ReplaySummary.Group names it), and after
 // the progress of every record's replay, which went over all of them.
 // Default: the DLQ topic + "-replay" (orders.dlq-replay).
-func ReplayGroup(group string) ReplayOpt {
+func WithGroup(group string) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.group = group })
 }
 
-// ReplayFromStart deletes the progress of this selection's group on the DLQ
+// WithFromStart deletes the progress of this selection's group on the DLQ
 // first and starts over from the oldest record (or the filter's first
 // offset); other selections keep theirs. A dry run deletes nothing and reads
 // as if there were no progress. Default: false.
-func ReplayFromStart(fromStart bool) ReplayOpt {
+func WithFromStart(fromStart bool) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.fromStart = fromStart })
 }
 
-// ReplayExactlyOnce produces the replayed records and commits the progress
+// WithExactlyOnce produces the replayed records and commits the progress
 // that passes them in Kafka transactions (one about every second, and when a
 // partition is done): a read_committed consumer sees each replayed record
 // once the progress past it is committed, and never a record whose progress
@@ -90,26 +99,27 @@ func ReplayFromStart(fromStart bool) ReplayOpt {
 // run replays its records again). The transactional id is
 // kretry/<progress group>/replay/<random>. Default: false (at least once:
 // after a crash, the last second's records go again).
-func ReplayExactlyOnce(on bool) ReplayOpt {
+func WithExactlyOnce(on bool) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.exactlyOnce = on })
 }
 
-// ReplayProduceTimeout bounds the wait for one record's acknowledgement,
-// which is not cut short when ctx is cancelled. Default: 30s.
-func ReplayProduceTimeout(d time.Duration) ReplayOpt {
+// WithProduceTimeout bounds the wait for one record's acknowledgement,
+// which is not cut short when ctx is cancelled. Default:
+// DefaultProduceTimeout, 30s.
+func WithProduceTimeout(d time.Duration) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.produceTimeout = d })
 }
 
-// ReplayOnStart calls fn once the replay has planned its work and checked its
+// WithOnStart calls fn once the replay has planned its work and checked its
 // target topics, before it produces anything. Default: none.
-func ReplayOnStart(fn func(ReplayPlan)) ReplayOpt {
+func WithOnStart(fn func(ReplayPlan)) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.onStart = fn })
 }
 
-// ReplayOnRecord calls fn for every selected record once its outcome is
+// WithOnRecord calls fn for every selected record once its outcome is
 // known: after its produce is acknowledged, or when it is skipped. Default:
 // none.
-func ReplayOnRecord(fn func(ReplayEvent)) ReplayOpt {
+func WithOnRecord(fn func(ReplayEvent)) ReplayOpt {
 	return replayOptFunc(func(c *replayCfg) { c.onRecord = fn })
 }
 
@@ -127,9 +137,9 @@ type Outcome int
 const (
 	Replayed            Outcome = iota // produced and acknowledged
 	WouldReplay                        // a dry run's Replayed
-	SkippedMaxReplays                  // replayed ReplayMaxReplays times already
-	SkippedNoTarget                    // no original topic and no ReplayTo
-	SkippedNotMainTopic                // its original topic is not one of ReplayMainTopics
+	SkippedMaxReplays                  // replayed WithMaxReplays times already
+	SkippedNoTarget                    // no original topic and no WithTarget
+	SkippedNotMainTopic                // its original topic is not one of WithMainTopics
 	SkippedValueGone                   // too-large: its value is no longer in the main topic
 )
 
@@ -179,7 +189,7 @@ type ReplaySummary struct {
 	Selection string // Filter.Selection
 	DryRun    bool
 	// TransactionalID is the transactional id of an exactly-once replay
-	// (ReplayExactlyOnce); "" otherwise.
+	// (WithExactlyOnce); "" otherwise.
 	TransactionalID string
 
 	Replayed   int            // produced and acknowledged (with a dry run: would be)

@@ -51,7 +51,7 @@ func header(rec *kgo.Record, key string) (string, bool) {
 }
 
 // mains are the test DLQ's main topics.
-var mains = dlq.ReplayMainTopics("orders", "payments")
+var mains = dlq.WithMainTopics("orders", "payments")
 
 func replay(t *testing.T, r *dlq.Reader, f dlq.Filter, opts ...dlq.ReplayOpt) *dlq.ReplaySummary {
 	t.Helper()
@@ -69,8 +69,8 @@ func TestReplayToOriginalTopic(t *testing.T) {
 	var events []dlq.ReplayEvent
 	var plan dlq.ReplayPlan
 	sum := replay(t, r, dlq.Filter{OriginalTopic: "orders"},
-		dlq.ReplayOnStart(func(p dlq.ReplayPlan) { plan = p }),
-		dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { events = append(events, e) }))
+		dlq.WithOnStart(func(p dlq.ReplayPlan) { plan = p }),
+		dlq.WithOnRecord(func(e dlq.ReplayEvent) { events = append(events, e) }))
 	if sum.Replayed != 3 || sum.ByTarget["orders"] != 3 || len(sum.Skips) != 0 || sum.PassedOver != 3 {
 		t.Errorf("summary %+v", sum)
 	}
@@ -129,7 +129,7 @@ func TestReplayIsResumable(t *testing.T) {
 	// flight then is seen through and counted, but not more than that.
 	ctx, cancel := context.WithCancel(context.Background())
 	reported := 0
-	s2, err := r.Replay(ctx, f, mains, dlq.ReplayOnRecord(func(dlq.ReplayEvent) { reported++; cancel() }))
+	s2, err := r.Replay(ctx, f, mains, dlq.WithOnRecord(func(dlq.ReplayEvent) { reported++; cancel() }))
 	if !errors.Is(err, context.Canceled) || !s2.Interrupted || s2.Replayed < 1 || s2.Replayed > 2 || s2.Replayed != reported {
 		t.Errorf("interrupted replay: %+v, %v, %d reported; want 1 or 2 replayed (the second only if in flight) and interrupted", s2, err, reported)
 	}
@@ -161,19 +161,19 @@ func TestReplayIsResumable(t *testing.T) {
 
 	// Another selection keeps its own progress, in a group of its own.
 	u := dlq.Filter{Reasons: []headers.Reason{"unknown"}}
-	s5 := replay(t, r, u, dlq.ReplayTo("other"))
+	s5 := replay(t, r, u, dlq.WithTarget("other"))
 	if s5.Replayed != 1 || s5.Group == s4.Group || !strings.HasPrefix(s5.Group, "orders.dlq-replay-") || len(s5.Resumed) != 0 {
 		t.Errorf("replay of another selection: %+v (the first in %s)", s5, s4.Group)
 	}
-	if s := replay(t, r, u, dlq.ReplayTo("other")); s.Replayed != 0 || len(s.Resumed) != 2 {
+	if s := replay(t, r, u, dlq.WithTarget("other")); s.Replayed != 0 || len(s.Resumed) != 2 {
 		t.Errorf("that selection again: %+v", s)
 	}
-	s6 := replay(t, r, f, dlq.ReplayFromStart(true), dlq.ReplayDryRun(true))
+	s6 := replay(t, r, f, dlq.WithFromStart(true), dlq.WithDryRun(true))
 	if s6.Replayed != 6 || len(s6.Resumed) != 0 {
 		t.Errorf("dry run from the start: %+v, want 6 that would be replayed", s6)
 	}
 	// From the start resets that selection only.
-	s7 := replay(t, r, u, dlq.ReplayTo("other"), dlq.ReplayFromStart(true))
+	s7 := replay(t, r, u, dlq.WithTarget("other"), dlq.WithFromStart(true))
 	if s7.Replayed != 1 {
 		t.Errorf("replay from the start of the other selection: %+v", s7)
 	}
@@ -187,7 +187,7 @@ func TestReplayDryRunProducesNothing(t *testing.T) {
 	put(t, seeds, "orders.dlq", fill...)
 	r := newReader(t, seeds)
 	var outcomes []dlq.Outcome
-	sum := replay(t, r, dlq.Filter{}, dlq.ReplayDryRun(true), dlq.ReplayOnRecord(func(e dlq.ReplayEvent) { outcomes = append(outcomes, e.Outcome) }))
+	sum := replay(t, r, dlq.Filter{}, dlq.WithDryRun(true), dlq.WithOnRecord(func(e dlq.ReplayEvent) { outcomes = append(outcomes, e.Outcome) }))
 	if sum.Replayed != 5 || sum.Skipped(dlq.SkippedNoTarget) != 1 || len(sum.Progress) != 0 {
 		t.Errorf("dry run summary %+v", sum)
 	}
@@ -229,18 +229,18 @@ func TestReplayGuards(t *testing.T) {
 	}
 	r := newReader(t, seeds)
 
-	s := replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayDryRun(true))
+	s := replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.WithDryRun(true))
 	if s.Replayed != 1 || s.Skipped(dlq.SkippedMaxReplays) != 1 || s.Skipped(dlq.SkippedNoTarget) != 1 {
 		t.Errorf("default max replays 3: %+v", s)
 	}
 	if sk := s.Skips[0]; sk.Partition != 1 || sk.Offset != 0 || sk.Why != dlq.SkippedMaxReplays || sk.Replays != 3 {
 		t.Errorf("skip %+v", sk)
 	}
-	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayDryRun(true), dlq.ReplayMaxReplays(2))
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.WithDryRun(true), dlq.WithMaxReplays(2))
 	if s.Replayed != 0 || s.Skipped(dlq.SkippedMaxReplays) != 2 {
 		t.Errorf("max replays 2: %+v", s)
 	}
-	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.ReplayMaxReplays(2), dlq.ReplayForce(true))
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}}, dlq.WithMaxReplays(2), dlq.WithForce(true))
 	if s.Replayed != 2 {
 		t.Errorf("forced: %+v", s)
 	}
@@ -253,22 +253,22 @@ func TestReplayGuards(t *testing.T) {
 		t.Errorf("kretry-replays of the forced records %v, want [4 3]", replays)
 	}
 	// The record whose original cannot be read goes only with a target.
-	s = replay(t, r, dlq.Filter{Partitions: []int32{1}, Key: "g2"}, dlq.ReplayTo("other"), dlq.ReplayGroup("g2"))
+	s = replay(t, r, dlq.Filter{Partitions: []int32{1}, Key: "g2"}, dlq.WithTarget("other"), dlq.WithGroup("g2"))
 	if s.Replayed != 1 {
 		t.Errorf("unreadable original with a target: %+v", s)
 	}
-	if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.ReplayMaxReplays(0)); err == nil {
+	if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.WithMaxReplays(0)); err == nil {
 		t.Errorf("max replays 0 accepted")
 	}
 	for _, rate := range []float64{math.NaN(), math.Inf(1), 1e-300, -1} {
-		if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.ReplayRate(rate)); err == nil || !strings.Contains(err.Error(), "at least") {
+		if _, err := r.Replay(context.Background(), dlq.Filter{}, mains, dlq.WithRate(rate)); err == nil || !strings.Contains(err.Error(), "at least") {
 			t.Errorf("rate %g: %v, want an error", rate, err)
 		}
 	}
-	if _, err := r.Replay(context.Background(), dlq.Filter{}); err == nil || !strings.Contains(err.Error(), "ReplayMainTopics") {
+	if _, err := r.Replay(context.Background(), dlq.Filter{}); err == nil || !strings.Contains(err.Error(), "WithMainTopics") {
 		t.Errorf("a replay without main topics or a target: %v", err)
 	}
-	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayTo("orders.dlq")); err == nil {
+	if _, err := r.Replay(context.Background(), dlq.Filter{}, dlq.WithTarget("orders.dlq")); err == nil {
 		t.Errorf("a replay into the DLQ itself accepted")
 	}
 }
@@ -278,7 +278,7 @@ func TestReplayMissingTargetProducesNothing(t *testing.T) {
 	put(t, seeds, "orders.dlq", fill...)
 	put(t, seeds, "orders.dlq", entry{1, time.Hour, "x", headers.ReasonPanic, "gone", "e", "vx"})
 	r := newReader(t, seeds)
-	_, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayMainTopics("orders", "payments", "gone"))
+	_, err := r.Replay(context.Background(), dlq.Filter{}, dlq.WithMainTopics("orders", "payments", "gone"))
 	if !errors.Is(err, dlq.ErrUnknownTopic) {
 		t.Fatalf("replay with a missing target: %v, want ErrUnknownTopic", err)
 	}
@@ -287,7 +287,7 @@ func TestReplayMissingTargetProducesNothing(t *testing.T) {
 			t.Errorf("a replay with a missing target wrote %d records to %s first", n, topic)
 		}
 	}
-	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 7 {
+	if s := replay(t, r, dlq.Filter{}, dlq.WithTarget("other")); s.Replayed != 7 {
 		t.Errorf("with --to: %+v", s)
 	}
 }
@@ -300,15 +300,15 @@ func TestReplayRate(t *testing.T) {
 	n := 0
 	// One record a minute: the second waits on the limiter, and cancelling
 	// there stops the replay with nothing in flight.
-	s, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayTo("other"), dlq.ReplayRate(1.0/60),
-		dlq.ReplayOnRecord(func(dlq.ReplayEvent) {
+	s, err := r.Replay(ctx, dlq.Filter{}, dlq.WithTarget("other"), dlq.WithRate(1.0/60),
+		dlq.WithOnRecord(func(dlq.ReplayEvent) {
 			n++
 			go cancel()
 		}))
 	if !errors.Is(err, context.Canceled) || s.Replayed != 1 || n != 1 {
 		t.Errorf("rate-limited replay cancelled while waiting: %+v, %v", s, err)
 	}
-	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 5 {
+	if s := replay(t, r, dlq.Filter{}, dlq.WithTarget("other")); s.Replayed != 5 {
 		t.Errorf("resumed after the cancel: %+v", s)
 	}
 }
@@ -336,7 +336,7 @@ func TestReplayRefusedProduce(t *testing.T) {
 		return nil, nil, false
 	})
 	r := newReader(t, seeds)
-	s, err := r.Replay(context.Background(), dlq.Filter{}, dlq.ReplayTo("other"))
+	s, err := r.Replay(context.Background(), dlq.Filter{}, dlq.WithTarget("other"))
 	if err == nil || !errors.Is(err, kerr.InvalidRecord) || !strings.Contains(err.Error(), "orders.dlq partition 1 offset 0 to other") {
 		t.Fatalf("replay with a refused produce: %+v, %v; want an error naming orders.dlq partition 1 offset 0", s, err)
 	}
@@ -351,7 +351,7 @@ func TestReplayRefusedProduce(t *testing.T) {
 	mu.Lock()
 	refusing = false
 	mu.Unlock()
-	s = replay(t, r, dlq.Filter{}, dlq.ReplayTo("other"))
+	s = replay(t, r, dlq.Filter{}, dlq.WithTarget("other"))
 	if s.Replayed != 2 || s.Progress[1] != 2 || s.Resumed[0] != 4 {
 		t.Errorf("the next run: %+v, want partition 1's 2 records", s)
 	}
@@ -389,7 +389,7 @@ func TestReplayWaitsForTheCoordinator(t *testing.T) {
 		return resp, nil, true
 	})
 	r := newReader(t, seeds)
-	if s := replay(t, r, dlq.Filter{}, dlq.ReplayTo("other")); s.Replayed != 6 || s.Progress[0] != 4 || s.Progress[1] != 2 {
+	if s := replay(t, r, dlq.Filter{}, dlq.WithTarget("other")); s.Replayed != 6 || s.Progress[0] != 4 || s.Progress[1] != 2 {
 		t.Errorf("replay while the coordinator was not available: %+v", s)
 	}
 	if n := refused.Load(); n != 3 {
@@ -410,7 +410,7 @@ func TestReplayOnlyToMainTopics(t *testing.T) {
 	)
 	r := newReader(t, seeds)
 	for _, dry := range []bool{true, false} {
-		s := replay(t, r, dlq.Filter{}, dlq.ReplayDryRun(dry))
+		s := replay(t, r, dlq.Filter{}, dlq.WithDryRun(dry))
 		if s.Replayed != 2 || s.Skipped(dlq.SkippedNotMainTopic) != 2 || len(s.Skips) != 2 {
 			t.Fatalf("dry run %v: %+v", dry, s)
 		}

@@ -267,7 +267,7 @@ func TestSpringReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	sum, err := r.Replay(context.Background(), dlq.Filter{FailedGroup: "payments-service"}, dlq.ReplayMainTopics("payments"))
+	sum, err := r.Replay(context.Background(), dlq.Filter{FailedGroup: "payments-service"}, dlq.WithMainTopics("payments"))
 	if err != nil || sum.Replayed != 2 || sum.ByTarget["payments"] != 2 || sum.PassedOver != 1 {
 		t.Fatalf("replay: %+v %v", sum, err)
 	}
@@ -297,12 +297,12 @@ func TestSpringReplay(t *testing.T) {
 	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "payments.DLT", Partition: 0, Key: []byte("p-42"), Value: []byte(`{"id":42}`), Headers: again}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	sum, err = r.Replay(context.Background(), dlq.Filter{FailedGroup: "payments-service"}, dlq.ReplayMainTopics("payments"))
+	sum, err = r.Replay(context.Background(), dlq.Filter{FailedGroup: "payments-service"}, dlq.WithMainTopics("payments"))
 	if err != nil || sum.Replayed != 0 || sum.Skipped(dlq.SkippedMaxReplays) != 1 {
 		t.Fatalf("replay of a record replayed 3 times: %+v %v", sum, err)
 	}
 	// A Spring record names a topic that is not a main topic: skipped.
-	sum, err = r.Replay(context.Background(), dlq.Filter{FailedGroup: "refunds-service"}, dlq.ReplayMainTopics("orders"))
+	sum, err = r.Replay(context.Background(), dlq.Filter{FailedGroup: "refunds-service"}, dlq.WithMainTopics("orders"))
 	if err != nil || sum.Skipped(dlq.SkippedNotMainTopic) != 1 {
 		t.Fatalf("replay to a topic that is not a main topic: %+v %v", sum, err)
 	}

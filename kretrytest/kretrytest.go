@@ -171,7 +171,7 @@ func (k *Cluster) ClientOpts() []kgo.Opt { return append([]kgo.Opt(nil), k.kopts
 // cluster with h, and returns once it is started; Close stops it. Every call
 // of h is recorded for Fate. The error is consumer.New's; an error the
 // consumer stops with later is Close's.
-func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Option) error {
+func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Opt) error {
 	if h == nil {
 		return errors.New("kretrytest: Run: nil handler")
 	}
@@ -183,7 +183,7 @@ func (k *Cluster) Run(h consumer.Handler, opts ...consumer.Option) error {
 	if k.running {
 		return errors.New("kretrytest: Run: a consumer already runs on this cluster")
 	}
-	cons, err := consumer.New(k.cfg, k.recording(h), append([]consumer.Option{consumer.WithClientOpts(k.kopts...)}, opts...)...)
+	cons, err := consumer.New(k.cfg, k.recording(h), append([]consumer.Opt{consumer.WithClientOpts(k.kopts...)}, opts...)...)
 	if err != nil {
 		return err
 	}

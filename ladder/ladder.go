@@ -43,13 +43,16 @@ type Ladder struct {
 	maxRetries        int
 }
 
-// Opt configures New.
+// Opt configures New. Options are applied in order; a later one overrides
+// an earlier one of the same kind.
 type Opt interface{ apply(*cfg) }
 
 type cfg struct {
 	naming string
 	dlq    string
 }
+
+func defaultCfg() cfg { return cfg{naming: DefaultNaming, dlq: DefaultDLQ} }
 
 type opt func(*cfg)
 
@@ -75,7 +78,7 @@ func WithDLQ(nameOrTemplate string) Opt {
 // (0 means 1). Every resolved name must be a legal Kafka topic name, and the
 // main topic, the tier topics and the DLQ must all differ.
 func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
-	cfg := cfg{naming: DefaultNaming, dlq: DefaultDLQ}
+	cfg := defaultCfg()
 	for _, o := range opts {
 		o.apply(&cfg)
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Opt configures New.
+// Opt configures New. Options are applied in order; a later one overrides
+// an earlier one of the same kind.
 type Opt interface{ apply(*cfg) }
 
 type opt func(*cfg)
@@ -140,7 +141,7 @@ func WithCommitInterval(d time.Duration) Opt {
 // kgo.ServerSideBalancer...). They are applied after the relay's defaults
 // (DefaultSessionTimeout, DefaultHeartbeatInterval, an auto-commit
 // of marks every WithCommitInterval) and after WithClientOpts, and
-// override them.
+// override them. Default: none.
 func WithGroupOpts(opts ...kgo.Opt) Opt {
 	return opt(func(c *cfg) { c.groupOpts = append(c.groupOpts, opts...) })
 }
@@ -149,7 +150,8 @@ func WithGroupOpts(opts ...kgo.Opt) Opt {
 // only (config.Config.ProducerOpts gives them), after WithClientOpts
 // and the delivery timeout; the acks, partitioner and batch limits the
 // relay's guarantees rest on are set after them. Give the delivery timeout
-// with WithDeliveryTimeout too: the relay's own waits follow it.
+// with WithDeliveryTimeout too: the relay's own waits follow it. Default:
+// none.
 func WithProducerOpts(opts ...kgo.Opt) Opt {
 	return opt(func(c *cfg) { c.producerOpts = append(c.producerOpts, opts...) })
 }

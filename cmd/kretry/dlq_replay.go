@@ -176,16 +176,16 @@ type replayLine struct {
 
 func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayFlags, mains []string) error {
 	opts := []dlq.ReplayOpt{
-		dlq.ReplayMainTopics(mains...), dlq.ReplayExactlyOnce(rf.exactlyOnce),
-		dlq.ReplayTo(rf.to), dlq.ReplayDryRun(rf.dryRun), dlq.ReplayRate(rf.rate),
-		dlq.ReplayMaxReplays(rf.maxReplays), dlq.ReplayForce(rf.force), dlq.ReplayFromStart(rf.fromStart),
+		dlq.WithMainTopics(mains...), dlq.WithExactlyOnce(rf.exactlyOnce),
+		dlq.WithTarget(rf.to), dlq.WithDryRun(rf.dryRun), dlq.WithRate(rf.rate),
+		dlq.WithMaxReplays(rf.maxReplays), dlq.WithForce(rf.force), dlq.WithFromStart(rf.fromStart),
 	}
 	if rf.group != "" {
-		opts = append(opts, dlq.ReplayGroup(rf.group))
+		opts = append(opts, dlq.WithGroup(rf.group))
 	}
 	var bar *progressbar.ProgressBar
 	if !rf.dryRun && isTerminal(a.stderr) {
-		opts = append(opts, dlq.ReplayOnStart(func(p dlq.ReplayPlan) {
+		opts = append(opts, dlq.WithOnStart(func(p dlq.ReplayPlan) {
 			bar = progressbar.NewOptions(p.Records,
 				progressbar.OptionSetWriter(a.stderr),
 				progressbar.OptionSetDescription("replaying "+r.Topic()),
@@ -198,7 +198,7 @@ func (a *app) replay(cmd *cobra.Command, r *dlq.Reader, f dlq.Filter, rf replayF
 		}))
 	}
 	enc := newJSONEncoder(a.stdout)
-	opts = append(opts, dlq.ReplayOnRecord(func(e dlq.ReplayEvent) {
+	opts = append(opts, dlq.WithOnRecord(func(e dlq.ReplayEvent) {
 		if bar != nil && e.Outcome == dlq.Replayed {
 			_ = bar.Add(1)
 		}

@@ -74,9 +74,9 @@ func (c *cluster) produce(t *testing.T, topic string, keys ...string) {
 
 // start runs a consumer of cfg until the returned stop is called; stop checks
 // that Run returned nil.
-func (c *cluster) start(t *testing.T, cfg *config.Config, h consumer.Handler, opts ...consumer.Option) (stop func()) {
+func (c *cluster) start(t *testing.T, cfg *config.Config, h consumer.Handler, opts ...consumer.Opt) (stop func()) {
 	t.Helper()
-	opts = append([]consumer.Option{consumer.WithClientOpts(c.opts...), consumer.WithGracePeriod(time.Second)}, opts...)
+	opts = append([]consumer.Opt{consumer.WithClientOpts(c.opts...), consumer.WithGracePeriod(time.Second)}, opts...)
 	cons, err := consumer.New(cfg, h, opts...)
 	if err != nil {
 		t.Fatal(err)

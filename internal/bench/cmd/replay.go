@@ -42,7 +42,7 @@ func (b *benches) replay(ctx context.Context) error {
 	var rates []float64
 	for round := 1; round <= rf.replayRounds; round++ {
 		t0 := time.Now()
-		sum, err := r.Replay(ctx, dlq.Filter{}, dlq.ReplayMainTopics(main), dlq.ReplayGroup(b.adm.group(fmt.Sprintf("replay-r%d", round))))
+		sum, err := r.Replay(ctx, dlq.Filter{}, dlq.WithMainTopics(main), dlq.WithGroup(b.adm.group(fmt.Sprintf("replay-r%d", round))))
 		d := time.Since(t0)
 		if err != nil {
 			return err
