@@ -198,3 +198,46 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("the reason exactly_once is not available is given %d times, want once", n)
 	}
 }
+
+func TestHandlingGaps(t *testing.T) {
+	t0 := time.UnixMilli(1700000000000)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ev := func(ms int, p int32) Event { return Event{At: at(ms), Partition: p} }
+	tests := []struct {
+		name string
+		hs   []Event
+		to   int // ms after from
+		want [Partitions]time.Duration
+	}{
+		{
+			name: "steady: the gaps between handlings, from the start to the end of production",
+			hs:   []Event{ev(100, 0), ev(300, 0), ev(350, 1), ev(900, 1), ev(950, 2), ev(990, 3)},
+			to:   1000,
+			want: [Partitions]time.Duration{700 * time.Millisecond, 550 * time.Millisecond, 950 * time.Millisecond, 990 * time.Millisecond},
+		},
+		{
+			name: "a gap open when production stops lasts until the partition's next handling, later ones do not count",
+			hs:   []Event{ev(100, 0), ev(100, 1), ev(100, 2), ev(100, 3), ev(5000, 0), ev(9000, 0), ev(1100, 1), ev(1200, 1), ev(1300, 2), ev(1400, 3), ev(8000, 3)},
+			to:   1000,
+			want: [Partitions]time.Duration{4900 * time.Millisecond, time.Second, 1200 * time.Millisecond, 1300 * time.Millisecond},
+		},
+		{
+			name: "a partition never handled again: until the last handling of any",
+			hs:   []Event{ev(100, 0), ev(100, 1), ev(100, 2), ev(100, 3), ev(1500, 0), ev(3000, 1), ev(1500, 2)},
+			to:   1000,
+			want: [Partitions]time.Duration{1400 * time.Millisecond, 2900 * time.Millisecond, 1400 * time.Millisecond, 2900 * time.Millisecond},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs := slices.Clone(tt.hs)
+			slices.SortStableFunc(hs, func(x, y Event) int { return x.At.Compare(y.At) })
+			if got := handlingGaps(hs, t0, at(tt.to)); got != tt.want {
+				t.Errorf("handlingGaps = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if got := handlingGaps([]Event{ev(100, 0)}, time.Time{}, at(1000)); got != ([Partitions]time.Duration{}) {
+		t.Errorf("without a production window: %v, want zero gaps", got)
+	}
+}

@@ -55,20 +55,25 @@ func RepoRoot() (string, error) {
 // proc is one child process the suite started; it is only ever signalled by
 // its own pid.
 type proc struct {
-	kind    string // "worker" or "relay"
-	logPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
+	kind     string // "worker" or "relay"
+	instance string // its KRETRY_INSTANCE_ID, or ""
+	logPath  string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
 }
 
-func startProc(kind, bin string, args []string, logPath string) (*proc, error) {
+// startProc starts bin; instance, when not "", is its KRETRY_INSTANCE_ID.
+func startProc(kind, bin string, args []string, logPath, instance string) (*proc, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = childEnv()
+	if instance != "" {
+		cmd.Env = append(cmd.Env, config.EnvInstanceID+"="+instance)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	// Its own process group: a ^C of the suite reaches the suite, which
 	// stops its children itself.
@@ -77,7 +82,7 @@ func startProc(kind, bin string, args []string, logPath string) (*proc, error) {
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &proc{kind: kind, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &proc{kind: kind, instance: instance, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		log.Close()

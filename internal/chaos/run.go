@@ -74,6 +74,12 @@ type Scenario struct {
 	Rate    int // records produced per second while the faults run
 	// Malformed records with broken kretry headers, produced along the others.
 	Malformed int
+	// GroupProtocol is the config's group_protocol ("" for the default,
+	// classic).
+	GroupProtocol string
+	// Static gives each worker an instance_id (KRETRY_INSTANCE_ID); a
+	// worker started in place of a killed one takes its id.
+	Static bool
 	// Faults injects the scenario's faults; production runs meanwhile and
 	// stops when it returns.
 	Faults func(ctx context.Context, r *Run) error
@@ -187,12 +193,14 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 		return res, err
 	}
 
+	prodStart := time.Now()
 	prod, err := startProducer(cluster.Brokers, r, scn)
 	if err != nil {
 		return res, err
 	}
 	faultErr := scn.Faults(ctx, r)
 	produced, malformed, perr := prod.stop()
+	prodStop := time.Now()
 	if faultErr != nil {
 		return res, fmt.Errorf("injecting the faults: %w", faultErr)
 	}
@@ -222,6 +230,7 @@ func RunScenario(ctx context.Context, env *Env, scn Scenario, mode Mode) (Result
 	res = analyze(res, analysis{
 		want: want, malformed: len(malformed), events: events, recs: recs,
 		topic: r.topic, steps: r.steps, dlq: r.dlq, faults: r.faults,
+		from: prodStart, to: prodStop,
 	})
 	res.Notes = append(res.Notes, exited...)
 	if unsettled != "" {
@@ -269,6 +278,9 @@ func (r *Run) writeConfig() (*config.Config, error) {
 	fmt.Fprintf(&b, "client_id: chaos\ngroup: %s\n", r.group)
 	if r.mode == ExactlyOnce {
 		b.WriteString("exactly_once: true\n")
+	}
+	if r.scn.GroupProtocol != "" {
+		fmt.Fprintf(&b, "group_protocol: %s\n", r.scn.GroupProtocol)
 	}
 	fmt.Fprintf(&b, "topics:\n  - name: %s\n    tiers:\n      - delay: 1s\n      - delay: 2s\n", r.topic)
 	r.cfgPath = filepath.Join(r.dir, "kretry.yaml")
@@ -334,16 +346,26 @@ func (r *Run) createTopics(ctx context.Context) error {
 	}
 }
 
-// StartWorker starts a chaosworker (without its relay when the scenario runs
-// standalone relays).
+// startWorker starts a chaosworker (without its relay when the scenario runs
+// standalone relays), with a new instance_id when the scenario has static
+// members.
 func (r *Run) startWorker() (*proc, error) {
+	return r.startWorkerAs("")
+}
+
+// startWorkerAs starts a chaosworker with instance id (a new one when "" and
+// the scenario has static members; none otherwise).
+func (r *Run) startWorkerAs(instance string) (*proc, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
 	base := filepath.Join(r.dir, fmt.Sprintf("w%02d", r.seq))
+	if r.scn.Static && instance == "" {
+		instance = fmt.Sprintf("chaos-w%02d", r.seq)
+	}
 	p, err := startProc("worker", r.env.Bins.Worker, []string{
 		"-config", r.cfgPath, "-events", base + ".events", "-relay=" + strconv.FormatBool(r.scn.Relays == 0),
-	}, base+".log")
+	}, base+".log", instance)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +380,7 @@ func (r *Run) startRelay() (*proc, error) {
 	defer r.mu.Unlock()
 	r.seq++
 	p, err := startProc("relay", r.env.Bins.Kretry, []string{"relay", "-c", r.cfgPath, "--log-level", "warn"},
-		filepath.Join(r.dir, fmt.Sprintf("r%02d.log", r.seq)))
+		filepath.Join(r.dir, fmt.Sprintf("r%02d.log", r.seq)), "")
 	if err != nil {
 		return nil, err
 	}
@@ -368,18 +390,28 @@ func (r *Run) startRelay() (*proc, error) {
 }
 
 // KillWorker kills a random running worker with SIGKILL and starts another in
-// its place.
+// its place (with its instance_id when the scenario has static members).
 func (r *Run) KillWorker() error {
-	return r.killAndReplace(&r.workers, "consumer", r.startWorker)
+	return r.killAndReplace(&r.workers, "consumer", func(killed *proc) (*proc, error) {
+		return r.startWorkerAs(killed.instance)
+	})
+}
+
+// KillWorkerOnly kills a random running worker with SIGKILL and starts none
+// in its place.
+func (r *Run) KillWorkerOnly() error {
+	return r.killAndReplace(&r.workers, "consumer", nil)
 }
 
 // KillRelay kills a random running `kretry relay` with SIGKILL and starts
 // another in its place.
 func (r *Run) KillRelay() error {
-	return r.killAndReplace(&r.relays, "relay", r.startRelay)
+	return r.killAndReplace(&r.relays, "relay", func(*proc) (*proc, error) { return r.startRelay() })
 }
 
-func (r *Run) killAndReplace(ps *[]*proc, kind string, start func() (*proc, error)) error {
+// killAndReplace kills a random live process of ps and, unless start is
+// nil, starts another in its place.
+func (r *Run) killAndReplace(ps *[]*proc, kind string, start func(killed *proc) (*proc, error)) error {
 	r.mu.Lock()
 	live := (*ps)[:0]
 	for _, p := range *ps {
@@ -402,7 +434,10 @@ func (r *Run) killAndReplace(ps *[]*proc, kind string, start func() (*proc, erro
 
 	p.kill()
 	r.addFault(Fault{Kind: kind, At: time.Now(), PID: p.pid()})
-	_, err := start()
+	if start == nil {
+		return nil
+	}
+	_, err := start(p)
 	return err
 }
 

@@ -14,10 +14,13 @@ type Size struct {
 	Rebalances     int // (d) joins and leaves
 	LeaderKills    int // (e)
 	Rate           int // records a second
+	// StaticStorm adds (a) with static members: a restarted worker takes
+	// the killed one's instance_id, as a StatefulSet's pod does.
+	StaticStorm bool
 }
 
 var (
-	Full  = Size{ConsumerKills: 12, RelayKills: 8, BrokerRestarts: 2, Rebalances: 30, LeaderKills: 3, Rate: 200}
+	Full  = Size{ConsumerKills: 12, RelayKills: 8, BrokerRestarts: 2, Rebalances: 30, LeaderKills: 3, Rate: 200, StaticStorm: true}
 	Short = Size{ConsumerKills: 3, BrokerRestarts: 1, Rate: 100}
 )
 
@@ -25,22 +28,37 @@ var (
 // partitions hit have records to be handled again.
 const tail = 15 * time.Second
 
-// Scenarios returns the suite's scenarios at size s, keyed "a" to "f".
+// Scenarios returns the suite's scenarios at size s, keyed "a" to "i": (g)
+// and (h) are one kill -9 with each group protocol, (i) is (a) with static
+// members (not in Short).
 func Scenarios(s Size) []Scenario {
-	return []Scenario{
+	storm := func(ctx context.Context, r *Run) error {
+		for range s.ConsumerKills {
+			if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
+				return err
+			}
+			if err := r.KillWorker(); err != nil {
+				return err
+			}
+		}
+		return sleep(ctx, tail)
+	}
+	// One kill, no restart; production goes on for tail, and the records
+	// the killed worker left are handled once its partitions move (with
+	// KIP-848 after the brokers' session timeout, 45s by default).
+	failover := func(ctx context.Context, r *Run) error {
+		if err := sleep(ctx, 8*time.Second); err != nil {
+			return err
+		}
+		if err := r.KillWorkerOnly(); err != nil {
+			return err
+		}
+		return sleep(ctx, tail)
+	}
+	scns := []Scenario{
 		{
 			Key: "a", Title: "kill -9 storm of consumers", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
-			Faults: func(ctx context.Context, r *Run) error {
-				for range s.ConsumerKills {
-					if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
-						return err
-					}
-					if err := r.KillWorker(); err != nil {
-						return err
-					}
-				}
-				return sleep(ctx, tail)
-			},
+			Faults: storm,
 		},
 		{
 			Key: "b", Title: "kill -9 storm of kretry relay", Nodes: 1, Workers: 2, Relays: 2, Rate: s.Rate, Settle: 3 * time.Minute,
@@ -112,5 +130,20 @@ func Scenarios(s Size) []Scenario {
 				return sleep(ctx, 20*time.Second) // the malformed records go out over the first 15s
 			},
 		},
+		{
+			Key: "g", Title: "one of two consumers killed (classic)", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Faults: failover,
+		},
+		{
+			Key: "h", Title: "one of two consumers killed (KIP-848)", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			GroupProtocol: "consumer", Faults: failover,
+		},
 	}
+	if s.StaticStorm {
+		scns = append(scns, Scenario{
+			Key: "i", Title: "kill -9 storm, static members", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
+			Static: true, Faults: storm,
+		})
+	}
+	return scns
 }

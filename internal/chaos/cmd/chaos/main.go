@@ -2,10 +2,14 @@
 // internal/chaos in both modes, one line per scenario and mode on stdout,
 // and writes the table to RELIABILITY.md.
 //
+// -only runs some of them (e.g. -only g to run one scenario), -modes one
+// mode.
+//
 //	chaos [-short] [-keep] [-only a,b,...] [-modes at-least-once,exactly_once] [-out RELIABILITY.md] [-timeout 25m]
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -23,7 +27,7 @@ import (
 )
 
 func main() {
-	only := flag.String("only", "a,b,c,d,e,f", "scenarios to run, comma-separated")
+	only := flag.String("only", "a,b,c,d,e,f,g,h,i", "scenarios to run, comma-separated")
 	modes := flag.String("modes", "at-least-once,exactly_once", "modes to run, comma-separated")
 	out := flag.String("out", "RELIABILITY.md", "write the table here (empty: nowhere)")
 	timeout := flag.Duration("timeout", 25*time.Minute, "give up after this long")
@@ -79,10 +83,19 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size, kee
 	var results []chaos.Result
 	failed := false
 	var stopped error
-	for _, scn := range chaos.Scenarios(size) {
-		if !slices.Contains(keys, scn.Key) {
-			continue
+	// The scenarios on one node first, then those of the 3-node cluster,
+	// so each cluster starts once; the table keeps the suite's order.
+	all := chaos.Scenarios(size)
+	order := map[string]int{}
+	var scns []chaos.Scenario
+	for i, scn := range all {
+		order[scn.Key] = i
+		if slices.Contains(keys, scn.Key) {
+			scns = append(scns, scn)
 		}
+	}
+	slices.SortStableFunc(scns, func(x, y chaos.Scenario) int { return cmp.Compare(x.Nodes, y.Nodes) })
+	for _, scn := range scns {
 		if scn.Nodes >= 3 && env.Single != nil {
 			// Two cores: the 3-node cluster runs alone.
 			env.Single.Down()
@@ -109,6 +122,7 @@ func run(only, modeList, out string, timeout time.Duration, size chaos.Size, kee
 			break
 		}
 	}
+	slices.SortStableFunc(results, func(x, y chaos.Result) int { return cmp.Compare(order[x.Scenario], order[y.Scenario]) })
 	took := time.Since(started)
 	if out != "" {
 		md := chaos.Markdown(results, bench.ReadMachine().String(), strings.TrimSpace(string(commit)), started, took)
