@@ -1,9 +1,14 @@
 package config
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // GroupOpts returns the franz-go options of a consumer group member built
@@ -16,8 +21,8 @@ import (
 // With the consumer protocol the broker, not the client, owns the session
 // timeout and the heartbeat interval (the group configs
 // consumer.session.timeout.ms and consumer.heartbeat.interval.ms, 45s and 5s
-// by default): SessionTimeout then only matters if the broker falls back to
-// the classic protocol.
+// by default): SetGroupSessionTimeout sets the former where the brokers
+// allow it.
 func (c *Config) GroupOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SessionTimeout(c.sessionTimeout()),
@@ -40,9 +45,39 @@ func (c *Config) GroupOpts() []kgo.Opt {
 // ProducerOpts returns the franz-go options that every producer kretry owns
 // takes from c: the delivery timeout, so that a record the brokers do not
 // acknowledge fails after DeliveryTimeout (default 30s) instead of being
-// retried for ever, which bounds shutdown when the brokers are unreachable.
+// retried for ever, which bounds shutdown when the brokers are unreachable;
+// and, for the transactional ones (exactly_once), TransactionTimeout.
 func (c *Config) ProducerOpts() []kgo.Opt {
-	return []kgo.Opt{kgo.RecordDeliveryTimeout(c.deliveryTimeout())}
+	return []kgo.Opt{kgo.RecordDeliveryTimeout(c.deliveryTimeout()), kgo.TransactionTimeout(c.TransactionTimeout())}
+}
+
+// MinTransactionMargin is how much longer than the commit interval a
+// transaction may stay open at least (TransactionTimeout).
+const MinTransactionMargin = 10 * time.Second
+
+// TransactionTimeout is the transaction timeout of kretry's transactional
+// producers (exactly_once): twice the session timeout, and at least the
+// commit interval plus MinTransactionMargin: 20s with the defaults, where
+// franz-go's default is 40s.
+//
+// It is how long the open transaction of a killed instance (without
+// instance_id, nothing else ends it) holds what it wrote: the brokers abort
+// it after this plus up to their transaction.abort.timed.out.transaction.cleanup.interval.ms
+// (10s by default). Until then read_committed readers do not get past its
+// records (the relay's re-feeds on the main topic, the consumer's forwards
+// in the tiers), and offsets it was committing are not handed out (KIP-447).
+// Twice the session timeout keeps that within about one more session
+// timeout of the killed member's partitions moving.
+//
+// A transaction open longer than this is aborted by the brokers, which
+// fences its producer: the consumer or relay stops with an error (nothing
+// is lost; its records are handled again after a restart). A transaction
+// spans a commit interval, then waits for the records handed out in it to
+// be handled and for its writes to be acknowledged: the margin covers
+// handlers of a few seconds and a broker restart of a few seconds; a
+// longer session_timeout makes it longer.
+func (c *Config) TransactionTimeout() time.Duration {
+	return max(2*c.sessionTimeout(), c.commitInterval()+MinTransactionMargin)
 }
 
 // HeartbeatInterval is the group heartbeat interval that follows the
@@ -71,4 +106,56 @@ func cmpOr(v, def time.Duration) time.Duration {
 		return def
 	}
 	return v
+}
+
+// GroupConfigSessionTimeout is the group config (KIP-848) that holds a
+// consumer-protocol group's session timeout on the brokers.
+const GroupConfigSessionTimeout = "consumer.session.timeout.ms"
+
+// SetGroupSessionTimeout makes the session timeout (session_timeout, default
+// 10s) the brokers' session timeout of group when GroupProtocol is
+// "consumer": with KIP-848 the brokers, not the members, own it, so it is
+// the group config consumer.session.timeout.ms, set with
+// IncrementalAlterConfigs (Kafka 4.0+; the ALTER_CONFIGS permission on the
+// group). It does nothing with the classic protocol, where the members send
+// it when they join.
+//
+// The brokers accept a value between their group.consumer.min.session.timeout.ms
+// and group.consumer.max.session.timeout.ms only, 45s and 60s by default: with
+// those defaults 10s is refused, and the error says so and what to change;
+// the group then keeps the brokers' group.consumer.session.timeout.ms (45s
+// by default), so a killed member's partitions move after that long. The
+// caller logs the error and goes on.
+func (c *Config) SetGroupSessionTimeout(ctx context.Context, cl *kgo.Client, group string) error {
+	if c.GroupProtocol != GroupProtocolConsumer {
+		return nil
+	}
+	st := c.sessionTimeout()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name = GroupConfigSessionTimeout
+	cfg.Op = kmsg.IncrementalAlterConfigOpSet
+	cfg.Value = kmsg.StringPtr(strconv.FormatInt(st.Milliseconds(), 10))
+	res.Configs = append(res.Configs, cfg)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err == nil && len(resp.Resources) == 1 {
+		r := resp.Resources[0]
+		if err = kerr.ErrorForCode(r.ErrorCode); err != nil && r.ErrorMessage != nil {
+			err = fmt.Errorf("%w: %s", err, *r.ErrorMessage)
+		}
+	} else if err == nil {
+		err = fmt.Errorf("the brokers answered for %d resources, want 1", len(resp.Resources))
+	}
+	if err != nil {
+		return fmt.Errorf("group_protocol: consumer: session_timeout %v could not be set as group %s's %s: %w; "+
+			"a killed member's partitions move after the brokers' group.consumer.session.timeout.ms (45s by default) instead: "+
+			"the brokers accept values between group.consumer.min.session.timeout.ms and group.consumer.max.session.timeout.ms (45s and 60s by default), "+
+			"so lower that minimum on the brokers, or set session_timeout within it (an ALTER_CONFIGS permission on the group is needed too)",
+			st, group, GroupConfigSessionTimeout, err)
+	}
+	return nil
 }

@@ -110,6 +110,23 @@ func TestHeartbeatInterval(t *testing.T) {
 	}
 }
 
+// TestTransactionTimeout: twice the session timeout, at least the commit
+// interval plus MinTransactionMargin.
+func TestTransactionTimeout(t *testing.T) {
+	for _, tc := range []struct{ session, commit, want time.Duration }{
+		{0, 0, 20 * time.Second}, // a Config built by hand: the 10s and 1s defaults
+		{6 * time.Second, time.Second, 12 * time.Second},
+		{6 * time.Second, 5 * time.Second, 15 * time.Second},
+		{30 * time.Second, time.Second, time.Minute},
+		{10 * time.Second, time.Minute, 70 * time.Second},
+	} {
+		c := &config.Config{SessionTimeout: tc.session, CommitInterval: tc.commit}
+		if got := c.TransactionTimeout(); got != tc.want {
+			t.Errorf("session %v, commit %v: transaction timeout %v, want %v", tc.session, tc.commit, got, tc.want)
+		}
+	}
+}
+
 // TestGroupOpts checks what the options set on a real franz-go client.
 func TestGroupOpts(t *testing.T) {
 	cases := []struct {
@@ -119,11 +136,11 @@ func TestGroupOpts(t *testing.T) {
 	}{
 		{"a Config built by hand gets the defaults", config.Config{}, map[string]any{
 			"SessionTimeout": 10 * time.Second, "HeartbeatInterval": time.Second, "AutoCommitInterval": time.Second,
-			"InstanceID": "", "ServerSideBalancer": false,
+			"InstanceID": "", "ServerSideBalancer": false, "TransactionTimeout": 20 * time.Second,
 		}},
 		{"all set", config.Config{SessionTimeout: 20 * time.Second, CommitInterval: 200 * time.Millisecond, InstanceID: "pod-1", GroupProtocol: config.GroupProtocolConsumer}, map[string]any{
 			"SessionTimeout": 20 * time.Second, "HeartbeatInterval": 2 * time.Second, "AutoCommitInterval": 200 * time.Millisecond,
-			"InstanceID": "pod-1", "ServerSideBalancer": true,
+			"InstanceID": "pod-1", "ServerSideBalancer": true, "TransactionTimeout": 40 * time.Second,
 		}},
 	}
 	for _, tc := range cases {

@@ -174,6 +174,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 
+	s.setGroupSessionTimeouts(ctx)
+
 	var wg sync.WaitGroup
 	var relayErr error
 	if c.relay != nil {
@@ -200,6 +202,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
 	return errors.Join(s.failErr, relayErr, err)
+}
+
+// setGroupSessionTimeouts makes session_timeout the brokers' session timeout
+// of the consumer's group and of its relay's with group_protocol: consumer,
+// where the brokers own it; where they refuse, it says so (a killed member's
+// partitions then move after the brokers' own, 45s by default).
+func (s *session) setGroupSessionTimeouts(ctx context.Context) {
+	groups := []string{s.c.cfg.Group}
+	if r, ok := s.c.relay.(interface{ Group() string }); ok {
+		groups = append(groups, r.Group())
+	}
+	for _, g := range groups {
+		sctx, cancel := context.WithTimeout(ctx, commitTimeout)
+		err := s.c.cfg.SetGroupSessionTimeout(sctx, s.cl, g)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("kretry consumer could not set its group's session timeout", "group", g, "error", err)
+		}
+	}
 }
 
 // topicPartition names one partition of a main topic.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
 )
 
 // Exactly-once mode (exactly_once: true).
@@ -176,8 +178,10 @@ func fatalTxnErr(err error) bool {
 }
 
 func (s *session) failTxn(err error) {
-	s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with transactional id of this one took over, "+
-		"or the id is not authorized; give each instance its own instance_id", err))
+	s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with the transactional id of this one took over "+
+		"(give each instance its own instance_id), the id is not authorized, or the transaction was open longer than "+
+		"the transaction timeout (%v: twice session_timeout, at least commit_interval + %v) and the brokers aborted it "+
+		"(make handlers faster, or raise session_timeout)", err, s.c.cfg.TransactionTimeout(), config.MinTransactionMargin))
 }
 
 // abortFailedTxn aborts a transaction whose End failed before it reached the

@@ -55,7 +55,9 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 	if !r.cfg.exactlyOnce {
 		return append(append(opts, kgo.AutoCommitMarks()), extra...)
 	}
-	opts = append(opts, kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout))
+	// The transaction timeout is a default the producer options (the
+	// config's, derived from session_timeout) may override.
+	opts = append(opts, kgo.RecordDeliveryTimeout(r.cfg.deliveryTimeout), kgo.TransactionTimeout(r.transactionTimeout()))
 	opts = append(opts, r.cfg.producerOpts...)
 	opts = append(opts,
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -63,7 +65,6 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		kgo.ProducerLinger(0),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(r.TransactionalID()),
-		kgo.TransactionTimeout(r.transactionTimeout()),
 	)
 	return append(opts, extra...)
 }

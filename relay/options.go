@@ -147,8 +147,9 @@ func WithGroupOpts(opts ...kgo.Opt) Opt {
 }
 
 // WithProducerOpts adds kgo options to the relay's producing client
-// only (config.Config.ProducerOpts gives them), after WithClientOpts
-// and the delivery timeout; the acks, partitioner and batch limits the
+// only (config.Config.ProducerOpts gives them), after WithClientOpts,
+// the delivery timeout and the relay's default transaction timeout, which
+// they override; the acks, partitioner and batch limits the
 // relay's guarantees rest on are set after them. Give the delivery timeout
 // with WithDeliveryTimeout too: the relay's own waits follow it. Default:
 // none.

@@ -19,8 +19,10 @@ func (r *Relay) TransactionalID() string {
 	return "kretry/" + r.cfg.group + "/relay/" + r.cfg.instanceID
 }
 
-// transactionTimeout is the relay's transaction timeout: a transaction spans
-// about a commit interval, then waits for its re-feeds' acknowledgements.
+// transactionTimeout is the relay's default transaction timeout (the
+// producer options, config.Config.ProducerOpts, may set another): a
+// transaction spans about a commit interval, then waits for its re-feeds'
+// acknowledgements.
 func (r *Relay) transactionTimeout() time.Duration {
 	return min(r.cfg.commitInterval+r.cfg.deliveryTimeout+10*time.Second, 15*time.Minute)
 }

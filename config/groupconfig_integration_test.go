@@ -1,0 +1,92 @@
+//go:build integration
+
+package config_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/kafkatest"
+)
+
+// TestIntegrationSetGroupSessionTimeout sets session_timeout as a
+// consumer-protocol group's consumer.session.timeout.ms on the real broker:
+// a value within the brokers' bounds is what the group's config then says;
+// one below group.consumer.min.session.timeout.ms (45s by default) is
+// refused with an error naming that broker setting, and the group keeps its
+// value; with the classic protocol nothing is sent.
+func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measurement
+	defer cancel()
+	group := kafkatest.Name(t, "groupcfg")
+
+	c := &config.Config{Brokers: seeds, Group: group, GroupProtocol: config.GroupProtocolConsumer, SessionTimeout: 50 * time.Second}
+	if err := c.SetGroupSessionTimeout(ctx, cl, group); err != nil {
+		t.Fatalf("50s, within the brokers' default bounds (45s to 60s): %v", err)
+	}
+	if got := groupSessionTimeout(ctx, t, cl, group); got != "50000" {
+		t.Fatalf("%s of group %s is %q after setting 50s, want 50000", config.GroupConfigSessionTimeout, group, got)
+	}
+
+	c.SessionTimeout = 0 // the default, 10s
+	err = c.SetGroupSessionTimeout(ctx, cl, group)
+	if err == nil {
+		t.Skipf("the broker took a 10s consumer session timeout: its group.consumer.min.session.timeout.ms is not the default 45s")
+	}
+	t.Logf("10s refused: %v", err)
+	for _, want := range []string{"session_timeout 10s", group, "group.consumer.min.session.timeout.ms"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal of 10s does not name %q: %v", want, err)
+		}
+	}
+	if got := groupSessionTimeout(ctx, t, cl, group); got != "50000" {
+		t.Errorf("%s of group %s is %q after a refused 10s, want 50000 still", config.GroupConfigSessionTimeout, group, got)
+	}
+
+	classic := &config.Config{Brokers: seeds, Group: group + "-classic", SessionTimeout: 50 * time.Second}
+	if err := classic.SetGroupSessionTimeout(ctx, cl, group+"-classic"); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupSessionTimeout(ctx, t, cl, group+"-classic"); got != "45000" {
+		t.Errorf("classic protocol: %s of group %s is %q, want the brokers' default 45000 (nothing set)", config.GroupConfigSessionTimeout, group+"-classic", got)
+	}
+}
+
+// groupSessionTimeout is consumer.session.timeout.ms of group as the brokers
+// describe it.
+func groupSessionTimeout(ctx context.Context, t *testing.T, cl *kgo.Client, group string) string {
+	t.Helper()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	res.ConfigNames = []string{config.GroupConfigSessionTimeout}
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("describing group %s's configs: %v", group, err)
+	}
+	for _, r := range resp.Resources {
+		for _, c := range r.Configs {
+			if c.Name == config.GroupConfigSessionTimeout && c.Value != nil {
+				return *c.Value
+			}
+		}
+		if r.ErrorCode != 0 {
+			t.Fatalf("describing group %s's configs: error code %d", group, r.ErrorCode)
+		}
+	}
+	return ""
+}
