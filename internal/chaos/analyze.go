@@ -29,7 +29,12 @@ type Result struct {
 
 	Handlings    int // handler calls
 	DupHandlings int // handler calls of a record at an attempt it was already handled at
-	MaxRepeat    int // the most handler calls of one record at one attempt
+	// ... of which Redelivered: of the same copy (partition and offset)
+	// handled again, what the at-least-once bound (DupBound) is about; the
+	// others are of another copy of the record at that attempt (a forward
+	// or a re-feed written twice, DupLadder).
+	Redelivered int
+	MaxRepeat   int // the most handler calls of one record at one attempt
 	// DupBound is the at-least-once bound on DupHandlings: the sum, over the
 	// faults, of what the processes hit handled in the CommitInterval +
 	// InFlight before the fault (and, for a broker down, until it was back).
@@ -106,12 +111,22 @@ func analyze(res Result, a analysis) Result {
 	}
 	slices.SortFunc(handlings, func(x, y Event) int { return x.At.Compare(y.At) })
 	res.Handlings = len(handlings)
+	type copyKey struct {
+		partition int32
+		offset    int64
+	}
+	handled := map[copyKey]bool{}
 	for _, e := range handlings {
 		k := key{e.ID, e.Attempt}
 		seen[k]++
 		if seen[k] > 1 {
 			res.DupHandlings++
 		}
+		ck := copyKey{e.Partition, e.Offset}
+		if handled[ck] {
+			res.Redelivered++
+		}
+		handled[ck] = true
 		res.MaxRepeat = max(res.MaxRepeat, seen[k])
 	}
 
@@ -364,8 +379,8 @@ func (r Result) Line() string {
 	if r.Misrouted > 0 {
 		fmt.Fprintf(&b, " misrouted=%d", r.Misrouted)
 	}
-	fmt.Fprintf(&b, " dup-handlings=%d (bound %d, at most %d calls of one attempt) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
-		r.DupHandlings, r.DupBound, r.MaxRepeat, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
+	fmt.Fprintf(&b, " dup-handlings=%d (re-delivered %d, bound %d; of other copies %d; at most %d calls of one attempt) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
+		r.DupHandlings, r.Redelivered, r.DupBound, r.DupHandlings-r.Redelivered, r.MaxRepeat, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
 	fmt.Fprintf(&b, " faults=%d recovery=%s longest-gap=%s (per partition %s)", r.Faults, r.RecoveryText(), fmtDur(r.MaxGap), r.GapsText())
 	fmt.Fprintf(&b, " lateness-max=%s never-early=%s", fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	if r.Mode == ExactlyOnce {

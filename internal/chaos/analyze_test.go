@@ -47,12 +47,12 @@ func TestOutcome(t *testing.T) {
 }
 
 func TestEventLine(t *testing.T) {
-	e := Event{At: time.UnixMilli(1700000000123), PID: 42, Partition: 3, ID: 17, Attempt: 2, DueAt: time.UnixMilli(1700000000100), Outcome: OutcomeFail}
+	e := Event{At: time.UnixMilli(1700000000123), PID: 42, Partition: 3, ID: 17, Attempt: 2, DueAt: time.UnixMilli(1700000000100), Outcome: OutcomeFail, Offset: 99}
 	got, err := parseEvent(e.AppendLine(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.At.Equal(e.At) || !got.DueAt.Equal(e.DueAt) || got.PID != 42 || got.Partition != 3 || got.ID != 17 || got.Attempt != 2 || got.Outcome != OutcomeFail {
+	if !got.At.Equal(e.At) || !got.DueAt.Equal(e.DueAt) || got.PID != 42 || got.Partition != 3 || got.ID != 17 || got.Attempt != 2 || got.Outcome != OutcomeFail || got.Offset != 99 {
 		t.Errorf("round trip: got %+v, want %+v", got, e)
 	}
 }
@@ -61,21 +61,23 @@ func TestAnalyze(t *testing.T) {
 	t0 := time.UnixMilli(1700000000000)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	steps := []ladder.Step{{Name: "retry-1s", Topic: "m.retry-1s"}, {Name: "retry-2s", Topic: "m.retry-2s"}}
-	ev := func(ms, pid int, part int32, id int64, attempt int, out string) Event {
-		return Event{At: at(ms), PID: pid, Partition: part, ID: id, Attempt: attempt, Outcome: out}
+	ev := func(ms, pid int, part int32, id int64, attempt int, out string, offset int64) Event {
+		return Event{At: at(ms), PID: pid, Partition: part, ID: id, Attempt: attempt, Outcome: out, Offset: offset}
 	}
 	// Records: 8 ok; 3 fails once (tier, re-fed, ok); 2 permanent (DLQ);
 	// 9 produced, never handled: lost. Worker 1 handles 8 and 3, is killed
-	// at 1000 ms; worker 2 handles 8 again (a duplicate) at 4000 ms.
+	// at 1000 ms; worker 2 handles 8 again (a re-delivery: the same offset)
+	// at 4000 ms, and a second re-fed copy of 3 (another offset).
 	a := analysis{
 		want: map[int64]bool{8: false, 3: false, 2: true, 9: false},
 		events: []Event{
-			ev(100, 1, 0, 8, 0, OutcomeOK),
-			ev(200, 1, 0, 3, 0, OutcomeFail),
-			{At: at(2500), PID: 2, Partition: 0, ID: 3, Attempt: 1, DueAt: at(2300), Outcome: OutcomeOK},
-			ev(300, 1, 1, 2, 0, OutcomePermanent),
-			ev(4000, 2, 0, 8, 0, OutcomeOK),
-			ev(50, 1, 0, -1, 0, OutcomeOK), // a probe: left out
+			ev(100, 1, 0, 8, 0, OutcomeOK, 10),
+			ev(200, 1, 0, 3, 0, OutcomeFail, 11),
+			{At: at(2500), PID: 2, Partition: 0, ID: 3, Attempt: 1, DueAt: at(2300), Outcome: OutcomeOK, Offset: 14},
+			ev(300, 1, 1, 2, 0, OutcomePermanent, 3),
+			ev(4000, 2, 0, 8, 0, OutcomeOK, 10), // re-delivered: its offset was not committed
+			ev(4100, 2, 0, 3, 1, OutcomeOK, 15), // the second re-fed copy of 3's attempt 1
+			ev(50, 1, 0, -1, 0, OutcomeOK, 0),   // a probe: left out
 		},
 		recs: []rec{
 			{Topic: "m.retry-1s", Partition: 0, ID: 3, IDOK: true, Attempts: "1"},
@@ -90,7 +92,7 @@ func TestAnalyze(t *testing.T) {
 	res := analyze(Result{Mode: AtLeastOnce}, a)
 	want := Result{
 		Mode: AtLeastOnce, Produced: 4, HandledOK: 2, DeadLettered: 1, Lost: 1,
-		Handlings: 5, DupHandlings: 1, MaxRepeat: 2, DupBound: 3, DupLadder: 1, DupTier: 1, Refeeds: 1, Faults: 1,
+		Handlings: 6, DupHandlings: 2, Redelivered: 1, MaxRepeat: 2, DupBound: 3, DupLadder: 1, DupTier: 1, Refeeds: 1, Faults: 1,
 		MaxLateness: 100 * time.Millisecond,
 	}
 	if len(res.Recoveries) != 1 || res.Recoveries[0] != 1500*time.Millisecond {
@@ -127,7 +129,7 @@ func TestAnalyze(t *testing.T) {
 func equal(a, b Result) bool {
 	return a.Produced == b.Produced && a.HandledOK == b.HandledOK && a.DeadLettered == b.DeadLettered &&
 		a.Lost == b.Lost && a.Misrouted == b.Misrouted && a.Handlings == b.Handlings &&
-		a.DupHandlings == b.DupHandlings && a.MaxRepeat == b.MaxRepeat && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
+		a.DupHandlings == b.DupHandlings && a.Redelivered == b.Redelivered && a.MaxRepeat == b.MaxRepeat && a.DupBound == b.DupBound && a.DupLadder == b.DupLadder &&
 		a.DupTier == b.DupTier && a.DupRefeed == b.DupRefeed && a.DupDLQ == b.DupDLQ &&
 		a.Refeeds == b.Refeeds && a.Faults == b.Faults && a.MaxLateness == b.MaxLateness && a.Early == b.Early
 }
@@ -178,13 +180,13 @@ func TestFaultFigures(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	res := []Result{
 		{Scenario: "a", Title: "kill -9 storm of consumers", Mode: AtLeastOnce, Produced: 10, HandledOK: 8, DeadLettered: 2,
-			DupHandlings: 3, DupBound: 5, Faults: 2, Recoveries: []time.Duration{2 * time.Second, 4 * time.Second}},
+			DupHandlings: 3, Redelivered: 1, DupBound: 5, Faults: 2, Recoveries: []time.Duration{2 * time.Second, 4 * time.Second}},
 		{Scenario: "a", Title: "kill -9 storm of consumers", Mode: ExactlyOnce, Unavailable: "no transactions"},
 		{Scenario: "c", Title: "broker stopped and restarted", Mode: ExactlyOnce, Unavailable: "no transactions"},
 	}
 	md := Markdown(res, "a machine", "abc1234", time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC), time.Minute)
 	for _, want := range []string{
-		"| (a) kill -9 storm of consumers | at-least-once | 10 | 8 | 2 | 0 | 3 (5) | 0 | 2 | max 4.0s, median 4.0s, n=2 | 0.0s | yes |",
+		"| (a) kill -9 storm of consumers | at-least-once | 10 | 8 | 2 | 0 | 3: 1 (5) + 2 | 0 | 2 | max 4.0s, median 4.0s, n=2 | 0.0s | 0.0s | yes |",
 		"| (a) kill -9 storm of consumers | exactly_once | not available (below) |",
 		"- exactly_once: not available: no transactions\n",
 		"(a) at-least-once: recovery after each fault, in order: 2.0s, 4.0s",

@@ -60,21 +60,25 @@ type Event struct {
 	Attempt   int       // kretry-attempts of the record: 0 on a first delivery
 	DueAt     time.Time // kretry-due-at of a re-fed record; zero on a first delivery
 	Outcome   string
+	// Offset of the record handled in its partition of the main topic: the
+	// same offset handled again is a re-delivery, another offset of the same
+	// record and attempt another copy of it.
+	Offset int64
 }
 
-// AppendLine appends the event as one line: unix-ms pid partition id attempt due-ms outcome.
+// AppendLine appends the event as one line: unix-ms pid partition id attempt due-ms outcome offset.
 func (e Event) AppendLine(b []byte) []byte {
 	var due int64
 	if !e.DueAt.IsZero() {
 		due = e.DueAt.UnixMilli()
 	}
-	return fmt.Appendf(b, "%d %d %d %d %d %d %s\n", e.At.UnixMilli(), e.PID, e.Partition, e.ID, e.Attempt, due, e.Outcome)
+	return fmt.Appendf(b, "%d %d %d %d %d %d %s %d\n", e.At.UnixMilli(), e.PID, e.Partition, e.ID, e.Attempt, due, e.Outcome, e.Offset)
 }
 
 func parseEvent(line []byte) (Event, error) {
 	var e Event
 	var at, due int64
-	if _, err := fmt.Sscanf(string(line), "%d %d %d %d %d %d %s", &at, &e.PID, &e.Partition, &e.ID, &e.Attempt, &due, &e.Outcome); err != nil {
+	if _, err := fmt.Sscanf(string(line), "%d %d %d %d %d %d %s %d", &at, &e.PID, &e.Partition, &e.ID, &e.Attempt, &due, &e.Outcome, &e.Offset); err != nil {
 		return e, fmt.Errorf("event line %q: %w", line, err)
 	}
 	e.At = time.UnixMilli(at)

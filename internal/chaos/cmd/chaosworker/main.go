@@ -53,7 +53,7 @@ func run(cfgPath, events string, relay bool) error {
 	pid := os.Getpid()
 
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-		ev := chaos.Event{At: time.Now(), PID: pid, Partition: r.Partition}
+		ev := chaos.Event{At: time.Now(), PID: pid, Partition: r.Partition, Offset: r.Offset}
 		id, attempt, due, herr := chaos.ReadRecord(r)
 		ev.ID, ev.Attempt, ev.DueAt = id, attempt, due
 		var err error
