@@ -14,13 +14,14 @@ type Size struct {
 	Rebalances     int // (d) joins and leaves
 	LeaderKills    int // (e)
 	Rate           int // records a second
-	// StaticStorm adds (a) with static members: a restarted worker takes
-	// the killed one's instance_id, as a StatefulSet's pod does.
-	StaticStorm bool
+	// StaticKills > 0 adds (i): (a) with static members (a restarted
+	// worker takes the killed one's instance_id, as a StatefulSet's pod
+	// does) and this many kills.
+	StaticKills int
 }
 
 var (
-	Full  = Size{ConsumerKills: 12, RelayKills: 8, BrokerRestarts: 2, Rebalances: 30, LeaderKills: 3, Rate: 200, StaticStorm: true}
+	Full  = Size{ConsumerKills: 12, RelayKills: 8, BrokerRestarts: 2, Rebalances: 30, LeaderKills: 3, Rate: 200, StaticKills: 6}
 	Short = Size{ConsumerKills: 3, BrokerRestarts: 1, Rate: 100}
 )
 
@@ -30,18 +31,20 @@ const tail = 15 * time.Second
 
 // Scenarios returns the suite's scenarios at size s, keyed "a" to "i": (g)
 // and (h) are one kill -9 with each group protocol, (i) is (a) with static
-// members (not in Short).
+// members and StaticKills kills (not in Short).
 func Scenarios(s Size) []Scenario {
-	storm := func(ctx context.Context, r *Run) error {
-		for range s.ConsumerKills {
-			if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
-				return err
+	storm := func(kills int) func(ctx context.Context, r *Run) error {
+		return func(ctx context.Context, r *Run) error {
+			for range kills {
+				if err := sleep(ctx, r.Rand(3*time.Second, 8*time.Second)); err != nil {
+					return err
+				}
+				if err := r.KillWorker(); err != nil {
+					return err
+				}
 			}
-			if err := r.KillWorker(); err != nil {
-				return err
-			}
+			return sleep(ctx, tail)
 		}
-		return sleep(ctx, tail)
 	}
 	// One kill, no restart; production goes on for tail, and the records
 	// the killed worker left are handled once its partitions move (with
@@ -58,7 +61,7 @@ func Scenarios(s Size) []Scenario {
 	scns := []Scenario{
 		{
 			Key: "a", Title: "kill -9 storm of consumers", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
-			Faults: storm,
+			Faults: storm(s.ConsumerKills),
 		},
 		{
 			Key: "b", Title: "kill -9 storm of kretry relay", Nodes: 1, Workers: 2, Relays: 2, Rate: s.Rate, Settle: 3 * time.Minute,
@@ -139,10 +142,10 @@ func Scenarios(s Size) []Scenario {
 			GroupProtocol: "consumer", Faults: failover,
 		},
 	}
-	if s.StaticStorm {
+	if s.StaticKills > 0 {
 		scns = append(scns, Scenario{
 			Key: "i", Title: "kill -9 storm, static members", Nodes: 1, Workers: 2, Rate: s.Rate, Settle: 3 * time.Minute,
-			Static: true, Faults: storm,
+			Static: true, Faults: storm(s.StaticKills),
 		})
 	}
 	return scns
