@@ -110,14 +110,14 @@ func TestHeartbeatInterval(t *testing.T) {
 	}
 }
 
-// TestTransactionTimeout: twice the session timeout, at least the commit
-// interval plus MinTransactionMargin.
+// TestTransactionTimeout: three times the session timeout, at least the
+// commit interval plus MinTransactionMargin.
 func TestTransactionTimeout(t *testing.T) {
 	for _, tc := range []struct{ session, commit, want time.Duration }{
-		{0, 0, 20 * time.Second}, // a Config built by hand: the 10s and 1s defaults
-		{6 * time.Second, time.Second, 12 * time.Second},
-		{6 * time.Second, 5 * time.Second, 15 * time.Second},
-		{30 * time.Second, time.Second, time.Minute},
+		{0, 0, 30 * time.Second}, // a Config built by hand: the 10s and 1s defaults
+		{6 * time.Second, time.Second, 18 * time.Second},
+		{6 * time.Second, 10 * time.Second, 20 * time.Second},
+		{30 * time.Second, time.Second, 90 * time.Second},
 		{10 * time.Second, time.Minute, 70 * time.Second},
 	} {
 		c := &config.Config{SessionTimeout: tc.session, CommitInterval: tc.commit}
@@ -136,11 +136,11 @@ func TestGroupOpts(t *testing.T) {
 	}{
 		{"a Config built by hand gets the defaults", config.Config{}, map[string]any{
 			"SessionTimeout": 10 * time.Second, "HeartbeatInterval": time.Second, "AutoCommitInterval": time.Second,
-			"InstanceID": "", "ServerSideBalancer": false, "TransactionTimeout": 20 * time.Second,
+			"InstanceID": "", "ServerSideBalancer": false, "TransactionTimeout": 30 * time.Second,
 		}},
 		{"all set", config.Config{SessionTimeout: 20 * time.Second, CommitInterval: 200 * time.Millisecond, InstanceID: "pod-1", GroupProtocol: config.GroupProtocolConsumer}, map[string]any{
 			"SessionTimeout": 20 * time.Second, "HeartbeatInterval": 2 * time.Second, "AutoCommitInterval": 200 * time.Millisecond,
-			"InstanceID": "pod-1", "ServerSideBalancer": true, "TransactionTimeout": 40 * time.Second,
+			"InstanceID": "pod-1", "ServerSideBalancer": true, "TransactionTimeout": time.Minute,
 		}},
 	}
 	for _, tc := range cases {

@@ -71,7 +71,7 @@ func (b *realBroker) groupConfig(group, name string) string {
 }
 
 // In exactly-once mode the transaction timeout follows session_timeout
-// (twice it, config.Config.TransactionTimeout), for the consumer's
+// (three times it, config.Config.TransactionTimeout), for the consumer's
 // transactions and for those of its relay, as the brokers see them: a killed
 // instance's open transaction holds its records from read_committed readers
 // for that long, franz-go's default being 40s.
@@ -80,9 +80,9 @@ func TestTransactionTimeoutFollowsSessionTimeout(t *testing.T) {
 	b.cfg.ExactlyOnce = true
 	b.cfg.InstanceID = "txn-timeout"
 	b.cfg.SessionTimeout = 12 * time.Second
-	want := int32(24000)
-	if got := b.cfg.TransactionTimeout(); got != 24*time.Second {
-		t.Fatalf("TransactionTimeout() = %v, want 24s", got)
+	want := int32(36000)
+	if got := b.cfg.TransactionTimeout(); got != 36*time.Second {
+		t.Fatalf("TransactionTimeout() = %v, want 36s", got)
 	}
 	main := b.ladder.Topic()
 	if err := b.cl.ProduceSync(context.Background(), &kgo.Record{Topic: main, Key: []byte("fail")}).FirstErr(); err != nil {
@@ -125,7 +125,7 @@ func TestTransactionTimeoutFollowsSessionTimeout(t *testing.T) {
 		case !ok || d.Err != nil:
 			t.Errorf("transactional id %s not described: %v", id, d.Err)
 		case d.TimeoutMillis != want:
-			t.Errorf("transactional id %s: the brokers' transaction timeout is %dms, want %dms (twice session_timeout)", id, d.TimeoutMillis, want)
+			t.Errorf("transactional id %s: the brokers' transaction timeout is %dms, want %dms (three times session_timeout)", id, d.TimeoutMillis, want)
 		default:
 			t.Logf("transactional id %s: transaction timeout %dms", id, d.TimeoutMillis)
 		}

@@ -180,7 +180,7 @@ func fatalTxnErr(err error) bool {
 func (s *session) failTxn(err error) {
 	s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with the transactional id of this one took over "+
 		"(give each instance its own instance_id), the id is not authorized, or the transaction was open longer than "+
-		"the transaction timeout (%v: twice session_timeout, at least commit_interval + %v) and the brokers aborted it "+
+		"the transaction timeout (%v: three times session_timeout, at least commit_interval + %v) and the brokers aborted it "+
 		"(make handlers faster, or raise session_timeout)", err, s.c.cfg.TransactionTimeout(), config.MinTransactionMargin))
 }
 
