@@ -34,6 +34,7 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
+		kgo.WithHooks(c.health), // the error that lost the group
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Batches as large as each target topic takes (its

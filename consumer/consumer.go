@@ -17,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/health"
 	"github.com/kretry/kretry/internal/batchlimit"
+	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/ladder"
@@ -39,6 +41,7 @@ type Consumer struct {
 	maxAge     map[string]time.Duration  // by main topic; 0: no limit
 	clientOpts []kgo.Opt                 // from the config, then WithClientOpts; the group's come in newClient
 	metrics    *metrics.Metrics
+	health     *healthtrack.Tracker
 	relay      relayRunner // nil: WithRelay(false)
 	// commitInterval is how often marks are committed (commit_interval).
 	commitInterval time.Duration
@@ -102,6 +105,7 @@ func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 	// The producer's delivery timeout from the config, for the consumer's
 	// client and the relay's; the user's options may still override it.
 	c.clientOpts = slices.Concat(base, cfg.ProducerOpts(), o.clientOpts)
+	c.health = healthtrack.New("consumer", cfg.Group)
 	if c.metrics, err = metrics.New(o.registerer); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
 	}
@@ -132,6 +136,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return errors.New("consumer: Run called twice: build a new Consumer with New")
 	}
 	defer c.metrics.Ladder.Show(c.tierInfos())()
+	c.health.Start()
+	defer c.health.Stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -270,7 +276,9 @@ func (s *session) fail(err error) {
 // AllowRebalance, so a revoke never races the hand-off.
 func (s *session) poll(ctx context.Context) {
 	for {
+		s.c.health.Polling(true)
 		fetches := s.cl.PollRecords(ctx, pollRecords)
+		s.c.health.Polling(false)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			s.cl.AllowRebalance()
 			return
@@ -312,7 +320,8 @@ func (s *session) flushOnTime(ctx context.Context) {
 }
 
 // assigned starts a worker for each partition assigned.
-func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (s *session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	s.c.health.Assigned(ctx, cl, assigned)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -339,6 +348,7 @@ func (s *session) assigned(_ context.Context, _ *kgo.Client, assigned map[string
 // a join in flight on a lock, which in a synctest bubble stops the clock the
 // join waits on.)
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	s.c.health.Revoked(revoked)
 	s.stopWorkers(revoked, s.c.opts.grace)
 	if s.txn != nil {
 		return // exactly once: offsets commit in the transactions
@@ -363,6 +373,7 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[strin
 // lost stops the workers of partitions another member may already own: their
 // handlers are cancelled at once and nothing is committed.
 func (s *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.c.health.Lost()
 	s.stopWorkers(lost, 0)
 }
 
@@ -438,4 +449,5 @@ func (s *session) shutdown() error {
 // relayRunner is the part of relay.Relay that Run uses.
 type relayRunner interface {
 	Run(ctx context.Context) error
+	HealthState() health.State
 }

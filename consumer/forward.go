@@ -92,6 +92,9 @@ func (w *worker) settle(block bool) bool {
 				w.s.log.Error("kretry forward not acknowledged within the grace period; the record is not committed and will be handled again",
 					"topic", p.rec.Topic, "partition", p.rec.Partition, "offset", p.rec.Offset, "to", f.out.Topic)
 			}
+			if f.err != nil {
+				w.s.c.health.Wrote(w.tp.topic, w.tp.partition, f.err)
+			}
 			if !acked || f.err != nil && !w.reforward(p, f.err) {
 				w.flushMarks()
 				// The later forwards get what is left of the grace period.
@@ -103,6 +106,7 @@ func (w *worker) settle(block bool) bool {
 				w.pending = nil
 				return false
 			}
+			w.s.c.health.Wrote(w.tp.topic, w.tp.partition, nil)
 			w.forwarded(p)
 		}
 		w.markLater(p.rec)

@@ -50,6 +50,7 @@ func (w *worker) reforward(p *pendingRecord, err error) bool {
 			}
 			continue
 		}
+		w.s.c.health.Wrote(w.tp.topic, w.tp.partition, err)
 		w.s.log.Error("kretry forward failed; the record is not committed and the forward is retried",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", topic,
 			"try", try, "retry_in", backoff, "error", err)

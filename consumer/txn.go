@@ -104,7 +104,9 @@ func (s *session) pollTxn(ctx context.Context) {
 		boundary := time.Now().Add(s.c.commitInterval)
 		for ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load() {
 			pctx, cancel := context.WithDeadline(ctx, boundary)
+			s.c.health.Polling(true)
 			fetches := s.cl.PollRecords(pctx, pollRecords)
+			s.c.health.Polling(false)
 			cancel()
 			if fetches.IsClientClosed() {
 				return

@@ -63,6 +63,7 @@ func (s *session) finish(outs []*outcome) {
 		if o.rewind == nil {
 			if len(o.done) > 0 {
 				delete(s.failures, o.tp)
+				s.r.health.Wrote(o.tp.topic, o.tp.partition, nil)
 			}
 			continue
 		}

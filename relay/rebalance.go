@@ -10,6 +10,7 @@ import (
 // What the revoked partitions re-fed is marked once acknowledged, then
 // committed.
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.r.health.Revoked(tps)
 	if s.txn != nil {
 		// The open transaction aborts (the session's wrapper dooms it):
 		// nothing of these partitions is committed outside it.
@@ -30,6 +31,7 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, tps map[string][]
 // lost drops what the lost partitions have in flight, unmarked: another
 // member may own them already.
 func (s *session) lost(_ context.Context, cl *kgo.Client, tps map[string][]int32) {
+	s.r.health.Lost()
 	s.doomed.Store(s.txn != nil)
 	s.mu.Lock()
 	for topic, ps := range tps {

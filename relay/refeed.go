@@ -124,6 +124,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			continue
 		}
 		if f.err != nil {
+			s.r.health.Wrote(o.tp.topic, o.tp.partition, f.err)
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
 				"to", t.ladder.Topic(), "error", f.err)

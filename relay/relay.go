@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/batchlimit"
+	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/internal/telemetry"
@@ -60,6 +61,7 @@ type Relay struct {
 	tiers   map[string]tierOf // by tier topic
 	topics  []string          // the tier topics, in ladder order
 	metrics *metrics.Metrics
+	health  *healthtrack.Tracker
 	running atomic.Bool
 }
 
@@ -121,6 +123,7 @@ func New(ladders []*ladder.Ladder, opts ...Opt) (*Relay, error) {
 		_, _ = rand.Read(b[:])
 		r.cfg.instanceID = hex.EncodeToString(b[:])
 	}
+	r.health = healthtrack.New("relay", r.cfg.group)
 	m, err := metrics.New(cfg.reg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
@@ -160,6 +163,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	defer r.metrics.Ladder.Show(tierInfos(r.ladders))()
+	r.health.Start()
+	defer r.health.Stop()
 
 	// hard is the clients' context: cut once shutting down has taken the
 	// delivery timeout and shutdownSlack.
@@ -221,6 +226,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		// One client consumes and produces, in transactions that commit the
 		// tier offsets with the re-feeds.
 		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
+			kgo.OnPartitionsAssigned(r.health.Assigned), kgo.WithHooks(r.health),
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -232,7 +238,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		s.lastEnd = time.Now()
 	} else {
-		cons, err = kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard), kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
+		cons, err = kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard),
+			kgo.OnPartitionsAssigned(r.health.Assigned), kgo.WithHooks(r.health), // joined, and the error that lost the group
+			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
 		}
@@ -246,7 +254,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		if !wake.IsZero() {
 			pctx, pcancel = context.WithDeadline(ctx, wake)
 		}
+		r.health.Polling(true)
 		fetches := cons.PollRecords(pctx, r.cfg.maxPollRecords)
+		r.health.Polling(false)
 		pcancel()
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			break // still holding rebalances: the marks are settled first

@@ -39,7 +39,9 @@ delivery_timeout plus about 5s even when the brokers do not answer. With
 exactly_once its re-feeds and tier offsets commit in transactions.
 With --json it logs JSON lines. With --metrics it serves the relay's kretry_*
 metrics (re-feeds, their lateness, paused partitions, held bytes, untrusted
-due times, dead letters, records too large to re-feed), franz-go's client metrics and Go's process metrics.`,
+due times, dead letters, records too large to re-feed), franz-go's client metrics and Go's process metrics,
+and /healthz (the relay's loop is alive) and /readyz (it has joined its group and its
+re-feeds are not failing), 200 or 503 with a JSON body that says why.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -54,7 +56,7 @@ due times, dead letters, records too large to re-feed), franz-go's client metric
 		},
 	}
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
-	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9100); empty: off")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9100); empty: off")
 	return cmd
 }
 
@@ -115,26 +117,29 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		relayOpts = append(relayOpts, relay.WithHoldBytes(*n))
 	}
 
-	var srv *http.Server
+	var reg *prometheus.Registry
 	if metricsAddr != "" {
-		reg := prometheus.NewRegistry()
+		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		relayOpts = append(relayOpts, relay.WithRegisterer(reg))
+	}
+	r, err := relay.New(ladders, relayOpts...)
+	if err != nil {
+		return err
+	}
+	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
 			return fmt.Errorf("serve metrics on %s: %w: pass another --metrics address", metricsAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		mux.Handle("/healthz", r.HealthHandler())
+		mux.Handle("/readyz", r.HealthHandler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
-		logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	}
-
-	r, err := relay.New(ladders, relayOpts...)
-	if err != nil {
-		return err
+		logger.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics", "health", "/healthz, /readyz")
 	}
 	err = r.Run(ctx)
 	var gone *topics.MissingTopicsError

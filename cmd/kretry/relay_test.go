@@ -105,6 +105,7 @@ func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool,
 
 	if metrics {
 		checkRefedMetric(t, stderr.String(), main)
+		checkHealth(t, stderr.String())
 	}
 
 	cancel()
@@ -170,4 +171,30 @@ func checkRefedMetric(t *testing.T, logs, main string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Errorf("%s does not count the re-feed (want %s):\n%s", url, want, body)
+}
+
+// checkHealth gets /healthz and /readyz next to the /metrics that the relay
+// logged it serves: 200, status ok, once it has joined its group (it has
+// re-fed a record already).
+func checkHealth(t *testing.T, logs string) {
+	t.Helper()
+	var url string
+	for line := range strings.SplitSeq(logs, "\n") {
+		var entry struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "serving metrics" {
+			url = strings.TrimSuffix(entry.URL, "/metrics")
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Status string }
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || body.Status != "ok" {
+			t.Errorf("GET %s%s: %d %+v %v, want 200 and status ok", url, path, resp.StatusCode, body, err)
+		}
+	}
 }

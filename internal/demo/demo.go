@@ -130,20 +130,19 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	stopMetrics, addr, err := serveMetrics(reg)
-	if err != nil {
-		return nil, err
-	}
-	defer stopMetrics()
-	fmt.Fprintf(o.Progress, "embedded broker on %s; topics %s, %s, %s\n", strings.Join(brokers, ","), Topic, strings.Join(topicsOf(ladder), ", "), ladder.DLQ())
-	fmt.Fprintf(o.Progress, "metrics on http://%s/metrics while the demo runs\n", addr)
-
 	obs := &observer{ok: make(map[string]int)}
 	c, err := consumer.New(cfg, consumer.HandlerFunc(obs.handle),
 		consumer.WithLogger(o.Logger), consumer.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
 	}
+	stopMetrics, addr, err := serveMetrics(reg, c.HealthHandler())
+	if err != nil {
+		return nil, err
+	}
+	defer stopMetrics()
+	fmt.Fprintf(o.Progress, "embedded broker on %s; topics %s, %s, %s\n", strings.Join(brokers, ","), Topic, strings.Join(topicsOf(ladder), ", "), ladder.DLQ())
+	fmt.Fprintf(o.Progress, "metrics on http://%s/metrics (health on /healthz and /readyz) while the demo runs\n", addr)
 	runCtx, stop := context.WithCancel(ctx)
 	runDone := make(chan struct{})
 	var runErr error
@@ -251,14 +250,17 @@ func createTopics(ctx context.Context, adm *kadm.Client, cfg *config.Config) err
 	return err
 }
 
-// serveMetrics serves reg on /metrics on a free port of 127.0.0.1 until stop.
-func serveMetrics(reg *prometheus.Registry) (stop func(), addr string, err error) {
+// serveMetrics serves reg on /metrics, and health on /healthz and /readyz,
+// on a free port of 127.0.0.1 until stop.
+func serveMetrics(reg *prometheus.Registry, health http.Handler) (stop func(), addr string, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, "", fmt.Errorf("listen for /metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/healthz", health)
+	mux.Handle("/readyz", health)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()

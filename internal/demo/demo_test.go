@@ -99,7 +99,7 @@ func TestServeMetricsServesTheRegistryUntilStopped(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "kretry_demo_probe_total", Help: "probe"})
 	reg.MustRegister(c)
 	c.Inc()
-	stop, addr, err := serveMetrics(reg)
+	stop, addr, err := serveMetrics(reg, http.NotFoundHandler())
 	if err != nil {
 		t.Fatal(err)
 	}
