@@ -138,6 +138,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer c.metrics.Ladder.Show(c.tierInfos())()
 	c.health.Start()
 	defer c.health.Stop()
+	defer c.metrics.Health.Show(c)()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

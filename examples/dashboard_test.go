@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/kretry/kretry/health"
 	"github.com/kretry/kretry/internal/metrics"
 )
 
@@ -94,6 +95,8 @@ func everySeries(t *testing.T, m *metrics.Metrics, reg prometheus.Gatherer) []*d
 		switch c := v.Field(i).Interface().(type) {
 		case *metrics.HandlerDurationVec:
 			c.WithLabelValues("t").Observe(1)
+		case *metrics.HealthVec:
+			c.Show(healthSource{})
 		case *metrics.LadderVec:
 			c.Show([]metrics.TierInfo{{Group: "g", Topic: "t", Tier: "retry-5s", Delay: 5 * time.Second, Attempts: 1}})
 		case *prometheus.CounterVec, *prometheus.GaugeVec, *prometheus.HistogramVec:
@@ -123,4 +126,11 @@ func everySeries(t *testing.T, m *metrics.Metrics, reg prometheus.Gatherer) []*d
 		t.Fatalf("gathered %d metrics of the %d collectors of metrics.Metrics", len(families), v.NumField())
 	}
 	return families
+}
+
+// healthSource is a component that is live and ready.
+type healthSource struct{}
+
+func (healthSource) HealthState() health.State {
+	return health.State{Component: "relay", Group: "g", Running: true, Polling: true, PollSince: time.Now(), Joined: true}
 }

@@ -165,6 +165,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer r.metrics.Ladder.Show(tierInfos(r.ladders))()
 	r.health.Start()
 	defer r.health.Stop()
+	defer r.metrics.Health.Show(r)()
 
 	// hard is the clients' context: cut once shutting down has taken the
 	// delivery timeout and shutdownSlack.

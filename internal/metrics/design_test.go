@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/health"
 	"github.com/kretry/kretry/internal/metrics"
 )
 
@@ -44,6 +45,9 @@ func TestDesignDocMetrics(t *testing.T) {
 		switch c := f.(type) {
 		case *metrics.HandlerDurationVec:
 			c.WithLabelValues("t").Observe(0)
+		case *metrics.HealthVec:
+			c.Show(healthSource{})
+			want++ // live and ready
 		case *metrics.LadderVec:
 			c.Show([]metrics.TierInfo{{Group: "g", Topic: "t", Tier: "retry-5s", Delay: 5 * time.Second, Attempts: 1}})
 			want++ // its delay and its attempts
@@ -109,4 +113,11 @@ func TestDesignDocMetrics(t *testing.T) {
 	for name := range rows {
 		t.Errorf("docs/design.md has a row for %s, which kretry does not export", name)
 	}
+}
+
+// healthSource is a component that is live and ready.
+type healthSource struct{}
+
+func (healthSource) HealthState() health.State {
+	return health.State{Component: "relay", Group: "g", Running: true, Polling: true, PollSince: time.Now(), Joined: true}
 }

@@ -95,3 +95,24 @@ func TestLadderGauges(t *testing.T) {
 		}
 	})
 }
+
+// TestHealthGauges: while a consumer with its relay runs, kretry_ready and
+// kretry_live of both are 1 once they have joined their groups, and the
+// series go when Run returns.
+func TestHealthGauges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, "orders")
+		reg := prometheus.NewRegistry()
+		stop := c.start(t, c.config("orders", "g"), newScripted(), consumer.WithRegisterer(reg))
+		waitFor(t, "both ready", func() bool {
+			return value(t, reg, "kretry_ready", "component", "consumer", "group", "g") == 1 &&
+				value(t, reg, "kretry_ready", "component", "relay", "group", "g-relay") == 1
+		})
+		want(t, reg, 1, "kretry_live", "component", "consumer", "group", "g")
+		want(t, reg, 1, "kretry_live", "component", "relay", "group", "g-relay")
+		stop()
+		if n := names(t, reg, "kretry_live"); len(n) != 0 {
+			t.Errorf("%v still exported after Run returned", n)
+		}
+	})
+}

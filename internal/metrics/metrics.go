@@ -43,6 +43,7 @@ type Metrics struct {
 	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
 
 	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
+	Health *HealthVec // kretry_live and kretry_ready: component, group
 }
 
 // New builds the collectors and registers them on reg. A nil reg disables
@@ -93,6 +94,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Tier records the relay committed past without a re-feed: copies of an attempt it re-fed from an earlier offset of the partition.",
 		}, []string{"topic", "tier"}),
 		Ladder: newLadderVec(),
+		Health: newHealthVec(),
 	}
 	if reg == nil {
 		return m, nil
@@ -110,6 +112,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
 	m.Ladder = register(reg, m.Ladder, &err)
+	m.Health = register(reg, m.Health, &err)
 	if err != nil {
 		return nil, err
 	}
