@@ -146,14 +146,27 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 	if !ok {
 		return w.deadLetter(rec, md, headers.ReasonExhausted, herr.Error())
 	}
+	wait, attempts := step.Delay, 0
+	if d, ok := retryAfter(herr); ok {
+		// The first tier that waits d, unless the record is past it already;
+		// never longer than the tier's delay, which the relay enforces.
+		if to := w.ladder.AtLeast(d); to.Index > step.Index {
+			step = to
+			attempts, _ = w.ladder.FirstFailure(to)
+		}
+		wait = min(d, step.Delay)
+	}
 	now := time.Now()
-	if due := now.Add(step.Delay); !expiry.IsZero() && due.After(expiry) {
+	if due := now.Add(wait); !expiry.IsZero() && due.After(expiry) {
 		// Waiting a tier would only end in the DLQ as expired.
 		return w.deadLetter(rec, md, headers.ReasonExpired, fmt.Sprintf(
 			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
 			headers.FormatTime(due), step.Name, w.maxAge, herr.Error()))
 	}
-	next := md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(step.Delay))
+	next := md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(wait))
+	if attempts > 0 {
+		next.Attempts = attempts // an attempt of the tier RetryAfter chose
+	}
 	return w.forward(rec, step.Topic, next)
 }
 

@@ -309,3 +309,28 @@ func checkTopicName(name string) error {
 	}
 	return nil
 }
+
+// FirstFailure returns the failure number of s's first attempt: 1 for the
+// first tier, the attempts of the tiers before it + 1 for the others. It
+// reports false when s is not a step of l.
+func (l *Ladder) FirstFailure(s Step) (int, bool) {
+	n := 1
+	for _, t := range l.steps {
+		if t.Topic == s.Topic {
+			return n, true
+		}
+		n += t.Attempts
+	}
+	return 0, false
+}
+
+// AtLeast returns the first step whose delay is at least d, or the last step
+// when none is: the tier that waits d or just longer.
+func (l *Ladder) AtLeast(d time.Duration) Step {
+	for _, s := range l.steps {
+		if s.Delay >= d {
+			return s
+		}
+	}
+	return l.steps[len(l.steps)-1]
+}

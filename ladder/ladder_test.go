@@ -269,3 +269,30 @@ func ExampleWithNaming() {
 	// 1 retry-1h30m billing.orders.retry2-1h30m
 	// billing.orders.dead
 }
+
+func TestAtLeastAndFirstFailure(t *testing.T) {
+	l, err := ladder.New("orders", "g", []ladder.Tier{{Delay: 5 * time.Second}, {Delay: time.Minute}, {Delay: 10 * time.Minute, Attempts: 2}, {Delay: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		d     time.Duration
+		name  string
+		first int
+	}{
+		{0, "retry-5s", 1}, {5 * time.Second, "retry-5s", 1}, {6 * time.Second, "retry-1m", 2},
+		{time.Minute, "retry-1m", 2}, {2 * time.Minute, "retry-10m", 3}, {time.Hour, "retry-1h", 5}, {48 * time.Hour, "retry-1h", 5},
+	} {
+		s := l.AtLeast(c.d)
+		first, ok := l.FirstFailure(s)
+		if s.Name != c.name || !ok || first != c.first {
+			t.Errorf("AtLeast(%v) = %s, first failure %d %v; want %s, %d", c.d, s.Name, first, ok, c.name, c.first)
+		}
+		if got, _ := l.For(first); got.Name != s.Name {
+			t.Errorf("For(%d) = %s, want %s", first, got.Name, s.Name)
+		}
+	}
+	if _, ok := l.FirstFailure(ladder.Step{Topic: "other"}); ok {
+		t.Error("FirstFailure of a step of no ladder reported ok")
+	}
+}

@@ -1,0 +1,128 @@
+//go:build integration
+
+package consumer_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/headers"
+)
+
+// run runs a Consumer on b's config until the test's cleanup.
+func (b *realBroker) run(h consumer.Handler, opts ...consumer.Option) func() error {
+	b.t.Helper()
+	cons, err := consumer.New(b.cfg, h, opts...)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() { cancel(); runErr = <-errc })
+		return runErr
+	}
+	b.t.Cleanup(func() { stop() })
+	return stop
+}
+
+// seenCall is one handler call on the real broker.
+type seenCall struct {
+	at time.Time
+	md headers.Metadata
+}
+
+type seenCalls struct {
+	mu sync.Mutex
+	by map[string][]seenCall
+}
+
+func (s *seenCalls) add(t *testing.T, r *kgo.Record) int {
+	md, _, err := headers.Decode(r.Headers)
+	if err != nil {
+		t.Errorf("unreadable kretry headers: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.by == nil {
+		s.by = map[string][]seenCall{}
+	}
+	s.by[string(r.Key)] = append(s.by[string(r.Key)], seenCall{time.Now(), md})
+	return len(s.by[string(r.Key)])
+}
+
+func (s *seenCalls) get(key string) []seenCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]seenCall(nil), s.by[key]...)
+}
+
+// RetryAfter on the real broker (ladder 1s, 2s, 3s): 1.5s lands in retry-2s
+// as its attempt (2) due 1.5s after the failure; 10s lands in the last tier,
+// retry-3s (attempt 3), due at its delay; neither is re-fed before its due time.
+func TestRetryAfterOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	b := newRealBroker(t, 2)
+	after := map[string]time.Duration{"a": 1500 * time.Millisecond, "b": 10 * time.Second}
+	var seen seenCalls
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if seen.add(t, r) == 1 {
+			return consumer.RetryAfter(errTransient, after[string(r.Key)])
+		}
+		return nil
+	})
+	stop := b.run(h)
+	b.produceSync(&kgo.Record{Topic: b.ladder.Topic(), Partition: 0, Key: []byte("a")},
+		&kgo.Record{Topic: b.ladder.Topic(), Partition: 1, Key: []byte("b")})
+	waitReal(t, 60*time.Second, "both records handled twice", func() bool {
+		return len(seen.get("a")) == 2 && len(seen.get("b")) == 2
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, c := range []struct {
+		key      string
+		tier     string
+		attempts int
+		wait     time.Duration
+	}{
+		{"a", "retry-2s", 2, 1500 * time.Millisecond},
+		{"b", "retry-3s", 3, 3 * time.Second},
+	} {
+		got := seen.get(c.key)
+		md := got[1].md
+		if md.Tier != c.tier || md.Attempts != c.attempts {
+			t.Errorf("%s: re-fed from %q with kretry-attempts %d, want %q and %d", c.key, md.Tier, md.Attempts, c.tier, c.attempts)
+		}
+		if d := md.DueAt.Sub(md.LastFailureAt); d != c.wait {
+			t.Errorf("%s: due %v after its failure, want %v", c.key, d, c.wait)
+		}
+		// Due times have millisecond precision.
+		if got[1].at.Before(md.DueAt.Add(-time.Millisecond)) {
+			t.Errorf("%s: handled at %v, before its due time %v", c.key, got[1].at, md.DueAt)
+		}
+		t.Logf("%s: Retry-After %v, re-fed from %s %v after the failure (due after %v)", c.key, after[c.key], md.Tier,
+			got[1].at.Sub(md.LastFailureAt).Round(time.Millisecond), c.wait)
+	}
+	if n := len(b.readAll(b.ladder.DLQ())); n != 0 {
+		t.Errorf("the DLQ holds %d records, want 0", n)
+	}
+	b.checkCommittedToEnd(b.cfg.Group, b.ladder.Topic())
+}
+
+func (b *realBroker) produceSync(recs ...*kgo.Record) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		b.t.Fatalf("produce: %v", err)
+	}
+}
