@@ -57,6 +57,9 @@ func run(path, addr string, logger *slog.Logger) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Liveness and readiness of the consumer and its relay, for probes.
+	mux.Handle("/healthz", c.HealthHandler())
+	mux.Handle("/readyz", c.HealthHandler())
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
