@@ -49,7 +49,8 @@ type servicePort struct {
 }
 
 type podSpec struct {
-	SecurityContext struct {
+	TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               struct {
 		RunAsNonRoot *bool   `yaml:"runAsNonRoot"`
 		RunAsUser    *uint32 `yaml:"runAsUser"`
 		RunAsGroup   *uint32 `yaml:"runAsGroup"`
