@@ -15,7 +15,7 @@ import (
 )
 
 // run runs a Consumer on b's config until the test's cleanup.
-func (b *realBroker) run(h consumer.Handler, opts ...consumer.Option) func() error {
+func (b *realBroker) run(h consumer.Handler, opts ...consumer.Opt) func() error {
 	b.t.Helper()
 	cons, err := consumer.New(b.cfg, h, opts...)
 	if err != nil {
