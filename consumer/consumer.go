@@ -117,6 +117,10 @@ func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 	return c, nil
 }
 
+// ErrRunTwice is returned by a second call of Run on one Consumer, even
+// after the first returned: a Consumer runs once.
+var ErrRunTwice = errors.New("consumer: Run may be called once per Consumer: build a new one with New")
+
 // Run joins cfg.Group over every main topic of the config and handles records
 // until ctx is done; with the relay (WithRelay, the default) it also runs the
 // relay of the same ladders and returns when both have stopped.
@@ -130,10 +134,10 @@ func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 // DLQ was acknowledged by the broker; any other record is delivered again
 // later, so delivery is at least once.
 //
-// Run may be called once.
+// Run may be called once; a second call returns ErrRunTwice.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
-		return errors.New("consumer: Run called twice: build a new Consumer with New")
+		return ErrRunTwice
 	}
 	defer c.metrics.Ladder.Show(c.tierInfos())()
 	c.health.Start()

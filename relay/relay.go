@@ -24,6 +24,10 @@ import (
 	"github.com/kretry/kretry/ladder"
 )
 
+// ErrRunTwice is returned by a second call of Run on one Relay, even after
+// the first returned: a Relay runs once, as a consumer.Consumer does.
+var ErrRunTwice = errors.New("relay: Run may be called once per Relay: build a new one with New")
+
 // Relay consumes the tier topics of one or more ladders in one consumer group
 // and re-feeds each record to its ladder's main topic, at its original
 // partition, no earlier than its due time (kretry-due-at).
@@ -62,7 +66,7 @@ type Relay struct {
 	topics  []string          // the tier topics, in ladder order
 	metrics *metrics.Metrics
 	health  *healthtrack.Tracker
-	running atomic.Bool
+	started atomic.Bool // by Run: a Relay runs once
 }
 
 // tierOf is what the relay knows about one tier topic.
@@ -156,12 +160,11 @@ const shutdownSlack = 5 * time.Second
 // timeout plus a few seconds of ctx being done, even when the brokers do not
 // answer: past that the clients' requests are cut. No goroutine of it
 // outlives the call. It returns an error without joining when a topic is
-// missing. A Relay runs once at a time.
+// missing. Run may be called once; a second call returns ErrRunTwice.
 func (r *Relay) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return errors.New("relay: Run is already running")
+	if !r.started.CompareAndSwap(false, true) {
+		return ErrRunTwice
 	}
-	defer r.running.Store(false)
 	defer r.metrics.Ladder.Show(tierInfos(r.ladders))()
 	r.health.Start()
 	defer r.health.Stop()
