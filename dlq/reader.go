@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/topics"
 )
 
 // ErrUnknownTopic is returned (wrapped) by a Reader's methods when the DLQ
@@ -94,6 +95,13 @@ func (r *Reader) Partitions(ctx context.Context) ([]Partition, error) {
 }
 
 func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, error) {
+	_, missing, err := topics.Partitions(ctx, r.adm, topic)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", topic, err)
+	}
+	if len(missing) > 0 {
+		return nil, &unknownTopicError{"topic", missing, "check the name, or create it with `kretry topics apply`"}
+	}
 	starts, err := r.adm.ListStartOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("listing the offsets of %s: %w", topic, err)
@@ -107,9 +115,6 @@ func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, e
 	var ps []Partition
 	for p, s := range starts[topic] {
 		if s.Err != nil {
-			if errors.Is(s.Err, kerr.UnknownTopicOrPartition) {
-				return nil, &unknownTopicError{"topic", []string{topic}, "check the name, or create it with `kretry topics apply`"}
-			}
 			return nil, fmt.Errorf("listing the offsets of %s partition %d: %w", topic, p, s.Err)
 		}
 		e, ok := ends.Lookup(topic, p)
@@ -118,8 +123,8 @@ func (r *Reader) partitionsOf(ctx context.Context, topic string) ([]Partition, e
 		}
 		ps = append(ps, Partition{Partition: p, Start: s.Offset, End: e.Offset})
 	}
-	if len(ps) == 0 {
-		return nil, &unknownTopicError{"topic", []string{topic}, "check the name, or create it with `kretry topics apply`"}
+	if len(ps) == 0 { // deleted since it was looked up
+		return nil, fmt.Errorf("listing the offsets of %s: the broker lists no partitions", topic)
 	}
 	slices.SortFunc(ps, func(a, b Partition) int { return int(a.Partition - b.Partition) })
 	return ps, nil

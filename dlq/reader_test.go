@@ -2,6 +2,7 @@ package dlq_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -176,8 +177,9 @@ func TestReadErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer missing.Close()
-	if err := missing.Read(ctx, dlq.Filter{}, noop); err == nil || !strings.Contains(err.Error(), "nope.dlq") {
-		t.Errorf("a DLQ that does not exist: %v", err)
+	if err := missing.Read(ctx, dlq.Filter{}, noop); !errors.Is(err, dlq.ErrUnknownTopic) ||
+		!strings.Contains(err.Error(), "topic nope.dlq does not exist: check the name, or create it with `kretry topics apply`") {
+		t.Errorf("a DLQ that does not exist: %v, want ErrUnknownTopic naming it and the fix", err)
 	}
 }
 

@@ -2,15 +2,15 @@ package dlq
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/topics"
 )
 
 // checkTargets returns the partition count of every target, or an error
@@ -23,21 +23,12 @@ func (r *Reader) checkTargets(ctx context.Context, targets []string) (map[string
 	if slices.Contains(targets, r.topic) {
 		return nil, fmt.Errorf("records name %s itself as their original topic: replaying them would loop; name a target topic", r.topic)
 	}
-	details, err := r.adm.ListTopics(ctx, targets...)
+	parts, missing, err := topics.Partitions(ctx, r.adm, targets...)
 	if err != nil {
 		return nil, fmt.Errorf("looking up the target topics %s: %w", strings.Join(targets, ", "), err)
 	}
-	var missing []string
-	for _, t := range targets {
-		d, ok := details[t]
-		switch {
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-			missing = append(missing, t)
-		case d.Err != nil:
-			return nil, fmt.Errorf("looking up the target topic %s: %w", t, d.Err)
-		default:
-			counts[t] = len(d.Partitions)
-		}
+	for t, n := range parts {
+		counts[t] = int(n)
 	}
 	if len(missing) > 0 {
 		return nil, &unknownTopicError{"target topic", missing, "nothing was replayed; create it (`kretry topics apply`), or choose another with --to"}

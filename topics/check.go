@@ -2,13 +2,11 @@ package topics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kretry/kretry/ladder"
 )
@@ -46,44 +44,58 @@ func notExist(kind string, topics []string) string {
 func Check(ctx context.Context, adm *kadm.Client, ladders []*ladder.Ladder) (map[string]int32, error) {
 	var names []string
 	mains := map[string]bool{}
-	add := func(t string) {
-		if !slices.Contains(names, t) {
-			names = append(names, t)
-		}
-	}
 	for _, l := range ladders {
 		mains[l.Topic()] = true
-		add(l.Topic())
+		names = append(names, l.Topic())
 		for _, step := range l.Steps() {
-			add(step.Topic)
+			names = append(names, step.Topic)
 		}
-		add(l.DLQ())
+		names = append(names, l.DLQ())
 	}
-	details, err := adm.ListTopics(ctx, names...)
+	parts, gone, err := Partitions(ctx, adm, names...)
 	if err != nil {
-		return nil, fmt.Errorf("checking topics %s: %w", strings.Join(names, ", "), err)
+		return nil, err
 	}
-	var missing MissingTopicsError
-	parts := make(map[string]int32, len(names))
-	for _, name := range names {
-		d, ok := details[name]
-		switch {
-		case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+	if len(gone) > 0 {
+		var missing MissingTopicsError
+		for _, name := range gone {
 			if mains[name] {
 				missing.Main = append(missing.Main, name)
 			} else {
 				missing.Ladder = append(missing.Ladder, name)
 			}
-		case d.Err != nil:
-			return nil, fmt.Errorf("checking topic %s: %w", name, d.Err)
-		case len(d.Partitions) == 0:
-			return nil, fmt.Errorf("topic %s has no partitions", name)
-		default:
-			parts[name] = int32(len(d.Partitions))
 		}
-	}
-	if len(missing.Main)+len(missing.Ladder) > 0 {
 		return nil, &missing
 	}
 	return parts, nil
+}
+
+// Partitions returns the partition count of each named topic that exists
+// and the names of those that do not, in the order given, each once. Any
+// other failure to read a topic is an error naming it. It asks the brokers,
+// not the client's metadata cache, so a topic created just before is seen.
+func Partitions(ctx context.Context, adm *kadm.Client, names ...string) (counts map[string]int32, missing []string, err error) {
+	var uniq []string
+	for _, name := range names {
+		if !slices.Contains(uniq, name) {
+			uniq = append(uniq, name)
+		}
+	}
+	details, err := listTopics(ctx, adm, uniq)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts = make(map[string]int32, len(details))
+	for _, name := range uniq {
+		d, ok := details[name]
+		switch {
+		case !ok:
+			missing = append(missing, name)
+		case len(d.Partitions) == 0:
+			return nil, nil, fmt.Errorf("topic %s has no partitions", name)
+		default:
+			counts[name] = int32(len(d.Partitions))
+		}
+	}
+	return counts, missing, nil
 }
