@@ -93,29 +93,7 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 		handler = slog.NewJSONHandler(a.stderr, &slog.HandlerOptions{Level: level})
 	}
 	logger := slog.New(handler)
-	relayOpts := []relay.Opt{
-		relay.WithGroup(cfg.Relay.Group),
-		relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait),
-		relay.WithLogger(logger),
-		relay.WithClientOpts(opts...),
-		relay.WithGroupOpts(cfg.GroupOpts()...),
-		relay.WithProducerOpts(cfg.ProducerOpts()...),
-	}
-	if cfg.CommitInterval > 0 {
-		relayOpts = append(relayOpts, relay.WithCommitInterval(cfg.CommitInterval))
-	}
-	if cfg.DeliveryTimeout > 0 {
-		relayOpts = append(relayOpts, relay.WithDeliveryTimeout(cfg.DeliveryTimeout))
-	}
-	if cfg.ExactlyOnce {
-		relayOpts = append(relayOpts, relay.WithExactlyOnce(true))
-		if cfg.InstanceID != "" {
-			relayOpts = append(relayOpts, relay.WithInstanceID(cfg.InstanceID))
-		}
-	}
-	if n := cfg.Relay.HoldBytes; n != nil {
-		relayOpts = append(relayOpts, relay.WithHoldBytes(*n))
-	}
+	relayOpts := append(cfg.RelayOpts(), relay.WithLogger(logger), relay.WithClientOpts(opts...))
 
 	var reg *prometheus.Registry
 	if metricsAddr != "" {

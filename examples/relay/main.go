@@ -40,18 +40,11 @@ func run(path string, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	r, err := relay.New(ladders,
-		relay.WithGroup(cfg.Relay.Group), // default {group}-relay
-		relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait),
-		relay.WithClientOpts(clientOpts...),
-		relay.WithGroupOpts(cfg.GroupOpts()...),       // session_timeout, instance_id, group_protocol
-		relay.WithProducerOpts(cfg.ProducerOpts()...), // delivery_timeout
-		relay.WithDeliveryTimeout(cfg.DeliveryTimeout),
-		relay.WithCommitInterval(cfg.CommitInterval),
-		relay.WithExactlyOnce(cfg.ExactlyOnce), // transactional id kretry/<relay group>/relay/<instance_id>
-		relay.WithInstanceID(cfg.InstanceID),
-		relay.WithLogger(logger),
-	)
+	// cfg.RelayOpts: relay.group, fetch_max_wait, hold_bytes, commit_interval,
+	// delivery_timeout, exactly_once with instance_id, the group members' and
+	// producers' options.
+	opts := append(cfg.RelayOpts(), relay.WithClientOpts(clientOpts...), relay.WithLogger(logger))
+	r, err := relay.New(ladders, opts...)
 	if err != nil {
 		return err
 	}

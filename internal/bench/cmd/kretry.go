@@ -127,9 +127,8 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		if lerr != nil {
 			return result{}, lerr
 		}
-		rl, err = relay.New(ladders, relay.WithClientOpts(kgo.SeedBrokers(cf.brokers...)),
-			relay.WithRegisterer(reg), relay.WithGroup(cfg.Relay.Group),
-			relay.WithFetchMaxWait(cfg.Relay.FetchMaxWait))
+		rl, err = relay.New(ladders, append(cfg.RelayOpts(),
+			relay.WithClientOpts(kgo.SeedBrokers(cf.brokers...)), relay.WithRegisterer(reg))...)
 		if err != nil {
 			return result{}, err
 		}
