@@ -168,6 +168,9 @@ func (t *Tracker) Wrote(topic string, p int32, err error) {
 
 // State is the component's health.State now.
 func (t *Tracker) State() health.State {
+	if t == nil {
+		return health.State{}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
