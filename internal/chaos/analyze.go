@@ -35,6 +35,11 @@ type Result struct {
 	// or a re-feed written twice, DupLadder).
 	Redelivered int
 	MaxRepeat   int // the most handler calls of one record at one attempt
+	// KillsOverBound describes each consumer kill after which more records
+	// the killed worker had handled were handled again than the bound
+	// allows it (what it handled in CommitInterval + InFlight before the
+	// kill): "re-delivered/bound".
+	KillsOverBound []string
 	// DupBound is the at-least-once bound on DupHandlings: the sum, over the
 	// faults, of what the processes hit handled in the CommitInterval +
 	// InFlight before the fault (and, for a broker down, until it was back).
@@ -115,7 +120,8 @@ func analyze(res Result, a analysis) Result {
 		partition int32
 		offset    int64
 	}
-	handled := map[copyKey]bool{}
+	handledBy := map[copyKey]int{} // the first handler's pid
+	redeliveredOf := map[int]int{} // re-deliveries by the pid that first handled the record
 	for _, e := range handlings {
 		k := key{e.ID, e.Attempt}
 		seen[k]++
@@ -123,10 +129,12 @@ func analyze(res Result, a analysis) Result {
 			res.DupHandlings++
 		}
 		ck := copyKey{e.Partition, e.Offset}
-		if handled[ck] {
+		if pid, ok := handledBy[ck]; ok {
 			res.Redelivered++
+			redeliveredOf[pid]++
+		} else {
+			handledBy[ck] = e.PID
 		}
-		handled[ck] = true
 		res.MaxRepeat = max(res.MaxRepeat, seen[k])
 	}
 
@@ -206,6 +214,7 @@ func analyze(res Result, a analysis) Result {
 	}
 
 	res.DupBound, res.Recoveries, res.NoRecovery = faultFigures(a.faults, handlings, a.recs, a.topic)
+	res.KillsOverBound = killsOverBound(a.faults, handlings, redeliveredOf)
 	res.Gaps = handlingGaps(handlings, a.from, a.to)
 	for _, g := range res.Gaps {
 		res.MaxGap = max(res.MaxGap, g)
@@ -248,6 +257,29 @@ func handlingGaps(hs []Event, from, to time.Time) (gaps [Partitions]time.Duratio
 		}
 	}
 	return gaps
+}
+
+// killsOverBound returns "re-delivered/bound" for each consumer kill whose
+// worker's records were re-delivered (redeliveredOf, by first handler) more
+// than its bound: what it handled in CommitInterval + InFlight before it.
+func killsOverBound(faults []Fault, hs []Event, redeliveredOf map[int]int) []string {
+	window := CommitInterval + InFlight
+	var out []string
+	for _, f := range faults {
+		if f.Kind != "consumer" {
+			continue
+		}
+		bound := 0
+		for _, e := range hs {
+			if e.PID == f.PID && !e.At.Before(f.At.Add(-window)) && !e.At.After(f.At) {
+				bound++
+			}
+		}
+		if n := redeliveredOf[f.PID]; n > bound {
+			out = append(out, fmt.Sprintf("%d/%d", n, bound))
+		}
+	}
+	return out
 }
 
 // faultFigures computes the duplicate bound and the recovery after each fault:

@@ -102,6 +102,11 @@ func TestAnalyze(t *testing.T) {
 		// Partition 1 is not handled again, but partition 0 is: the fault has a recovery.
 		t.Errorf("NoRecovery %d, want 0", res.NoRecovery)
 	}
+	// Worker 1's record 8 was re-delivered; its bound is its 3 handlings
+	// of the 3s before the kill: not over it.
+	if len(res.KillsOverBound) != 0 {
+		t.Errorf("kills over their bound %v, want none", res.KillsOverBound)
+	}
 	res.Recoveries, res.NoRecovery = nil, 0
 	if res.Line() == "" || !equal(res, want) {
 		t.Errorf("analyze:\n got %+v\nwant %+v", res, want)
@@ -123,6 +128,19 @@ func TestAnalyze(t *testing.T) {
 	a.events[2].At = at(2250)
 	if res := analyze(Result{}, a); res.Early != 2 {
 		t.Errorf("Early = %d, want 2", res.Early)
+	}
+}
+
+func TestKillsOverBound(t *testing.T) {
+	t0 := time.UnixMilli(1700000000000)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// Worker 1 handled 2 records in the 3s before its kill at 10s; worker 2
+	// 1 before its kill at 20s.
+	hs := []Event{{At: at(1000), PID: 1}, {At: at(8000), PID: 1}, {At: at(9000), PID: 1}, {At: at(19000), PID: 2}}
+	faults := []Fault{{Kind: "consumer", At: at(10000), PID: 1}, {Kind: "consumer", At: at(20000), PID: 2}, {Kind: "broker", At: at(5000)}}
+	got := killsOverBound(faults, hs, map[int]int{1: 2, 2: 5})
+	if !slices.Equal(got, []string{"5/1"}) {
+		t.Errorf("killsOverBound = %v, want [5/1]: worker 2's 5 re-deliveries against its 1 handling, worker 1 within its 2", got)
 	}
 }
 

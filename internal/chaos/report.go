@@ -66,6 +66,10 @@ last run; do not edit it by hand.
 		if r.Faults > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: longest handling gap of each partition: %s", r.Scenario, r.Mode, r.GapsText()))
 		}
+		if len(r.KillsOverBound) > 0 {
+			notes = append(notes, fmt.Sprintf("(%s) %s: kills after which more of the killed worker's records were re-delivered than its bound (re-delivered/bound): %s",
+				r.Scenario, r.Mode, strings.Join(r.KillsOverBound, ", ")))
+		}
 		if r.MaxRepeat > 2 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: one record was handled %d times at the same attempt", r.Scenario, r.Mode, r.MaxRepeat))
 		}
