@@ -199,6 +199,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		})
 	}
 
+	s.hooks = newHookRunner(c, s.base)
 	if s.txn == nil {
 		wg.Go(func() { s.flushOnTime(ctx) })
 		s.poll(ctx)
@@ -207,6 +208,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		s.pollTxn(ctx)
 		err = s.shutdownTxn()
 	}
+	s.hooks.close(c.opts.grace)
 	hooks.Release()
 	cancel()
 	wg.Wait()
@@ -255,7 +257,8 @@ type session struct {
 	stopping map[topicPartition]*worker // stopped, not yet returned
 	closing  bool                       // set at shutdown: assignments start no workers
 
-	txn *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
+	txn   *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
+	hooks *hookRunner               // the dead-letter hook's; nil: none
 	txnState
 
 	cancel   context.CancelFunc // stops Run

@@ -11,3 +11,8 @@ func WithPauseAt(pause, resume int) Opt {
 // PartitionRefreshEvery is how often Run reads a tier's or DLQ's partition
 // count again, at most.
 const PartitionRefreshEvery = partitions.RefreshEvery
+
+// WithDeadLetterHookQueue sets how many calls of the dead-letter hook may wait.
+func WithDeadLetterHookQueue(n int) Opt {
+	return optionFunc(func(o *options) { o.hookQueue = n })
+}

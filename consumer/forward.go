@@ -146,6 +146,7 @@ func (w *worker) forwarded(p *pendingRecord) {
 		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
 			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
+		w.s.hooks.deadLettered(rec, md, w.txn)
 		return
 	}
 	fwd := w.forwardedTo[md.Tier]

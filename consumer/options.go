@@ -26,6 +26,9 @@ type options struct {
 	grace      time.Duration
 	provision  bool
 
+	deadLetterHook DeadLetterHook
+	hookQueue      int // calls of deadLetterHook that may wait; tests lower it
+
 	// A partition's fetching is paused once pauseAt of its records, or
 	// pauseBytes of their keys, values and headers, wait for its worker, and
 	// resumed when the worker is down to resumeAt records and pauseBytes/4,
@@ -48,6 +51,7 @@ func defaultOptions() options {
 		pauseAt:    20000,
 		resumeAt:   5000,
 		pauseBytes: 32 << 20,
+		hookQueue:  deadLetterHookQueue,
 	}
 }
 

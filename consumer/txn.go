@@ -157,6 +157,7 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
 	committed, err := s.txn.End(ectx, try)
 	cancel()
+	s.hooks.txnEnded(committed && err == nil)
 	s.broken.Store(false)
 	switch {
 	case fatalTxnErr(err):

@@ -23,6 +23,14 @@ const (
 	OutcomeSkipped      = "skipped"
 )
 
+// Result values of the result label of kretry_dead_letter_hook_calls_total.
+const (
+	HookOK      = "ok"
+	HookError   = "error"
+	HookPanic   = "panic"
+	HookDropped = "dropped"
+)
+
 // TierDLQ is the tier label of kretry_forwarded_total for a forward to the DLQ.
 const TierDLQ = "dlq"
 
@@ -41,6 +49,7 @@ type Metrics struct {
 	TooLarge         *prometheus.CounterVec   // topic
 
 	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
+	DeadLetterHook         *prometheus.CounterVec // topic, result
 
 	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
 	Health *HealthVec // kretry_live and kretry_ready: component, group
@@ -93,6 +102,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "duplicate_copies_skipped_total",
 			Help: "Tier records the relay committed past without a re-feed: copies of an attempt it re-fed from an earlier offset of the partition.",
 		}, []string{"topic", "tier"}),
+		DeadLetterHook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "dead_letter_hook_calls_total",
+			Help: "Calls of the consumer's dead-letter hook, by result: ok, error, panic, or dropped (not called: its queue was full or the consumer stopped).",
+		}, []string{"topic", "result"}),
 		Ladder: newLadderVec(),
 		Health: newHealthVec(),
 	}
@@ -111,6 +124,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.TooLarge = register(reg, m.TooLarge, &err)
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
+	m.DeadLetterHook = register(reg, m.DeadLetterHook, &err)
 	m.Ladder = register(reg, m.Ladder, &err)
 	m.Health = register(reg, m.Health, &err)
 	if err != nil {
