@@ -19,8 +19,10 @@ const (
 )
 
 // holdBudget is what the relay may hold: records and bytes (recordsSize), in
-// all and of records due later than holdAhead; a holding partition is
-// paused at pauseAt records.
+// all and of records due later than holdAhead (a sixteenth: they are fetched
+// again a second before they are due when they do not fit, and each held
+// record costs about twice its bytes in kgo's structures); a holding
+// partition is paused at pauseAt records.
 type holdBudget struct {
 	records, bytes       int
 	farRecords, farBytes int
@@ -29,7 +31,7 @@ type holdBudget struct {
 
 func newHoldBudget(bytes int) holdBudget {
 	records := bytes / holdBytesPerRecord
-	return holdBudget{records: records, bytes: bytes, farRecords: records / 4, farBytes: bytes / 4, pauseAt: records / 4}
+	return holdBudget{records: records, bytes: bytes, farRecords: records / 16, farBytes: bytes / 16, pauseAt: records / 4}
 }
 
 // full reports whether what is held leaves no room for one more poll.

@@ -60,8 +60,8 @@ const maxPollRecords = 5000
 
 // The relay's fetch sizes, unless WithClientOpts sets them.
 const (
-	fetchMaxBytes          = 8 << 20
-	fetchMaxPartitionBytes = 512 << 10
+	fetchMaxBytes          = 4 << 20
+	fetchMaxPartitionBytes = 256 << 10
 )
 
 func defaultCfg() cfg {
@@ -95,8 +95,8 @@ func WithLogger(l *slog.Logger) Opt {
 }
 
 // WithClientOpts adds kgo options to the relay's clients: seed brokers,
-// TLS, SASL, a dialer. They override the relay's fetch sizes (8 MiB per
-// fetch, 512 KiB per partition); the options the relay's guarantees rest on
+// TLS, SASL, a dialer. They override the relay's fetch sizes (4 MiB per
+// fetch, 256 KiB per partition); the options the relay's guarantees rest on
 // (group, topics, commit mode, partitioner, acks, fetch max wait) are set
 // after these and win. Default: none (kgo's default seed, localhost:9092).
 func WithClientOpts(opts ...kgo.Opt) Opt {
