@@ -160,8 +160,11 @@ const (
 
 // Topic is one main topic and its retry ladder.
 type Topic struct {
-	Name          string
-	Tiers         []ladder.Tier // Attempts resolved to ≥ 1
+	Name  string
+	Tiers []ladder.Tier // Attempts resolved to ≥ 1; empty when Backoff generates them
+	// Backoff generates the tiers (backoff) instead of Tiers; set one of
+	// the two. Its Jitter shortens each record's wait (ladder.WithJitter).
+	Backoff       *ladder.Backoff
 	DLQ           string        // resolved name; default "{topic}.dlq" expanded, e.g. "orders.dlq"
 	Naming        string        // tier topic template; default ladder.DefaultNaming
 	MaxAge        time.Duration // 0: no limit
@@ -280,13 +283,34 @@ func (c *Config) Ladders() ([]*ladder.Ladder, error) {
 // and its DLQ t.DLQ.
 func (t Topic) Ladder(group string) (*ladder.Ladder, error) {
 	var opts []ladder.Opt
+	tiers := t.Tiers
+	if t.Backoff != nil {
+		if len(t.Tiers) > 0 {
+			return nil, fmt.Errorf("topic %s: %s", t.Name, tiersAndBackoffProblem)
+		}
+		var err error
+		if tiers, err = t.Backoff.Tiers(); err != nil {
+			return nil, fmt.Errorf("topic %s: %w", t.Name, err)
+		}
+		opts = append(opts, ladder.WithJitter(t.Backoff.Jitter))
+	}
 	if t.Naming != "" {
 		opts = append(opts, ladder.WithNaming(t.Naming))
 	}
 	if t.DLQ != "" {
 		opts = append(opts, ladder.WithDLQ(t.DLQ))
 	}
-	return ladder.New(t.Name, group, t.Tiers, opts...)
+	return ladder.New(t.Name, group, tiers, opts...)
+}
+
+// LadderTiers returns t's tiers: Tiers, or those Backoff generates (nil
+// when Backoff is invalid).
+func (t Topic) LadderTiers() []ladder.Tier {
+	if t.Backoff == nil || len(t.Tiers) > 0 {
+		return t.Tiers
+	}
+	tiers, _ := t.Backoff.Tiers()
+	return tiers
 }
 
 // Provisions returns what topics.Plan provisions for c: one Provision

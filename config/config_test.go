@@ -144,6 +144,16 @@ func TestGoodConfigs(t *testing.T) {
 			}},
 			Relay: config.Relay{Group: "g-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
+		"backoff.yaml": {
+			Brokers:  []string{"127.0.0.1:9092"},
+			ClientID: "kretry",
+			Group:    "orders-service",
+			Topics: []config.Topic{{
+				Name: "orders", Backoff: &ladder.Backoff{Initial: time.Second, Multiplier: 2, Max: time.Minute, Attempts: 8, Jitter: 0.2},
+				DLQ: "orders.dlq", Naming: "{topic}.retry-{delay}",
+			}},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+		},
 		"days-and-anchors.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
 			ClientID: "kretry",

@@ -77,7 +77,17 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 		d.errorf(max(f.line, line), path+".name", "required: the name of the main topic, e.g. name: orders")
 	}
 
-	t.Tiers, tl.tiers = d.tiers(fields, line, path)
+	if f, ok := fields["backoff"]; ok {
+		t.Backoff = d.backoff(f, path+".backoff")
+		if tf, both := fields["tiers"]; both {
+			d.errorf(max(f.line, tf.line), path, "%s", tiersAndBackoffProblem)
+		}
+		for range t.LadderTiers() {
+			tl.tiers = append(tl.tiers, f.line)
+		}
+	} else {
+		t.Tiers, tl.tiers = d.tiers(fields, line, path)
+	}
 
 	if s, l, ok := d.nonEmpty(fields, "dlq", path+".dlq", `omit it for the default "`+ladder.DefaultDLQ+`"`); ok {
 		tl.dlq = l
@@ -96,8 +106,8 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	}
 	if v, l, ok := d.duration(fields, "max_age", path+".max_age", " (omit max_age for no limit)"); ok {
 		t.MaxAge = v
-		if len(t.Tiers) > 0 && v <= t.Tiers[0].Delay {
-			d.errorf(l, path+".max_age", "%s; got %s", maxAgeProblem(t.Tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
+		if tiers := t.LadderTiers(); len(tiers) > 0 && v <= tiers[0].Delay {
+			d.errorf(l, path+".max_age", "%s; got %s", maxAgeProblem(tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
 		}
 	}
 	if f, ok := fields["retention"]; ok {
@@ -105,7 +115,7 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 		rf, ok := d.mapping(f.value, f.line, rpath, retentionKeys, nil)
 		if ok {
 			longest := time.Duration(0)
-			for _, tier := range t.Tiers {
+			for _, tier := range t.LadderTiers() {
 				longest = max(longest, tier.Delay)
 			}
 			if v, l, ok := d.duration(rf, "tiers", rpath+".tiers", " (omit it for the default max(2 × delay, 24h) per tier)"); ok {
@@ -129,7 +139,7 @@ func (d *decoder) tiers(fields map[string]field, topicLine int, path string) ([]
 	path += ".tiers"
 	f, ok := fields["tiers"]
 	if !ok || f.value == nil {
-		d.errorf(max(f.line, topicLine), path, "required: list at least one tier, e.g. tiers: [{delay: 5s}, {delay: 1m}]")
+		d.errorf(max(f.line, topicLine), path, "%s", tiersRequiredProblem)
 		return nil, nil
 	}
 	items, ok := d.sequence(f, path, "tiers, each with a delay and optional attempts")
@@ -302,8 +312,107 @@ func (d *decoder) ladders(c *Config, lines []topicLines) {
 		claim(t.Name, path+".name", "topic", owner{i, true, "the main topic " + path, tl.name})
 		for j, s := range l.Steps() {
 			tpath := fmt.Sprintf("%s.tiers[%d]", path, j)
+			if t.Backoff != nil {
+				tpath = fmt.Sprintf("%s.backoff (tier %d, %s)", path, j+1, s.Name)
+			}
 			claim(s.Topic, tpath, "tier topic", owner{i, false, "the tier topic of " + tpath, tl.tiers[j]})
 		}
 		claim(t.DLQ, path+".dlq", "DLQ", owner{i, false, "the DLQ of " + path, tl.dlq})
 	}
+}
+
+// backoff reads a topic's backoff: its values' types here, the rules
+// between them in Validate (which names the same fields, with their lines).
+func (d *decoder) backoff(f field, path string) *ladder.Backoff {
+	fields, ok := d.mapping(f.value, f.line, path, backoffKeys, nil)
+	if !ok {
+		return nil
+	}
+	b := &ladder.Backoff{}
+	valid := true
+	for _, k := range []struct {
+		key string
+		to  *time.Duration
+	}{{"initial", &b.Initial}, {"max", &b.Max}} {
+		if v, _, ok := d.duration(fields, k.key, path+"."+k.key, ""); ok {
+			*k.to = v
+			continue
+		}
+		valid = false
+		if kf, given := fields[k.key]; !given || kf.value == nil {
+			d.errorf(max(kf.line, f.line), path+"."+k.key, "required: %s", backoffWhat[k.key])
+		}
+	}
+	if v, ok := d.number(fields, "multiplier", path+".multiplier", backoffWhat["multiplier"]); ok {
+		b.Multiplier = v
+	} else if _, given := fields["multiplier"]; given {
+		valid = false
+	}
+	if v, ok := d.number(fields, "jitter", path+".jitter", backoffWhat["jitter"]); ok {
+		b.Jitter = v
+	} else if _, given := fields["jitter"]; given {
+		valid = false
+	}
+	if a, ok := fields["attempts"]; ok && a.value != nil {
+		n, isInt := a.value.(*ast.IntegerNode)
+		v, inRange := int64(0), false
+		if isInt {
+			switch x := n.Value.(type) {
+			case int64:
+				v, inRange = x, true
+			case uint64:
+				v, inRange = int64(min(x, math.MaxInt64)), true
+			}
+		}
+		if !isInt || !inRange || v < 1 || v > MaxTierAttempts {
+			d.errorf(a.line, path+".attempts", "must be a whole number from 1 to %d: %s; got %s", MaxTierAttempts, backoffWhat["attempts"], describe(a.value))
+			valid = false
+		} else {
+			b.Attempts = int(v)
+		}
+	} else {
+		d.errorf(max(a.line, f.line), path+".attempts", "required: %s", backoffWhat["attempts"])
+		valid = false
+	}
+	if !valid {
+		return nil
+	}
+	if field, err := b.Check(MaxTierAttempts); err != nil {
+		d.errorf(max(d.lines[path+"."+field], f.line), path+"."+field, "%v", err)
+		return nil
+	}
+	return b
+}
+
+// number reads a number (integer or decimal); ok is false when the key is
+// missing, null or not a finite number (an error).
+func (d *decoder) number(fields map[string]field, key, path, what string) (float64, bool) {
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return 0, false
+	}
+	switch n := f.value.(type) {
+	case *ast.IntegerNode:
+		switch x := n.Value.(type) {
+		case int64:
+			return float64(x), true
+		case uint64:
+			return float64(x), true
+		}
+	case *ast.FloatNode:
+		if !math.IsInf(n.Value, 0) && !math.IsNaN(n.Value) {
+			return n.Value, true
+		}
+	}
+	d.errorf(f.line, path, "must be a number, %s; got %s", what, describe(f.value))
+	return 0, false
+}
+
+// What each backoff key is, in the words of its errors.
+var backoffWhat = map[string]string{
+	"initial":    "the first delay, e.g. initial: 1s",
+	"max":        "the longest delay, which caps initial × multiplier^(attempt−1), e.g. max: 1m",
+	"attempts":   "the retries before the DLQ, e.g. attempts: 8",
+	"multiplier": "how much each delay grows, ≥ 1 (default 2)",
+	"jitter":     "the share of a delay drawn away per record, ≥ 0 and < 1 (default 0)",
 }

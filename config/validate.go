@@ -39,6 +39,11 @@ func (c *Config) SetDefaults() {
 		if l, err := t.Ladder(c.Group); err == nil {
 			t.DLQ = l.DLQ() // expanded as the ladder expands it
 		}
+		if t.Backoff != nil && t.Backoff.Multiplier == 0 {
+			b := *t.Backoff // the caller's is not written
+			b.Multiplier = ladder.DefaultMultiplier
+			t.Backoff = &b
+		}
 		t.Tiers = slices.Clone(t.Tiers)
 		for j := range t.Tiers {
 			if t.Tiers[j].Attempts == 0 {
@@ -179,11 +184,11 @@ func (v *validator) topics() {
 		switch {
 		case t.MaxAge < 0:
 			v.errorf(path+".max_age", "must be > 0 (0 in Go, or omitted in a file, for no limit), got %s", t.MaxAge)
-		case t.MaxAge > 0 && len(t.Tiers) > 0 && t.MaxAge <= t.Tiers[0].Delay:
-			v.errorf(path+".max_age", "%s; got %s", maxAgeProblem(t.Tiers[0].Delay), ladder.FormatDelay(t.MaxAge))
+		case t.MaxAge > 0 && len(t.LadderTiers()) > 0 && t.MaxAge <= t.LadderTiers()[0].Delay:
+			v.errorf(path+".max_age", "%s; got %s", maxAgeProblem(t.LadderTiers()[0].Delay), ladder.FormatDelay(t.MaxAge))
 		}
 		longest := time.Duration(0)
-		for _, tier := range t.Tiers {
+		for _, tier := range t.LadderTiers() {
 			longest = max(longest, tier.Delay)
 		}
 		switch {
@@ -219,9 +224,19 @@ func (v *validator) topics() {
 }
 
 func (v *validator) tiers(t Topic, path string) {
+	if b := t.Backoff; b != nil {
+		if len(t.Tiers) > 0 {
+			v.errorf(path+".backoff", "%s", tiersAndBackoffProblem)
+			return
+		}
+		if field, err := b.Check(MaxTierAttempts); err != nil {
+			v.errorf(path+".backoff."+field, "%v", err)
+		}
+		return
+	}
 	path += ".tiers"
 	if len(t.Tiers) == 0 {
-		v.errorf(path, "required: list at least one tier, e.g. tiers: [{delay: 5s}, {delay: 1m}]")
+		v.errorf(path, "%s", tiersRequiredProblem)
 		return
 	}
 	for i, tier := range t.Tiers {
@@ -306,6 +321,11 @@ func boundsProblem(lo, hi, def time.Duration, why string) string {
 	return fmt.Sprintf("must be between %s and %s (default %s): %s",
 		ladder.FormatDelay(lo), ladder.FormatDelay(hi), ladder.FormatDelay(def), why)
 }
+
+const (
+	tiersAndBackoffProblem = "has both tiers and backoff: keep one, tiers to list the delays or backoff to generate them"
+	tiersRequiredProblem   = "required: list at least one tier, e.g. tiers: [{delay: 5s}, {delay: 1m}], or generate them with backoff: {initial: 1s, max: 1m, attempts: 8}"
+)
 
 func maxAgeProblem(firstDelay time.Duration) string {
 	return fmt.Sprintf("must be longer than the first tier's delay %s: a record that fails once would expire before its first retry", ladder.FormatDelay(firstDelay))

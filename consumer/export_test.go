@@ -16,3 +16,9 @@ const PartitionRefreshEvery = partitions.RefreshEvery
 func WithDeadLetterHookQueue(n int) Opt {
 	return optionFunc(func(o *options) { o.hookQueue = n })
 }
+
+// WithJitterSeed seeds the workers' jitter sources (with the partition), so
+// that a test's draws are the same on every run.
+func WithJitterSeed(seed uint64) Opt {
+	return optionFunc(func(o *options) { o.jitterSeed = &seed })
+}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"time"
 
@@ -147,7 +148,11 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		return w.deadLetter(rec, md, headers.ReasonExhausted, herr.Error())
 	}
 	wait, attempts := step.Delay, 0
-	if d, ok := retryAfter(herr); ok {
+	d, after := retryAfter(herr)
+	if !after && step.Jitter > 0 {
+		wait = step.Wait(w.jitterDraw())
+	}
+	if after {
 		// The first tier that waits d, unless the record is past it already;
 		// never longer than the tier's delay, which the relay enforces.
 		if to := w.ladder.AtLeast(d); to.Index > step.Index {
@@ -168,6 +173,19 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		next.Attempts = attempts // an attempt of the tier RetryAfter chose
 	}
 	return w.forward(rec, step.Topic, next)
+}
+
+// jitterDraw returns u uniform in [0, 1) for a tier's jitter, from the
+// worker's own source: seeded at random, or from WithJitterSeed in tests.
+func (w *worker) jitterDraw() float64 {
+	if w.rnd == nil {
+		seed := rand.Uint64()
+		if s := w.s.c.opts.jitterSeed; s != nil {
+			seed = *s
+		}
+		w.rnd = rand.New(rand.NewPCG(seed, uint64(w.tp.partition)))
+	}
+	return w.rnd.Float64()
 }
 
 // classify runs the classifier; a panic or an unknown Decision is Retry.

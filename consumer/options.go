@@ -40,6 +40,10 @@ type options struct {
 	// FetchMaxWait). Tests lower them (export_test.go).
 	pauseAt, resumeAt int
 	pauseBytes        int
+
+	// jitterSeed seeds the workers' jitter sources (with the partition)
+	// instead of a random seed; tests set it (export_test.go).
+	jitterSeed *uint64
 }
 
 func defaultOptions() options {

@@ -4,14 +4,20 @@ package consumer_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/internal/kafkatest"
+	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // run runs a Consumer on b's config until the test's cleanup.
@@ -124,5 +130,96 @@ func (b *realBroker) produceSync(recs ...*kgo.Record) {
 	defer cancel()
 	if err := b.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		b.t.Fatalf("produce: %v", err)
+	}
+}
+
+// A backoff ladder on the real broker: backoff {initial 500ms, multiplier 2,
+// max 1s, attempts 3, jitter 0.5} is the tiers 500ms and 1s ×2, which
+// topics.Plan and Apply create (as `kretry topics apply` does); a record that
+// always fails walks them into the DLQ, each wait jittered within
+// [delay × 0.5, delay] and never re-fed before its due time.
+func TestBackoffLadderOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	seeds := kafkatest.Brokers(t)
+	cfg := &config.Config{Brokers: seeds, Group: kafkatest.Name(t, "g"), Topics: []config.Topic{{
+		Name:    kafkatest.Name(t, "orders"),
+		Backoff: &ladder.Backoff{Initial: 500 * time.Millisecond, Multiplier: 2, Max: time.Second, Attempts: 3, Jitter: 0.5},
+	}}}
+	cfg.SetDefaults()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	main := cfg.Topics[0].Name
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, main); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := cfg.Provisions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ps[0].Ladder
+	var created []string
+	for _, s := range l.Steps() {
+		created = append(created, s.Topic)
+	}
+	created = append(created, l.DLQ())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		adm.DeleteTopics(ctx, append([]string{main}, created...)...)
+		adm.DeleteGroups(ctx, cfg.Group, cfg.Relay.Group)
+	})
+	plan, err := topics.Plan(ctx, adm, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topics.Apply(ctx, adm, plan); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.WaitTopics(t, adm, created...)
+	if want := []string{main + ".retry-500ms", main + ".retry-1s", main + ".dlq"}; !slices.Equal(created, want) {
+		t.Fatalf("the backoff's topics are %v, want %v", created, want)
+	}
+
+	b := &realBroker{t: t, seeds: seeds, cl: cl, adm: adm, cfg: cfg, ladder: l, parts: 2}
+	var seen seenCalls
+	stop := b.run(consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		seen.add(t, r)
+		return errTransient
+	}))
+	b.produceSync(&kgo.Record{Topic: main, Partition: 1, Key: []byte("k")})
+	waitReal(t, 60*time.Second, "the DLQ record", func() bool { return len(b.readAll(l.DLQ())) == 1 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := seen.get("k")
+	wantTier := []string{"", "retry-500ms", "retry-1s", "retry-1s"}
+	wantDelay := []time.Duration{0, 500 * time.Millisecond, time.Second, time.Second}
+	if len(got) != 4 {
+		t.Fatalf("handled %d times, want 4", len(got))
+	}
+	for i, c := range got[1:] {
+		md := c.md
+		if md.Tier != wantTier[i+1] || md.Attempts != i+1 {
+			t.Errorf("delivery %d: from %q attempts %d, want %q and %d", i+2, md.Tier, md.Attempts, wantTier[i+1], i+1)
+		}
+		wait := md.DueAt.Sub(md.LastFailureAt)
+		if wait < wantDelay[i+1]/2 || wait > wantDelay[i+1] {
+			t.Errorf("delivery %d: due %v after its failure, outside [%v, %v]", i+2, wait, wantDelay[i+1]/2, wantDelay[i+1])
+		}
+		if c.at.Before(md.DueAt.Add(-time.Millisecond)) {
+			t.Errorf("delivery %d at %v, before its due time %v", i+2, c.at, md.DueAt)
+		}
+		t.Logf("delivery %d from %s: due %v after its failure (tier delay %v), handled %v after it",
+			i+2, md.Tier, wait, wantDelay[i+1], c.at.Sub(md.LastFailureAt).Round(time.Millisecond))
+	}
+	dlq, err := headersOf(b.readAll(l.DLQ())[0])
+	if err != nil || dlq.Reason != headers.ReasonExhausted || dlq.Attempts != 4 {
+		t.Errorf("DLQ record: %+v, %v; want exhausted after 4 failures", dlq, err)
 	}
 }

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +66,8 @@ type worker struct {
 	// 0 once the worker did anything else since; see handle.
 	clock0     time.Time
 	handlerEnd time.Duration
+
+	rnd *rand.Rand // jitter draws (jitterDraw); nil until the first
 }
 
 func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {

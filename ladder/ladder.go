@@ -32,6 +32,20 @@ type Step struct {
 	Topic    string        // from the naming template, e.g. "orders.retry-5s"
 	Delay    time.Duration // how long a record waits in this tier
 	Attempts int           // failures this tier takes, ≥ 1
+	Jitter   float64       // the ladder's jitter (WithJitter), 0 ≤ Jitter < 1
+}
+
+// Wait returns how long a record that failed waits in s, for u uniform in
+// [0, 1) drawn per record: Delay × (1 − Jitter × u), shortened by whole
+// milliseconds only, so never longer than Delay nor shorter than
+// Delay × (1 − Jitter), and a due time written in milliseconds keeps it
+// exactly. Without jitter it is Delay.
+func (s Step) Wait(u float64) time.Duration {
+	if s.Jitter <= 0 || u <= 0 {
+		return s.Delay
+	}
+	cut := time.Duration(float64(s.Delay) * s.Jitter * min(u, 1))
+	return s.Delay - cut.Truncate(time.Millisecond)
 }
 
 // Ladder is the resolved retry ladder of one main topic for one consumer
@@ -50,6 +64,7 @@ type Opt interface{ apply(*cfg) }
 type cfg struct {
 	naming string
 	dlq    string
+	jitter float64
 }
 
 func defaultCfg() cfg { return cfg{naming: DefaultNaming, dlq: DefaultDLQ} }
@@ -73,6 +88,14 @@ func WithDLQ(nameOrTemplate string) Opt {
 	return opt(func(c *cfg) { c.dlq = nameOrTemplate })
 }
 
+// WithJitter sets the share of a tier's delay that is drawn away per
+// record: a record is due at the failure + Step.Wait(u), between
+// delay × (1 − jitter) and delay, never later. 0 ≤ jitter < 1. Default 0,
+// no jitter.
+func WithJitter(jitter float64) Opt {
+	return opt(func(c *cfg) { c.jitter = jitter })
+}
+
 // New resolves the retry ladder of topic for group. Tiers must be given
 // in order of strictly increasing delay, each delay > 0 and attempts ≥ 0
 // (0 means 1). Every resolved name must be a legal Kafka topic name, and the
@@ -90,6 +113,9 @@ func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
 	}
 	if len(tiers) == 0 {
 		return nil, fmt.Errorf("retry ladder of topic %s: no tiers: give at least one tier with a delay", topic)
+	}
+	if !(cfg.jitter >= 0 && cfg.jitter < 1) {
+		return nil, fmt.Errorf("retry ladder of topic %s: %w, got %v", topic, errJitter, cfg.jitter)
 	}
 	if err := checkTemplate(cfg.naming, true); err != nil {
 		return nil, fmt.Errorf("retry ladder of topic %s: naming template %q: %w", topic, cfg.naming, err)
@@ -123,6 +149,7 @@ func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
 			Topic:    expand(cfg.naming, topic, group, FormatDelay(t.Delay), strconv.Itoa(i+1)),
 			Delay:    t.Delay,
 			Attempts: max(t.Attempts, 1),
+			Jitter:   cfg.jitter,
 		}
 		if err := checkTopicName(s.Topic); err != nil {
 			return nil, fmt.Errorf("retry ladder of topic %s: tier %d (%s): %w", topic, i+1, s.Name, err)
@@ -156,6 +183,14 @@ func (l *Ladder) Topic() string { return l.topic }
 
 // Group returns the consumer group whose handler the ladder retries.
 func (l *Ladder) Group() string { return l.group }
+
+// Jitter returns the ladder's jitter (WithJitter); 0: none.
+func (l *Ladder) Jitter() float64 {
+	if len(l.steps) == 0 {
+		return 0
+	}
+	return l.steps[0].Jitter
+}
 
 // DLQ returns the dead-letter topic.
 func (l *Ladder) DLQ() string { return l.dlq }
