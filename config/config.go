@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -170,6 +171,43 @@ type Topic struct {
 	MaxAge        time.Duration // 0: no limit
 	TierRetention time.Duration // 0: per tier max(2 × delay, 24h); see RetentionForTier
 	DLQRetention  time.Duration // 0: 14 days; see RetentionForDLQ
+
+	// Partitions, when > 0, declares the main topic: kretry topics apply (and
+	// a consumer at start) create it when it is missing, kretry topics apply
+	// --raise-partitions raises an existing one's partitions to it; more
+	// partitions than this is an error (Kafka cannot remove partitions).
+	// 0: the main topic is the service's, never created nor changed.
+	Partitions int32
+	// ReplicationFactor is the replication factor of a main topic kretry
+	// creates (needs Partitions); 0: the brokers' default.replication.factor.
+	// An existing topic's is never changed: a different one is a warning.
+	ReplicationFactor int16
+	// TopicConfigs are other topic configs (min.insync.replicas,
+	// compression.type, …) of the tier and DLQ topics; TierConfigs and
+	// DLQConfigs those of one kind, over TopicConfigs. Set at creation and
+	// set again where a topic differs; never on the main topic. Names pass
+	// topics.CheckConfigName (retention.ms, max.message.bytes and
+	// cleanup.policy are kretry's).
+	TopicConfigs, TierConfigs, DLQConfigs map[string]string
+}
+
+// ConfigsOf returns the extra configs of t's tier topics (kind
+// topics.KindTier) or DLQ (topics.KindDLQ): TopicConfigs with TierConfigs
+// or DLQConfigs over it; nil when there are none.
+func (t Topic) ConfigsOf(kind topics.TopicKind) map[string]string {
+	own := t.TierConfigs
+	if kind == topics.KindDLQ {
+		own = t.DLQConfigs
+	}
+	if len(t.TopicConfigs)+len(own) == 0 {
+		return nil
+	}
+	out := maps.Clone(t.TopicConfigs)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, own)
+	return out
 }
 
 // Relay configures the relay that re-feeds due records, in process or
@@ -315,7 +353,8 @@ func (t Topic) LadderTiers() []ladder.Tier {
 
 // Provisions returns what topics.Plan provisions for c: one Provision
 // per topic, in order, with its ladder for c.Group and its retention
-// settings (0 for the defaults).
+// settings (0 for the defaults), its main topic's partitions and
+// replication factor, and its extra topic configs.
 func (c *Config) Provisions() ([]topics.Provision, error) {
 	ls, err := c.Ladders()
 	if err != nil {
@@ -323,7 +362,10 @@ func (c *Config) Provisions() ([]topics.Provision, error) {
 	}
 	ps := make([]topics.Provision, len(ls))
 	for i, l := range ls {
-		ps[i] = topics.Provision{Ladder: l, TierRetention: c.Topics[i].TierRetention, DLQRetention: c.Topics[i].DLQRetention}
+		t := c.Topics[i]
+		ps[i] = topics.Provision{Ladder: l, TierRetention: t.TierRetention, DLQRetention: t.DLQRetention,
+			MainPartitions: t.Partitions, MainReplication: t.ReplicationFactor,
+			TierConfigs: t.ConfigsOf(topics.KindTier), DLQConfigs: t.ConfigsOf(topics.KindDLQ)}
 	}
 	return ps, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // topicLines remembers where a topic's parts are, for the checks that span
@@ -130,7 +131,89 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			}
 		}
 	}
+	if v, _, ok := d.count(fields, "partitions", path+".partitions", math.MaxInt32); ok {
+		t.Partitions = int32(v)
+	}
+	if v, l, ok := d.count(fields, "replication_factor", path+".replication_factor", math.MaxInt16); ok {
+		if t.Partitions == 0 {
+			d.errorf(l, path+".replication_factor", "%s", replicationProblem)
+		} else {
+			t.ReplicationFactor = int16(v)
+		}
+	}
+	t.TopicConfigs = d.topicConfigs(fields, "topic_configs", path)
+	t.TierConfigs = d.topicConfigs(fields, "tier_configs", path)
+	t.DLQConfigs = d.topicConfigs(fields, "dlq_configs", path)
 	return t, tl
+}
+
+const replicationProblem = "needs partitions: the replication factor is used only to create the main topic, which kretry does when the topic declares its partitions"
+
+// count reads a whole number from 1 to hi.
+func (d *decoder) count(fields map[string]field, key, path string, hi int64) (int64, int, bool) {
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return 0, f.line, false
+	}
+	n, isInt := f.value.(*ast.IntegerNode)
+	v, inRange := int64(0), false
+	if isInt {
+		switch x := n.Value.(type) {
+		case int64:
+			v, inRange = x, true
+		case uint64:
+			v, inRange = int64(min(x, math.MaxInt64)), true
+		}
+	}
+	if !isInt || !inRange || v < 1 || v > hi {
+		d.errorf(f.line, path, "must be a whole number from 1 to %d (omit it to leave the main topic alone), got %s", hi, describe(f.value))
+		return 0, f.line, false
+	}
+	return v, f.line, true
+}
+
+// topicConfigs reads a mapping of extra topic configs: names as
+// topics.CheckConfigName allows, scalar values kept as text.
+func (d *decoder) topicConfigs(fields map[string]field, key, path string) map[string]string {
+	path += "." + key
+	f, ok := fields[key]
+	if !ok || f.value == nil {
+		return nil
+	}
+	var pairs []*ast.MappingValueNode
+	switch v := f.value.(type) {
+	case *ast.MappingNode:
+		pairs = v.Values
+	case *ast.MappingValueNode:
+		pairs = []*ast.MappingValueNode{v}
+	default:
+		d.errorf(f.line, path, "must be a mapping of Kafka topic configs to values, e.g. {min.insync.replicas: 2, compression.type: zstd}, got %s", describe(f.value))
+		return nil
+	}
+	out := map[string]string{}
+	for _, p := range pairs {
+		kline := lineOf(p.Key)
+		name, ok := scalarText(d.resolve(p.Key))
+		if !ok {
+			d.errorf(kline, path, "a key must be a Kafka topic config name, got %s", describe(d.resolve(p.Key)))
+			continue
+		}
+		if err := topics.CheckConfigName(name); err != nil {
+			d.errorf(kline, join(path, show(name)), "%v", err)
+			continue
+		}
+		if _, dup := out[name]; dup {
+			d.errorf(kline, join(path, name), "duplicate topic config: give it once")
+			continue
+		}
+		val, ok := scalarText(d.resolve(p.Value))
+		if !ok {
+			d.errorf(kline, join(path, name), "must be a value such as 2 or zstd, got %s", describe(d.resolve(p.Value)))
+			continue
+		}
+		out[name] = val
+	}
+	return out
 }
 
 // tiers reads a topic's tiers; the delays of those read must be > 0 and

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/kretry/kretry/ladder"
+	"github.com/kretry/kretry/topics"
 )
 
 // MaxTierAttempts is the most attempts one tier may take.
@@ -199,6 +201,26 @@ func (v *validator) topics() {
 		}
 		if t.DLQRetention < 0 {
 			v.errorf(path+".retention.dlq", "must be > 0 (0 in Go, or omitted in a file, for the default 336h, 14 days), got %s", t.DLQRetention)
+		}
+		if t.Partitions < 0 {
+			v.errorf(path+".partitions", "must be ≥ 1 (0 in Go, or omitted in a file, to leave the main topic alone), got %d", t.Partitions)
+		}
+		switch {
+		case t.ReplicationFactor < 0:
+			v.errorf(path+".replication_factor", "must be ≥ 1 (0 in Go, or omitted in a file, for the brokers' default), got %d", t.ReplicationFactor)
+		case t.ReplicationFactor > 0 && t.Partitions <= 0:
+			v.errorf(path+".replication_factor", "%s", replicationProblem)
+		}
+		for _, kc := range []struct {
+			key string
+			cs  map[string]string
+		}{{"topic_configs", t.TopicConfigs}, {"tier_configs", t.TierConfigs}, {"dlq_configs", t.DLQConfigs}} {
+			key := kc.key
+			for _, name := range slices.Sorted(maps.Keys(kc.cs)) {
+				if err := topics.CheckConfigName(name); err != nil {
+					v.errorf(path+"."+key+"."+name, "%v", err)
+				}
+			}
 		}
 		if len(v.errs) > before || blank(c.Group) {
 			continue // the ladder would repeat these errors

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -35,7 +37,82 @@ type Provision struct {
 	// DLQRetention is the retention the DLQ should have at least.
 	// 0: DefaultDLQRetention (14 days).
 	DLQRetention time.Duration
+	// MainPartitions, when > 0, is the partition count of the main topic:
+	// Plan then wants the main topic too, creates it when it is missing
+	// (rather than returning a *MissingTopicError), raises its partitions
+	// only with WithRaisePartitions, and returns a *PartitionsError when it
+	// has more (Kafka cannot remove partitions). 0: the main topic is the
+	// service's, never created nor changed.
+	MainPartitions int32
+	// MainReplication is the replication factor Plan creates a missing main
+	// topic with (only with MainPartitions); 0: the brokers'
+	// default.replication.factor. An existing topic's is never changed: a
+	// different one is a warning of its row.
+	MainReplication int16
+	// TierConfigs and DLQConfigs are other topic configs the tier topics
+	// and the DLQ should have (min.insync.replicas, compression.type, …):
+	// set when Apply creates a topic, set again (IncrementalAlterConfigs)
+	// where a topic has another value. Values are compared as text with what
+	// the broker describes. Names must pass CheckConfigName.
+	TierConfigs, DLQConfigs map[string]string
 }
+
+// Owned are the topic configs that kretry sets itself on the tier and DLQ
+// topics, and so refuses among Provision's TierConfigs and DLQConfigs.
+var owned = map[string]string{
+	"retention.ms":      "kretry sets it from the retention settings (retention.tiers, retention.dlq)",
+	"max.message.bytes": "kretry sets it from the main topic's, plus room for its headers",
+	"cleanup.policy":    "tier and DLQ topics must delete, never compact: compaction would drop records that share a key",
+}
+
+// CheckConfigName reports whether name may be given as an extra topic
+// config: a Kafka config name (lower-case words of letters and digits
+// joined by '.') that kretry does not set itself (retention.ms,
+// max.message.bytes, cleanup.policy).
+func CheckConfigName(name string) error {
+	if why, ok := owned[name]; ok {
+		return fmt.Errorf("topic config %s is kretry's: %s; remove it", name, why)
+	}
+	words := strings.Split(name, ".")
+	for _, w := range words {
+		ok := w != "" && 'a' <= w[0] && w[0] <= 'z'
+		for _, c := range []byte(w) {
+			ok = ok && ('a' <= c && c <= 'z' || '0' <= c && c <= '9')
+		}
+		if !ok || len(name) > 249 {
+			return fmt.Errorf("topic config name %q is not a Kafka topic config name: lower-case words of letters and digits joined by '.', such as min.insync.replicas", name)
+		}
+	}
+	return nil
+}
+
+// PartitionsError is returned by Plan when a main topic has more partitions
+// than its Provision's MainPartitions: Kafka cannot remove partitions.
+type PartitionsError struct {
+	Topic      string
+	Have, Want int32
+}
+
+func (e *PartitionsError) Error() string {
+	return fmt.Sprintf("main topic %s has %d partitions and %d are wanted: Kafka cannot remove partitions; want %d (partitions: %d in the config) or leave the count out",
+		e.Topic, e.Have, e.Want, e.Have, e.Have)
+}
+
+// Opt is an option of Plan and EnsureTopics.
+type Opt interface{ apply(*cfg) }
+
+type cfg struct{ raisePartitions bool }
+
+type optFunc func(*cfg)
+
+func (f optFunc) apply(c *cfg) { f(c) }
+
+// WithRaisePartitions lets Apply raise a main topic's partitions to its
+// Provision's MainPartitions (ActionAddPartitions on its row). Default
+// false: a main topic with fewer partitions keeps them, its row holds the
+// raise in Held. Raising a main topic's partitions moves keys to other
+// partitions, which breaks per-key order across the change.
+func WithRaisePartitions(raise bool) Opt { return optFunc(func(c *cfg) { c.raisePartitions = raise }) }
 
 // TopicKind says what a provisioned topic is for.
 type TopicKind string
@@ -44,6 +121,9 @@ type TopicKind string
 const (
 	KindTier TopicKind = "tier"
 	KindDLQ  TopicKind = "dlq"
+	// KindMain is a main topic, planned when its Provision has
+	// MainPartitions.
+	KindMain TopicKind = "main"
 )
 
 // Action is one change that Apply makes to a topic.
@@ -62,13 +142,18 @@ const (
 	// (IncrementalAlterConfigs), where the topic takes smaller batches: a
 	// record the main topic accepted must fit with kretry's headers.
 	ActionRaiseMaxMessageBytes Action = "raise-max-message-bytes"
-	// ActionAddPartitions raises the partition count to the main topic's.
+	// ActionAddPartitions raises the partition count to the main topic's
+	// (of a main topic: to its Provision's MainPartitions, only with
+	// WithRaisePartitions).
 	// It is safe for kretry: the relay re-feeds a record to the partition
 	// named by its kretry-original-partition header, and DLQ replay to its
 	// original topic and partition, so which partition of a tier or DLQ topic
 	// holds a record never decides where it goes back to. Records already in
 	// a tier topic stay where they are and are re-fed when due.
 	ActionAddPartitions Action = "add-partitions"
+	// ActionSetConfigs sets the topic configs of TierConfigs or DLQConfigs
+	// that the topic lacks or has another value of (IncrementalAlterConfigs).
+	ActionSetConfigs Action = "set-configs"
 )
 
 // Unlimited is the retention of a topic with retention.ms = -1.
@@ -112,8 +197,52 @@ type TopicState struct {
 	// max.message.bytes (the most of all main topics when ladders share a
 	// topic).
 	WantMaxMessageBytes int32
+	// ReplicationFactor is what the topic has: 0 when it does not exist.
+	ReplicationFactor int16
+	// WantConfigs are the other configs the topic should have (Provision's
+	// TierConfigs or DLQConfigs); Configs what it has of them (a key is
+	// absent when the broker does not describe it).
+	WantConfigs, Configs map[string]string
 	// Actions is empty when the topic is as wanted.
 	Actions []Action
+	// Held are the changes Apply makes only with WithRaisePartitions: the
+	// raise of a main topic's partitions.
+	Held []Action
+	// Warnings are differences that Apply never changes: a main topic's
+	// replication factor.
+	Warnings []string
+}
+
+// ConfigDrift returns the names of WantConfigs whose value the topic does
+// not have, sorted.
+func (s TopicState) ConfigDrift() []string {
+	var out []string
+	for k, v := range s.WantConfigs {
+		if have, ok := s.Configs[k]; !ok || have != v {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CreateSummary says what Apply creates the topic with: "6 partitions,
+// replication factor 3, retention 1d, max.message.bytes 1050636" and its
+// other configs; a main topic has only its partitions and replication
+// factor, the brokers' default where WantReplication is -1.
+func (s TopicState) CreateSummary() string {
+	rf := strconv.Itoa(int(s.WantReplication))
+	if s.WantReplication <= 0 {
+		rf = "the brokers' default"
+	}
+	out := fmt.Sprintf("%d partitions, replication factor %s", s.WantPartitions, rf)
+	if s.Kind != KindMain {
+		out += fmt.Sprintf(", retention %s, max.message.bytes %d", FormatRetention(s.WantRetention), s.WantMaxMessageBytes)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.WantConfigs)) {
+		out += ", " + k + " " + s.WantConfigs[k]
+	}
+	return out
 }
 
 // OK reports whether the topic needs no change.
@@ -123,6 +252,8 @@ func (s TopicState) OK() bool { return len(s.Actions) == 0 }
 // ladders, in ladder order, each topic once.
 type TopicPlan struct {
 	Topics []TopicState
+
+	raisePartitions bool // WithRaisePartitions, for Apply's second looks
 }
 
 // Changes returns the rows that Apply would change.
@@ -130,6 +261,19 @@ func (p *TopicPlan) Changes() []TopicState {
 	var out []TopicState
 	for _, s := range p.Topics {
 		if !s.OK() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Pending returns the rows that differ from what is wanted and that Apply
+// changes, with WithRaisePartitions for the Held ones: what a CI gate
+// (kretry topics plan --exit-code) fails on.
+func (p *TopicPlan) Pending() []TopicState {
+	var out []TopicState
+	for _, s := range p.Topics {
+		if !s.OK() || len(s.Held) > 0 {
 			out = append(out, s)
 		}
 	}
@@ -148,14 +292,14 @@ func (p *TopicPlan) Missing() []string {
 }
 
 // MissingTopicError is returned by Plan when a ladder's main topic does not
-// exist: kretry provisions the retry and DLQ topics of a main topic, never the
-// main topic itself.
+// exist and its Provision has no MainPartitions: kretry then provisions the
+// retry and DLQ topics of a main topic, never the main topic itself.
 type MissingTopicError struct {
 	Topic string
 }
 
 func (e *MissingTopicError) Error() string {
-	return fmt.Sprintf("main topic %s does not exist: create it first (kretry creates only the retry and DLQ topics, with the main topic's partition count)", e.Topic)
+	return fmt.Sprintf("main topic %s does not exist: create it first, or give it partitions (and replication_factor) in the config for kretry topics apply to create it", e.Topic)
 }
 
 // TierRetention returns the retention that Plan wants for a tier with the
@@ -167,13 +311,20 @@ func TierRetention(delay time.Duration) time.Duration {
 // Plan compares the tier and DLQ topics that the ladders want with the
 // cluster: a topic is to be created when it is missing, to get partitions
 // when it has fewer than its main topic, to get a longer retention when it
-// keeps records for less than the wanted retention (see Provision), and to
+// keeps records for less than the wanted retention (see Provision), to
 // take larger batches when its max.message.bytes is below
-// WantMaxMessageBytes of its main topic's. A main
-// topic that does not exist is a *MissingTopicError (joined, one per topic).
-// Plan changes nothing.
-func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*TopicPlan, error) {
+// WantMaxMessageBytes of its main topic's, and to get its other configs
+// set where they differ from TierConfigs or DLQConfigs. A main topic
+// whose Provision has MainPartitions is planned too, first (see
+// Provision.MainPartitions); any other main topic that does not exist is a
+// *MissingTopicError (joined, one per topic). Plan changes nothing.
+func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision, opts ...Opt) (*TopicPlan, error) {
+	var o cfg
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
 	var mains []string
+	declared := map[string]Provision{} // main topic → the provision that declares its partitions
 	for i, p := range provisions {
 		if p.Ladder == nil {
 			return nil, fmt.Errorf("plan topics: provision %d has no ladder: give each Provision its Ladder", i)
@@ -181,8 +332,25 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 		if p.TierRetention < 0 || p.DLQRetention < 0 {
 			return nil, fmt.Errorf("plan topics of %s: negative retention override: use 0 for the default", p.Ladder.Topic())
 		}
-		if !slices.Contains(mains, p.Ladder.Topic()) {
-			mains = append(mains, p.Ladder.Topic())
+		if p.MainPartitions < 0 || p.MainReplication < 0 {
+			return nil, fmt.Errorf("plan topics of %s: negative partitions or replication factor: use 0 to leave the main topic alone", p.Ladder.Topic())
+		}
+		for _, cs := range []map[string]string{p.TierConfigs, p.DLQConfigs} {
+			for k := range cs {
+				if err := CheckConfigName(k); err != nil {
+					return nil, fmt.Errorf("plan topics of %s: %w", p.Ladder.Topic(), err)
+				}
+			}
+		}
+		main := p.Ladder.Topic()
+		if !slices.Contains(mains, main) {
+			mains = append(mains, main)
+		}
+		if p.MainPartitions > 0 {
+			if d, ok := declared[main]; ok && (d.MainPartitions != p.MainPartitions || d.MainReplication != p.MainReplication) {
+				return nil, fmt.Errorf("plan topics: main topic %s is declared twice with different partitions or replication factors: declare it once", main)
+			}
+			declared[main] = p
 		}
 	}
 	if len(mains) == 0 {
@@ -193,40 +361,107 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 	if err != nil {
 		return nil, err
 	}
-	var missing []error
+	var problems []error
+	var existing []string
 	for _, m := range mains {
-		if _, ok := mainDetails[m]; !ok {
-			missing = append(missing, &MissingTopicError{Topic: m})
+		d, ok := mainDetails[m]
+		if !ok {
+			if _, decl := declared[m]; !decl {
+				problems = append(problems, &MissingTopicError{Topic: m})
+			}
+			continue
+		}
+		existing = append(existing, m)
+		if p, decl := declared[m]; decl && int32(len(d.Partitions)) > p.MainPartitions {
+			problems = append(problems, &PartitionsError{Topic: m, Have: int32(len(d.Partitions)), Want: p.MainPartitions})
 		}
 	}
-	if len(missing) > 0 {
-		return nil, errors.Join(missing...)
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
 	}
-	mainConfigs, err := describeConfigs(ctx, adm, mains)
+	mainConfigs, err := describeConfigs(ctx, adm, existing)
 	if err != nil {
 		return nil, err
+	}
+	if len(existing) < len(mains) {
+		// a main topic to be created gets the brokers' message.max.bytes
+		mmb := brokerMaxMessageBytes(ctx, adm)
+		for _, m := range mains {
+			if _, ok := mainConfigs[m]; !ok {
+				mainConfigs[m] = topicConfigs{maxMessageBytes: mmb}
+			}
+		}
 	}
 
 	plan := &TopicPlan{}
 	index := map[string]int{} // topic → row
-	want := func(topic string, kind TopicKind, l *ladder.Ladder, tier string, retention time.Duration) {
+	// The main topics declared come first, so that Apply creates them
+	// before their tier topics.
+	for _, m := range mains {
+		p, ok := declared[m]
+		if !ok {
+			continue
+		}
+		rf := p.MainReplication
+		if rf == 0 {
+			rf = -1 // the brokers' default
+		}
+		index[m] = len(plan.Topics)
+		plan.Topics = append(plan.Topics, TopicState{
+			Topic: m, Kind: KindMain, MainTopic: m,
+			WantPartitions: p.MainPartitions, WantReplication: rf,
+		})
+	}
+	// mainShape is the partition count and replication factor the main
+	// topic has after Apply: tier and DLQ topics follow it.
+	mainShape := func(main string) (int32, int16) {
+		md, ok := mainDetails[main]
+		p, decl := declared[main]
+		switch {
+		case !ok:
+			rf := p.MainReplication
+			if rf == 0 {
+				rf = -1 // the brokers' default
+			}
+			return p.MainPartitions, rf
+		case decl && o.raisePartitions:
+			return max(int32(len(md.Partitions)), p.MainPartitions), int16(md.Partitions.NumReplicas())
+		default:
+			return int32(len(md.Partitions)), int16(md.Partitions.NumReplicas())
+		}
+	}
+	var conflict error
+	want := func(topic string, kind TopicKind, l *ladder.Ladder, tier string, retention time.Duration, configs map[string]string) {
 		main := l.Topic()
-		md := mainDetails[main]
-		parts := int32(len(md.Partitions))
-		rf := int16(md.Partitions.NumReplicas())
+		parts, rf := mainShape(main)
 		maxBytes := WantMaxMessageBytes(l, mainConfigs[main].maxMessageBytes)
 		if i, ok := index[topic]; ok { // shared between ladders: want the most of each
 			s := &plan.Topics[i]
+			if s.Kind != kind {
+				conflict = fmt.Errorf("plan topics: topic %s is both a %s topic and a %s topic: give each its own name", topic, s.Kind, kind)
+				return
+			}
 			s.WantPartitions = max(s.WantPartitions, parts)
 			s.WantReplication = max(s.WantReplication, rf)
 			s.WantRetention = max(s.WantRetention, retention)
 			s.WantMaxMessageBytes = max(s.WantMaxMessageBytes, maxBytes)
+			for k, v := range configs {
+				if have, ok := s.WantConfigs[k]; ok && have != v {
+					conflict = fmt.Errorf("plan topics: topic %s is shared by the ladders of %s and %s, which want %s %q and %q: give both the same value", topic, s.MainTopic, main, k, have, v)
+					return
+				}
+				if s.WantConfigs == nil {
+					s.WantConfigs = map[string]string{}
+				}
+				s.WantConfigs[k] = v
+			}
 			return
 		}
 		index[topic] = len(plan.Topics)
 		plan.Topics = append(plan.Topics, TopicState{
 			Topic: topic, Kind: kind, MainTopic: main, Tier: tier,
 			WantPartitions: parts, WantReplication: rf, WantRetention: retention, WantMaxMessageBytes: maxBytes,
+			WantConfigs: maps.Clone(configs),
 		})
 	}
 	for _, p := range provisions {
@@ -236,28 +471,59 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision) (*Topic
 			if r == 0 {
 				r = TierRetention(s.Delay)
 			}
-			want(s.Topic, KindTier, l, s.Name, r)
+			want(s.Topic, KindTier, l, s.Name, r, p.TierConfigs)
 		}
 		r := p.DLQRetention
 		if r == 0 {
 			r = DefaultDLQRetention
 		}
-		want(l.DLQ(), KindDLQ, l, "", r)
+		want(l.DLQ(), KindDLQ, l, "", r, p.DLQConfigs)
+	}
+	if conflict != nil {
+		return nil, conflict
 	}
 
 	names := make([]string, len(plan.Topics))
 	for i, s := range plan.Topics {
 		names[i] = s.Topic
 	}
-	if err := observe(ctx, adm, plan.Topics, names); err != nil {
+	if err := observe(ctx, adm, plan.Topics, names, o); err != nil {
 		return nil, err
 	}
+	plan.raisePartitions = o.raisePartitions
 	return plan, nil
+}
+
+// brokerMaxMessageBytes is the brokers' message.max.bytes, the
+// max.message.bytes of a topic created without one: Kafka's default
+// (1048588) when it cannot be read.
+func brokerMaxMessageBytes(ctx context.Context, adm *kadm.Client) int32 {
+	const kafkaDefault = 1048588
+	// Without a broker id, DescribeBrokerConfigs answers the cluster's
+	// dynamic defaults only.
+	bm, err := adm.BrokerMetadata(ctx)
+	if err != nil || len(bm.Brokers) == 0 {
+		return kafkaDefault
+	}
+	rcs, err := adm.DescribeBrokerConfigs(ctx, bm.Brokers.NodeIDs()[0])
+	if err != nil {
+		return kafkaDefault
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key == "message.max.bytes" && c.Value != nil {
+				if n, err := strconv.ParseInt(*c.Value, 10, 32); err == nil && n > 0 {
+					return int32(n)
+				}
+			}
+		}
+	}
+	return kafkaDefault
 }
 
 // observe fills in what the cluster has of the named topics of states and
 // decides their actions.
-func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names []string) error {
+func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names []string, o cfg) error {
 	details, err := listTopics(ctx, adm, names)
 	if err != nil {
 		return err
@@ -279,13 +545,39 @@ func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names [
 		}
 		d, ok := details[s.Topic]
 		s.Exists, s.Partitions, s.Retention, s.MaxMessageBytes, s.Actions = ok, 0, 0, 0, nil
+		s.ReplicationFactor, s.Configs, s.Held, s.Warnings = 0, nil, nil, nil
 		if !ok {
 			s.Actions = []Action{ActionCreate}
 			continue
 		}
 		s.Partitions = int32(len(d.Partitions))
+		s.ReplicationFactor = int16(d.Partitions.NumReplicas())
 		s.Retention = configs[s.Topic].retention
 		s.MaxMessageBytes = configs[s.Topic].maxMessageBytes
+		if len(s.WantConfigs) > 0 {
+			s.Configs = map[string]string{}
+			for k := range s.WantConfigs {
+				if v, ok := configs[s.Topic].all[k]; ok {
+					s.Configs[k] = v
+				}
+			}
+		}
+		if s.Kind == KindMain {
+			if s.WantReplication > 0 && s.ReplicationFactor != s.WantReplication {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("replication factor %d, the config wants %d: kretry never changes a replication factor (reassign the partitions with Kafka's tools, or want %d)",
+					s.ReplicationFactor, s.WantReplication, s.ReplicationFactor))
+			}
+			if s.Partitions < s.WantPartitions {
+				if o.raisePartitions {
+					s.Actions = append(s.Actions, ActionAddPartitions)
+				} else {
+					s.Held = append(s.Held, ActionAddPartitions)
+					s.Warnings = append(s.Warnings, fmt.Sprintf("%d partitions, the config wants %d: raised only with --raise-partitions (keys move to other partitions)",
+						s.Partitions, s.WantPartitions))
+				}
+			}
+			continue
+		}
 		if s.Retention != Unlimited && s.Retention < s.WantRetention {
 			s.Actions = append(s.Actions, ActionRaiseRetention)
 		}
@@ -294,6 +586,9 @@ func observe(ctx context.Context, adm *kadm.Client, states []TopicState, names [
 		}
 		if s.Partitions < s.WantPartitions {
 			s.Actions = append(s.Actions, ActionAddPartitions)
+		}
+		if len(s.ConfigDrift()) > 0 {
+			s.Actions = append(s.Actions, ActionSetConfigs)
 		}
 	}
 	return nil
@@ -327,6 +622,7 @@ func listTopics(ctx context.Context, adm *kadm.Client, topics []string) (kadm.To
 type topicConfigs struct {
 	retention       time.Duration
 	maxMessageBytes int32
+	all             map[string]string // every config the broker described with a value
 }
 
 // describeConfigs returns retention.ms and max.message.bytes of each topic,
@@ -349,7 +645,11 @@ func describeConfigs(ctx context.Context, adm *kadm.Client, topics []string) (ma
 			return nil, fmt.Errorf("describe configs of topic %s: %w", t, err)
 		}
 		var v, mb *string
+		all := make(map[string]string, len(rc.Configs))
 		for _, c := range rc.Configs {
+			if c.Value != nil {
+				all[c.Key] = *c.Value
+			}
 			switch c.Key {
 			case "retention.ms":
 				v = c.Value
@@ -364,7 +664,7 @@ func describeConfigs(ctx context.Context, adm *kadm.Client, topics []string) (ma
 		if err != nil {
 			return nil, fmt.Errorf("topic %s: retention.ms %q is not a number", t, *v)
 		}
-		var tc topicConfigs
+		tc := topicConfigs{all: all}
 		if ms < 0 {
 			tc.retention = Unlimited
 		} else {
@@ -416,9 +716,13 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 			var err error
 			switch ap.Action {
 			case ActionCreate:
-				configs := map[string]*string{
-					"retention.ms":      kadm.StringPtr(retentionMs(s.WantRetention)),
-					"max.message.bytes": kadm.StringPtr(strconv.Itoa(int(s.WantMaxMessageBytes))),
+				configs := map[string]*string{}
+				if s.Kind != KindMain { // a main topic gets the brokers' defaults
+					configs["retention.ms"] = kadm.StringPtr(retentionMs(s.WantRetention))
+					configs["max.message.bytes"] = kadm.StringPtr(strconv.Itoa(int(s.WantMaxMessageBytes)))
+				}
+				for k, v := range s.WantConfigs {
+					configs[k] = kadm.StringPtr(v)
 				}
 				_, err = adm.CreateTopic(ctx, s.WantPartitions, s.WantReplication, configs, s.Topic)
 				if errors.Is(err, kerr.TopicAlreadyExists) {
@@ -426,7 +730,7 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 					ap.AlreadyExisted = true
 					if err = waitVisible(ctx, adm, []string{s.Topic}); err == nil {
 						states := []TopicState{s}
-						if err = observe(ctx, adm, states, []string{s.Topic}); err == nil {
+						if err = observe(ctx, adm, states, []string{s.Topic}, cfg{raisePartitions: plan.raisePartitions}); err == nil {
 							s = states[0]
 							for _, a := range s.Actions {
 								if a != ActionCreate { // seen above; never loop on create
@@ -437,8 +741,22 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 					}
 				}
 				if err != nil {
-					err = fmt.Errorf("create topic %s (%d partitions, replication factor %d, retention %s, max.message.bytes %d): %w",
-						s.Topic, s.WantPartitions, s.WantReplication, FormatRetention(s.WantRetention), s.WantMaxMessageBytes, err)
+					err = fmt.Errorf("create topic %s (%s): %w", s.Topic, s.CreateSummary(), err)
+				}
+			case ActionSetConfigs:
+				var alter []kadm.AlterConfig
+				var what []string
+				for _, k := range s.ConfigDrift() {
+					alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(s.WantConfigs[k])})
+					what = append(what, k+"="+s.WantConfigs[k])
+				}
+				var rs kadm.AlterConfigsResponses
+				rs, err = adm.AlterTopicConfigs(ctx, alter, s.Topic)
+				if err == nil {
+					_, err = rs.On(s.Topic, func(r *kadm.AlterConfigsResponse) error { return r.Err })
+				}
+				if err != nil {
+					err = fmt.Errorf("set configs %s of topic %s: %w", strings.Join(what, ", "), s.Topic, err)
 				}
 			case ActionRaiseRetention:
 				var rs kadm.AlterConfigsResponses
@@ -483,7 +801,7 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 		}
 		changed = append(changed, s)
 	}
-	if err := settle(ctx, adm, changed); err != nil {
+	if err := settle(ctx, adm, changed, cfg{raisePartitions: plan.raisePartitions}); err != nil {
 		return done, err
 	}
 	return done, nil
@@ -494,7 +812,7 @@ func Apply(ctx context.Context, adm *kadm.Client, plan *TopicPlan) ([]Applied, e
 // applies CreateTopics, CreatePartitions and config changes from the
 // controller a little after they return, and a Plan right after Apply must
 // find nothing left to do.
-func settle(ctx context.Context, adm *kadm.Client, changed []TopicState) error {
+func settle(ctx context.Context, adm *kadm.Client, changed []TopicState, o cfg) error {
 	if len(changed) == 0 {
 		return nil
 	}
@@ -509,7 +827,7 @@ func settle(ctx context.Context, adm *kadm.Client, changed []TopicState) error {
 	defer cancel()
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		states := slices.Clone(changed)
-		err := observe(ctx, adm, states, names)
+		err := observe(ctx, adm, states, names, o)
 		if err != nil && ctx.Err() == nil {
 			return err
 		}
@@ -596,8 +914,8 @@ func FormatRetention(d time.Duration) string {
 // EnsureTopics plans and applies in one call: what a consumer or relay does
 // at start to create its missing tier and DLQ topics. It returns what it
 // changed; a missing main topic is a *MissingTopicError.
-func EnsureTopics(ctx context.Context, adm *kadm.Client, provisions []Provision) ([]Applied, error) {
-	plan, err := Plan(ctx, adm, provisions)
+func EnsureTopics(ctx context.Context, adm *kadm.Client, provisions []Provision, opts ...Opt) ([]Applied, error) {
+	plan, err := Plan(ctx, adm, provisions, opts...)
 	if err != nil {
 		return nil, err
 	}

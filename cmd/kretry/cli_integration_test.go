@@ -176,3 +176,10 @@ func TestIntegrationRelayExactlyOnce(t *testing.T) {
 	main := realMain(t, seeds)
 	relayRoundTripWith(t, seeds, main, false, "exactly_once: true\ninstance_id: it-0\n")
 }
+
+// TestIntegrationTopicsMainTopicAndConfigs: checkMainTopicAndConfigs on the
+// real broker: a declared main topic created, --raise-partitions, an extra
+// config drifting and set again.
+func TestIntegrationTopicsMainTopicAndConfigs(t *testing.T) {
+	checkMainTopicAndConfigs(t, kafkatest.Brokers(t))
+}

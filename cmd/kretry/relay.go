@@ -61,7 +61,7 @@ re-feeds are not failing), 200 or 503 with a JSON body that says why.`,
 }
 
 func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) error {
-	cfg, adm, plan, err := a.planWith(ctx)
+	cfg, adm, plan, err := a.planWith(ctx, false)
 	if err != nil {
 		return err
 	}
