@@ -147,15 +147,21 @@ func (e *relayEnv) read(topic string) []*kgo.Record {
 	}
 	defer rd.Close()
 	byPart := map[int32][]*kgo.Record{}
-	for len(want) > 0 {
+	for quiet := 0; len(want) > 0; {
 		// A topic written in transactions ends with a commit marker, which
-		// is not a record: a second without records ends the read.
+		// is not a record: three seconds without records end the read. One
+		// was not enough in virtual time: a poll could time out while the
+		// reader was still setting up (a CI run read 1 of 6 records).
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := rd.PollFetches(pctx)
 		cancel()
 		if pctx.Err() != nil && fs.NumRecords() == 0 {
-			break
+			if quiet++; quiet == 3 {
+				break
+			}
+			continue
 		}
+		quiet = 0
 		if err := fs.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			e.t.Fatalf("read %s: %v", topic, err)
 		}
