@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +89,42 @@ func TestBackoffValidate(t *testing.T) {
 		if _, err := cfg.Ladders(); err == nil && (c.field == "topics[0].backoff" || c.field == "topics[0].backoff.jitter" || c.field == "topics[0].backoff.max") {
 			t.Errorf("%+v: Ladders took it", c.topic)
 		}
+	}
+}
+
+// retry_in_place in Go: Validate holds the worst case of the waits to
+// MaxInPlaceWait, SetDefaults fills the waits without writing the caller's.
+func TestRetryInPlaceValidate(t *testing.T) {
+	r := config.RetryInPlace{Attempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
+	if got := []time.Duration{r.Wait(1), r.Wait(2), r.Wait(3), r.Wait(5), r.WorstCase()}; !slices.Equal(got,
+		[]time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, time.Second, 700 * time.Millisecond}) {
+		t.Errorf("waits and worst case %v", got)
+	}
+	for _, c := range []struct {
+		r     config.RetryInPlace
+		field string
+		want  string
+	}{
+		{config.RetryInPlace{Attempts: 31, Backoff: time.Second, MaxBackoff: time.Second}, "topics[0].retry_in_place", "up to 31s together"},
+		{config.RetryInPlace{Attempts: 4, Backoff: 5 * time.Second, MaxBackoff: 20 * time.Second}, "topics[0].retry_in_place", "up to 55s together"},
+		{config.RetryInPlace{Attempts: 0}, "topics[0].retry_in_place.attempts", "from 1 to 100"},
+		{config.RetryInPlace{Attempts: 1, Backoff: 2 * time.Second, MaxBackoff: time.Second}, "topics[0].retry_in_place.max_backoff", "at least backoff 2s"},
+	} {
+		cfg := &config.Config{Brokers: []string{"127.0.0.1:9092"}, Group: "g", Topics: []config.Topic{{
+			Name: "o", Tiers: []ladder.Tier{{Delay: time.Second}}, RetryInPlace: &c.r}}}
+		var fe *config.FieldError
+		if err := cfg.Validate(); !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(fe.Problem, c.want) {
+			t.Errorf("%+v: %v; want %s: ...%s...", c.r, err, c.field, c.want)
+		}
+	}
+	ok := config.RetryInPlace{Attempts: 30} // 100ms, 200ms, 400ms, 800ms, then 1s: 28.5s
+	cfg := &config.Config{Brokers: []string{"127.0.0.1:9092"}, Group: "g", Topics: []config.Topic{{
+		Name: "o", Tiers: []ladder.Tier{{Delay: time.Second}}, RetryInPlace: &ok}}}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("30 attempts at the defaults (%v): %v", ok.WorstCase(), err)
+	}
+	if got := *cfg.Topics[0].RetryInPlace; got.Backoff != 100*time.Millisecond || got.MaxBackoff != time.Second || ok.Backoff != 0 {
+		t.Errorf("SetDefaults: %+v (the caller's %+v)", got, ok)
 	}
 }

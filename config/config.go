@@ -71,6 +71,19 @@ const (
 	DefaultDeliveryTimeout = 30 * time.Second
 	// MaxDeliveryTimeout bounds delivery_timeout.
 	MaxDeliveryTimeout = time.Hour
+	// DefaultInPlaceBackoff and DefaultInPlaceMaxBackoff are the waits of
+	// retry_in_place when backoff and max_backoff are not given.
+	DefaultInPlaceBackoff    = 100 * time.Millisecond
+	DefaultInPlaceMaxBackoff = time.Second
+	// MaxInPlaceAttempts bounds retry_in_place.attempts.
+	MaxInPlaceAttempts = 100
+	// MaxInPlaceWait bounds the worst case of retry_in_place's waits
+	// together (RetryInPlace.WorstCase): half of the group rebalance timeout
+	// (franz-go's default 60s, which kretry keeps), so that one record's
+	// in-place retries hold its partition well below the time a member may
+	// take to rejoin. A revoke or shutdown cuts the wait short anyway; the
+	// handler's own calls are bounded by the grace period.
+	MaxInPlaceWait = 30 * time.Second
 	// MaxInstanceIDLength is the longest instance_id Kafka accepts.
 	MaxInstanceIDLength = 249
 )
@@ -165,7 +178,10 @@ type Topic struct {
 	Tiers []ladder.Tier // Attempts resolved to ≥ 1; empty when Backoff generates them
 	// Backoff generates the tiers (backoff) instead of Tiers; set one of
 	// the two. Its Jitter shortens each record's wait (ladder.WithJitter).
-	Backoff       *ladder.Backoff
+	Backoff *ladder.Backoff
+	// RetryInPlace retries a failed record in the handler's goroutine
+	// before it goes to the first tier (retry_in_place); nil: none.
+	RetryInPlace  *RetryInPlace
 	DLQ           string        // resolved name; default "{topic}.dlq" expanded, e.g. "orders.dlq"
 	Naming        string        // tier topic template; default ladder.DefaultNaming
 	MaxAge        time.Duration // 0: no limit
@@ -208,6 +224,46 @@ func (t Topic) ConfigsOf(kind topics.TopicKind) map[string]string {
 	}
 	maps.Copy(out, own)
 	return out
+}
+
+// RetryInPlace is a topic's retry_in_place: a record whose handler fails
+// with an error the classifier retries is handled again in place, in its
+// partition's goroutine, Attempts times, waiting Backoff, doubling, at most
+// MaxBackoff, before it is forwarded to the first tier. A revoke or shutdown
+// ends the wait at once and leaves the record unmarked, to be delivered again.
+type RetryInPlace struct {
+	Attempts   int           // in-place retries, 1 to MaxInPlaceAttempts
+	Backoff    time.Duration // the first wait; 0 means DefaultInPlaceBackoff
+	MaxBackoff time.Duration // the cap on a wait, ≥ Backoff; 0 means max(DefaultInPlaceMaxBackoff, Backoff)
+}
+
+// Wait returns the wait before in-place retry k (from 1): Backoff ×
+// 2^(k−1), at most MaxBackoff. Zero fields are their defaults.
+func (r RetryInPlace) Wait(k int) time.Duration {
+	b, m := r.resolved()
+	for i := 1; i < k && b < m; i++ {
+		b *= 2
+	}
+	return min(b, m)
+}
+
+// WorstCase returns the longest all waits of r take together: the sum of
+// Wait(1) … Wait(Attempts). Validate holds it to MaxInPlaceWait.
+func (r RetryInPlace) WorstCase() time.Duration {
+	total := time.Duration(0)
+	for k := 1; k <= min(r.Attempts, MaxInPlaceAttempts); k++ {
+		total += r.Wait(k)
+	}
+	return total
+}
+
+func (r RetryInPlace) resolved() (backoff, maxBackoff time.Duration) {
+	backoff = cmpOr(r.Backoff, DefaultInPlaceBackoff)
+	maxBackoff = r.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = max(DefaultInPlaceMaxBackoff, backoff)
+	}
+	return backoff, maxBackoff
 }
 
 // Relay configures the relay that re-feeds due records, in process or

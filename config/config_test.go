@@ -154,6 +154,19 @@ func TestGoodConfigs(t *testing.T) {
 			}},
 			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
+		"retry-in-place.yaml": {
+			Brokers:  []string{"127.0.0.1:9092"},
+			ClientID: "kretry",
+			Group:    "orders-service",
+			Topics: []config.Topic{{
+				Name: "orders", Tiers: tiers(5*time.Second, 1, time.Minute, 1), DLQ: "orders.dlq", Naming: "{topic}.retry-{delay}",
+				RetryInPlace: &config.RetryInPlace{Attempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second},
+			}, {
+				Name: "payments", Tiers: tiers(5*time.Second, 1), DLQ: "payments.dlq", Naming: "{topic}.retry-{delay}",
+				RetryInPlace: &config.RetryInPlace{Attempts: 2, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second},
+			}},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+		},
 		"days-and-anchors.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
 			ClientID: "kretry",

@@ -52,6 +52,7 @@ func TestDesignDocKeys(t *testing.T) {
 	add("topics[].", topicKeys)
 	add("topics[].tiers[].", tierKeys)
 	add("topics[].backoff.", backoffKeys)
+	add("topics[].retry_in_place.", inPlaceKeys)
 	add("topics[].retention.", retentionKeys)
 	add("relay.", relayKeys)
 	for _, p := range paths {
@@ -62,23 +63,27 @@ func TestDesignDocKeys(t *testing.T) {
 
 	d := ladder.FormatDelay
 	for key, want := range map[string][]string{
-		"client_id":                   {DefaultClientID},
-		"commit_interval":             {d(DefaultCommitInterval), d(MinCommitInterval) + " to " + d(MaxCommitInterval)},
-		"session_timeout":             {d(DefaultSessionTimeout), d(MinSessionTimeout) + " to " + d(MaxSessionTimeout)},
-		"delivery_timeout":            {d(DefaultDeliveryTimeout), d(time.Millisecond) + " to " + d(MaxDeliveryTimeout)},
-		"relay.fetch_max_wait":        {d(DefaultFetchMaxWait), "at least " + d(MinFetchMaxWait)},
-		"relay.hold_bytes":            {strings.ReplaceAll(humanize.IBytes(DefaultHoldBytes), " ", "")},
-		"topics[].tiers[].attempts":   {"1 to " + humanize.Comma(MaxTierAttempts)},
-		"topics[].dlq":                {ladder.DefaultDLQ},
-		"topics[].backoff.multiplier": {"`" + strconv.Itoa(ladder.DefaultMultiplier) + "`", "1 to " + strconv.Itoa(ladder.MaxMultiplier)},
-		"topics[].backoff.attempts":   {"1 to " + humanize.Comma(MaxTierAttempts)},
-		"topics[].naming":             {ladder.DefaultNaming},
-		"topics[].retention.dlq":      {humanize.Comma(int64(DefaultDLQRetention/(24*time.Hour))) + " days"},
-		"topics[].retention.tiers":    {"max(2 × delay, " + d(MinTierRetention) + ")"},
-		"instance_id":                 {"1 to " + humanize.Comma(MaxInstanceIDLength), EnvInstanceID},
-		"group_protocol":              {GroupProtocolClassic, GroupProtocolConsumer},
-		"brokers":                     {EnvBrokers},
-		"group":                       {EnvGroup},
+		"client_id":                           {DefaultClientID},
+		"commit_interval":                     {d(DefaultCommitInterval), d(MinCommitInterval) + " to " + d(MaxCommitInterval)},
+		"session_timeout":                     {d(DefaultSessionTimeout), d(MinSessionTimeout) + " to " + d(MaxSessionTimeout)},
+		"delivery_timeout":                    {d(DefaultDeliveryTimeout), d(time.Millisecond) + " to " + d(MaxDeliveryTimeout)},
+		"relay.fetch_max_wait":                {d(DefaultFetchMaxWait), "at least " + d(MinFetchMaxWait)},
+		"relay.hold_bytes":                    {strings.ReplaceAll(humanize.IBytes(DefaultHoldBytes), " ", "")},
+		"topics[].tiers[].attempts":           {"1 to " + humanize.Comma(MaxTierAttempts)},
+		"topics[].dlq":                        {ladder.DefaultDLQ},
+		"topics[].backoff.multiplier":         {"`" + strconv.Itoa(ladder.DefaultMultiplier) + "`", "1 to " + strconv.Itoa(ladder.MaxMultiplier)},
+		"topics[].backoff.attempts":           {"1 to " + humanize.Comma(MaxTierAttempts)},
+		"topics[].retry_in_place":             {d(MaxInPlaceWait)},
+		"topics[].retry_in_place.attempts":    {"1 to " + strconv.Itoa(MaxInPlaceAttempts)},
+		"topics[].retry_in_place.backoff":     {d(DefaultInPlaceBackoff)},
+		"topics[].retry_in_place.max_backoff": {d(DefaultInPlaceMaxBackoff)},
+		"topics[].naming":                     {ladder.DefaultNaming},
+		"topics[].retention.dlq":              {humanize.Comma(int64(DefaultDLQRetention/(24*time.Hour))) + " days"},
+		"topics[].retention.tiers":            {"max(2 × delay, " + d(MinTierRetention) + ")"},
+		"instance_id":                         {"1 to " + humanize.Comma(MaxInstanceIDLength), EnvInstanceID},
+		"group_protocol":                      {GroupProtocolClassic, GroupProtocolConsumer},
+		"brokers":                             {EnvBrokers},
+		"group":                               {EnvGroup},
 	} {
 		row := rows["`"+key+"`"]
 		for _, w := range want {

@@ -90,6 +90,9 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 		t.Tiers, tl.tiers = d.tiers(fields, line, path)
 	}
 
+	if f, ok := fields["retry_in_place"]; ok {
+		t.RetryInPlace = d.retryInPlace(f, path+".retry_in_place")
+	}
 	if s, l, ok := d.nonEmpty(fields, "dlq", path+".dlq", `omit it for the default "`+ladder.DefaultDLQ+`"`); ok {
 		tl.dlq = l
 		if problem := templateProblem(s, false); problem != "" {
@@ -498,4 +501,54 @@ var backoffWhat = map[string]string{
 	"attempts":   "the retries before the DLQ, e.g. attempts: 8",
 	"multiplier": "how much each delay grows, ≥ 1 (default 2)",
 	"jitter":     "the share of a delay drawn away per record, ≥ 0 and < 1 (default 0)",
+}
+
+// retryInPlace reads a topic's retry_in_place: the types here, the rules in
+// Validate (inPlaceProblem).
+func (d *decoder) retryInPlace(f field, path string) *RetryInPlace {
+	fields, ok := d.mapping(f.value, f.line, path, inPlaceKeys, nil)
+	if !ok {
+		return nil
+	}
+	r := &RetryInPlace{}
+	valid := true
+	if a, ok := fields["attempts"]; ok && a.value != nil {
+		n, isInt := a.value.(*ast.IntegerNode)
+		v, isNum := int64(0), false
+		if isInt {
+			switch x := n.Value.(type) {
+			case int64:
+				v, isNum = x, true
+			case uint64:
+				v, isNum = int64(min(x, math.MaxInt64)), true
+			}
+		}
+		if !isNum || v < 1 || v > MaxInPlaceAttempts {
+			d.errorf(a.line, path+".attempts", "must be a whole number from 1 to %d: the retries in place before the first tier; got %s", MaxInPlaceAttempts, describe(a.value))
+			valid = false
+		} else {
+			r.Attempts = int(v)
+		}
+	} else {
+		d.errorf(max(a.line, f.line), path+".attempts", "required: the retries in place before the first tier, e.g. attempts: 3")
+		valid = false
+	}
+	if v, _, ok := d.duration(fields, "backoff", path+".backoff", " (default "+ladder.FormatDelay(DefaultInPlaceBackoff)+")"); ok {
+		r.Backoff = v
+	} else if bf, given := fields["backoff"]; given && bf.value != nil {
+		valid = false
+	}
+	if v, _, ok := d.duration(fields, "max_backoff", path+".max_backoff", " (default "+ladder.FormatDelay(DefaultInPlaceMaxBackoff)+")"); ok {
+		r.MaxBackoff = v
+	} else if mf, given := fields["max_backoff"]; given && mf.value != nil {
+		valid = false
+	}
+	if !valid {
+		return nil
+	}
+	if field, p := inPlaceProblem(*r); p != "" {
+		d.errorf(max(d.lines[path+field], f.line), path+field, "%s", p)
+		return nil
+	}
+	return r
 }

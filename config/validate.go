@@ -46,6 +46,11 @@ func (c *Config) SetDefaults() {
 			b.Multiplier = ladder.DefaultMultiplier
 			t.Backoff = &b
 		}
+		if r := t.RetryInPlace; r != nil {
+			x := *r // the caller's is not written
+			x.Backoff, x.MaxBackoff = x.resolved()
+			t.RetryInPlace = &x
+		}
 		t.Tiers = slices.Clone(t.Tiers)
 		for j := range t.Tiers {
 			if t.Tiers[j].Attempts == 0 {
@@ -173,6 +178,11 @@ func (v *validator) topics() {
 			}
 		}
 		v.tiers(t, path)
+		if r := t.RetryInPlace; r != nil {
+			if field, p := inPlaceProblem(*r); p != "" {
+				v.errorf(path+".retry_in_place"+field, "%s", p)
+			}
+		}
 		if t.DLQ != "" {
 			if p := templateProblem(t.DLQ, false); p != "" {
 				v.errorf(path+".dlq", "%s", p)
@@ -348,6 +358,34 @@ const (
 	tiersAndBackoffProblem = "has both tiers and backoff: keep one, tiers to list the delays or backoff to generate them"
 	tiersRequiredProblem   = "required: list at least one tier, e.g. tiers: [{delay: 5s}, {delay: 1m}], or generate them with backoff: {initial: 1s, max: 1m, attempts: 8}"
 )
+
+// Check reports what is wrong with r by the rules of retry_in_place, as
+// Validate does for a topic's; nil when it is right.
+func (r RetryInPlace) Check() error {
+	if field, p := inPlaceProblem(r); p != "" {
+		return fmt.Errorf("retry_in_place%s: %s", field, p)
+	}
+	return nil
+}
+
+// inPlaceProblem checks a retry_in_place: the field at fault (".attempts",
+// ".max_backoff", or "" for the whole) and the problem, or "".
+func inPlaceProblem(r RetryInPlace) (field, problem string) {
+	backoff, maxBackoff := r.resolved()
+	switch {
+	case r.Attempts < 1 || r.Attempts > MaxInPlaceAttempts:
+		return ".attempts", fmt.Sprintf("must be a whole number from 1 to %d: the retries in place before the first tier; got %d", MaxInPlaceAttempts, r.Attempts)
+	case r.Backoff < 0:
+		return ".backoff", fmt.Sprintf("must be > 0 (default %s), got %s", ladder.FormatDelay(DefaultInPlaceBackoff), r.Backoff)
+	case r.MaxBackoff < 0 || maxBackoff < backoff:
+		return ".max_backoff", fmt.Sprintf("must be at least backoff %s: it caps the doubling waits; got %s", ladder.FormatDelay(backoff), ladder.FormatDelay(r.MaxBackoff))
+	}
+	if worst := r.WorstCase(); worst > MaxInPlaceWait {
+		return "", fmt.Sprintf("its waits take up to %s together (%d attempts, %s doubling, capped at %s), more than %s, half of the group rebalance timeout (60s): one record would hold its partition that long; lower attempts or max_backoff, and let a retry tier take the longer waits",
+			ladder.FormatDelay(worst), r.Attempts, ladder.FormatDelay(backoff), ladder.FormatDelay(maxBackoff), ladder.FormatDelay(MaxInPlaceWait))
+	}
+	return "", ""
+}
 
 func maxAgeProblem(firstDelay time.Duration) string {
 	return fmt.Sprintf("must be longer than the first tier's delay %s: a record that fails once would expire before its first retry", ladder.FormatDelay(firstDelay))

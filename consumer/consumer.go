@@ -37,9 +37,10 @@ type Consumer struct {
 	cfg        *config.Config
 	handler    Handler
 	opts       options
-	ladders    map[string]*ladder.Ladder // by main topic
-	maxAge     map[string]time.Duration  // by main topic; 0: no limit
-	clientOpts []kgo.Opt                 // from the config, then WithClientOpts; the group's come in newClient
+	ladders    map[string]*ladder.Ladder       // by main topic
+	maxAge     map[string]time.Duration        // by main topic; 0: no limit
+	inPlace    map[string]*config.RetryInPlace // by main topic; retry_in_place, or WithRetryInPlace
+	clientOpts []kgo.Opt                       // from the config, then WithClientOpts; the group's come in newClient
 	metrics    *metrics.Metrics
 	health     *healthtrack.Tracker
 	relay      relayRunner // nil: WithRelay(false)
@@ -82,17 +83,30 @@ func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 		opts:    o,
 		ladders: make(map[string]*ladder.Ladder, len(ladders)),
 		maxAge:  make(map[string]time.Duration, len(cfg.Topics)),
+		inPlace: map[string]*config.RetryInPlace{},
 	}
 	for i, l := range ladders {
 		if _, dup := c.ladders[l.Topic()]; dup {
 			return nil, fmt.Errorf("consumer: topic %s is listed twice in the config: list each main topic once", l.Topic())
 		}
 		c.ladders[l.Topic()] = l
+		if r := cfg.Topics[i].RetryInPlace; r != nil {
+			c.inPlace[l.Topic()] = r
+		}
 		if age := cfg.Topics[i].MaxAge; age < 0 {
 			return nil, fmt.Errorf("consumer: topic %s: negative max_age %v: use 0 for no limit", l.Topic(), age)
 		} else {
 			c.maxAge[l.Topic()] = age
 		}
+	}
+	for topic, r := range o.inPlace {
+		if _, ok := c.ladders[topic]; !ok {
+			return nil, fmt.Errorf("consumer: WithRetryInPlace(%q): not a topic of the config: give one of its main topics", topic)
+		}
+		if err := r.Check(); err != nil {
+			return nil, fmt.Errorf("consumer: WithRetryInPlace(%q): %w", topic, err)
+		}
+		c.inPlace[topic] = &r
 	}
 	base, err := cfg.ClientOpts()
 	if err != nil {

@@ -19,6 +19,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	topic := rec.Topic
 	start := w.handlerEnd // see handle
 	w.handlerEnd = 0
+	w.inPlaceRetries = 0
 	md, hasMD, err := headers.Decode(rec.Headers)
 	if hasMD {
 		start = 0 // decoding kretry headers is not the handler's time
@@ -57,13 +58,13 @@ func (w *worker) process(rec *kgo.Record) bool {
 			return w.failed(rec, md, r.outputErr)
 		}
 	}
-	w.emit.start()
-	herr, panicked := w.handle(rec, start)
-	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
-		// The outputs of a successful call; a failed call's are dropped.
-		w.handlerEnd = 0
-		if herr = w.produceEmitted(emitted); herr != nil && w.txn && refused(herr) {
-			w.refuse(rec.Offset, refusedWrite{outputErr: herr})
+	herr, panicked := w.call(rec, start)
+	if herr != nil && !panicked && w.inPlace != nil {
+		var stopped bool
+		if herr, panicked, stopped = w.retryInPlace(rec, &arrived, herr); stopped {
+			s.log.Info("kretry in-place retry stopped by a revoke or shutdown; the record will be delivered again",
+				"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
+			return false
 		}
 	}
 	if herr == nil {
@@ -84,6 +85,66 @@ func (w *worker) process(rec *kgo.Record) bool {
 	}
 
 	return w.failed(rec, md, herr)
+}
+
+// call runs the handler once and produces the outputs of a successful call.
+func (w *worker) call(rec *kgo.Record, start time.Duration) (herr error, panicked bool) {
+	w.emit.start()
+	herr, panicked = w.handle(rec, start)
+	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
+		// The outputs of a successful call; a failed call's are dropped.
+		w.handlerEnd = 0
+		if herr = w.produceEmitted(emitted); herr != nil && w.txn && refused(herr) {
+			w.refuse(rec.Offset, refusedWrite{outputErr: herr})
+		}
+	}
+	return herr, panicked
+}
+
+// retryInPlace calls the handler again on rec (restored to arrived) while
+// herr is retried by the classifier, up to the topic's retry_in_place
+// attempts, after each wait; it returns the last call's outcome. A
+// RetryAfter longer than the next wait ends it (the ladder waits that long);
+// stopped: a revoke or shutdown ended a wait, rec is to be left unmarked.
+func (w *worker) retryInPlace(rec, arrived *kgo.Record, herr error) (_ error, panicked, stopped bool) {
+	r := w.inPlace
+	for k := 1; k <= r.Attempts; k++ {
+		if w.ctx.Err() != nil {
+			return herr, false, false // the caller's cancellation path
+		}
+		d := w.classify(rec, herr)
+		if d != Retry {
+			w.decided, w.decision = true, d
+			return herr, false, false
+		}
+		wait := r.Wait(k)
+		if after, ok := retryAfter(herr); ok && after > wait {
+			return herr, false, false
+		}
+		if !w.sleep(wait) {
+			return herr, false, true
+		}
+		*rec = *arrived
+		w.handlerEnd = 0
+		w.inPlaceRetries++
+		if herr, panicked = w.call(rec, 0); herr == nil || panicked {
+			return herr, panicked, false
+		}
+	}
+	return herr, false, false
+}
+
+// sleep waits d; false when the worker was stopped or cancelled first.
+func (w *worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.quit:
+	case <-w.ctx.Done():
+	}
+	return false
 }
 
 // handle runs the handler, recovering a panic into an error "panic: <value>".
@@ -130,7 +191,12 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		}
 		expiry = born.Add(w.maxAge)
 	}
-	switch d := w.classify(rec, herr); d {
+	d := w.decision
+	if !w.decided {
+		d = w.classify(rec, herr)
+	}
+	w.decided = false
+	switch d {
 	case Discard:
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
 		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
@@ -148,18 +214,18 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		return w.deadLetter(rec, md, headers.ReasonExhausted, herr.Error())
 	}
 	wait, attempts := step.Delay, 0
-	d, after := retryAfter(herr)
+	ra, after := retryAfter(herr)
 	if !after && step.Jitter > 0 {
 		wait = step.Wait(w.jitterDraw())
 	}
 	if after {
 		// The first tier that waits d, unless the record is past it already;
 		// never longer than the tier's delay, which the relay enforces.
-		if to := w.ladder.AtLeast(d); to.Index > step.Index {
+		if to := w.ladder.AtLeast(ra); to.Index > step.Index {
 			step = to
 			attempts, _ = w.ladder.FirstFailure(to)
 		}
-		wait = min(d, step.Delay)
+		wait = min(ra, step.Delay)
 	}
 	now := time.Now()
 	if due := now.Add(wait); !expiry.IsZero() && due.After(expiry) {

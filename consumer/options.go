@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
 )
 
 // An Opt configures a Consumer. Options are applied in order; a later one
@@ -44,6 +46,8 @@ type options struct {
 	// jitterSeed seeds the workers' jitter sources (with the partition)
 	// instead of a random seed; tests set it (export_test.go).
 	jitterSeed *uint64
+
+	inPlace map[string]config.RetryInPlace // WithRetryInPlace, by main topic
 }
 
 func defaultOptions() options {
@@ -138,4 +142,23 @@ func WithGracePeriod(d time.Duration) Opt {
 // checks that every topic exists and fails, naming the missing ones, if not.
 func WithProvisioning(create bool) Opt {
 	return optionFunc(func(o *options) { o.provision = create })
+}
+
+// WithRetryInPlace retries a failed record of topic in its partition's
+// goroutine before its ladder, as the topic's retry_in_place in a file does,
+// and replaces it: up to r.Attempts more calls while the classifier says
+// Retry, waiting r.Wait(k) before call k (r.Backoff doubling, at most
+// r.MaxBackoff). Permanent (DeadLetter) and Discard errors, panics and a
+// RetryAfter longer than the next wait skip them. A revoke or shutdown ends
+// a wait at once and leaves the record unmarked, to be delivered again. New
+// fails when topic is not a main topic of the config or r breaks the rules of
+// retry_in_place (its waits together at most config.MaxInPlaceWait). Default:
+// the config's retry_in_place, none without it.
+func WithRetryInPlace(topic string, r config.RetryInPlace) Opt {
+	return optionFunc(func(o *options) {
+		if o.inPlace == nil {
+			o.inPlace = map[string]config.RetryInPlace{}
+		}
+		o.inPlace[topic] = r
+	})
 }

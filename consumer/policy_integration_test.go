@@ -158,6 +158,7 @@ func TestBackoffLadderOnRealBroker(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, main); err != nil {
 		t.Fatal(err)
 	}
+	kafkatest.WaitTopics(t, adm, main)
 	ps, err := cfg.Provisions()
 	if err != nil {
 		t.Fatal(err)
@@ -222,4 +223,46 @@ func TestBackoffLadderOnRealBroker(t *testing.T) {
 	if err != nil || dlq.Reason != headers.ReasonExhausted || dlq.Attempts != 4 {
 		t.Errorf("DLQ record: %+v, %v; want exhausted after 4 failures", dlq, err)
 	}
+}
+
+// retry_in_place on the real broker ({attempts 2, backoff 200ms, max_backoff
+// 300ms}): a record failing three calls in a row is called in place after
+// 200ms and 300ms, then forwarded to retry-1s as its first failure, re-fed
+// no earlier than due, handled; the group is committed to the end.
+func TestRetryInPlaceOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	b := newRealBroker(t, 2)
+	b.cfg.Topics[0].RetryInPlace = &config.RetryInPlace{Attempts: 2, Backoff: 200 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
+	var seen seenCalls
+	stop := b.run(consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if seen.add(t, r) <= 3 {
+			return errTransient
+		}
+		return nil
+	}))
+	b.produceSync(&kgo.Record{Topic: b.ladder.Topic(), Partition: 1, Key: []byte("k")})
+	waitReal(t, 60*time.Second, "the fourth call", func() bool { return len(seen.get("k")) == 4 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := seen.get("k")
+	for i, want := range []time.Duration{200 * time.Millisecond, 300 * time.Millisecond} {
+		if got[i+1].md.Group != "" {
+			t.Errorf("call %d carries kretry headers: not in place", i+2)
+		}
+		if gap := got[i+1].at.Sub(got[i].at); gap < want {
+			t.Errorf("call %d came %v after the one before, before its in-place wait %v", i+2, gap, want)
+		}
+	}
+	md := got[3].md
+	if md.Tier != "retry-1s" || md.Attempts != 1 {
+		t.Errorf("call 4 from %q with kretry-attempts %d, want retry-1s and 1", md.Tier, md.Attempts)
+	}
+	if got[3].at.Before(md.DueAt.Add(-time.Millisecond)) {
+		t.Errorf("call 4 at %v, before its due time %v", got[3].at, md.DueAt)
+	}
+	t.Logf("calls after %v and %v in place, then from %s %v after the third failure",
+		got[1].at.Sub(got[0].at).Round(time.Millisecond), got[2].at.Sub(got[1].at).Round(time.Millisecond), md.Tier,
+		got[3].at.Sub(md.LastFailureAt).Round(time.Millisecond))
+	b.checkCommittedToEnd(b.cfg.Group, b.ladder.Topic())
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/ladder"
 )
@@ -68,12 +69,19 @@ type worker struct {
 	handlerEnd time.Duration
 
 	rnd *rand.Rand // jitter draws (jitterDraw); nil until the first
+
+	// In-place retries (retryInPlace): the topic's, nil for none; the
+	// classifier's decision on the last failure when it ended them.
+	inPlace        *config.RetryInPlace
+	inPlaceRetries int // of the record in hand; reset per record
+	decided        bool
+	decision       Decision
 }
 
 func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
 	ctx, cancel := context.WithCancel(s.base)
 	w := &worker{
-		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic],
+		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic], inPlace: s.c.inPlace[tp.topic],
 		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
 		acks: make(chan struct{}, 1),

@@ -725,3 +725,19 @@ func TestConfigCheckBackoff(t *testing.T) {
 		t.Errorf("config check --json of a backoff: %v", r)
 	}
 }
+
+// config check prints a topic's retry_in_place and the worst case of its waits.
+func TestConfigCheckRetryInPlace(t *testing.T) {
+	noEnvOverrides(t)
+	path := filepath.Join("..", "..", "testdata", "config", "good", "retry-in-place.yaml")
+	r := kretry(t, "config", "check", "-c", path)
+	if r.code != 0 || !strings.Contains(r.stdout, "  orders: orders.retry-5s -> orders.retry-1m -> orders.dlq (2 retries)\n"+
+		"    retry_in_place first: 3 attempts, 100ms doubling to 1s, at most 700ms of waits in all (bound 30s)\n") ||
+		!strings.Contains(r.stdout, "    retry_in_place first: 2 attempts, 100ms doubling to 1s, at most 300ms of waits in all (bound 30s)\n") {
+		t.Errorf("config check of retry_in_place: %v", r)
+	}
+	bad := filepath.Join("..", "..", "testdata", "config", "bad", "retry-in-place.yaml")
+	if r := kretry(t, "config", "check", "-c", bad); r.code != 1 || !strings.Contains(r.stderr, bad+":6: topics[0].retry_in_place: its waits take up to 1m15s together") {
+		t.Errorf("config check of a retry_in_place too long: %v", r)
+	}
+}
