@@ -58,7 +58,13 @@ func (w *worker) process(rec *kgo.Record) bool {
 			return w.failed(rec, md, r.outputErr)
 		}
 	}
+	if w.s.c.opts.tracer != nil {
+		w.startAttempt(w.hctx, rec, md)
+	}
 	herr, panicked := w.call(rec, start)
+	if w.attempt != nil {
+		defer func() { w.endAttempt(herr) }() // after the fate is decided
+	}
 	if herr != nil && !panicked && w.inPlace != nil {
 		var stopped bool
 		if herr, panicked, stopped = w.retryInPlace(rec, &arrived, herr); stopped {
@@ -167,7 +173,11 @@ func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panick
 			w.handlerEnd = end
 		}
 	}()
-	return w.s.c.handler.Handle(w.hctx, rec), false
+	hctx := w.hctx
+	if w.attempt != nil {
+		hctx = w.attempt.ctx
+	}
+	return w.s.c.handler.Handle(hctx, rec), false
 }
 
 // panicStack is the recovering goroutine's stack, its top 4 KiB.

@@ -36,6 +36,9 @@ type pendingForward struct {
 // topic, at rec's partition modulo topic's count, and holds rec until the
 // forward is acknowledged; false: stopped while settling, mark nothing more.
 func (w *worker) forward(rec *kgo.Record, topic string, md headers.Metadata) bool {
+	if w.attempt != nil {
+		w.traceForward(&md)
+	}
 	f := &pendingForward{
 		out: kgo.Record{
 			Topic:     topic,

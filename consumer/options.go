@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // An Opt configures a Consumer. Options are applied in order; a later one
@@ -27,6 +28,8 @@ type options struct {
 	relay      bool
 	grace      time.Duration
 	provision  bool
+
+	tracer trace.Tracer // WithTracerProvider; nil: no tracing
 
 	deadLetterHook DeadLetterHook
 	hookQueue      int // calls of deadLetterHook that may wait; tests lower it

@@ -33,6 +33,12 @@ const (
 	HeaderErrorText         = "kretry-error"   // the last error's text, at most MaxErrorLen bytes
 	HeaderReason            = "kretry-reason"  // DLQ records only
 	HeaderReplays           = "kretry-replays" // replays from the DLQ so far
+	// HeaderTraceParent is the W3C traceparent of the first handler
+	// attempt's span, written only by a consumer with a tracer provider and
+	// kept on every hop after, so that each retried attempt's span links to
+	// it. Optional; a malformed value is dropped, never an error: tracing
+	// never changes what happens to a record.
+	HeaderTraceParent = "kretry-traceparent"
 )
 
 // Version is the version of the header contract this package writes and reads.
@@ -89,6 +95,7 @@ type Metadata struct {
 	Error             string // the last error's text; Encode cuts it at MaxErrorLen bytes on a UTF-8 boundary
 	Reason            Reason // DLQ records only; "" elsewhere
 	Replays           int    // times replayed from the DLQ
+	TraceParent       string // kretry-traceparent: the first attempt's span, W3C form; "" when none
 }
 
 // HeaderError is the error Decode returns for a kretry header that is
@@ -243,7 +250,48 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 		buf = strconv.AppendInt(buf, int64(min(md.Replays, MaxAttempts)), 10)
 		add(HeaderReplays, n)
 	}
+	if md.Group != "" && md.Attempts > 0 && ValidTraceParent(md.TraceParent) {
+		out = append(out, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(md.TraceParent)})
+	}
 	return out
+}
+
+// ValidTraceParent reports whether v is a W3C traceparent as kretry writes
+// it: version 00, a 32-digit trace id and a 16-digit span id, neither all
+// zeros, and 2 digits of flags, in lower-case hex.
+func ValidTraceParent(v string) bool {
+	if len(v) != 55 || v[:3] != "00-" || v[35] != '-' || v[52] != '-' {
+		return false
+	}
+	hex := func(s string) bool {
+		nonZero := false
+		for _, c := range []byte(s) {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+			nonZero = nonZero || c != '0'
+		}
+		return nonZero
+	}
+	return hex(v[3:35]) && hex(v[36:52]) && (hex(v[53:55]) || v[53:55] == "00")
+}
+
+// traceParent returns the valid kretry-traceparent of hs, "" when there is
+// none, or more than one, or it is malformed.
+func traceParent(hs []kgo.RecordHeader) string {
+	found := ""
+	for _, h := range hs {
+		if h.Key == HeaderTraceParent {
+			if found != "" {
+				return ""
+			}
+			found = string(h.Value)
+		}
+	}
+	if !ValidTraceParent(found) {
+		return ""
+	}
+	return found
 }
 
 // appendTime appends t as FormatTime writes it, without time.Format's
@@ -420,6 +468,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	if d.err != nil {
 		return Metadata{}, false, d.err
 	}
+	md.TraceParent = traceParent(hs)
 	return md, true, nil
 }
 

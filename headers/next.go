@@ -15,7 +15,8 @@ import (
 // first delivery and the first failure are kept when rec came through the
 // ladder (md.Group and md.OriginalTopic set, as after a replay to this group),
 // and are rec and at otherwise. Replays is kept; Tier, DueAt and Reason are
-// cleared: InTier or DeadLettered sets them.
+// cleared: InTier or DeadLettered sets them. TraceParent is kept (the
+// first attempt's span; the consumer sets it on the first failure).
 func (md Metadata) Failed(group string, rec *kgo.Record, at time.Time, errText string) Metadata {
 	next := Metadata{
 		Group:         group,
@@ -23,6 +24,7 @@ func (md Metadata) Failed(group string, rec *kgo.Record, at time.Time, errText s
 		LastFailureAt: at,
 		Error:         errText,
 		Replays:       md.Replays,
+		TraceParent:   md.TraceParent,
 	}
 	if md.Group != "" && md.OriginalTopic != "" {
 		next.OriginalTopic, next.OriginalPartition = md.OriginalTopic, md.OriginalPartition

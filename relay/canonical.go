@@ -40,6 +40,10 @@ func isCanonical(hs []kgo.RecordHeader, md headers.Metadata) bool {
 			if md.Replays == 0 {
 				return false
 			}
+		case headers.HeaderTraceParent:
+			if md.TraceParent == "" {
+				return false // malformed or repeated: Encode drops it
+			}
 		case headers.HeaderVersion, headers.HeaderGroup, headers.HeaderAttempts, headers.HeaderTier, headers.HeaderDueAt,
 			headers.HeaderOriginalTopic, headers.HeaderOriginalPartition, headers.HeaderOriginalOffset,
 			headers.HeaderOriginalTimestamp, headers.HeaderFirstFailureAt, headers.HeaderLastFailureAt, headers.HeaderReason:
