@@ -7,9 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kretry/kretry/config"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // An Opt configures a Consumer. Options are applied in order; a later one

@@ -76,7 +76,7 @@ type worker struct {
 	inPlaceRetries int // of the record in hand; reset per record
 	decided        bool
 	decision       Decision
-	attempt *attemptTrace // the traced handler attempt (tracing.go); nil without a tracer
+	attempt        *attemptTrace // the traced handler attempt (tracing.go); nil without a tracer
 }
 
 func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
