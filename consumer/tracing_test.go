@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
 	"github.com/kretry/kretry/headers"
 )
@@ -226,5 +228,35 @@ func TestTracingWithoutProducerContext(t *testing.T) {
 			}
 		}
 		checkThreeAttempts(t, kSpans, testTopic, testGroup, "k", [2]string{steps[0].Name, steps[1].Name}, trace.SpanContext{})
+	})
+}
+
+// The handler calls of retry_in_place within one delivery are one span:
+// two failures in place, then success, is one attempt with
+// kretry.in_place_retries 2 and outcome ok.
+func TestTracingInPlaceRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		c.cfg.Topics[0].RetryInPlace = &config.RetryInPlace{Attempts: 3, Backoff: 100 * time.Millisecond}
+		h, spans := newTraced()
+		c.produce(&kgo.Record{Key: []byte("k")})
+		r := c.start(h, consumer.WithTracerProvider(h.tp))
+		waitFor(t, "the span", func() bool { return len(spans.Ended()) >= 4 }) // 3 user spans and the attempt
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		var attempts []sdktrace.ReadOnlySpan
+		for _, s := range spans.Ended() {
+			if s.Name() == "kretry.handle "+testTopic {
+				attempts = append(attempts, s)
+			}
+		}
+		if len(attempts) != 1 {
+			t.Fatalf("%d attempt spans, want 1", len(attempts))
+		}
+		s := attempts[0]
+		if n, o := attr(s, consumer.AttrInPlaceRetries).AsInt64(), attr(s, consumer.AttrOutcome).AsString(); n != 2 || o != consumer.OutcomeOK {
+			t.Errorf("attempt span: in-place retries %d, outcome %q; want 2 and ok", n, o)
+		}
 	})
 }
