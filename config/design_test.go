@@ -101,7 +101,7 @@ func TestDesignDocHeaders(t *testing.T) {
 	at := time.Date(2026, 11, 25, 10, 0, 5, 0, time.UTC)
 	all := headers.Encode(nil, headers.Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", DueAt: at,
 		OriginalTopic: "orders", OriginalTimestamp: at, FirstFailureAt: at, LastFailureAt: at,
-		Error: "e", Reason: headers.ReasonExhausted, Replays: 1,
+		Error: "e", Reason: headers.ReasonExhausted, Replays: 1, InPlaceRetries: 1,
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 	if len(all) < 15 {
 		t.Fatalf("Encode wrote %d headers of a full Metadata, want every header of the contract", len(all))

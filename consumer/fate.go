@@ -61,13 +61,14 @@ func (w *worker) process(rec *kgo.Record) bool {
 	if w.s.c.opts.tracer != nil {
 		w.startAttempt(w.hctx, rec, md)
 	}
+	w.withInfo(rec, md, "", time.Time{})
 	herr, panicked := w.call(rec, start)
 	if w.attempt != nil {
 		defer func() { w.endAttempt(herr) }() // after the fate is decided
 	}
 	if herr != nil && !panicked && w.inPlace != nil {
 		var stopped bool
-		if herr, panicked, stopped = w.retryInPlace(rec, &arrived, herr); stopped {
+		if herr, panicked, stopped = w.retryInPlace(rec, &arrived, md, herr); stopped {
 			s.log.Info("kretry in-place retry stopped by a revoke or shutdown; the record will be delivered again",
 				"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
 			return false
@@ -112,9 +113,13 @@ func (w *worker) call(rec *kgo.Record, start time.Duration) (herr error, panicke
 // attempts, after each wait; it returns the last call's outcome. A
 // RetryAfter longer than the next wait ends it (the ladder waits that long);
 // stopped: a revoke or shutdown ended a wait, rec is to be left unmarked.
-func (w *worker) retryInPlace(rec, arrived *kgo.Record, herr error) (_ error, panicked, stopped bool) {
+func (w *worker) retryInPlace(rec, arrived *kgo.Record, md headers.Metadata, herr error) (_ error, panicked, stopped bool) {
 	r := w.inPlace
 	for k := 1; k <= r.Attempts; k++ {
+		failedAt := time.Now()
+		if k == 1 {
+			w.inPlaceFirst = failedAt
+		}
 		if w.ctx.Err() != nil {
 			return herr, false, false // the caller's cancellation path
 		}
@@ -133,6 +138,7 @@ func (w *worker) retryInPlace(rec, arrived *kgo.Record, herr error) (_ error, pa
 		*rec = *arrived
 		w.handlerEnd = 0
 		w.inPlaceRetries++
+		w.withInfo(rec, md, herr.Error(), failedAt)
 		if herr, panicked = w.call(rec, 0); herr == nil || panicked {
 			return herr, panicked, false
 		}
@@ -245,6 +251,7 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 			headers.FormatTime(due), step.Name, w.maxAge, herr.Error()))
 	}
 	next := md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(wait))
+	next = w.withInPlace(md, next)
 	if attempts > 0 {
 		next.Attempts = attempts // an attempt of the tier RetryAfter chose
 	}
@@ -291,7 +298,25 @@ func (w *worker) deadLetter(rec *kgo.Record, md headers.Metadata, reason headers
 	}
 	now := time.Now()
 	next := md.Failed(w.s.c.cfg.Group, rec, now, errText).DeadLettered(reason, tier, now)
+	next = w.withInPlace(md, next)
 	return w.forward(rec, w.ladder.DLQ(), next)
+}
+
+// withInPlace is next with the in-place retries of this delivery: counted
+// after md's (if rec came through this group's ladder), saturating, and the
+// first of them as the first failure of a record that had none.
+func (w *worker) withInPlace(md, next headers.Metadata) headers.Metadata {
+	if w.inPlaceRetries == 0 {
+		return next
+	}
+	n := 0
+	if md.Group == w.s.c.cfg.Group && md.Attempts > 0 {
+		n = md.InPlaceRetries
+	} else {
+		next.FirstFailureAt = w.inPlaceFirst
+	}
+	next.InPlaceRetries = min(n, headers.MaxAttempts-w.inPlaceRetries) + w.inPlaceRetries
+	return next
 }
 
 // withLastError appends md's last error, if any, to errText.

@@ -227,15 +227,20 @@ func TestBackoffLadderOnRealBroker(t *testing.T) {
 
 // retry_in_place on the real broker ({attempts 2, backoff 200ms, max_backoff
 // 300ms}): a record failing three calls in a row is called in place after
-// 200ms and 300ms, then forwarded to retry-1s as its first failure, re-fed
-// no earlier than due, handled; the group is committed to the end.
+// 200ms and 300ms, then forwarded to retry-1s as its first failure (with
+// kretry-in-place-retries 2), re-fed no earlier than due, handled as
+// consumer.Attempt 4; the group is committed to the end.
 func TestRetryInPlaceOnRealBroker(t *testing.T) {
 	verifyNoLeaks(t)
 	b := newRealBroker(t, 2)
 	b.cfg.Topics[0].RetryInPlace = &config.RetryInPlace{Attempts: 2, Backoff: 200 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
 	var seen seenCalls
 	stop := b.run(consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-		if seen.add(t, r) <= 3 {
+		n := seen.add(t, r)
+		if a := consumer.Attempt(r); a != n {
+			t.Errorf("call %d: consumer.Attempt = %d", n, a)
+		}
+		if n <= 3 {
 			return errTransient
 		}
 		return nil
@@ -255,8 +260,8 @@ func TestRetryInPlaceOnRealBroker(t *testing.T) {
 		}
 	}
 	md := got[3].md
-	if md.Tier != "retry-1s" || md.Attempts != 1 {
-		t.Errorf("call 4 from %q with kretry-attempts %d, want retry-1s and 1", md.Tier, md.Attempts)
+	if md.Tier != "retry-1s" || md.Attempts != 1 || md.InPlaceRetries != 2 {
+		t.Errorf("call 4 from %q with kretry-attempts %d, kretry-in-place-retries %d; want retry-1s, 1 and 2", md.Tier, md.Attempts, md.InPlaceRetries)
 	}
 	if got[3].at.Before(md.DueAt.Add(-time.Millisecond)) {
 		t.Errorf("call 4 at %v, before its due time %v", got[3].at, md.DueAt)

@@ -73,7 +73,9 @@ type worker struct {
 	// In-place retries (retryInPlace): the topic's, nil for none; the
 	// classifier's decision on the last failure when it ended them.
 	inPlace        *config.RetryInPlace
-	inPlaceRetries int // of the record in hand; reset per record
+	inPlaceRetries int       // of the record in hand; reset per record
+	inPlaceFirst   time.Time // its first in-place failure
+	info           Metadata  // what RecordMetadata returns for the record in hand
 	decided        bool
 	decision       Decision
 	attempt        *attemptTrace // the traced handler attempt (tracing.go); nil without a tracer

@@ -39,6 +39,9 @@ const (
 	// it. Optional; a malformed value is dropped, never an error: tracing
 	// never changes what happens to a record.
 	HeaderTraceParent = "kretry-traceparent"
+	// HeaderInPlaceRetries counts the retries in place (retry_in_place) over
+	// all hops so far; they are not failures of the ladder.
+	HeaderInPlaceRetries = "kretry-in-place-retries"
 )
 
 // Version is the version of the header contract this package writes and reads.
@@ -96,6 +99,7 @@ type Metadata struct {
 	Reason            Reason // DLQ records only; "" elsewhere
 	Replays           int    // times replayed from the DLQ
 	TraceParent       string // kretry-traceparent: the first attempt's span, W3C form; "" when none
+	InPlaceRetries    int    // retries in place (retry_in_place) over all hops; not failures of the ladder
 }
 
 // HeaderError is the error Decode returns for a kretry header that is
@@ -162,7 +166,7 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 			users++
 		}
 	}
-	out := make([]kgo.RecordHeader, 0, users+14) // a re-fed record's 14 kretry headers are all replaced
+	out := make([]kgo.RecordHeader, 0, users+15) // a re-fed record's 15 kretry headers are all replaced
 	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			out = append(out, h)
@@ -174,7 +178,7 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	}
 	// Every value is appended to one buffer and sliced from it: one
 	// allocation for all of them instead of one per header.
-	buf := make([]byte, 0, 5*len(TimeLayout)+3*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+8)
+	buf := make([]byte, 0, 5*len(TimeLayout)+4*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+8)
 	add := func(k string, from int) {
 		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
 	}
@@ -244,6 +248,11 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 			buf = append(buf, md.Reason...)
 			add(HeaderReason, n)
 		}
+	}
+	if md.Group != "" && md.Attempts > 0 && md.InPlaceRetries > 0 {
+		n := len(buf)
+		buf = strconv.AppendInt(buf, int64(min(md.InPlaceRetries, MaxAttempts)), 10)
+		add(HeaderInPlaceRetries, n)
 	}
 	if md.Replays > 0 {
 		n := len(buf)
@@ -351,6 +360,7 @@ var known = []string{
 	HeaderVersion, HeaderGroup, HeaderAttempts, HeaderTier, HeaderDueAt,
 	HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
 	HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderReplays,
+	HeaderInPlaceRetries,
 }
 
 // Decode reads the kretry headers of a record strictly: a malformed value is
@@ -381,7 +391,7 @@ func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	var d decoder
 	vals, have := &d.vals, &d.have
-	var at [14]int // index in hs
+	var at [15]int // index in hs
 	found := false
 	size := 0
 	for j, h := range hs {
@@ -402,7 +412,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	// allocation per record instead of one per header.
 	var b strings.Builder
 	b.Grow(size)
-	var end [14]int
+	var end [15]int
 	for i := range have {
 		if have[i] {
 			b.Write(hs[at[i]].Value)
@@ -465,6 +475,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		}
 	}
 	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
+	md.InPlaceRetries = int(d.int(HeaderInPlaceRetries, false, 1, MaxAttempts))
 	if d.err != nil {
 		return Metadata{}, false, d.err
 	}
@@ -479,7 +490,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 func (d *decoder) replayed() (md Metadata, ok bool, err error) {
 	for i, name := range known {
 		switch name {
-		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason:
+		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderInPlaceRetries:
 			if d.have[i] {
 				return Metadata{}, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
 			}
@@ -534,14 +545,16 @@ func indexOf(name string) int {
 		return 12
 	case HeaderReplays:
 		return 13
+	case HeaderInPlaceRetries:
+		return 14
 	}
 	return -1
 }
 
 // decoder keeps the first error, so Decode reads as a list of fields.
 type decoder struct {
-	vals [14]string // by index in known
-	have [14]bool
+	vals [15]string // by index in known
+	have [15]bool
 	err  *HeaderError
 }
 

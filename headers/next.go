@@ -25,6 +25,8 @@ func (md Metadata) Failed(group string, rec *kgo.Record, at time.Time, errText s
 		Error:         errText,
 		Replays:       md.Replays,
 		TraceParent:   md.TraceParent,
+
+		InPlaceRetries: md.InPlaceRetries,
 	}
 	if md.Group != "" && md.OriginalTopic != "" {
 		next.OriginalTopic, next.OriginalPartition = md.OriginalTopic, md.OriginalPartition
