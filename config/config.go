@@ -205,6 +205,40 @@ type Topic struct {
 	// topics.CheckConfigName (retention.ms, max.message.bytes and
 	// cleanup.policy are kretry's).
 	TopicConfigs, TierConfigs, DLQConfigs map[string]string
+	// DLQRoutes are dead-letter topics of their own by route name
+	// (dlq_routes: {invalid: orders.invalid}), for consumer.DeadLetterTo;
+	// provisioned like the DLQ, with its retention and DLQConfigs. nil: none.
+	DLQRoutes map[string]string
+	// CircuitBreaker stops fetching the topic while too many of its records
+	// fail (circuit_breaker); nil: none.
+	CircuitBreaker *CircuitBreaker
+}
+
+// CircuitBreaker is a topic's circuit_breaker: when, over the last Window,
+// at least MinRecords records were handled and the share that failed is at
+// least FailureRatio, the consumer stops fetching and handling the topic
+// for OpenFor, then lets a few records through and closes again when they
+// succeed.
+type CircuitBreaker struct {
+	FailureRatio float64       // 0 < ratio ≤ 1
+	MinRecords   int           // ≥ 1
+	Window       time.Duration // > 0
+	OpenFor      time.Duration // > 0
+}
+
+// breakerProblem checks b; field is the key at fault.
+func breakerProblem(b *CircuitBreaker) (field, problem string) {
+	switch {
+	case !(b.FailureRatio > 0 && b.FailureRatio <= 1):
+		return "failure_ratio", fmt.Sprintf("must be a share of failed records above 0 and at most 1, e.g. 0.5, got %v", b.FailureRatio)
+	case b.MinRecords < 1:
+		return "min_records", fmt.Sprintf("must be a whole number ≥ 1: the fewest records in the window that may open the breaker, e.g. 100, got %d", b.MinRecords)
+	case b.Window <= 0:
+		return "window", fmt.Sprintf("must be a duration > 0 over which failures are counted, e.g. 30s, got %v", b.Window)
+	case b.OpenFor <= 0:
+		return "open_for", fmt.Sprintf("must be a duration > 0 for which the topic is not fetched once the breaker opens, e.g. 1m, got %v", b.OpenFor)
+	}
+	return "", ""
 }
 
 // ConfigsOf returns the extra configs of t's tier topics (kind
@@ -393,6 +427,9 @@ func (t Topic) Ladder(group string) (*ladder.Ladder, error) {
 	}
 	if t.DLQ != "" {
 		opts = append(opts, ladder.WithDLQ(t.DLQ))
+	}
+	if len(t.DLQRoutes) > 0 {
+		opts = append(opts, ladder.WithDLQRoutes(t.DLQRoutes))
 	}
 	return ladder.New(t.Name, group, tiers, opts...)
 }

@@ -53,6 +53,7 @@ func TestDesignDocKeys(t *testing.T) {
 	add("topics[].tiers[].", tierKeys)
 	add("topics[].backoff.", backoffKeys)
 	add("topics[].retry_in_place.", inPlaceKeys)
+	add("topics[].circuit_breaker.", breakerKeys)
 	add("topics[].retention.", retentionKeys)
 	add("relay.", relayKeys)
 	for _, p := range paths {

@@ -124,7 +124,7 @@
 // given to Load, the line, the field and what is allowed:
 //
 //	kretry.yaml:7: topics[0].tiers[1].delay: must be > 0, got -1m
-//	kretry.yaml:9: topics[0].colour: unknown key; allowed keys here: name, tiers, dlq, naming, max_age, retention
+//	kretry.yaml:9: topics[0].colour: unknown key; allowed keys here: name, tiers, dlq, naming, max_age, retention, dlq_routes, circuit_breaker
 //
 // Load and Parse report all of a file's problems at once, joined with
 // errors.Join, one per line in file order. Parse has no file name, so its

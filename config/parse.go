@@ -22,9 +22,10 @@ var (
 	topKeys       = []string{"brokers", "client_id", "group", "tls", "sasl", "topics", "relay", "exactly_once", "commit_interval", "session_timeout", "instance_id", "group_protocol", "delivery_timeout"}
 	tlsKeys       = []string{"ca_file", "cert_file", "key_file", "insecure_skip_verify"}
 	saslKeys      = []string{"mechanism", "username", "password_env"}
-	topicKeys     = []string{"name", "tiers", "backoff", "retry_in_place", "dlq", "naming", "max_age", "retention", "partitions", "replication_factor", "topic_configs", "tier_configs", "dlq_configs"}
+	topicKeys     = []string{"name", "tiers", "backoff", "retry_in_place", "dlq", "naming", "max_age", "retention", "partitions", "replication_factor", "topic_configs", "tier_configs", "dlq_configs", "dlq_routes", "circuit_breaker"}
 	inPlaceKeys   = []string{"attempts", "backoff", "max_backoff"}
 	backoffKeys   = []string{"initial", "multiplier", "max", "attempts", "jitter"}
+	breakerKeys   = []string{"failure_ratio", "min_records", "window", "open_for"}
 	tierKeys      = []string{"delay", "attempts"}
 	retentionKeys = []string{"tiers", "dlq"}
 	relayKeys     = []string{"group", "fetch_max_wait", "hold_bytes"}

@@ -18,7 +18,8 @@ import (
 type topicLines struct {
 	topic, name, dlq int
 	tiers            []int
-	ok               bool // no error in the topic's own fields
+	routes           map[string]int // dlq_routes: the line of each route
+	ok               bool           // no error in the topic's own fields
 }
 
 func (d *decoder) topics(top map[string]field, rootLine int, c *Config) {
@@ -147,7 +148,117 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	t.TopicConfigs = d.topicConfigs(fields, "topic_configs", path)
 	t.TierConfigs = d.topicConfigs(fields, "tier_configs", path)
 	t.DLQConfigs = d.topicConfigs(fields, "dlq_configs", path)
+	t.DLQRoutes, tl.routes = d.dlqRoutes(fields, path)
+	if f, ok := fields["circuit_breaker"]; ok && f.value != nil {
+		t.CircuitBreaker = d.breaker(f, path+".circuit_breaker")
+	}
 	return t, tl
+}
+
+// breaker reads a topic's circuit_breaker; every key is required.
+func (d *decoder) breaker(f field, path string) *CircuitBreaker {
+	fields, ok := d.mapping(f.value, f.line, path, breakerKeys, nil)
+	if !ok {
+		return nil
+	}
+	b := &CircuitBreaker{}
+	valid := true
+	for _, k := range []struct {
+		key string
+		to  *time.Duration
+	}{{"window", &b.Window}, {"open_for", &b.OpenFor}} {
+		if v, _, ok := d.duration(fields, k.key, path+"."+k.key, ""); ok {
+			*k.to = v
+			continue
+		}
+		valid = false
+		if kf, given := fields[k.key]; !given || kf.value == nil {
+			d.errorf(max(kf.line, f.line), path+"."+k.key, "required: a duration such as 30s or 1m")
+		}
+	}
+	if v, ok := d.number(fields, "failure_ratio", path+".failure_ratio", "a share of failed records above 0 and at most 1, e.g. 0.5"); ok {
+		b.FailureRatio = v
+	} else {
+		valid = false
+		if kf, given := fields["failure_ratio"]; !given || kf.value == nil {
+			d.errorf(max(kf.line, f.line), path+".failure_ratio", "required: a share of failed records above 0 and at most 1, e.g. 0.5")
+		}
+	}
+	if v, ok := d.number(fields, "min_records", path+".min_records", "a whole number ≥ 1, e.g. 100"); ok {
+		if v != math.Trunc(v) || v < 1 || v > math.MaxInt32 {
+			d.errorf(fields["min_records"].line, path+".min_records", "must be a whole number ≥ 1, e.g. 100, got %v", v)
+			valid = false
+		}
+		b.MinRecords = int(v)
+	} else {
+		valid = false
+		if kf, given := fields["min_records"]; !given || kf.value == nil {
+			d.errorf(max(kf.line, f.line), path+".min_records", "required: the fewest records in the window that may open the breaker, e.g. 100")
+		}
+	}
+	if !valid {
+		return nil
+	}
+	if key, problem := breakerProblem(b); problem != "" {
+		d.errorf(max(d.lines[path+"."+key], f.line), path+"."+key, "%s", problem)
+		return nil
+	}
+	return b
+}
+
+// dlqRoutes reads a topic's dlq_routes: route name → topic (a name, or a
+// template with {topic} and {group}).
+func (d *decoder) dlqRoutes(fields map[string]field, path string) (map[string]string, map[string]int) {
+	f, ok := fields["dlq_routes"]
+	if !ok || f.value == nil {
+		return nil, nil
+	}
+	path += ".dlq_routes"
+	var pairs []*ast.MappingValueNode
+	switch v := f.value.(type) {
+	case *ast.MappingNode:
+		pairs = v.Values
+	case *ast.MappingValueNode:
+		pairs = []*ast.MappingValueNode{v}
+	default:
+		d.errorf(f.line, path, "must be a mapping of route names to topics, e.g. dlq_routes: {invalid: orders.invalid, fraud: orders.fraud}, got %s", describe(f.value))
+		return nil, nil
+	}
+	routes, lines := map[string]string{}, map[string]int{}
+	for _, p := range pairs {
+		kline := lineOf(p.Key)
+		name, ok := scalarText(d.resolve(p.Key))
+		if !ok {
+			d.errorf(kline, path, "a route name must be a plain word, got %s", describe(d.resolve(p.Key)))
+			continue
+		}
+		rpath := join(path, show(name))
+		if err := ladder.CheckRouteName(name); err != nil {
+			d.errorf(kline, rpath, "%v", err)
+			continue
+		}
+		if l, dup := lines[name]; dup {
+			d.errorf(kline, rpath, "duplicate route %s, also on line %d: list each route once", show(name), l)
+			continue
+		}
+		v := d.resolve(p.Value)
+		topic, ok := scalarText(v)
+		switch {
+		case v == nil || ok && strings.TrimSpace(topic) == "":
+			d.errorf(kline, rpath, "must name the route's topic, e.g. %s: orders.%s", name, name)
+			continue
+		case !ok:
+			d.errorf(kline, rpath, "must be a topic name, got %s", describe(v))
+			continue
+		}
+		if problem := templateProblem(topic, false); problem != "" {
+			d.errorf(kline, rpath, "%s", problem)
+			continue
+		}
+		routes[name], lines[name] = topic, kline
+		d.lines[join(path, name)] = kline
+	}
+	return routes, lines
 }
 
 const replicationProblem = "needs partitions: the replication factor is used only to create the main topic, which kretry does when the topic declares its partitions"
@@ -404,6 +515,11 @@ func (d *decoder) ladders(c *Config, lines []topicLines) {
 			claim(s.Topic, tpath, "tier topic", owner{i, false, "the tier topic of " + tpath, tl.tiers[j]})
 		}
 		claim(t.DLQ, path+".dlq", "DLQ", owner{i, false, "the DLQ of " + path, tl.dlq})
+		for _, name := range l.RouteNames() {
+			rt, _ := l.Route(name)
+			rpath := path + ".dlq_routes." + name
+			claim(rt, rpath, "DLQ route topic", owner{i, false, "the DLQ route of " + rpath, tl.routes[name]})
+		}
 	}
 }
 

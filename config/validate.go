@@ -193,6 +193,24 @@ func (v *validator) topics() {
 				v.errorf(path+".naming", "%s", p)
 			}
 		}
+		if b := t.CircuitBreaker; b != nil {
+			if key, problem := breakerProblem(b); problem != "" {
+				v.errorf(path+".circuit_breaker."+key, "%s", problem)
+			}
+			if c.ExactlyOnce {
+				v.errorf(path+".circuit_breaker", "is not supported with exactly_once: true yet (a transaction cannot wait open_for for its records): remove one of them")
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(t.DLQRoutes)) {
+			rpath := join(path+".dlq_routes", show(name))
+			if err := ladder.CheckRouteName(name); err != nil {
+				v.errorf(rpath, "%v", err)
+			} else if rt := t.DLQRoutes[name]; strings.TrimSpace(rt) == "" {
+				v.errorf(rpath, "must name the route's topic, e.g. %s: orders.%s", name, name)
+			} else if p := templateProblem(rt, false); p != "" {
+				v.errorf(rpath, "%s", p)
+			}
+		}
 		switch {
 		case t.MaxAge < 0:
 			v.errorf(path+".max_age", "must be > 0 (0 in Go, or omitted in a file, for no limit), got %s", t.MaxAge)
@@ -252,6 +270,10 @@ func (v *validator) topics() {
 			claim(s.Topic, fmt.Sprintf("%s.tiers[%d]", path, j), fmt.Sprintf("the tier topic of %s.tiers[%d]", path, j))
 		}
 		claim(l.DLQ(), path+".dlq", "the DLQ of "+path)
+		for _, name := range l.RouteNames() {
+			rt, _ := l.Route(name)
+			claim(rt, path+".dlq_routes."+name, "the DLQ route "+path+".dlq_routes."+name)
+		}
 	}
 }
 

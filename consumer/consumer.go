@@ -40,6 +40,7 @@ type Consumer struct {
 	ladders    map[string]*ladder.Ladder       // by main topic
 	maxAge     map[string]time.Duration        // by main topic; 0: no limit
 	inPlace    map[string]*config.RetryInPlace // by main topic; retry_in_place, or WithRetryInPlace
+	breakers   map[string]*breaker             // by main topic, those with a circuit_breaker
 	clientOpts []kgo.Opt                       // from the config, then WithClientOpts; the group's come in newClient
 	metrics    *metrics.Metrics
 	health     *healthtrack.Tracker
@@ -122,6 +123,14 @@ func New(cfg *config.Config, h Handler, opts ...Opt) (*Consumer, error) {
 	c.health = healthtrack.New("consumer", cfg.Group)
 	if c.metrics, err = metrics.New(o.registerer); err != nil {
 		return nil, fmt.Errorf("consumer: %w", err)
+	}
+	for _, t := range cfg.Topics {
+		if t.CircuitBreaker != nil {
+			if c.breakers == nil {
+				c.breakers = map[string]*breaker{}
+			}
+			c.breakers[t.Name] = newBreaker(t.Name, *t.CircuitBreaker, o.logger, c.metrics)
+		}
 	}
 	if o.relay {
 		if c.relay, err = newRelay(c, ladders); err != nil {
@@ -214,6 +223,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	s.hooks = newHookRunner(c, s.base)
+	for _, b := range c.breakers {
+		b.start(cl)
+		defer b.stop()
+	}
 	if s.txn == nil {
 		wg.Go(func() { s.flushOnTime(ctx) })
 		s.poll(ctx)

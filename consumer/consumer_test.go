@@ -119,7 +119,7 @@ func TestPermanentGoesToDLQAfterOneAttempt(t *testing.T) {
 		}{
 			{m.Records.WithLabelValues(testTopic, metrics.OutcomeDeadLettered), 1},
 			{m.Records.WithLabelValues(testTopic, metrics.OutcomeOK), 1},
-			{m.DeadLettered.WithLabelValues(testTopic, "permanent"), 1},
+			{m.DeadLettered.WithLabelValues(testTopic, "permanent", "dlq"), 1},
 			{m.Forwarded.WithLabelValues(testTopic, metrics.TierDLQ), 1},
 		} {
 			if got := metricValue(t, tc.c); got != tc.want {

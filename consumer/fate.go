@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/safetext"
 )
 
 // process takes rec to its fate (handled, skipped, discarded, or forwarded to
@@ -62,17 +64,32 @@ func (w *worker) process(rec *kgo.Record) bool {
 		w.startAttempt(w.hctx, rec, md)
 	}
 	w.withInfo(rec, md, "", time.Time{})
-	herr, panicked := w.call(rec, start)
+	var herr error
+	var panicked bool
 	if w.attempt != nil {
 		defer func() { w.endAttempt(herr) }() // after the fate is decided
 	}
-	if herr != nil && !panicked && w.inPlace != nil {
-		var stopped bool
-		if herr, panicked, stopped = w.retryInPlace(rec, &arrived, md, herr); stopped {
-			s.log.Info("kretry in-place retry stopped by a revoke or shutdown; the record will be delivered again",
-				"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
-			return false
+	for {
+		probe, ok := w.admit()
+		if !ok {
+			return false // stopped while the breaker was open: delivered again
 		}
+		herr, panicked = w.call(rec, start)
+		if herr != nil && !panicked && w.inPlace != nil {
+			var stopped bool
+			if herr, panicked, stopped = w.retryInPlace(rec, &arrived, md, herr); stopped {
+				s.log.Info("kretry in-place retry stopped by a revoke or shutdown; the record will be delivered again",
+					"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
+				return false
+			}
+		}
+		if w.breaker == nil || w.ctx.Err() != nil || !w.breaker.result(time.Now(), herr != nil, probe) {
+			break
+		}
+		// Failed while the breaker is open: not forwarded; handled again
+		// once the breaker lets records through.
+		*rec = arrived
+		start, w.handlerEnd, w.decided = 0, 0, false
 	}
 	if herr == nil {
 		// Marking reads these only; copying all of rec costs write barriers.
@@ -207,12 +224,12 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		}
 		expiry = born.Add(w.maxAge)
 	}
-	d := w.decision
+	dec := w.decision
 	if !w.decided {
-		d = w.classify(rec, herr)
+		dec = w.classify(rec, herr)
 	}
 	w.decided = false
-	switch d {
+	switch dec {
 	case Discard:
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeDiscarded).Inc()
 		s.log.Info("kretry record discarded", "topic", topic, "partition", rec.Partition, "offset", rec.Offset,
@@ -220,6 +237,9 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		return w.mark(rec)
 	case DeadLetter:
 		return w.deadLetter(rec, md, headers.ReasonPermanent, herr.Error())
+	}
+	if route, ok := dec.Route(); ok {
+		return w.deadLetterTo(rec, md, route, herr)
 	}
 	failure := 1
 	if md.Group != "" {
@@ -281,7 +301,10 @@ func (w *worker) classify(rec *kgo.Record, herr error) (d Decision) {
 		}
 	}()
 	d = w.s.c.opts.classifier(herr)
-	if d != Retry && d != DeadLetter && d != Discard {
+	if d == "" {
+		return Retry
+	}
+	if _, route := d.Route(); d != Retry && d != DeadLetter && d != Discard && !route {
 		w.s.log.Error("kretry classifier returned an unknown decision; retrying the record", "decision", d,
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
 		d = Retry
@@ -317,6 +340,28 @@ func (w *worker) withInPlace(md, next headers.Metadata) headers.Metadata {
 	}
 	next.InPlaceRetries = min(n, headers.MaxAttempts-w.inPlaceRetries) + w.inPlaceRetries
 	return next
+}
+
+// deadLetterTo forwards rec to the topic of its ladder's DLQ route, or to
+// the DLQ, logged, when the ladder has no route of that name.
+func (w *worker) deadLetterTo(rec *kgo.Record, md headers.Metadata, route string, herr error) bool {
+	topic, ok := w.ladder.Route(route)
+	if !ok {
+		w.s.log.Error("kretry handler named a DLQ route its topic does not have; dead-lettering the record to the DLQ",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "route", logText(route),
+			"routes", strings.Join(w.ladder.RouteNames(), ","), "dlq", w.ladder.DLQ())
+		return w.deadLetter(rec, md, headers.ReasonPermanent, fmt.Sprintf("unknown DLQ route %q (not in dlq_routes of %s): %s",
+			safetext.CutUTF8(route, 64), rec.Topic, herr.Error()))
+	}
+	tier := metrics.TierDLQ
+	if _, known := w.ladder.StepByName(md.Tier); known {
+		tier = md.Tier
+	}
+	now := time.Now()
+	next := md.Failed(w.s.c.cfg.Group, rec, now, herr.Error()).DeadLettered(headers.ReasonPermanent, tier, now)
+	next.Route = route
+	next = w.withInPlace(md, next)
+	return w.forward(rec, topic, next)
 }
 
 // withLastError appends md's last error, if any, to errText.

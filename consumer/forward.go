@@ -141,14 +141,18 @@ func (w *worker) forwarded(p *pendingRecord) {
 	rec, md, m := p.rec, &p.fwd.md, w.s.c.metrics
 	if md.Reason != "" {
 		m.Forwarded.WithLabelValues(rec.Topic, metrics.TierDLQ).Inc()
-		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason)).Inc()
+		dlqLabel := metrics.TierDLQ
+		if md.Route != "" {
+			dlqLabel = md.Route // a name from the config: bounded
+		}
+		m.DeadLettered.WithLabelValues(rec.Topic, string(md.Reason), dlqLabel).Inc()
 		if md.Reason == headers.ReasonTooLarge {
 			m.TooLarge.WithLabelValues(rec.Topic).Inc()
 		}
 		m.Records.WithLabelValues(rec.Topic, metrics.OutcomeDeadLettered).Inc()
 		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-			"tier", md.Tier, "dlq", w.ladder.DLQ(), "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
+			"tier", md.Tier, "dlq", p.fwd.out.Topic, "route", md.Route, "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
 		w.s.hooks.deadLettered(rec, md, w.txn)
 		return
 	}

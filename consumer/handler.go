@@ -3,7 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -56,43 +56,90 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string   { return e.err.Error() }
 func (e *permanentError) Unwrap() []error { return []error{ErrPermanent, e.err} }
 
-// Decision is what happens to a record whose handler returned an error.
-type Decision int
+// Decision is what happens to a record whose handler returned an error:
+// Retry, DeadLetter, Discard, or DeadLetterRoute(name). The zero Decision
+// is Retry.
+type Decision string
 
 const (
 	// Retry forwards the record to the next tier of its ladder, or to the
 	// DLQ with reason "exhausted" when the ladder is used up.
-	Retry Decision = iota
+	Retry Decision = "retry"
 	// DeadLetter forwards the record to the DLQ with reason "permanent".
-	DeadLetter
+	DeadLetter Decision = "dead-letter"
 	// Discard drops the record: its offset is committed and nothing is
 	// forwarded.
-	Discard
+	Discard Decision = "discard"
 )
 
-// String returns "retry", "dead-letter" or "discard".
+// routePrefix starts a DeadLetterRoute decision.
+const routePrefix = "dead-letter:"
+
+// DeadLetterRoute forwards the record to the topic of the DLQ route name of
+// its main topic (dlq_routes), with reason "permanent" and a kretry-route
+// header. A name the topic has no route for sends the record to the DLQ
+// (reason "permanent", the unknown name in kretry-error), logged.
+func DeadLetterRoute(name string) Decision { return Decision(routePrefix + name) }
+
+// Route returns the DLQ route name of a DeadLetterRoute decision.
+func (d Decision) Route() (string, bool) {
+	return strings.CutPrefix(string(d), routePrefix)
+}
+
+// String returns "retry", "dead-letter", "discard" or "dead-letter:<route>".
 func (d Decision) String() string {
-	switch d {
-	case Retry:
-		return "retry"
-	case DeadLetter:
-		return "dead-letter"
-	case Discard:
-		return "discard"
+	if d == "" {
+		return string(Retry)
 	}
-	return fmt.Sprintf("Decision(%d)", int(d))
+	return string(d)
+}
+
+// DeadLetterTo marks err for the DLQ route name of the record's main topic
+// (dlq_routes: {invalid: orders.invalid}): DefaultClassifier returns
+// DeadLetterRoute(name) for it, so the record goes straight to the route's
+// topic with reason "permanent" and a kretry-route header, without a retry.
+// It wraps ErrPermanent too, so errors.Is(result, ErrPermanent) holds; its
+// text is err's. DeadLetterTo(name, nil) is nil.
+func DeadLetterTo(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &routeError{route: name, err: err}
+}
+
+type routeError struct {
+	route string
+	err   error
+}
+
+func (e *routeError) Error() string   { return e.err.Error() }
+func (e *routeError) Unwrap() []error { return []error{ErrPermanent, e.err} }
+
+// RouteOf returns the DLQ route name that err was marked with by
+// DeadLetterTo, if any: for a classifier of its own.
+func RouteOf(err error) (string, bool) {
+	var re *routeError
+	if errors.As(err, &re) {
+		return re.route, true
+	}
+	return "", false
 }
 
 // Classifier decides what happens to a record whose handler returned the
 // non-nil err. It is called concurrently from the partitions' goroutines. A
 // classifier given with WithClassifier replaces DefaultClassifier entirely; to
-// keep ErrPermanent working, end with a call to DefaultClassifier. A value
-// other than Retry, DeadLetter or Discard is treated as Retry and logged.
+// keep ErrPermanent and DeadLetterTo working, end with a call to
+// DefaultClassifier. A value other than Retry, DeadLetter, Discard or a
+// DeadLetterRoute is treated as Retry and logged; the zero Decision is Retry.
 type Classifier func(err error) Decision
 
-// DefaultClassifier returns DeadLetter for an error wrapping ErrPermanent and
-// Retry for every other error.
+// DefaultClassifier returns DeadLetterRoute(name) for an error marked with
+// DeadLetterTo(name, ...), DeadLetter for another error wrapping
+// ErrPermanent and Retry for every other error.
 func DefaultClassifier(err error) Decision {
+	if route, ok := RouteOf(err); ok {
+		return DeadLetterRoute(route)
+	}
 	if errors.Is(err, ErrPermanent) {
 		return DeadLetter
 	}

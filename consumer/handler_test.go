@@ -39,13 +39,28 @@ func TestDefaultClassifier(t *testing.T) {
 		{consumer.Permanent(errors.New("bad")), consumer.DeadLetter},
 		{fmt.Errorf("ctx: %w", consumer.ErrPermanent), consumer.DeadLetter},
 		{errors.Join(errors.New("a"), consumer.Permanent(errors.New("b"))), consumer.DeadLetter},
+		{consumer.DeadLetterTo("invalid", errors.New("no sku")), consumer.DeadLetterRoute("invalid")},
+		{fmt.Errorf("order 7: %w", consumer.DeadLetterTo("fraud", errors.New("stolen card"))), consumer.DeadLetterRoute("fraud")},
 	}
 	for _, tc := range cases {
 		if got := consumer.DefaultClassifier(tc.err); got != tc.want {
 			t.Errorf("DefaultClassifier(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
-	if s := consumer.Decision(9).String(); s != "Decision(9)" {
-		t.Errorf("Decision(9).String() = %q", s)
+	if s := consumer.Decision("").String(); s != "retry" {
+		t.Errorf(`Decision("").String() = %q, want retry (the zero Decision)`, s)
+	}
+	if r, ok := consumer.DeadLetterRoute("fraud").Route(); !ok || r != "fraud" {
+		t.Errorf("DeadLetterRoute(fraud).Route() = %q, %v", r, ok)
+	}
+	if _, ok := consumer.DeadLetter.Route(); ok {
+		t.Error("DeadLetter.Route() reports a route")
+	}
+	err := consumer.DeadLetterTo("invalid", errors.New("no sku"))
+	if !errors.Is(err, consumer.ErrPermanent) || err.Error() != "no sku" {
+		t.Errorf("DeadLetterTo: errors.Is ErrPermanent %v, text %q", errors.Is(err, consumer.ErrPermanent), err)
+	}
+	if consumer.DeadLetterTo("invalid", nil) != nil {
+		t.Error("DeadLetterTo(name, nil) is not nil")
 	}
 }

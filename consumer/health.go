@@ -9,7 +9,16 @@ import (
 // HealthState returns what the consumer knows of its health now: whether
 // Run runs, its poll loop, its group membership and its forwards (see
 // health.State). It is safe to call at any time, from any goroutine.
-func (c *Consumer) HealthState() health.State { return c.health.State() }
+func (c *Consumer) HealthState() health.State {
+	st := c.health.State()
+	for _, b := range c.breakers {
+		if why := b.openReason(); why != "" {
+			st.BreakerOpen, st.BreakerReason = true, why
+			break
+		}
+	}
+	return st
+}
 
 // HealthHandler returns an http.Handler serving /healthz and /readyz (see
 // health.Handler) for the consumer and, with the in-process relay

@@ -61,13 +61,24 @@ func newCluster(t *testing.T, mainParts, sideParts int32) *cluster {
 // idle, while a request to a silent broker waits for its timeout.
 func newClusterOn(t *testing.T, mainParts, sideParts int32, virtual bool) *cluster {
 	t.Helper()
-	cfg := newConfig()
+	return newClusterCfg(t, newConfig(), mainParts, sideParts, virtual)
+}
+
+// newClusterWith is newCluster with cfg (its brokers replaced), its DLQ
+// routes seeded too.
+func newClusterWith(t *testing.T, cfg *config.Config, mainParts, sideParts int32) *cluster {
+	t.Helper()
+	return newClusterCfg(t, cfg, mainParts, sideParts, true)
+}
+
+func newClusterCfg(t *testing.T, cfg *config.Config, mainParts, sideParts int32, virtual bool) *cluster {
+	t.Helper()
 	ladders, err := cfg.Ladders()
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := ladders[0]
-	side := []string{l.DLQ()}
+	side := l.DLQTopics()
 	for _, s := range l.Steps() {
 		side = append(side, s.Topic)
 	}

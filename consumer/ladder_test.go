@@ -117,7 +117,7 @@ func TestAlwaysFailingRecordWalksTheLadder(t *testing.T) {
 				t.Errorf("kretry_forwarded_total{tier=%s} = %v, want %v", tier, got, want)
 			}
 		}
-		if got := metricValue(t, m.DeadLettered.WithLabelValues(testTopic, "exhausted")); got != 1 {
+		if got := metricValue(t, m.DeadLettered.WithLabelValues(testTopic, "exhausted", "dlq")); got != 1 {
 			t.Errorf("kretry_dead_lettered_total{reason=exhausted} = %v, want 1", got)
 		}
 		if got := metricValue(t, m.Records.WithLabelValues(testTopic, metrics.OutcomeRetried)); got != 4 {

@@ -18,10 +18,11 @@ import (
 // worker handles the records of one partition, in order, one at a time; see
 // the implementation notes in doc.go.
 type worker struct {
-	s      *session
-	tp     topicPartition
-	ladder *ladder.Ladder
-	maxAge time.Duration // the topic's max_age; 0: no limit
+	s       *session
+	tp      topicPartition
+	ladder  *ladder.Ladder
+	maxAge  time.Duration // the topic's max_age; 0: no limit
+	breaker *breaker      // the topic's circuit breaker; nil: none
 
 	mu          sync.Mutex
 	queue       []*kgo.Record
@@ -85,10 +86,11 @@ func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
 	ctx, cancel := context.WithCancel(s.base)
 	w := &worker{
 		s: s, tp: tp, ladder: ladder, maxAge: s.c.maxAge[tp.topic], inPlace: s.c.inPlace[tp.topic],
-		wake: make(chan struct{}, 1),
-		quit: make(chan struct{}),
-		acks: make(chan struct{}, 1),
-		ctx:  ctx, cancel: cancel,
+		breaker: s.c.breakers[tp.topic],
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		acks:    make(chan struct{}, 1),
+		ctx:     ctx, cancel: cancel,
 		done: make(chan struct{}),
 
 		handled:   s.c.metrics.Records.WithLabelValues(tp.topic, metrics.OutcomeOK),

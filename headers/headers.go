@@ -42,6 +42,8 @@ const (
 	// HeaderInPlaceRetries counts the retries in place (retry_in_place) over
 	// all hops so far; they are not failures of the ladder.
 	HeaderInPlaceRetries = "kretry-in-place-retries"
+	// HeaderRoute is the DLQ route (dlq_routes) of a record on a route's topic.
+	HeaderRoute = "kretry-route"
 )
 
 // Version is the version of the header contract this package writes and reads.
@@ -100,6 +102,7 @@ type Metadata struct {
 	Replays           int    // times replayed from the DLQ
 	TraceParent       string // kretry-traceparent: the first attempt's span, W3C form; "" when none
 	InPlaceRetries    int    // retries in place (retry_in_place) over all hops; not failures of the ladder
+	Route             string // the DLQ route (dlq_routes) a dead letter went to; "" for the DLQ and elsewhere
 }
 
 // HeaderError is the error Decode returns for a kretry header that is
@@ -178,7 +181,7 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	}
 	// Every value is appended to one buffer and sliced from it: one
 	// allocation for all of them instead of one per header.
-	buf := make([]byte, 0, 5*len(TimeLayout)+4*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+8)
+	buf := make([]byte, 0, 5*len(TimeLayout)+4*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+len(md.Route)+8)
 	add := func(k string, from int) {
 		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
 	}
@@ -247,6 +250,11 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 			n = len(buf)
 			buf = append(buf, md.Reason...)
 			add(HeaderReason, n)
+		}
+		if md.Route != "" {
+			n = len(buf)
+			buf = append(buf, md.Route...)
+			add(HeaderRoute, n)
 		}
 	}
 	if md.Group != "" && md.Attempts > 0 && md.InPlaceRetries > 0 {
@@ -355,12 +363,15 @@ func parseTime(v string) (time.Time, bool) {
 	return t, true
 }
 
+// nKnown is len(known).
+const nKnown = 16
+
 // known lists the contract's headers in the order Decode checks them.
-var known = []string{
+var known = [nKnown]string{
 	HeaderVersion, HeaderGroup, HeaderAttempts, HeaderTier, HeaderDueAt,
 	HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp,
 	HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderReplays,
-	HeaderInPlaceRetries,
+	HeaderInPlaceRetries, HeaderRoute,
 }
 
 // Decode reads the kretry headers of a record strictly: a malformed value is
@@ -391,7 +402,7 @@ func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	var d decoder
 	vals, have := &d.vals, &d.have
-	var at [15]int // index in hs
+	var at [nKnown]int // index in hs
 	found := false
 	size := 0
 	for j, h := range hs {
@@ -412,7 +423,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	// allocation per record instead of one per header.
 	var b strings.Builder
 	b.Grow(size)
-	var end [15]int
+	var end [nKnown]int
 	for i := range have {
 		if have[i] {
 			b.Write(hs[at[i]].Value)
@@ -476,6 +487,9 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	}
 	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
 	md.InPlaceRetries = int(d.int(HeaderInPlaceRetries, false, 1, MaxAttempts))
+	if _, ok := get(HeaderRoute); ok {
+		md.Route = d.text(HeaderRoute, true)
+	}
 	if d.err != nil {
 		return Metadata{}, false, d.err
 	}
@@ -490,7 +504,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 func (d *decoder) replayed() (md Metadata, ok bool, err error) {
 	for i, name := range known {
 		switch name {
-		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderInPlaceRetries:
+		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderInPlaceRetries, HeaderRoute:
 			if d.have[i] {
 				return Metadata{}, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
 			}
@@ -547,14 +561,16 @@ func indexOf(name string) int {
 		return 13
 	case HeaderInPlaceRetries:
 		return 14
+	case HeaderRoute:
+		return 15
 	}
 	return -1
 }
 
 // decoder keeps the first error, so Decode reads as a list of fields.
 type decoder struct {
-	vals [15]string // by index in known
-	have [15]bool
+	vals [nKnown]string // by index in known
+	have [nKnown]bool
 	err  *HeaderError
 }
 

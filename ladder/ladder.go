@@ -3,6 +3,8 @@ package ladder
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +57,8 @@ type Ladder struct {
 	topic, group, dlq string
 	steps             []Step
 	maxRetries        int
+	routes            map[string]string // DLQ route name → topic
+	routeNames        []string          // sorted
 }
 
 // Opt configures New. Options are applied in order; a later one overrides
@@ -65,6 +69,7 @@ type cfg struct {
 	naming string
 	dlq    string
 	jitter float64
+	routes map[string]string
 }
 
 func defaultCfg() cfg { return cfg{naming: DefaultNaming, dlq: DefaultDLQ} }
@@ -95,6 +100,36 @@ func WithDLQ(nameOrTemplate string) Opt {
 func WithJitter(jitter float64) Opt {
 	return opt(func(c *cfg) { c.jitter = jitter })
 }
+
+// WithDLQRoutes sets the ladder's DLQ routes: dead-letter topics of their
+// own, by route name (dlq_routes), besides the DLQ. A handler sends a record
+// to one with consumer.DeadLetterTo. A route name is 1 to 64 letters,
+// digits, '.', '_' or '-', and not "dlq" (the metrics' name of the DLQ);
+// a route topic is a plain topic name (or a template using {topic} and
+// {group}), distinct from the main topic, the tiers, the DLQ and the other
+// routes. Default: none.
+func WithDLQRoutes(routes map[string]string) Opt {
+	return opt(func(c *cfg) { c.routes = routes })
+}
+
+// CheckRouteName checks a DLQ route's name (see WithDLQRoutes).
+func CheckRouteName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("DLQ route name %q: want 1 to 64 letters, digits, '.', '_' or '-'", name)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("DLQ route name %q has the character %q: want letters, digits, '.', '_' or '-'", name, c)
+		}
+	}
+	if name == RouteDLQ {
+		return fmt.Errorf("DLQ route name %q is the name of the DLQ itself: choose another", name)
+	}
+	return nil
+}
+
+// RouteDLQ is the route name of the DLQ itself, in metrics and tools.
+const RouteDLQ = "dlq"
 
 // New resolves the retry ladder of topic for group. Tiers must be given
 // in order of strictly increasing delay, each delay > 0 and attempts ≥ 0
@@ -175,7 +210,57 @@ func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
 				topic, l.maxRetries, headers.MaxAttempts)
 		}
 	}
+	if len(cfg.routes) > 0 {
+		l.routes = make(map[string]string, len(cfg.routes))
+		names := slices.Sorted(maps.Keys(cfg.routes))
+		for _, name := range names {
+			if err := CheckRouteName(name); err != nil {
+				return nil, fmt.Errorf("retry ladder of topic %s: %w", topic, err)
+			}
+			if err := checkTemplate(cfg.routes[name], false); err != nil {
+				return nil, fmt.Errorf("retry ladder of topic %s: DLQ route %s: %w", topic, name, err)
+			}
+			rt := expand(cfg.routes[name], topic, group, "", "")
+			if err := checkTopicName(rt); err != nil {
+				return nil, fmt.Errorf("retry ladder of topic %s: DLQ route %s: %w", topic, name, err)
+			}
+			if j, dup := seen[rt]; dup {
+				what := "the main topic"
+				switch {
+				case j == -2:
+					what = "the DLQ"
+				case j == -3:
+					what = "another DLQ route"
+				case j >= 0:
+					what = fmt.Sprintf("tier %d", j+1)
+				}
+				return nil, fmt.Errorf("retry ladder of topic %s: DLQ route %s is the topic %s, like %s: give every route its own topic", topic, name, rt, what)
+			}
+			seen[rt] = -3
+			l.routes[name] = rt
+		}
+		l.routeNames = names
+	}
 	return l, nil
+}
+
+// Route returns the topic of the DLQ route name, and whether l has it.
+func (l *Ladder) Route(name string) (string, bool) {
+	t, ok := l.routes[name]
+	return t, ok
+}
+
+// RouteNames returns the names of l's DLQ routes, sorted.
+func (l *Ladder) RouteNames() []string { return slices.Clone(l.routeNames) }
+
+// DLQTopics returns the DLQ and the topics of the DLQ routes, in that order
+// (routes by name).
+func (l *Ladder) DLQTopics() []string {
+	out := []string{l.dlq}
+	for _, n := range l.routeNames {
+		out = append(out, l.routes[n])
+	}
+	return out
 }
 
 // Topic returns the main topic, the one that records are re-fed to.

@@ -45,7 +45,7 @@ func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 		return false
 	}
 	s.r.metrics.Forwarded.WithLabelValues(main, metrics.TierDLQ).Inc()
-	s.r.metrics.DeadLettered.WithLabelValues(main, string(headers.ReasonTooLarge)).Inc()
+	s.r.metrics.DeadLettered.WithLabelValues(main, string(headers.ReasonTooLarge), metrics.TierDLQ).Inc()
 	s.r.metrics.TooLarge.WithLabelValues(main).Inc()
 	s.log.Error("kretry relay dead-lettered a record too large to re-feed, without its value, which stays in the main topic",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", main, "dlq", dlq, "value_bytes", len(rec.Value),
@@ -78,7 +78,7 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 		return false
 	}
 	s.r.metrics.Forwarded.WithLabelValues(t.ladder.Topic(), metrics.TierDLQ).Inc()
-	s.r.metrics.DeadLettered.WithLabelValues(t.ladder.Topic(), string(headers.ReasonInvalidMetadata)).Inc()
+	s.r.metrics.DeadLettered.WithLabelValues(t.ladder.Topic(), string(headers.ReasonInvalidMetadata), metrics.TierDLQ).Inc()
 	s.log.Warn("kretry relay dead-lettered a record with unreadable kretry headers",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", decodeErr)
 	return true

@@ -631,7 +631,7 @@ func TestRelayDeadLettersInvalidMetadata(t *testing.T) {
 		if got := e.committed(relayGroup+"-relay", e.step(0).Topic); got[1] != 4 {
 			t.Errorf("relay committed %v, want partition 1 at 4", got)
 		}
-		if got := metricValue(t, m.DeadLettered.WithLabelValues(relayTopic, "invalid-metadata")); got != 2 {
+		if got := metricValue(t, m.DeadLettered.WithLabelValues(relayTopic, "invalid-metadata", "dlq")); got != 2 {
 			t.Errorf("dead-lettered = %v, want 2", got)
 		}
 		if got := metricValue(t, m.Forwarded.WithLabelValues(relayTopic, metrics.TierDLQ)); got != 2 {

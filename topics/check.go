@@ -50,7 +50,7 @@ func Check(ctx context.Context, adm *kadm.Client, ladders []*ladder.Ladder) (map
 		for _, step := range l.Steps() {
 			names = append(names, step.Topic)
 		}
-		names = append(names, l.DLQ())
+		names = append(names, l.DLQTopics()...)
 	}
 	parts, gone, err := Partitions(ctx, adm, names...)
 	if err != nil {

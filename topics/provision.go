@@ -121,6 +121,8 @@ type TopicKind string
 const (
 	KindTier TopicKind = "tier"
 	KindDLQ  TopicKind = "dlq"
+	// KindDLQRoute is a DLQ route (dlq_routes); Tier is the route's name.
+	KindDLQRoute TopicKind = "dlq-route"
 	// KindMain is a main topic, planned when its Provision has
 	// MainPartitions.
 	KindMain TopicKind = "main"
@@ -478,6 +480,10 @@ func Plan(ctx context.Context, adm *kadm.Client, provisions []Provision, opts ..
 			r = DefaultDLQRetention
 		}
 		want(l.DLQ(), KindDLQ, l, "", r, p.DLQConfigs)
+		for _, name := range l.RouteNames() {
+			rt, _ := l.Route(name)
+			want(rt, KindDLQRoute, l, name, r, p.DLQConfigs) // like the DLQ
+		}
 	}
 	if conflict != nil {
 		return nil, conflict

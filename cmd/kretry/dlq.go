@@ -75,7 +75,7 @@ type dlqFlags struct {
 }
 
 func (d *dlqFlags) addTopic(fs *pflag.FlagSet) {
-	fs.StringVar(&d.topic, "topic", "", "the DLQ topic (default: the DLQ of the config's only topic)")
+	fs.StringVar(&d.topic, "topic", "", "the DLQ topic, or a DLQ route's topic (dlq_routes) (default: the DLQ of the config's only topic)")
 }
 
 func (d *dlqFlags) addFilters(fs *pflag.FlagSet) {

@@ -18,7 +18,8 @@ type RecordJSON struct {
 	Offset    int64        `json:"offset"`
 	Timestamp *time.Time   `json:"timestamp"` // null when JSON cannot hold it (a year past 9999)
 	Reason    string       `json:"reason"`
-	Key       *string      `json:"key"` // base64; null for no key
+	Route     string       `json:"route,omitempty"` // kretry-route: the DLQ route it was sent to
+	Key       *string      `json:"key"`             // base64; null for no key
 	KeyText   *string      `json:"key_text,omitempty"`
 	Value     *string      `json:"value"` // base64; null for no value
 	ValueText *string      `json:"value_text,omitempty"`
@@ -65,6 +66,7 @@ func Record(r *dlq.Record) RecordJSON {
 		Offset:    r.Offset,
 		Timestamp: jsonTime(r.Timestamp),
 		Reason:    string(r.Reason),
+		Route:     r.Meta.Route,
 		Headers:   make([]HeaderJSON, 0, len(r.Headers)),
 		Attempts:  r.Meta.Attempts,
 		Error:     r.Meta.Error,

@@ -27,6 +27,9 @@ func WriteRecord(w io.Writer, r *dlq.Record) error {
 	line("offset", strconv.FormatInt(r.Offset, 10))
 	line("timestamp", headers.FormatTime(r.Timestamp))
 	line("reason", string(r.Reason))
+	if r.Meta.Route != "" {
+		line("route", safetext.Text(r.Meta.Route))
+	}
 	if sp := r.Spring; sp != nil {
 		by := "Spring Kafka's DeadLetterPublishingRecoverer"
 		if sp.RetryTopics {

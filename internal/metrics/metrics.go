@@ -44,12 +44,14 @@ type Metrics struct {
 	RefeedLateness   *prometheus.HistogramVec // tier
 	PausedPartitions *prometheus.GaugeVec     // tier
 	HeldBytes        *prometheus.GaugeVec     // tier
-	DeadLettered     *prometheus.CounterVec   // topic, reason
+	DeadLettered     *prometheus.CounterVec   // topic, reason, dlq
 	UntrustedDueAt   *prometheus.CounterVec   // topic, tier
 	TooLarge         *prometheus.CounterVec   // topic
 
 	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
 	DeadLetterHook         *prometheus.CounterVec // topic, result
+	CircuitState           *prometheus.GaugeVec   // topic
+	CircuitOpened          *prometheus.CounterVec // topic
 
 	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
 	Health *HealthVec // kretry_live and kretry_ready: component, group
@@ -88,8 +90,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"tier"}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "dead_lettered_total",
-			Help: "Records written to a DLQ, by reason.",
-		}, []string{"topic", "reason"}),
+			Help: "Records written to a DLQ, by reason and DLQ: dlq, or the name of the DLQ route (dlq_routes) they went to.",
+		}, []string{"topic", "reason", "dlq"}),
 		UntrustedDueAt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "untrusted_due_at_total",
 			Help: "Tier records the relay re-fed at their last failure plus their tier's delay, because their kretry-due-at was later than that.",
@@ -106,6 +108,14 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "dead_letter_hook_calls_total",
 			Help: "Calls of the consumer's dead-letter hook, by result: ok, error, panic, or dropped (not called: its queue was full or the consumer stopped).",
 		}, []string{"topic", "result"}),
+		CircuitState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "circuit_state",
+			Help: "The circuit breaker of a main topic (circuit_breaker): 0 closed, 1 open (not fetched nor handled), 2 half-open (a few records let through).",
+		}, []string{"topic"}),
+		CircuitOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "circuit_opened_total",
+			Help: "Times the circuit breaker of a main topic opened.",
+		}, []string{"topic"}),
 		Ladder: newLadderVec(),
 		Health: newHealthVec(),
 	}
@@ -125,6 +135,8 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
 	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
 	m.DeadLetterHook = register(reg, m.DeadLetterHook, &err)
+	m.CircuitState = register(reg, m.CircuitState, &err)
+	m.CircuitOpened = register(reg, m.CircuitOpened, &err)
 	m.Ladder = register(reg, m.Ladder, &err)
 	m.Health = register(reg, m.Health, &err)
 	if err != nil {

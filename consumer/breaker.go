@@ -1,0 +1,233 @@
+package consumer
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/metrics"
+)
+
+// The circuit breaker of a main topic (circuit_breaker): while too many of
+// its records fail, the topic is not fetched and its records are not
+// handled, so a dependency outage leaves them waiting on the main topic
+// instead of draining them through the ladder into the DLQ.
+//
+// closed: outcomes are counted in breakerBuckets buckets over the window;
+// at least min_records with a failed share ≥ failure_ratio opens it.
+// open: the topic's fetching is paused (kgo.PauseFetchTopics: every
+// partition, those assigned later too), and each worker waits before its
+// next record; a record whose handler failed while the breaker was open (or
+// the failure that opened it) is not forwarded: it waits and is handled
+// again. After open_for: half-open, fetching resumes and breakerProbes
+// records are let through; as many successes close it, a failure opens it
+// again. A revoked partition's worker stops waiting at once and its records
+// stay uncommitted for their next owner: the breaker holds no partition past
+// a rebalance, and drops no record.
+
+const (
+	breakerBuckets = 10
+	breakerProbes  = 5
+)
+
+// Circuit states, the values of kretry_circuit_state.
+const (
+	circuitClosed   = 0
+	circuitOpen     = 1
+	circuitHalfOpen = 2
+)
+
+type breaker struct {
+	topic string
+	cfg   config.CircuitBreaker
+	log   *slog.Logger
+	gauge prometheus.Gauge
+	opens prometheus.Counter
+
+	mu      sync.Mutex
+	cl      *kgo.Client // set by Run; nil: nothing to pause
+	state   int
+	buckets [breakerBuckets]breakerBucket
+	probes  int // half-open: records let through
+	probeOK int // half-open: of which succeeded
+	changed chan struct{}
+	timer   *time.Timer
+	reason  string
+}
+
+type breakerBucket struct {
+	start      time.Time
+	ok, failed int
+}
+
+func newBreaker(topic string, cfg config.CircuitBreaker, log *slog.Logger, m *metrics.Metrics) *breaker {
+	b := &breaker{topic: topic, cfg: cfg, log: log, changed: make(chan struct{}),
+		gauge: m.CircuitState.WithLabelValues(topic), opens: m.CircuitOpened.WithLabelValues(topic)}
+	b.gauge.Set(circuitClosed)
+	return b
+}
+
+// start gives the breaker the client whose fetching it pauses.
+func (b *breaker) start(cl *kgo.Client) {
+	b.mu.Lock()
+	b.cl = cl
+	b.mu.Unlock()
+}
+
+// stop stops its timer at the end of Run.
+func (b *breaker) stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.cl = nil
+}
+
+// tryAdmit reports whether a record may be handled now (probe: as one of
+// the half-open's); when not, ch is closed at the next state change.
+func (b *breaker) tryAdmit() (probe bool, ch <-chan struct{}, pass bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.state == circuitClosed:
+		return false, nil, true
+	case b.state == circuitHalfOpen && b.probes < breakerProbes:
+		b.probes++
+		return true, nil, true
+	}
+	return false, b.changed, false
+}
+
+// result counts a handled record's outcome; hold: the record failed while
+// the breaker is (or by this failure became) open, and must wait.
+func (b *breaker) result(now time.Time, failed, probe bool) (hold bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case circuitOpen:
+		return failed
+	case circuitHalfOpen:
+		switch {
+		case failed:
+			b.open(now, "a half-open probe failed")
+			return true
+		case probe:
+			if b.probeOK++; b.probeOK >= breakerProbes {
+				b.close()
+			}
+		}
+		return false
+	}
+	width := max(b.cfg.Window/breakerBuckets, time.Millisecond)
+	i := int(now.UnixNano()/int64(width)) % breakerBuckets
+	bk := &b.buckets[i]
+	if start := now.Truncate(width); !bk.start.Equal(start) {
+		*bk = breakerBucket{start: start}
+	}
+	if failed {
+		bk.failed++
+	} else {
+		bk.ok++
+	}
+	if !failed {
+		return false
+	}
+	var ok, bad int
+	for _, x := range b.buckets {
+		if now.Sub(x.start) < b.cfg.Window {
+			ok, bad = ok+x.ok, bad+x.failed
+		}
+	}
+	if n := ok + bad; n >= b.cfg.MinRecords && float64(bad) >= b.cfg.FailureRatio*float64(n) {
+		b.open(now, fmt.Sprintf("%d of %d records failed in the last %v (failure_ratio %v)", bad, n, b.cfg.Window, b.cfg.FailureRatio))
+		return true
+	}
+	return false
+}
+
+// open opens the breaker: b.mu held.
+func (b *breaker) open(now time.Time, why string) {
+	b.state, b.reason = circuitOpen, why
+	b.gauge.Set(circuitOpen)
+	b.opens.Inc()
+	if b.cl != nil {
+		b.cl.PauseFetchTopics(b.topic)
+	}
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	b.timer = time.AfterFunc(b.cfg.OpenFor, b.halfOpen)
+	b.signal()
+	b.log.Warn("kretry circuit breaker open: the topic is not fetched nor handled; its records wait", "topic", b.topic,
+		"why", why, "open_for", b.cfg.OpenFor)
+}
+
+func (b *breaker) halfOpen() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state != circuitOpen || b.cl == nil {
+		return
+	}
+	b.state, b.probes, b.probeOK = circuitHalfOpen, 0, 0
+	b.gauge.Set(circuitHalfOpen)
+	b.cl.ResumeFetchTopics(b.topic)
+	b.signal()
+	b.log.Info("kretry circuit breaker half-open: letting a few records through", "topic", b.topic, "probes", breakerProbes)
+}
+
+// close closes the breaker: b.mu held.
+func (b *breaker) close() {
+	b.state, b.reason = circuitClosed, ""
+	b.buckets = [breakerBuckets]breakerBucket{}
+	b.gauge.Set(circuitClosed)
+	b.signal()
+	b.log.Info("kretry circuit breaker closed", "topic", b.topic)
+}
+
+func (b *breaker) signal() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// openReason is why the breaker is not closed, or "".
+func (b *breaker) openReason() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case circuitOpen:
+		return "topic " + b.topic + ": " + b.reason
+	case circuitHalfOpen:
+		return "topic " + b.topic + ": half-open after " + b.reason
+	}
+	return ""
+}
+
+// admit waits until the worker may handle its next record; false: stopped.
+// It settles and marks what is done before it waits.
+func (w *worker) admit() (probe, ok bool) {
+	b := w.breaker
+	if b == nil {
+		return false, true
+	}
+	for {
+		probe, ch, pass := b.tryAdmit()
+		if pass {
+			return probe, true
+		}
+		if !w.settle(true) {
+			return false, false
+		}
+		w.handlerEnd = 0
+		select {
+		case <-ch:
+		case <-w.quit:
+			return false, false
+		}
+	}
+}
