@@ -166,6 +166,9 @@ func lenientDecode(hs []kgo.RecordHeader) (md headers.Metadata, known Field) {
 	if n, err := headers.DecodeReplays(hs); err == nil {
 		md.Replays = n
 	}
+	if v, ok := get(headers.HeaderRoute); ok && v != "" {
+		md.Route = v
+	}
 	return md, known
 }
 
