@@ -383,6 +383,7 @@ func (s *session) assigned(ctx context.Context, cl *kgo.Client, assigned map[str
 // a join in flight on a lock, which in a synctest bubble stops the clock the
 // join waits on.)
 func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	s.rebalances.Add(1)
 	s.c.health.Revoked(revoked)
 	s.stopWorkers(revoked, s.c.opts.grace)
 	if s.txn != nil {
@@ -408,6 +409,7 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[strin
 // lost stops the workers of partitions another member may already own: their
 // handlers are cancelled at once and nothing is committed.
 func (s *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.rebalances.Add(1)
 	s.c.health.Lost()
 	s.stopWorkers(lost, 0)
 }

@@ -50,6 +50,11 @@ type txnState struct {
 	// in it (a failed produce, a worker stopped with records left): the
 	// transaction must abort.
 	broken atomic.Bool
+	// rebalances counts the revoke and lost callbacks (see pollTxn).
+	rebalances atomic.Uint64
+	// open is whether a transaction was begun and not ended (poll's
+	// goroutine only).
+	open bool
 }
 
 // transactionalID is the consumer's transactional id:
@@ -93,16 +98,25 @@ func (t *txnState) quiesce(ctx context.Context) bool {
 
 // pollTxn is poll in exactly-once mode: one transaction per commit
 // interval, until ctx is done (shutdownTxn ends the last one).
+//
+// A rebalance waits for the boundary (AllowRebalance), so its revoke runs
+// after End and before the next transaction's first poll returns. kgo's
+// transact session then marks the next transaction as rebalanced and aborts
+// it at its End, whatever it holds: without restartTxn, every rebalance cost
+// a whole transaction of handled records, handled again.
 func (s *session) pollTxn(ctx context.Context) {
 	s.idle = make(chan struct{}, 1)
+	seen := s.rebalances.Load()
+txns:
 	for ctx.Err() == nil {
 		if err := s.txn.Begin(); err != nil {
 			s.cl.AllowRebalance()
 			s.fail(fmt.Errorf("consumer: beginning a transaction: %w", err))
 			return
 		}
+		s.open = true
 		boundary := time.Now().Add(s.c.commitInterval)
-		for ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load() {
+		for first := true; ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load(); first = false {
 			pctx, cancel := context.WithDeadline(ctx, boundary)
 			s.c.health.Polling(true)
 			fetches := s.cl.PollRecords(pctx, pollRecords)
@@ -111,13 +125,36 @@ func (s *session) pollTxn(ctx context.Context) {
 			if fetches.IsClientClosed() {
 				return
 			}
+			if n := s.rebalances.Load(); first && n != seen {
+				seen = n
+				s.restartTxn(ctx) // drops fetches: kgo rewinds to the committed offsets
+				s.cl.AllowRebalance()
+				continue txns
+			}
 			s.handOut(fetches)
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		s.endTxn(ctx, s.quiesce(ctx))
+		seen = s.rebalances.Load() // End forgot the rebalances so far
 		s.cl.AllowRebalance()
+	}
+}
+
+// restartTxn ends the open transaction before anything was handed out in
+// it, because a revoke ran since the last End (see pollTxn).
+func (s *session) restartTxn(ctx context.Context) {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
+	_, err := s.txn.End(ectx, kgo.TryAbort)
+	cancel()
+	s.open = false
+	switch {
+	case fatalTxnErr(err):
+		s.failTxn(err)
+	case err != nil:
+		s.log.Error("kretry consumer transaction failed", "group", s.c.cfg.Group, "error", err)
+		s.abortFailedTxn(ctx)
 	}
 }
 
@@ -157,6 +194,7 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
 	committed, err := s.txn.End(ectx, try)
 	cancel()
+	s.open = false
 	s.hooks.txnEnded(committed && err == nil)
 	s.broken.Store(false)
 	switch {
@@ -233,7 +271,8 @@ func (s *session) shutdownTxn() error {
 	// time out on the broker, invisible.
 	ectx, ecancel := context.WithTimeout(s.base, txnEndTimeout)
 	defer ecancel()
-	if !s.endTxn(ectx, done) && done {
+	// Run may have stopped between two transactions: nothing to end then.
+	if s.open && !s.endTxn(ectx, done) && done {
 		err = errors.New("consumer: the last transaction did not commit at shutdown; its records will be handled again")
 	}
 	s.cl.CloseAllowingRebalance()
