@@ -82,8 +82,8 @@ func New(t testing.TB, cfg *config.Config, opts ...Opt) *Cluster {
 	return c
 }
 
-// Start starts an in-process Kafka with every main, tier and DLQ topic of
-// cfg's ladders. cfg is not changed; Config returns the copy that points at
+// Start starts an in-process Kafka with every main, tier, DLQ and DLQ route
+// (dlq_routes) topic of cfg's ladders. cfg is not changed; Config returns the copy that points at
 // the cluster, whatever brokers cfg named. cfg must pass cfg.Validate once
 // its brokers are replaced. Close stops the cluster and what runs on it.
 func Start(cfg *config.Config, opts ...Opt) (*Cluster, error) {
@@ -118,6 +118,11 @@ func Start(cfg *config.Config, opts ...Opt) (*Cluster, error) {
 		k.mainOf[l.Topic()] = true
 		topics = append(topics, l.Topic(), l.DLQ())
 		dlqs = append(dlqs, l.DLQ())
+		for _, name := range l.RouteNames() { // dlq_routes: dead letters too
+			rt, _ := l.Route(name)
+			topics = append(topics, rt)
+			dlqs = append(dlqs, rt)
+		}
 		var total time.Duration
 		for _, s := range l.Steps() {
 			topics = append(topics, s.Topic)
@@ -277,8 +282,8 @@ type Fate struct {
 	Attempts []Attempt // every call of the handler, in order
 	// Handled is true when the last attempt returned nil.
 	Handled bool
-	// DeadLetter is the record's copy in its DLQ, with kretry's headers
-	// (headers.Decode); nil unless it was dead-lettered.
+	// DeadLetter is the record's copy in its DLQ or DLQ route topic, with
+	// kretry's headers (headers.Decode); nil unless it was dead-lettered.
 	DeadLetter *kgo.Record
 	// Reason is why it was dead-lettered: headers.ReasonExhausted,
 	// ReasonPermanent, ReasonPanic, ReasonExpired, ...; "" when not.
