@@ -63,7 +63,10 @@ func TestRelayHealthTransitions(t *testing.T) {
 			t.Errorf("/readyz: %+v, want group %s-relay owning its 2 tier partitions", resp.Components[0], relayGroup)
 		}
 
-		rec, _ := e.tierRecord(0, 0, "k", time.Now())
+		// Due in a second of virtual time, so that the refusal is on before
+		// the relay re-feeds it (due now, a re-feed could get through first,
+		// and a CI run then waited 2h of virtual time for not ready).
+		rec, _ := e.tierRecord(0, 0, "k", time.Now().Add(time.Second))
 		e.produce(rec)
 		refuse.Store(true)
 		waitFor(t, "not ready: re-feeds failing", func() bool { code, _ := get("/readyz"); return code == http.StatusServiceUnavailable })
