@@ -14,7 +14,9 @@ import (
 type Metadata struct {
 	// Attempt is the number of this call of the handler for the record: 1
 	// on its first delivery, then one more for every failed call before,
-	// in place (retry_in_place) and through the tiers alike.
+	// in place (retry_in_place) and through the tiers alike. A RetryAfter
+	// that sends the record down the ladder counts the attempts of the
+	// tiers it skips as used (kretry-attempts), so Attempt jumps by them.
 	Attempt int
 	// Tier is the tier the record was re-fed from ("retry-5s"); "" on a
 	// first delivery (its in-place retries included).
@@ -48,7 +50,8 @@ func RecordMetadata(rec *kgo.Record) Metadata {
 
 // Attempt returns the number of this call of the handler for rec: 1 on its
 // first delivery, counting every failed call before it, in place and through
-// the tiers (RecordMetadata(rec).Attempt).
+// the tiers, and the tier attempts a RetryAfter skipped
+// (RecordMetadata(rec).Attempt).
 func Attempt(rec *kgo.Record) int { return RecordMetadata(rec).Attempt }
 
 // withInfo puts what the handler may know of rec on rec.Context, from its
