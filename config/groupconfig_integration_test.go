@@ -36,8 +36,17 @@ func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
 	if err := c.SetGroupSessionTimeout(ctx, cl, group); err != nil {
 		t.Fatalf("50s, within the brokers' default bounds (45s to 60s): %v", err)
 	}
-	if got := groupSessionTimeout(ctx, t, cl, group); got != "50000" {
-		t.Fatalf("%s of group %s is %q after setting 50s, want 50000", config.GroupConfigSessionTimeout, group, got)
+	// The broker applies a group config through its metadata log: a
+	// describe right after the alter can still show the default (a CI run
+	// read 45000), so wait for it.
+	var got string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = groupSessionTimeout(ctx, t, cl, group); got == "50000" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got != "50000" {
+		t.Fatalf("%s of group %s is %q 15s after setting 50s, want 50000", config.GroupConfigSessionTimeout, group, got)
 	}
 
 	c.SessionTimeout = 0 // the default, 10s
