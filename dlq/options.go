@@ -38,12 +38,13 @@ func WithClientOpts(opts ...kgo.Opt) Opt {
 	return optFunc(func(c *cfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 
-// WithLogger logs through l. Default: discard.
+// WithLogger logs through l. Default: discard; nil means the default.
 func WithLogger(l *slog.Logger) Opt {
 	return optFunc(func(c *cfg) {
-		if l != nil {
-			c.logger = l
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
 		}
+		c.logger = l
 	})
 }
 

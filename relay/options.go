@@ -85,12 +85,13 @@ func WithGroup(group string) Opt {
 }
 
 // WithLogger sets the logger: one line per re-feed at debug, problems
-// at warn and error. Default: discard everything.
+// at warn and error. Default: discard everything; nil means the default.
 func WithLogger(l *slog.Logger) Opt {
 	return opt(func(c *cfg) {
-		if l != nil {
-			c.logger = l
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
 		}
+		c.logger = l
 	})
 }
 
