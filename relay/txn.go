@@ -14,8 +14,12 @@ import (
 )
 
 // TransactionalID returns the transactional id the relay uses in the
-// exactly-once mode: kretry/<relay group>/relay/<instance>.
+// exactly-once mode, kretry/<relay group>/relay/<instance>, and "" when
+// exactly-once is off (the relay then uses none).
 func (r *Relay) TransactionalID() string {
+	if !r.cfg.exactlyOnce {
+		return ""
+	}
 	return "kretry/" + r.cfg.group + "/relay/" + r.cfg.instanceID
 }
 
