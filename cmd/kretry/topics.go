@@ -158,14 +158,16 @@ func (a *app) apply(ctx context.Context, raise bool) error {
 	}
 	defer adm.Close()
 	done, err := topics.Apply(ctx, adm, plan)
-	a.printApplied(plan, done)
+	a.printApplied(plan, done, err != nil)
 	if err != nil {
 		return fmt.Errorf("%w: fix that and run %s again (what was done stays done)", a.kafkaError(ctx, cfg, err), a.hint("topics apply"))
 	}
 	return nil
 }
 
-func (a *app) printApplied(plan *topics.TopicPlan, done []topics.Applied) {
+// printApplied prints what was done; failed says Apply stopped at an error,
+// which the caller prints: the summary then counts what was done before it.
+func (a *app) printApplied(plan *topics.TopicPlan, done []topics.Applied, failed bool) {
 	if a.json {
 		byTopic := map[string][]topics.Action{}
 		for _, d := range done {
@@ -199,6 +201,10 @@ func (a *app) printApplied(plan *topics.TopicPlan, done []topics.Applied) {
 		}
 	}
 	a.printWarnings(plan)
+	if failed {
+		fmt.Fprintf(a.stdout, "applied %d %s before an error\n", len(done), plural(len(done), "change", "changes"))
+		return
+	}
 	if len(done) == 0 {
 		fmt.Fprintf(a.stdout, "nothing to change: %s\n", countTopics(len(plan.Topics)-len(plan.Pending()), "up to date"))
 		return
