@@ -104,7 +104,7 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	s.broken = false
 	if err != nil && !errors.Is(err, errNothingMarked) {
 		if fenced(err) {
-			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+			return s.r.fencedError(err)
 		}
 		s.log.Warn("kretry relay's transaction ended with an error; its re-feeds are aborted and re-fed again", "error", err)
 		s.broken = true // ended or not: ended again (a no-op when it did) before the next begins
@@ -124,7 +124,7 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	}
 	if err := s.txn.Begin(); err != nil {
 		if fenced(err) {
-			return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id; give each its own", s.r.TransactionalID(), err)
+			return s.r.fencedError(err)
 		}
 		s.log.Warn("kretry relay could not begin a transaction; it tries again", "error", err)
 		s.broken = true
@@ -132,8 +132,19 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	return nil
 }
 
-// fenced reports whether err says another producer took the relay's
-// transactional id: this relay is a zombie and must stop.
+// fencedError says why the relay may not go on with its transactional id,
+// naming every cause the brokers' error can stand for: they answer alike
+// when another producer took the id and when they aborted a transaction open
+// past the transaction timeout.
+func (r *Relay) fencedError(err error) error {
+	return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id "+
+		"(give each its own), the id is not authorized, or a transaction was open longer than the transaction "+
+		"timeout and the brokers aborted it (a broker or network stall longer than the delivery timeout)",
+		r.TransactionalID(), err)
+}
+
+// fenced reports whether err says the relay may not go on producing with
+// its transactional id: this relay is a zombie and must stop.
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)

@@ -1,8 +1,12 @@
 package relay_test
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kretry/kretry/ladder"
 	"github.com/kretry/kretry/relay"
@@ -29,6 +33,20 @@ func TestTransactionalID(t *testing.T) {
 		}
 		if got := r.TransactionalID(); got != tc.want {
 			t.Errorf("%s: TransactionalID() = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// The error of a fenced relay names each cause the brokers' answer can stand
+// for, not only a second instance with the same id.
+func TestFencedErrorNamesEveryCause(t *testing.T) {
+	err := relay.FencedError(t, kerr.InvalidProducerEpoch)
+	if !errors.Is(err, kerr.InvalidProducerEpoch) {
+		t.Errorf("the error does not wrap the brokers' error: %v", err)
+	}
+	for _, want := range []string{"kretry/svc-relay/relay/pod-0", "same instance id", "not authorized", "transaction timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
 		}
 	}
 }
