@@ -91,12 +91,12 @@ func WithLogger(l *slog.Logger) Opt {
 	})
 }
 
-// WithRegisterer registers kretry's metrics (kretry_records_total,
-// kretry_handler_duration_seconds, kretry_forwarded_total,
-// kretry_dead_lettered_total and, when the relay runs in Run, the relay's) and
-// the franz-go client metrics of kprom (kretry_client_*, with the labels
-// component="consumer" and group=<the config's group>) on reg. The client metrics are unregistered when Run
-// returns. Default: nil, metrics are counted but exported nowhere.
+// WithRegisterer registers every kretry_* collector on reg when New builds
+// the consumer (they stay registered), and while Run runs the franz-go client
+// metrics of kprom (kretry_client_*, with the labels component="consumer",
+// or "relay-consumer" and "relay-producer" for the in-process relay, and
+// group), which are unregistered when Run returns. Default: nil, metrics are
+// counted but exported nowhere.
 func WithRegisterer(reg prometheus.Registerer) Opt {
 	return optionFunc(func(o *options) { o.registerer = reg })
 }

@@ -38,8 +38,8 @@ type State struct {
 	FailingSince time.Time
 	LastFailure  string
 
-	// BreakerOpen: a circuit breaker stops its handler calls (none yet:
-	// always false), with BreakerReason saying why.
+	// BreakerOpen: a topic's circuit breaker is open or half-open and stops
+	// (or limits) its handler calls, with BreakerReason saying which and why.
 	BreakerOpen   bool
 	BreakerReason string
 }

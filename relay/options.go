@@ -104,10 +104,11 @@ func WithClientOpts(opts ...kgo.Opt) Opt {
 	return opt(func(c *cfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 
-// WithRegisterer sets where the relay's metrics (kretry_refed_total,
-// kretry_refeed_lateness_seconds, kretry_paused_partitions, and the
-// forwarded and dead-lettered counts of invalid records) are registered.
-// Default: nil, counted but exported nowhere.
+// WithRegisterer registers every kretry_* collector on reg when New builds
+// the relay (they stay registered), and while Run runs the franz-go client
+// metrics (kretry_client_*, component "relay-consumer" and
+// "relay-producer"), which are unregistered when Run returns. Default: nil,
+// counted but exported nowhere.
 func WithRegisterer(reg prometheus.Registerer) Opt {
 	return opt(func(c *cfg) { c.reg = reg })
 }
