@@ -23,14 +23,19 @@ type Cluster struct {
 }
 
 // StartCluster starts a cluster of nodes nodes (3 or more: replication factor 3,
-// min.insync.replicas 2) with the scripts of the repository at root.
-func StartCluster(ctx context.Context, root string, nodes int) (*Cluster, error) {
+// min.insync.replicas 2) with the scripts of the repository at root, with the
+// broker settings ("key=value") added to every node's.
+func StartCluster(ctx context.Context, root string, nodes int, settings ...string) (*Cluster, error) {
 	state, err := os.MkdirTemp("", "kretry-chaos-cluster-")
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{Nodes: nodes, script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), state: state}
-	out, err := c.run(ctx, "up", "--nodes", strconv.Itoa(nodes), "--owner", strconv.Itoa(os.Getpid()))
+	args := []string{"up", "--nodes", strconv.Itoa(nodes), "--owner", strconv.Itoa(os.Getpid())}
+	for _, kv := range settings {
+		args = append(args, "--set", kv)
+	}
+	out, err := c.run(ctx, args...)
 	if err != nil {
 		os.RemoveAll(state)
 		return nil, err

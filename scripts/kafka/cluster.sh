@@ -3,13 +3,15 @@
 # broker+controller) on 127.0.0.1 for kretry's fault suite, whose nodes can be
 # stopped, killed and started again with their data kept.
 #
-#   cluster.sh up [--nodes N] [--owner PID]  start N nodes (default 1) on free
+#   cluster.sh up [--nodes N] [--owner PID] [--set KEY=VALUE]...
+#                              start N nodes (default 1) on free
 #                              ports; the last line printed is
 #                              KRETRY_BROKERS=127.0.0.1:P1,... With 3 or more
 #                              nodes topics default to replication factor 3
 #                              and min.insync.replicas 2. With --owner, the
 #                              cluster is stopped and its state dir removed
-#                              once process PID exits.
+#                              once process PID exits. --set adds a broker
+#                              setting to every node's server.properties.
 #   cluster.sh stop NODE       stop node NODE (1..N) with SIGTERM; its data stays
 #   cluster.sh kill NODE       kill node NODE with SIGKILL; its data stays
 #   cluster.sh start NODE      start a stopped node again on its ports, with its
@@ -119,11 +121,16 @@ wait_ready() {
 }
 
 cmd_up() {
-	local n=1 owner=""
+	local n=1 owner="" extra=""
 	while (($#)); do
 		case $1 in
 		--nodes) n=${2:?--nodes needs a number}; shift 2 ;;
 		--owner) owner=${2:?--owner needs a pid}; shift 2 ;;
+		--set)
+			[[ ${2:-} =~ ^[a-z][a-z0-9.]*=[^[:space:]]+$ ]] || die "--set ${2:-}: give a broker setting as key=value, e.g. --set group.consumer.min.session.timeout.ms=10000"
+			extra+="$2"$'\n'
+			shift 2
+			;;
 		*) die "unknown argument to up: $1" ;;
 		esac
 	done
@@ -173,6 +180,7 @@ num.network.threads=2
 num.io.threads=2
 background.threads=2
 log.cleaner.enable=false
+${extra}
 EOF
 		jvm "$dir"
 		if ! "${JVM[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" \
@@ -271,7 +279,7 @@ start) cmd_start "${2:-}" ;;
 status) cmd_status ;;
 down) cmd_down ;;
 *)
-	echo "usage: $0 up [--nodes N] [--owner PID] | stop NODE | kill NODE | start NODE | status | down" >&2
+	echo "usage: $0 up [--nodes N] [--owner PID] [--set KEY=VALUE]... | stop NODE | kill NODE | start NODE | status | down" >&2
 	exit 2
 	;;
 esac
