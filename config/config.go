@@ -188,6 +188,13 @@ type Topic struct {
 	TierRetention time.Duration // 0: per tier max(2 × delay, 24h); see RetentionForTier
 	DLQRetention  time.Duration // 0: 14 days; see RetentionForDLQ
 
+	// RetryAfterMax is the longest wait a consumer.RetryAfter may ask for
+	// (retry_after_max): a longer one is cut to it, and the relay trusts a
+	// kretry-due-at up to the last failure plus it. From the last tier's
+	// delay to MaxRetryAfterMax; 0: ladder.DefaultRetryAfterMax (24h), or
+	// the last tier's delay when that is longer.
+	RetryAfterMax time.Duration
+
 	// Partitions, when > 0, declares the main topic: kretry topics apply (and
 	// a consumer at start) create it when it is missing, kretry topics apply
 	// --raise-partitions raises an existing one's partitions to it; more
@@ -258,6 +265,25 @@ func (t Topic) ConfigsOf(kind topics.TopicKind) map[string]string {
 	}
 	maps.Copy(out, own)
 	return out
+}
+
+// MaxRetryAfterMax bounds a topic's retry_after_max: a record asked to wait
+// that long is re-parked in its last tier every tier delay, so a longer
+// bound would only let a forged or mistaken due time cost more re-parks.
+const MaxRetryAfterMax = 7 * 24 * time.Hour
+
+// retryAfterMaxProblem checks a topic's retry_after_max against the longest
+// delay of its tiers; "" when it is fine.
+func retryAfterMaxProblem(v, longest time.Duration) string {
+	switch {
+	case v <= 0:
+		return "must be a duration > 0 (omit it, or 0 in Go, for the default 24h or the last tier's delay when longer)"
+	case v < longest:
+		return fmt.Sprintf("must be at least the last tier's delay, %s: a RetryAfter up to that tier's delay is always kept", ladder.FormatDelay(longest))
+	case v > max(MaxRetryAfterMax, longest):
+		return fmt.Sprintf("must be at most %s: a longer wait belongs in a scheduler, not a retry ladder", ladder.FormatDelay(MaxRetryAfterMax))
+	}
+	return ""
 }
 
 // RetryInPlace is a topic's retry_in_place: a record whose handler fails
@@ -430,6 +456,9 @@ func (t Topic) Ladder(group string) (*ladder.Ladder, error) {
 	}
 	if len(t.DLQRoutes) > 0 {
 		opts = append(opts, ladder.WithDLQRoutes(t.DLQRoutes))
+	}
+	if t.RetryAfterMax > 0 {
+		opts = append(opts, ladder.WithRetryAfterMax(t.RetryAfterMax))
 	}
 	return ladder.New(t.Name, group, tiers, opts...)
 }

@@ -79,6 +79,7 @@ func TestDesignDocKeys(t *testing.T) {
 		"topics[].retry_in_place.backoff":     {d(DefaultInPlaceBackoff)},
 		"topics[].retry_in_place.max_backoff": {d(DefaultInPlaceMaxBackoff)},
 		"topics[].naming":                     {ladder.DefaultNaming},
+		"topics[].retry_after_max":            {d(ladder.DefaultRetryAfterMax), d(MaxRetryAfterMax)},
 		"topics[].retention.dlq":              {humanize.Comma(int64(DefaultDLQRetention/(24*time.Hour))) + " days"},
 		"topics[].retention.tiers":            {"max(2 × delay, " + d(MinTierRetention) + ")"},
 		"instance_id":                         {"1 to " + humanize.Comma(MaxInstanceIDLength), EnvInstanceID},

@@ -22,7 +22,7 @@ var (
 	topKeys       = []string{"brokers", "client_id", "group", "tls", "sasl", "topics", "relay", "exactly_once", "commit_interval", "session_timeout", "instance_id", "group_protocol", "delivery_timeout"}
 	tlsKeys       = []string{"ca_file", "cert_file", "key_file", "insecure_skip_verify"}
 	saslKeys      = []string{"mechanism", "username", "password_env"}
-	topicKeys     = []string{"name", "tiers", "backoff", "retry_in_place", "dlq", "naming", "max_age", "retention", "partitions", "replication_factor", "topic_configs", "tier_configs", "dlq_configs", "dlq_routes", "circuit_breaker"}
+	topicKeys     = []string{"name", "tiers", "backoff", "retry_in_place", "dlq", "naming", "max_age", "retry_after_max", "retention", "partitions", "replication_factor", "topic_configs", "tier_configs", "dlq_configs", "dlq_routes", "circuit_breaker"}
 	inPlaceKeys   = []string{"attempts", "backoff", "max_backoff"}
 	backoffKeys   = []string{"initial", "multiplier", "max", "attempts", "jitter"}
 	breakerKeys   = []string{"failure_ratio", "min_records", "window", "open_for"}

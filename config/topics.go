@@ -115,6 +115,17 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 			d.errorf(l, path+".max_age", "%s; got %s", maxAgeProblem(tiers[0].Delay), show(fields["max_age"].value.GetToken().Value))
 		}
 	}
+	if v, l, ok := d.duration(fields, "retry_after_max", path+".retry_after_max", " (omit it for the default 24h)"); ok {
+		longest := time.Duration(0)
+		for _, tier := range t.LadderTiers() {
+			longest = max(longest, tier.Delay)
+		}
+		if problem := retryAfterMaxProblem(v, longest); problem != "" {
+			d.errorf(l, path+".retry_after_max", "%s; got %s", problem, show(fields["retry_after_max"].value.GetToken().Value))
+		} else {
+			t.RetryAfterMax = v
+		}
+	}
 	if f, ok := fields["retention"]; ok {
 		rpath := path + ".retention"
 		rf, ok := d.mapping(f.value, f.line, rpath, retentionKeys, nil)

@@ -221,6 +221,11 @@ func (v *validator) topics() {
 		for _, tier := range t.LadderTiers() {
 			longest = max(longest, tier.Delay)
 		}
+		if t.RetryAfterMax != 0 {
+			if p := retryAfterMaxProblem(t.RetryAfterMax, longest); p != "" {
+				v.errorf(path+".retry_after_max", "%s; got %s", p, ladder.FormatDelay(t.RetryAfterMax))
+			}
+		}
 		switch {
 		case t.TierRetention < 0:
 			v.errorf(path+".retention.tiers", "must be > 0 (0 in Go, or omitted in a file, for the default max(2 × delay, 24h) per tier), got %s", t.TierRetention)

@@ -255,13 +255,20 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		wait = step.Wait(w.jitterDraw())
 	}
 	if after {
-		// The first tier that waits d, unless the record is past it already;
-		// never longer than the tier's delay, which the relay enforces.
+		// The first tier that waits d, unless the record is past it already.
+		// A d longer than the tier's delay is kept: the relay re-parks the
+		// record in its tier until it is due (up to the ladder's
+		// retry_after_max, which it trusts).
 		if to := w.ladder.AtLeast(ra); to.Index > step.Index {
 			step = to
 			attempts, _ = w.ladder.FirstFailure(to)
 		}
-		wait = min(ra, step.Delay)
+		wait = ra
+		if limit := w.ladder.RetryAfterMax(); ra > limit {
+			wait = limit
+			s.log.Warn("kretry RetryAfter asks for a wait longer than retry_after_max; the record waits retry_after_max",
+				"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "retry_after", ra, "retry_after_max", limit)
+		}
 	}
 	now := time.Now()
 	if due := now.Add(wait); !expiry.IsZero() && due.After(expiry) {

@@ -73,7 +73,9 @@ func (s *seenCalls) get(key string) []seenCall {
 
 // RetryAfter on the real broker (ladder 1s, 2s, 3s): 1.5s lands in retry-2s
 // as its attempt (2) due 1.5s after the failure; 10s lands in the last tier,
-// retry-3s (attempt 3), due at its delay; neither is re-fed before its due time.
+// retry-3s (attempt 3), due 10s after the failure, past the tier's delay (the
+// in-process relay re-parks it in retry-3s every 3s); neither is re-fed
+// before its due time.
 func TestRetryAfterOnRealBroker(t *testing.T) {
 	verifyNoLeaks(t)
 	b := newRealBroker(t, 2)
@@ -101,7 +103,7 @@ func TestRetryAfterOnRealBroker(t *testing.T) {
 		wait     time.Duration
 	}{
 		{"a", "retry-2s", 2, 1500 * time.Millisecond},
-		{"b", "retry-3s", 3, 3 * time.Second},
+		{"b", "retry-3s", 3, 10 * time.Second},
 	} {
 		got := seen.get(c.key)
 		md := got[1].md

@@ -12,10 +12,12 @@ import (
 // attempt of that tier: a record further down the ladder than that tier
 // stays where its attempts put it (a Retry-After never moves a record back
 // up the ladder, so it still reaches the DLQ), and a record whose ladder is
-// used up goes to the DLQ as "exhausted". A d longer than the tier's delay
-// is cut to it: a tier holds a record at most its delay (the relay's bound
-// on kretry-due-at), so make the last tier as long as the longest
-// Retry-After to honour. A d ≤ 0 is 0. In-place retries (retry_in_place)
+// used up goes to the DLQ as "exhausted". A d longer than the last tier's
+// delay is kept: the relay re-parks the record in that tier every tier delay
+// until it is due, so no tier partition waits longer than its delay for it.
+// A d longer than the topic's retry_after_max (default 24h, see
+// ladder.WithRetryAfterMax) is cut to it, logged at warn. A d ≤ 0 is 0.
+// In-place retries (retry_in_place)
 // are skipped when d is longer than the next in-place wait, and otherwise
 // wait their own backoff, which is then at least d.
 //

@@ -14,8 +14,8 @@ import (
 )
 
 // RetryAfter picks the first tier that waits at least d (the last when none
-// does), due at the failure + d cut at the tier's delay, counting as an
-// attempt of that tier; it never moves a record back up the ladder, and a
+// does), due at the failure + d, also past the last tier's delay (the relay
+// re-parks the record until then), counting as an attempt of that tier; it never moves a record back up the ladder, and a
 // used-up ladder still ends in the DLQ. Ladder: 5s, 1m, 10m ×2.
 func TestRetryAfterPicksTheTierAndDueTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -30,7 +30,7 @@ func TestRetryAfterPicksTheTierAndDueTime(t *testing.T) {
 			wait     time.Duration
 		}{
 			{30 * time.Second, "retry-1m", 2, 30 * time.Second}, // jumps over retry-5s
-			{time.Hour, "retry-10m", 3, 10 * time.Minute},       // past the last tier: cut to its delay
+			{time.Hour, "retry-10m", 3, time.Hour},              // past the last tier: kept, re-parked 5 times
 			{time.Second, "retry-10m", 4, time.Second},          // not back up to retry-5s
 			{time.Second, "", 5, 0},                             // ladder used up: DLQ
 		}
@@ -82,6 +82,37 @@ func TestRetryAfterPicksTheTierAndDueTime(t *testing.T) {
 		}
 		if waited := short[1].at.Sub(short[0].at); waited < 2*time.Second {
 			t.Errorf("short re-fed %v after its failure, before its Retry-After 2s", waited)
+		}
+	})
+}
+
+// A RetryAfter longer than the topic's retry_after_max waits
+// retry_after_max: the consumer stamps the failure + retry_after_max.
+func TestRetryAfterCutToRetryAfterMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := newConfig()
+		cfg.Topics[0].RetryAfterMax = 30 * time.Minute
+		c := newClusterWith(t, cfg, 1, 1)
+		var seen deliveries
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			if seen.add(t, r) == 1 {
+				return consumer.RetryAfter(errTransient, 2*time.Hour)
+			}
+			return nil
+		})
+		c.produce(&kgo.Record{Key: []byte("k")})
+		r := c.start(h)
+		waitFor(t, "the second call", func() bool { return len(seen.get("k")) == 2 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		got := seen.get("k")
+		md := got[1].md
+		if md.Tier != "retry-10m" || !md.DueAt.Equal(md.LastFailureAt.Add(30*time.Minute)) {
+			t.Errorf("tier %q due %v after the failure, want retry-10m and retry_after_max 30m", md.Tier, md.DueAt.Sub(md.LastFailureAt))
+		}
+		if waited := got[1].at.Sub(got[0].at); waited < 30*time.Minute || waited > 31*time.Minute {
+			t.Errorf("re-fed %v after the failure, want retry_after_max 30m", waited)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package ladder
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -19,6 +20,11 @@ const DefaultNaming = "{topic}.retry-{delay}"
 // DefaultDLQ is the template of the dead-letter topic's name when WithDLQ is
 // not given: "orders" gives "orders.dlq".
 const DefaultDLQ = "{topic}.dlq"
+
+// DefaultRetryAfterMax is the longest wait a RetryAfter may ask for, and the
+// relay trusts a kretry-due-at for, when WithRetryAfterMax is not given (or
+// the longest tier's delay, when that is longer).
+const DefaultRetryAfterMax = 24 * time.Hour
 
 // Tier is one rung of a retry ladder as configured: records wait Delay in it,
 // and it takes Attempts failures before the next tier does.
@@ -59,6 +65,7 @@ type Ladder struct {
 	maxRetries        int
 	routes            map[string]string // DLQ route name → topic
 	routeNames        []string          // sorted
+	retryAfterMax     time.Duration
 }
 
 // Opt configures New. Options are applied in order; a later one overrides
@@ -70,6 +77,8 @@ type cfg struct {
 	dlq    string
 	jitter float64
 	routes map[string]string
+	// retryAfterMax: 0 is DefaultRetryAfterMax
+	retryAfterMax time.Duration
 }
 
 func defaultCfg() cfg { return cfg{naming: DefaultNaming, dlq: DefaultDLQ} }
@@ -99,6 +108,18 @@ func WithDLQ(nameOrTemplate string) Opt {
 // no jitter.
 func WithJitter(jitter float64) Opt {
 	return opt(func(c *cfg) { c.jitter = jitter })
+}
+
+// WithRetryAfterMax sets the longest wait a consumer.RetryAfter may ask
+// for: the consumer cuts a longer one to it, and the relay trusts a
+// kretry-due-at up to the last failure plus it (past that the record is due
+// at the last failure plus its tier's delay). A wait longer than the last
+// tier's delay is kept by the relay re-parking the record in its tier every
+// tier delay until it is due. d ≥ 0; 0 is the default,
+// DefaultRetryAfterMax (24h); a d shorter than the last tier's delay counts
+// as that delay.
+func WithRetryAfterMax(d time.Duration) Opt {
+	return opt(func(c *cfg) { c.retryAfterMax = d })
 }
 
 // WithDLQRoutes sets the ladder's DLQ routes: dead-letter topics of their
@@ -151,6 +172,9 @@ func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
 	}
 	if !(cfg.jitter >= 0 && cfg.jitter < 1) {
 		return nil, fmt.Errorf("retry ladder of topic %s: %w, got %v", topic, errJitter, cfg.jitter)
+	}
+	if cfg.retryAfterMax < 0 {
+		return nil, fmt.Errorf("retry ladder of topic %s: retry-after max %v: want a duration ≥ 0 (0 for the default %v)", topic, cfg.retryAfterMax, DefaultRetryAfterMax)
 	}
 	if err := checkTemplate(cfg.naming, true); err != nil {
 		return nil, fmt.Errorf("retry ladder of topic %s: naming template %q: %w", topic, cfg.naming, err)
@@ -210,6 +234,8 @@ func New(topic, group string, tiers []Tier, opts ...Opt) (*Ladder, error) {
 				topic, l.maxRetries, headers.MaxAttempts)
 		}
 	}
+	l.retryAfterMax = cmp.Or(cfg.retryAfterMax, DefaultRetryAfterMax)
+	l.retryAfterMax = max(l.retryAfterMax, l.steps[len(l.steps)-1].Delay)
 	if len(cfg.routes) > 0 {
 		l.routes = make(map[string]string, len(cfg.routes))
 		names := slices.Sorted(maps.Keys(cfg.routes))
@@ -276,6 +302,11 @@ func (l *Ladder) Jitter() float64 {
 	}
 	return l.steps[0].Jitter
 }
+
+// RetryAfterMax returns the longest wait a RetryAfter may ask for and the
+// relay trusts a kretry-due-at for, past the last failure (WithRetryAfterMax):
+// never shorter than the last tier's delay.
+func (l *Ladder) RetryAfterMax() time.Duration { return l.retryAfterMax }
 
 // DLQ returns the dead-letter topic.
 func (l *Ladder) DLQ() string { return l.dlq }

@@ -69,11 +69,15 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 	return append(opts, extra...)
 }
 
-// targets returns the topics the relay writes to: every main topic and DLQ.
+// targets returns the topics the relay writes to: every main topic, DLQ and
+// tier (re-parks).
 func (r *Relay) targets() []string {
 	var out []string
 	for _, l := range r.ladders {
 		out = append(out, l.Topic(), l.DLQ())
+		for _, st := range l.Steps() { // re-parks go back to their tier
+			out = append(out, st.Topic)
+		}
 	}
 	return out
 }

@@ -29,8 +29,12 @@ func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 	rec, dlq, main := f.rec, t.ladder.DLQ(), t.ladder.Topic()
 	md, _, _ := headers.Decode(rec.Headers) // read once already
 	md = md.DeadLettered(headers.ReasonTooLarge, t.step.Name, time.Now())
-	md.Error = fmt.Sprintf("value of %d bytes omitted, too large to re-feed to %s (%v); it is in %s partition %d offset %d; last error: %s",
-		len(rec.Value), main, f.err, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, md.Error)
+	verb := "re-feed to"
+	if f.parked {
+		verb = "re-park in"
+	}
+	md.Error = fmt.Sprintf("value of %d bytes omitted, too large to %s %s (%v); it is in %s partition %d offset %d; last error: %s",
+		len(rec.Value), verb, f.out.Topic, f.err, md.OriginalTopic, md.OriginalPartition, md.OriginalOffset, md.Error)
 	out := &kgo.Record{
 		Topic:     dlq,
 		Partition: s.parts.Partition(context.Background(), dlq, rec.Partition),

@@ -60,9 +60,10 @@ func (s *session) refed(t tierOf, f *refeed) {
 	t.lateness.Observe(lateness.Seconds())
 	if f.untrusted {
 		s.r.metrics.UntrustedDueAt.WithLabelValues(t.ladder.Topic(), t.step.Name).Inc()
-		s.log.Warn("kretry relay re-fed a record at its last failure plus its tier's delay: its kretry-due-at is later than that, so it is not trusted (forged, or written by a clock far ahead)",
+		s.log.Warn("kretry relay re-fed a record at its last failure plus its tier's delay: its kretry-due-at is later than its last failure plus retry_after_max, so it is not trusted (forged, or written by a clock far ahead)",
 			"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset, "to", f.out.Topic,
-			"due_at", safetext.Quoted(headers.FormatTime(f.dueAt)), "refed_at_bound", headers.FormatTime(f.due), "tier_delay", t.step.Delay)
+			"due_at", safetext.Quoted(headers.FormatTime(f.dueAt)), "refed_at_bound", headers.FormatTime(f.due), "tier_delay", t.step.Delay,
+			"retry_after_max", t.ladder.RetryAfterMax())
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // the arguments would allocate
 		s.log.Debug("kretry relay re-fed a record", "topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,

@@ -144,7 +144,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 				continue
 			}
-			r = readOf(t, md, canonical)
+			r = readOf(t, md, canonical, rec.Headers, time.Now())
 		}
 		if o.refed.copyOf(r.id, rec.Offset) {
 			// A copy of an attempt re-fed from an earlier offset (its
@@ -168,6 +168,15 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			}
 			return
 		}
+		if r.repark {
+			if after := time.Unix(0, r.after); time.Now().Before(after) {
+				// Held its tier's delay and still not due: written again to
+				// the tier, not remembered (its copy there is no duplicate).
+				o.queue = append(o.queue, s.repark(ctx, t, rec, r))
+				continue
+			}
+			r.due, r.repark = r.after, false // due meanwhile
+		}
 		o.refed.remember(r.id, rec.Offset)
 		o.queue = append(o.queue, s.refeed(ctx, t, rec, r))
 	}
@@ -180,6 +189,8 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 // cannot be read: the poll that finds it due reads it again and acts.
 type read struct {
 	due       int64 // kretry-due-at, or the bound it is held to (see readOf), Unix nanoseconds
+	after     int64 // with repark: kretry-due-at, later than due
+	repark    bool  // at due it is re-parked in its tier, not re-fed (see readOf)
 	attempts  int32
 	partition int32 // kretry-original-partition
 	canonical bool  // see decodeHeaders; false also when the relay rewrites kretry-due-at or kretry-tier
@@ -188,24 +199,46 @@ type read struct {
 	id        copyID // the attempt it carries, which its copies carry too
 }
 
-// dueSlack is how far kretry-due-at may be past kretry-last-failure-at plus
-// the tier's delay and still be trusted: both are cut to milliseconds.
+// dueSlack is how far kretry-due-at may be past its bound and still be
+// trusted, and past the bound of a hold and still be waited for: the times
+// are cut to milliseconds.
 const dueSlack = time.Millisecond
 
-// readOf reads md, the kretry headers of a record in tier t. A
-// kretry-due-at later than kretry-last-failure-at plus t's delay (a forged
-// header, or a writer's clock far ahead) is not trusted: the record is due
-// at that bound, so that it cannot hold its partition for ever. A
-// kretry-tier that is not t's name is not propagated: the re-feed carries
+// readOf reads md, the kretry headers hs of a record in tier t, at now.
+//
+// A kretry-due-at later than kretry-last-failure-at plus the longer of t's
+// delay and the ladder's RetryAfterMax (a forged header, or a writer's clock
+// far ahead) is not trusted: the record is due at the last failure plus t's
+// delay, so that it cannot hold its partition for ever.
+//
+// A trusted kretry-due-at later than the bound of one hold (t's delay after
+// the last failure, or after kretry-parked-at when the relay re-parked the
+// record since) is waited for only up to that bound: then the record is
+// re-parked, written again to t with kretry-parked-at now, so that no
+// record holds a tier partition longer than the tier's delay. A
+// kretry-parked-at that does not read, or is before the last failure or
+// after now, is not trusted: the bound counts from the last failure.
+//
+// A kretry-tier that is not t's name is not propagated: the re-feed carries
 // t's name.
-func readOf(t tierOf, md headers.Metadata, canonical bool) read {
+func readOf(t tierOf, md headers.Metadata, canonical bool, hs []kgo.RecordHeader, now time.Time) read {
 	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true,
 		id: copyID{topic: md.OriginalTopic, offset: md.OriginalOffset, partition: md.OriginalPartition, attempts: md.Attempts, replays: md.Replays}}
 	if r.id.topic == t.ladder.Topic() {
 		r.id.topic = t.ladder.Topic() // one string for every record of the main topic, not one each
 	}
-	if bound := md.LastFailureAt.Add(t.step.Delay); md.DueAt.After(bound.Add(dueSlack)) {
+	bound := md.LastFailureAt.Add(t.step.Delay)
+	if trusted := md.LastFailureAt.Add(max(t.step.Delay, t.ladder.RetryAfterMax())); md.DueAt.After(trusted.Add(dueSlack)) {
 		r.due, r.untrusted, r.canonical = bound.UnixNano(), true, false
+		return r
+	}
+	if !canonical { // kretry-parked-at is outside the contract: a re-parked record is never canonical
+		if p, ok := headers.ParkedAt(hs); ok && p.After(md.LastFailureAt) && !p.After(now.Add(dueSlack)) {
+			bound = p.Add(t.step.Delay)
+		}
+	}
+	if md.DueAt.After(bound.Add(dueSlack)) {
+		r.after, r.due, r.repark = r.due, bound.UnixNano(), true
 	}
 	if md.Tier != t.step.Name {
 		r.canonical = false
@@ -221,9 +254,10 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read 
 	if n := len(waiting) - len(out); n > 0 {
 		out = append(out, make([]read, n)...)
 	}
+	now := time.Now()
 	for i := len(known); i < len(waiting); i++ {
 		if md, ok, canonical, err := decode(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
-			out[i] = readOf(t, md, canonical)
+			out[i] = readOf(t, md, canonical, waiting[i].Headers, now)
 		}
 	}
 	return out[:len(waiting)]

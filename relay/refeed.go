@@ -22,9 +22,10 @@ type refeed struct {
 	due       time.Time
 	attempts  int32
 	untrusted bool      // re-fed at its bound, not at its kretry-due-at
-	dueAt     time.Time // with untrusted: the kretry-due-at it carried
+	dueAt     time.Time // with untrusted or parked: the kretry-due-at it carries
 	out       kgo.Record
 	produced  bool
+	parked    bool   // a re-park: out goes to rec's own tier topic (see repark)
 	copyOf    copyID // a skipped copy: the attempt it carries (zero otherwise)
 
 	// Set by the produce promise before it marks the re-feed acknowledged;
@@ -127,7 +128,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			s.r.health.Wrote(o.tp.topic, o.tp.partition, f.err)
 			s.log.Error("kretry relay could not re-feed a record; it stays in its tier and is retried",
 				"topic", f.rec.Topic, "partition", f.rec.Partition, "offset", f.rec.Offset,
-				"to", t.ladder.Topic(), "error", f.err)
+				"to", f.out.Topic, "error", f.err)
 			s.failed.Store(s.txn != nil) // the transaction cannot commit it: it aborts
 			rest := stop
 			if rest == nil {
@@ -142,7 +143,9 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			o.rewind, o.failure, o.waiting = f.rec, true, nil
 			return
 		}
-		if f.produced {
+		if f.parked {
+			s.reparked(t, f)
+		} else if f.produced {
 			s.refed(t, f)
 		} else if f.copyOf != (copyID{}) {
 			s.skippedCopy(t, f)

@@ -78,6 +78,7 @@ type tierOf struct {
 	refed    prometheus.Counter
 	lateness prometheus.Observer
 	skipped  prometheus.Counter // copies of re-fed attempts skipped
+	reparked prometheus.Counter // written again to the tier, not yet due
 }
 
 // New returns a relay over every tier topic of ladders. It starts
@@ -137,6 +138,7 @@ func New(ladders []*ladder.Ladder, opts ...Opt) (*Relay, error) {
 		t.refed = m.Refed.WithLabelValues(t.ladder.Topic(), t.step.Name)
 		t.lateness = m.RefeedLateness.WithLabelValues(t.step.Name)
 		t.skipped = m.DuplicateCopiesSkipped.WithLabelValues(t.ladder.Topic(), t.step.Name)
+		t.reparked = m.Reparked.WithLabelValues(t.ladder.Topic(), t.step.Name)
 		r.tiers[topic] = t
 	}
 	return r, nil

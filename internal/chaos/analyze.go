@@ -52,6 +52,7 @@ type Result struct {
 	DupRefeed int
 	DupDLQ    int
 	Refeeds   int
+	Reparked  int // tier records the relay re-parked (kretry-parked-at): not counted in DupTier
 	NotInTxn  int // exactly_once: ladder records written outside a transaction
 	// ... of which in the tiers, re-fed to the main topic, in the DLQ
 	NotInTxnTier, NotInTxnRefeed, NotInTxnDLQ int
@@ -159,6 +160,9 @@ func analyze(res Result, a analysis) Result {
 			dlqIDs[r.ID] = true
 			copies[lkey{r.Topic, r.ID, ""}]++
 			notInTxn = &res.NotInTxnDLQ
+		case tierTopics[r.Topic] && normal(r.ID) && r.Reparked:
+			res.Reparked++ // the relay's re-park of a long RetryAfter: the same attempt again, not a copy
+			notInTxn = &res.NotInTxnTier
 		case tierTopics[r.Topic] && normal(r.ID):
 			copies[lkey{r.Topic, r.ID, r.Attempts}]++
 			notInTxn = &res.NotInTxnTier

@@ -131,6 +131,31 @@ func TestAnalyze(t *testing.T) {
 	}
 }
 
+// A tier record the relay re-parked (kretry-parked-at: a RetryAfter longer
+// than the tier's delay) is the same attempt written again on purpose: it
+// is counted as a re-park, not as a duplicate ladder copy.
+func TestAnalyzeReparks(t *testing.T) {
+	steps := []ladder.Step{{Name: "retry-1s", Topic: "m.retry-1s"}}
+	a := analysis{
+		want: map[int64]bool{3: false},
+		recs: []rec{
+			{Topic: "m.retry-1s", ID: 3, IDOK: true, Attempts: "1"},
+			{Topic: "m.retry-1s", ID: 3, IDOK: true, Attempts: "1", Reparked: true},
+			{Topic: "m.retry-1s", ID: 3, IDOK: true, Attempts: "1", Reparked: true},
+			{Topic: "m", ID: 3, IDOK: true, Attempts: "1"},
+		},
+		topic: "m", steps: steps, dlq: "m.dlq",
+	}
+	res := analyze(Result{Mode: AtLeastOnce}, a)
+	if res.DupTier != 0 || res.DupLadder != 0 || res.Reparked != 2 {
+		t.Errorf("duplicate tier copies %d (ladder %d), re-parks %d: want 0, 0 and 2", res.DupTier, res.DupLadder, res.Reparked)
+	}
+	a.recs = append(a.recs, rec{Topic: "m.retry-1s", ID: 3, IDOK: true, Attempts: "1"}) // a real second copy
+	if res := analyze(Result{Mode: AtLeastOnce}, a); res.DupTier != 1 {
+		t.Errorf("duplicate tier copies %d with a second copy besides the re-parks, want 1", res.DupTier)
+	}
+}
+
 func TestKillsOverBound(t *testing.T) {
 	t0 := time.UnixMilli(1700000000000)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }

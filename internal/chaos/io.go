@@ -138,6 +138,7 @@ type rec struct {
 	DueAt         time.Time
 	Reason        string
 	Transactional bool
+	Reparked      bool // carries kretry-parked-at: the relay wrote it again to its tier, not a ladder copy
 }
 
 // reader reads every topic of a run from the start, read_committed, as a
@@ -175,6 +176,7 @@ func startReader(brokers []string, topics []string) (*reader, error) {
 				x.ID, x.IDOK = ParseValue(r.Value)
 				x.Attempts, _ = header(r.Headers, headers.HeaderAttempts)
 				x.Reason, _ = header(r.Headers, headers.HeaderReason)
+				_, x.Reparked = header(r.Headers, headers.HeaderParkedAt)
 				if v, ok := header(r.Headers, headers.HeaderDueAt); ok {
 					x.DueAt, _ = time.Parse(headers.TimeLayout, v)
 				}

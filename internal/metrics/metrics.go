@@ -46,6 +46,7 @@ type Metrics struct {
 	HeldBytes        *prometheus.GaugeVec     // tier
 	DeadLettered     *prometheus.CounterVec   // topic, reason, dlq
 	UntrustedDueAt   *prometheus.CounterVec   // topic, tier
+	Reparked         *prometheus.CounterVec   // topic, tier
 	TooLarge         *prometheus.CounterVec   // topic
 
 	DuplicateCopiesSkipped *prometheus.CounterVec // topic, tier
@@ -96,6 +97,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "untrusted_due_at_total",
 			Help: "Tier records the relay re-fed at their last failure plus their tier's delay, because their kretry-due-at was later than that.",
 		}, []string{"topic", "tier"}),
+		Reparked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "reparked_total",
+			Help: "Tier records the relay wrote again to their own tier: held their tier's delay and not yet due (a RetryAfter longer than the delay).",
+		}, []string{"topic", "tier"}),
 		TooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "too_large_total",
 			Help: "Records too large to forward with kretry's headers, written to the DLQ without their value (reason too-large).",
@@ -133,6 +138,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.DeadLettered = register(reg, m.DeadLettered, &err)
 	m.TooLarge = register(reg, m.TooLarge, &err)
 	m.UntrustedDueAt = register(reg, m.UntrustedDueAt, &err)
+	m.Reparked = register(reg, m.Reparked, &err)
 	m.DuplicateCopiesSkipped = register(reg, m.DuplicateCopiesSkipped, &err)
 	m.DeadLetterHook = register(reg, m.DeadLetterHook, &err)
 	m.CircuitState = register(reg, m.CircuitState, &err)
