@@ -52,9 +52,10 @@ type txnState struct {
 	broken atomic.Bool
 	// rebalances counts the revoke and lost callbacks (see pollTxn).
 	rebalances atomic.Uint64
-	// open is whether a transaction was begun and not ended (poll's
-	// goroutine only).
-	open bool
+	// open is whether a transaction was begun and not ended, begun when
+	// (poll's goroutine only).
+	open  bool
+	begun time.Time
 }
 
 // transactionalID is the consumer's transactional id:
@@ -114,8 +115,8 @@ txns:
 			s.fail(fmt.Errorf("consumer: beginning a transaction: %w", err))
 			return
 		}
-		s.open = true
-		boundary := time.Now().Add(s.c.commitInterval)
+		s.open, s.begun = true, time.Now()
+		boundary := s.begun.Add(s.c.commitInterval)
 		for first := true; ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load(); first = false {
 			pctx, cancel := context.WithDeadline(ctx, boundary)
 			s.c.health.Polling(true)
@@ -191,6 +192,9 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	if !done || s.broken.Load() {
 		try = kgo.TryAbort
 	}
+	if try == kgo.TryCommit {
+		s.awaitJoin(ctx)
+	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
 	committed, err := s.txn.End(ectx, try)
 	cancel()
@@ -209,6 +213,34 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 		s.log.Info("kretry consumer transaction aborted; its records will be handled again", "group", s.c.cfg.Group)
 	}
 	return committed
+}
+
+// awaitJoin waits, before the open transaction commits, until no join and
+// sync of the group is in flight. kgo's End builds the transaction's offset
+// commit with the member's generation when End starts, holds it while a
+// join and sync are in flight, then sends it with that generation, which
+// the join has ended: the brokers refuse it (ILLEGAL_GENERATION), the
+// transaction aborts, and every record it handled is handled again. Such a
+// join is common in a rebalance: kgo holds a rejoin until AllowRebalance at
+// a boundary, but not the JoinGroup then sent, which the brokers answer once
+// every member has rejoined at its own boundary; the next transaction runs
+// meanwhile (65 to 1,047 records handled twice a run of the chaos suite's
+// rebalance storm). After the join, End commits with the new generation.
+// The offsets of partitions the join moves away are still this member's to
+// commit: a cooperative rebalance gives them to another member only after
+// this one has revoked them, after End, and KIP-447 holds that member's
+// offset fetch until the transaction has ended.
+//
+// CommitOffsetsSync waits for the join and sync in flight as End's commit
+// does; given only a topic without partitions it commits nothing (kgo drops
+// empty topics). The wait ends MinTransactionMargin before the transaction
+// times out (a member the brokers wait for until its session times out);
+// End then aborts, as it did without the wait.
+func (s *session) awaitJoin(ctx context.Context) {
+	deadline := s.begun.Add(s.c.cfg.TransactionTimeout() - config.MinTransactionMargin)
+	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer cancel()
+	s.cl.CommitOffsetsSync(wctx, map[string]map[int32]kgo.EpochOffset{s.c.cfg.Topics[0].Name: {}}, nil)
 }
 
 // fatalTxnErr reports whether err means this instance may not go on
