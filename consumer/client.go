@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/telemetry"
 	"github.com/kretry/kretry/ladder"
 	"github.com/kretry/kretry/topics"
@@ -47,7 +49,12 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		opts = append(opts, hook)
 	}
 	if !c.cfg.ExactlyOnce {
-		cl, err := kgo.NewClient(append(opts, kgo.AutoCommitMarks())...)
+		opts = append(opts, kgo.AutoCommitMarks())
+		if c.cfg.GroupProtocol != config.GroupProtocolConsumer {
+			s.joins = newJoinCommits(time.Now())
+			opts = append(opts, kgo.AutoCommitCallback(s.autoCommitted))
+		}
+		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("consumer: building the Kafka client: %w", err)
 		}

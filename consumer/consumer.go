@@ -286,6 +286,7 @@ type session struct {
 
 	txn   *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
 	hooks *hookRunner               // the dead-letter hook's; nil: none
+	joins *joinCommits              // commits during a classic join, at least once; nil: none
 	txnState
 
 	cancel   context.CancelFunc // stops Run
@@ -351,6 +352,7 @@ func (s *session) flushOnTime(ctx context.Context) {
 			ws[i] = nil
 		}
 		ws = ws[:0]
+		s.commitIfStuck(ctx, time.Now())
 	}
 }
 
