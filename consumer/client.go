@@ -69,6 +69,9 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	// pending transaction may still change are not handed out (KIP-447).
 	sess, err := kgo.NewGroupTransactSession(append(opts,
 		kgo.TransactionalID(id),
+		// The group's description so names each member's transactional
+		// id: the fencer tells a dead member's open transaction by it.
+		kgo.ClientID(id),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 	)...)
@@ -76,6 +79,7 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		return nil, nil, fmt.Errorf("consumer: building the transactional Kafka client: %w", err)
 	}
 	s.txn = sess
+	s.fence = s.newFencer(id)
 	return sess.Client(), cm, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
+	"github.com/kretry/kretry/internal/txnfence"
 	"github.com/kretry/kretry/ladder"
 )
 
@@ -222,6 +223,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		})
 	}
 
+	if s.fence != nil {
+		wg.Go(func() { s.fence.Run(ctx, cl) })
+	}
 	s.hooks = newHookRunner(c, s.base)
 	for _, b := range c.breakers {
 		b.start(cl)
@@ -285,6 +289,7 @@ type session struct {
 	closing  bool                       // set at shutdown: assignments start no workers
 
 	txn   *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
+	fence *txnfence.Fencer          // exactly_once: aborts dead members' transactions (fence.go)
 	hooks *hookRunner               // the dead-letter hook's; nil: none
 	joins *joinCommits              // commits during a classic join, at least once; nil: none
 	txnState
@@ -359,6 +364,9 @@ func (s *session) flushOnTime(ctx context.Context) {
 // assigned starts a worker for each partition assigned.
 func (s *session) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	s.c.health.Assigned(ctx, cl, assigned)
+	if s.fence != nil {
+		s.fence.Trigger() // a dead member's partitions may be among them
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {

@@ -65,6 +65,9 @@ func (r *Relay) clientOpts(consume bool, hooks kgo.Opt, extra ...kgo.Opt) []kgo.
 		kgo.ProducerLinger(0),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(r.TransactionalID()),
+		// The group's description so names each member's transactional id:
+		// the fencer tells a dead member's open transaction by it.
+		kgo.ClientID(r.TransactionalID()),
 	)
 	return append(opts, extra...)
 }

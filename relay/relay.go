@@ -231,13 +231,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.cfg.exactlyOnce {
 		// One client consumes and produces, in transactions that commit the
 		// tier offsets with the re-feeds.
+		fence := r.newFencer()
 		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
-			kgo.OnPartitionsAssigned(r.health.Assigned), kgo.WithHooks(r.health),
+			kgo.OnPartitionsAssigned(r.onAssigned(fence)), kgo.WithHooks(r.health),
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
 		}
 		s.txn, cons, s.prod = txn, txn.Client(), txn.Client()
+		defer runFencer(ctx, fence, cons)()
 		if err := txn.Begin(); err != nil {
 			txn.Close()
 			return fmt.Errorf("relay: beginning a transaction: %w", err)

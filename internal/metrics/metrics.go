@@ -53,6 +53,7 @@ type Metrics struct {
 	DeadLetterHook         *prometheus.CounterVec // topic, result
 	CircuitState           *prometheus.GaugeVec   // topic
 	CircuitOpened          *prometheus.CounterVec // topic
+	FencedTransactions     *prometheus.CounterVec // component, group
 
 	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
 	Health *HealthVec // kretry_live and kretry_ready: component, group
@@ -121,6 +122,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "circuit_opened_total",
 			Help: "Times the circuit breaker of a main topic opened.",
 		}, []string{"topic"}),
+		FencedTransactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "fenced_transactions_total",
+			Help: "Open transactions of dead kretry instances of the group (exactly_once) that this instance fenced and so aborted at once, instead of their holding the partitions they wrote to until the transaction timeout.",
+		}, []string{"component", "group"}),
 		Ladder: newLadderVec(),
 		Health: newHealthVec(),
 	}
@@ -143,6 +148,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.DeadLetterHook = register(reg, m.DeadLetterHook, &err)
 	m.CircuitState = register(reg, m.CircuitState, &err)
 	m.CircuitOpened = register(reg, m.CircuitOpened, &err)
+	m.FencedTransactions = register(reg, m.FencedTransactions, &err)
 	m.Ladder = register(reg, m.Ladder, &err)
 	m.Health = register(reg, m.Health, &err)
 	if err != nil {
