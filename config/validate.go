@@ -197,9 +197,6 @@ func (v *validator) topics() {
 			if key, problem := breakerProblem(b); problem != "" {
 				v.errorf(path+".circuit_breaker."+key, "%s", problem)
 			}
-			if c.ExactlyOnce {
-				v.errorf(path+".circuit_breaker", "is not supported with exactly_once: true yet (a transaction cannot wait open_for for its records): remove one of them")
-			}
 		}
 		for _, name := range slices.Sorted(maps.Keys(t.DLQRoutes)) {
 			rpath := join(path+".dlq_routes", show(name))

@@ -28,7 +28,8 @@ import (
 // records are let through; as many successes close it, a failure opens it
 // again. A revoked partition's worker stops waiting at once and its records
 // stay uncommitted for their next owner: the breaker holds no partition past
-// a rebalance, and drops no record.
+// a rebalance, and drops no record. In exactly-once mode a worker does not
+// wait while the breaker is open: it gives its records back (giveBack).
 
 const (
 	breakerBuckets = 10
@@ -90,18 +91,35 @@ func (b *breaker) stop() {
 }
 
 // tryAdmit reports whether a record may be handled now (probe: as one of
-// the half-open's); when not, ch is closed at the next state change.
-func (b *breaker) tryAdmit() (probe bool, ch <-chan struct{}, pass bool) {
+// the half-open's); when not, ch is closed at the next state change, and
+// open says whether the breaker is open (else half-open, its probes out).
+func (b *breaker) tryAdmit() (probe bool, ch <-chan struct{}, pass, open bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case b.state == circuitClosed:
-		return false, nil, true
+		return false, nil, true, false
 	case b.state == circuitHalfOpen && b.probes < breakerProbes:
 		b.probes++
-		return true, nil, true
+		return true, nil, true, false
 	}
-	return false, b.changed, false
+	return false, b.changed, false, b.state == circuitOpen
+}
+
+// release gives back a half-open probe whose outcome will not be counted
+// (its handler was cancelled by a revoke or shutdown), so that another
+// record probes in its place: else the breaker could stay half-open with
+// every probe gone, its records waiting for good.
+func (b *breaker) release(probe bool) {
+	if b == nil || !probe {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == circuitHalfOpen && b.probes > 0 {
+		b.probes--
+		b.signal()
+	}
 }
 
 // result counts a handled record's outcome; hold: the record failed while
@@ -208,26 +226,92 @@ func (b *breaker) openReason() string {
 	return ""
 }
 
-// admit waits until the worker may handle its next record; false: stopped.
-// It settles and marks what is done before it waits.
-func (w *worker) admit() (probe, ok bool) {
+// admit waits until the worker may handle rec, the partition's first
+// record not done; ok false: stopped. It settles and marks what is done
+// before it waits. In exactly-once mode it does not wait: admitted false,
+// rec and the records queued after it were given back (giveBack).
+func (w *worker) admit(rec *kgo.Record) (probe, admitted, ok bool) {
 	b := w.breaker
 	if b == nil {
-		return false, true
+		return false, true, true
 	}
 	for {
-		probe, ch, pass := b.tryAdmit()
+		probe, ch, pass, open := b.tryAdmit()
 		if pass {
-			return probe, true
+			return probe, true, true
 		}
 		if !w.settle(true) {
-			return false, false
+			return false, false, false
 		}
 		w.handlerEnd = 0
+		// Half-open, the probes are handler calls in flight: a transaction
+		// may wait for them as for any handler.
+		if w.txn && open {
+			w.giveBack(rec)
+			return false, false, true
+		}
 		select {
 		case <-ch:
 		case <-w.quit:
-			return false, false
+			return false, false, false
 		}
+	}
+}
+
+// giveBack is exactly-once mode's wait for an open breaker: a transaction
+// cannot wait open_for for a record, so rec (every record before it is done
+// in the open transaction) and the records queued after it leave the
+// transaction undone, and the poll goroutine rewinds the partition to rec
+// (applyRewinds) before the transaction ends: its committed offset is rec's,
+// and the records are fetched again once the breaker lets them through.
+// Until the rewind, records handed to the worker are dropped: they are
+// fetched again after it.
+func (w *worker) giveBack(rec *kgo.Record) {
+	w.mu.Lock()
+	n := int64(1 + len(w.queue))
+	clear(w.queue)
+	w.queue, w.queuedBytes = nil, 0
+	if w.paused {
+		w.paused = false
+		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
+	}
+	// Before the rewind is registered: applyRewinds clears it after.
+	w.dropping = true
+	w.undone.Add(-n)
+	w.mu.Unlock()
+	w.s.mu.Lock()
+	if w.s.rewinds == nil {
+		w.s.rewinds = map[*worker]kgo.EpochOffset{}
+	}
+	w.s.rewinds[w] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset}
+	w.s.mu.Unlock()
+	w.s.recordsDone(n) // after the rewind is registered: the transaction may end now
+}
+
+// applyRewinds rewinds the partitions whose records were given back
+// (giveBack) to the first of them; the poll goroutine, while no revoke can
+// run, before the transaction ends. Fetching (when the breaker lets it)
+// goes on from there, and the transaction commits that offset. An abort
+// after it rewinds to the committed offsets, before these.
+func (s *session) applyRewinds() {
+	s.mu.Lock()
+	rw := s.rewinds
+	s.rewinds = nil
+	s.mu.Unlock()
+	if len(rw) == 0 {
+		return
+	}
+	set := map[string]map[int32]kgo.EpochOffset{}
+	for w, at := range rw {
+		if set[w.tp.topic] == nil {
+			set[w.tp.topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[w.tp.topic][w.tp.partition] = at
+	}
+	s.cl.SetOffsets(set)
+	for w := range rw {
+		w.mu.Lock()
+		w.dropping = false
+		w.mu.Unlock()
 	}
 }

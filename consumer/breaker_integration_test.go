@@ -15,7 +15,9 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/kafkatest"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/ladder"
 )
 
 // The circuit breaker on the real broker: a dependency down for 10s while
@@ -65,4 +67,33 @@ func TestCircuitBreakerOnRealBroker(t *testing.T) {
 		t.Errorf("kretry_circuit_state = %v, want 0 (closed)", st)
 	}
 	b.checkCommittedToEnd(b.cfg.Group, main)
+}
+
+// Exactly once with a circuit breaker on the real broker (see
+// eosOutage.run): while the breaker is open the transactions go on
+// committing another topic's records, and after the outage every record's
+// output is visible once; nothing is dead-lettered.
+func TestCircuitBreakerExactlyOnceOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	b := newRealBroker(t, 2)
+	b.cfg.ExactlyOnce = true
+	b.cfg.CommitInterval = 200 * time.Millisecond
+	b.cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 10 * time.Second, OpenFor: time.Second}
+	payments := kafkatest.Name(t, "payments")
+	b.cfg.Topics = append(b.cfg.Topics, config.Topic{Name: payments, Tiers: []ladder.Tier{{Delay: time.Second}}})
+	ladders, err := b.cfg.Ladders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := b.ladder.Topic() + ".out"
+	more := []string{payments, out, ladders[1].DLQ(), ladders[1].Steps()[0].Topic}
+	ctx := context.Background()
+	if resp, err := b.adm.CreateTopics(ctx, 1, 1, nil, more...); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %v: %v %v", more, err, resp.Error())
+	}
+	t.Cleanup(func() { b.adm.DeleteTopics(context.Background(), more...) })
+	kafkatest.WaitTopics(t, b.adm, more...)
+	e := &eosOutage{cfg: b.cfg, kopts: []kgo.Opt{kgo.SeedBrokers(b.seeds...)}, cl: b.cl, adm: b.adm, out: out,
+		dlq: b.ladder.DLQ(), parts: 2, orders: 200}
+	e.run(t)
 }

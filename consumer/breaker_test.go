@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/kafkatest"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/ladder"
 )
@@ -136,4 +139,192 @@ func TestCircuitBreakerRebalance(t *testing.T) {
 			t.Errorf("%d of %d records dead-lettered, want ≤ 1%%", dead, offered)
 		}
 	})
+}
+
+// eosOutage is the exactly-once outage scenario, on kfake or the real
+// broker: cfg's first topic (orders, parts partitions) has a circuit
+// breaker and a handler whose dependency is down until the test says it
+// is back; its second (payments, 1 partition) has no breaker and never
+// fails. Every call emits "out-<key>" to out.
+type eosOutage struct {
+	cfg    *config.Config
+	kopts  []kgo.Opt   // the consumer's and the readers' client options
+	cl     *kgo.Client // producer, manual partitions
+	adm    *kadm.Client
+	out    string
+	dlq    string // orders' DLQ
+	parts  int32
+	orders int // records produced to orders
+}
+
+// run: orders records are produced and fail until the breaker opens; while
+// it is open, payments records are produced and must be committed (the
+// transactions go on without orders' records); then the dependency
+// recovers. Every output must be visible to a read_committed reader exactly
+// once, the DLQ empty, every offset committed.
+func (e *eosOutage) run(t *testing.T) {
+	ctx := context.Background()
+	orders, payments := e.cfg.Topics[0].Name, e.cfg.Topics[1].Name
+	var up atomic.Bool
+	var okCalls counter
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if err := consumer.Emit(ctx, &kgo.Record{Topic: e.out, Key: []byte("out-" + string(r.Key))}); err != nil {
+			return err
+		}
+		if r.Topic == orders && !up.Load() {
+			return errors.New("dependency down")
+		}
+		okCalls.add(r.Key)
+		return nil
+	})
+	reg := prometheus.NewRegistry()
+	cons, err := consumer.New(e.cfg, h, consumer.WithClientOpts(e.kopts...), consumer.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- cons.Run(rctx) }()
+	defer func() {
+		cancel()
+		<-errc
+	}()
+	produce := func(recs ...*kgo.Record) {
+		t.Helper()
+		if err := e.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	var want []string
+	for i := range e.orders {
+		k := fmt.Sprintf("o%03d", i)
+		produce(&kgo.Record{Topic: orders, Partition: int32(i) % e.parts, Key: []byte(k)})
+		want = append(want, "out-"+k)
+	}
+	kafkatest.WaitFor(t, "the breaker open", 10*time.Millisecond, time.Minute, func() bool { return cons.HealthState().BreakerOpen })
+
+	const nPay = 20
+	for i := range nPay {
+		k := fmt.Sprintf("p%03d", i)
+		produce(&kgo.Record{Topic: payments, Key: []byte(k)})
+		want = append(want, "out-"+k)
+	}
+	committed := func(topic string, p int32) int64 {
+		os, err := e.adm.FetchOffsets(ctx, e.cfg.Group)
+		if err != nil {
+			return -1
+		}
+		o, _ := os.Lookup(topic, p)
+		return o.At
+	}
+	// The breaker stays open or half-open while the dependency is down
+	// (every probe fails): the transactions commit payments meanwhile.
+	kafkatest.WaitFor(t, "payments committed while the breaker is open", 50*time.Millisecond, time.Minute, func() bool {
+		return committed(payments, 0) == nPay
+	})
+	if !cons.HealthState().BreakerOpen {
+		t.Fatal("the breaker closed while the dependency is down")
+	}
+	m, _ := metrics.New(reg)
+	if n := metricValue(t, m.CircuitOpened.WithLabelValues(orders)); n < 1 {
+		t.Errorf("kretry_circuit_opened_total = %v, want ≥ 1", n)
+	}
+	// A probe fails and opens it again: records given back more than once.
+	kafkatest.WaitFor(t, "the breaker opened again by a failed probe", 50*time.Millisecond, time.Minute, func() bool {
+		return metricValue(t, m.CircuitOpened.WithLabelValues(orders)) >= 2
+	})
+	if n := committed(payments, 0); n != nPay {
+		t.Errorf("payments committed at %d, want %d", n, nPay)
+	}
+
+	up.Store(true)
+	kafkatest.WaitFor(t, "every orders record handled", 100*time.Millisecond, 2*time.Minute, func() bool {
+		for i := range e.orders {
+			if okCalls.get(fmt.Sprintf("o%03d", i)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Past orders' last record (re-feeds included), not its end offset: the
+	// relay's transaction markers take offsets too.
+	last := map[int32]int64{}
+	for _, r := range readCommittedFrom(t, append(slices.Clone(e.kopts), kgo.ConsumeTopics(orders)), e.orders) {
+		last[r.Partition] = max(last[r.Partition], r.Offset)
+	}
+	kafkatest.WaitFor(t, "orders committed past its last record", 100*time.Millisecond, time.Minute, func() bool {
+		for p, o := range last {
+			if committed(orders, p) <= o {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	errc <- nil // for the deferred stop
+
+	got := []string{}
+	for _, r := range readCommittedFrom(t, append(slices.Clone(e.kopts), kgo.ConsumeTopics(e.out)), len(want)) {
+		got = append(got, string(r.Key))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("outputs seen by a read_committed reader: %d, want each of the %d records' once; missing %v, extra %v",
+			len(got), len(want), missing(want, got), missing(got, want))
+	}
+	if dead := readCommittedFrom(t, append(slices.Clone(e.kopts), kgo.ConsumeTopics(e.dlq)), 0); len(dead) != 0 {
+		t.Errorf("%d records dead-lettered, want 0", len(dead))
+	}
+	if st := metricValue(t, m.CircuitState.WithLabelValues(orders)); st != 0 {
+		t.Errorf("kretry_circuit_state = %v after the outage, want 0 (closed)", st)
+	}
+	t.Logf("%d orders and %d payments records: each output once; breaker opened %v times",
+		e.orders, nPay, metricValue(t, m.CircuitOpened.WithLabelValues(orders)))
+}
+
+// missing returns what of want is not in got (both sorted), with repeats.
+func missing(want, got []string) []string {
+	var out []string
+	i := 0
+	for _, w := range want {
+		for i < len(got) && got[i] < w {
+			i++
+		}
+		if i < len(got) && got[i] == w {
+			i++
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// Exactly once with a circuit breaker, on kfake (real TCP: see
+// TestExactlyOnce): while the breaker is open, the records of its topic
+// are given back and their partitions rewound, so the transactions go on
+// committing another topic's records; nothing is dead-lettered, lost or
+// handled twice.
+func TestCircuitBreakerExactlyOnce(t *testing.T) {
+	cfg := newConfig()
+	cfg.ExactlyOnce = true
+	cfg.CommitInterval = 200 * time.Millisecond
+	cfg.Topics[0].Tiers = []ladder.Tier{{Delay: time.Second}, {Delay: 2 * time.Second}}
+	cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 10 * time.Second, OpenFor: time.Second}
+	cfg.Topics = append(cfg.Topics, config.Topic{Name: "payments", Tiers: []ladder.Tier{{Delay: time.Second}}})
+	c := newClusterCfg(t, cfg, 2, 2, false)
+	ladders, err := cfg.Ladders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const out = "orders.out"
+	more := []string{"payments", out, ladders[1].DLQ(), ladders[1].Steps()[0].Topic}
+	if _, err := c.adm.CreateTopics(context.Background(), 1, 1, nil, more...); err != nil {
+		t.Fatal(err)
+	}
+	e := &eosOutage{cfg: c.cfg, kopts: c.kopts, cl: c.cl, adm: c.adm, out: out, dlq: c.ladder.DLQ(), parts: 2, orders: 60}
+	e.run(t)
 }

@@ -292,6 +292,9 @@ type session struct {
 	fence *txnfence.Fencer          // exactly_once: aborts dead members' transactions (fence.go)
 	hooks *hookRunner               // the dead-letter hook's; nil: none
 	joins *joinCommits              // commits during a classic join, at least once; nil: none
+	// rewinds are the partitions to rewind before the transaction ends,
+	// to their first record given back to an open breaker (giveBack).
+	rewinds map[*worker]kgo.EpochOffset
 	txnState
 
 	cancel   context.CancelFunc // stops Run

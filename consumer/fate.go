@@ -70,20 +70,31 @@ func (w *worker) process(rec *kgo.Record) bool {
 		defer func() { w.endAttempt(herr) }() // after the fate is decided
 	}
 	for {
-		probe, ok := w.admit()
+		probe, admitted, ok := w.admit(rec)
 		if !ok {
 			return false // stopped while the breaker was open: delivered again
+		}
+		if !admitted {
+			return true // given back to be fetched again (exactly once)
 		}
 		herr, panicked = w.call(rec, start)
 		if herr != nil && !panicked && w.inPlace != nil {
 			var stopped bool
 			if herr, panicked, stopped = w.retryInPlace(rec, &arrived, md, herr); stopped {
+				w.breaker.release(probe)
 				s.log.Info("kretry in-place retry stopped by a revoke or shutdown; the record will be delivered again",
 					"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "error", herr)
 				return false
 			}
 		}
-		if w.breaker == nil || w.ctx.Err() != nil || !w.breaker.result(time.Now(), herr != nil, probe) {
+		if w.breaker == nil {
+			break
+		}
+		if herr != nil && w.ctx.Err() != nil {
+			w.breaker.release(probe) // the record is delivered again: no outcome
+			break
+		}
+		if !w.breaker.result(time.Now(), herr != nil, probe) {
 			break
 		}
 		// Failed while the breaker is open: not forwarded; handled again

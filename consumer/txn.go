@@ -133,6 +133,7 @@ txns:
 				continue txns
 			}
 			s.handOut(fetches)
+			s.applyRewinds()
 		}
 		if ctx.Err() != nil {
 			return
@@ -188,6 +189,7 @@ func (s *session) handOut(fetches kgo.Fetches) {
 // it, with an abort otherwise, after which kgo rewinds to the committed
 // offsets and the records are fetched again.
 func (s *session) endTxn(ctx context.Context, done bool) bool {
+	s.applyRewinds()
 	try := kgo.TryCommit
 	if !done || s.broken.Load() {
 		try = kgo.TryAbort

@@ -29,6 +29,7 @@ type worker struct {
 	queuedBytes int
 	paused      bool // this worker paused the partition's fetching
 	exited      bool // exactly once: run has returned; enqueue takes nothing more
+	dropping    bool // exactly once: records were given back (giveBack); enqueue drops until the rewind
 
 	txn     bool                   // exactly-once mode
 	undone  atomic.Int64           // records of the open transaction not yet done
@@ -190,6 +191,10 @@ func (w *worker) enqueue(recs []*kgo.Record) bool {
 		if w.exited {
 			w.mu.Unlock()
 			return false
+		}
+		if w.dropping {
+			w.mu.Unlock()
+			return true // fetched again from the rewind (applyRewinds)
 		}
 		w.undone.Add(int64(len(recs)))
 		w.s.undone.Add(int64(len(recs)))
