@@ -277,7 +277,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			wake = time.Time{}
 			if s.broken && time.Since(s.lastEnd) < r.cfg.retryBackoff {
 				wake = s.lastEnd.Add(r.cfg.retryBackoff)
-			} else if err := s.endTxnWithin(ctx, false); err != nil {
+			} else if err := s.endTxnWithin(false); err != nil {
 				return err
 			}
 			if s.broken {
@@ -294,7 +294,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		})
 		s.handle(ctx, fetches)
 		if s.txn != nil && s.dirty.Load() && time.Since(s.lastEnd) >= r.cfg.commitInterval {
-			if err := s.endTxnWithin(ctx, true); err != nil {
+			if err := s.endTxnWithin(true); err != nil {
 				return err
 			}
 		}

@@ -150,10 +150,13 @@ func fenced(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
-// endTxnWithin is endTxn while running: within the delivery timeout (and
-// ctx), then the next transaction begins.
-func (s *session) endTxnWithin(ctx context.Context, commit bool) error {
-	ectx, cancel := context.WithTimeout(ctx, s.r.cfg.deliveryTimeout)
+// endTxnWithin is endTxn while running: within the delivery timeout, then
+// the next transaction begins. Not within Run's ctx, which shutting down
+// cancels: an end cut short leaves the transaction open on the brokers,
+// holding back the read_committed readers of every partition it wrote to
+// until the brokers time it out (the clients' context, hard, bounds it).
+func (s *session) endTxnWithin(commit bool) error {
+	ectx, cancel := context.WithTimeout(s.hard, s.r.cfg.deliveryTimeout)
 	defer cancel()
 	return s.endTxn(ectx, commit, true)
 }
