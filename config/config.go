@@ -231,6 +231,26 @@ type CircuitBreaker struct {
 	MinRecords   int           // ≥ 1
 	Window       time.Duration // > 0
 	OpenFor      time.Duration // > 0
+	// HalfOpenRecords is how many records the half-open breaker lets
+	// through, all of which must succeed for it to close
+	// (half_open_records); 0: DefaultHalfOpenRecords.
+	HalfOpenRecords int
+}
+
+// DefaultHalfOpenRecords is a circuit breaker's half_open_records when not
+// given.
+const DefaultHalfOpenRecords = 5
+
+// MaxHalfOpenRecords bounds half_open_records: the probes are handled
+// while the topic is otherwise held, a few of them are enough.
+const MaxHalfOpenRecords = 10000
+
+// Probes is b's half_open_records, its default for 0.
+func (b CircuitBreaker) Probes() int {
+	if b.HalfOpenRecords == 0 {
+		return DefaultHalfOpenRecords
+	}
+	return b.HalfOpenRecords
 }
 
 // breakerProblem checks b; field is the key at fault.
@@ -244,6 +264,9 @@ func breakerProblem(b *CircuitBreaker) (field, problem string) {
 		return "window", fmt.Sprintf("must be a duration > 0 over which failures are counted, e.g. 30s, got %v", b.Window)
 	case b.OpenFor <= 0:
 		return "open_for", fmt.Sprintf("must be a duration > 0 for which the topic is not fetched once the breaker opens, e.g. 1m, got %v", b.OpenFor)
+	case b.HalfOpenRecords < 0 || b.HalfOpenRecords > MaxHalfOpenRecords:
+		return "half_open_records", fmt.Sprintf("must be a whole number from 1 to %d: the records let through half-open, all of which must succeed to close the breaker (omit it for %d), got %d",
+			MaxHalfOpenRecords, DefaultHalfOpenRecords, b.HalfOpenRecords)
 	}
 	return "", ""
 }

@@ -167,6 +167,19 @@ func TestGoodConfigs(t *testing.T) {
 			}},
 			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
 		},
+		"circuit-breaker.yaml": {
+			Brokers:  []string{"127.0.0.1:9092"},
+			ClientID: "kretry",
+			Group:    "orders-service",
+			Topics: []config.Topic{{
+				Name: "orders", Tiers: tiers(5*time.Second, 1, time.Minute, 1), DLQ: "orders.dlq", Naming: "{topic}.retry-{delay}",
+				CircuitBreaker: &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 100, Window: 30 * time.Second, OpenFor: time.Minute, HalfOpenRecords: 3},
+			}, {
+				Name: "payments", Tiers: tiers(5*time.Second, 1), DLQ: "payments.dlq", Naming: "{topic}.retry-{delay}",
+				CircuitBreaker: &config.CircuitBreaker{FailureRatio: 0.25, MinRecords: 20, Window: 10 * time.Second, OpenFor: 30 * time.Second},
+			}},
+			Relay: config.Relay{Group: "orders-service-relay", FetchMaxWait: 100 * time.Millisecond, HoldBytes: new(config.DefaultHoldBytes)},
+		},
 		"days-and-anchors.yaml": {
 			Brokers:  []string{"127.0.0.1:9092"},
 			ClientID: "kretry",

@@ -25,7 +25,7 @@ var (
 	topicKeys     = []string{"name", "tiers", "backoff", "retry_in_place", "dlq", "naming", "max_age", "retry_after_max", "retention", "partitions", "replication_factor", "topic_configs", "tier_configs", "dlq_configs", "dlq_routes", "circuit_breaker"}
 	inPlaceKeys   = []string{"attempts", "backoff", "max_backoff"}
 	backoffKeys   = []string{"initial", "multiplier", "max", "attempts", "jitter"}
-	breakerKeys   = []string{"failure_ratio", "min_records", "window", "open_for"}
+	breakerKeys   = []string{"failure_ratio", "min_records", "window", "open_for", "half_open_records"}
 	tierKeys      = []string{"delay", "attempts"}
 	retentionKeys = []string{"tiers", "dlq"}
 	relayKeys     = []string{"group", "fetch_max_wait", "hold_bytes"}

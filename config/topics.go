@@ -166,7 +166,12 @@ func (d *decoder) topic(n ast.Node, line int, path string) (Topic, topicLines) {
 	return t, tl
 }
 
-// breaker reads a topic's circuit_breaker; every key is required.
+// halfOpenWhat is what half_open_records is, in the words of its errors.
+var halfOpenWhat = fmt.Sprintf("a whole number from 1 to %d: the records let through half-open (omit it for %d), e.g. 5",
+	MaxHalfOpenRecords, DefaultHalfOpenRecords)
+
+// breaker reads a topic's circuit_breaker; every key is required but
+// half_open_records.
 func (d *decoder) breaker(f field, path string) *CircuitBreaker {
 	fields, ok := d.mapping(f.value, f.line, path, breakerKeys, nil)
 	if !ok {
@@ -206,6 +211,15 @@ func (d *decoder) breaker(f field, path string) *CircuitBreaker {
 		if kf, given := fields["min_records"]; !given || kf.value == nil {
 			d.errorf(max(kf.line, f.line), path+".min_records", "required: the fewest records in the window that may open the breaker, e.g. 100")
 		}
+	}
+	if v, ok := d.number(fields, "half_open_records", path+".half_open_records", halfOpenWhat); ok {
+		if v != math.Trunc(v) || v < 1 || v > MaxHalfOpenRecords {
+			d.errorf(fields["half_open_records"].line, path+".half_open_records", "must be %s, got %v", halfOpenWhat, v)
+			valid = false
+		}
+		b.HalfOpenRecords = int(v)
+	} else if kf, given := fields["half_open_records"]; given && kf.value != nil {
+		valid = false
 	}
 	if !valid {
 		return nil

@@ -24,17 +24,14 @@ import (
 // partition, those assigned later too), and each worker waits before its
 // next record; a record whose handler failed while the breaker was open (or
 // the failure that opened it) is not forwarded: it waits and is handled
-// again. After open_for: half-open, fetching resumes and breakerProbes
+// again. After open_for: half-open, fetching resumes and half_open_records
 // records are let through; as many successes close it, a failure opens it
 // again. A revoked partition's worker stops waiting at once and its records
 // stay uncommitted for their next owner: the breaker holds no partition past
 // a rebalance, and drops no record. In exactly-once mode a worker does not
 // wait while the breaker is open: it gives its records back (giveBack).
 
-const (
-	breakerBuckets = 10
-	breakerProbes  = 5
-)
+const breakerBuckets = 10
 
 // Circuit states, the values of kretry_circuit_state.
 const (
@@ -99,7 +96,7 @@ func (b *breaker) tryAdmit() (probe bool, ch <-chan struct{}, pass, open bool) {
 	switch {
 	case b.state == circuitClosed:
 		return false, nil, true, false
-	case b.state == circuitHalfOpen && b.probes < breakerProbes:
+	case b.state == circuitHalfOpen && b.probes < b.cfg.Probes():
 		b.probes++
 		return true, nil, true, false
 	}
@@ -136,7 +133,7 @@ func (b *breaker) result(now time.Time, failed, probe bool) (hold bool) {
 			b.open(now, "a half-open probe failed")
 			return true
 		case probe:
-			if b.probeOK++; b.probeOK >= breakerProbes {
+			if b.probeOK++; b.probeOK >= b.cfg.Probes() {
 				b.close()
 			}
 		}
@@ -196,7 +193,7 @@ func (b *breaker) halfOpen() {
 	b.gauge.Set(circuitHalfOpen)
 	b.cl.ResumeFetchTopics(b.topic)
 	b.signal()
-	b.log.Info("kretry circuit breaker half-open: letting a few records through", "topic", b.topic, "probes", breakerProbes)
+	b.log.Info("kretry circuit breaker half-open: letting a few records through", "topic", b.topic, "probes", b.cfg.Probes())
 }
 
 // close closes the breaker: b.mu held.

@@ -1,10 +1,12 @@
 package consumer_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -327,4 +329,59 @@ func TestCircuitBreakerExactlyOnce(t *testing.T) {
 	}
 	e := &eosOutage{cfg: c.cfg, kopts: c.kopts, cl: c.cl, adm: c.adm, out: out, dlq: c.ladder.DLQ(), parts: 2, orders: 60}
 	e.run(t)
+}
+
+// half_open_records: the half-open breaker lets that many records through
+// and closes once all of them succeeded (5 when 0). One partition: the
+// first call fails and opens the breaker; the calls after open_for see it
+// half-open until n of them succeeded.
+func TestCircuitBreakerHalfOpenRecords(t *testing.T) {
+	for _, n := range []int{1, 3, 0} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := newConfig()
+				cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 1, MinRecords: 1, Window: 10 * time.Second,
+					OpenFor: 10 * time.Second, HalfOpenRecords: n}
+				c := newClusterWith(t, cfg, 1, 1)
+				const records = 8
+				for i := range records {
+					c.produce(&kgo.Record{Key: fmt.Appendf(nil, "k%d", i)})
+				}
+				reg := prometheus.NewRegistry()
+				m, _ := metrics.New(reg)
+				var mu sync.Mutex
+				var seen []string
+				h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+					mu.Lock()
+					defer mu.Unlock()
+					seen = append(seen, fmt.Sprint(metricValue(t, m.CircuitState.WithLabelValues(testTopic))))
+					if len(seen) == 1 {
+						return errors.New("dependency down")
+					}
+					return nil
+				})
+				r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+				waitFor(t, "every record handled", func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					return len(seen) == records+1
+				})
+				if err := r.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				probes := cmp.Or(n, 5)
+				want := []string{"0"} // the call that opens it
+				for i := range records {
+					if i < probes {
+						want = append(want, "2")
+					} else {
+						want = append(want, "0")
+					}
+				}
+				if !slices.Equal(seen, want) {
+					t.Errorf("half_open_records %d: states seen by the calls %v, want %v", n, seen, want)
+				}
+			})
+		})
+	}
 }

@@ -741,3 +741,21 @@ func TestConfigCheckRetryInPlace(t *testing.T) {
 		t.Errorf("config check of a retry_in_place too long: %v", r)
 	}
 }
+
+// config check prints a topic's circuit breaker with its half_open_records
+// (5 when omitted), in text and JSON.
+func TestConfigCheckCircuitBreaker(t *testing.T) {
+	noEnvOverrides(t)
+	path := filepath.Join("..", "..", "testdata", "config", "good", "circuit-breaker.yaml")
+	r := kretry(t, "config", "check", "-c", path)
+	if r.code != 0 || !strings.Contains(r.stdout, "  orders: orders.retry-5s -> orders.retry-1m -> orders.dlq (2 retries)\n"+
+		"    circuit breaker: opens when ≥ 0.5 of ≥ 100 records in 30s fail; not fetched for 1m, then half-open: 3 probe records (half_open_records) must succeed to close it\n") ||
+		!strings.Contains(r.stdout, "    circuit breaker: opens when ≥ 0.25 of ≥ 20 records in 10s fail; not fetched for 30s, then half-open: 5 probe records (half_open_records) must succeed to close it\n") {
+		t.Errorf("config check of circuit breakers: %v", r)
+	}
+	r = kretry(t, "config", "check", "--json", "-c", path)
+	if r.code != 0 || !strings.Contains(r.stdout, `"circuit_breaker":{"failure_ratio":0.5,"min_records":100,"window":"30s","open_for":"1m","half_open_records":3}`) ||
+		!strings.Contains(r.stdout, `"circuit_breaker":{"failure_ratio":0.25,"min_records":20,"window":"10s","open_for":"30s","half_open_records":5}`) {
+		t.Errorf("config check --json of circuit breakers: %v", r)
+	}
+}

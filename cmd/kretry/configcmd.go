@@ -68,6 +68,7 @@ type breakerJSON struct {
 	MinRecords   int     `json:"min_records"`
 	Window       string  `json:"window"`
 	OpenFor      string  `json:"open_for"`
+	HalfOpen     int     `json:"half_open_records"`
 }
 
 // backoffJSON is a topic's backoff, whose generated ladder is Tiers.
@@ -123,7 +124,7 @@ func (a *app) configCheck() error {
 			t.Tiers = append(t.Tiers, tierJSON{Name: s.Name, Topic: s.Topic, Delay: ladder.FormatDelay(s.Delay), Attempts: s.Attempts})
 		}
 		if b := cfg.Topics[i].CircuitBreaker; b != nil {
-			t.Breaker = &breakerJSON{b.FailureRatio, b.MinRecords, ladder.FormatDelay(b.Window), ladder.FormatDelay(b.OpenFor)}
+			t.Breaker = &breakerJSON{b.FailureRatio, b.MinRecords, ladder.FormatDelay(b.Window), ladder.FormatDelay(b.OpenFor), b.Probes()}
 		}
 		for _, name := range l.RouteNames() {
 			if t.DLQRoutes == nil {
@@ -179,8 +180,8 @@ func (a *app) configCheck() error {
 				r.Attempts, plural(r.Attempts, "attempt", "attempts"), r.Backoff, r.MaxBackoff, r.WorstCase, ladder.FormatDelay(config.MaxInPlaceWait))
 		}
 		if b := t.Breaker; b != nil {
-			fmt.Fprintf(a.stdout, "    circuit breaker: opens when ≥ %v of ≥ %d records in %s fail; not fetched for %s, then %d probes\n",
-				b.FailureRatio, b.MinRecords, b.Window, b.OpenFor, 5)
+			fmt.Fprintf(a.stdout, "    circuit breaker: opens when ≥ %v of ≥ %d records in %s fail; not fetched for %s, then half-open: %d probe %s (half_open_records) must succeed to close it\n",
+				b.FailureRatio, b.MinRecords, b.Window, b.OpenFor, b.HalfOpen, plural(b.HalfOpen, "record", "records"))
 		}
 		for _, name := range slices.Sorted(maps.Keys(t.DLQRoutes)) {
 			fmt.Fprintf(a.stdout, "    dlq route %s -> %s (consumer.DeadLetterTo(%q, err))\n", name, t.DLQRoutes[name], name)
