@@ -276,21 +276,28 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 // ValidTraceParent reports whether v is a W3C traceparent as kretry writes
 // it: version 00, a 32-digit trace id and a 16-digit span id, neither all
 // zeros, and 2 digits of flags, in lower-case hex.
-func ValidTraceParent(v string) bool {
-	if len(v) != 55 || v[:3] != "00-" || v[35] != '-' || v[52] != '-' {
+func ValidTraceParent(v string) bool { return validTraceParent(v) }
+
+// validTraceParent is ValidTraceParent of a string or, for ReadBrief, of a
+// header's value as it is.
+func validTraceParent[S string | []byte](v S) bool {
+	if len(v) != 55 || v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' {
 		return false
 	}
-	hex := func(s string) bool {
-		nonZero := false
-		for _, c := range []byte(s) {
+	hex := func(from, to int) (ok, nonZero bool) {
+		for i := from; i < to; i++ {
+			c := v[i]
 			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return false
+				return false, false
 			}
 			nonZero = nonZero || c != '0'
 		}
-		return nonZero
+		return true, nonZero
 	}
-	return hex(v[3:35]) && hex(v[36:52]) && (hex(v[53:55]) || v[53:55] == "00")
+	traceOK, traceNZ := hex(3, 35)
+	spanOK, spanNZ := hex(36, 52)
+	flagsOK, _ := hex(53, 55)
+	return traceOK && traceNZ && spanOK && spanNZ && flagsOK
 }
 
 // traceParent returns the valid kretry-traceparent of hs, "" when there is
@@ -332,35 +339,73 @@ func appendTime(b []byte, t time.Time) []byte {
 // anything else (including out-of-range fields), which time.Parse then
 // explains.
 func parseTime(v string) (time.Time, bool) {
-	if len(v) != len(TimeLayout) || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' ||
-		v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
+	sec, nsec, ok := timeFields(v)
+	if !ok {
 		return time.Time{}, false
 	}
-	num := func(i, n int) (int, bool) {
+	return time.Unix(sec, nsec).UTC(), true
+}
+
+// timeFields reads v as parseTime does, as Unix seconds and nanoseconds,
+// without time.Date: Decode reads five times per record.
+func timeFields[S string | []byte](v S) (sec, nsec int64, ok bool) {
+	if len(v) != len(TimeLayout) || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' ||
+		v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
+		return 0, 0, false
+	}
+	bad := false
+	num := func(i, n int) int {
 		x := 0
-		for _, c := range []byte(v[i : i+n]) {
+		for j := i; j < i+n; j++ {
+			c := v[j]
 			if c < '0' || c > '9' {
-				return 0, false
+				bad = true
 			}
 			x = x*10 + int(c-'0')
 		}
-		return x, true
+		return x
 	}
-	y, ok1 := num(0, 4)
-	mo, ok2 := num(5, 2)
-	d, ok3 := num(8, 2)
-	h, ok4 := num(11, 2)
-	mi, ok5 := num(14, 2)
-	sec, ok6 := num(17, 2)
-	ms, ok7 := num(20, 3)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
-		return time.Time{}, false
+	y, mo, d := num(0, 4), num(5, 2), num(8, 2)
+	h, mi, s, ms := num(11, 2), num(14, 2), num(17, 2), num(20, 3)
+	if bad || mo < 1 || mo > 12 || d < 1 || d > daysIn(mo, y) || h > 23 || mi > 59 || s > 59 {
+		return 0, 0, false
 	}
-	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
-	if t.Day() != d { // February 30th and the like
-		return time.Time{}, false
+	return daysSinceEpoch(y, mo, d)*86400 + int64(h*3600+mi*60+s), int64(ms) * int64(time.Millisecond), true
+}
+
+// daysIn is the number of days of month mo (1 to 12) of year y.
+func daysIn(mo, y int) int {
+	switch mo {
+	case 2:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
 	}
-	return t, true
+	return 31
+}
+
+// daysSinceEpoch is the number of days from 1970-01-01 to y-mo-d of the
+// proleptic Gregorian calendar, for y from 0 to 9999 (Hinnant's
+// days_from_civil).
+func daysSinceEpoch(y, mo, d int) int64 {
+	if mo <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	m := mo + 9
+	if mo > 2 {
+		m = mo - 3
+	}
+	doy := (153*m+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
 }
 
 // nKnown is len(known).

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -17,6 +18,22 @@ func decode(hs []kgo.RecordHeader) (md headers.Metadata, ok, canonical bool, err
 		return md, ok, false, err
 	}
 	return md, ok, isCanonical(hs, md), nil
+}
+
+// readHeaders reads the kretry headers of a record in tier t as decode
+// does. Headers exactly as kretry writes them for t's group and tier, nearly
+// every record, are read by headers.ReadBrief: the Metadata then holds what
+// readOf reads (group, attempts, tier, due time, the first delivery but its
+// timestamp, last failure, replays) and nothing else; a non-canonical
+// re-feed decodes the headers again in full.
+func readHeaders(t tierOf, hs []kgo.RecordHeader) (md headers.Metadata, ok, canonical bool, err error) {
+	b, ok := headers.ReadBrief(hs, t.ladder.Group(), t.step.Name, t.ladder.Topic())
+	if !ok {
+		return decode(hs)
+	}
+	return headers.Metadata{Group: t.ladder.Group(), Attempts: b.Attempts, Tier: t.step.Name,
+		DueAt: time.Unix(0, b.DueAt).UTC(), OriginalTopic: b.OriginalTopic, OriginalPartition: b.OriginalPartition,
+		OriginalOffset: b.OriginalOffset, LastFailureAt: time.Unix(0, b.LastFailureAt).UTC(), Replays: b.Replays}, true, true, nil
 }
 
 // isCanonical reports whether hs, whose kretry headers read as md, carry no

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/ladder"
 )
 
 // decode calls headers canonical exactly when headers.Encode would write the
@@ -72,4 +73,55 @@ func sortedHeaders(hs []kgo.RecordHeader) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// readHeaders, brief or not, reads what decode reads as far as readOf goes:
+// the same read of every record, canonical or not, trusted or not.
+func TestReadHeadersAsDecode(t *testing.T) {
+	l, err := ladder.New("orders", "g", []ladder.Tier{{Delay: 5 * time.Second, Attempts: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := tierOf{ladder: l, step: l.Steps()[0]}
+	now := time.Date(2026, 11, 25, 10, 0, 5, 123e6, time.UTC)
+	md := headers.Metadata{Group: "g", Attempts: 2, Tier: tier.step.Name, DueAt: now.Add(5 * time.Second), OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 42, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "boom", Replays: 1}
+	variants := map[string]headers.Metadata{"canonical": md}
+	other := md
+	other.OriginalTopic = "payments"
+	variants["another main topic"] = other
+	forged := md
+	forged.DueAt = now.Add(time.Hour)
+	variants["a due time past its bound"] = forged
+	tierName := md
+	tierName.Tier = "retry-1m"
+	variants["another tier's name"] = tierName
+	group := md
+	group.Group = "h"
+	variants["another group"] = group
+	inPlace := md
+	inPlace.InPlaceRetries = 2
+	variants["in-place retries"] = inPlace
+	forged2 := md
+	forged2.DueAt = now.Add(48 * time.Hour)
+	variants["a due time past the longest RetryAfter"] = forged2
+	for name, m := range variants {
+		hs := headers.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, m)
+		if name == "a due time past its bound" {
+			// A re-parked record: never canonical, its bound counts from kretry-parked-at.
+			hs = append(hs, kgo.RecordHeader{Key: headers.HeaderParkedAt, Value: []byte(headers.FormatTime(now.Add(time.Second)))})
+		}
+		want, wok, wcanonical, werr := decode(hs)
+		got, ok, canonical, err := readHeaders(tier, hs)
+		if ok != wok || canonical != wcanonical || (err == nil) != (werr == nil) || got.Group != want.Group {
+			t.Errorf("%s: readHeaders = %v, %v, %v; decode = %v, %v, %v", name, ok, canonical, err, wok, wcanonical, werr)
+			continue
+		}
+		if want.Group == l.Group() {
+			if a, b := readOf(tier, got, canonical, hs, now.Add(time.Minute)), readOf(tier, want, wcanonical, hs, now.Add(time.Minute)); a != b {
+				t.Errorf("%s: readOf of readHeaders = %+v, of decode = %+v", name, a, b)
+			}
+		}
+	}
 }

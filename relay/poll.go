@@ -122,7 +122,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			r = reads[i]
 		}
 		if !r.ok {
-			md, ok, canonical, err := decode(rec.Headers)
+			md, ok, canonical, err := readHeaders(t, rec.Headers)
 			if err == nil && (!ok || md.Group == "") {
 				err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", headers.HeaderGroup, headers.ErrHeaderMissing)
 			}
@@ -256,7 +256,7 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read 
 	}
 	now := time.Now()
 	for i := len(known); i < len(waiting); i++ {
-		if md, ok, canonical, err := decode(waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
+		if md, ok, canonical, err := readHeaders(t, waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
 			out[i] = readOf(t, md, canonical, waiting[i].Headers, now)
 		}
 	}
