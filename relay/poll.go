@@ -74,16 +74,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		s.settle(o, nil)
 		n += len(o.queue)
 	}
-	// Past maxInflight, wait for whole partitions' re-feeds until half of
-	// it is left in flight: the producer keeps a batch to send meanwhile.
-	for _, o := range outs {
-		if n <= maxInflight/2 {
-			break
-		}
-		left := len(o.queue)
-		s.settle(o, ctx.Done()) // shutting down: the rest is settled then, within the delivery timeout
-		n -= left - len(o.queue)
-	}
+	s.bound(ctx, outs, n)
 	s.mu.Lock()
 	for _, o := range outs {
 		if len(o.queue) > 0 {
@@ -94,6 +85,24 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	}
 	s.mu.Unlock()
 	s.finish(slices.Collect(maps.Values(outs)))
+}
+
+// bound waits, when more than maxInflight of the re-feeds of outs (n) are in
+// flight, for whole partitions' re-feeds until at most half of it is left:
+// the producer keeps a batch to send meanwhile. Shutting down (ctx done) it
+// stops waiting; the rest is settled then, within the delivery timeout.
+func (s *session) bound(ctx context.Context, outs map[topicPartition]*outcome, n int) {
+	if n <= maxInflight {
+		return
+	}
+	for _, o := range outs {
+		if n <= maxInflight/2 {
+			return
+		}
+		left := len(o.queue)
+		s.settle(o, ctx.Done())
+		n -= left - len(o.queue)
+	}
 }
 
 // partition takes recs, the records of one partition of a poll, in order,

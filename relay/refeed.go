@@ -98,7 +98,9 @@ func batchSize(rec *kgo.Record) int {
 }
 
 // maxInflight bounds the re-feeds in flight over all partitions: past it, a
-// poll waits for acknowledgements until half of it is left.
+// poll waits for acknowledgements until half of it is left (bound). It and
+// the poll after it stay below kgo's MaxBufferedRecords (50,000 by
+// default), so that Produce does not block before the relay chooses to wait.
 const maxInflight = 4 * maxPollRecords
 
 // settleEvery is how soon the poll loop comes back to mark re-feeds in
