@@ -169,108 +169,115 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 			users++
 		}
 	}
-	out := make([]kgo.RecordHeader, 0, users+15) // a re-fed record's 15 kretry headers are all replaced
-	for _, h := range hs {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
-			out = append(out, h)
-		}
-	}
 	errText := md.Error
 	if errText != "" {
 		errText = safetext.CutUTF8(strings.ToValidUTF8(errText, "\uFFFD"), MaxErrorLen)
 	}
+	replayedHome := md.Group != "" && md.Attempts == 0 && md.Replays > 0 // to the group that failed it
 	// Every value is appended to one buffer and sliced from it: one
-	// allocation for all of them instead of one per header.
-	buf := make([]byte, 0, 5*len(TimeLayout)+4*20+len(md.Group)+len(md.Tier)+len(md.OriginalTopic)+len(errText)+len(md.Reason)+len(md.Route)+8)
-	add := func(k string, from int) {
-		out = append(out, kgo.RecordHeader{Key: k, Value: buf[from:len(buf):len(buf)]})
-	}
-	if md.Group != "" && md.Attempts == 0 && md.Replays > 0 {
-		// A record replayed to the group that failed it.
-		n := len(buf)
-		buf = strconv.AppendInt(buf, Version, 10)
-		add(HeaderVersion, n)
-		n = len(buf)
-		buf = append(buf, md.Group...)
-		add(HeaderGroup, n)
+	// allocation for all of them instead of one per header; both sized
+	// exactly, as far as the values allow.
+	n, size := 0, 0
+	switch {
+	case replayedHome:
+		n, size = 2, 1+len(md.Group)
 		if md.OriginalTopic != "" {
-			n = len(buf)
-			buf = append(buf, md.OriginalTopic...)
-			add(HeaderOriginalTopic, n)
-			n = len(buf)
-			buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
-			add(HeaderOriginalPartition, n)
-			n = len(buf)
-			buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
-			add(HeaderOriginalOffset, n)
-			n = len(buf)
-			buf = appendTime(buf, md.OriginalTimestamp)
-			add(HeaderOriginalTimestamp, n)
+			n, size = n+4, size+len(md.OriginalTopic)+2*20+len(TimeLayout)
 		}
-	} else if md.Group != "" {
-		n := len(buf)
-		buf = strconv.AppendInt(buf, Version, 10)
-		add(HeaderVersion, n)
-		n = len(buf)
-		buf = append(buf, md.Group...)
-		add(HeaderGroup, n)
-		n = len(buf)
-		buf = strconv.AppendInt(buf, int64(min(md.Attempts, MaxAttempts)), 10)
-		add(HeaderAttempts, n)
-		n = len(buf)
-		buf = append(buf, md.Tier...)
-		add(HeaderTier, n)
-		n = len(buf)
-		buf = appendTime(buf, md.DueAt)
-		add(HeaderDueAt, n)
-		n = len(buf)
-		buf = append(buf, md.OriginalTopic...)
-		add(HeaderOriginalTopic, n)
-		n = len(buf)
-		buf = strconv.AppendInt(buf, int64(md.OriginalPartition), 10)
-		add(HeaderOriginalPartition, n)
-		n = len(buf)
-		buf = strconv.AppendInt(buf, md.OriginalOffset, 10)
-		add(HeaderOriginalOffset, n)
-		n = len(buf)
-		buf = appendTime(buf, md.OriginalTimestamp)
-		add(HeaderOriginalTimestamp, n)
-		n = len(buf)
-		buf = appendTime(buf, md.FirstFailureAt)
-		add(HeaderFirstFailureAt, n)
-		n = len(buf)
-		buf = appendTime(buf, md.LastFailureAt)
-		add(HeaderLastFailureAt, n)
-		if errText != "" {
-			n = len(buf)
-			buf = append(buf, errText...)
-			add(HeaderErrorText, n)
-		}
-		if md.Reason != "" {
-			n = len(buf)
-			buf = append(buf, md.Reason...)
-			add(HeaderReason, n)
-		}
-		if md.Route != "" {
-			n = len(buf)
-			buf = append(buf, md.Route...)
-			add(HeaderRoute, n)
+	case md.Group != "":
+		n, size = 11, 1+len(md.Group)+20+len(md.Tier)+len(md.OriginalTopic)+2*20+4*len(TimeLayout)
+		for _, v := range []string{errText, string(md.Reason), md.Route} {
+			if v != "" {
+				n, size = n+1, size+len(v)
+			}
 		}
 	}
 	if md.Group != "" && md.Attempts > 0 && md.InPlaceRetries > 0 {
-		n := len(buf)
-		buf = strconv.AppendInt(buf, int64(min(md.InPlaceRetries, MaxAttempts)), 10)
-		add(HeaderInPlaceRetries, n)
+		n, size = n+1, size+20
 	}
 	if md.Replays > 0 {
-		n := len(buf)
-		buf = strconv.AppendInt(buf, int64(min(md.Replays, MaxAttempts)), 10)
-		add(HeaderReplays, n)
+		n, size = n+1, size+20
 	}
 	if md.Group != "" && md.Attempts > 0 && ValidTraceParent(md.TraceParent) {
-		out = append(out, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(md.TraceParent)})
+		n++
 	}
-	return out
+	e := encoder{out: make([]kgo.RecordHeader, 0, users+n), buf: make([]byte, 0, size)}
+	for _, h := range hs {
+		if !strings.HasPrefix(h.Key, HeaderPrefix) {
+			e.out = append(e.out, h)
+		}
+	}
+	switch {
+	case replayedHome:
+		e.int(HeaderVersion, Version)
+		e.text(HeaderGroup, md.Group)
+		if md.OriginalTopic != "" {
+			e.text(HeaderOriginalTopic, md.OriginalTopic)
+			e.int(HeaderOriginalPartition, int64(md.OriginalPartition))
+			e.int(HeaderOriginalOffset, md.OriginalOffset)
+			e.time(HeaderOriginalTimestamp, md.OriginalTimestamp)
+		}
+	case md.Group != "":
+		e.int(HeaderVersion, Version)
+		e.text(HeaderGroup, md.Group)
+		e.int(HeaderAttempts, int64(min(md.Attempts, MaxAttempts)))
+		e.text(HeaderTier, md.Tier)
+		e.time(HeaderDueAt, md.DueAt)
+		e.text(HeaderOriginalTopic, md.OriginalTopic)
+		e.int(HeaderOriginalPartition, int64(md.OriginalPartition))
+		e.int(HeaderOriginalOffset, md.OriginalOffset)
+		e.time(HeaderOriginalTimestamp, md.OriginalTimestamp)
+		e.time(HeaderFirstFailureAt, md.FirstFailureAt)
+		e.time(HeaderLastFailureAt, md.LastFailureAt)
+		if errText != "" {
+			e.text(HeaderErrorText, errText)
+		}
+		if md.Reason != "" {
+			e.text(HeaderReason, string(md.Reason))
+		}
+		if md.Route != "" {
+			e.text(HeaderRoute, md.Route)
+		}
+	}
+	if md.Group != "" && md.Attempts > 0 && md.InPlaceRetries > 0 {
+		e.int(HeaderInPlaceRetries, int64(min(md.InPlaceRetries, MaxAttempts)))
+	}
+	if md.Replays > 0 {
+		e.int(HeaderReplays, int64(min(md.Replays, MaxAttempts)))
+	}
+	if md.Group != "" && md.Attempts > 0 && ValidTraceParent(md.TraceParent) {
+		e.out = append(e.out, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(md.TraceParent)})
+	}
+	return e.out
+}
+
+// encoder appends the headers Encode writes to out, their values to buf.
+type encoder struct {
+	out []kgo.RecordHeader
+	buf []byte
+}
+
+// add appends header k with the value buf holds from from on.
+func (e *encoder) add(k string, from int) {
+	e.out = append(e.out, kgo.RecordHeader{Key: k, Value: e.buf[from:len(e.buf):len(e.buf)]})
+}
+
+func (e *encoder) text(k, v string) {
+	n := len(e.buf)
+	e.buf = append(e.buf, v...)
+	e.add(k, n)
+}
+
+func (e *encoder) int(k string, v int64) {
+	n := len(e.buf)
+	e.buf = strconv.AppendInt(e.buf, v, 10)
+	e.add(k, n)
+}
+
+func (e *encoder) time(k string, t time.Time) {
+	n := len(e.buf)
+	e.buf = appendTime(e.buf, t)
+	e.add(k, n)
 }
 
 // ValidTraceParent reports whether v is a W3C traceparent as kretry writes
