@@ -118,8 +118,7 @@ func (e *routeError) Unwrap() []error { return []error{ErrPermanent, e.err} }
 // RouteOf returns the DLQ route name that err was marked with by
 // DeadLetterTo, if any: for a classifier of its own.
 func RouteOf(err error) (string, bool) {
-	var re *routeError
-	if errors.As(err, &re) {
+	if re, ok := errors.AsType[*routeError](err); ok {
 		return re.route, true
 	}
 	return "", false

@@ -40,8 +40,7 @@ func (e *retryAfterError) Unwrap() error { return e.err }
 
 // retryAfter returns the d of the outermost RetryAfter in err's chain.
 func retryAfter(err error) (time.Duration, bool) {
-	var ra *retryAfterError
-	if errors.As(err, &ra) {
+	if ra, ok := errors.AsType[*retryAfterError](err); ok {
 		return ra.after, true
 	}
 	return 0, false

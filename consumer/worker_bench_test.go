@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/ladder"
@@ -84,4 +85,32 @@ func BenchmarkWorkerForwarded(b *testing.B) {
 	fail := errors.New("fail")
 	w := benchWorker(b, HandlerFunc(func(context.Context, *kgo.Record) error { return fail }))
 	runBench(b, w)
+}
+
+// BenchmarkWorkerRefed is the second delivery of B2: every record carries
+// the kretry headers of a re-feed from retry-5s and is handled.
+func BenchmarkWorkerRefed(b *testing.B) {
+	w := benchWorker(b, HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
+	now := time.Now()
+	hs := headers.Encode(nil, headers.Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "t",
+		OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "fail"})
+	recs := benchRecords(1000)
+	for _, r := range recs {
+		r.Headers = hs
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(recs) == 0 {
+			for _, r := range recs {
+				r.Context = nil
+			}
+			w.enqueue(recs)
+		}
+		rec, ok := w.next()
+		if !ok || !w.process(rec) || !w.settle(false) {
+			b.Fatal("worker stopped")
+		}
+	}
+	w.settle(true)
 }
