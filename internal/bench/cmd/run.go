@@ -63,7 +63,7 @@ func runMain(args []string) int {
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
-	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1 and B2 (round 1) and of the B3 burst into this directory")
+	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1, of every side of B2 (round 1) and of the B3 burst into this directory")
 	fs.IntVar(&rf.partitions, "partitions", 8, "partitions of every topic")
 	fs.IntVar(&rf.valueBytes, "value-bytes", 256, "record value size")
 	fs.IntVar(&rf.b1Records, "b1-records", 1_000_000, "B1 records")
@@ -378,8 +378,11 @@ func (b *benches) b2(ctx context.Context) error {
 					headerBytes += len(h.Key) + len(h.Value)
 				}
 			}
-			hops[i], err = runChild(ctx, mode, b.childArgs(topic3, group, rf.b2Records,
-				append([]string{"-delay", rf.b2Delay.String()}, capArg...)...)...)
+			args := append([]string{"-delay", rf.b2Delay.String()}, capArg...)
+			if round == 1 {
+				args = append(args, b.profileArgs(mode)...)
+			}
+			hops[i], err = runChild(ctx, mode, b.childArgs(topic3, group, rf.b2Records, args...)...)
 			if err != nil {
 				return err
 			}
