@@ -57,6 +57,10 @@ const (
 // of every live member of the group: it fences nothing then.
 var ErrInDoubt = errors.New("cannot tell which transactional ids live members of the group use")
 
+// errUnknownMember is ErrInDoubt because of a member that has neither a
+// kretry client id nor an instance id.
+var errUnknownMember = errors.New("a member of the group is not a kretry instance of this version")
+
 // Fencer fences the open transactions of a group's dead kretry instances of
 // one role. Trigger may be called from any goroutine (kgo's assignment
 // callback); Run does the work.
@@ -103,13 +107,14 @@ func (f *Fencer) Run(ctx context.Context, cl *kgo.Client) {
 			if err == nil || ctx.Err() != nil {
 				break
 			}
-			if errors.Is(err, kerr.UnsupportedVersion) {
-				f.log.Info("kretry cannot look for dead instances' open transactions (the brokers do not list transactions, Kafka 3.0+); "+
-					"a killed instance's transaction holds its partitions until the transaction timeout", "group", f.group, "error", err)
-				return
+			if errors.Is(err, errUnknownMember) { // no retry tells it apart
+				f.log.Info("kretry does not fence dead instances' open transactions while the group has a member it cannot tell; "+
+					"a dead instance's transaction holds its partitions until the transaction timeout", "group", f.group, "reason", err)
+				break
 			}
 			if attempt == sweepAttempts {
-				f.log.Warn("kretry could not look for dead instances' open transactions; it looks again at the next assignment",
+				f.log.Warn("kretry could not look for dead instances' open transactions (it needs Kafka 3.0+, and DESCRIBE and WRITE on the group's "+
+					"transactional ids); it looks again at the next assignment, and a dead instance's transaction holds its partitions until the transaction timeout",
 					"group", f.group, "error", err)
 				break
 			}
@@ -223,8 +228,8 @@ func (f *Fencer) idsOf(members []member) (map[string]bool, error) {
 		case m.instance != nil && *m.instance != "":
 			ids[f.prefix+*m.instance] = true
 		default:
-			return nil, fmt.Errorf("%w: member with client id %q has no kretry transactional id as its client id, nor a group instance id "+
-				"(a kretry older than this one, or another program in the group)", ErrInDoubt, m.clientID)
+			return nil, fmt.Errorf("%w: %w: member with client id %q has no kretry transactional id as its client id, nor a group instance id "+
+				"(a kretry older than this one, or another program in the group)", ErrInDoubt, errUnknownMember, m.clientID)
 		}
 	}
 	if !ids[f.self] {

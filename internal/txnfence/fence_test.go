@@ -35,20 +35,21 @@ func TestIDsOf(t *testing.T) {
 		name    string
 		members []member
 		want    []string // nil: ErrInDoubt
+		unknown bool     // ErrInDoubt for a member it cannot tell
 	}{
-		{"client ids", []member{{self, nil}, {"kretry/g/relay/a", nil}}, []string{self, "kretry/g/relay/a"}},
-		{"static member", []member{{self, nil}, {"billing", str("pod-1")}}, []string{self, "kretry/g/relay/pod-1"}},
-		{"static member with a kretry client id", []member{{self, nil}, {"kretry/g/relay/pod-1", str("pod-1")}}, []string{self, "kretry/g/relay/pod-1"}},
-		{"a member it cannot tell", []member{{self, nil}, {"kretry", nil}}, nil},
-		{"an empty instance id", []member{{self, nil}, {"kretry", str("")}}, nil},
-		{"without itself", []member{{"kretry/g/relay/a", nil}}, nil},
-		{"no members", nil, nil},
+		{"client ids", []member{{self, nil}, {"kretry/g/relay/a", nil}}, []string{self, "kretry/g/relay/a"}, false},
+		{"static member", []member{{self, nil}, {"billing", str("pod-1")}}, []string{self, "kretry/g/relay/pod-1"}, false},
+		{"static member with a kretry client id", []member{{self, nil}, {"kretry/g/relay/pod-1", str("pod-1")}}, []string{self, "kretry/g/relay/pod-1"}, false},
+		{"a member it cannot tell", []member{{self, nil}, {"kretry", nil}}, nil, true},
+		{"an empty instance id", []member{{self, nil}, {"kretry", str("")}}, nil, true},
+		{"without itself", []member{{"kretry/g/relay/a", nil}}, nil, false},
+		{"no members", nil, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ids, err := f.idsOf(tc.members)
 			if tc.want == nil {
-				if !errors.Is(err, ErrInDoubt) {
-					t.Fatalf("idsOf = %v, %v; want ErrInDoubt", ids, err)
+				if !errors.Is(err, ErrInDoubt) || errors.Is(err, errUnknownMember) != tc.unknown {
+					t.Fatalf("idsOf = %v, %v; want ErrInDoubt (for a member it cannot tell: %v)", ids, err, tc.unknown)
 				}
 				return
 			}
