@@ -104,9 +104,10 @@ func (b *breaker) tryAdmit() (probe bool, ch <-chan struct{}, pass, open bool) {
 }
 
 // release gives back a half-open probe whose outcome will not be counted
-// (its handler was cancelled by a revoke or shutdown), so that another
-// record probes in its place: else the breaker could stay half-open with
-// every probe gone, its records waiting for good.
+// (its handler was cancelled by a revoke or shutdown, or the classifier
+// discarded its error), so that another record probes in its place: else
+// the breaker could stay half-open with every probe gone, its records
+// waiting for good.
 func (b *breaker) release(probe bool) {
 	if b == nil || !probe {
 		return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,6 +381,77 @@ func TestCircuitBreakerHalfOpenRecords(t *testing.T) {
 				}
 				if !slices.Equal(seen, want) {
 					t.Errorf("half_open_records %d: states seen by the calls %v, want %v", n, seen, want)
+				}
+			})
+		})
+	}
+}
+
+// Records whose error the classifier discards are neither failures nor
+// successes of the breaker: a discard says the error does not matter, not
+// that the dependency works. All discarded: the breaker never opens. Nine
+// in ten discarded and the others failing: it opens (counted as successes,
+// the discards would hide the outage: 10% failed).
+func TestCircuitBreakerDiscards(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failEach int // every failEach-th record fails while the dependency is down; 0: none
+		wantOpen bool
+	}{
+		{"all discarded", 0, false},
+		{"one in ten fails", 10, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := newConfig()
+				cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
+				c := newClusterWith(t, cfg, 1, 1)
+				errGone := errors.New("customer deleted")
+				classify := func(err error) consumer.Decision {
+					if errors.Is(err, errGone) {
+						return consumer.Discard
+					}
+					return consumer.DefaultClassifier(err)
+				}
+				const records = 200
+				for i := range records {
+					c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
+				}
+				start := time.Now()
+				var calls counter
+				h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+					calls.add(r.Key)
+					i, _ := strconv.Atoi(string(r.Key))
+					switch {
+					case tc.failEach > 0 && i%tc.failEach == 0 && time.Since(start) < time.Minute:
+						return errTransient
+					case tc.failEach > 0 && i%tc.failEach == 0:
+						return nil
+					}
+					return fmt.Errorf("order %d: %w", i, errGone)
+				})
+				reg := prometheus.NewRegistry()
+				r := c.start(h, consumer.WithRelay(false), consumer.WithClassifier(classify), consumer.WithRegisterer(reg))
+				waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
+				waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
+				if err := r.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				m, _ := metrics.New(reg)
+				opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic))
+				if (opened > 0) != tc.wantOpen {
+					t.Errorf("breaker opened %v times, want open %v", opened, tc.wantOpen)
+				}
+				discarded := metricValue(t, m.Records.WithLabelValues(testTopic, metrics.OutcomeDiscarded))
+				want := records
+				if tc.failEach > 0 {
+					want -= records / tc.failEach
+				}
+				if discarded != float64(want) {
+					t.Errorf("%v discarded, want %d", discarded, want)
+				}
+				if n := len(c.read(c.ladder.DLQ())); n != 0 {
+					t.Errorf("DLQ holds %d, want 0", n)
 				}
 			})
 		})
