@@ -42,8 +42,12 @@ const (
 // the calls queued, then drops the rest (counted and logged) and returns,
 // without waiting for a hook that ignores its ctx. An error returned or a
 // panic is logged and counted; the record's fate is not changed by anything
-// the hook does. A dead letter written by the relay (invalid-metadata,
-// too-large) is not the consumer's and does not call it. Default: none.
+// the hook does. The relay that Run runs (WithRelay) calls it too for the
+// dead letters it writes itself (a tier record with unreadable kretry
+// headers, invalid-metadata, or too large to re-feed, too-large), with the
+// tier record as rec, on its own goroutine, as relay.WithDeadLetterHook
+// says; the consumer's calls and the relay's are still one at a time. A
+// relay run on its own (kretry relay) does not call it. Default: none.
 func WithDeadLetterHook(h DeadLetterHook) Opt {
 	return optionFunc(func(o *options) { o.deadLetterHook = h })
 }

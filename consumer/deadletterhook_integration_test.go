@@ -5,10 +5,13 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
@@ -64,4 +67,55 @@ func TestDeadLetterHookOnRealBroker(t *testing.T) {
 		t.Errorf("the DLQ holds %d records, want 2", n)
 	}
 	b.checkCommittedToEnd(b.cfg.Group, b.ladder.Topic())
+}
+
+// The relay that Run runs calls the consumer's hook for its own dead
+// letters on the real broker: a tier record with unreadable kretry headers
+// (invalid-metadata) calls it once, with the tier record, after its dead
+// letter is visible to a read_committed reader (in exactly-once mode, once
+// the relay's transaction committed).
+func TestDeadLetterHookOfTheRelayOnRealBroker(t *testing.T) {
+	for _, eos := range []bool{false, true} {
+		name := "at least once"
+		if eos {
+			name = "exactly once"
+		}
+		t.Run(name, func(t *testing.T) {
+			verifyNoLeaks(t)
+			b := newRealBroker(t, 1)
+			b.cfg.ExactlyOnce = eos
+			tier := b.ladder.Steps()[0].Topic
+			var mu sync.Mutex
+			var got []string
+			hook := func(ctx context.Context, rec *kgo.Record, reason headers.Reason, err error) error {
+				visible := int64(0)
+				if lso, lerr := b.adm.ListCommittedOffsets(ctx, b.ladder.DLQ()); lerr == nil {
+					lso.Each(func(o kadm.ListedOffset) { visible += o.Offset })
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, fmt.Sprintf("%s@%d %s %s visible=%v", rec.Topic, rec.Offset, rec.Key, reason, visible > 0))
+				if !strings.HasPrefix(err.Error(), "unreadable kretry headers: kretry header kretry-attempts") {
+					t.Errorf("the relay's hook call has the error %q", err)
+				}
+				return nil
+			}
+			stop := b.run(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }), consumer.WithDeadLetterHook(hook))
+			hs := []kgo.RecordHeader{{Key: headers.HeaderVersion, Value: []byte("1")}, {Key: headers.HeaderGroup, Value: []byte(b.cfg.Group)},
+				{Key: headers.HeaderAttempts, Value: []byte("many")}}
+			b.produceSync(&kgo.Record{Topic: tier, Partition: 0, Key: []byte("bad"), Headers: hs})
+			waitReal(t, 60*time.Second, "the relay's hook call", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(got) == 1
+			})
+			time.Sleep(time.Second) // no second call
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if want := tier + "@0 bad invalid-metadata visible=true"; len(got) != 1 || got[0] != want {
+				t.Errorf("hook calls %q, want [%q]", got, want)
+			}
+		})
+	}
 }

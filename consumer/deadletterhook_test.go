@@ -161,3 +161,59 @@ func TestDeadLetterHookExactlyOnce(t *testing.T) {
 		}
 	}
 }
+
+// The relay that Run runs calls the consumer's hook for its own dead
+// letters too (here a tier record with unreadable kretry headers:
+// invalid-metadata), with the tier record, and its calls and the
+// consumer's are never concurrent.
+func TestDeadLetterHookOfTheRelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		var mu sync.Mutex
+		var calls []hookCall
+		running, overlapped := 0, false
+		hook := func(ctx context.Context, rec *kgo.Record, reason headers.Reason, err error) error {
+			mu.Lock()
+			running++
+			overlapped = overlapped || running > 1
+			calls = append(calls, hookCall{topic: rec.Topic, offset: rec.Offset, key: string(rec.Key), reason: reason, err: err.Error()})
+			mu.Unlock()
+			time.Sleep(time.Second) // a slow hook: a second call would overlap it
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return nil
+		}
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			return consumer.Permanent(fmt.Errorf("bad %s", r.Key))
+		})
+		tier := c.ladder.Steps()[0].Topic
+		md := history(1, "retry-1s")
+		hs := headers.Encode(nil, md)
+		for i, h := range hs {
+			if h.Key == headers.HeaderDueAt {
+				hs[i].Value = []byte("tomorrow")
+			}
+		}
+		c.produce(&kgo.Record{Key: []byte("main")}, &kgo.Record{Topic: tier, Key: []byte("tier"), Headers: hs})
+		r := c.start(h, consumer.WithDeadLetterHook(hook))
+		waitFor(t, "two hook calls", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 2 && running == 0 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if overlapped {
+			t.Error("the consumer's and the relay's hook calls overlapped")
+		}
+		byKey := map[string]hookCall{}
+		for _, call := range calls {
+			byKey[call.key] = call
+		}
+		if got := byKey["main"]; got.topic != testTopic || got.reason != headers.ReasonPermanent || got.err != "bad main" {
+			t.Errorf("the consumer's call: %+v", got)
+		}
+		if got := byKey["tier"]; got.topic != tier || got.offset != 0 || got.reason != headers.ReasonInvalidMetadata ||
+			!strings.Contains(got.err, "unreadable kretry headers: kretry header kretry-due-at") {
+			t.Errorf("the relay's call: %+v, want the tier record %s@0, invalid-metadata", got, tier)
+		}
+	})
+}

@@ -32,6 +32,7 @@ type cfg struct {
 	producerOpts    []kgo.Opt
 	exactlyOnce     bool
 	instanceID      string
+	deadLetterHook  DeadLetterHook
 }
 
 // Defaults of the relay options.

@@ -161,7 +161,8 @@ const shutdownSlack = 5 * time.Second
 // is re-fed again by the next owner. Run so returns within the delivery
 // timeout plus a few seconds of ctx being done, even when the brokers do not
 // answer: past that the clients' requests are cut. No goroutine of it
-// outlives the call. It returns an error without joining when a topic is
+// outlives the call, but for the call of a dead-letter hook that ignores
+// its ctx (WithDeadLetterHook). It returns an error without joining when a topic is
 // missing. Run may be called once; a second call returns ErrRunTwice.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
@@ -227,6 +228,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, refedIDs: map[topicPartition]*refedIDs{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
 		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}, limits: limits}
+	s.hooks = r.startHooks(context.WithoutCancel(ctx))
+	defer s.hooks.close() // after the last transaction ended: its calls are queued
 	var cons *kgo.Client
 	if r.cfg.exactlyOnce {
 		// One client consumes and produces, in transactions that commit the
@@ -371,6 +374,7 @@ type session struct {
 	hard   context.Context
 	ackc   chan struct{}
 	limits *batchlimit.Limits // of the main and DLQ topics
+	hooks  *hookRunner        // the dead-letter hook's; nil: none
 
 	// The exactly-once mode: txn is the session (nil otherwise); marks the
 	// next offset of each partition done in the open transaction (s.mu);

@@ -112,7 +112,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic", "tier"}),
 		DeadLetterHook: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "dead_letter_hook_calls_total",
-			Help: "Calls of the consumer's dead-letter hook, by result: ok, error, panic, or dropped (not called: its queue was full or the consumer stopped).",
+			Help: "Calls of the dead-letter hook of the consumer and of the relay, by result: ok, error, panic, or dropped (not called: its queue was full or the consumer or relay stopped).",
 		}, []string{"topic", "result"}),
 		CircuitState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: Namespace, Name: "circuit_state",
