@@ -1,12 +1,16 @@
 package relay_test
 
 import (
+	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/headers"
@@ -178,6 +182,50 @@ func TestRelayDuplicateReparkIsSkipped(t *testing.T) {
 		tier := e.read(last.Topic)
 		if got := e.committed(relayGroup+"-relay", last.Topic); got[0] != tier[len(tier)-1].Offset+1 {
 			t.Errorf("relay committed %v of %d records", got, len(tier))
+		}
+	})
+}
+
+// A record whose re-park does not fit its tier (kretry-parked-at takes it
+// past the tier's max.message.bytes) goes to the DLQ as too-large, without
+// its value (which is in the main topic), rather than being re-fed early or
+// holding its partition: nothing is lost, nothing re-fed before its time.
+func TestRelayReparkTooLarge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newVirtualEnv(t, 1, 1)
+		last := e.step(1)
+		start := time.Now()
+		rec, _ := e.retryAfter(1, 0, "big", start, 3*last.Delay)
+		size := 61 + 32 + len(rec.Key)
+		for _, h := range rec.Headers {
+			size += 10 + len(h.Key) + len(h.Value)
+		}
+		limit := 4096
+		rec.Value = make([]byte, limit-size-10) // fits, but not with kretry-parked-at
+		ctx := context.Background()
+		if _, err := e.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "max.message.bytes", Value: kadm.StringPtr(strconv.Itoa(limit))}}, last.Topic); err != nil {
+			t.Fatal(err)
+		}
+		e.produce(rec)
+
+		r := e.start()
+		waitFor(t, "the dead letter", func() bool { return len(e.read(e.ladder.DLQ())) == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := len(e.read(relayTopic)); n != 0 {
+			t.Errorf("%d records re-fed, want none: the record is not due", n)
+		}
+		d := e.read(e.ladder.DLQ())[0]
+		md, _, err := headers.Decode(d.Headers)
+		if err != nil || md.Reason != headers.ReasonTooLarge || len(d.Value) != 0 || !strings.Contains(md.Error, "too large to re-park in "+last.Topic) {
+			t.Errorf("DLQ record: %d bytes of value, metadata %+v, %v; want too-large without its value, too large to re-park", len(d.Value), md, err)
+		}
+		if at := time.Since(start); at < last.Delay {
+			t.Errorf("dead-lettered %v after the failure, before the tier's delay", at)
+		}
+		if got := e.committed(relayGroup+"-relay", last.Topic); got[0] != 1 {
+			t.Errorf("relay committed %v, want partition 0 at 1", got)
 		}
 	})
 }
