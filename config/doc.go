@@ -124,7 +124,7 @@
 // given to Load, the line, the field and what is allowed:
 //
 //	kretry.yaml:7: topics[0].tiers[1].delay: must be > 0, got -1m
-//	kretry.yaml:9: topics[0].colour: unknown key; allowed keys here: name, tiers, dlq, naming, max_age, retention, dlq_routes, circuit_breaker
+//	kretry.yaml:9: topics[0].colour: unknown key; allowed keys here: name, tiers, backoff, retry_in_place, dlq, naming, max_age, retry_after_max, retention, partitions, replication_factor, topic_configs, tier_configs, dlq_configs, dlq_routes, circuit_breaker
 //
 // Load and Parse report all of a file's problems at once, joined with
 // errors.Join, one per line in file order. Parse has no file name, so its
