@@ -63,7 +63,7 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 			ok = string(v) == group
 		case 2: // kretry-attempts
 			var n int64
-			n, ok = briefInt(v, 1, MaxAttempts)
+			n, ok = canonicalIntIn(v, 1, MaxAttempts)
 			b.Attempts = int(n)
 		case 3: // kretry-tier
 			ok = string(v) == tier
@@ -80,10 +80,10 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 			}
 		case 6: // kretry-original-partition
 			var n int64
-			n, ok = briefInt(v, 0, 1<<31-1)
+			n, ok = canonicalIntIn(v, 0, 1<<31-1)
 			b.OriginalPartition = int32(n)
 		case 7: // kretry-original-offset
-			b.OriginalOffset, ok = briefInt(v, 0, 1<<63-1)
+			b.OriginalOffset, ok = canonicalIntIn(v, 0, 1<<63-1)
 		case 8, 9: // kretry-original-timestamp, kretry-first-failure-at
 			_, _, ok = timeFields(v)
 		case 10: // kretry-last-failure-at
@@ -92,7 +92,7 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 			ok = len(v) > 0 && len(v) <= MaxErrorLen && utf8.Valid(v)
 		case 13: // kretry-replays
 			var n int64
-			n, ok = briefInt(v, 1, MaxAttempts)
+			n, ok = canonicalIntIn(v, 1, MaxAttempts)
 			b.Replays = int(n)
 		default: // kretry-reason, kretry-in-place-retries, kretry-route
 			ok = false
@@ -105,13 +105,15 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 	return b, seen&required == required
 }
 
-// briefInt reads v as Decode reads a canonical integer in [lo, hi].
-func briefInt(v []byte, lo, hi int64) (int64, bool) {
+// canonicalIntIn reads v as Decode reads a canonical integer in [lo, hi]:
+// digits only, no leading zero; false for anything else.
+func canonicalIntIn[S string | []byte](v S, lo, hi int64) (int64, bool) {
 	if len(v) == 0 || len(v) > 19 || v[0] == '0' && len(v) > 1 {
 		return 0, false
 	}
 	var n uint64
-	for _, c := range v {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
 		if c < '0' || c > '9' {
 			return 0, false
 		}

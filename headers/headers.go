@@ -418,6 +418,26 @@ func daysSinceEpoch(y, mo, d int) int64 {
 // nKnown is len(known).
 const nKnown = 16
 
+// The indexes of the contract's headers in known.
+const (
+	iVersion = iota
+	iGroup
+	iAttempts
+	iTier
+	iDueAt
+	iOriginalTopic
+	iOriginalPartition
+	iOriginalOffset
+	iOriginalTimestamp
+	iFirstFailureAt
+	iLastFailureAt
+	iErrorText
+	iReason
+	iReplays
+	iInPlaceRetries
+	iRoute
+)
+
 // known lists the contract's headers in the order Decode checks them.
 var known = [nKnown]string{
 	HeaderVersion, HeaderGroup, HeaderAttempts, HeaderTier, HeaderDueAt,
@@ -491,12 +511,11 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	if !found {
 		return Metadata{}, false, nil
 	}
-	get := d.get
-	if v, ok := get(HeaderVersion); ok && v != strconv.Itoa(Version) {
+	if v, ok := d.get(iVersion); ok && v != strconv.Itoa(Version) {
 		return Metadata{}, false, &HeaderError{HeaderVersion, v,
 			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
 	}
-	if _, ok := get(HeaderGroup); !ok {
+	if _, ok := d.get(iGroup); !ok {
 		// Without a group, only a DLQ replay's count may be present.
 		for i, name := range known {
 			if have[i] && name != HeaderVersion && name != HeaderReplays {
@@ -504,43 +523,43 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
 			}
 		}
-		md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
+		md.Replays = int(d.int(iReplays, false, 0, MaxAttempts))
 		if d.err != nil {
 			return Metadata{}, false, d.err
 		}
 		return md, true, nil
 	}
 
-	if _, ok := get(HeaderVersion); !ok {
+	if _, ok := d.get(iVersion); !ok {
 		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
-	if !have[indexOf(HeaderAttempts)] && have[indexOf(HeaderReplays)] {
+	if !have[iAttempts] && have[iReplays] {
 		return d.replayed()
 	}
-	md.Group = d.text(HeaderGroup, true)
-	md.Attempts = int(d.int(HeaderAttempts, true, 1, MaxAttempts))
-	md.Tier = d.text(HeaderTier, true)
-	md.DueAt = d.time(HeaderDueAt)
-	md.OriginalTopic = d.text(HeaderOriginalTopic, true)
-	md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
-	md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
-	md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
-	md.FirstFailureAt = d.time(HeaderFirstFailureAt)
-	md.LastFailureAt = d.time(HeaderLastFailureAt)
-	if _, ok := get(HeaderErrorText); ok {
-		md.Error = d.text(HeaderErrorText, false)
+	md.Group = d.text(iGroup, true)
+	md.Attempts = int(d.int(iAttempts, true, 1, MaxAttempts))
+	md.Tier = d.text(iTier, true)
+	md.DueAt = d.time(iDueAt)
+	md.OriginalTopic = d.text(iOriginalTopic, true)
+	md.OriginalPartition = int32(d.int(iOriginalPartition, true, 0, 1<<31-1))
+	md.OriginalOffset = int64(d.int(iOriginalOffset, true, 0, 1<<63-1))
+	md.OriginalTimestamp = d.time(iOriginalTimestamp)
+	md.FirstFailureAt = d.time(iFirstFailureAt)
+	md.LastFailureAt = d.time(iLastFailureAt)
+	if _, ok := d.get(iErrorText); ok {
+		md.Error = d.text(iErrorText, false)
 	}
-	if v, ok := get(HeaderReason); ok && d.err == nil {
+	if v, ok := d.get(iReason); ok && d.err == nil {
 		if r := Reason(v); r.Valid() {
 			md.Reason = r
 		} else {
 			d.err = &HeaderError{HeaderReason, v, errors.New("want exhausted, permanent, panic, expired, too-large or invalid-metadata")}
 		}
 	}
-	md.Replays = int(d.int(HeaderReplays, false, 0, MaxAttempts))
-	md.InPlaceRetries = int(d.int(HeaderInPlaceRetries, false, 1, MaxAttempts))
-	if _, ok := get(HeaderRoute); ok {
-		md.Route = d.text(HeaderRoute, true)
+	md.Replays = int(d.int(iReplays, false, 0, MaxAttempts))
+	md.InPlaceRetries = int(d.int(iInPlaceRetries, false, 1, MaxAttempts))
+	if _, ok := d.get(iRoute); ok {
+		md.Route = d.text(iRoute, true)
 	}
 	if d.err != nil {
 		return Metadata{}, false, d.err
@@ -562,14 +581,14 @@ func (d *decoder) replayed() (md Metadata, ok bool, err error) {
 			}
 		}
 	}
-	md.Group = d.text(HeaderGroup, true)
-	md.Replays = int(d.int(HeaderReplays, true, 1, MaxAttempts))
-	for _, name := range []string{HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderOriginalTimestamp} {
-		if _, ok := d.get(name); ok {
-			md.OriginalTopic = d.text(HeaderOriginalTopic, true)
-			md.OriginalPartition = int32(d.int(HeaderOriginalPartition, true, 0, 1<<31-1))
-			md.OriginalOffset = int64(d.int(HeaderOriginalOffset, true, 0, 1<<63-1))
-			md.OriginalTimestamp = d.time(HeaderOriginalTimestamp)
+	md.Group = d.text(iGroup, true)
+	md.Replays = int(d.int(iReplays, true, 1, MaxAttempts))
+	for _, i := range []int{iOriginalTopic, iOriginalPartition, iOriginalOffset, iOriginalTimestamp} {
+		if d.have[i] {
+			md.OriginalTopic = d.text(iOriginalTopic, true)
+			md.OriginalPartition = int32(d.int(iOriginalPartition, true, 0, 1<<31-1))
+			md.OriginalOffset = int64(d.int(iOriginalOffset, true, 0, 1<<63-1))
+			md.OriginalTimestamp = d.time(iOriginalTimestamp)
 			break
 		}
 	}
@@ -626,13 +645,11 @@ type decoder struct {
 	err  *HeaderError
 }
 
-func (d *decoder) get(name string) (string, bool) {
-	i := indexOf(name)
-	return d.vals[i], d.have[i]
-}
+func (d *decoder) get(i int) (string, bool) { return d.vals[i], d.have[i] }
 
-func (d *decoder) text(name string, nonEmpty bool) string {
-	v, ok := d.get(name)
+func (d *decoder) text(i int, nonEmpty bool) string {
+	name := known[i]
+	v, ok := d.get(i)
 	switch {
 	case d.err != nil:
 	case !ok:
@@ -650,8 +667,9 @@ func (d *decoder) text(name string, nonEmpty bool) string {
 // int reads a canonical base-10 integer in [lo, hi]: no sign, no leading
 // zeros, no spaces, so that a value reads back exactly as Encode writes it.
 // An absent optional header is 0.
-func (d *decoder) int(name string, required bool, lo, hi int64) int64 {
-	v, ok := d.get(name)
+func (d *decoder) int(i int, required bool, lo, hi int64) int64 {
+	name := known[i]
+	v, ok := d.get(i)
 	if d.err != nil {
 		return 0
 	}
@@ -660,6 +678,9 @@ func (d *decoder) int(name string, required bool, lo, hi int64) int64 {
 			d.err = &HeaderError{Header: name, Err: errMissing}
 		}
 		return 0
+	}
+	if n, ok := canonicalIntIn(v, lo, hi); ok {
+		return n // as kretry writes it: nothing to explain
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	tooBig := errors.Is(err, strconv.ErrRange) && v[0] != '-' || err == nil && n > hi
@@ -689,8 +710,9 @@ func canonicalInt(v string) bool {
 	return true
 }
 
-func (d *decoder) time(name string) time.Time {
-	v, ok := d.get(name)
+func (d *decoder) time(i int) time.Time {
+	name := known[i]
+	v, ok := d.get(i)
 	if d.err != nil {
 		return time.Time{}
 	}

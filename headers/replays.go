@@ -13,7 +13,7 @@ func Reasons() []Reason {
 // the count of a record whose other kretry headers may not read.
 func DecodeReplays(hs []kgo.RecordHeader) (int, error) {
 	var d decoder
-	i := indexOf(HeaderReplays)
+	i := iReplays
 	for _, h := range hs {
 		if h.Key != HeaderReplays {
 			continue
@@ -23,7 +23,7 @@ func DecodeReplays(hs []kgo.RecordHeader) (int, error) {
 		}
 		d.have[i], d.vals[i] = true, string(h.Value)
 	}
-	n := d.int(HeaderReplays, false, 0, MaxAttempts)
+	n := d.int(iReplays, false, 0, MaxAttempts)
 	if d.err != nil {
 		return 0, d.err
 	}
