@@ -103,6 +103,11 @@ func TestDueAt(t *testing.T) {
 	if _, ok := dueAt([]kgo.RecordHeader{{Key: "user", Value: []byte("x")}}); ok {
 		t.Error("a record without kretry headers has a due time")
 	}
+	for _, v := range []string{"2026-11-25T10:00:05.123", "2026-11-25T10:00:05.1x3Z", "2026-11-25 10:00:05.123Z"} {
+		if _, ok := dueAt([]kgo.RecordHeader{{Key: headers.HeaderDueAt, Value: []byte(v)}}); ok {
+			t.Errorf("kretry-due-at %q reads", v)
+		}
+	}
 }
 
 func TestCommas(t *testing.T) {

@@ -163,14 +163,35 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 }
 
 // dueAt reads kretry-due-at; false when the record has none (a first delivery).
+// It reads the value in place, without time.Parse: the handler's
+// bookkeeping is not what B2 and B3 measure.
 func dueAt(hs []kgo.RecordHeader) (time.Time, bool) {
 	for _, h := range hs {
 		if h.Key == headers.HeaderDueAt {
-			t, err := time.Parse(headers.TimeLayout, string(h.Value))
-			return t, err == nil
+			return parseDue(h.Value)
 		}
 	}
 	return time.Time{}, false
+}
+
+// parseDue reads v, a time in headers.TimeLayout.
+func parseDue(v []byte) (time.Time, bool) {
+	if len(v) != len(headers.TimeLayout) || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' || v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
+		return time.Time{}, false
+	}
+	n := func(i, w int) int {
+		x := 0
+		for _, c := range v[i : i+w] {
+			x = x*10 + int(c-'0')
+		}
+		return x
+	}
+	for i, c := range v {
+		if (c < '0' || c > '9') && i != 4 && i != 7 && i != 10 && i != 13 && i != 16 && i != 19 && i != 23 {
+			return time.Time{}, false
+		}
+	}
+	return time.Date(n(0, 4), time.Month(n(5, 2)), n(8, 2), n(11, 2), n(14, 2), n(17, 2), n(20, 3)*int(time.Millisecond), time.UTC), true
 }
 
 // histogramLatency sums every series of histogram name in reg and reads its
