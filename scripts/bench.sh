@@ -11,6 +11,7 @@
 # BENCH_PROFILE, when set, is a directory for CPU and allocation profiles of
 # the kretry sides. The output ends with the summary lines:
 #   B1 ratio=..  B2 ratio=..  B1eos ratio=..  B2eos ratio=..  B3 p50_ms=.. p99_ms=.. max_ms=..  B4 rss_mib=..
+#   B5 breaker dlq_pct=.. without_dlq_pct=..
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

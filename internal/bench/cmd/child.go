@@ -50,6 +50,8 @@ type result struct {
 	// Capped says the run hit its time cap: Records were counted, not n.
 	Capped bool   `json:"capped,omitempty"`
 	Note   string `json:"note,omitempty"`
+	// B5 holds the figures of the circuit breaker benchmark (b5.go).
+	B5 *b5Result `json:"b5,omitempty"`
 }
 
 type latency struct {
@@ -143,8 +145,10 @@ type childFlags struct {
 	cap        time.Duration // stop counting this long after the first record; 0: no cap
 	cpuProfile string
 	memProfile string
-	relay      bool // kretry sides: run the relay in process (consumer.WithRelay)
-	eos        bool // kretry sides: exactly_once
+	relay      bool          // kretry sides: run the relay in process (consumer.WithRelay)
+	eos        bool          // kretry sides: exactly_once
+	b5Breaker  bool          // B5: the topic has a circuit_breaker
+	b5Outage   time.Duration // B5: how long the dependency fails every call
 }
 
 func childMain(args []string) int {
@@ -168,6 +172,8 @@ func childMain(args []string) int {
 	fs.StringVar(&cf.memProfile, "memprofile", "", "write an allocation profile of the run here")
 	fs.BoolVar(&cf.relay, "relay", true, "kretry sides: run the relay in process")
 	fs.BoolVar(&cf.eos, "eos", false, "kretry sides: exactly_once (Kafka transactions)")
+	fs.BoolVar(&cf.b5Breaker, "b5-breaker", false, "B5: give the topic a circuit_breaker")
+	fs.DurationVar(&cf.b5Outage, "b5-outage", time.Minute, "B5: how long the dependency fails every call, from the first call")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}

@@ -51,6 +51,10 @@ type runFlags struct {
 	replayRecords int
 	replayRounds  int
 	childTimout   time.Duration
+	// circuit breaker (b5.go)
+	b5Rate   int
+	b5Offer  time.Duration
+	b5Outage time.Duration
 }
 
 func runMain(args []string) int {
@@ -59,7 +63,7 @@ func runMain(args []string) int {
 	var brokers, only, b4 string
 	fs.StringVar(&brokers, "brokers", os.Getenv("KRETRY_BROKERS"), "seed brokers of the real broker, comma-separated (default $KRETRY_BROKERS)")
 	fs.StringVar(&rf.out, "out", "", "write the report as Markdown to this file (BENCHMARKS.md)")
-	fs.StringVar(&only, "only", "B1,B2,EOS,B3,B4,replay", "benchmarks to run (EOS: B1 and B2's kretry sides in exactly_once against at-least-once; replay: the DLQ replay, no goal)")
+	fs.StringVar(&only, "only", "B1,B2,EOS,B3,B4,B5,replay", "benchmarks to run (EOS: B1 and B2's kretry sides in exactly_once against at-least-once; B5: a dependency outage with and without circuit_breaker; replay: the DLQ replay, no goal)")
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
@@ -85,6 +89,9 @@ func runMain(args []string) int {
 	fs.IntVar(&rf.replayRecords, "replay-records", 100_000, "DLQ replay: records in the DLQ")
 	fs.IntVar(&rf.replayRounds, "replay-rounds", 3, "DLQ replay: rounds")
 	fs.DurationVar(&rf.childTimout, "child-timeout", 5*time.Minute, "give up on one run after this long")
+	fs.IntVar(&rf.b5Rate, "b5-rate", 10_000, "B5: records/s offered")
+	fs.DurationVar(&rf.b5Offer, "b5-offer", time.Minute, "B5: how long records are offered")
+	fs.DurationVar(&rf.b5Outage, "b5-outage", time.Minute, "B5: how long the dependency fails every call")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -150,7 +157,7 @@ func run(ctx context.Context, rf runFlags) error {
 		name string
 		fn   func(context.Context) error
 	}{
-		{"B1", b.b1}, {"B2", b.b2}, {"EOS", b.eos}, {"B3", b.b3}, {"B4", b.b4}, {"REPLAY", b.replay},
+		{"B1", b.b1}, {"B2", b.b2}, {"EOS", b.eos}, {"B3", b.b3}, {"B4", b.b4}, {"B5", b.b5}, {"REPLAY", b.replay},
 	}
 	for _, s := range steps {
 		if !rf.only[s.name] {
@@ -672,7 +679,7 @@ func methodSection(rf runFlags) bench.Section {
 				"CPU seconds are the child's user+system time (getrusage) over the same window as the records/s.",
 			"- A throughput window runs from the first record the handler sees to the last one counted, so group joins and client start-up are left out of both sides alike.",
 			"- The broker, the producer that fills the topics, and both sides share this machine's cores; ratios measured in one run are the figures to trust, absolute rates vary with the machine and its load.",
-			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B1eos and B2eos median exactly-once/at-least-once ratios of B1's and B2's kretry sides, B2floor kretry / 3 hops with kretry headers (records/s) and B2cpu the ratio of their CPU per retried record (see B2 context), B3 the re-feed lateness of the burst run (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay.",
+			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B1eos and B2eos median exactly-once/at-least-once ratios of B1's and B2's kretry sides, B2floor kretry / 3 hops with kretry headers (records/s) and B2cpu the ratio of their CPU per retried record (see B2 context), B3 the re-feed lateness of the burst run (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay, B5 the share of the offered records dead-lettered during a dependency outage with and without circuit_breaker.",
 		},
 	}
 }
