@@ -65,12 +65,28 @@ var errUnknownMember = errors.New("a member of the group is not a kretry instanc
 // one role. Trigger may be called from any goroutine (kgo's assignment
 // callback); Run does the work.
 type Fencer struct {
-	group  string
-	prefix string
-	self   string
-	log    *slog.Logger
-	fenced prometheus.Counter
-	wake   chan struct{}
+	group   string
+	prefix  string
+	self    string
+	log     *slog.Logger
+	fenced  prometheus.Counter
+	wake    chan struct{}
+	confirm time.Duration
+}
+
+// DefaultConfirm is how long a Sweep waits, after it found a transaction no
+// member of the group owns, before it looks again and fences it only if it
+// is still the same transaction and still no member's. A live instance that
+// dropped out of the group for a moment (a broker restart, the coordinator
+// moving) is back in it by then and keeps its transaction; a dead one is
+// fenced this much later.
+const DefaultConfirm = 5 * time.Second
+
+// ConfirmAfter sets the wait of Sweep before it fences (DefaultConfirm)
+// and returns f.
+func (f *Fencer) ConfirmAfter(d time.Duration) *Fencer {
+	f.confirm = d
+	return f
 }
 
 // New returns the Fencer of the instance whose transactional id is self,
@@ -81,7 +97,7 @@ func New(group string, role Role, self string, log *slog.Logger, fenced promethe
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Fencer{group: group, prefix: Prefix(group, role), self: self, log: log, fenced: fenced, wake: make(chan struct{}, 1)}
+	return &Fencer{group: group, prefix: Prefix(group, role), self: self, log: log, fenced: fenced, wake: make(chan struct{}, 1), confirm: DefaultConfirm}
 }
 
 // Trigger asks Run for a sweep; triggers while one is pending count once.
@@ -130,7 +146,9 @@ func (f *Fencer) Run(ctx context.Context, cl *kgo.Client) {
 
 // Sweep fences, once, the ongoing transactions of ids with the Fencer's
 // prefix that no live member of the group uses, and returns their ids. It
-// fences nothing when it cannot tell every member's id (ErrInDoubt).
+// fences nothing when it cannot tell every member's id (ErrInDoubt). A
+// transaction found without an owner is fenced only if, after the confirm
+// wait (DefaultConfirm), it is the same transaction and still no member's.
 func (f *Fencer) Sweep(ctx context.Context, cl *kgo.Client) ([]string, error) {
 	adm := kadm.NewClient(cl)
 	// The pattern needs Kafka 4.1+; older brokers list every ongoing
@@ -153,13 +171,30 @@ func (f *Fencer) Sweep(ctx context.Context, cl *kgo.Client) ([]string, error) {
 		return nil, err
 	}
 	slices.Sort(candidates)
+	candidates = slices.DeleteFunc(candidates, func(id string) bool { return owners[id] })
+	if len(candidates) == 0 {
+		return nil, shardErr(listErr)
+	}
+	first, err := adm.DescribeTransactions(ctx, candidates...)
+	if err != nil {
+		return nil, fmt.Errorf("describing the transactions of %v: %w", candidates, err)
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(f.confirm):
+	}
+	if owners, err = f.liveIDs(ctx, adm); err != nil {
+		return nil, err
+	}
 	var fenced []string
 	var errs []error
 	for _, id := range candidates {
-		if owners[id] {
+		seen, known := first[id]
+		if owners[id] || !known || seen.Err != nil {
 			continue
 		}
-		ok, err := f.fence(ctx, cl, adm, id)
+		ok, err := f.fence(ctx, cl, adm, id, seen)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -255,9 +290,10 @@ func shardErr(err error) error {
 
 // fence initializes id's producer, which makes its coordinator bump the
 // id's epoch and abort its open transaction, retrying while the
-// coordinator ends it (CONCURRENT_TRANSACTIONS). ok is whether this fence
+// coordinator ends it (CONCURRENT_TRANSACTIONS), if that transaction is
+// still the one seen before the confirm wait. ok is whether this fence
 // aborted it (not another ending it first).
-func (f *Fencer) fence(ctx context.Context, cl *kgo.Client, adm *kadm.Client, id string) (ok bool, err error) {
+func (f *Fencer) fence(ctx context.Context, cl *kgo.Client, adm *kadm.Client, id string, seen kadm.DescribedTransaction) (ok bool, err error) {
 	described, err := adm.DescribeTransactions(ctx, id)
 	if err != nil {
 		return false, fmt.Errorf("describing the transaction of %s: %w", id, err)
@@ -269,8 +305,8 @@ func (f *Fencer) fence(ctx context.Context, cl *kgo.Client, adm *kadm.Client, id
 	if err != nil {
 		return false, fmt.Errorf("describing the transaction of %s: %w", id, err)
 	}
-	if t.State != "Ongoing" {
-		return false, nil // it ended meanwhile
+	if t.State != "Ongoing" || t.ProducerID != seen.ProducerID || t.ProducerEpoch != seen.ProducerEpoch || t.StartTimestamp != seen.StartTimestamp {
+		return false, nil // it ended meanwhile, or its owner began another: alive
 	}
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.TransactionalID = &id

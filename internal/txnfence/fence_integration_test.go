@@ -143,3 +143,73 @@ func state(t *testing.T, ctx context.Context, adm *kadm.Client, id string) strin
 	}
 	return d.State
 }
+
+// A member that drops out of the group with a transaction open and is back
+// in it before the confirm wait ends (a broker restart, the coordinator
+// moving) keeps its transaction: the sweep fences nothing. Without the
+// confirm wait it was fenced at once, and its Run stopped (seen in the short
+// fault suite's broker restart in exactly-once mode).
+func TestSweepSparesAMemberBackWithinTheConfirmWait(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	topic, group := kafkatest.Name(t, "fence"), kafkatest.Name(t, "fence-g")
+	adm := kadm.NewClient(newClient(t, kgo.SeedBrokers(brokers...)))
+	if resp, err := adm.CreateTopics(ctx, 3, 1, nil, topic); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", topic, err, resp.Error())
+	}
+	t.Cleanup(func() { adm.DeleteTopics(context.Background(), topic) })
+	kafkatest.WaitTopics(t, adm, topic)
+
+	prefix := txnfence.Prefix(group, txnfence.Consumer)
+	self, back := prefix+"self", prefix+"back"
+	poll := func(cl *kgo.Client) {
+		go func() {
+			for !cl.PollFetches(ctx).IsClientClosed() && ctx.Err() == nil {
+			}
+		}()
+	}
+	member := func(clientID string, txn bool) *kgo.Client {
+		opts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(clientID), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic)}
+		if txn {
+			opts = append(opts, kgo.TransactionalID(clientID), kgo.TransactionTimeout(time.Minute))
+		}
+		cl := newClient(t, opts...)
+		poll(cl)
+		return cl
+	}
+	cSelf, cBack := member(self, true), member(back, true)
+	waitMembers(t, ctx, adm, group, "classic", 2)
+	if err := cBack.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cBack.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("in a transaction")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cBack.LeaveGroup() // out of the group, its transaction open
+	waitMembers(t, ctx, adm, group, "classic", 1)
+
+	f := txnfence.New(group, txnfence.Consumer, self, nil, nil).ConfirmAfter(4 * time.Second)
+	type result struct {
+		fenced []string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		fenced, err := f.Sweep(ctx, cSelf)
+		done <- result{fenced, err}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	member(back, false) // the same instance back in the group, as its client id says
+	waitMembers(t, ctx, adm, group, "classic", 2)
+	r := <-done
+	if r.err != nil || len(r.fenced) != 0 {
+		t.Fatalf("sweep fenced %v, error %v; want nothing: the member was back before the confirm wait ended", r.fenced, r.err)
+	}
+	if s := state(t, ctx, adm, back); s != "Ongoing" {
+		t.Errorf("the transaction of the member that came back is %s, want Ongoing", s)
+	}
+	if err := cBack.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Errorf("the member that came back could not commit: %v", err)
+	}
+}
