@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -253,6 +254,23 @@ func (w *worker) admit(rec *kgo.Record) (probe, admitted, ok bool) {
 		case <-w.quit:
 			return false, false, false
 		}
+	}
+}
+
+// errHeldBack is the error of a traced attempt the breaker kept from its
+// handler.
+var errHeldBack = errors.New("the circuit breaker is open: the record is delivered again later")
+
+// heldBack marks the traced attempt of a record the breaker kept from its
+// handler (stopped or given back while it was open) as cancelled, with herr
+// or errHeldBack: not handled, delivered again.
+func (w *worker) heldBack(herr *error) {
+	if w.attempt == nil {
+		return
+	}
+	w.attempt.outcome = OutcomeCancelled
+	if *herr == nil {
+		*herr = errHeldBack
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
@@ -456,4 +459,48 @@ func TestCircuitBreakerDiscards(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A traced record the breaker keeps from its handler (here: a, whose
+// failure opened it, waits to be handled again when Run stops) ends its
+// attempt span as cancelled, delivered again: not discarded (its failure
+// was not its fate) nor, had its handler not run, ok.
+func TestCircuitBreakerTracing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := newConfig()
+		cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 1, MinRecords: 1, Window: 10 * time.Second, OpenFor: time.Hour}
+		c := newClusterWith(t, cfg, 1, 1)
+		c.produce(&kgo.Record{Key: []byte("a")}, &kgo.Record{Key: []byte("b")})
+		spans := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+		var calls atomic.Int64
+		h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+			calls.Add(1)
+			return errors.New("dependency down")
+		})
+		cons, err := consumer.New(c.cfg, h, consumer.WithClientOpts(c.kopts...), consumer.WithRelay(false), consumer.WithTracerProvider(tp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- cons.Run(ctx) }()
+		waitFor(t, "the breaker open", func() bool { return cons.HealthState().BreakerOpen })
+		cancel()
+		if err := <-errc; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%d handler calls, want 1 (a's, which opened the breaker)", n)
+		}
+		got := map[int64]string{}
+		for _, s := range spans.Ended() {
+			if s.Name() == "kretry.handle "+testTopic {
+				got[attr(s, "messaging.kafka.offset").AsInt64()] = attr(s, consumer.AttrOutcome).AsString()
+			}
+		}
+		if want := map[int64]string{0: consumer.OutcomeCancelled}; !maps.Equal(got, want) {
+			t.Errorf("attempt outcomes by offset %v, want %v", got, want)
+		}
+	})
 }

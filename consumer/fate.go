@@ -71,11 +71,11 @@ func (w *worker) process(rec *kgo.Record) bool {
 	}
 	for {
 		probe, admitted, ok := w.admit(rec)
-		if !ok {
-			return false // stopped while the breaker was open: delivered again
-		}
-		if !admitted {
-			return true // given back to be fetched again (exactly once)
+		if !ok || !admitted {
+			// Stopped while the breaker was open, or given back to it
+			// (exactly once): delivered again.
+			w.heldBack(&herr)
+			return ok
 		}
 		herr, panicked = w.call(rec, start)
 		if herr != nil && !panicked && w.inPlace != nil {
