@@ -113,10 +113,18 @@ func (f fetchedHook) OnFetchRecordBuffered(r *kgo.Record) { f(r) }
 // rebalance). B leaves: the partition assigned back to A is not fetched by
 // A while the breaker is open (records produced to it then are buffered by
 // A's client only once it is half-open). The dependency recovers: every
-// record is handled, none dead-lettered, every offset committed.
+// record is handled, none dead-lettered, every offset committed. In both
+// modes (exactly once: A gives its records back instead of waiting).
 func TestCircuitBreakerRebalanceOnRealBroker(t *testing.T) {
+	for _, eos := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exactly_once=%v", eos), func(t *testing.T) { breakerRebalance(t, eos) })
+	}
+}
+
+func breakerRebalance(t *testing.T, eos bool) {
 	verifyNoLeaks(t)
 	b := newRealBroker(t, 2)
+	b.cfg.ExactlyOnce = eos
 	b.cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 40 * time.Second}
 	main := b.ladder.Topic()
 	reg := prometheus.NewRegistry()
