@@ -73,7 +73,7 @@ func TestDeadLetterHookOnRealBroker(t *testing.T) {
 // letters on the real broker: a tier record with unreadable kretry headers
 // (invalid-metadata) calls it once, with the tier record, after its dead
 // letter is visible to a read_committed reader (in exactly-once mode, once
-// the relay's transaction committed).
+// the relay's transaction committed: see done).
 func TestDeadLetterHookOfTheRelayOnRealBroker(t *testing.T) {
 	for _, eos := range []bool{false, true} {
 		name := "at least once"
@@ -87,14 +87,41 @@ func TestDeadLetterHookOfTheRelayOnRealBroker(t *testing.T) {
 			tier := b.ladder.Steps()[0].Topic
 			var mu sync.Mutex
 			var got []string
-			hook := func(ctx context.Context, rec *kgo.Record, reason headers.Reason, err error) error {
-				visible := int64(0)
-				if lso, lerr := b.adm.ListCommittedOffsets(ctx, b.ladder.DLQ()); lerr == nil {
-					lso.Each(func(o kadm.ListedOffset) { visible += o.Offset })
+			// At least once, the dead letter is visible to a
+			// read_committed reader once acknowledged. Exactly once,
+			// its transaction has committed: the brokers write the
+			// commit markers after EndTxn returns, so the reader may
+			// see it a moment later, and the check is the
+			// transaction's state.
+			done := func(ctx context.Context) bool {
+				if !eos {
+					visible := int64(0)
+					if lso, lerr := b.adm.ListCommittedOffsets(ctx, b.ladder.DLQ()); lerr == nil {
+						lso.Each(func(o kadm.ListedOffset) { visible += o.Offset })
+					}
+					return visible > 0
 				}
+				txns, lerr := b.adm.ListTransactions(ctx, nil, nil)
+				if lerr != nil {
+					t.Errorf("listing transactions: %v", lerr)
+					return false
+				}
+				n := 0
+				for id, tx := range txns {
+					if strings.HasPrefix(id, "kretry/"+b.cfg.Relay.Group+"/relay/") {
+						n++
+						if tx.State != "CompleteCommit" && tx.State != "PrepareCommit" {
+							return false
+						}
+					}
+				}
+				return n == 1
+			}
+			hook := func(ctx context.Context, rec *kgo.Record, reason headers.Reason, err error) error {
+				committed := done(ctx)
 				mu.Lock()
 				defer mu.Unlock()
-				got = append(got, fmt.Sprintf("%s@%d %s %s visible=%v", rec.Topic, rec.Offset, rec.Key, reason, visible > 0))
+				got = append(got, fmt.Sprintf("%s@%d %s %s committed=%v", rec.Topic, rec.Offset, rec.Key, reason, committed))
 				if !strings.HasPrefix(err.Error(), "unreadable kretry headers: kretry header kretry-attempts") {
 					t.Errorf("the relay's hook call has the error %q", err)
 				}
@@ -113,7 +140,7 @@ func TestDeadLetterHookOfTheRelayOnRealBroker(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if want := tier + "@0 bad invalid-metadata visible=true"; len(got) != 1 || got[0] != want {
+			if want := tier + "@0 bad invalid-metadata committed=true"; len(got) != 1 || got[0] != want {
 				t.Errorf("hook calls %q, want [%q]", got, want)
 			}
 		})
