@@ -67,7 +67,9 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	// Exactly once: forwards, outputs and offsets commit together in
 	// transactions; reads see committed records only, and offsets a
 	// pending transaction may still change are not handed out (KIP-447).
+	s.fence = s.newFencer(id)
 	sess, err := kgo.NewGroupTransactSession(append(opts,
+		kgo.WithHooks(s.fence), // it waits longer before it fences after the brokers were lost
 		kgo.TransactionalID(id),
 		// The group's description so names each member's transactional
 		// id: the fencer tells a dead member's open transaction by it.
@@ -79,7 +81,6 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		return nil, nil, fmt.Errorf("consumer: building the transactional Kafka client: %w", err)
 	}
 	s.txn = sess
-	s.fence = s.newFencer(id)
 	return sess.Client(), cm, nil
 }
 

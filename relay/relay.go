@@ -236,7 +236,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		// tier offsets with the re-feeds.
 		fence := r.newFencer()
 		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
-			kgo.OnPartitionsAssigned(r.onAssigned(fence)), kgo.WithHooks(r.health),
+			kgo.OnPartitionsAssigned(r.onAssigned(fence)), kgo.WithHooks(r.health, fence),
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)

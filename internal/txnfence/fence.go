@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,21 +74,46 @@ type Fencer struct {
 	fenced  prometheus.Counter
 	wake    chan struct{}
 	confirm time.Duration
+	trouble atomic.Int64 // Unix nanoseconds of this client's last failed connection to a broker
 }
 
 // DefaultConfirm is how long a Sweep waits, after it found a transaction no
 // member of the group owns, before it looks again and fences it only if it
-// is still the same transaction and still no member's. A live instance that
-// dropped out of the group for a moment (a broker restart, the coordinator
-// moving) is back in it by then and keeps its transaction; a dead one is
-// fenced this much later.
-const DefaultConfirm = 5 * time.Second
+// is still the same transaction and still no member's, when its own client
+// failed to connect to a broker within TroubleWindow: a broker restart or
+// a partition leader moving drops live instances out of the group for a
+// moment too, and they are back by then and keep their transactions. A
+// client without such trouble (a member of the group killed while the rest
+// ran on) waits QuickConfirm.
+const (
+	DefaultConfirm = 5 * time.Second
+	QuickConfirm   = 500 * time.Millisecond
+	TroubleWindow  = time.Minute
+)
 
-// ConfirmAfter sets the wait of Sweep before it fences (DefaultConfirm)
-// and returns f.
+// ConfirmAfter sets the wait of Sweep before it fences after trouble
+// (DefaultConfirm) and returns f.
 func (f *Fencer) ConfirmAfter(d time.Duration) *Fencer {
 	f.confirm = d
 	return f
+}
+
+// OnBrokerConnect is kgo's hook: give the Fencer to the client it sweeps
+// with (kgo.WithHooks), so that it knows when that client lost the brokers.
+func (f *Fencer) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		f.trouble.Store(time.Now().UnixNano())
+	}
+}
+
+// confirmWait is how long a Sweep waits before it fences: DefaultConfirm
+// (ConfirmAfter) within TroubleWindow of a failed connection, else
+// QuickConfirm.
+func (f *Fencer) confirmWait(now time.Time) time.Duration {
+	if at := f.trouble.Load(); at != 0 && now.Sub(time.Unix(0, at)) < TroubleWindow {
+		return f.confirm
+	}
+	return min(QuickConfirm, f.confirm)
 }
 
 // New returns the Fencer of the instance whose transactional id is self,
@@ -148,7 +175,7 @@ func (f *Fencer) Run(ctx context.Context, cl *kgo.Client) {
 // prefix that no live member of the group uses, and returns their ids. It
 // fences nothing when it cannot tell every member's id (ErrInDoubt). A
 // transaction found without an owner is fenced only if, after the confirm
-// wait (DefaultConfirm), it is the same transaction and still no member's.
+// wait (confirmWait), it is the same transaction and still no member's.
 func (f *Fencer) Sweep(ctx context.Context, cl *kgo.Client) ([]string, error) {
 	adm := kadm.NewClient(cl)
 	// The pattern needs Kafka 4.1+; older brokers list every ongoing
@@ -182,7 +209,7 @@ func (f *Fencer) Sweep(ctx context.Context, cl *kgo.Client) ([]string, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-time.After(f.confirm):
+	case <-time.After(f.confirmWait(time.Now())):
 	}
 	if owners, err = f.liveIDs(ctx, adm); err != nil {
 		return nil, err

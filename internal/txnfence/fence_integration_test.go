@@ -146,7 +146,8 @@ func state(t *testing.T, ctx context.Context, adm *kadm.Client, id string) strin
 
 // A member that drops out of the group with a transaction open and is back
 // in it before the confirm wait ends (a broker restart, the coordinator
-// moving) keeps its transaction: the sweep fences nothing. Without the
+// moving: the sweeping client failed to connect too) keeps its transaction:
+// the sweep fences nothing. Without the
 // confirm wait it was fenced at once, and its Run stopped (seen in the short
 // fault suite's broker restart in exactly-once mode).
 func TestSweepSparesAMemberBackWithinTheConfirmWait(t *testing.T) {
@@ -190,6 +191,9 @@ func TestSweepSparesAMemberBackWithinTheConfirmWait(t *testing.T) {
 	waitMembers(t, ctx, adm, group, "classic", 1)
 
 	f := txnfence.New(group, txnfence.Consumer, self, nil, nil).ConfirmAfter(4 * time.Second)
+	// The sweeping client lost the brokers a moment ago too, as in a
+	// broker restart: the sweep waits the long confirm wait.
+	f.OnBrokerConnect(kgo.BrokerMetadata{}, 0, nil, errors.New("connection refused"))
 	type result struct {
 		fenced []string
 		err    error

@@ -5,6 +5,9 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestOurs(t *testing.T) {
@@ -62,5 +65,30 @@ func TestIDsOf(t *testing.T) {
 				t.Errorf("idsOf = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A Sweep waits the long confirm wait only within TroubleWindow of a failed
+// connection of its client (a broker restart drops live members out of the
+// group too), else the quick one (a member killed while the rest ran on).
+func TestConfirmWait(t *testing.T) {
+	f := New("g", Relay, "kretry/g/relay/self", nil, nil)
+	now := time.Now()
+	if got := f.confirmWait(now); got != QuickConfirm {
+		t.Errorf("without trouble: %v, want QuickConfirm %v", got, QuickConfirm)
+	}
+	f.OnBrokerConnect(kgo.BrokerMetadata{}, 0, nil, nil)
+	if got := f.confirmWait(now); got != QuickConfirm {
+		t.Errorf("after a connection that succeeded: %v, want QuickConfirm %v", got, QuickConfirm)
+	}
+	f.OnBrokerConnect(kgo.BrokerMetadata{}, 0, nil, errors.New("connection refused"))
+	if got := f.confirmWait(time.Now()); got != DefaultConfirm {
+		t.Errorf("right after a failed connection: %v, want DefaultConfirm %v", got, DefaultConfirm)
+	}
+	if got := f.confirmWait(time.Now().Add(TroubleWindow + time.Second)); got != QuickConfirm {
+		t.Errorf("TroubleWindow after a failed connection: %v, want QuickConfirm %v", got, QuickConfirm)
+	}
+	if got := f.ConfirmAfter(0).confirmWait(time.Now()); got != 0 {
+		t.Errorf("ConfirmAfter(0) after a failed connection: %v, want 0", got)
 	}
 }
