@@ -148,7 +148,10 @@ cmd_up() {
 		voters+="${voters:+,}$i@127.0.0.1:$(cat "$(node_dir "$i")/cport")"
 	done
 	if ((n >= 3)); then rf=3 isr=2; fi
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+	# A random cluster id; not one that starts with "-", which StorageTool's
+	# argument parser takes for an option (1 start in 64 failed so).
+	id=-
+	while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22); done
 	for ((i = 1; i <= n; i++)); do
 		local dir port cport
 		dir=$(node_dir "$i")

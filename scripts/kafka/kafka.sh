@@ -211,7 +211,10 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
 	# A Kafka cluster id is 16 random bytes in URL-safe base64 without padding.
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22)
+	# A random cluster id; not one that starts with "-", which StorageTool's
+	# argument parser takes for an option (1 start in 64 failed so).
+	id=-
+	while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | cut -c1-22); done
 
 	local jvm=(java -Xms128m "-Xmx$heap" -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError
 		-Djava.awt.headless=true "-Dkafka.logs.dir=$state"
