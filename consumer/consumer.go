@@ -19,6 +19,7 @@ import (
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/health"
 	"github.com/kretry/kretry/internal/batchlimit"
+	"github.com/kretry/kretry/internal/dlhook"
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
@@ -226,7 +227,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if s.fence != nil {
 		wg.Go(func() { s.fence.Run(ctx, cl) })
 	}
-	s.hooks = newHookRunner(c, s.base)
+	s.hooks = s.startHooks()
 	for _, b := range c.breakers {
 		b.start(cl)
 		defer b.stop()
@@ -239,7 +240,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		s.pollTxn(ctx)
 		err = s.shutdownTxn()
 	}
-	s.hooks.close(c.opts.grace)
+	s.hooks.Close()
 	hooks.Release()
 	cancel()
 	wg.Wait()
@@ -290,7 +291,7 @@ type session struct {
 
 	txn   *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
 	fence *txnfence.Fencer          // exactly_once: aborts dead members' transactions (fence.go)
-	hooks *hookRunner               // the dead-letter hook's; nil: none
+	hooks *dlhook.Runner            // the dead-letter hook's; nil: none
 	joins *joinCommits              // commits during a classic join, at least once; nil: none
 	// rewinds are the partitions to rewind before the transaction ends,
 	// to their first record given back to an open breaker (giveBack).

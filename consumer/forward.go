@@ -153,7 +153,7 @@ func (w *worker) forwarded(p *pendingRecord) {
 		w.s.log.Info("kretry record dead-lettered",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
 			"tier", md.Tier, "dlq", p.fwd.out.Topic, "route", md.Route, "reason", string(md.Reason), "attempt", md.Attempts, "error", logText(md.Error))
-		w.s.hooks.deadLettered(rec, md, w.txn)
+		w.s.hooks.DeadLettered(rec.Topic, rec, md, w.txn)
 		return
 	}
 	fwd := w.forwardedTo[md.Tier]

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/dlhook"
 )
 
 // An Opt configures a Consumer. Options are applied in order; a later one
@@ -62,7 +63,7 @@ func defaultOptions() options {
 		pauseAt:    20000,
 		resumeAt:   5000,
 		pauseBytes: 32 << 20,
-		hookQueue:  deadLetterHookQueue,
+		hookQueue:  dlhook.DefaultQueue,
 	}
 }
 

@@ -201,7 +201,7 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	committed, err := s.txn.End(ectx, try)
 	cancel()
 	s.open = false
-	s.hooks.txnEnded(committed && err == nil)
+	s.hooks.TxnEnded(committed && err == nil)
 	s.broken.Store(false)
 	switch {
 	case fatalTxnErr(err):

@@ -51,7 +51,7 @@ func (s *session) deadLetterTooLarge(t tierOf, f *refeed) bool {
 	s.r.metrics.Forwarded.WithLabelValues(main, metrics.TierDLQ).Inc()
 	s.r.metrics.DeadLettered.WithLabelValues(main, string(headers.ReasonTooLarge), metrics.TierDLQ).Inc()
 	s.r.metrics.TooLarge.WithLabelValues(main).Inc()
-	s.hooks.deadLettered(main, rec, md, s.txn != nil)
+	s.hooks.DeadLettered(main, rec, &md, s.txn != nil)
 	s.log.Error("kretry relay dead-lettered a record too large to re-feed, without its value, which stays in the main topic",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "to", main, "dlq", dlq, "value_bytes", len(rec.Value),
 		"original_topic", safetext.Quoted(md.OriginalTopic), "original_partition", md.OriginalPartition, "original_offset", md.OriginalOffset,
@@ -84,7 +84,7 @@ func (s *session) deadLetter(ctx context.Context, t tierOf, rec *kgo.Record, dec
 	}
 	s.r.metrics.Forwarded.WithLabelValues(t.ladder.Topic(), metrics.TierDLQ).Inc()
 	s.r.metrics.DeadLettered.WithLabelValues(t.ladder.Topic(), string(headers.ReasonInvalidMetadata), metrics.TierDLQ).Inc()
-	s.hooks.deadLettered(t.ladder.Topic(), rec, md, s.txn != nil)
+	s.hooks.DeadLettered(t.ladder.Topic(), rec, &md, s.txn != nil)
 	s.log.Warn("kretry relay dead-lettered a record with unreadable kretry headers",
 		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq", dlq, "error", decodeErr)
 	return true

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/internal/batchlimit"
+	"github.com/kretry/kretry/internal/dlhook"
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
@@ -229,7 +230,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		inflight: map[topicPartition][]*refeed{}, refedIDs: map[topicPartition]*refedIDs{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
 		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}, limits: limits}
 	s.hooks = r.startHooks(context.WithoutCancel(ctx))
-	defer s.hooks.close() // after the last transaction ended: its calls are queued
+	defer s.hooks.Close() // after the last transaction ended: its calls are queued
 	var cons *kgo.Client
 	if r.cfg.exactlyOnce {
 		// One client consumes and produces, in transactions that commit the
@@ -374,7 +375,7 @@ type session struct {
 	hard   context.Context
 	ackc   chan struct{}
 	limits *batchlimit.Limits // of the main and DLQ topics
-	hooks  *hookRunner        // the dead-letter hook's; nil: none
+	hooks  *dlhook.Runner     // the dead-letter hook's; nil: none
 
 	// The exactly-once mode: txn is the session (nil otherwise); marks the
 	// next offset of each partition done in the open transaction (s.mu);

@@ -109,7 +109,7 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 		s.log.Warn("kretry relay's transaction ended with an error; its re-feeds are aborted and re-fed again", "error", err)
 		s.broken = true // ended or not: ended again (a no-op when it did) before the next begins
 	}
-	s.hooks.txnEnded(committed)
+	s.hooks.TxnEnded(committed)
 	if !committed {
 		s.resetAfterAbort()
 	} else {
