@@ -59,6 +59,31 @@ func (d *decoder) duration(fields map[string]field, key, path, what string) (tim
 	return v, f.line, true
 }
 
+// requiredDuration is a key of a mapping that must hold a duration > 0,
+// where its value goes, and what it is (the text after "required: ").
+type requiredDuration struct {
+	key, what string
+	to        *time.Duration
+}
+
+// requiredDurations reads each of keys from fields, the mapping at path
+// (f), into its place; false when one is missing (an error: "required:
+// <what>") or not a duration > 0 (duration's error).
+func (d *decoder) requiredDurations(fields map[string]field, f field, path string, keys ...requiredDuration) bool {
+	valid := true
+	for _, k := range keys {
+		if v, _, ok := d.duration(fields, k.key, path+"."+k.key, ""); ok {
+			*k.to = v
+			continue
+		}
+		valid = false
+		if kf, given := fields[k.key]; !given || kf.value == nil {
+			d.errorf(max(kf.line, f.line), path+"."+k.key, "required: %s", k.what)
+		}
+	}
+	return valid
+}
+
 // parseDuration reads Go's duration syntax and also a leading whole number of
 // days: "14d", "1d12h".
 func parseDuration(s string) (time.Duration, error) {

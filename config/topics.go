@@ -178,20 +178,8 @@ func (d *decoder) breaker(f field, path string) *CircuitBreaker {
 		return nil
 	}
 	b := &CircuitBreaker{}
-	valid := true
-	for _, k := range []struct {
-		key string
-		to  *time.Duration
-	}{{"window", &b.Window}, {"open_for", &b.OpenFor}} {
-		if v, _, ok := d.duration(fields, k.key, path+"."+k.key, ""); ok {
-			*k.to = v
-			continue
-		}
-		valid = false
-		if kf, given := fields[k.key]; !given || kf.value == nil {
-			d.errorf(max(kf.line, f.line), path+"."+k.key, "required: a duration such as 30s or 1m")
-		}
-	}
+	const what = "a duration such as 30s or 1m"
+	valid := d.requiredDurations(fields, f, path, requiredDuration{"window", what, &b.Window}, requiredDuration{"open_for", what, &b.OpenFor})
 	if v, ok := d.number(fields, "failure_ratio", path+".failure_ratio", "a share of failed records above 0 and at most 1, e.g. 0.5"); ok {
 		b.FailureRatio = v
 	} else {
@@ -556,20 +544,8 @@ func (d *decoder) backoff(f field, path string) *ladder.Backoff {
 		return nil
 	}
 	b := &ladder.Backoff{}
-	valid := true
-	for _, k := range []struct {
-		key string
-		to  *time.Duration
-	}{{"initial", &b.Initial}, {"max", &b.Max}} {
-		if v, _, ok := d.duration(fields, k.key, path+"."+k.key, ""); ok {
-			*k.to = v
-			continue
-		}
-		valid = false
-		if kf, given := fields[k.key]; !given || kf.value == nil {
-			d.errorf(max(kf.line, f.line), path+"."+k.key, "required: %s", backoffWhat[k.key])
-		}
-	}
+	valid := d.requiredDurations(fields, f, path,
+		requiredDuration{"initial", backoffWhat["initial"], &b.Initial}, requiredDuration{"max", backoffWhat["max"], &b.Max})
 	if v, ok := d.number(fields, "multiplier", path+".multiplier", backoffWhat["multiplier"]); ok {
 		b.Multiplier = v
 	} else if _, given := fields["multiplier"]; given {
