@@ -47,9 +47,10 @@ const (
 	// work a crash repeats.
 	DefaultCommitInterval = time.Second
 	// MinCommitInterval and MaxCommitInterval bound commit_interval: a
-	// shorter one commits faster than a broker can usefully take, a longer
-	// one lets a crash repeat that much work.
-	MinCommitInterval = 10 * time.Millisecond
+	// shorter one franz-go refuses (its shortest auto-commit interval, which
+	// relay.New enforces too), a longer one lets a crash repeat that much
+	// work.
+	MinCommitInterval = 100 * time.Millisecond
 	MaxCommitInterval = 10 * time.Minute
 	// DefaultSessionTimeout is session_timeout when not given: how long a
 	// member that stopped heartbeating (a killed process) keeps its

@@ -15,7 +15,7 @@ import (
 )
 
 // designRows returns the rows of docs/design.md's tables by their first
-// cell: "| `commit_interval` | 1s | 10ms to 10m |" is the row of
+// cell: "| `commit_interval` | 1s | 100ms to 10m |" is the row of
 // "`commit_interval`".
 func designRows(t *testing.T) map[string]string {
 	t.Helper()

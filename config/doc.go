@@ -39,7 +39,7 @@
 //	  fetch_max_wait: 100ms            # default 100ms
 //	  hold_bytes: 64MiB                # default 64MiB; 0 holds nothing
 //	exactly_once: false                # default false
-//	commit_interval: 1s                # default 1s; 10ms to 10m
+//	commit_interval: 1s                # default 1s; 100ms to 10m
 //	session_timeout: 10s               # default 10s; 6s to 30m
 //	instance_id: orders-0              # default none; KRETRY_INSTANCE_ID overrides
 //	group_protocol: classic            # default classic; or consumer (KIP-848)

@@ -49,9 +49,11 @@ func TestMemberKeys(t *testing.T) {
 		{name: "commit_interval zero", yaml: "commit_interval: 0s\n",
 			wantErr: "line 4: commit_interval: must be > 0 (default 1s), got 0s"},
 		{name: "commit_interval absurdly short", yaml: "commit_interval: 1ns\n",
-			wantErr: "line 4: commit_interval: must be between 10ms and 10m (default 1s): how often marked offsets are committed, which bounds the work a crash repeats; got 1ns"},
+			wantErr: "line 4: commit_interval: must be between 100ms and 10m (default 1s): how often marked offsets are committed, which bounds the work a crash repeats; got 1ns"},
 		{name: "commit_interval absurdly long", yaml: "commit_interval: 365d\n",
-			wantErr: "line 4: commit_interval: must be between 10ms and 10m (default 1s): how often marked offsets are committed, which bounds the work a crash repeats; got 365d"},
+			wantErr: "line 4: commit_interval: must be between 100ms and 10m (default 1s): how often marked offsets are committed, which bounds the work a crash repeats; got 365d"},
+		{name: "commit_interval under franz-go's 100ms", yaml: "commit_interval: 50ms\n",
+			wantErr: "line 4: commit_interval: must be between 100ms and 10m (default 1s): how often marked offsets are committed, which bounds the work a crash repeats; got 50ms"},
 		{name: "commit_interval not a duration", yaml: "commit_interval: often\n",
 			wantErr: "line 4: commit_interval: must be a duration such as 500ms, 5s, 1m, 1h30m or 14d, got often"},
 		{name: "session_timeout under the broker minimum", yaml: "session_timeout: 3s\n",
@@ -141,6 +143,9 @@ func TestGroupOpts(t *testing.T) {
 		{"all set", config.Config{SessionTimeout: 20 * time.Second, CommitInterval: 200 * time.Millisecond, InstanceID: "pod-1", GroupProtocol: config.GroupProtocolConsumer}, map[string]any{
 			"SessionTimeout": 20 * time.Second, "HeartbeatInterval": 2 * time.Second, "AutoCommitInterval": 200 * time.Millisecond,
 			"InstanceID": "pod-1", "ServerSideBalancer": true, "TransactionTimeout": time.Minute,
+		}},
+		{"the shortest commit_interval", config.Config{CommitInterval: config.MinCommitInterval}, map[string]any{
+			"AutoCommitInterval": config.MinCommitInterval,
 		}},
 	}
 	for _, tc := range cases {

@@ -2,8 +2,10 @@ package config_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/ladder"
 	"github.com/kretry/kretry/relay"
 )
 
@@ -47,5 +49,32 @@ topics:
 	}
 	if r.Group() != "orders-service-relay" {
 		t.Errorf("relay group %q, want the default orders-service-relay", r.Group())
+	}
+}
+
+// The commit_interval config.Parse takes is one relay.New takes: the
+// shortest, and not a millisecond less.
+func TestRelayOptsCommitInterval(t *testing.T) {
+	base := "brokers: [\"127.0.0.1:9092\"]\ngroup: g\ntopics: [{name: orders, tiers: [{delay: 5s}]}]\n"
+	for _, tc := range []struct {
+		interval time.Duration
+		ok       bool
+	}{{config.MinCommitInterval, true}, {config.MinCommitInterval - time.Millisecond, false}} {
+		yaml := base + "commit_interval: " + tc.interval.String() + "\n"
+		cfg, perr := config.Parse([]byte(yaml))
+		if (perr == nil) != tc.ok {
+			t.Errorf("config.Parse with commit_interval %v: %v, want ok %v", tc.interval, perr, tc.ok)
+		}
+		l, err := ladder.New("orders", "g", []ladder.Tier{{Delay: 5 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &config.Config{Group: "g", CommitInterval: tc.interval}
+		if cfg != nil {
+			c = cfg
+		}
+		if _, err := relay.New([]*ladder.Ladder{l}, c.RelayOpts()...); (err == nil) != tc.ok {
+			t.Errorf("relay.New with commit_interval %v: %v, want ok %v (as config.Parse)", tc.interval, err, tc.ok)
+		}
 	}
 }

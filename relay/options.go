@@ -55,6 +55,10 @@ const (
 	DefaultHoldBytes = 64 << 20
 )
 
+// minCommitInterval is the shortest commit interval: kgo refuses an
+// AutoCommitInterval under 100ms (in both modes: its check is the client's).
+const minCommitInterval = 100 * time.Millisecond
+
 // maxPollRecords bounds one poll, and so how long the relay holds off a
 // rebalance: the poll's re-feeds are acknowledged before the next poll.
 const maxPollRecords = 5000
@@ -133,7 +137,8 @@ func WithDeliveryTimeout(d time.Duration) Opt {
 // WithCommitInterval sets how often the relay commits the tier offsets
 // of the records it re-fed (and the broker acknowledged): a relay that dies
 // re-feeds again at most about this much of its work. It also commits on
-// every revoke and at shutdown. Default DefaultCommitInterval, 1s.
+// every revoke and at shutdown. At least 100ms, franz-go's shortest
+// auto-commit interval: New refuses less. Default DefaultCommitInterval, 1s.
 func WithCommitInterval(d time.Duration) Opt {
 	return opt(func(c *cfg) { c.commitInterval = d })
 }

@@ -99,8 +99,9 @@ func New(ladders []*ladder.Ladder, opts ...Opt) (*Relay, error) {
 		return nil, fmt.Errorf("relay: delivery timeout %v: want a timeout > 0", cfg.deliveryTimeout)
 	case cfg.holdBytes < 0:
 		return nil, fmt.Errorf("relay: hold bytes %d: want 0 (hold nothing) or more", cfg.holdBytes)
-	case cfg.commitInterval <= 0:
-		return nil, fmt.Errorf("relay: commit interval %v: want an interval > 0", cfg.commitInterval)
+	case cfg.commitInterval < minCommitInterval:
+		return nil, fmt.Errorf("relay: commit interval %v (WithCommitInterval, commit_interval in a config) is under %v, the shortest franz-go commits at: give %v or more (default %v)",
+			cfg.commitInterval, minCommitInterval, minCommitInterval, DefaultCommitInterval)
 	}
 	r := &Relay{cfg: cfg, tiers: map[string]tierOf{}}
 	for i, l := range ladders {

@@ -807,6 +807,10 @@ func TestNew(t *testing.T) {
 	if err != nil || r.Group() != "both" {
 		t.Fatalf("New with WithGroup = %v, %v", r, err)
 	}
+	// The shortest commit interval franz-go takes: a shorter one failed only in Run.
+	if _, err := relay.New([]*ladder.Ladder{newLadder("orders", "a")}, relay.WithCommitInterval(100*time.Millisecond)); err != nil {
+		t.Fatalf("New with WithCommitInterval(100ms) = %v", err)
+	}
 	for _, tc := range []struct {
 		name    string
 		ladders []*ladder.Ladder
@@ -823,6 +827,10 @@ func TestNew(t *testing.T) {
 		{"fetch max wait", []*ladder.Ladder{newLadder("orders", "a")}, []relay.Opt{relay.WithFetchMaxWait(0)}, "fetch max wait"},
 		{"delivery timeout", []*ladder.Ladder{newLadder("orders", "a")}, []relay.Opt{relay.WithDeliveryTimeout(0)}, "delivery timeout"},
 		{"hold bytes", []*ladder.Ladder{newLadder("orders", "a")}, []relay.Opt{relay.WithHoldBytes(-1)}, "relay: hold bytes -1: want 0 (hold nothing) or more"},
+		{"commit interval 0", []*ladder.Ladder{newLadder("orders", "a")}, []relay.Opt{relay.WithCommitInterval(0)},
+			"relay: commit interval 0s (WithCommitInterval, commit_interval in a config) is under 100ms, the shortest franz-go commits at: give 100ms or more (default 1s)"},
+		{"commit interval under 100ms", []*ladder.Ladder{newLadder("orders", "a")}, []relay.Opt{relay.WithCommitInterval(99 * time.Millisecond)},
+			"relay: commit interval 99ms (WithCommitInterval, commit_interval in a config) is under 100ms, the shortest franz-go commits at: give 100ms or more (default 1s)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := relay.New(tc.ladders, tc.opts...)
