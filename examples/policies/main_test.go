@@ -31,7 +31,7 @@ func TestConfig(t *testing.T) {
 	if tp.RetryInPlace == nil || *tp.RetryInPlace != (config.RetryInPlace{Attempts: 2, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}) {
 		t.Errorf("retry_in_place %+v, want 2 attempts, 100ms, 1s", tp.RetryInPlace)
 	}
-	if b := tp.CircuitBreaker; b == nil || *b != (config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 100, Window: 30 * time.Second, OpenFor: time.Minute}) {
+	if b := tp.CircuitBreaker; b == nil || *b != (config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 100, Window: 30 * time.Second, OpenFor: time.Minute, HalfOpenRecords: 5}) {
 		t.Errorf("circuit_breaker %+v", b)
 	}
 	ladders, err := cfg.Ladders()
