@@ -5,7 +5,9 @@
 //
 //	chaosworker -config FILE -events FILE [-relay=false]
 //
-// SIGTERM or SIGINT stops it gracefully.
+// SIGTERM or SIGINT stops it gracefully. It logs warnings and errors to
+// stderr; KRETRY_CHAOS_LOG=info or debug logs more (debug includes
+// franz-go's info lines), to see where a fault's time goes.
 package main
 
 import (
@@ -77,7 +79,13 @@ func run(cfgPath, events string, relay bool) error {
 		return err
 	})
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if v := os.Getenv("KRETRY_CHAOS_LOG"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return fmt.Errorf("KRETRY_CHAOS_LOG: %w (use debug, info, warn or error)", err)
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	c, err := consumer.New(cfg, h, consumer.WithRelay(relay), consumer.WithLogger(logger))
 	if err != nil {
 		return err
