@@ -12,6 +12,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/telemetry"
+	"github.com/kretry/kretry/internal/txnend"
 	"github.com/kretry/kretry/ladder"
 	"github.com/kretry/kretry/topics"
 )
@@ -68,8 +69,10 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	// transactions; reads see committed records only, and offsets a
 	// pending transaction may still change are not handed out (KIP-447).
 	s.fence = s.newFencer(id)
+	s.ender = txnend.New(s.log.With("component", "consumer", "group", c.cfg.Group))
 	sess, err := kgo.NewGroupTransactSession(append(opts,
 		kgo.WithHooks(s.fence), // it waits longer before it fences after the brokers were lost
+		s.ender.Opt(),          // ends a transaction whose group session was lost without waiting for txnEndTimeout
 		kgo.TransactionalID(id),
 		// The group's description so names each member's transactional
 		// id: the fencer tells a dead member's open transaction by it.

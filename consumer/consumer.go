@@ -23,6 +23,7 @@ import (
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
+	"github.com/kretry/kretry/internal/txnend"
 	"github.com/kretry/kretry/internal/txnfence"
 	"github.com/kretry/kretry/ladder"
 )
@@ -291,6 +292,7 @@ type session struct {
 
 	txn   *kgo.GroupTransactSession // exactly_once; nil: at least once (see txn.go)
 	fence *txnfence.Fencer          // exactly_once: aborts dead members' transactions (fence.go)
+	ender *txnend.Ender             // exactly_once: ends the transactions of txn (see endTxn)
 	hooks *dlhook.Runner            // the dead-letter hook's; nil: none
 	joins *joinCommits              // commits during a classic join, at least once; nil: none
 	// rewinds are the partitions to rewind before the transaction ends,

@@ -198,7 +198,12 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 		s.awaitJoin(ctx)
 	}
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), txnEndTimeout)
-	committed, err := s.txn.End(ectx, try)
+	// Not s.txn.End: a group session lost while the transaction was open
+	// (the brokers unreachable for a moment) made End wait txnEndTimeout
+	// for a heartbeat that never came, while the open transaction held
+	// back every read_committed reader of the partitions it wrote to
+	// (internal/txnend).
+	committed, err := s.ender.End(ectx, s.txn, try)
 	cancel()
 	s.open = false
 	s.hooks.TxnEnded(committed && err == nil)

@@ -22,6 +22,7 @@ import (
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/internal/telemetry"
+	"github.com/kretry/kretry/internal/txnend"
 	"github.com/kretry/kretry/ladder"
 )
 
@@ -237,7 +238,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		// One client consumes and produces, in transactions that commit the
 		// tier offsets with the re-feeds.
 		fence := r.newFencer()
-		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard),
+		s.ender = txnend.New(r.cfg.logger)
+		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard), s.ender.Opt(),
 			kgo.OnPartitionsAssigned(r.onAssigned(fence)), kgo.WithHooks(r.health, fence),
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
@@ -384,6 +386,7 @@ type session struct {
 	// produce of it failed (both poll goroutine only); doomed whether a
 	// rebalance since it began dooms it; lastEnd when the last one ended.
 	txn     *kgo.GroupTransactSession
+	ender   *txnend.Ender // ends txn's transactions (see endTxn)
 	marks   map[topicPartition]kgo.EpochOffset
 	dirty   atomic.Bool // set by the partitions' goroutines too
 	failed  atomic.Bool

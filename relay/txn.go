@@ -99,7 +99,12 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	if commit && len(marks) > 0 {
 		try = kgo.TryCommit
 	}
-	committed, err := s.txn.End(kgo.PreTxnCommitFnContext(ctx, rewrite), try)
+	// Not s.txn.End: a group session lost while the transaction was open
+	// (the brokers unreachable for a moment) made End wait for ctx, the
+	// delivery timeout, for a heartbeat that never came, while the open
+	// transaction held back every read_committed reader of the main
+	// partitions it re-fed to (internal/txnend).
+	committed, err := s.ender.End(kgo.PreTxnCommitFnContext(ctx, rewrite), s.txn, try)
 	s.doomed.Store(false)
 	s.broken = false
 	if err != nil && !errors.Is(err, errNothingMarked) {
