@@ -264,11 +264,13 @@ func (s *session) failTxn(err error) {
 		"(make handlers faster, or raise session_timeout)", err, s.c.cfg.TransactionTimeout(), config.MinTransactionMargin))
 }
 
-// abortFailedTxn aborts a transaction whose End failed before it reached the
-// broker's EndTxn (its flush ran out of time, the brokers unreachable): the
-// client is still in it, and Begin fails until it is aborted. It retries
-// with a backoff until the abort succeeds or Run stops; nothing of the
-// transaction is visible, and its records are fetched and handled again.
+// abortFailedTxn aborts a transaction whose End failed (its flush ran out of
+// time, the brokers unreachable): the client may still be in it, and Begin
+// fails until it is aborted. It retries with a backoff until the abort
+// succeeds or Run stops. A transaction whose end failed before the brokers
+// had its EndTxn leaves nothing visible, and its records are fetched and
+// handled again; one whose EndTxn the brokers had may have committed, so
+// fetching resumes from the offsets the brokers hold (resyncOffsets).
 func (s *session) abortFailedTxn(ctx context.Context) {
 	backoff := txnAbortBackoff
 	for {
@@ -277,7 +279,13 @@ func (s *session) abortFailedTxn(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
-			s.log.Info("kretry consumer aborted the failed transaction; its records will be handled again", "group", s.c.cfg.Group)
+			s.log.Info("kretry consumer aborted the failed transaction; it goes on from the offsets committed on the brokers", "group", s.c.cfg.Group)
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if !closing {
+				s.resyncOffsets(ctx) // the failed end may have committed
+			}
 			return
 		case fatalTxnErr(err):
 			s.failTxn(err)

@@ -385,12 +385,16 @@ type session struct {
 	// dirty whether it produced or marked anything, failed whether a
 	// produce of it failed (both poll goroutine only); doomed whether a
 	// rebalance since it began dooms it; lastEnd when the last one ended.
-	txn     *kgo.GroupTransactSession
-	ender   *txnend.Ender // ends txn's transactions (see endTxn)
-	marks   map[topicPartition]kgo.EpochOffset
-	dirty   atomic.Bool // set by the partitions' goroutines too
-	failed  atomic.Bool
-	broken  bool // the last transaction did not end: end it again (poll goroutine only)
-	doomed  atomic.Bool
-	lastEnd time.Time
+	txn    *kgo.GroupTransactSession
+	ender  *txnend.Ender // ends txn's transactions (see endTxn)
+	marks  map[topicPartition]kgo.EpochOffset
+	dirty  atomic.Bool // set by the partitions' goroutines too
+	failed atomic.Bool
+	broken bool // the last transaction did not end: end it again (poll goroutine only)
+	// unconfirmed: an end failed, and may have committed: the next end
+	// that succeeds moves fetching to the committed offsets (poll goroutine
+	// only).
+	unconfirmed bool
+	doomed      atomic.Bool
+	lastEnd     time.Time
 }

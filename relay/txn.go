@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kretry/kretry/internal/resync"
 )
 
 // TransactionalID returns the transactional id the relay uses in the
@@ -113,6 +115,15 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 		}
 		s.log.Warn("kretry relay's transaction ended with an error; its re-feeds are aborted and re-fed again", "error", err)
 		s.broken = true // ended or not: ended again (a no-op when it did) before the next begins
+		s.unconfirmed = true
+	} else if s.unconfirmed {
+		// The failed end may have committed (see package resync).
+		if rerr := resync.Committed(ctx, s.cons, s.r.cfg.group); rerr != nil {
+			s.log.Warn("kretry relay could not read its committed offsets after a failed transaction; it tries again", "error", rerr)
+			s.broken = true
+		} else {
+			s.unconfirmed = false
+		}
 	}
 	s.hooks.TxnEnded(committed)
 	if !committed {
