@@ -38,7 +38,10 @@ type Result struct {
 	// KillsOverBound describes each consumer kill after which more records
 	// the killed worker had handled were handled again than the bound
 	// allows it (what it handled in CommitInterval + InFlight before the
-	// kill): "re-delivered/bound".
+	// kill): "re-delivered/bound". At least once only: with exactly_once
+	// a transaction may be open longer than that window (its end waits for
+	// a join in flight), and CommittedRedelivered and DupLadder tell work
+	// done again after it committed.
 	KillsOverBound []string
 	// DupBound is the at-least-once bound on DupHandlings: the sum, over the
 	// faults, of what the processes hit handled in the CommitInterval +
@@ -53,7 +56,17 @@ type Result struct {
 	DupDLQ    int
 	Refeeds   int
 	Reparked  int // tier records the relay re-parked (kretry-parked-at): not counted in DupTier
-	NotInTxn  int // exactly_once: ladder records written outside a transaction
+	// Emit outputs (OutputTopic): chaosworker emits one per handling that
+	// succeeded; read_committed.
+	Outputs        int
+	DupOutputs     int // outputs of a record beyond its first
+	MissingOutputs int // records handled ok, not dead-lettered, without an output
+	// CommittedRedelivered counts re-deliveries of a copy whose earlier
+	// handling succeeded and whose output is visible: committed work done
+	// again. With exactly_once it must be 0: a re-delivery is then of a
+	// handling whose transaction never committed, in flight at the fault.
+	CommittedRedelivered int
+	NotInTxn             int // exactly_once: ladder records written outside a transaction
 	// ... of which in the tiers, re-fed to the main topic, in the DLQ
 	NotInTxnTier, NotInTxnRefeed, NotInTxnDLQ int
 	Faults                                    int
@@ -115,6 +128,18 @@ func analyze(res Result, a analysis) Result {
 			res.Early++
 		}
 	}
+	outputs := map[int64]int{}
+	committed := map[string]bool{} // Handling of each visible output
+	for _, r := range a.recs {
+		if r.Topic == OutputTopic(a.topic) && r.IDOK && normal(r.ID) {
+			outputs[r.ID]++
+			committed[r.Handling] = true
+			res.Outputs++
+		}
+	}
+	for _, n := range outputs {
+		res.DupOutputs += n - 1
+	}
 	slices.SortFunc(handlings, func(x, y Event) int { return x.At.Compare(y.At) })
 	res.Handlings = len(handlings)
 	type copyKey struct {
@@ -133,6 +158,9 @@ func analyze(res Result, a analysis) Result {
 		if pid, ok := handledBy[ck]; ok {
 			res.Redelivered++
 			redeliveredOf[pid]++
+			if committed[Handling(pid, ck.partition, ck.offset)] {
+				res.CommittedRedelivered++
+			}
 		} else {
 			handledBy[ck] = e.PID
 		}
@@ -209,6 +237,9 @@ func analyze(res Result, a analysis) Result {
 		}
 	}
 	for id := range a.want {
+		if okIDs[id] && !dlqIDs[id] && outputs[id] == 0 {
+			res.MissingOutputs++
+		}
 		if okIDs[id] {
 			res.HandledOK++
 		}
@@ -218,7 +249,9 @@ func analyze(res Result, a analysis) Result {
 	}
 
 	res.DupBound, res.Recoveries, res.NoRecovery = faultFigures(a.faults, handlings, a.recs, a.topic)
-	res.KillsOverBound = killsOverBound(a.faults, handlings, redeliveredOf)
+	if res.Mode != ExactlyOnce { // exactly_once: CommittedRedelivered
+		res.KillsOverBound = killsOverBound(a.faults, handlings, redeliveredOf)
+	}
 	res.Gaps = handlingGaps(handlings, a.from, a.to)
 	for _, g := range res.Gaps {
 		res.MaxGap = max(res.MaxGap, g)
@@ -417,10 +450,11 @@ func (r Result) Line() string {
 	}
 	fmt.Fprintf(&b, " dup-handlings=%d (re-delivered %d, bound %d; of other copies %d; at most %d calls of one attempt) dup-ladder=%d (tier %d, re-feed %d, dlq %d)",
 		r.DupHandlings, r.Redelivered, r.DupBound, r.DupHandlings-r.Redelivered, r.MaxRepeat, r.DupLadder, r.DupTier, r.DupRefeed, r.DupDLQ)
+	fmt.Fprintf(&b, " dup-outputs=%d (of %d; missing %d)", r.DupOutputs, r.Outputs, r.MissingOutputs)
 	fmt.Fprintf(&b, " faults=%d recovery=%s longest-gap=%s (per partition %s)", r.Faults, r.RecoveryText(), fmtDur(r.MaxGap), r.GapsText())
 	fmt.Fprintf(&b, " lateness-max=%s never-early=%s", fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	if r.Mode == ExactlyOnce {
-		fmt.Fprintf(&b, " not-in-txn=%d (tier %d, re-feed %d, dlq %d)", r.NotInTxn, r.NotInTxnTier, r.NotInTxnRefeed, r.NotInTxnDLQ)
+		fmt.Fprintf(&b, " not-in-txn=%d (tier %d, re-feed %d, dlq %d) re-delivered-after-commit=%d", r.NotInTxn, r.NotInTxnTier, r.NotInTxnRefeed, r.NotInTxnDLQ, r.CommittedRedelivered)
 	}
 	for _, n := range r.Notes {
 		b.WriteString("; " + n)

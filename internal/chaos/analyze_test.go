@@ -229,7 +229,7 @@ func TestMarkdown(t *testing.T) {
 	}
 	md := Markdown(res, "a machine", "abc1234", time.Date(2026, 12, 6, 21, 0, 0, 0, time.UTC), time.Minute)
 	for _, want := range []string{
-		"| (a) kill -9 storm of consumers | at-least-once | 10 | 8 | 2 | 0 | 3: 1 (5) + 2 | 0 | 2 | max 4.0s, median 4.0s, n=2 | 0.0s | 0.0s | yes |",
+		"| (a) kill -9 storm of consumers | at-least-once | 10 | 8 | 2 | 0 | 3: 1 (5) + 2 | 0 | 0 | 2 | max 4.0s, median 4.0s, n=2 | 0.0s | 0.0s | yes |",
 		"| (a) kill -9 storm of consumers | exactly_once | not available (below) |",
 		"- exactly_once: not available: no transactions\n",
 		"(a) at-least-once: recovery after each fault, in order: 2.0s, 4.0s",
@@ -284,5 +284,48 @@ func TestHandlingGaps(t *testing.T) {
 	}
 	if got := handlingGaps([]Event{ev(100, 0)}, time.Time{}, at(1000)); got != ([Partitions]time.Duration{}) {
 		t.Errorf("without a production window: %v, want zero gaps", got)
+	}
+}
+
+// The worker's Emit outputs (OutputTopic), as a read_committed reader sees
+// them: copies of a record's output beyond the first are duplicates, a
+// record handled ok without one is missing it, and a re-delivery of a
+// handling whose output is visible redid committed work.
+func TestAnalyzeOutputs(t *testing.T) {
+	out := func(id int64, pid int, part int32, offset int64) rec {
+		return rec{Topic: OutputTopic("m"), ID: id, IDOK: true, Handling: Handling(pid, part, offset)}
+	}
+	ev := func(pid int, part int32, id int64, offset int64) Event {
+		return Event{PID: pid, Partition: part, ID: id, Outcome: OutcomeOK, Offset: offset}
+	}
+	a := analysis{
+		want: map[int64]bool{8: false, 10: false, 11: false, 2: true},
+		events: []Event{
+			ev(1, 0, 8, 10), ev(2, 0, 8, 10), // 8: handled, its output committed, re-delivered
+			ev(1, 1, 10, 4), ev(2, 1, 10, 4), // 10: handled, not committed (no output of pid 1), re-delivered
+			ev(1, 2, 11, 7), // 11: handled ok, no output at all
+			ev(1, 3, 2, 1),  // 2: an ok handling of a record that ended in the DLQ: no output needed
+			ev(1, 0, -1, 0), // a probe
+		},
+		recs: []rec{
+			out(8, 1, 0, 10), out(8, 2, 0, 10), // two outputs of 8
+			out(10, 2, 1, 4),
+			out(-1, 1, 0, 0),
+			{Topic: "m.dlq", ID: 2, IDOK: true},
+		},
+		topic: "m", dlq: "m.dlq",
+	}
+	res := analyze(Result{Mode: ExactlyOnce}, a)
+	if res.Outputs != 3 || res.DupOutputs != 1 || res.MissingOutputs != 1 || res.CommittedRedelivered != 1 || res.Redelivered != 2 {
+		t.Errorf("outputs %d, duplicate %d, missing %d, re-delivered after commit %d of %d re-deliveries; want 3, 1, 1, 1 of 2",
+			res.Outputs, res.DupOutputs, res.MissingOutputs, res.CommittedRedelivered, res.Redelivered)
+	}
+	if !strings.Contains(res.Line(), "dup-outputs=1 (of 3; missing 1)") || !strings.Contains(res.Line(), "re-delivered-after-commit=1") {
+		t.Errorf("line %q does not give the outputs' figures", res.Line())
+	}
+	md := Markdown([]Result{res}, "m", "", time.Now(), time.Second)
+	if !strings.Contains(md, "re-deliveries of a handling whose transaction had committed (its output visible): 1") ||
+		!strings.Contains(md, "1 records handled ok have no Emit output") {
+		t.Errorf("RELIABILITY.md does not note the outputs:\n%s", md)
 	}
 }

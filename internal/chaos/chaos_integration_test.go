@@ -112,7 +112,16 @@ func check(t *testing.T, res chaos.Result, faults int) {
 		t.Logf("%s: %d records re-delivered (of %d duplicate handlings; at most %d calls of one attempt), above the goal of %d: the commit interval (%v) plus %v in flight before the faults",
 			where, res.Redelivered, res.DupHandlings, res.MaxRepeat, res.DupBound, chaos.CommitInterval, chaos.InFlight)
 	}
+	if res.MissingOutputs != 0 {
+		t.Errorf("%s: %d records handled ok without an Emit output", where, res.MissingOutputs)
+	}
 	if res.Mode == chaos.ExactlyOnce {
+		if res.DupOutputs != 0 {
+			t.Errorf("%s: %d duplicate Emit outputs visible to a read_committed reader, want 0", where, res.DupOutputs)
+		}
+		if res.CommittedRedelivered != 0 {
+			t.Errorf("%s: %d re-deliveries of handlings whose transaction had committed, want 0", where, res.CommittedRedelivered)
+		}
 		if res.DupLadder != 0 {
 			t.Errorf("%s: %d duplicate ladder copies (tier %d, re-feed %d, DLQ %d), want 0", where, res.DupLadder, res.DupTier, res.DupRefeed, res.DupDLQ)
 		}

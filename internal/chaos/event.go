@@ -119,6 +119,29 @@ func ReadEvents(dir string) ([]Event, error) {
 	return out, nil
 }
 
+// OutputTopic is where chaosworker emits (consumer.Emit) one output per
+// handling that succeeded: the analysis counts them as a read_committed
+// reader sees them.
+func OutputTopic(topic string) string { return topic + ".out" }
+
+// HeaderHandling names, in an output, the handling that emitted it: see
+// Handling.
+const HeaderHandling = "chaos-handling"
+
+// Handling is the value of HeaderHandling for the handling by pid of the
+// record at offset of partition of the main topic.
+func Handling(pid int, partition int32, offset int64) string {
+	return fmt.Sprintf("%d/%d/%d", pid, partition, offset)
+}
+
+// Output is what chaosworker emits when its handling e of record value
+// succeeds.
+func Output(topic string, e Event, value []byte) *kgo.Record {
+	return &kgo.Record{Topic: OutputTopic(topic), Value: value, Headers: []kgo.RecordHeader{
+		{Key: HeaderHandling, Value: []byte(Handling(e.PID, e.Partition, e.Offset))},
+	}}
+}
+
 // RecordValue is the value of test record id.
 func RecordValue(id int64) []byte { return []byte("chaos-" + strconv.FormatInt(id, 10)) }
 

@@ -138,7 +138,8 @@ type rec struct {
 	DueAt         time.Time
 	Reason        string
 	Transactional bool
-	Reparked      bool // carries kretry-parked-at: the relay wrote it again to its tier, not a ladder copy
+	Reparked      bool   // carries kretry-parked-at: the relay wrote it again to its tier, not a ladder copy
+	Handling      string // an output's HeaderHandling
 }
 
 // reader reads every topic of a run from the start, read_committed, as a
@@ -177,6 +178,7 @@ func startReader(brokers []string, topics []string) (*reader, error) {
 				x.Attempts, _ = header(r.Headers, headers.HeaderAttempts)
 				x.Reason, _ = header(r.Headers, headers.HeaderReason)
 				_, x.Reparked = header(r.Headers, headers.HeaderParkedAt)
+				x.Handling, _ = header(r.Headers, HeaderHandling)
 				if v, ok := header(r.Headers, headers.HeaderDueAt); ok {
 					x.DueAt, _ = time.Parse(headers.TimeLayout, v)
 				}

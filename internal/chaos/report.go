@@ -29,17 +29,17 @@ last run; do not edit it by hand.
   every 20 records 2 fail every attempt (DLQ, exhausted), 1 fails for good
   (DLQ, permanent), 4 fail once and 1 twice before they succeed.
 
-| scenario | mode | produced | handled ok | dead-lettered | lost | duplicate handlings: re-delivered (bound) + other copies | duplicate ladder copies | faults | recovery after a fault | longest handling gap | max re-feed lateness | never early |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| scenario | mode | produced | handled ok | dead-lettered | lost | duplicate handlings: re-delivered (bound) + other copies | duplicate ladder copies | duplicate Emit outputs | faults | recovery after a fault | longest handling gap | max re-feed lateness | never early |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 `)
 	for _, r := range results {
 		if r.Unavailable != "" {
-			fmt.Fprintf(&b, "| (%s) %s | %s | not available (below) | | | | | | | | | | |\n", r.Scenario, r.Title, r.Mode)
+			fmt.Fprintf(&b, "| (%s) %s | %s | not available (below) | | | | | | | | | | | |\n", r.Scenario, r.Title, r.Mode)
 			continue
 		}
-		fmt.Fprintf(&b, "| (%s) %s | %s | %d | %d | %d | %s | %d: %d (%d) + %d | %d | %d | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| (%s) %s | %s | %d | %d | %d | %s | %d: %d (%d) + %d | %d | %d | %d | %s | %s | %s | %s |\n",
 			r.Scenario, r.Title, r.Mode, r.Produced, r.HandledOK, r.DeadLettered, lostText(r),
-			r.DupHandlings, r.Redelivered, r.DupBound, r.DupHandlings-r.Redelivered, r.DupLadder, r.Faults, r.RecoveryText(), fmtDur(r.MaxGap), fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
+			r.DupHandlings, r.Redelivered, r.DupBound, r.DupHandlings-r.Redelivered, r.DupLadder, r.DupOutputs, r.Faults, r.RecoveryText(), fmtDur(r.MaxGap), fmtDur(r.MaxLateness), yesNo(r.Early == 0, r.Early))
 	}
 	var notes []string
 	unavailable := map[string]bool{}
@@ -76,6 +76,13 @@ last run; do not edit it by hand.
 		if r.DupLadder > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: duplicate ladder copies: %d in the tiers, %d re-feeds, %d in the DLQ", r.Scenario, r.Mode, r.DupTier, r.DupRefeed, r.DupDLQ))
 		}
+		if r.MissingOutputs > 0 {
+			notes = append(notes, fmt.Sprintf("(%s) %s: %d records handled ok have no Emit output", r.Scenario, r.Mode, r.MissingOutputs))
+		}
+		if r.Mode == ExactlyOnce && r.Unavailable == "" {
+			notes = append(notes, fmt.Sprintf("(%s) %s: re-deliveries of a handling whose transaction had committed (its output visible): %d",
+				r.Scenario, r.Mode, r.CommittedRedelivered))
+		}
 		if r.Mode == ExactlyOnce && r.Unavailable == "" && r.NotInTxn > 0 {
 			notes = append(notes, fmt.Sprintf("(%s) %s: %d ladder records were written outside a transaction: %d in the tiers, %d re-feeds, %d in the DLQ",
 				r.Scenario, r.Mode, r.NotInTxn, r.NotInTxnTier, r.NotInTxnRefeed, r.NotInTxnDLQ))
@@ -105,7 +112,14 @@ What the columns mean:
   issue 13 and is about re-deliveries: for each fault, what the processes
   hit handled in the commit interval (1s) plus 2s of in-flight work before
   it (for a broker or a leader down: until it was back; for a relay kill:
-  the re-feeds of that window).
+  the re-feeds of that window). With exactly_once a re-delivery is of a
+  handling whose transaction had not committed (in flight at the fault,
+  however long the transaction was open): the notes count the
+  re-deliveries of handlings whose output had committed, which must be 0.
+- duplicate Emit outputs: the worker emits (consumer.Emit) one output per
+  handling that succeeded; the outputs of a record beyond its first, as a
+  read_committed reader sees them. exactly_once: must be 0; at least once:
+  about the re-deliveries of handlings that succeeded.
 - duplicate ladder copies: a record forwarded to a tier, re-fed to the main
   topic, or dead-lettered more than once for the same attempt
   (kretry-attempts), as a read_committed reader sees the topics.

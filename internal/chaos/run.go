@@ -303,12 +303,14 @@ func (r *Run) writeConfig() (*config.Config, error) {
 	return cfg, nil
 }
 
+// topics are the run's topics: the main one, the tiers, the outputs and the
+// DLQ, last.
 func (r *Run) topics() []string {
 	ts := []string{r.topic}
 	for _, s := range r.steps {
 		ts = append(ts, s.Topic)
 	}
-	return append(ts, r.dlq)
+	return append(ts, OutputTopic(r.topic), r.dlq)
 }
 
 func (r *Run) createTopics(ctx context.Context) error {

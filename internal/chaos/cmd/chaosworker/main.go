@@ -1,7 +1,8 @@
 // Command chaosworker is the kretry consumer the fault suite (internal/chaos)
 // runs and kills: consumer.New and Run on a config file, with a deterministic
 // handler (chaos.Outcome) that appends one line per handling to a file of its
-// own, so what it did survives a kill -9.
+// own, so what it did survives a kill -9, and emits (consumer.Emit) one
+// output per handling that succeeds to chaos.OutputTopic.
 //
 //	chaosworker -config FILE -events FILE [-relay=false]
 //
@@ -53,8 +54,9 @@ func run(cfgPath, events string, relay bool) error {
 	}
 	defer f.Close()
 	pid := os.Getpid()
+	topic := cfg.Topics[0].Name
 
-	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		ev := chaos.Event{At: time.Now(), PID: pid, Partition: r.Partition, Offset: r.Offset}
 		id, attempt, due, herr := chaos.ReadRecord(r)
 		ev.ID, ev.Attempt, ev.DueAt = id, attempt, due
@@ -75,6 +77,11 @@ func run(cfgPath, events string, relay bool) error {
 		// One write per event: it is in the file once write returns, kill or not.
 		if _, werr := f.Write(ev.AppendLine(nil)); werr != nil {
 			return fmt.Errorf("chaos: recording a handling: %w", werr)
+		}
+		if err == nil {
+			if eerr := consumer.Emit(ctx, chaos.Output(topic, ev, r.Value)); eerr != nil {
+				return fmt.Errorf("chaos: emitting the output: %w", eerr)
+			}
 		}
 		return err
 	})
