@@ -44,24 +44,7 @@ func TestRelayExactlyOnceUnconfirmedCommitRealBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refed := func() map[string]int {
-		rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(main), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rd.Close()
-		seen := map[string]int{}
-		for {
-			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-			fs := rd.PollFetches(pctx)
-			pcancel()
-			if fs.NumRecords() == 0 {
-				return seen
-			}
-			fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
-		}
-	}
+	refed := func() map[string]int { return readCommitted(t, ctx, brokers, main) }
 
 	var loser kafkatest.EndTxnLoser
 	var logs kafkatest.Buffer
