@@ -146,8 +146,9 @@ func analyze(res Result, a analysis) Result {
 		partition int32
 		offset    int64
 	}
-	handledBy := map[copyKey]int{} // the first handler's pid
-	redeliveredOf := map[int]int{} // re-deliveries by the pid that first handled the record
+	handledBy := map[copyKey]int{}      // the first handler's pid
+	redeliveredOf := map[int]int{}      // re-deliveries by the pid that first handled the record
+	committedCopy := map[copyKey]bool{} // an earlier handling of the copy has its output visible
 	for _, e := range handlings {
 		k := key{e.ID, e.Attempt}
 		seen[k]++
@@ -158,11 +159,14 @@ func analyze(res Result, a analysis) Result {
 		if pid, ok := handledBy[ck]; ok {
 			res.Redelivered++
 			redeliveredOf[pid]++
-			if committed[Handling(pid, ck.partition, ck.offset)] {
+			if committedCopy[ck] {
 				res.CommittedRedelivered++
 			}
 		} else {
 			handledBy[ck] = e.PID
+		}
+		if committed[Handling(e)] {
+			committedCopy[ck] = true
 		}
 		res.MaxRepeat = max(res.MaxRepeat, seen[k])
 	}

@@ -292,39 +292,41 @@ func TestHandlingGaps(t *testing.T) {
 // record handled ok without one is missing it, and a re-delivery of a
 // handling whose output is visible redid committed work.
 func TestAnalyzeOutputs(t *testing.T) {
-	out := func(id int64, pid int, part int32, offset int64) rec {
-		return rec{Topic: OutputTopic("m"), ID: id, IDOK: true, Handling: Handling(pid, part, offset)}
+	t0 := time.UnixMilli(1700000000000)
+	ev := func(ms, pid int, part int32, id int64, offset int64) Event {
+		return Event{At: t0.Add(time.Duration(ms) * time.Millisecond), PID: pid, Partition: part, ID: id, Outcome: OutcomeOK, Offset: offset}
 	}
-	ev := func(pid int, part int32, id int64, offset int64) Event {
-		return Event{PID: pid, Partition: part, ID: id, Outcome: OutcomeOK, Offset: offset}
+	out := func(e Event) rec {
+		return rec{Topic: OutputTopic("m"), ID: e.ID, IDOK: true, Handling: Handling(e)}
 	}
 	a := analysis{
-		want: map[int64]bool{8: false, 10: false, 11: false, 2: true},
+		want: map[int64]bool{8: false, 10: false, 11: false, 12: false, 2: true},
 		events: []Event{
-			ev(1, 0, 8, 10), ev(2, 0, 8, 10), // 8: handled, its output committed, re-delivered
-			ev(1, 1, 10, 4), ev(2, 1, 10, 4), // 10: handled, not committed (no output of pid 1), re-delivered
-			ev(1, 2, 11, 7), // 11: handled ok, no output at all
-			ev(1, 3, 2, 1),  // 2: an ok handling of a record that ended in the DLQ: no output needed
-			ev(1, 0, -1, 0), // a probe
+			ev(100, 1, 0, 8, 10), ev(200, 2, 0, 8, 10), // 8: handled, its output committed, re-delivered
+			ev(100, 1, 1, 10, 4), ev(200, 2, 1, 10, 4), // 10: handled, not committed (no output of the first), re-delivered
+			// 12: handled by 1 (not committed), again by 1 (committed), a
+			// third time by 2: one re-delivery after commit, not two
+			ev(100, 1, 3, 12, 5), ev(200, 1, 3, 12, 5), ev(300, 2, 3, 12, 5),
+			ev(100, 1, 2, 11, 7), // 11: handled ok, no output at all
+			ev(100, 1, 3, 2, 1),  // 2: an ok handling of a record that ended in the DLQ: no output needed
+			ev(100, 1, 0, -1, 0), // a probe
 		},
-		recs: []rec{
-			out(8, 1, 0, 10), out(8, 2, 0, 10), // two outputs of 8
-			out(10, 2, 1, 4),
-			out(-1, 1, 0, 0),
-			{Topic: "m.dlq", ID: 2, IDOK: true},
-		},
+		recs:  []rec{{Topic: "m.dlq", ID: 2, IDOK: true}},
 		topic: "m", dlq: "m.dlq",
 	}
+	for _, i := range []int{0, 1, 3, 5, 6, 9} { // 8 twice, 10 by 2, 12 by 1's second handling and by 2, the probe
+		a.recs = append(a.recs, out(a.events[i]))
+	}
 	res := analyze(Result{Mode: ExactlyOnce}, a)
-	if res.Outputs != 3 || res.DupOutputs != 1 || res.MissingOutputs != 1 || res.CommittedRedelivered != 1 || res.Redelivered != 2 {
-		t.Errorf("outputs %d, duplicate %d, missing %d, re-delivered after commit %d of %d re-deliveries; want 3, 1, 1, 1 of 2",
+	if res.Outputs != 5 || res.DupOutputs != 2 || res.MissingOutputs != 1 || res.CommittedRedelivered != 2 || res.Redelivered != 4 {
+		t.Errorf("outputs %d, duplicate %d, missing %d, re-delivered after commit %d of %d re-deliveries; want 5, 2, 1, 2 of 4",
 			res.Outputs, res.DupOutputs, res.MissingOutputs, res.CommittedRedelivered, res.Redelivered)
 	}
-	if !strings.Contains(res.Line(), "dup-outputs=1 (of 3; missing 1)") || !strings.Contains(res.Line(), "re-delivered-after-commit=1") {
+	if !strings.Contains(res.Line(), "dup-outputs=2 (of 5; missing 1)") || !strings.Contains(res.Line(), "re-delivered-after-commit=2") {
 		t.Errorf("line %q does not give the outputs' figures", res.Line())
 	}
 	md := Markdown([]Result{res}, "m", "", time.Now(), time.Second)
-	if !strings.Contains(md, "re-deliveries of a handling whose transaction had committed (its output visible): 1") ||
+	if !strings.Contains(md, "re-deliveries of a handling whose transaction had committed (its output visible): 2") ||
 		!strings.Contains(md, "1 records handled ok have no Emit output") {
 		t.Errorf("RELIABILITY.md does not note the outputs:\n%s", md)
 	}

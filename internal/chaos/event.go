@@ -128,17 +128,18 @@ func OutputTopic(topic string) string { return topic + ".out" }
 // Handling.
 const HeaderHandling = "chaos-handling"
 
-// Handling is the value of HeaderHandling for the handling by pid of the
-// record at offset of partition of the main topic.
-func Handling(pid int, partition int32, offset int64) string {
-	return fmt.Sprintf("%d/%d/%d", pid, partition, offset)
+// Handling is the value of HeaderHandling for handling e: its process,
+// the partition and offset of the copy handled, and when (in ms: one
+// process handles a copy again only after a rewind, well after that).
+func Handling(e Event) string {
+	return fmt.Sprintf("%d/%d/%d/%d", e.PID, e.Partition, e.Offset, e.At.UnixMilli())
 }
 
 // Output is what chaosworker emits when its handling e of record value
 // succeeds.
 func Output(topic string, e Event, value []byte) *kgo.Record {
 	return &kgo.Record{Topic: OutputTopic(topic), Value: value, Headers: []kgo.RecordHeader{
-		{Key: HeaderHandling, Value: []byte(Handling(e.PID, e.Partition, e.Offset))},
+		{Key: HeaderHandling, Value: []byte(Handling(e))},
 	}}
 }
 
