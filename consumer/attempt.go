@@ -58,7 +58,7 @@ func Attempt(rec *kgo.Record) int { return RecordMetadata(rec).Attempt }
 // kretry metadata md (decoded once, in process) and the in-place retries of
 // this delivery; a first delivery's first call keeps rec as it is, so the
 // handled path allocates nothing.
-func (w *worker) withInfo(rec *kgo.Record, md headers.Metadata, lastErr string, lastAt time.Time) {
+func (w *worker) withInfo(rec *kgo.Record, md *headers.Metadata, lastErr string, lastAt time.Time) {
 	retried := md.Group == w.s.c.cfg.Group && md.Attempts > 0
 	if !retried && w.inPlaceRetries == 0 && md.Replays == 0 {
 		return

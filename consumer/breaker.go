@@ -284,7 +284,9 @@ func (w *worker) heldBack(herr *error) {
 // fetched again after it.
 func (w *worker) giveBack(rec *kgo.Record) {
 	w.mu.Lock()
-	n := int64(1 + len(w.queue))
+	n := int64(1 + len(w.taken) + len(w.queue))
+	clear(w.taken)
+	w.taken = nil
 	clear(w.queue)
 	w.queue, w.queuedBytes = nil, 0
 	if w.paused {

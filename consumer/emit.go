@@ -45,41 +45,51 @@ func Emit(ctx context.Context, rec *kgo.Record) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.active.Load() {
-		return errors.New("consumer.Emit: called after Handle returned: emit within the Handle call")
+	for {
+		st := e.state.Load()
+		if st&emitOpen == 0 {
+			return errors.New("consumer.Emit: called after Handle returned: emit within the Handle call")
+		}
+		if e.state.CompareAndSwap(st, st+emitOne) {
+			break
+		}
 	}
-	e.recs = append(e.recs, rec)
-	e.n.Add(1)
+	e.recs = append(e.recs, rec) // before finish, which waits for e.mu, takes it
 	return nil
 }
 
 type emitterKey struct{}
 
 // emitter collects what the handler of one worker emits during one call.
-// start and finish run on the worker's goroutine for every record: without
-// a lock unless something was emitted.
+// start and finish run on the worker's goroutine for every record: one
+// atomic operation each, without a lock unless something was emitted.
 type emitter struct {
-	active atomic.Bool
-	n      atomic.Int32 // len(recs)
-	mu     sync.Mutex
-	recs   []*kgo.Record
+	// state is emitOpen while a call runs, plus emitOne per record
+	// emitted in it: one word, so that an Emit racing finish either
+	// counts in this call or fails.
+	state atomic.Uint64
+	mu    sync.Mutex
+	recs  []*kgo.Record
 }
 
+const (
+	emitOpen = 1
+	emitOne  = 2
+)
+
 // start opens the emitter for a handler call.
-func (e *emitter) start() { e.active.Store(true) }
+func (e *emitter) start() { e.state.Store(emitOpen) }
 
 // finish closes the emitter and returns what the call emitted, which the
 // caller owns.
 func (e *emitter) finish() []*kgo.Record {
-	e.active.Store(false)
-	if e.n.Load() == 0 {
+	if e.state.Swap(0) < emitOne {
 		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	recs := e.recs
 	e.recs = nil
-	e.n.Store(0)
 	return recs
 }
 

@@ -22,15 +22,20 @@ func (w *worker) process(rec *kgo.Record) bool {
 	start := w.handlerEnd // see handle
 	w.handlerEnd = 0
 	w.inPlaceRetries = 0
-	md, hasMD, err := headers.Decode(rec.Headers)
-	if hasMD {
-		start = 0 // decoding kretry headers is not the handler's time
+	var md headers.Metadata
+	if hasKretryHeader(rec.Headers) { // a first delivery has none: nothing to decode or copy
+		var hasMD bool
+		var err error
+		md, hasMD, err = headers.Decode(rec.Headers)
+		if hasMD {
+			start = 0 // decoding kretry headers is not the handler's time
+		}
+		if err != nil {
+			return w.deadLetter(rec, headers.Metadata{}, headers.ReasonInvalidMetadata,
+				"unreadable kretry headers: "+err.Error())
+		}
 	}
-	if err != nil {
-		return w.deadLetter(rec, headers.Metadata{}, headers.ReasonInvalidMetadata,
-			"unreadable kretry headers: "+err.Error())
-	}
-	if hasMD && md.Group != "" && md.Group != s.c.cfg.Group {
+	if md.Group != "" && md.Group != s.c.cfg.Group {
 		// Another group's retry, re-fed to the topic we share with it.
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return w.mark(rec)
@@ -63,7 +68,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	if w.s.c.opts.tracer != nil {
 		w.startAttempt(w.hctx, rec, md)
 	}
-	w.withInfo(rec, md, "", time.Time{})
+	w.withInfo(rec, &md, "", time.Time{})
 	var herr error
 	var panicked bool
 	if w.attempt != nil {
@@ -176,7 +181,7 @@ func (w *worker) retryInPlace(rec, arrived *kgo.Record, md headers.Metadata, her
 		*rec = *arrived
 		w.handlerEnd = 0
 		w.inPlaceRetries++
-		w.withInfo(rec, md, herr.Error(), failedAt)
+		w.withInfo(rec, &md, herr.Error(), failedAt)
 		if herr, panicked = w.call(rec, 0); herr == nil || panicked {
 			return herr, panicked, false
 		}
@@ -390,6 +395,17 @@ func (w *worker) deadLetterTo(rec *kgo.Record, md headers.Metadata, route string
 	next.Route = route
 	next = w.withInPlace(md, next)
 	return w.forward(rec, topic, next)
+}
+
+// hasKretryHeader says whether hs holds a header of kretry's contract, one
+// that headers.Decode reads.
+func hasKretryHeader(hs []kgo.RecordHeader) bool {
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, headers.HeaderPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // withLastError appends md's last error, if any, to errText.

@@ -27,16 +27,22 @@ type worker struct {
 	mu          sync.Mutex
 	queue       []*kgo.Record
 	queuedBytes int
-	paused      bool // this worker paused the partition's fetching
-	exited      bool // exactly once: run has returned; enqueue takes nothing more
-	dropping    bool // exactly once: records were given back (giveBack); enqueue drops until the rewind
+	// taken are records next took off the queue, in order, not yet
+	// handed out; worker goroutine only. Taking up to takeMax at a time
+	// keeps w.mu off the per-record path.
+	taken    []*kgo.Record
+	hand     [takeMax]*kgo.Record // taken's backing array
+	paused   bool                 // this worker paused the partition's fetching
+	exited   bool                 // exactly once: run has returned; enqueue takes nothing more
+	dropping bool                 // exactly once: records were given back (giveBack); enqueue drops until the rewind
 
 	txn     bool                   // exactly-once mode
 	undone  atomic.Int64           // records of the open transaction not yet done
 	refused map[int64]refusedWrite // by offset: a refusal's decision, for after the abort
 
-	wake chan struct{} // cap 1: records were queued
-	quit chan struct{} // closed by stop: take no new record
+	wake    chan struct{} // cap 1: records were queued
+	quit    chan struct{} // closed by stop: take no new record
+	stopped atomic.Bool   // set by stop before it closes quit: next reads it per record
 
 	ctx    context.Context // handlers' and forwards': cancelled when the grace period ends
 	cancel context.CancelFunc
@@ -136,35 +142,27 @@ func (w *worker) run() {
 	}
 }
 
+// takeMax is the most records next takes off the queue under one lock. The
+// queue's pause and resume thresholds count the records taken but not yet
+// handed out as gone, so they are off by at most this many.
+const takeMax = 256
+
 // next returns the partition's next record, or false once the worker is
 // stopped; before waiting it settles and marks what is in flight.
 func (w *worker) next() (*kgo.Record, bool) {
-	o := &w.s.c.opts
 	for {
-		select {
-		case <-w.quit:
+		if w.stopped.Load() {
 			return nil, false
-		default:
 		}
-		if !w.mu.TryLock() {
-			w.handlerEnd = 0 // waiting for the lock is not the handler's time
-			w.mu.Lock()
-		}
-		if len(w.queue) > 0 {
-			rec := w.queue[0]
-			w.queue[0] = nil
-			w.queue = w.queue[1:]
-			w.queuedBytes -= recordBytes(rec)
-			if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
-				w.paused = false
-				w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
-				w.handlerEnd = 0
-			}
-			w.mu.Unlock()
+		if len(w.taken) > 0 {
+			rec := w.taken[0]
+			w.taken[0] = nil
+			w.taken = w.taken[1:]
 			return rec, true
 		}
-		w.queue = nil // drop the drained backing array
-		w.mu.Unlock()
+		if w.take() {
+			continue
+		}
 		w.handlerEnd = 0
 		w.flushMarks() // nothing more to do now: mark what is done
 		if len(w.pending) > 0 {
@@ -179,6 +177,36 @@ func (w *worker) next() (*kgo.Record, bool) {
 		case <-w.wake:
 		}
 	}
+}
+
+// take moves up to takeMax queued records to taken, resuming the
+// partition's fetching once the queue is short again; false: the queue is
+// empty.
+func (w *worker) take() bool {
+	o := &w.s.c.opts
+	if !w.mu.TryLock() {
+		w.handlerEnd = 0 // waiting for the lock is not the handler's time
+		w.mu.Lock()
+	}
+	n := copy(w.hand[:], w.queue)
+	if n == 0 {
+		w.queue = nil // drop the drained backing array
+		w.mu.Unlock()
+		return false
+	}
+	w.taken = w.hand[:n]
+	clear(w.queue[:n])
+	w.queue = w.queue[n:]
+	for _, rec := range w.taken {
+		w.queuedBytes -= recordBytes(rec)
+	}
+	if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
+		w.paused = false
+		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
+		w.handlerEnd = 0
+	}
+	w.mu.Unlock()
+	return true
 }
 
 // enqueue appends fetched records, pausing the partition when the worker is
@@ -227,6 +255,7 @@ func recordBytes(r *kgo.Record) int {
 // stop tells the worker to take no new record and cancels its context after
 // grace, or now when grace is 0.
 func (w *worker) stop(grace time.Duration) {
+	w.stopped.Store(true)
 	close(w.quit)
 	if grace <= 0 {
 		w.cancel()
