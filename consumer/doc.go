@@ -60,8 +60,8 @@ package consumer
 
 // Implementation notes (not part of the package doc).
 //
-// A partition's worker (worker.go) takes records off its queue one at a time
-// and takes each to its fate (fate.go): handled, skipped, discarded, or
+// A partition's worker (worker.go) takes records off its queue up to 256 at
+// a time (one lock, not one per record) and takes each to its fate (fate.go): handled, skipped, discarded, or
 // forwarded to a tier or the DLQ. Forwards are pipelined (forward.go): one is
 // produced without waiting and the worker goes on, up to maxPending records
 // ahead; a failed one is produced again in place (reforward.go). Marks are not
