@@ -71,10 +71,15 @@ func newBreaker(topic string, cfg config.CircuitBreaker, log *slog.Logger, m *me
 	return b
 }
 
-// start gives the breaker the client whose fetching it pauses.
+// start gives the breaker the client whose fetching it pauses: Run's, and
+// each new session's after a fenced one (see Run), whose client starts
+// paused when the breaker is open.
 func (b *breaker) start(cl *kgo.Client) {
 	b.mu.Lock()
 	b.cl = cl
+	if b.state == circuitOpen {
+		cl.PauseFetchTopics(b.topic)
+	}
 	b.mu.Unlock()
 }
 

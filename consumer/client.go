@@ -65,6 +65,7 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	s.txnID = id
 	// Exactly once: forwards, outputs and offsets commit together in
 	// transactions; reads see committed records only, and offsets a
 	// pending transaction may still change are not handed out (KIP-447).

@@ -23,6 +23,8 @@ import (
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
+	"github.com/kretry/kretry/internal/rejoin"
+	"github.com/kretry/kretry/internal/telemetry"
 	"github.com/kretry/kretry/internal/txnend"
 	"github.com/kretry/kretry/internal/txnfence"
 	"github.com/kretry/kretry/ladder"
@@ -160,6 +162,14 @@ var ErrRunTwice = errors.New("consumer: Run may be called once per Consumer: bui
 // DLQ was acknowledged by the broker; any other record is delivered again
 // later, so delivery is at least once.
 //
+// In exactly-once mode without instance_id, a transaction fenced by the
+// brokers (the consumer lost its group for longer than session_timeout and
+// the survivors fenced it, or it ran past the transaction timeout) does not
+// stop Run: the consumer drops the session, nothing of the transaction being
+// visible, and rejoins with a new transactional id, logged at warn; the
+// fifth fence within a minute stops Run with the error. With instance_id a
+// fence stops Run with an error.
+//
 // Run may be called once; a second call returns ErrRunTwice.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.started.CompareAndSwap(false, true) {
@@ -172,45 +182,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	s := &session{
-		c:        c,
-		log:      c.opts.logger,
-		workers:  make(map[topicPartition]*worker),
-		stopping: make(map[topicPartition]*worker),
-		base:     context.WithoutCancel(ctx),
-		cancel:   cancel,
-	}
-	cl, hooks, err := s.newClient()
+	s := c.newSession(ctx, cancel)
+	counts, err := s.start(ctx)
 	if err != nil {
-		return err
-	}
-	s.cl = cl
-	if c.opts.provision {
-		err = s.provision(ctx)
-	}
-	var counts map[string]int32
-	if err == nil {
-		counts, err = s.checkTopics(ctx)
-	}
-	if err != nil {
-		cl.Close()
-		hooks.Release()
 		if ctx.Err() != nil {
 			return nil // cancelled while starting: nothing to stop
 		}
 		return err
 	}
-
-	s.partitions = partitions.New(cl, s.log, counts)
-	if targets := slices.Collect(maps.Keys(counts)); len(targets) > 0 {
-		if err := s.limits.Read(ctx, kadm.NewClient(cl), targets); err != nil {
-			// A forward larger than the default goes to the DLQ without its value (too-large).
-			s.log.Warn("kretry consumer could not read the max.message.bytes of its tier and DLQ topics; "+
-				"it forwards batches of at most 1,000,012 bytes to those it could not read",
-				"topics", strings.Join(targets, ","), "error", err)
-		}
-	}
-
 	s.setGroupSessionTimeouts(ctx)
 
 	var wg sync.WaitGroup
@@ -224,30 +203,134 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
-
-	if s.fence != nil {
-		wg.Go(func() { s.fence.Run(ctx, cl) })
-	}
-	s.hooks = s.startHooks()
 	for _, b := range c.breakers {
-		b.start(cl)
 		defer b.stop()
 	}
+	var fences rejoin.Budget
+	for {
+		err = s.run()
+		fenced := s.fenced
+		if fenced == nil || ctx.Err() != nil {
+			break
+		}
+		// Exactly once without instance_id: the transactional id was
+		// this session's alone, so the fence means the survivors or the
+		// brokers ended its transaction (it lost the group for longer
+		// than session_timeout, or ran past the transaction timeout).
+		// Nothing of it is visible: a new session with a new id rejoins
+		// and handles its records again.
+		if !fences.Allow(time.Now()) {
+			err = fmt.Errorf("consumer: fenced %d times within %v, stopping: %w", rejoin.Limit, rejoin.Window, s.fencedError(fenced))
+			s.log.Error("kretry consumer stopping", "error", err)
+			break
+		}
+		s.log.Warn("kretry consumer's transaction was fenced; it drops its session (nothing of its open transaction is visible, "+
+			"its records are handled again) and rejoins the group with a new transactional id",
+			"group", c.cfg.Group, "transactional_id", s.txnID, "error", fenced)
+		s = c.newSession(ctx, cancel)
+		if err = s.restart(ctx, counts); err != nil {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+	return errors.Join(err, relayErr)
+}
+
+// newSession returns a session of Run, not started; stop stops Run.
+func (c *Consumer) newSession(ctx context.Context, stop context.CancelFunc) *session {
+	s := &session{
+		c:        c,
+		log:      c.opts.logger,
+		workers:  make(map[topicPartition]*worker),
+		stopping: make(map[topicPartition]*worker),
+		base:     context.WithoutCancel(ctx),
+		stop:     stop,
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	return s
+}
+
+// start builds the first session's client, provisions and checks the
+// topics, and returns the partition counts of the tier and DLQ topics.
+func (s *session) start(ctx context.Context) (map[string]int32, error) {
+	cl, hooks, err := s.newClient()
+	if err != nil {
+		return nil, err
+	}
+	s.cl, s.clientMetrics = cl, hooks
+	if s.c.opts.provision {
+		err = s.provision(ctx)
+	}
+	var counts map[string]int32
+	if err == nil {
+		counts, err = s.checkTopics(ctx)
+	}
+	if err != nil {
+		cl.Close()
+		hooks.Release()
+		return nil, err
+	}
+	s.partitions = partitions.New(cl, s.log, counts)
+	s.readLimits(ctx, counts)
+	return counts, nil
+}
+
+// restart builds the client of a session after a fenced one, with the
+// topics Run checked when it started.
+func (s *session) restart(ctx context.Context, counts map[string]int32) error {
+	cl, hooks, err := s.newClient()
+	if err != nil {
+		return err
+	}
+	s.cl, s.clientMetrics = cl, hooks
+	s.partitions = partitions.New(cl, s.log, counts)
+	s.readLimits(ctx, counts)
+	return nil
+}
+
+// readLimits reads the max.message.bytes of the tier and DLQ topics.
+func (s *session) readLimits(ctx context.Context, counts map[string]int32) {
+	targets := slices.Collect(maps.Keys(counts))
+	if len(targets) == 0 {
+		return
+	}
+	if err := s.limits.Read(ctx, kadm.NewClient(s.cl), targets); err != nil && ctx.Err() == nil {
+		// A forward larger than the default goes to the DLQ without its value (too-large).
+		s.log.Warn("kretry consumer could not read the max.message.bytes of its tier and DLQ topics; "+
+			"it forwards batches of at most 1,000,012 bytes to those it could not read",
+			"topics", strings.Join(targets, ","), "error", err)
+	}
+}
+
+// run runs a started session until Run's ctx is done, a worker stops Run
+// (fail), or its transaction is fenced (fenced), then shuts it down: no
+// goroutine it started outlives it.
+func (s *session) run() error {
+	var wg sync.WaitGroup
+	if s.fence != nil {
+		wg.Go(func() { s.fence.Run(s.ctx, s.cl) })
+	}
+	s.hooks = s.startHooks()
+	for _, b := range s.c.breakers {
+		b.start(s.cl)
+	}
+	var err error
 	if s.txn == nil {
-		wg.Go(func() { s.flushOnTime(ctx) })
-		s.poll(ctx)
+		wg.Go(func() { s.flushOnTime(s.ctx) })
+		s.poll(s.ctx)
 		err = s.shutdown()
 	} else {
-		s.pollTxn(ctx)
+		s.pollTxn(s.ctx)
 		err = s.shutdownTxn()
 	}
 	s.hooks.Close()
-	hooks.Release()
-	cancel()
+	s.clientMetrics.Release()
+	s.cancel()
 	wg.Wait()
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
-	return errors.Join(s.failErr, relayErr, err)
+	return errors.Join(s.failErr, err)
 }
 
 // setGroupSessionTimeouts makes session_timeout the brokers' session timeout
@@ -300,10 +383,17 @@ type session struct {
 	rewinds map[*worker]kgo.EpochOffset
 	txnState
 
-	cancel   context.CancelFunc // stops Run
-	failMu   sync.Mutex
-	failErr  error // why a worker stopped Run, if one did
-	finalErr error // why the final commit at shutdown failed, if it did
+	ctx    context.Context    // the session's: done when Run's is, or when it is fenced
+	cancel context.CancelFunc // ends the session
+	stop   context.CancelFunc // stops Run
+	// fenced is the error that fenced the session's transaction when Run
+	// may start a new session (see failTxn); set before cancel.
+	fenced        error
+	txnID         string                   // exactly_once: the session's transactional id
+	clientMetrics *telemetry.ClientMetrics // of cl
+	failMu        sync.Mutex
+	failErr       error // why a worker stopped Run, if one did
+	finalErr      error // why the final commit at shutdown failed, if it did
 }
 
 // fail stops Run, which returns err: for what kretry cannot get past without
@@ -315,7 +405,7 @@ func (s *session) fail(err error) {
 		s.log.Error("kretry consumer stopping", "error", err)
 	}
 	s.failMu.Unlock()
-	s.cancel()
+	s.stop()
 }
 
 // poll fetches records and hands each partition's records to its worker until

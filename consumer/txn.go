@@ -112,7 +112,11 @@ txns:
 	for ctx.Err() == nil {
 		if err := s.txn.Begin(); err != nil {
 			s.cl.AllowRebalance()
-			s.fail(fmt.Errorf("consumer: beginning a transaction: %w", err))
+			if fatalTxnErr(err) {
+				s.failTxn("beginning a transaction", err)
+			} else {
+				s.fail(fmt.Errorf("consumer: beginning a transaction: %w", err))
+			}
 			return
 		}
 		s.open, s.begun = true, time.Now()
@@ -153,7 +157,7 @@ func (s *session) restartTxn(ctx context.Context) {
 	s.open = false
 	switch {
 	case fatalTxnErr(err):
-		s.failTxn(err)
+		s.failTxn("aborting a transaction", err)
 	case err != nil:
 		s.log.Error("kretry consumer transaction failed", "group", s.c.cfg.Group, "error", err)
 		s.abortFailedTxn(ctx)
@@ -210,7 +214,7 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	s.broken.Store(false)
 	switch {
 	case fatalTxnErr(err):
-		s.failTxn(err)
+		s.failTxn("ending a transaction", err)
 	case err != nil:
 		s.log.Error("kretry consumer transaction failed; its records will be handled again", "group", s.c.cfg.Group, "error", err)
 		s.abortFailedTxn(ctx)
@@ -257,11 +261,38 @@ func fatalTxnErr(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
-func (s *session) failTxn(err error) {
-	s.fail(fmt.Errorf("consumer: ending a transaction: %w: another consumer with the transactional id of this one took over "+
-		"(give each instance its own instance_id), the id is not authorized, or the transaction was open longer than "+
+// fencedTxnErr reports whether err means the brokers fenced the consumer's
+// producer: another producer took its transactional id, or the brokers
+// aborted its transaction (the survivors' fence after it lost the group,
+// the transaction timeout).
+func fencedTxnErr(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch)
+}
+
+// failTxn ends the session on an error of fatalTxnErr while doing what.
+// Without instance_id a fence ends only the session: its transactional id
+// was its own (random), so nobody else holds it, and Run starts a new
+// session with a new id (fenced). With instance_id another instance with
+// the same id may really run, and taking the id back would make the two
+// fence each other: Run stops with the error, as on every other such error.
+func (s *session) failTxn(what string, err error) {
+	err = fmt.Errorf("%s: %w", what, err)
+	if s.c.cfg.InstanceID == "" && fencedTxnErr(err) {
+		s.fenced = err
+		s.cancel()
+		return
+	}
+	s.fail(s.fencedError(err))
+}
+
+// fencedError says why the consumer may not go on with its transactional
+// id, naming every cause the brokers' error can stand for.
+func (s *session) fencedError(err error) error {
+	return fmt.Errorf("consumer: transactional id %s: %w: another consumer with the transactional id of this one took over "+
+		"(give each instance its own instance_id), the id is not authorized, the consumer lost its group for longer than "+
+		"session_timeout with a transaction open and the survivors fenced it, or the transaction was open longer than "+
 		"the transaction timeout (%v: three times session_timeout, at least commit_interval + %v) and the brokers aborted it "+
-		"(make handlers faster, or raise session_timeout)", err, s.c.cfg.TransactionTimeout(), config.MinTransactionMargin))
+		"(make handlers faster, or raise session_timeout)", s.txnID, err, s.c.cfg.TransactionTimeout(), config.MinTransactionMargin)
 }
 
 // abortFailedTxn aborts a transaction whose End failed (its flush ran out of
@@ -288,7 +319,7 @@ func (s *session) abortFailedTxn(ctx context.Context) {
 			}
 			return
 		case fatalTxnErr(err):
-			s.failTxn(err)
+			s.failTxn("aborting a failed transaction", err)
 			return
 		}
 		s.log.Error("kretry consumer could not abort the failed transaction; retrying", "group", s.c.cfg.Group, "in", backoff, "error", err)
@@ -308,7 +339,11 @@ func (s *session) shutdownTxn() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	qctx, cancel := context.WithTimeout(s.base, s.c.opts.grace)
+	grace := s.c.opts.grace
+	if s.fenced != nil {
+		grace = 0 // nothing of the transaction can commit
+	}
+	qctx, cancel := context.WithTimeout(s.base, grace)
 	done := s.quiesce(qctx)
 	cancel()
 	s.stopWorkers(nil, 0)
