@@ -21,6 +21,7 @@ import (
 	"github.com/kretry/kretry/internal/healthtrack"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
+	"github.com/kretry/kretry/internal/rejoin"
 	"github.com/kretry/kretry/internal/telemetry"
 	"github.com/kretry/kretry/internal/txnend"
 	"github.com/kretry/kretry/ladder"
@@ -69,6 +70,11 @@ type Relay struct {
 	metrics *metrics.Metrics
 	health  *healthtrack.Tracker
 	started atomic.Bool // by Run: a Relay runs once
+
+	// idMu guards cfg.instanceID, which a new session after a fence
+	// replaces when it is random (randomID: no WithInstanceID).
+	idMu     sync.Mutex
+	randomID bool
 }
 
 // tierOf is what the relay knows about one tier topic.
@@ -127,9 +133,8 @@ func New(ladders []*ladder.Ladder, opts ...Opt) (*Relay, error) {
 		r.cfg.group = ladders[0].Group() + "-relay"
 	}
 	if r.cfg.instanceID == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		r.cfg.instanceID = hex.EncodeToString(b[:])
+		r.randomID = true
+		r.newInstance()
 	}
 	r.health = healthtrack.New("relay", r.cfg.group)
 	m, err := metrics.New(cfg.reg)
@@ -145,6 +150,16 @@ func New(ladders []*ladder.Ladder, opts ...Opt) (*Relay, error) {
 		r.tiers[topic] = t
 	}
 	return r, nil
+}
+
+// newInstance gives the relay a new random instance part of its
+// transactional id.
+func (r *Relay) newInstance() {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r.idMu.Lock()
+	r.cfg.instanceID = hex.EncodeToString(b[:])
+	r.idMu.Unlock()
 }
 
 // Group returns the relay's consumer group.
@@ -166,7 +181,14 @@ const shutdownSlack = 5 * time.Second
 // answer: past that the clients' requests are cut. No goroutine of it
 // outlives the call, but for the call of a dead-letter hook that ignores
 // its ctx (WithDeadLetterHook). It returns an error without joining when a topic is
-// missing. Run may be called once; a second call returns ErrRunTwice.
+// missing. In the exactly-once mode without WithInstanceID, a transaction
+// fenced by the brokers (the relay lost its group for longer than its
+// session timeout and the survivors fenced it, or it ran past the
+// transaction timeout) does not stop Run: the relay drops the session,
+// nothing of the transaction being visible, and rejoins with a new
+// transactional id, logged at warn; the fifth fence within a minute stops
+// Run with the error. With an instance id a fence stops Run with an error.
+// Run may be called once; a second call returns ErrRunTwice.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return ErrRunTwice
@@ -201,13 +223,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer cutter.Wait()
 	defer close(ran)
 
-	// franz-go's client metrics, as kretry_client_*{component="relay-producer"|"relay-consumer",group=...}.
+	// franz-go's client metrics, as kretry_client_*{component="relay-producer",group=...}.
 	prodHooks, prodMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
 		prometheus.Labels{"component": "relay-producer", "group": r.cfg.group})
 	defer prodMetrics.Release()
-	consHooks, consMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
-		prometheus.Labels{"component": "relay-consumer", "group": r.cfg.group})
-	defer consMetrics.Release()
 
 	limits := &batchlimit.Limits{}
 	prod, err := kgo.NewClient(r.clientOpts(false, prodHooks, kgo.WithContext(hard), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
@@ -226,6 +245,40 @@ func (r *Relay) Run(ctx context.Context) error {
 		r.cfg.logger.Warn("kretry relay could not read the max.message.bytes of its target topics; it produces batches of at most 1,000,012 bytes to those it could not read",
 			"topics", strings.Join(r.targets(), ","), "error", err)
 	}
+
+	var fences rejoin.Budget
+	for {
+		err := r.runSession(ctx, hard, prod, parts, limits)
+		if err == nil || ctx.Err() != nil || !r.mayRejoin(err) {
+			return err
+		}
+		// Exactly once without instance_id: the transactional id was
+		// this session's alone, so the fence means the survivors or the
+		// brokers ended its transaction (the relay lost its group for
+		// longer than session_timeout, or ran past the transaction
+		// timeout). Nothing of it is visible: a new session with a new
+		// id rejoins and re-feeds its records again.
+		if !fences.Allow(time.Now()) {
+			err = fmt.Errorf("relay: fenced %d times within %v, stopping: %w", rejoin.Limit, rejoin.Window, err)
+			r.cfg.logger.Error("kretry relay stopping", "error", err)
+			return err
+		}
+		old := r.TransactionalID()
+		r.newInstance()
+		r.cfg.logger.Warn("kretry relay's transaction was fenced; it drops its session (nothing of its open transaction is visible, "+
+			"its records are re-fed again) and rejoins the group with a new transactional id",
+			"group", r.cfg.group, "transactional_id", old, "new_transactional_id", r.TransactionalID(), "error", err)
+	}
+}
+
+// runSession runs one session of Run: the group's client, from joining to
+// leaving. It returns the fenced error of an exactly-once session whose
+// transaction was fenced, after closing its client.
+func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts map[string]int32, limits *batchlimit.Limits) error {
+	// franz-go's client metrics, as kretry_client_*{component="relay-consumer",group=...}.
+	consHooks, consMetrics := telemetry.NewClientMetrics(r.cfg.reg, r.cfg.logger,
+		prometheus.Labels{"component": "relay-consumer", "group": r.cfg.group})
+	defer consMetrics.Release()
 
 	s := &session{r: r, prod: prod, parts: partitions.New(prod, r.cfg.logger, parts), log: r.cfg.logger,
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
@@ -253,6 +306,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		s.lastEnd = time.Now()
 	} else {
+		var err error
 		cons, err = kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard),
 			kgo.OnPartitionsAssigned(r.health.Assigned), kgo.WithHooks(r.health), // joined, and the error that lost the group
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
@@ -285,7 +339,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			if s.broken && time.Since(s.lastEnd) < r.cfg.retryBackoff {
 				wake = s.lastEnd.Add(r.cfg.retryBackoff)
 			} else if err := s.endTxnWithin(false); err != nil {
-				return err
+				return s.closeFenced(err)
 			}
 			if s.broken {
 				wake = s.lastEnd.Add(r.cfg.retryBackoff)
@@ -302,7 +356,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		s.handle(ctx, fetches)
 		if s.txn != nil && s.dirty.Load() && time.Since(s.lastEnd) >= r.cfg.commitInterval {
 			if err := s.endTxnWithin(true); err != nil {
-				return err
+				return s.closeFenced(err)
 			}
 		}
 		wake = s.nextWake()
@@ -341,6 +395,15 @@ func (r *Relay) Run(ctx context.Context) error {
 	cons.Close()
 	s.log.Info("kretry relay stopped", "group", r.cfg.group)
 	return nil
+}
+
+// closeFenced ends a session whose transaction was fenced (err): no timer
+// touches the client after it, and the client leaves the group.
+func (s *session) closeFenced(err error) error {
+	s.stop()
+	s.txn.AllowRebalance()
+	s.txn.Close()
+	return err
 }
 
 type topicPartition struct {

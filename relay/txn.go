@@ -17,12 +17,23 @@ import (
 
 // TransactionalID returns the transactional id the relay uses in the
 // exactly-once mode, kretry/<relay group>/relay/<instance>, and "" when
-// exactly-once is off (the relay then uses none).
+// exactly-once is off (the relay then uses none). Without WithInstanceID
+// the instance is random, and a new one after each fence (see Run).
 func (r *Relay) TransactionalID() string {
 	if !r.cfg.exactlyOnce {
 		return ""
 	}
+	r.idMu.Lock()
+	defer r.idMu.Unlock()
 	return "kretry/" + r.cfg.group + "/relay/" + r.cfg.instanceID
+}
+
+// mayRejoin reports whether Run may start a new session after err: a
+// fenced transaction of a relay without WithInstanceID, whose id nobody else
+// holds. With an instance id another instance with the same id may really
+// run, and taking the id back would make the two fence each other.
+func (r *Relay) mayRejoin(err error) bool {
+	return r.randomID && (errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch))
 }
 
 // transactionTimeout is the relay's default transaction timeout (the
