@@ -492,7 +492,7 @@ func (s *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[strin
 	s.rebalances.Add(1)
 	s.c.health.Revoked(revoked)
 	s.stopWorkers(revoked, s.c.opts.grace)
-	if s.txn != nil {
+	if s.c.cfg.ExactlyOnce { // not s.txn, which newClient sets after the client may call back
 		return // exactly once: offsets commit in the transactions
 	}
 	ctx, cancel := context.WithTimeout(ctx, commitTimeout)

@@ -105,7 +105,7 @@ func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
 		clock0:    time.Now(),
 	}
 	w.hctx = context.WithValue(ctx, emitterKey{}, &w.emit)
-	w.txn = s.txn != nil
+	w.txn = s.c.cfg.ExactlyOnce // not s.txn: a callback may run before newClient sets it
 	return w
 }
 
