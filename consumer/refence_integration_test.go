@@ -4,6 +4,7 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/consumer"
@@ -27,6 +29,18 @@ import (
 // id instead of stopping. After B stops, A handles the rest. Every record is
 // handled ok, and a read_committed reader sees each output once.
 func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
+	testFencedConsumer(t, false)
+}
+
+// TestExactlyOnceFencedStaticConsumerStopsRealBroker: the same with
+// instance_id set: another instance with A's id may really run, so A's Run
+// stops with the fenced error instead of taking the id back; B handles
+// everything, each output visible once.
+func TestExactlyOnceFencedStaticConsumerStopsRealBroker(t *testing.T) {
+	testFencedConsumer(t, true)
+}
+
+func testFencedConsumer(t *testing.T, static bool) {
 	verifyNoLeaks(t)
 	b := newRealBroker(t, 2)
 	b.cfg.ExactlyOnce = true
@@ -39,7 +53,8 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 	t.Cleanup(func() { b.adm.DeleteTopics(context.Background(), out) })
 
 	var mu sync.Mutex
-	ok := map[string]bool{} // keys handled ok, by anyone
+	ok := map[string]bool{}  // keys handled ok, by anyone
+	okB := map[string]bool{} // by B
 	var byA atomic.Int64
 	gate := make(chan struct{}) // A's handler waits here on keys "block-*"
 	blocked := make(chan struct{}, 2)
@@ -65,6 +80,9 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 			}
 			mu.Lock()
 			ok[k] = true
+			if !isA {
+				okB[k] = true
+			}
 			mu.Unlock()
 			return nil
 		})
@@ -78,8 +96,12 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 		}
 		return &freezableConn{Conn: c, frozen: &frozen}, nil
 	}
+	cfgA, cfgB := *b.cfg, *b.cfg
+	if static {
+		cfgA.InstanceID, cfgB.InstanceID = "a", "b"
+	}
 	var logA logBuffer
-	a, err := consumer.New(b.cfg, handler(true), consumer.WithRelay(false), consumer.WithLogger(logA.logger()),
+	a, err := consumer.New(&cfgA, handler(true), consumer.WithRelay(false), consumer.WithLogger(logA.logger()),
 		consumer.WithClientOpts(kgo.Dialer(dial)))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +121,7 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 	})
 
 	regB := prometheus.NewRegistry()
-	bc, err := consumer.New(b.cfg, handler(false), consumer.WithRelay(false), consumer.WithRegisterer(regB))
+	bc, err := consumer.New(&cfgB, handler(false), consumer.WithRelay(false), consumer.WithRegisterer(regB))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +174,36 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 	close(gate) // A's handler returns; its transaction cannot commit
 	frozen.Store(false)
 
+	if static {
+		select {
+		case <-doneA:
+		case <-time.After(2 * time.Minute):
+			t.Fatal("A, with instance_id, still runs 2 minutes after its transaction was fenced")
+		}
+		if !errors.Is(errA, kerr.ProducerFenced) && !errors.Is(errA, kerr.InvalidProducerEpoch) {
+			t.Errorf("A's Run returned %v, want the fence (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH)", errA)
+		}
+		if strings.Contains(logA.String(), "rejoins the group") {
+			t.Errorf("A, with instance_id, rejoined after the fence")
+		}
+		// A's handlings of its transaction are aborted: B handles them again.
+		waitReal(t, 120*time.Second, "B to handle every record", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, k := range keys {
+				if !okB[k] {
+					return false
+				}
+			}
+			return true
+		})
+		if err := func() error { stoppedB = true; stopB(); return <-errB }(); err != nil {
+			t.Errorf("B: %v", err)
+		}
+		checkOutputsOnce(t, b, out, keys)
+		t.Logf("A: %v", errA)
+		return
+	}
 	waitReal(t, 120*time.Second, "A to rejoin after the fence", func() bool {
 		select {
 		case <-doneA:
@@ -198,6 +250,14 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 		t.Fatal("A's Run did not return within 2 minutes of its stop")
 	}
 
+	checkOutputsOnce(t, b, out, keys)
+	t.Logf("fences by B: %v; A's log:\n%s", fenced(), grepLines(logA.String(), "fenced"))
+}
+
+// checkOutputsOnce checks that a read_committed reader of out sees the
+// output of each key once, and no other.
+func checkOutputsOnce(t *testing.T, b *realBroker, out string, keys []string) {
+	t.Helper()
 	seen := map[string]int{}
 	for _, k := range b.readCommittedKeys(out, len(keys)) {
 		seen[k]++
@@ -210,7 +270,6 @@ func TestExactlyOnceFencedConsumerRejoinsRealBroker(t *testing.T) {
 	if len(seen) != len(keys) {
 		t.Errorf("a read_committed reader sees %d distinct outputs, want %d", len(seen), len(keys))
 	}
-	t.Logf("fences by B: %v; A's log:\n%s", fenced(), grepLines(logA.String(), "fenced"))
 }
 
 // grepLines returns the lines of s that contain sub.

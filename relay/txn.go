@@ -166,7 +166,8 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 // past the transaction timeout.
 func (r *Relay) fencedError(err error) error {
 	return fmt.Errorf("relay: transactional id %s: %w: another relay instance runs with the same instance id "+
-		"(give each its own), the id is not authorized, or a transaction was open longer than the transaction "+
+		"(give each its own), the id is not authorized, the relay lost its group for longer than its session timeout "+
+		"with a transaction open and the survivors fenced it, or a transaction was open longer than the transaction "+
 		"timeout and the brokers aborted it (a broker or network stall longer than the delivery timeout)",
 		r.TransactionalID(), err)
 }
