@@ -163,6 +163,34 @@ func UserHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {
 // kretry-replays when they are empty or 0; with md.Group empty (a record
 // replayed from the DLQ) it writes only kretry-replays, when above 0.
 func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
+	var e Encoder
+	return e.Encode(hs, md)
+}
+
+// An Encoder writes headers as Encode does into storage it keeps for its
+// next call: the headers one call returns, and their values, are valid
+// until the next call or Reset. It is for a producer that reuses its
+// records once their produce promise has run. The zero Encoder is ready to
+// use; an Encoder is not safe for concurrent use.
+type Encoder struct {
+	out []kgo.RecordHeader
+	buf []byte
+
+	// The date of the last time written, which the next one usually shares.
+	day  int64
+	date [11]byte // "2006-01-02T"
+}
+
+// Reset drops the Encoder's references to the headers and values of its last
+// call (user headers point into the records they came from), keeping its
+// storage.
+func (e *Encoder) Reset() {
+	clear(e.out[:cap(e.out)])
+	e.out = e.out[:0]
+}
+
+// Encode is Encode into e's storage.
+func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	users := 0
 	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
@@ -201,7 +229,16 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	if md.Group != "" && md.Attempts > 0 && ValidTraceParent(md.TraceParent) {
 		n++
 	}
-	e := encoder{out: make([]kgo.RecordHeader, 0, users+n), buf: make([]byte, 0, size)}
+	if e.out == nil || cap(e.out) < users+n {
+		e.out = make([]kgo.RecordHeader, 0, users+n)
+	} else {
+		e.out = e.out[:0]
+	}
+	if cap(e.buf) < size {
+		e.buf = make([]byte, 0, size)
+	} else {
+		e.buf = e.buf[:0]
+	}
 	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			e.out = append(e.out, h)
@@ -251,33 +288,49 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 	return e.out
 }
 
-// encoder appends the headers Encode writes to out, their values to buf.
-type encoder struct {
-	out []kgo.RecordHeader
-	buf []byte
-}
-
 // add appends header k with the value buf holds from from on.
-func (e *encoder) add(k string, from int) {
+func (e *Encoder) add(k string, from int) {
 	e.out = append(e.out, kgo.RecordHeader{Key: k, Value: e.buf[from:len(e.buf):len(e.buf)]})
 }
 
-func (e *encoder) text(k, v string) {
+func (e *Encoder) text(k, v string) {
 	n := len(e.buf)
 	e.buf = append(e.buf, v...)
 	e.add(k, n)
 }
 
-func (e *encoder) int(k string, v int64) {
+func (e *Encoder) int(k string, v int64) {
 	n := len(e.buf)
 	e.buf = strconv.AppendInt(e.buf, v, 10)
 	e.add(k, n)
 }
 
-func (e *encoder) time(k string, t time.Time) {
+func (e *Encoder) time(k string, t time.Time) {
 	n := len(e.buf)
-	e.buf = appendTime(e.buf, t)
+	e.buf = e.appendTime(e.buf, t)
 	e.add(k, n)
+}
+
+// appendTime is appendTime reusing the date of the last time e wrote when t
+// is of the same day (UTC), as the times of one record usually are.
+func (e *Encoder) appendTime(b []byte, t time.Time) []byte {
+	sec := t.Unix()
+	const minSec, maxSec = -62167219200, 253402300800 // 0000-01-01, 10000-01-01
+	if sec < minSec || sec >= maxSec {
+		return appendTime(b, t)
+	}
+	day := (sec - minSec) / 86400 // days since 0000-01-01: ≥ 0, so / floors
+	if e.day != day+1 {           // 0: none yet
+		e.day = day + 1
+		var full [len(TimeLayout)]byte
+		copy(e.date[:], appendTime(full[:0], t))
+	}
+	s := int((sec - minSec) % 86400)
+	h, mi, ss := s/3600, s/60%60, s%60
+	ms := t.Nanosecond() / int(time.Millisecond)
+	b = append(b, e.date[:]...)
+	return append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+mi/10), byte('0'+mi%10), ':',
+		byte('0'+ss/10), byte('0'+ss%10), '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // ValidTraceParent reports whether v is a W3C traceparent as kretry writes

@@ -40,6 +40,34 @@ func TestFastTimeMatchesTimePackage(t *testing.T) {
 	}
 }
 
+// An Encoder writes every time as time.Format does, whether it reuses the
+// date of the time before (the same day) or not, and out of the years
+// 0000-9999 too.
+func TestEncoderTimeMatchesTimePackage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var e Encoder
+	at := time.Date(2026, 11, 25, 23, 59, 59, 999_000_000, time.UTC)
+	for i := range 200_000 {
+		switch i % 4 {
+		case 0: // anywhere, often another day
+			at = time.Unix(r.Int64N(253402300800+62167219200)-62167219200, r.Int64N(1e9))
+		case 1: // a few ms to a day later: often the same day, sometimes across midnight
+			at = at.Add(time.Duration(r.Int64N(int64(24 * time.Hour))))
+		case 2: // just across midnight
+			at = at.Truncate(24 * time.Hour).Add(24*time.Hour - time.Duration(r.Int64N(2e6)))
+		case 3: // out of the 4-digit years
+			if r.IntN(20) == 0 {
+				at = time.Unix(-62167219200-r.Int64N(1e12), 0)
+			}
+		}
+		tm := at.In(time.FixedZone("x", 3600*(r.IntN(27)-12)))
+		want := tm.UTC().Format(TimeLayout)
+		if got := string(e.appendTime(nil, tm)); got != want {
+			t.Fatalf("Encoder.appendTime(%v) = %q, want %q", tm, got, want)
+		}
+	}
+}
+
 func BenchmarkEncodeDecode(b *testing.B) {
 	now := time.Now()
 	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
@@ -99,5 +127,20 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = Encode(user, md)
+	}
+}
+
+// BenchmarkEncoder is BenchmarkEncode with an Encoder reused, as the
+// consumer's forwards use it.
+func BenchmarkEncoder(b *testing.B) {
+	now := time.Now()
+	md := Metadata{Group: "orders-service", Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	user := []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}}
+	var e Encoder
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = e.Encode(user, md)
 	}
 }

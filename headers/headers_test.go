@@ -448,6 +448,12 @@ func FuzzDecode(f *testing.F) {
 		if !reflect.DeepEqual(headers.UserHeaders(enc), headers.UserHeaders(hs)) {
 			t.Fatalf("Encode changed the user headers: %s → %s", show(hs), show(enc))
 		}
+		// An Encoder that wrote other headers before writes the same.
+		var e headers.Encoder
+		e.Encode(hdr("user", "v"), sampleMetadata())
+		if got := e.Encode(hs, md); !reflect.DeepEqual(got, enc) {
+			t.Fatalf("Encoder.Encode after another record:\n%s\nEncode:\n%s", show(got), show(enc))
+		}
 	})
 }
 
@@ -516,4 +522,38 @@ func ExampleDecode() {
 	// Output:
 	// 2 true <nil>
 	// kretry header kretry-attempts: invalid value "two": want a base-10 integer ≥ 1
+}
+
+// An Encoder writes what Encode writes, record after record, whatever it
+// wrote before (more headers, fewer, longer values, other days), and Reset
+// keeps that true.
+func TestEncoderMatchesEncode(t *testing.T) {
+	full := sampleMetadata()
+	full.Error, full.Replays, full.InPlaceRetries = strings.Repeat("é", 700), 3, 2
+	full.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	dead := sampleMetadata().DeadLettered(headers.ReasonPermanent, "retry-1m", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+	dead.Route = "invalid"
+	mds := []headers.Metadata{
+		full,
+		sampleMetadata(),
+		{Replays: 2},
+		{Group: "g", Replays: 1, OriginalTopic: "orders", OriginalTimestamp: time.Unix(0, 0)},
+		dead,
+		{},
+		sampleMetadata().InTier("retry-5s", time.Date(2026, 11, 26, 0, 0, 0, 1e6, time.UTC)),
+	}
+	users := [][]kgo.RecordHeader{nil, hdr("a", "1", "b", "2", "kretry-group", "old"), hdr("trace", strings.Repeat("x", 100))}
+	var e headers.Encoder
+	for round := range 3 {
+		for i, md := range mds {
+			hs := users[(i+round)%len(users)]
+			want := headers.Encode(hs, md)
+			if got := e.Encode(hs, md); !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d, metadata %d: Encoder.Encode:\n%s\nEncode:\n%s", round, i, show(got), show(want))
+			}
+			if i%2 == 1 {
+				e.Reset()
+			}
+		}
+	}
 }
