@@ -75,9 +75,13 @@ func (w *worker) withInfo(rec *kgo.Record, md *headers.Metadata, lastErr string,
 			info.FirstFailureAt = w.inPlaceFirst
 		}
 	}
-	parent := rec.Context
-	if parent == nil {
-		parent = context.Background()
+	if rec.Context == nil {
+		// Made once per worker: info is the worker's either way.
+		if w.infoCtx == nil {
+			w.infoCtx = context.WithValue(context.Background(), infoKey{}, info)
+		}
+		rec.Context = w.infoCtx
+		return
 	}
-	rec.Context = context.WithValue(parent, infoKey{}, info)
+	rec.Context = context.WithValue(rec.Context, infoKey{}, info)
 }

@@ -53,6 +53,7 @@ type Consumer struct {
 	// commitInterval is how often marks are committed (commit_interval).
 	commitInterval time.Duration
 	started        atomic.Bool
+	forwards       sync.Pool // of *pendingForward, recycled once acknowledged
 }
 
 // New checks cfg, h and opts and returns a Consumer that has started nothing:

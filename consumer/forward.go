@@ -24,12 +24,52 @@ type pendingRecord struct {
 }
 
 // pendingForward is a record's forward to a retry tier or the DLQ, produced
-// and not yet settled.
+// and not yet settled. One acknowledged without error is recycled (Consumer.forwards):
+// kgo does not touch a record once its promise has run.
 type pendingForward struct {
 	out  kgo.Record
 	md   headers.Metadata // out's, for the metrics and log line once acked
 	done atomic.Bool      // set by out's promise, after err
 	err  error
+
+	acks    chan struct{}            // the worker's: signalled by promise
+	promise func(*kgo.Record, error) // f.ack, made once
+	enc     headers.Encoder          // out.Headers' storage, when forward wrote them
+}
+
+// newForward returns a pendingForward for w, recycled when one is free.
+func (w *worker) newForward() *pendingForward {
+	f, _ := w.s.c.forwards.Get().(*pendingForward)
+	if f == nil {
+		f = &pendingForward{}
+		f.promise = f.ack
+	}
+	f.acks = w.acks
+	return f
+}
+
+// recycle gives f back once its forward is settled, acknowledged without
+// error (a failed one may still be produced again), dropping its references
+// to the record it forwarded.
+func (w *worker) recycle(f *pendingForward) {
+	if f.err != nil || !f.done.Load() {
+		return
+	}
+	f.out, f.md, f.acks = kgo.Record{}, headers.Metadata{}, nil
+	f.enc.Reset()
+	f.done.Store(false)
+	w.s.c.forwards.Put(f)
+}
+
+// ack is f's produce promise.
+func (f *pendingForward) ack(_ *kgo.Record, err error) {
+	f.err = err
+	acks := f.acks // read before done: once done is set, f may be recycled
+	f.done.Store(true)
+	select {
+	case acks <- struct{}{}:
+	default: // a signal is already waiting
+	}
 }
 
 // forward starts producing rec's key, value and user headers with md to
@@ -39,30 +79,22 @@ func (w *worker) forward(rec *kgo.Record, topic string, md headers.Metadata) boo
 	if w.attempt != nil {
 		w.traceForward(&md)
 	}
-	f := &pendingForward{
-		out: kgo.Record{
-			Topic:     topic,
-			Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
-			Key:       rec.Key,
-			Value:     rec.Value,
-			Headers:   headers.Encode(rec.Headers, md),
-			Timestamp: md.LastFailureAt,
-		},
-		md: md,
+	f := w.newForward()
+	f.out = kgo.Record{
+		Topic:     topic,
+		Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
+		Key:       rec.Key,
+		Value:     rec.Value,
+		Headers:   f.enc.Encode(rec.Headers, md),
+		Timestamp: md.LastFailureAt,
 	}
+	f.md = md
 	return w.send(rec, f)
 }
 
 // send produces f, rec's forward, and holds rec until f is acknowledged.
 func (w *worker) send(rec *kgo.Record, f *pendingForward) bool {
-	w.s.cl.Produce(w.ctx, &f.out, func(_ *kgo.Record, err error) {
-		f.err = err
-		f.done.Store(true)
-		select {
-		case w.acks <- struct{}{}:
-		default: // a signal is already waiting
-		}
-	})
+	w.s.cl.Produce(w.ctx, &f.out, f.promise)
 	return w.hold(pendingRecord{rec: rec, fwd: f})
 }
 
@@ -111,6 +143,7 @@ func (w *worker) settle(block bool) bool {
 			}
 			w.s.c.health.Wrote(w.tp.topic, w.tp.partition, nil)
 			w.forwarded(p)
+			w.recycle(f)
 		}
 		w.markLater(p.rec)
 		w.pending[0] = pendingRecord{}

@@ -154,7 +154,8 @@ func (w *worker) refuse(offset int64, r refusedWrite) {
 
 // forwardAgain produces f's record (a redirect to the DLQ) again for rec.
 func (w *worker) forwardAgain(rec *kgo.Record, f *pendingForward) bool {
-	g := &pendingForward{out: f.out, md: f.md}
+	g := w.newForward()
+	g.out, g.md = f.out, f.md
 	g.out.Timestamp = time.Now() // kgo counts the delivery timeout from it
 	return w.send(rec, g)
 }

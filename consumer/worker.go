@@ -81,9 +81,10 @@ type worker struct {
 	// In-place retries (retryInPlace): the topic's, nil for none; the
 	// classifier's decision on the last failure when it ended them.
 	inPlace        *config.RetryInPlace
-	inPlaceRetries int       // of the record in hand; reset per record
-	inPlaceFirst   time.Time // its first in-place failure
-	info           Metadata  // what RecordMetadata returns for the record in hand
+	inPlaceRetries int             // of the record in hand; reset per record
+	inPlaceFirst   time.Time       // its first in-place failure
+	info           Metadata        // what RecordMetadata returns for the record in hand
+	infoCtx        context.Context // carries &info, for a record without a Context
 	decided        bool
 	decision       Decision
 	attempt        *attemptTrace // the traced handler attempt (tracing.go); nil without a tracer

@@ -19,13 +19,20 @@ import (
 // benchWorker is a worker of partition 0 of topic "t" whose ladder has one
 // tier, retry-5s; its client produces to a kfake cluster (not a group
 // member: marks are no-ops).
-func benchWorker(b *testing.B, h Handler) *worker {
+func benchWorker(b testing.TB, h Handler) *worker {
 	b.Helper()
 	fake, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(8, "t", "t.retry-5s", "t.dlq"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(fake.Close)
+	return benchWorkerOn(b, fake, h)
+}
+
+// benchWorkerOn is benchWorker on fake, which has the topics t, t.retry-5s
+// and t.dlq.
+func benchWorkerOn(b testing.TB, fake *kfake.Cluster, h Handler) *worker {
+	b.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(fake.ListenAddrs()...))
 	if err != nil {
 		b.Fatal(err)
