@@ -25,3 +25,12 @@ func FencedError(t *testing.T, err error) error {
 	}
 	return r.fencedError(err)
 }
+
+// RecycledRefeeds reports whether r has a re-feed recycled for reuse.
+func RecycledRefeeds(r *Relay) bool {
+	f, _ := r.refeeds.Get().(*refeed)
+	if f != nil {
+		r.refeeds.Put(f)
+	}
+	return f != nil
+}

@@ -15,8 +15,9 @@ import (
 
 // refeed is one re-feed in flight, or with produced false a record that
 // needs none (another group's, or a copy of one re-fed: copyOf set) and is
-// done in its turn. One allocation per
-// re-feed: the produced record and its result live in it.
+// done in its turn. The produced record and its result live in it; one
+// re-fed without error is recycled (Relay.refeeds): kgo does not touch a
+// record once its promise has run.
 type refeed struct {
 	rec       *kgo.Record
 	due       time.Time
@@ -34,16 +35,36 @@ type refeed struct {
 	err   error
 	at    time.Time // when the broker acknowledged it
 	ackc  chan struct{}
+
+	promise func(*kgo.Record, error) // f.ack, made once for a recycled refeed
 }
 
 // ack is the re-feed's produce promise.
 func (f *refeed) ack(_ *kgo.Record, err error) {
 	f.err, f.at = err, time.Now()
+	ackc := f.ackc // read before acked: once acked, f may be recycled
 	f.acked.Store(true)
 	select {
-	case f.ackc <- struct{}{}:
+	case ackc <- struct{}{}:
 	default:
 	}
+}
+
+// newRefeed returns a re-feed of s, recycled when one is free.
+func (s *session) newRefeed() *refeed {
+	f, _ := s.r.refeeds.Get().(*refeed)
+	if f == nil {
+		f = &refeed{}
+		f.promise = f.ack
+	}
+	f.ackc = s.ackc
+	return f
+}
+
+// recycle gives f back, a re-feed settled and acknowledged without error.
+func (s *session) recycle(f *refeed) {
+	*f = refeed{promise: f.promise}
+	s.r.refeeds.Put(f)
 }
 
 // refeed starts producing rec to its main topic, at its original partition
@@ -53,7 +74,8 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 // are reused, otherwise Encode rewrites them.
 func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
 	main := t.ladder.Topic()
-	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, untrusted: r.untrusted, produced: true, ackc: s.ackc}
+	f := s.newRefeed()
+	f.rec, f.due, f.attempts, f.untrusted, f.produced = rec, time.Unix(0, r.due), r.attempts, r.untrusted, true
 	hs := rec.Headers
 	if !r.canonical {
 		md, _, _ := headers.Decode(rec.Headers) // read once already
@@ -82,7 +104,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 	s.dirty.Store(true)
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
-	s.prod.Produce(context.Background(), &f.out, f.ack)
+	s.prod.Produce(context.Background(), &f.out, f.promise)
 	return f
 }
 
@@ -145,14 +167,15 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			o.rewind, o.failure, o.waiting = f.rec, true, nil
 			return
 		}
+		o.done = append(o.done, f.rec)
 		if f.parked {
 			s.reparked(t, f)
 		} else if f.produced {
 			s.refed(t, f)
+			s.recycle(f)
 		} else if f.copyOf != (copyID{}) {
 			s.skippedCopy(t, f)
 		}
-		o.done = append(o.done, f.rec)
 	}
 	o.queue = nil
 }
