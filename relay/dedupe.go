@@ -24,9 +24,58 @@ const copiesKept = 4096
 // the partition's goroutine of a poll uses it; the session's map of them is
 // under s.mu.
 type refedIDs struct {
-	at   map[copyID]int64 // tier offset of the record re-fed with the identity
-	ring []copyID         // in the order remembered, up to copiesKept; next is the oldest once full
+	at   map[copyKey]int64 // tier offset of the record re-fed with the identity
+	ring []copyKey         // in the order remembered, up to copiesKept; next is the oldest once full
 	next int
+
+	// The original topics of the identities remembered, by index: a key of
+	// integers hashes and compares faster than one with a string. last is
+	// the topic looked up last, almost always the tier's main topic.
+	topics map[string]int32
+	last   string
+	lastAt int32
+}
+
+// copyKey is a copyID with its topic as an index into refedIDs.topics.
+type copyKey struct {
+	offset    int64
+	partition int32
+	topic     int32
+	attempts  int32 // at most headers.MaxAttempts, as replays
+	replays   int32
+}
+
+// maxTopics bounds the original topics remembered: past it (a tier whose
+// records name thousands of original topics, which only forged headers do)
+// the partition forgets what it re-fed and starts again. Forgetting costs
+// at most a copy re-fed, never a record skipped.
+const maxTopics = 1024
+
+// key returns id's key; false when id's topic is not known and add is
+// false.
+func (m *refedIDs) key(id copyID, add bool) (copyKey, bool) {
+	k := copyKey{offset: id.offset, partition: id.partition, attempts: int32(id.attempts), replays: int32(id.replays)}
+	if id.topic == m.last && m.topics != nil {
+		k.topic = m.lastAt
+		return k, true
+	}
+	i, ok := m.topics[id.topic]
+	if !ok {
+		if !add {
+			return k, false
+		}
+		if len(m.topics) >= maxTopics {
+			*m = refedIDs{}
+		}
+		if m.topics == nil {
+			m.topics = map[string]int32{}
+		}
+		i = int32(len(m.topics))
+		m.topics[id.topic] = i
+	}
+	m.last, m.lastAt = id.topic, i
+	k.topic = i
+	return k, true
 }
 
 // copyOf reports whether the record at offset carrying id is a copy of one
@@ -38,7 +87,11 @@ func (m *refedIDs) copyOf(id copyID, offset int64) bool {
 	if id.topic == "" {
 		return false
 	}
-	at, ok := m.at[id]
+	k, ok := m.key(id, false)
+	if !ok {
+		return false
+	}
+	at, ok := m.at[k]
 	return ok && at < offset
 }
 
@@ -50,23 +103,24 @@ func (m *refedIDs) remember(id copyID, offset int64) {
 	if id.topic == "" {
 		return
 	}
-	if at, ok := m.at[id]; ok {
+	k, _ := m.key(id, true)
+	if at, ok := m.at[k]; ok {
 		if at > offset { // rewound before it: the lower offset is the one re-fed
-			m.at[id] = offset
+			m.at[k] = offset
 		}
 		return
 	}
 	if m.at == nil {
-		m.at = map[copyID]int64{}
+		m.at = make(map[copyKey]int64, copiesKept)
 	}
 	if len(m.ring) < copiesKept {
-		m.ring = append(m.ring, id)
+		m.ring = append(m.ring, k)
 	} else {
 		delete(m.at, m.ring[m.next])
-		m.ring[m.next] = id
+		m.ring[m.next] = k
 		m.next = (m.next + 1) % copiesKept
 	}
-	m.at[id] = offset
+	m.at[k] = offset
 }
 
 // refedOf returns tp's memory of re-fed identities, creating it.
