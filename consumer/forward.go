@@ -50,12 +50,14 @@ func (w *worker) newForward() *pendingForward {
 
 // recycle gives f back once its forward is settled, acknowledged without
 // error (a failed one may still be produced again), dropping its references
-// to the record it forwarded.
+// into the record it forwarded (the fetched batch); what it keeps is
+// overwritten by its next forward.
 func (w *worker) recycle(f *pendingForward) {
 	if f.err != nil || !f.done.Load() {
 		return
 	}
-	f.out, f.md, f.acks = kgo.Record{}, headers.Metadata{}, nil
+	f.out.Key, f.out.Value, f.out.Headers, f.out.Context = nil, nil, nil, nil
+	f.md.Error, f.acks = "", nil // any length; the worker
 	f.enc.Reset()
 	f.done.Store(false)
 	w.s.c.forwards.Put(f)

@@ -173,8 +173,9 @@ func Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader {
 // records once their produce promise has run. The zero Encoder is ready to
 // use; an Encoder is not safe for concurrent use.
 type Encoder struct {
-	out []kgo.RecordHeader
-	buf []byte
+	out   []kgo.RecordHeader
+	buf   []byte
+	users int // the most user headers out held since Reset: the ones Reset clears
 
 	// The date of the last time written, which the next one usually shares.
 	day  int64
@@ -185,8 +186,8 @@ type Encoder struct {
 // call (user headers point into the records they came from), keeping its
 // storage.
 func (e *Encoder) Reset() {
-	clear(e.out[:cap(e.out)])
-	e.out = e.out[:0]
+	clear(e.out[:e.users])
+	e.out, e.users = e.out[:0], 0
 }
 
 // Encode is Encode into e's storage.
@@ -244,6 +245,7 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 			e.out = append(e.out, h)
 		}
 	}
+	e.users = max(e.users, users)
 	switch {
 	case replayedHome:
 		e.int(HeaderVersion, Version)

@@ -144,3 +144,27 @@ func BenchmarkEncoder(b *testing.B) {
 		_ = e.Encode(user, md)
 	}
 }
+
+// Reset drops every reference an Encoder holds to user headers, also those
+// of a call before the last one, beyond what the last call returned.
+func TestEncoderResetDropsUserHeaders(t *testing.T) {
+	var e Encoder
+	md := Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", OriginalTopic: "t"}
+	many := make([]kgo.RecordHeader, 20)
+	for i := range many {
+		many[i] = kgo.RecordHeader{Key: "u", Value: []byte("v")}
+	}
+	e.Encode(many, md)
+	e.Encode(many[:2], Metadata{Replays: 1})
+	e.Reset()
+	for i, h := range e.out[:cap(e.out)] {
+		if h.Key == "u" || len(h.Value) > 0 && &h.Value[0] == &many[0].Value[0] {
+			t.Fatalf("after Reset, entry %d still holds a user header", i)
+		}
+		for _, u := range many {
+			if len(h.Value) > 0 && &h.Value[0] == &u.Value[0] {
+				t.Fatalf("after Reset, entry %d still points into a user header's value", i)
+			}
+		}
+	}
+}
