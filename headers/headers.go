@@ -415,24 +415,19 @@ func timeFields[S string | []byte](v S) (sec, nsec int64, ok bool) {
 		v[16] != ':' || v[19] != '.' || v[23] != 'Z' {
 		return 0, 0, false
 	}
-	bad := false
-	num := func(i, n int) int {
-		x := 0
-		for j := i; j < i+n; j++ {
-			c := v[j]
-			if c < '0' || c > '9' {
-				bad = true
-			}
-			x = x*10 + int(c-'0')
+	// Every other byte is a digit: c-'0' wraps to above 9 for anything else.
+	d := func(i int) int { return int(v[i] - '0') }
+	for _, i := range [...]int{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22} {
+		if v[i]-'0' > 9 {
+			return 0, 0, false
 		}
-		return x
 	}
-	y, mo, d := num(0, 4), num(5, 2), num(8, 2)
-	h, mi, s, ms := num(11, 2), num(14, 2), num(17, 2), num(20, 3)
-	if bad || mo < 1 || mo > 12 || d < 1 || d > daysIn(mo, y) || h > 23 || mi > 59 || s > 59 {
+	y, mo, dd := d(0)*1000+d(1)*100+d(2)*10+d(3), d(5)*10+d(6), d(8)*10+d(9)
+	h, mi, s, ms := d(11)*10+d(12), d(14)*10+d(15), d(17)*10+d(18), d(20)*100+d(21)*10+d(22)
+	if mo < 1 || mo > 12 || dd < 1 || dd > daysIn(mo, y) || h > 23 || mi > 59 || s > 59 {
 		return 0, 0, false
 	}
-	return daysSinceEpoch(y, mo, d)*86400 + int64(h*3600+mi*60+s), int64(ms) * int64(time.Millisecond), true
+	return daysSinceEpoch(y, mo, dd)*86400 + int64(h*3600+mi*60+s), int64(ms) * int64(time.Millisecond), true
 }
 
 // daysIn is the number of days of month mo (1 to 12) of year y.
