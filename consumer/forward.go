@@ -116,7 +116,7 @@ func (w *worker) hold(p pendingRecord) bool {
 // false: stopped first, that record and those after it stay unmarked.
 func (w *worker) settle(block bool) bool {
 	if len(w.pending) > 0 {
-		w.handlerEnd = 0
+		w.endRun()
 	}
 	for len(w.pending) > 0 {
 		p := &w.pending[0]

@@ -32,7 +32,7 @@ func (w *worker) markLater(rec *kgo.Record) {
 
 // flushMarks exports the batched metrics and marks the newest done record.
 func (w *worker) flushMarks() {
-	w.handlerEnd = 0
+	w.endRun()
 	if w.handledN > 0 {
 		w.handled.Add(float64(w.handledN))
 		w.handledN = 0

@@ -72,9 +72,13 @@ type worker struct {
 	forwardedTo map[string]prometheus.Counter // kretry_forwarded_total by tier
 
 	// The handler's clock: handlerEnd is when the last call returned nil, or
-	// 0 once the worker did anything else since; see handle.
+	// 0 once the worker did anything else since; see handle. runN calls
+	// since handlerEnd returned nil without a clock read (a run, observed
+	// as one by observeRun); runMax is how many a run may take.
 	clock0     time.Time
 	handlerEnd time.Duration
+	runN       int
+	runMax     int
 
 	rnd *rand.Rand // jitter draws (jitterDraw); nil until the first
 
@@ -104,6 +108,7 @@ func newWorker(s *session, tp topicPartition, ladder *ladder.Ladder) *worker {
 		handled:   s.c.metrics.Records.WithLabelValues(tp.topic, metrics.OutcomeOK),
 		durations: s.c.metrics.HandlerDuration.Batch(tp.topic),
 		clock0:    time.Now(),
+		runMax:    1,
 	}
 	w.hctx = context.WithValue(ctx, emitterKey{}, &w.emit)
 	w.txn = s.c.cfg.ExactlyOnce // not s.txn: a callback may run before newClient sets it
@@ -164,7 +169,6 @@ func (w *worker) next() (*kgo.Record, bool) {
 		if w.take() {
 			continue
 		}
-		w.handlerEnd = 0
 		w.flushMarks() // nothing more to do now: mark what is done
 		if len(w.pending) > 0 {
 			if !w.settle(true) {
@@ -186,7 +190,7 @@ func (w *worker) next() (*kgo.Record, bool) {
 func (w *worker) take() bool {
 	o := &w.s.c.opts
 	if !w.mu.TryLock() {
-		w.handlerEnd = 0 // waiting for the lock is not the handler's time
+		w.endRun() // waiting for the lock is not the handler's time
 		w.mu.Lock()
 	}
 	n := copy(w.hand[:], w.queue)
@@ -204,7 +208,7 @@ func (w *worker) take() bool {
 	if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
 		w.paused = false
 		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
-		w.handlerEnd = 0
+		w.endRun()
 	}
 	w.mu.Unlock()
 	return true

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"testing/synctest"
@@ -188,6 +189,56 @@ func TestHandlerDurationIsHandlerTime(t *testing.T) {
 				want := uint64(8)
 				if b.GetUpperBound() < 0.01 {
 					want = 0
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
+			}
+		}
+	})
+}
+
+// TestHandlerDurationOfASlowCallAmongFastOnes: handler calls that return at
+// once are timed in runs (one clock read per run), and one slow call among
+// them is still counted as one call of its time, the others in the first
+// bucket, with the exact sum.
+func TestHandlerDurationOfASlowCallAmongFastOnes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, "orders")
+		reg := prometheus.NewRegistry()
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			if string(r.Key) == "slow" {
+				time.Sleep(3 * time.Millisecond)
+			}
+			return nil
+		})
+		c.start(t, c.config("orders", "g"), h, consumer.WithRegisterer(reg), consumer.WithRelay(false))
+		var keys []string
+		for i := range 300 {
+			keys = append(keys, fmt.Sprint("fast-", i))
+			if i == 200 {
+				keys = append(keys, "slow")
+			}
+		}
+		c.produce(t, "orders", keys...)
+		waitFor(t, "every call timed", func() bool { return value(t, reg, "kretry_handler_duration_seconds") == 301 })
+
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != "kretry_handler_duration_seconds" {
+				continue
+			}
+			h := f.GetMetric()[0].GetHistogram()
+			if sum := h.GetSampleSum(); math.Abs(sum-0.003) > 1e-9 {
+				t.Errorf("sum = %v s, want the slow call's 3 ms", sum)
+			}
+			for _, b := range h.GetBucket() {
+				want := uint64(300)
+				if b.GetUpperBound() >= 0.003 {
+					want = 301
 				}
 				if b.GetCumulativeCount() != want {
 					t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)

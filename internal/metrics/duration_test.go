@@ -109,6 +109,37 @@ func TestHandlerDurationBatch(t *testing.T) {
 	sameHistogram(t, gathered(t, reg, "orders"), reference(t, seconds(durations...)...))
 }
 
+// TestHandlerDurationRuns: a run of calls timed as one is counted as its
+// calls each in the first bucket when it took no longer than that bucket's
+// bound (each call did), else as one call of the whole time after the
+// others in the first bucket; a run of one is a plain observation. The sum
+// is the runs' time either way.
+func TestHandlerDurationRuns(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		n     int
+		total time.Duration
+		want  []time.Duration // the calls as a client_golang histogram sees them
+	}{
+		{"one call", 1, 3 * time.Millisecond, []time.Duration{3 * time.Millisecond}},
+		{"fast run", 4, 400 * time.Microsecond, []time.Duration{100 * time.Microsecond, 100 * time.Microsecond, 100 * time.Microsecond, 100 * time.Microsecond}},
+		{"fast run at the bound", 2, 500 * time.Microsecond, []time.Duration{250 * time.Microsecond, 250 * time.Microsecond}},
+		{"run with a slow call", 3, 3 * time.Millisecond, []time.Duration{0, 0, 3 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m, err := metrics.New(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := m.HandlerDuration.Batch("orders")
+			b.ObserveRun(tc.n, tc.total)
+			b.Flush()
+			sameHistogram(t, gathered(t, reg, "orders"), reference(t, seconds(tc.want...)...))
+		})
+	}
+}
+
 // TestHandlerDurationBatchesMerge: two workers' batches of one topic, flushed
 // while the registry is gathered, add up to one series; another topic stays
 // apart; WithLabelValues observes at once.
