@@ -207,8 +207,8 @@ func (w *worker) take() bool {
 	}
 	if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
 		w.paused = false
+		w.endRun() // resuming is not the handler's time
 		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
-		w.endRun()
 	}
 	w.mu.Unlock()
 	return true
