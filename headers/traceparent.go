@@ -1,0 +1,48 @@
+package headers
+
+import "github.com/twmb/franz-go/pkg/kgo"
+
+// ValidTraceParent reports whether v is a W3C traceparent as kretry writes
+// it: version 00, a 32-digit trace id and a 16-digit span id, neither all
+// zeros, and 2 digits of flags, in lower-case hex.
+func ValidTraceParent(v string) bool { return validTraceParent(v) }
+
+// validTraceParent is ValidTraceParent of a string or, for ReadBrief, of a
+// header's value as it is.
+func validTraceParent[S string | []byte](v S) bool {
+	if len(v) != 55 || v[0] != '0' || v[1] != '0' || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return false
+	}
+	hex := func(from, to int) (ok, nonZero bool) {
+		for i := from; i < to; i++ {
+			c := v[i]
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false, false
+			}
+			nonZero = nonZero || c != '0'
+		}
+		return true, nonZero
+	}
+	traceOK, traceNZ := hex(3, 35)
+	spanOK, spanNZ := hex(36, 52)
+	flagsOK, _ := hex(53, 55)
+	return traceOK && traceNZ && spanOK && spanNZ && flagsOK
+}
+
+// traceParent returns the valid kretry-traceparent of hs, "" when there is
+// none, or more than one, or it is malformed.
+func traceParent(hs []kgo.RecordHeader) string {
+	found := ""
+	for _, h := range hs {
+		if h.Key == HeaderTraceParent {
+			if found != "" {
+				return ""
+			}
+			found = string(h.Value)
+		}
+	}
+	if !ValidTraceParent(found) {
+		return ""
+	}
+	return found
+}
