@@ -3,7 +3,6 @@ package consumer
 import (
 	"fmt"
 	"math/rand/v2"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/panics"
 	"github.com/kretry/kretry/internal/safetext"
 )
 
@@ -231,7 +231,7 @@ func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panick
 		if v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
 			w.s.log.Error("kretry handler panicked", "topic", rec.Topic, "partition", rec.Partition,
-				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", panicStack())
+				"offset", rec.Offset, "panic", fmt.Sprint(v), "stack", panics.Stack())
 		} else if err == nil {
 			w.handlerEnd = end
 		}
@@ -273,15 +273,6 @@ func (w *worker) endRun() {
 		w.observeRun(w.since() - w.handlerEnd)
 	}
 	w.handlerEnd = 0
-}
-
-// panicStack is the recovering goroutine's stack, its top 4 KiB.
-func panicStack() string {
-	st := debug.Stack()
-	if len(st) > 4<<10 {
-		st = append(st[:4<<10:4<<10], "..."...)
-	}
-	return string(st)
 }
 
 // failed takes rec, whose handling failed with herr, to its next tier or the

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
+	"github.com/kretry/kretry/internal/panics"
 )
 
 // Func is the signature of consumer.DeadLetterHook and relay.DeadLetterHook.
@@ -167,7 +167,7 @@ func (h *Runner) call(c call) {
 		if v := recover(); v != nil {
 			result = metrics.HookPanic
 			h.cfg.Log.Error(h.cfg.Name+" panicked; the record stays dead-lettered", "topic", c.rec.Topic,
-				"partition", c.rec.Partition, "offset", c.rec.Offset, "panic", fmt.Sprint(v), "stack", stack())
+				"partition", c.rec.Partition, "offset", c.rec.Offset, "panic", fmt.Sprint(v), "stack", panics.Stack())
 		}
 		h.cfg.Calls.WithLabelValues(c.label, result).Inc()
 	}()
@@ -179,15 +179,6 @@ func (h *Runner) call(c call) {
 		h.cfg.Log.Error(h.cfg.Name+" failed; the record stays dead-lettered", "topic", c.rec.Topic,
 			"partition", c.rec.Partition, "offset", c.rec.Offset, "error", err)
 	}
-}
-
-// stack is the recovering goroutine's stack, its top 4 KiB.
-func stack() string {
-	st := debug.Stack()
-	if len(st) > 4<<10 {
-		st = append(st[:4<<10:4<<10], "..."...)
-	}
-	return string(st)
 }
 
 // Close lets the queued calls run within the grace period, then cancels the
