@@ -145,6 +145,8 @@ type childFlags struct {
 	cap        time.Duration // stop counting this long after the first record; 0: no cap
 	cpuProfile string
 	memProfile string
+	memTrace   bool          // trace the memory classes' peaks (see memTrace)
+	heapProf   string        // with memTrace: an in-use heap profile at the live heap's peak
 	relay      bool          // kretry sides: run the relay in process (consumer.WithRelay)
 	eos        bool          // kretry sides: exactly_once
 	b5Breaker  bool          // B5: the topic has a circuit_breaker
@@ -170,6 +172,8 @@ func childMain(args []string) int {
 	fs.DurationVar(&cf.cap, "cap", 0, "stop counting this long after the first record and report what was counted (0: count all n)")
 	fs.StringVar(&cf.cpuProfile, "cpuprofile", "", "write a CPU profile of the run here")
 	fs.StringVar(&cf.memProfile, "memprofile", "", "write an allocation profile of the run here")
+	fs.BoolVar(&cf.memTrace, "memtrace", false, "print the peak of each runtime memory class and of VmRSS on stderr at the end")
+	fs.StringVar(&cf.heapProf, "heapprofile", "", "with -memtrace: write an in-use heap profile here at each new peak of the live heap")
 	fs.BoolVar(&cf.relay, "relay", true, "kretry sides: run the relay in process")
 	fs.BoolVar(&cf.eos, "eos", false, "kretry sides: exactly_once (Kafka transactions)")
 	fs.BoolVar(&cf.b5Breaker, "b5-breaker", false, "B5: give the topic a circuit_breaker")
@@ -200,12 +204,20 @@ func childMain(args []string) int {
 		runtime.MemProfileRate = 64 << 10
 	}
 
+	var trace *memTrace
+	if cf.memTrace {
+		trace = startMemTrace(cf.heapProf)
+	}
+
 	run, ok := childModes[mode]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "unknown child mode %q\n", mode)
 		return 2
 	}
 	res, err := run(ctx, cf)
+	if trace != nil {
+		trace.report(os.Stderr)
+	}
 	if cf.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}

@@ -43,6 +43,7 @@ type runFlags struct {
 	b3Rate     int
 	b4Records  []int
 	b4Hold     time.Duration
+	b4Trace    bool
 	// exactly_once against at-least-once
 	eosRounds    int
 	eosB1Records int
@@ -83,6 +84,7 @@ func runMain(args []string) int {
 	fs.IntVar(&rf.b3Rate, "b3-paced-rate", 10_000, "B3, second run: records/s at which the main topic is fed while the consumer runs (0: skip that run)")
 	fs.StringVar(&b4, "b4-records", "100000,1000000", "B4 backlog sizes")
 	fs.DurationVar(&rf.b4Hold, "b4-hold", 5*time.Second, "B4: how long the relay runs after pausing every partition")
+	fs.BoolVar(&rf.b4Trace, "b4-memtrace", false, "B4: the relay prints the peak of each runtime memory class on stderr (with -profile, and an in-use heap profile at the live heap's peak); its RSS then counts the trace too")
 	fs.IntVar(&rf.eosRounds, "eos-rounds", 3, "EOS rounds (each runs both modes once, for B1 and for B2)")
 	fs.IntVar(&rf.eosB1Records, "eos-b1-records", 500_000, "EOS: B1 records")
 	fs.IntVar(&rf.eosB2Records, "eos-b2-records", 200_000, "EOS: B2 records")
@@ -626,7 +628,14 @@ type relayMem struct {
 func (b *benches) runRelay(ctx context.Context, topic, group string, delay time.Duration) (relayMem, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := spawn(ctx, "relay", b.childArgs(topic, group, 0, "-delay", delay.String())...)
+	args := []string{"-delay", delay.String()}
+	if b.rf.b4Trace {
+		args = append(args, "-memtrace")
+		if b.rf.profileDir != "" {
+			args = append(args, "-heapprofile", filepath.Join(b.rf.profileDir, topic+".heap.pprof"))
+		}
+	}
+	s, err := spawn(ctx, "relay", b.childArgs(topic, group, 0, args...)...)
 	if err != nil {
 		return relayMem{}, err
 	}
