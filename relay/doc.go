@@ -24,7 +24,9 @@
 // What is held is bounded, nearest due first, by a budget over all
 // partitions (WithHoldBytes, default 64 MiB of keys, values and headers,
 // and one record per 640 bytes of it): partitions whose first waiting record
-// is due within the next second may take all of it, the others a sixteenth.
+// is due within the next second may take all of it, those whose first is due
+// within 10 seconds a sixteenth; one due later is paused and rewound (holding
+// it would only save a fetch, at the price of memory while it waits).
 //
 // Paused while holding: a holding partition is paused, without a rewind,
 // while the last record it holds is due more than a second from now or while

@@ -16,6 +16,13 @@ const (
 	// holdAhead is how long before their due time records are fetched and
 	// held within the whole budget.
 	holdAhead = time.Second
+
+	// holdFar is how far ahead a partition's first waiting record may be due
+	// and still be held (within the far part of the budget). One due later
+	// is paused and rewound: holding it would save one fetch at the price of
+	// its whole fetch's memory for as long as it waits, and so a partition
+	// restarts the fetch session with a rewind at most once per holdFar.
+	holdFar = 10 * time.Second
 )
 
 // holdBudget is what the relay may hold: records and bytes (recordsSize), in
@@ -115,11 +122,15 @@ func (s *session) hold(outs []*outcome) {
 		}
 	}
 	slices.SortFunc(waiting, func(a, b *outcome) int { return a.until.Compare(b.until) })
-	horizon := time.Now().Add(holdAhead)
+	now := time.Now()
+	horizon, farthest := now.Add(holdAhead), now.Add(holdFar)
 	n, size := 0, 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, o := range waiting {
+		if o.until.After(farthest) {
+			continue // paused and rewound: see holdFar
+		}
 		maxRecords, maxBytes := s.budget.records, s.budget.bytes
 		if o.until.After(horizon) {
 			maxRecords, maxBytes = s.budget.farRecords, s.budget.farBytes

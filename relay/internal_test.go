@@ -97,16 +97,23 @@ func TestHoldBudget(t *testing.T) {
 		t.Errorf("after stop: kretry_held_bytes = %v; want 0", g)
 	}
 	s.held, s.closed = kept, false // for nextWake below
-	// Alone, a far partition is held within the far budget, not past it.
+	// Alone, a far partition is held within the far budget, not past it,
+	// and only when its head is due within holdFar.
 	for _, tc := range []struct {
 		n    int
+		due  time.Duration
 		held bool
-	}{{b.farRecords, true}, {b.farRecords + 1, false}} {
-		o := out(3, 10*time.Minute, recs(tc.n, 1))
+	}{
+		{b.farRecords, holdFar - time.Second, true},
+		{b.farRecords + 1, holdFar - time.Second, false},
+		{1, holdFar + time.Second, false},
+		{1, 10 * time.Minute, false},
+	} {
+		o := out(3, tc.due, recs(tc.n, 1))
 		far := &session{r: r, held: map[topicPartition]held{}, budget: b}
 		far.hold([]*outcome{o})
 		if _, held := far.held[o.tp]; held != tc.held || (o.rewind == nil) != tc.held {
-			t.Errorf("far partition of %d records: held %v, rewind %v; want held %v", tc.n, held, o.rewind != nil, tc.held)
+			t.Errorf("far partition of %d records due in %v: held %v, rewind %v; want held %v", tc.n, tc.due, held, o.rewind != nil, tc.held)
 		}
 	}
 	// With no budget, nothing is held.
@@ -244,14 +251,14 @@ func TestPausedPartitionsGauge(t *testing.T) {
 	tp := func(topic string, p int32) topicPartition { return topicPartition{topic, p} }
 	now := time.Now()
 	// failed: a re-feed failed, paused for the backoff. far: one small record
-	// due in 10 minutes, held and paused while it holds. tooBig: past the
+	// due within holdFar but not holdAhead, held and paused while it holds. tooBig: past the
 	// budget, paused and rewound until holdAhead before it is due.
 	failed := func(tp topicPartition) *outcome {
 		return &outcome{tp: tp, rewind: &kgo.Record{Topic: tp.topic, Partition: tp.partition}, failure: true}
 	}
 	waiting := func(tp topicPartition, wbytes int) *outcome {
 		rec := &kgo.Record{Topic: tp.topic, Partition: tp.partition, Value: []byte{1}}
-		due := now.Add(10 * time.Minute)
+		due := now.Add(holdFar / 2)
 		return &outcome{tp: tp, rewind: rec, until: due, waiting: []*kgo.Record{rec}, wreads: []read{{}}, wbytes: wbytes, tailDue: due}
 	}
 	far := func(tp topicPartition) *outcome { return waiting(tp, 1) }
