@@ -63,10 +63,12 @@ const minCommitInterval = 100 * time.Millisecond
 // rebalance: the poll's re-feeds are acknowledged before the next poll.
 const maxPollRecords = 5000
 
-// The relay's fetch sizes, unless WithClientOpts sets them.
+// The relay's fetch sizes, unless WithClientOpts sets them. A partition's
+// limit takes a full batch (max.message.bytes, 1,000,012 by default): a
+// broker returns a larger one only for a response's first partition.
 const (
 	fetchMaxBytes          = 4 << 20
-	fetchMaxPartitionBytes = 256 << 10
+	fetchMaxPartitionBytes = 1 << 20
 )
 
 func defaultCfg() cfg {
@@ -102,7 +104,7 @@ func WithLogger(l *slog.Logger) Opt {
 
 // WithClientOpts adds kgo options to the relay's clients: seed brokers,
 // TLS, SASL, a dialer. They override the relay's fetch sizes (4 MiB per
-// fetch, 256 KiB per partition); the options the relay's guarantees rest on
+// fetch, 1 MiB per partition); the options the relay's guarantees rest on
 // (group, topics, commit mode, partitioner, acks, fetch max wait) are set
 // after these and win. Default: none (kgo's default seed, localhost:9092).
 func WithClientOpts(opts ...kgo.Opt) Opt {
