@@ -33,7 +33,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 	if hasKretryHeader(rec.Headers) { // a first delivery has none: nothing to decode or copy
 		var hasMD bool
 		var err error
-		md, hasMD, err = headers.Decode(rec.Headers)
+		md, hasMD, err = w.dec.Decode(rec.Headers)
 		if hasMD {
 			start = 0 // decoding kretry headers is not the handler's time
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/headers"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/ladder"
 )
@@ -87,6 +88,7 @@ type worker struct {
 	inPlace        *config.RetryInPlace
 	inPlaceRetries int             // of the record in hand; reset per record
 	inPlaceFirst   time.Time       // its first in-place failure
+	dec            headers.Decoder // reads re-fed records' headers, reusing the strings they repeat
 	info           Metadata        // what RecordMetadata returns for the record in hand
 	infoCtx        context.Context // carries &info, for a record without a Context
 	decided        bool

@@ -59,21 +59,51 @@ var known = [nKnown]string{
 // order is reported. Headers that start with "kretry-" but are not in the
 // contract are ignored.
 func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
-	for _, h := range hs {
-		if strings.HasPrefix(h.Key, HeaderPrefix) {
-			return decode(hs)
-		}
+	if !hasKretryHeader(hs) {
+		return Metadata{}, false, nil // a first delivery: nothing to read, nothing allocated
 	}
-	return Metadata{}, false, nil // a first delivery: nothing to read, nothing allocated
+	return decode(hs, nil)
 }
 
-func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+// A Decoder reads headers as Decode does, keeping the text values of its
+// last call that read without error (kretry-group, kretry-tier,
+// kretry-original-topic, kretry-error, kretry-reason, kretry-route): a value
+// equal to the last one of its header is returned as the same string, not
+// copied again, so that the records of one group, tier and error decode
+// without allocating. The zero Decoder is ready to use; a Decoder is not
+// safe for concurrent use.
+type Decoder struct {
+	last [nKnown]string // by index in known; text headers only
+}
+
+// Decode is Decode, reusing the text values of d's last call.
+func (d *Decoder) Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	if !hasKretryHeader(hs) {
+		return Metadata{}, false, nil
+	}
+	return decode(hs, &d.last)
+}
+
+func hasKretryHeader(hs []kgo.RecordHeader) bool {
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, HeaderPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// isText says which headers of known Metadata holds as text (the others it
+// holds as numbers and times, read from the values in place).
+var isText = [nKnown]bool{iGroup: true, iTier: true, iOriginalTopic: true, iErrorText: true, iReason: true, iRoute: true}
+
+// decode reads hs; last, when not nil, holds the text values of the last
+// call, reused when equal and updated on success.
+func decode(hs []kgo.RecordHeader, last *[nKnown]string) (md Metadata, ok bool, err error) {
 	var d decoder
-	vals, have := &d.vals, &d.have
-	var at [nKnown]int // index in hs
+	raw, have := &d.raw, &d.have
 	found := false
-	size := 0
-	for j, h := range hs {
+	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			continue
 		}
@@ -84,34 +114,59 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		if have[i] {
 			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
 		}
-		have[i], at[i], found = true, j, true
-		size += len(h.Value)
-	}
-	// The values are copied into one string and sliced from it: one
-	// allocation per record instead of one per header.
-	var b strings.Builder
-	b.Grow(size)
-	var end [nKnown]int
-	for i := range have {
-		if have[i] {
-			b.Write(hs[at[i]].Value)
-		}
-		end[i] = b.Len()
-	}
-	all := b.String()
-	for i := range have {
-		if have[i] {
-			vals[i] = all[end[i]-len(hs[at[i]].Value) : end[i]]
-		}
+		have[i], raw[i], found = true, h.Value, true
 	}
 	if !found {
 		return Metadata{}, false, nil
 	}
-	if v, ok := d.get(iVersion); ok && v != strconv.Itoa(Version) {
-		return Metadata{}, false, &HeaderError{HeaderVersion, v,
+	// The text values not reused from last are copied into one string and
+	// sliced from it: one allocation per record at most, not one per header.
+	size := 0
+	for i := range have {
+		if have[i] && isText[i] {
+			if last != nil && string(raw[i]) == last[i] {
+				d.vals[i] = last[i]
+			} else {
+				size += len(raw[i])
+			}
+		}
+	}
+	if size > 0 {
+		var b strings.Builder
+		b.Grow(size)
+		var end [nKnown]int
+		for i := range have {
+			if have[i] && isText[i] && (last == nil || string(raw[i]) != last[i]) {
+				b.Write(raw[i])
+			}
+			end[i] = b.Len()
+		}
+		all := b.String()
+		for i := range have {
+			if have[i] && isText[i] && (last == nil || string(raw[i]) != last[i]) {
+				d.vals[i] = all[end[i]-len(raw[i]) : end[i]]
+			}
+		}
+	}
+	md, ok, err = d.metadata(hs)
+	if err == nil && last != nil {
+		for i := range have {
+			if have[i] && isText[i] {
+				last[i] = d.vals[i]
+			}
+		}
+	}
+	return md, ok, err
+}
+
+// metadata reads the headers d found in hs.
+func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
+	have := &d.have
+	if have[iVersion] && (len(d.raw[iVersion]) != 1 || d.raw[iVersion][0] != '0'+Version) {
+		return Metadata{}, false, &HeaderError{HeaderVersion, string(d.raw[iVersion]),
 			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
 	}
-	if _, ok := d.get(iGroup); !ok {
+	if !have[iGroup] {
 		// Without a group, only a DLQ replay's count may be present.
 		for i, name := range known {
 			if have[i] && name != HeaderVersion && name != HeaderReplays {
@@ -126,7 +181,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 		return md, true, nil
 	}
 
-	if _, ok := d.get(iVersion); !ok {
+	if !have[iVersion] {
 		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
 	if !have[iAttempts] && have[iReplays] {
@@ -142,10 +197,10 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	md.OriginalTimestamp = d.time(iOriginalTimestamp)
 	md.FirstFailureAt = d.time(iFirstFailureAt)
 	md.LastFailureAt = d.time(iLastFailureAt)
-	if _, ok := d.get(iErrorText); ok {
+	if have[iErrorText] {
 		md.Error = d.text(iErrorText, false)
 	}
-	if v, ok := d.get(iReason); ok && d.err == nil {
+	if v := d.vals[iReason]; have[iReason] && d.err == nil {
 		if r := Reason(v); r.Valid() {
 			md.Reason = r
 		} else {
@@ -154,7 +209,7 @@ func decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 	}
 	md.Replays = int(d.int(iReplays, false, 0, MaxAttempts))
 	md.InPlaceRetries = int(d.int(iInPlaceRetries, false, 1, MaxAttempts))
-	if _, ok := d.get(iRoute); ok {
+	if have[iRoute] {
 		md.Route = d.text(iRoute, true)
 	}
 	if d.err != nil {
@@ -236,16 +291,15 @@ func indexOf(name string) int {
 
 // decoder keeps the first error, so Decode reads as a list of fields.
 type decoder struct {
-	vals [nKnown]string // by index in known
+	raw  [nKnown][]byte // the values as found, by index in known; read, never kept
+	vals [nKnown]string // the text values (isText), copied or reused
 	have [nKnown]bool
 	err  *HeaderError
 }
 
-func (d *decoder) get(i int) (string, bool) { return d.vals[i], d.have[i] }
-
 func (d *decoder) text(i int, nonEmpty bool) string {
 	name := known[i]
-	v, ok := d.get(i)
+	v, ok := d.vals[i], d.have[i]
 	switch {
 	case d.err != nil:
 	case !ok:
@@ -265,19 +319,19 @@ func (d *decoder) text(i int, nonEmpty bool) string {
 // An absent optional header is 0.
 func (d *decoder) int(i int, required bool, lo, hi int64) int64 {
 	name := known[i]
-	v, ok := d.get(i)
 	if d.err != nil {
 		return 0
 	}
-	if !ok {
+	if !d.have[i] {
 		if required {
 			d.err = &HeaderError{Header: name, Err: errMissing}
 		}
 		return 0
 	}
-	if n, ok := canonicalIntIn(v, lo, hi); ok {
+	if n, ok := canonicalIntIn(d.raw[i], lo, hi); ok {
 		return n // as kretry writes it: nothing to explain
 	}
+	v := string(d.raw[i])
 	n, err := strconv.ParseInt(v, 10, 64)
 	tooBig := errors.Is(err, strconv.ErrRange) && v[0] != '-' || err == nil && n > hi
 	switch {
@@ -308,17 +362,17 @@ func canonicalInt(v string) bool {
 
 func (d *decoder) time(i int) time.Time {
 	name := known[i]
-	v, ok := d.get(i)
 	if d.err != nil {
 		return time.Time{}
 	}
-	if !ok {
+	if !d.have[i] {
 		d.err = &HeaderError{Header: name, Err: errMissing}
 		return time.Time{}
 	}
-	if t, ok := parseTime(v); ok {
-		return t
+	if sec, nsec, ok := timeFields(d.raw[i]); ok {
+		return time.Unix(sec, nsec).UTC()
 	}
+	v := string(d.raw[i])
 	t, err := time.Parse(TimeLayout, v)
 	if err != nil || FormatTime(t) != v {
 		d.err = &HeaderError{name, v, errors.New("want an RFC 3339 UTC time with milliseconds, like 2026-11-25T10:00:05.123Z")}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -206,6 +207,10 @@ func TestDecode(t *testing.T) {
 			if err != nil || ok != tc.ok || !reflect.DeepEqual(md, tc.want) {
 				t.Errorf("Decode = %+v, %v, %v; want %+v, %v, nil", md, ok, err, tc.want, tc.ok)
 			}
+			md, ok, err = usedDecoder().Decode(tc.hs)
+			if err != nil || ok != tc.ok || !reflect.DeepEqual(md, tc.want) {
+				t.Errorf("Decoder.Decode = %+v, %v, %v; want %+v, %v, nil", md, ok, err, tc.want, tc.ok)
+			}
 		})
 	}
 
@@ -313,6 +318,9 @@ func TestDecodeErrors(t *testing.T) {
 			if tc.is != nil && !errors.Is(err, tc.is) {
 				t.Errorf("errors.Is(%v, %v) = false", err, tc.is)
 			}
+			if md, ok, derr := usedDecoder().Decode(tc.hs); ok || md != (headers.Metadata{}) || derr == nil || derr.Error() != err.Error() {
+				t.Errorf("Decoder.Decode = %+v, %v, %v; want the error of Decode, %v", md, ok, derr, err)
+			}
 		})
 	}
 }
@@ -406,6 +414,10 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, packed []byte) {
 		hs := unpack(packed)
 		md, ok, err := headers.Decode(hs)
+		dmd, dok, derr := usedDecoder().Decode(hs)
+		if dmd != md || dok != ok || fmt.Sprint(derr) != fmt.Sprint(err) {
+			t.Fatalf("Decoder.Decode = %+v, %v, %v; Decode = %+v, %v, %v", dmd, dok, derr, md, ok, err)
+		}
 		if err != nil {
 			var he *headers.HeaderError
 			if !errors.As(err, &he) || !strings.HasPrefix(he.Header, headers.HeaderPrefix) {
@@ -555,5 +567,57 @@ func TestEncoderMatchesEncode(t *testing.T) {
 				e.Reset()
 			}
 		}
+	}
+}
+
+// usedDecoder returns a Decoder that decoded the headers of other records
+// before: of the same group, tier and error, and of others.
+func usedDecoder() *headers.Decoder {
+	var d headers.Decoder
+	other := sampleMetadata()
+	other.Group, other.Tier, other.OriginalTopic, other.Error, other.Reason, other.Route = "g", "t", "o", "e", headers.ReasonPanic, "r"
+	for _, md := range []headers.Metadata{other, sampleMetadata()} {
+		if _, _, err := d.Decode(headers.Encode(nil, md)); err != nil {
+			panic(err)
+		}
+	}
+	return &d
+}
+
+// A Decoder gives the text values of the record before, when a record
+// repeats them, without copying them again; a value that changes is read
+// anew.
+func TestDecoderReusesTextValues(t *testing.T) {
+	var d headers.Decoder
+	first, _, err := d.Decode(sampleHeaders())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := sampleHeaders()
+	var again headers.Metadata
+	if n := testing.AllocsPerRun(100, func() { again, _, err = d.Decode(hs) }); n != 0 || err != nil {
+		t.Errorf("Decoder.Decode of the same group, tier, topic and error: %v allocations, error %v; want 0, nil", n, err)
+	}
+	if again != first {
+		t.Errorf("Decoder.Decode again = %+v, want %+v", again, first)
+	}
+	for name, s := range map[string][2]string{"group": {again.Group, first.Group}, "tier": {again.Tier, first.Tier},
+		"original topic": {again.OriginalTopic, first.OriginalTopic}, "error": {again.Error, first.Error}} {
+		if unsafe.StringData(s[0]) != unsafe.StringData(s[1]) {
+			t.Errorf("%s copied again, not reused", name)
+		}
+	}
+	// A header's value changed in place after the call: what Decode returned
+	// is a copy, and the next call reads the new value.
+	for _, h := range hs {
+		if h.Key == headers.HeaderErrorText {
+			copy(h.Value, "PAYMENT")
+		}
+	}
+	if again.Error != "payment service: 503" {
+		t.Errorf("Error = %q after the header changed, want it unchanged", again.Error)
+	}
+	if md, _, _ := d.Decode(hs); md.Error != "PAYMENT service: 503" || md.Group != first.Group {
+		t.Errorf("Decoder.Decode after the error changed = Error %q, Group %q", md.Error, md.Group)
 	}
 }
