@@ -23,6 +23,54 @@ type pendingRecord struct {
 	fwd *pendingForward // nil: the record is done
 }
 
+// pendingQueue holds the pending records, oldest first, in a ring made
+// once, of maxPending (hold settles them all once it is full): its records
+// stay where they are until settled, and no record costs an allocation.
+type pendingQueue struct {
+	ring    []pendingRecord
+	head, n int
+}
+
+func (q *pendingQueue) len() int { return q.n }
+
+// at returns the i-th oldest pending record, i < q.len().
+func (q *pendingQueue) at(i int) *pendingRecord {
+	i += q.head
+	if i >= len(q.ring) {
+		i -= len(q.ring)
+	}
+	return &q.ring[i]
+}
+
+// push appends p as the newest.
+func (q *pendingQueue) push(p pendingRecord) {
+	if q.n == len(q.ring) { // the first push, or a ring hold did not settle
+		ring := make([]pendingRecord, max(maxPending, 2*q.n))
+		for i := range q.n {
+			ring[i] = *q.at(i)
+		}
+		q.ring, q.head = ring, 0
+	}
+	*q.at(q.n) = p
+	q.n++
+}
+
+// pop drops the oldest.
+func (q *pendingQueue) pop() {
+	*q.at(0) = pendingRecord{}
+	q.head++
+	if q.head == len(q.ring) {
+		q.head = 0
+	}
+	q.n--
+}
+
+// clear drops them all.
+func (q *pendingQueue) clear() {
+	clear(q.ring)
+	q.head, q.n = 0, 0
+}
+
 // pendingForward is a record's forward to a retry tier or the DLQ, produced
 // and not yet settled. One acknowledged without error is recycled (Consumer.forwards):
 // kgo does not touch a record once its promise has run.
@@ -103,8 +151,8 @@ func (w *worker) send(rec *kgo.Record, f *pendingForward) bool {
 // hold appends p to the pending records, settling them all once there are
 // maxPending: a slow ack holds up its partition rather than pile records up.
 func (w *worker) hold(p pendingRecord) bool {
-	w.pending = append(w.pending, p)
-	if len(w.pending) >= maxPending {
+	w.pending.push(p)
+	if w.pending.len() >= maxPending {
 		return w.settle(true)
 	}
 	return true
@@ -115,11 +163,11 @@ func (w *worker) hold(p pendingRecord) bool {
 // first unacknowledged one. A failed forward is produced again (reforward);
 // false: stopped first, that record and those after it stay unmarked.
 func (w *worker) settle(block bool) bool {
-	if len(w.pending) > 0 {
+	if w.pending.len() > 0 {
 		w.endRun()
 	}
-	for len(w.pending) > 0 {
-		p := &w.pending[0]
+	for w.pending.len() > 0 {
+		p := w.pending.at(0)
 		if f := p.fwd; f != nil {
 			if !f.done.Load() && !block {
 				return true
@@ -135,12 +183,12 @@ func (w *worker) settle(block bool) bool {
 			if !acked || f.err != nil && !w.reforward(p, f.err) {
 				w.flushMarks()
 				// The later forwards get what is left of the grace period.
-				for _, q := range w.pending[1:] {
-					if q.fwd != nil && !w.waitAck(q.fwd) {
+				for i := 1; i < w.pending.len(); i++ {
+					if q := w.pending.at(i); q.fwd != nil && !w.waitAck(q.fwd) {
 						break
 					}
 				}
-				w.pending = nil
+				w.pending.clear()
 				return false
 			}
 			w.s.c.health.Wrote(w.tp.topic, w.tp.partition, nil)
@@ -148,10 +196,8 @@ func (w *worker) settle(block bool) bool {
 			w.recycle(f)
 		}
 		w.markLater(p.rec)
-		w.pending[0] = pendingRecord{}
-		w.pending = w.pending[1:]
+		w.pending.pop()
 	}
-	w.pending = w.pending[:0] // reuse the backing array
 	if block {
 		w.flushMarks()
 	}

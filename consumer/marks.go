@@ -5,7 +5,7 @@ import "github.com/twmb/franz-go/pkg/kgo"
 // mark marks rec for commit once every record before it is done; false:
 // stopped while settling earlier forwards, mark nothing more.
 func (w *worker) mark(rec *kgo.Record) bool {
-	if len(w.pending) == 0 {
+	if w.pending.len() == 0 {
 		w.markLater(rec)
 		return true
 	}

@@ -27,6 +27,7 @@ type worker struct {
 
 	mu          sync.Mutex
 	queue       []*kgo.Record
+	qarr        []*kgo.Record // queue's backing array from its start, len 0 (queueRecs)
 	queuedBytes int
 	// taken are records next took off the queue, in order, not yet
 	// handed out; worker goroutine only. Taking up to takeMax at a time
@@ -53,8 +54,8 @@ type worker struct {
 	done   chan struct{}
 
 	// The forward pipeline (forward.go); worker goroutine only but acks.
-	pending []pendingRecord // in offset order: decided, not yet marked
-	acks    chan struct{}   // cap 1: a forward's promise has run
+	pending pendingQueue  // in offset order: decided, not yet marked
+	acks    chan struct{} // cap 1: a forward's promise has run
 
 	// The marks (marks.go): the worker and the session's flusher take
 	// unmarked; markMu orders them, finished stops the flusher once run
@@ -172,7 +173,7 @@ func (w *worker) next() (*kgo.Record, bool) {
 			continue
 		}
 		w.flushMarks() // nothing more to do now: mark what is done
-		if len(w.pending) > 0 {
+		if w.pending.len() > 0 {
 			if !w.settle(true) {
 				return nil, false
 			}
@@ -197,7 +198,10 @@ func (w *worker) take() bool {
 	}
 	n := copy(w.hand[:], w.queue)
 	if n == 0 {
-		w.queue = nil // drop the drained backing array
+		w.queue = nil
+		if cap(w.qarr) > keepQueue {
+			w.qarr = nil // drop a large drained backing array
+		}
 		w.mu.Unlock()
 		return false
 	}
@@ -234,7 +238,7 @@ func (w *worker) enqueue(recs []*kgo.Record) bool {
 		w.undone.Add(int64(len(recs)))
 		w.s.undone.Add(int64(len(recs)))
 	}
-	w.queue = append(w.queue, recs...)
+	w.queueRecs(recs)
 	for _, r := range recs {
 		w.queuedBytes += recordBytes(r)
 	}
@@ -248,6 +252,32 @@ func (w *worker) enqueue(recs []*kgo.Record) bool {
 	default:
 	}
 	return true
+}
+
+// keepQueue is the largest backing array, in records, that a drained queue
+// keeps for the next records.
+const keepQueue = 4096
+
+// queueRecs appends recs to the queue, reusing its backing array: a drained
+// queue starts again at its front, and one that would outgrow it moves to
+// its front when that leaves at least half of it free. w.mu held.
+func (w *worker) queueRecs(recs []*kgo.Record) {
+	full := w.qarr[:cap(w.qarr)]
+	switch need := len(w.queue) + len(recs); {
+	case need <= cap(w.queue):
+	case len(w.queue) == 0 && need <= len(full):
+		w.queue = full[:0]
+	case need <= len(full)/2:
+		off := len(full) - cap(w.queue) // where the queue starts
+		n := copy(full, w.queue)
+		clear(full[n : off+n]) // what moved, and the nils before it
+		w.queue = full[:n]
+	}
+	c := cap(w.queue)
+	w.queue = append(w.queue, recs...)
+	if cap(w.queue) != c { // a new backing array
+		w.qarr = w.queue[:0]
+	}
 }
 
 // recordBytes is what a queued record costs, roughly.
