@@ -121,8 +121,13 @@ txns:
 		}
 		s.open, s.begun = true, time.Now()
 		boundary := s.begun.Add(s.c.commitInterval)
+		handed := false // anything handed out in this transaction
 		for first := true; ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load(); first = false {
-			pctx, cancel := context.WithDeadline(ctx, boundary)
+			deadline := boundary
+			if handed {
+				deadline = s.idleBy(boundary)
+			}
+			pctx, cancel := context.WithDeadline(ctx, deadline)
 			s.c.health.Polling(true)
 			fetches := s.cl.PollRecords(pctx, pollRecords)
 			s.c.health.Polling(false)
@@ -138,6 +143,11 @@ txns:
 			}
 			s.handOut(fetches)
 			s.applyRewinds()
+			if fetches.NumRecords() > 0 {
+				handed = true
+			} else if handed && s.idleNow() {
+				break
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -146,6 +156,35 @@ txns:
 		seen = s.rebalances.Load() // End forgot the rebalances so far
 		s.cl.AllowRebalance()
 	}
+}
+
+// txnIdleGap is how long a poll waits for records before the session,
+// everything it handed out done, takes itself for idle (see idleNow).
+const txnIdleGap = 50 * time.Millisecond
+
+// idleBy is when a poll that fetches nothing makes the session idle: after
+// txnIdleGap, and not before config.MinCommitInterval into the transaction,
+// nor after its boundary.
+func (s *session) idleBy(boundary time.Time) time.Time {
+	at := time.Now().Add(txnIdleGap)
+	if earliest := s.begun.Add(config.MinCommitInterval); at.Before(earliest) {
+		at = earliest
+	}
+	if boundary.Before(at) {
+		return boundary
+	}
+	return at
+}
+
+// idleNow reports whether the open transaction may end before its commit
+// interval, after a poll that fetched nothing: every record handed out in
+// it is done, and it is at least config.MinCommitInterval old. So what a
+// quiet consumer forwarded and emitted becomes visible to read_committed
+// readers as soon as it is done, not up to a commit interval later, while a
+// busy consumer ends one transaction per commit interval and an idle one at
+// most ten a second.
+func (s *session) idleNow() bool {
+	return s.undone.Load() == 0 && time.Since(s.begun) >= config.MinCommitInterval
 }
 
 // restartTxn ends the open transaction before anything was handed out in

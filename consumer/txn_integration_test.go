@@ -4,8 +4,10 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,4 +137,64 @@ func txnHandler(out string, block bool, note func(string)) consumer.Handler {
 		}
 		return nil
 	})
+}
+
+// An exactly-once consumer with a commit interval of ten minutes handles a
+// few records, emitting an output for each, and then has nothing more to
+// do: it ends its transaction then, so a read_committed reader sees the
+// outputs within seconds, not ten minutes later.
+func TestExactlyOnceIdleCommitsEarlyOnRealBroker(t *testing.T) {
+	verifyNoLeaks(t)
+	b := newRealBroker(t, 2)
+	b.cfg.ExactlyOnce = true
+	b.cfg.CommitInterval = 10 * time.Minute
+	out := b.ladder.Topic() + ".out"
+	ctx := context.Background()
+	if resp, err := b.adm.CreateTopics(ctx, 2, 1, nil, out); err != nil || resp.Error() != nil {
+		t.Fatalf("creating %s: %v %v", out, err, resp.Error())
+	}
+	t.Cleanup(func() { b.adm.DeleteTopics(context.Background(), out) })
+	const records = 20
+	for i := range records {
+		if err := b.cl.ProduceSync(ctx, &kgo.Record{Topic: b.ladder.Topic(), Partition: int32(i % 2), Key: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := consumer.New(b.cfg, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		return consumer.Emit(ctx, &kgo.Record{Topic: out, Key: r.Key})
+	}), consumer.WithRelay(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	started := time.Now()
+	go func() { errc <- c.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	rd, err := kgo.NewClient(kgo.SeedBrokers(b.seeds...), kgo.ConsumeTopics(out), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	seen := map[string]int{}
+	for len(seen) < records && time.Since(started) < 30*time.Second {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		rd.PollFetches(pctx).EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
+		pcancel()
+	}
+	if len(seen) < records {
+		t.Fatalf("after 30s a read_committed reader sees %d of the %d outputs; want all, the consumer idle since it handled them", len(seen), records)
+	}
+	t.Logf("every output visible to read_committed %v after Run started (commit interval 10m)", time.Since(started).Round(time.Millisecond))
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("a read_committed reader sees output %s %d times, want once", k, n)
+		}
+	}
 }

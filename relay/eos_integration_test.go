@@ -86,9 +86,11 @@ func TestRelayExactlyOnceCrashMidTransactionRealBroker(t *testing.T) {
 	}
 
 	// The first relay re-feeds everything in a transaction it does not
-	// commit (its commit interval is long), then vanishes.
+	// commit (its ends are held), then vanishes.
 	doomed := &killableDialer{}
-	a := newRelay(time.Minute, kgo.Dialer(doomed.DialContext))
+	hold := &kafkatest.EndHolder{Dial: doomed.DialContext}
+	hold.Hold(true)
+	a := newRelay(time.Minute, kgo.Dialer(hold.DialContext))
 	stopA := runRelay(t, ctx, a)
 	defer stopA()
 	kafkatest.WaitFor(t, "the first relay's re-feeds, uncommitted", 200*time.Millisecond, time.Minute, func() bool {
@@ -98,6 +100,7 @@ func TestRelayExactlyOnceCrashMidTransactionRealBroker(t *testing.T) {
 		t.Fatalf("a read_committed reader sees %d re-feeds of an open transaction", n)
 	}
 	doomed.kill()
+	hold.Hold(false) // its held ends fail on the closed connections
 
 	b := newRelay(time.Second)
 	stopB := runRelay(t, ctx, b)
@@ -137,6 +140,57 @@ func TestRelayExactlyOnceCrashMidTransactionRealBroker(t *testing.T) {
 	}
 	t.Logf("read_committed: %d records, each once; the main topic holds %d (the dead relay's aborted copies included); transactional id %s",
 		len(committed), all, b.TransactionalID())
+}
+
+// TestRelayExactlyOnceIdleCommitsEarlyRealBroker: an exactly-once relay
+// with a commit interval of a minute re-feeds a tier's records and then has
+// nothing more to do: it ends its transaction then, not a minute later, so a
+// read_committed reader of the main topic sees the re-feeds within seconds.
+// Records due later stay in the tier, uncommitted and not re-fed.
+func TestRelayExactlyOnceIdleCommitsEarlyRealBroker(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	const (
+		parts   = 2
+		records = 50
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rl := newRealLadder(t, ctx, brokers, time.Second, parts, parts)
+	l, tier, main := rl.l, rl.tier, rl.l.Topic()
+	now := time.Now()
+	var recs []*kgo.Record
+	for i := range records + 1 {
+		due := now
+		if i == records {
+			due = now.Add(time.Hour) // held or paused, never re-fed here
+		}
+		p := int32(i % parts)
+		md := headers.Metadata{Group: l.Group(), Attempts: 1, Tier: tier.Name, DueAt: due, OriginalTopic: main, OriginalPartition: p,
+			OriginalOffset: int64(i), OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now}
+		recs = append(recs, &kgo.Record{Topic: tier.Topic, Partition: p, Key: fmt.Appendf(nil, "k%03d", i), Headers: headers.Encode(nil, md)})
+	}
+	if err := rl.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New([]*ladder.Ladder{l}, relay.WithExactlyOnce(true), relay.WithCommitInterval(time.Minute),
+		relay.WithClientOpts(kgo.SeedBrokers(brokers...)), relay.WithLogger(testLogger(t, slog.LevelInfo)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	stop := runRelay(t, ctx, r)
+	defer stop()
+	var seen map[string]int
+	kafkatest.WaitFor(t, "the re-feeds, committed well within the commit interval", 200*time.Millisecond, 30*time.Second, func() bool {
+		seen = readCommitted(t, ctx, brokers, main)
+		return len(seen) >= records
+	})
+	t.Logf("every re-feed visible to read_committed %v after the relay started (commit interval 1m)", time.Since(started).Round(time.Millisecond))
+	for k, n := range seen {
+		if n != 1 || k == fmt.Sprintf("k%03d", records) {
+			t.Errorf("a read_committed reader sees %s %d times; want each due record once and never the one due in an hour", k, n)
+		}
+	}
 }
 
 // TestRelayExactlyOnceRebalanceRealBroker: records fall due over a few

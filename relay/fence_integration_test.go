@@ -66,9 +66,11 @@ func TestRelayFencesVanishedRelayRealBroker(t *testing.T) {
 	}
 
 	// A re-feeds everything in a transaction it does not commit (its
-	// commit interval is long), then vanishes.
+	// ends are held), then vanishes.
 	doomed := &killableDialer{}
-	a := newRelay(time.Minute, nil, kgo.Dialer(doomed.DialContext))
+	hold := &kafkatest.EndHolder{Dial: doomed.DialContext}
+	hold.Hold(true)
+	a := newRelay(time.Minute, nil, kgo.Dialer(hold.DialContext))
 	stopA := runRelay(t, ctx, a)
 	defer stopA()
 	kafkatest.WaitFor(t, "A's re-feeds, uncommitted", 100*time.Millisecond, time.Minute, func() bool { return mainEnd() >= records })
@@ -82,6 +84,7 @@ func TestRelayFencesVanishedRelayRealBroker(t *testing.T) {
 	}
 	timesOut := time.UnixMilli(txnA.StartTimestamp).Add(time.Duration(txnA.TimeoutMillis) * time.Millisecond)
 	doomed.kill()
+	hold.Hold(false) // its held ends fail on the closed connections
 	killed := time.Now()
 
 	reg := prometheus.NewRegistry()

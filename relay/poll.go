@@ -276,7 +276,8 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read 
 // data or not: the earliest due time of a held head, or for a partition
 // paused while it holds, holdAhead before its last record is due, when that
 // is still ahead (it is resumed then); and settleEvery from now while
-// re-feeds are in flight, to mark them. Zero: only when records arrive.
+// re-feeds are in flight, to mark them; and while a transaction has marks,
+// when it may end. Zero: only when records arrive.
 func (s *session) nextWake() time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -286,7 +287,15 @@ func (s *session) nextWake() time.Time {
 		first = now.Add(settleEvery)
 	}
 	if s.txn != nil && s.dirty.Load() {
-		if end := s.lastEnd.Add(s.r.cfg.commitInterval); first.IsZero() || end.Before(first) {
+		// The end at the commit interval, or sooner when idle (see idle).
+		end := s.lastEnd.Add(minCommitInterval)
+		if soon := now.Add(idleGap); end.Before(soon) {
+			end = soon
+		}
+		if last := s.lastEnd.Add(s.r.cfg.commitInterval); last.Before(end) {
+			end = last
+		}
+		if first.IsZero() || end.Before(first) {
 			first = end
 		}
 	}

@@ -105,11 +105,13 @@ func TestRelayFencedRejoinsRealBroker(t *testing.T) {
 	}
 
 	// A re-feeds 20 records in a transaction it does not commit (its
-	// commit interval is long), then is cut off.
+	// ends are held), then is cut off.
 	produce(0, 20)
 	var logA kafkatest.Buffer
 	dialer := &freezableDialer{}
-	a := newRelay(time.Minute, nil, slog.New(slog.NewTextHandler(&logA, &slog.HandlerOptions{Level: slog.LevelInfo})), kgo.Dialer(dialer.DialContext))
+	hold := &kafkatest.EndHolder{Dial: dialer.DialContext}
+	hold.Hold(true)
+	a := newRelay(time.Minute, nil, slog.New(slog.NewTextHandler(&logA, &slog.HandlerOptions{Level: slog.LevelInfo})), kgo.Dialer(hold.DialContext))
 	actx, stopA := context.WithCancel(ctx)
 	var errA error
 	doneA := make(chan struct{})
@@ -117,6 +119,7 @@ func TestRelayFencedRejoinsRealBroker(t *testing.T) {
 	defer func() {
 		stopA()
 		dialer.freeze(false)
+		hold.Hold(false)
 		<-doneA
 		t.Logf("A's log:\n%s", logA.String())
 	}()
@@ -150,6 +153,7 @@ func TestRelayFencedRejoinsRealBroker(t *testing.T) {
 	}
 	kafkatest.WaitFor(t, "B to fence A's transaction", 100*time.Millisecond, 2*time.Minute, func() bool { return fenced() > 0 })
 	dialer.freeze(false)
+	hold.Hold(false) // its held ends fail on the closed connections
 	kafkatest.WaitFor(t, "A to rejoin after the fence", 100*time.Millisecond, 2*time.Minute, func() bool {
 		running()
 		return strings.Contains(logA.String(), "rejoins the group with a new transactional id")

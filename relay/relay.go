@@ -355,7 +355,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
 		})
 		s.handle(ctx, fetches)
-		if s.txn != nil && s.dirty.Load() && time.Since(s.lastEnd) >= r.cfg.commitInterval {
+		if s.txn != nil && s.dirty.Load() && (time.Since(s.lastEnd) >= r.cfg.commitInterval || s.idle(fetches.NumRecords() > 0)) {
 			if err := s.endTxnWithin(true); err != nil {
 				return s.closeFenced(err)
 			}

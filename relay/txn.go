@@ -179,6 +179,33 @@ func fenced(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
+// idleGap is how far ahead nothing held may fall due for the relay to be
+// idle (see idle): an end takes a few round trips, and a re-feed due while
+// it runs waits for it.
+const idleGap = 50 * time.Millisecond
+
+// idle reports whether the open transaction may end before its commit
+// interval: the last poll fetched nothing, no held record falls due within
+// idleGap, and the last end is at least minCommitInterval ago. So a quiet
+// relay's re-feeds become visible to read_committed readers as soon as they
+// are acknowledged, not up to a commit interval later, while a busy relay
+// ends one transaction per commit interval and an idle one at most ten a
+// second.
+func (s *session) idle(fetched bool) bool {
+	if fetched || time.Since(s.lastEnd) < minCommitInterval {
+		return false
+	}
+	soon := time.Now().Add(idleGap)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.held {
+		if h.due.Before(soon) {
+			return false
+		}
+	}
+	return true
+}
+
 // endTxnWithin is endTxn while running: within the delivery timeout, then
 // the next transaction begins. Not within Run's ctx, which shutting down
 // cancels: an end cut short leaves the transaction open on the brokers,

@@ -64,3 +64,46 @@ func (c *endTxnLosingConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// EndHolder is a kgo.Dialer for tests that need a transaction to stay open:
+// while held, a connection's AddOffsetsToTxn and EndTxn requests wait,
+// unsent (kretry ends a transaction early when it is idle, so a long commit
+// interval alone does not keep one open). Dial dials (nil: a net.Dialer).
+type EndHolder struct {
+	Dial func(ctx context.Context, network, host string) (net.Conn, error)
+	held atomic.Bool
+}
+
+// Hold makes the requests that end a transaction wait (true) or go (false).
+func (h *EndHolder) Hold(on bool) { h.held.Store(on) }
+
+// DialContext dials host; pass it to kgo.Dialer.
+func (h *EndHolder) DialContext(ctx context.Context, network, host string) (net.Conn, error) {
+	dial := h.Dial
+	if dial == nil {
+		dial = new(net.Dialer).DialContext
+	}
+	c, err := dial(ctx, network, host)
+	if err != nil {
+		return nil, err
+	}
+	return &endHoldingConn{Conn: c, h: h}, nil
+}
+
+type endHoldingConn struct {
+	net.Conn
+	h *EndHolder
+}
+
+// Write sends one request (kgo writes one a call: its size, then its API
+// key), after the hold when it ends a transaction.
+func (c *endHoldingConn) Write(p []byte) (int, error) {
+	if len(p) >= 6 {
+		if k := int16(binary.BigEndian.Uint16(p[4:6])); k == kmsg.AddOffsetsToTxn.Int16() || k == kmsg.EndTxn.Int16() {
+			for c.h.held.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	return c.Conn.Write(p)
+}
