@@ -35,6 +35,10 @@ type Encoder struct {
 	out   []kgo.RecordHeader
 	buf   []byte
 	users int // the most user headers out held since Reset: the ones Reset clears
+	// n is len(out) after the last call: out[:n] beyond the user headers
+	// still hold its kretry headers, which add leaves as they are when it
+	// writes one again, the same name over the same bytes of buf.
+	n int
 
 	// The date of the last time written, which the next one usually shares.
 	day  int64
@@ -90,7 +94,7 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 		n++
 	}
 	if e.out == nil || cap(e.out) < users+n {
-		e.out = make([]kgo.RecordHeader, 0, users+n)
+		e.out, e.n = make([]kgo.RecordHeader, 0, users+n), 0
 	} else {
 		e.out = e.out[:0]
 	}
@@ -146,12 +150,25 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 	if md.Group != "" && md.Attempts > 0 && ValidTraceParent(md.TraceParent) {
 		e.out = append(e.out, kgo.RecordHeader{Key: HeaderTraceParent, Value: []byte(md.TraceParent)})
 	}
+	e.n = len(e.out)
 	return e.out
 }
 
-// add appends header k with the value buf holds from from on.
+// add appends header k with the value buf holds from from on. A header the
+// last call wrote at the same place, of the same name and over the same
+// bytes, is left as it is: a forward's headers are mostly those of the
+// forward before, and not storing them spares the writes to memory long out
+// of the caches (and, while the GC marks, their write barriers).
 func (e *Encoder) add(k string, from int) {
-	e.out = append(e.out, kgo.RecordHeader{Key: k, Value: e.buf[from:len(e.buf):len(e.buf)]})
+	v := e.buf[from:len(e.buf):len(e.buf)]
+	if i := len(e.out); i < e.n && len(v) > 0 {
+		e.out = e.out[:i+1]
+		if h := &e.out[i]; len(h.Value) != len(v) || cap(h.Value) != cap(v) || &h.Value[0] != &v[0] || h.Key != k {
+			*h = kgo.RecordHeader{Key: k, Value: v}
+		}
+		return
+	}
+	e.out = append(e.out, kgo.RecordHeader{Key: k, Value: v})
 }
 
 func (e *Encoder) text(k, v string) {

@@ -545,8 +545,13 @@ func TestEncoderMatchesEncode(t *testing.T) {
 	full.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	dead := sampleMetadata().DeadLettered(headers.ReasonPermanent, "retry-1m", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
 	dead.Route = "invalid"
+	longer := sampleMetadata() // the same headers, some values longer than sampleMetadata's
+	longer.OriginalOffset, longer.Attempts, longer.Error = 100042, 12, "payment service: 503 Service Unavailable"
 	mds := []headers.Metadata{
 		full,
+		sampleMetadata(),
+		sampleMetadata(),
+		longer,
 		sampleMetadata(),
 		{Replays: 2},
 		{Group: "g", Replays: 1, OriginalTopic: "orders", OriginalTimestamp: time.Unix(0, 0)},
