@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"testing"
 	"testing/synctest"
@@ -15,17 +14,23 @@ import (
 )
 
 // A poll waits for acknowledgements only past maxInflight re-feeds in
-// flight, and then until half of it is left.
+// flight, and then until half of it is left, counting what each partition
+// has acknowledged in order: it does not wait for whole partitions.
 func TestBoundWaitsOnlyPastMaxInflight(t *testing.T) {
+	const late = time.Hour // when the re-feeds not acknowledged after a second are
 	for _, tc := range []struct {
+		name       string
 		partitions int // of maxPollRecords re-feeds in flight each
+		ackedFirst int // of each partition's, the oldest, acknowledged after a second; the rest after late
 		wantLeft   int // in flight after bound: all of them when it does not wait
 	}{
-		{partitions: 3, wantLeft: 3 * maxPollRecords}, // 15,000: below maxInflight
-		{partitions: 4, wantLeft: 4 * maxPollRecords}, // 20,000: at it
-		{partitions: 5, wantLeft: 2 * maxPollRecords}, // past it: down to half
+		{"below maxInflight", 3, maxPollRecords, 3 * maxPollRecords},
+		{"at it", 4, maxPollRecords, 4 * maxPollRecords},
+		// 15,000 acknowledged, 10,000 left: half of maxInflight, so bound
+		// returns after a second, without the newest of any partition.
+		{"past it, the oldest acknowledged", 5, 3000, 10000},
 	} {
-		t.Run(fmt.Sprint(tc.partitions*maxPollRecords), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				m, err := metrics.New(nil)
 				if err != nil {
@@ -52,11 +57,23 @@ func TestBoundWaitsOnlyPastMaxInflight(t *testing.T) {
 				go func() {
 					defer close(acked)
 					time.Sleep(time.Second)
-					for _, f := range all {
-						f.ack(&f.out, nil)
+					for i, f := range all {
+						if i%maxPollRecords < tc.ackedFirst {
+							f.ack(&f.out, nil)
+						}
+					}
+					time.Sleep(late)
+					for i, f := range all {
+						if i%maxPollRecords >= tc.ackedFirst {
+							f.ack(&f.out, nil)
+						}
 					}
 				}()
+				start := time.Now()
 				s.bound(ctx, outs, tc.partitions*maxPollRecords)
+				if took := time.Since(start); took >= late {
+					t.Errorf("bound returned after %v, once the newest re-feeds were acknowledged; want it back once half of maxInflight is left", took)
+				}
 				left := 0
 				for _, o := range outs {
 					left += len(o.queue)

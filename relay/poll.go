@@ -88,20 +88,34 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 }
 
 // bound waits, when more than maxInflight of the re-feeds of outs (n) are in
-// flight, for whole partitions' re-feeds until at most half of it is left:
-// the producer keeps a batch to send meanwhile. Shutting down (ctx done) it
-// stops waiting; the rest is settled then, within the delivery timeout.
+// flight, until at most half of it is left: the producer keeps a batch to
+// send meanwhile. It counts what every partition has acknowledged, in order,
+// as it comes, so it waits for the oldest re-feeds, not for whole
+// partitions' newest. Shutting down (ctx done) it stops waiting; the rest is
+// settled then, within the delivery timeout.
 func (s *session) bound(ctx context.Context, outs map[topicPartition]*outcome, n int) {
 	if n <= maxInflight {
 		return
 	}
-	for _, o := range outs {
+	tick := time.NewTicker(50 * time.Millisecond) // covers a wake-up another waiter took, as in await
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ackc:
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		case <-s.hard.Done():
+			return
+		}
+		n = 0
+		for _, o := range outs {
+			s.settle(o, nil)
+			n += len(o.queue)
+		}
 		if n <= maxInflight/2 {
 			return
 		}
-		left := len(o.queue)
-		s.settle(o, ctx.Done())
-		n -= left - len(o.queue)
 	}
 }
 
