@@ -22,7 +22,8 @@ func (w *worker) process(rec *kgo.Record) bool {
 	start := w.handlerEnd // see handle
 	w.handlerEnd = 0
 	w.inPlaceRetries = 0
-	if w.runN > 0 && (w.maxAge > 0 || w.breaker != nil || w.refused != nil || hasKretryHeader(rec.Headers)) {
+	kretry := hasKretryHeader(rec.Headers)
+	if w.runN > 0 && (w.maxAge > 0 || w.breaker != nil || w.refused != nil || kretry) {
 		// Not a plain record: the run of calls before it ends here,
 		// whichever way it goes.
 		now := w.since()
@@ -30,7 +31,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 		start = now
 	}
 	var md headers.Metadata
-	if hasKretryHeader(rec.Headers) { // a first delivery has none: nothing to decode or copy
+	if kretry { // a first delivery has none: nothing to decode or copy
 		var hasMD bool
 		var err error
 		md, hasMD, err = w.dec.Decode(rec.Headers)

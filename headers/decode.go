@@ -78,9 +78,6 @@ type Decoder struct {
 
 // Decode is Decode, reusing the text values of d's last call.
 func (d *Decoder) Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
-	if !hasKretryHeader(hs) {
-		return Metadata{}, false, nil
-	}
 	return decode(hs, &d.last)
 }
 
