@@ -383,6 +383,7 @@ type session struct {
 	// to their first record given back to an open breaker (giveBack).
 	rewinds map[*worker]kgo.EpochOffset
 	txnState
+	hold txnHold // exactly_once: the transactions that did not commit in a row (txnhold.go)
 
 	ctx    context.Context    // the session's: done when Run's is, or when it is fenced
 	cancel context.CancelFunc // ends the session

@@ -52,10 +52,12 @@ type txnState struct {
 	broken atomic.Bool
 	// rebalances counts the revoke and lost callbacks (see pollTxn).
 	rebalances atomic.Uint64
-	// open is whether a transaction was begun and not ended, begun when
-	// (poll's goroutine only).
-	open  bool
-	begun time.Time
+	// open is whether a transaction was begun and not ended, begun when,
+	// and carried whether records were handed out in it (poll's goroutine
+	// only).
+	open    bool
+	begun   time.Time
+	carried bool
 }
 
 // transactionalID is the consumer's transactional id:
@@ -110,6 +112,9 @@ func (s *session) pollTxn(ctx context.Context) {
 	seen := s.rebalances.Load()
 txns:
 	for ctx.Err() == nil {
+		if !s.holdTxn(ctx) { // after a transaction that did not commit (txnhold.go)
+			return
+		}
 		if err := s.txn.Begin(); err != nil {
 			s.cl.AllowRebalance()
 			if fatalTxnErr(err) {
@@ -119,7 +124,7 @@ txns:
 			}
 			return
 		}
-		s.open, s.begun = true, time.Now()
+		s.open, s.begun, s.carried = true, time.Now(), false
 		boundary := s.begun.Add(s.c.commitInterval)
 		handed := false // anything handed out in this transaction
 		for first := true; ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load(); first = false {
@@ -198,7 +203,7 @@ func (s *session) restartTxn(ctx context.Context) {
 	case fatalTxnErr(err):
 		s.failTxn("aborting a transaction", err)
 	case err != nil:
-		s.log.Error("kretry consumer transaction failed", "group", s.c.cfg.Group, "error", err)
+		s.txnNotCommitted(err)
 		s.abortFailedTxn(ctx)
 	}
 }
@@ -224,6 +229,7 @@ func (s *session) handOut(fetches kgo.Fetches) {
 		if w == nil || !w.enqueue(p.Records) {
 			s.broken.Store(true)
 		}
+		s.carried = true
 	})
 }
 
@@ -255,12 +261,18 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	case fatalTxnErr(err):
 		s.failTxn("ending a transaction", err)
 	case err != nil:
-		s.log.Error("kretry consumer transaction failed; its records will be handled again", "group", s.c.cfg.Group, "error", err)
+		s.txnNotCommitted(err)
 		s.abortFailedTxn(ctx)
 	case !committed && try == kgo.TryCommit:
-		s.log.Info("kretry consumer transaction aborted (a rebalance); its records will be handled again", "group", s.c.cfg.Group)
+		s.txnNotCommitted(nil)
+		s.log.Info("kretry consumer transaction aborted (a rebalance, or a coordinator that did not answer); its records will be handled again", "group", s.c.cfg.Group)
+	case !committed && done:
+		s.txnNotCommitted(nil) // a forward or an output failed in it
+		s.log.Info("kretry consumer transaction aborted; its records will be handled again", "group", s.c.cfg.Group)
 	case !committed:
 		s.log.Info("kretry consumer transaction aborted; its records will be handled again", "group", s.c.cfg.Group)
+	case s.carried:
+		s.txnCommittedAgain() // not an empty one: kgo ends it without asking the brokers
 	}
 	return committed
 }

@@ -54,6 +54,7 @@ type Metrics struct {
 	CircuitState           *prometheus.GaugeVec   // topic
 	CircuitOpened          *prometheus.CounterVec // topic
 	FencedTransactions     *prometheus.CounterVec // component, group
+	TransactionsFailed     *prometheus.CounterVec // component, group
 
 	Ladder *LadderVec // kretry_tier_delay_seconds and kretry_tier_attempts: group, topic, tier
 	Health *HealthVec // kretry_live and kretry_ready: component, group
@@ -126,6 +127,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: Namespace, Name: "fenced_transactions_total",
 			Help: "Open transactions of dead kretry instances of the group (exactly_once) that this instance fenced and so aborted at once, instead of their holding the partitions they wrote to until the transaction timeout.",
 		}, []string{"component", "group"}),
+		TransactionsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "transactions_failed_total",
+			Help: "Transactions (exactly_once) whose end failed with an error, e.g. while a coordinator was unreachable or moving; their records are handled again.",
+		}, []string{"component", "group"}),
 		Ladder: newLadderVec(),
 		Health: newHealthVec(),
 	}
@@ -149,6 +154,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	m.CircuitState = register(reg, m.CircuitState, &err)
 	m.CircuitOpened = register(reg, m.CircuitOpened, &err)
 	m.FencedTransactions = register(reg, m.FencedTransactions, &err)
+	m.TransactionsFailed = register(reg, m.TransactionsFailed, &err)
 	m.Ladder = register(reg, m.Ladder, &err)
 	m.Health = register(reg, m.Health, &err)
 	if err != nil {
