@@ -184,14 +184,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cancel()
 
 	s := c.newSession(ctx, cancel)
-	counts, err := s.start(ctx)
+	err := s.start(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // cancelled while starting: nothing to stop
 		}
 		return err
 	}
-	s.setGroupSessionTimeouts(ctx)
 
 	var wg sync.WaitGroup
 	var relayErr error
@@ -229,7 +228,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			"its records are handled again) and rejoins the group with a new transactional id",
 			"group", c.cfg.Group, "transactional_id", s.txnID, "error", fenced)
 		s = c.newSession(ctx, cancel)
-		if err = s.restart(ctx, counts); err != nil {
+		if err = s.start(ctx); err != nil {
+			if ctx.Err() != nil {
+				err = nil // cancelled while starting: nothing to stop
+			}
 			break
 		}
 	}
@@ -252,12 +254,15 @@ func (c *Consumer) newSession(ctx context.Context, stop context.CancelFunc) *ses
 	return s
 }
 
-// start builds the first session's client, provisions and checks the
-// topics, and returns the partition counts of the tier and DLQ topics.
-func (s *session) start(ctx context.Context) (map[string]int32, error) {
+// start builds a session's client, provisions (WithProvisioning) and
+// checks the topics, reads the partition counts and the batch limits of the
+// tier and DLQ topics, and sets the group session timeouts: the first
+// session and each one after a fence alike (a new session after a fence
+// once kept the first's counts and set no session timeout).
+func (s *session) start(ctx context.Context) error {
 	cl, hooks, err := s.newClient()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.cl, s.clientMetrics = cl, hooks
 	if s.c.opts.provision {
@@ -270,23 +275,11 @@ func (s *session) start(ctx context.Context) (map[string]int32, error) {
 	if err != nil {
 		cl.Close()
 		hooks.Release()
-		return nil, err
-	}
-	s.partitions = partitions.New(cl, s.log, counts)
-	s.readLimits(ctx, counts)
-	return counts, nil
-}
-
-// restart builds the client of a session after a fenced one, with the
-// topics Run checked when it started.
-func (s *session) restart(ctx context.Context, counts map[string]int32) error {
-	cl, hooks, err := s.newClient()
-	if err != nil {
 		return err
 	}
-	s.cl, s.clientMetrics = cl, hooks
 	s.partitions = partitions.New(cl, s.log, counts)
 	s.readLimits(ctx, counts)
+	s.setGroupSessionTimeouts(ctx)
 	return nil
 }
 
