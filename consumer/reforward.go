@@ -162,10 +162,12 @@ func (w *worker) forwardAgain(rec *kgo.Record, f *pendingForward) bool {
 
 // refused reports whether a produce error is one that no retry can mend: the
 // broker's (or the client's) non-retriable answers, such as a record larger
-// than the topic or the client accepts, or a write the ACLs deny.
+// than the topic or the client accepts, or a write the ACLs deny. Not an
+// answer about the producer rather than the record (producerStateErr): the
+// DLQ would get the same.
 func refused(err error) bool {
 	var ke *kerr.Error
-	return errors.As(err, &ke) && !ke.Retriable
+	return errors.As(err, &ke) && !ke.Retriable && !producerStateErr(err)
 }
 
 // isTooLarge reports whether a produce error says the record is larger than

@@ -312,6 +312,19 @@ func fatalTxnErr(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed)
 }
 
+// producerStateErr reports whether a produce error is about the producer,
+// not the record: its transactional id taken or its transaction ended by the
+// brokers (fatalTxnErr), or its transaction or sequence state lost. The
+// transaction aborts, and its end says whether the consumer was fenced
+// (failTxn); the record is written again, not dead-lettered for it (a worker
+// of the fault suite's leader kills redirected such forwards to the DLQ,
+// which failed alike, and Run stopped).
+func producerStateErr(err error) bool {
+	return fatalTxnErr(err) || errors.Is(err, kerr.InvalidTxnState) || errors.Is(err, kerr.TransactionAbortable) ||
+		errors.Is(err, kerr.InvalidProducerIDMapping) || errors.Is(err, kerr.UnknownProducerID) ||
+		errors.Is(err, kerr.OutOfOrderSequenceNumber)
+}
+
 // fencedTxnErr reports whether err means the brokers fenced the consumer's
 // producer: another producer took its transactional id, or the brokers
 // aborted its transaction (the survivors' fence after it lost the group,
