@@ -46,6 +46,14 @@ type txnState struct {
 	// that are not done yet; idle is signalled (cap 1) when it drops to 0.
 	undone atomic.Int64
 	idle   chan struct{}
+	// room is signalled (cap 1) when undone drops below limit, the most
+	// records the open transaction may have undone while it polls (see
+	// roomInTxn); handed counts those handed out in it, and rate is what
+	// the last transaction did a second (poll's goroutine only).
+	room   chan struct{}
+	limit  atomic.Int64
+	handed int64
+	rate   float64
 	// broken is set when a record of the open transaction cannot be done
 	// in it (a failed produce, a worker stopped with records left): the
 	// transaction must abort.
@@ -78,12 +86,63 @@ func (s *session) transactionalID() (string, error) {
 
 // recordsDone counts n records of the open transaction done.
 func (t *txnState) recordsDone(n int64) {
-	if t.undone.Add(-n) == 0 {
+	left := t.undone.Add(-n)
+	if left == 0 {
 		select {
 		case t.idle <- struct{}{}:
 		default:
 		}
 	}
+	if lim := t.limit.Load(); left < lim && left+n >= lim {
+		select {
+		case t.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Bounds of the records a transaction has undone while it polls: a first
+// transaction's, and the least.
+const (
+	txnFirstLimit = pollRecords
+	txnMinLimit   = 100
+)
+
+// txnLimit is the most records the next transaction may have handed out and
+// not done while it polls: what the workers did in two commit intervals in
+// the last transaction (handed out over its length), at least txnMinLimit;
+// two, so that a partition whose records are slow to be done holds back the
+// others' little.
+// Every record handed out must be done before the transaction ends, and an
+// abort hands them all out again: in a backlog, polling for a commit
+// interval handed out far more than the workers did in one (a transaction
+// of the fault suite's leader kills held 8s of handling, all of it handled
+// again when the group was lost at its end).
+func (t *txnState) txnLimit(interval time.Duration) int64 {
+	if t.rate == 0 {
+		return txnFirstLimit
+	}
+	return max(int64(2*t.rate*interval.Seconds()), txnMinLimit)
+}
+
+// roomInTxn waits while the open transaction has limit records or more
+// undone: until fewer, the boundary, or ctx; false at the boundary or ctx.
+func (t *txnState) roomInTxn(ctx context.Context, boundary time.Time) bool {
+	if t.undone.Load() < t.limit.Load() {
+		return true
+	}
+	timer := time.NewTimer(time.Until(boundary))
+	defer timer.Stop()
+	for t.undone.Load() >= t.limit.Load() {
+		select {
+		case <-t.room:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 // quiesce waits until every record handed out in the open transaction is
@@ -109,6 +168,7 @@ func (t *txnState) quiesce(ctx context.Context) bool {
 // a whole transaction of handled records, handled again.
 func (s *session) pollTxn(ctx context.Context) {
 	s.idle = make(chan struct{}, 1)
+	s.room = make(chan struct{}, 1)
 	seen := s.rebalances.Load()
 txns:
 	for ctx.Err() == nil {
@@ -124,10 +184,14 @@ txns:
 			}
 			return
 		}
-		s.open, s.begun, s.carried = true, time.Now(), false
+		s.open, s.begun, s.carried, s.handed = true, time.Now(), false, 0
+		s.limit.Store(s.txnLimit(s.c.commitInterval))
 		boundary := s.begun.Add(s.c.commitInterval)
 		handed := false // anything handed out in this transaction
 		for first := true; ctx.Err() == nil && time.Now().Before(boundary) && !s.broken.Load(); first = false {
+			if !s.roomInTxn(ctx, boundary) {
+				break
+			}
 			deadline := boundary
 			if handed {
 				deadline = s.idleBy(boundary)
@@ -157,7 +221,11 @@ txns:
 		if ctx.Err() != nil {
 			return
 		}
-		s.endTxn(ctx, s.quiesce(ctx))
+		done := s.quiesce(ctx)
+		if d := time.Since(s.begun); done && d > 0 {
+			s.rate = float64(s.handed) / d.Seconds()
+		}
+		s.endTxn(ctx, done)
 		seen = s.rebalances.Load() // End forgot the rebalances so far
 		s.cl.AllowRebalance()
 	}
@@ -230,6 +298,7 @@ func (s *session) handOut(fetches kgo.Fetches) {
 			s.broken.Store(true)
 		}
 		s.carried = true
+		s.handed += int64(len(p.Records))
 	})
 }
 

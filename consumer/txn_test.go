@@ -262,3 +262,43 @@ func TestExactlyOnceEndFailureIsRetried(t *testing.T) {
 		t.Errorf("tier seen by a read_committed reader: %s, want a once", got)
 	}
 }
+
+// Exactly once with a backlog: a transaction hands out about what its
+// workers do in a commit interval, not everything it can fetch in one.
+// Every record handed out must be done before the transaction ends, and an
+// abort hands them all out again: here 4,000 records wait and the handler
+// does about 1,000 a second; the first transaction handed out and committed
+// all 4,000 (4s of handling in one transaction), now about 2,000.
+func TestExactlyOnceTransactionHoldsAboutACommitIntervalOfWork(t *testing.T) {
+	c := newClusterOn(t, 1, 1, false)
+	c.cfg.ExactlyOnce = true
+	const n = 4000
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Key: []byte(strconv.Itoa(i))}
+	}
+	c.produce(recs...)
+	r := c.start(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+		time.Sleep(time.Millisecond)
+		return nil
+	}), consumer.WithRelay(false))
+	var first int64
+	kafkatest.WaitFor(t, "every record committed", 20*time.Millisecond, 2*time.Minute, func() bool {
+		os, err := c.adm.FetchOffsets(context.Background(), testGroup)
+		if err != nil {
+			return false // the group is not there yet
+		}
+		o, _ := os.Lookup(testTopic, 0)
+		at := max(o.At, 0)
+		if first == 0 {
+			first = at
+		}
+		return at == n
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if first > n*3/4 {
+		t.Errorf("the first transaction committed %d records, want about 2,000 (what the handler does in a commit interval, and what it was handed while it polled), at most %d", first, n*3/4)
+	}
+}

@@ -115,3 +115,21 @@ func TestHoldPause(t *testing.T) {
 		}
 	}
 }
+
+func TestTxnLimit(t *testing.T) {
+	for _, tc := range []struct {
+		rate     float64
+		interval time.Duration
+		want     int64
+	}{
+		{0, time.Second, txnFirstLimit},
+		{10, time.Second, txnMinLimit},
+		{1000, time.Second, 2000},
+		{1000, 5 * time.Second, 10000},
+	} {
+		ts := txnState{rate: tc.rate}
+		if got := ts.txnLimit(tc.interval); got != tc.want {
+			t.Errorf("txnLimit(%v) at %v records/s = %d, want %d", tc.interval, tc.rate, got, tc.want)
+		}
+	}
+}
