@@ -75,29 +75,45 @@ func TestExactlyOnceSessionAfterAFenceSetsUpAsTheFirst(t *testing.T) {
 // bump its epoch, so the consumer's next transaction is fenced.
 func fenceByClientID(t *testing.T, b *realBroker) {
 	t.Helper()
+	id := memberTxnID(t, b)
+	if !strings.HasPrefix(id, "kretry/") {
+		t.Fatalf("group %s has no one kretry consumer as its member (client id %q)", b.cfg.Group, id)
+	}
+	fenceTxnID(t, b, id)
+}
+
+// memberTxnID is the client id, a kretry consumer's transactional id, of
+// the one member of b's group; "" when the group has not one member.
+func memberTxnID(t *testing.T, b *realBroker) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var id string
 	if b.cfg.GroupProtocol == config.GroupProtocolConsumer {
 		groups, err := b.adm.DescribeConsumerGroups(ctx, b.cfg.Group)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if g := groups[b.cfg.Group]; g.Err == nil && len(g.Members) == 1 {
-			id = g.Members[0].ClientID
+			return g.Members[0].ClientID
 		}
-	} else {
-		groups, err := b.adm.DescribeGroups(ctx, b.cfg.Group)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g := groups[b.cfg.Group]; g.Err == nil && len(g.Members) == 1 {
-			id = g.Members[0].ClientID
-		}
+		return ""
 	}
-	if !strings.HasPrefix(id, "kretry/") {
-		t.Fatalf("group %s has no one kretry consumer as its member (client id %q)", b.cfg.Group, id)
+	groups, err := b.adm.DescribeGroups(ctx, b.cfg.Group)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if g := groups[b.cfg.Group]; g.Err == nil && len(g.Members) == 1 {
+		return g.Members[0].ClientID
+	}
+	return ""
+}
+
+// fenceTxnID initializes transactional id id's producer, which bumps its
+// epoch: its owner's next transaction is fenced.
+func fenceTxnID(t *testing.T, b *realBroker, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	req := kmsg.NewPtrInitProducerIDRequest()
 	req.TransactionalID = &id
 	req.TransactionTimeoutMillis = 60_000
