@@ -302,3 +302,44 @@ func TestExactlyOnceTransactionHoldsAboutACommitIntervalOfWork(t *testing.T) {
 		t.Errorf("the first transaction committed %d records, want about 2,000 (what the handler does in a commit interval, and what it was handed while it polled), at most %d", first, n*3/4)
 	}
 }
+
+// Exactly once: after a transaction end that failed, the hold asks the
+// coordinators (a DescribeTransactions) once before the next transaction,
+// whose commit ends the row; none is asked before the failure nor after.
+func TestExactlyOnceHoldProbesOncePerFailure(t *testing.T) {
+	c := newClusterOn(t, 1, 1, false)
+	c.cfg.ExactlyOnce = true
+	var ends, probes atomic.Int32
+	c.fake.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.fake.KeepControl()
+		if ends.Add(1) > 2 { // the end and its abort
+			return nil, nil, false
+		}
+		return nil, errors.New("connection lost"), true
+	})
+	c.fake.ControlKey(int16(kmsg.DescribeTransactions), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.fake.KeepControl()
+		probes.Add(1)
+		return nil, nil, false
+	})
+	c.produce(&kgo.Record{Key: []byte("a")})
+	r := c.start(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return errTransient }), consumer.WithRelay(false))
+	kafkatest.WaitFor(t, "the record committed", 100*time.Millisecond, time.Minute, func() bool {
+		os, err := c.adm.FetchOffsets(context.Background(), testGroup)
+		if err != nil {
+			return false
+		}
+		o, _ := os.Lookup(testTopic, 0)
+		return o.At == 1
+	})
+	time.Sleep(3 * time.Second) // idle: empty transactions, which probe nothing
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ends.Load() < 2 {
+		t.Fatalf("%d EndTxn requests, want the failed one and more", ends.Load())
+	}
+	if n := probes.Load(); n != 1 {
+		t.Errorf("the coordinators were probed %d times after one failed transaction end, want once", n)
+	}
+}

@@ -44,6 +44,7 @@ type txnHold struct {
 	failures int       // transactions in a row that were to commit and did not
 	since    time.Time // when the first of them ended
 	failedAt time.Time // when the last ended
+	probed   bool      // the hold let a transaction through since the last
 	// endErrs counts the ends that failed with an error in the row, and
 	// unlogged those not yet in a line of the log, last logged when.
 	endErrs  int
@@ -77,6 +78,7 @@ func (s *session) txnNotCommitted(err error) {
 	}
 	h.failures++
 	h.failedAt = now
+	h.probed = false
 	if err == nil {
 		return
 	}
@@ -128,10 +130,12 @@ func (s *session) txnCommittedAgain() {
 }
 
 // holdTxn waits, before the next transaction begins, as the hold says (see
-// above); false when ctx ended first.
+// above), once after each transaction that did not commit (transactions
+// that hand out nothing, while the consumer is idle, do not end the row);
+// false when ctx ended first.
 func (s *session) holdTxn(ctx context.Context) bool {
 	h := &s.hold
-	if h.failures == 0 {
+	if h.failures == 0 || h.probed {
 		return true
 	}
 	// Waiting for a coordinator is the loop's idle wait, as a poll is:
@@ -155,6 +159,7 @@ func (s *session) holdTxn(ctx context.Context) bool {
 		}
 		err := s.probeTxn(ctx)
 		if err == nil || time.Since(held) >= txnHoldTryAfter {
+			h.probed = true
 			return true
 		}
 		if ctx.Err() != nil {

@@ -133,3 +133,25 @@ func TestTxnLimit(t *testing.T) {
 		}
 	}
 }
+
+// The hold probes the coordinators once after each transaction that did not
+// commit: a hold that let a transaction through since the last failure
+// returns at once, without a probe (this session has no client: a probe
+// would panic), even when the row goes on with transactions that carried
+// nothing (an idle consumer); a new failure makes it probe again.
+func TestHoldProbesOncePerFailure(t *testing.T) {
+	m, err := metrics.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{c: &Consumer{cfg: &config.Config{Group: "g"}, metrics: m}, log: slog.New(slog.DiscardHandler)}
+	s.txnNotCommitted(nil)
+	s.hold.probed = true // as holdTxn sets it once its probe passed
+	if !s.holdTxn(context.Background()) {
+		t.Fatal("holdTxn after its probe passed: false, want true")
+	}
+	s.txnNotCommitted(nil)
+	if s.hold.probed {
+		t.Error("a new failure left the hold probed: the next transaction would not wait for the coordinators")
+	}
+}
