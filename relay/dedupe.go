@@ -1,5 +1,7 @@
 package relay
 
+import "math/rand/v2"
+
 // copyID is what makes two tier records copies of one attempt: the same
 // first delivery (kretry-original-topic, -partition, -offset), the same
 // kretry-attempts and kretry-replays. The group is the tier's (another
@@ -23,10 +25,20 @@ const copiesKept = 4096
 // offset of the record that carried each, the copiesKept most recent. Only
 // the partition's goroutine of a poll uses it; the session's map of them is
 // under s.mu.
+//
+// Every re-feed looks an identity up and remembers one, so it is a hash
+// table of its own rather than a map: ring holds the identities, and slots
+// indexes them by a hash of the integers, with linear probing. An identity
+// forgotten (its place in ring taken by a new one) leaves its slot pointing
+// at the new one, which is found from there as well as from its own slot,
+// and is never found itself again; once half the slots are taken they are
+// built again from ring.
 type refedIDs struct {
-	at   map[copyKey]int64 // tier offset of the record re-fed with the identity
-	ring []copyKey         // in the order remembered, up to copiesKept; next is the oldest once full
-	next int
+	ring  []refedAt // in the order remembered, up to copiesKept; next is the oldest once full
+	next  int
+	slots []uint16 // 1 + an index into ring, 0 for a free slot; a power of two long
+	used  int      // slots not free
+	seed  uint64   // of the hash, so that forged headers cannot choose to collide
 
 	// The original topics of the identities remembered, by index: a key of
 	// integers hashes and compares faster than one with a string. last is
@@ -36,14 +48,31 @@ type refedIDs struct {
 	lastAt int32
 }
 
-// copyKey is a copyID with its topic as an index into refedIDs.topics.
-type copyKey struct {
-	offset    int64
-	partition int32
-	topic     int32
-	attempts  int32 // at most headers.MaxAttempts, as replays
-	replays   int32
+// refedAt is an identity remembered, with the tier offset of the record
+// re-fed with it.
+type refedAt struct {
+	k  copyKey
+	at int64
 }
+
+// copyKey is a copyID with its topic as an index into refedIDs.topics, in
+// three words: it is hashed and compared in registers.
+type copyKey struct {
+	offset int64
+	pt     uint64 // partition<<32 | topic
+	ar     uint64 // attempts<<32 | replays, each at most headers.MaxAttempts
+}
+
+// minSlots and maxSlots bound the slots of a refedIDs: it starts small
+// and doubles them while more than a quarter hold identities in ring, so
+// that, full, it builds them again every copiesKept identities.
+const (
+	minSlots = 64
+	maxSlots = 4 * copiesKept
+)
+
+// An index into ring, plus one, fits a slot.
+const _ = uint16(copiesKept)
 
 // maxTopics bounds the original topics remembered: past it (a tier whose
 // records name thousands of original topics, which only forged headers do)
@@ -54,9 +83,9 @@ const maxTopics = 1024
 // key returns id's key; false when id's topic is not known and add is
 // false.
 func (m *refedIDs) key(id copyID, add bool) (copyKey, bool) {
-	k := copyKey{offset: id.offset, partition: id.partition, attempts: int32(id.attempts), replays: int32(id.replays)}
+	k := copyKey{offset: id.offset, pt: uint64(uint32(id.partition)) << 32, ar: uint64(uint32(id.attempts))<<32 | uint64(uint32(id.replays))}
 	if id.topic == m.last && m.topics != nil {
-		k.topic = m.lastAt
+		k.pt |= uint64(uint32(m.lastAt))
 		return k, true
 	}
 	i, ok := m.topics[id.topic]
@@ -74,8 +103,29 @@ func (m *refedIDs) key(id copyID, add bool) (copyKey, bool) {
 		m.topics[id.topic] = i
 	}
 	m.last, m.lastAt = id.topic, i
-	k.topic = i
+	k.pt |= uint64(uint32(i))
 	return k, true
+}
+
+// hash mixes every field of k, the offset last, so that the consecutive
+// offsets of one original partition spread over the slots.
+func (m *refedIDs) hash(k copyKey) uint64 {
+	h := k.pt*0xc2b2ae3d27d4eb4f ^ k.ar*0x165667b19e3779f9
+	h = (h ^ uint64(k.offset) ^ m.seed) * 0x9e3779b97f4a7c15
+	return h ^ h>>32
+}
+
+// find returns the slot of k, or the free slot where it would go.
+func (m *refedIDs) find(k copyKey) (slot int, ok bool) {
+	mask := len(m.slots) - 1
+	for i := int(m.hash(k)) & mask; ; i = (i + 1) & mask {
+		switch s := m.slots[i]; {
+		case s == 0:
+			return i, false
+		case m.ring[s-1].k == k:
+			return i, true
+		}
+	}
 }
 
 // copyOf reports whether the record at offset carrying id is a copy of one
@@ -84,15 +134,15 @@ func (m *refedIDs) key(id copyID, add bool) (copyKey, bool) {
 // is not a copy: it is re-fed again. A record without a
 // kretry-original-topic names no first delivery and is never a copy.
 func (m *refedIDs) copyOf(id copyID, offset int64) bool {
-	if id.topic == "" {
+	if id.topic == "" || len(m.ring) == 0 {
 		return false
 	}
 	k, ok := m.key(id, false)
 	if !ok {
 		return false
 	}
-	at, ok := m.at[k]
-	return ok && at < offset
+	i, ok := m.find(k)
+	return ok && m.ring[m.slots[i]-1].at < offset
 }
 
 // remember records that the record at offset carrying id is being re-fed.
@@ -104,23 +154,47 @@ func (m *refedIDs) remember(id copyID, offset int64) {
 		return
 	}
 	k, _ := m.key(id, true)
-	if at, ok := m.at[k]; ok {
-		if at > offset { // rewound before it: the lower offset is the one re-fed
-			m.at[k] = offset
+	if m.slots == nil {
+		m.slots, m.seed = make([]uint16, minSlots), rand.Uint64()
+	}
+	i, ok := m.find(k)
+	if ok {
+		if e := &m.ring[m.slots[i]-1]; e.at > offset { // rewound before it: the lower offset is the one re-fed
+			e.at = offset
 		}
 		return
 	}
-	if m.at == nil {
-		m.at = make(map[copyKey]int64, copiesKept)
-	}
+	e := refedAt{k: k, at: offset}
 	if len(m.ring) < copiesKept {
-		m.ring = append(m.ring, k)
-	} else {
-		delete(m.at, m.ring[m.next])
-		m.ring[m.next] = k
+		m.ring = append(m.ring, e)
+		m.slots[i] = uint16(len(m.ring))
+	} else { // the oldest is forgotten
+		m.ring[m.next] = e
+		m.slots[i] = uint16(m.next + 1)
 		m.next = (m.next + 1) % copiesKept
 	}
-	m.at[k] = offset
+	if m.used++; 2*m.used >= len(m.slots) {
+		m.rebuild()
+	}
+}
+
+// rebuild indexes ring in free slots, twice as many when more than a
+// quarter of them would hold identities.
+func (m *refedIDs) rebuild() {
+	n := len(m.slots)
+	if 4*len(m.ring) > n && n < maxSlots {
+		n *= 2
+	}
+	if n == len(m.slots) {
+		clear(m.slots)
+	} else {
+		m.slots = make([]uint16, n)
+	}
+	for j, e := range m.ring {
+		i, _ := m.find(e.k)
+		m.slots[i] = uint16(j + 1)
+	}
+	m.used = len(m.ring)
 }
 
 // refedOf returns tp's memory of re-fed identities, creating it.

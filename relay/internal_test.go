@@ -331,12 +331,12 @@ func TestRefedIDsBounded(t *testing.T) {
 	const n = copiesKept + 100
 	for i := range n {
 		m.remember(id(i), int64(i))
-		if len(m.at) > copiesKept || len(m.ring) > copiesKept {
-			t.Fatalf("after %d re-feeds it remembers %d identities (ring %d), want at most %d", i+1, len(m.at), len(m.ring), copiesKept)
+		if m.indexed() > copiesKept || len(m.ring) > copiesKept {
+			t.Fatalf("after %d re-feeds it remembers %d identities (ring %d), want at most %d", i+1, m.indexed(), len(m.ring), copiesKept)
 		}
 	}
-	if len(m.at) != copiesKept {
-		t.Errorf("remembers %d identities, want %d", len(m.at), copiesKept)
+	if m.indexed() != copiesKept {
+		t.Errorf("remembers %d identities, want %d", m.indexed(), copiesKept)
 	}
 	for i := range 100 {
 		if m.copyOf(id(i), n+int64(i)) {
@@ -364,7 +364,7 @@ func TestRefedIDsBounded(t *testing.T) {
 	// No first delivery named: never remembered, never a copy.
 	var none refedIDs
 	none.remember(copyID{attempts: 1}, 1)
-	if none.copyOf(copyID{attempts: 1}, 2) || len(none.at) != 0 {
+	if none.copyOf(copyID{attempts: 1}, 2) || none.indexed() != 0 {
 		t.Error("a record without kretry-original-topic is taken for a copy")
 	}
 }
