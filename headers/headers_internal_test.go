@@ -40,6 +40,29 @@ func TestFastTimeMatchesTimePackage(t *testing.T) {
 	}
 }
 
+// parseTime agrees with time.Parse on valid times with one byte changed to
+// any other: each digit and separator is checked, not only the ones the
+// fixed cases change.
+func TestFastTimeRefusesAsTimePackage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200_000 {
+		tm := time.Unix(r.Int64N(253402300800+62167219200)-62167219200, r.Int64N(1e9)).UTC()
+		b := []byte(tm.Format(TimeLayout))
+		i := r.IntN(len(b))
+		b[i] = byte(r.IntN(256))
+		if r.IntN(4) == 0 {
+			b[i] = "0123456789:-.TZ/;"[r.IntN(17)] // near misses
+		}
+		v := string(b)
+		pt, ok := parseTime(v)
+		ref, err := time.Parse(TimeLayout, v)
+		refOK := err == nil && ref.Format(TimeLayout) == v
+		if ok != refOK || (ok && !pt.Equal(ref)) {
+			t.Fatalf("parseTime(%q) = %v, %v; time.Parse agrees: %v (%v)", v, pt, ok, refOK, err)
+		}
+	}
+}
+
 // An Encoder writes every time as time.Format does, whether it reuses the
 // date of the time before (the same day) or not, and out of the years
 // 0000-9999 too.

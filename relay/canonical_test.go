@@ -125,3 +125,28 @@ func TestReadHeadersAsDecode(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadTierRecord is what reading a tier record's headers costs the
+// relay before it re-feeds it: readHeaders, then readOf.
+func BenchmarkReadTierRecord(b *testing.B) {
+	l, err := ladder.New("orders", "svc", []ladder.Tier{{Delay: time.Second, Attempts: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tier := tierOf{ladder: l, step: l.Steps()[0]}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	md := headers.Metadata{Group: "svc", Attempts: 1, Tier: tier.step.Name, DueAt: now.Add(time.Second), OriginalTopic: "orders",
+		OriginalPartition: 3, OriginalOffset: 123456, OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now,
+		Error: "bench: every first delivery fails"}
+	hs := headers.Encode(nil, md)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, ok, canonical, err := readHeaders(tier, hs)
+		if !ok || !canonical || err != nil {
+			b.Fatal("not read")
+		}
+		if r := readOf(tier, got, canonical, hs, now); !r.ok {
+			b.Fatal("not read")
+		}
+	}
+}
