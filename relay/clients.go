@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -93,4 +94,76 @@ func (r *Relay) checkTopics(ctx context.Context, cl *kgo.Client) (map[string]int
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	return parts, nil
+}
+
+// idleFetchBytes is the most the tier consumer fetches in all while the
+// relay has nothing to re-feed soon (see fetchSizes).
+const idleFetchBytes = 256 << 10
+
+// fetchSizes switches the tier consumer between two fetch sizes: the
+// configured one (fetchMaxBytes, or that of WithClientOpts) while the relay
+// is busy, and idleFetchBytes (or the configured one if smaller) while it is
+// not, as when it joins. A broker returns a fetch's first partition's first
+// batch whole, and of the other partitions what fits: idle, a fetch brings
+// about one batch. The per-partition limit stays as configured: a fetch
+// session keeps a partition's limit until its offset moves.
+//
+// kgo decompresses a whole fetch into records before a poll sees any, about
+// five times its bytes for compressed tier batches, and sends the next fetch
+// as soon as a poll takes one. A relay that joins tiers whose heads wait for
+// minutes needs only each partition's first batch, to learn its head's due
+// time and pause it; fetched at the configured sizes those batches took tens
+// of MiB (B4). Busy, a burst coming due is fetched in full batches of every
+// partition at once.
+type fetchSizes struct {
+	cl                  *kgo.Client
+	maxBytes, partBytes int32 // as configured
+	busy                bool
+}
+
+// newFetchSizes reads cl's configured fetch sizes and sets the idle one:
+// before its first fetch, the relay knows of nothing due.
+func newFetchSizes(cl *kgo.Client) *fetchSizes {
+	f := &fetchSizes{cl: cl, busy: true}
+	f.maxBytes, _ = cl.OptValue(kgo.FetchMaxBytes).(int32)
+	f.partBytes, _ = cl.OptValue(kgo.FetchMaxPartitionBytes).(int32)
+	f.set(false)
+	return f
+}
+
+func (f *fetchSizes) set(busy bool) {
+	if busy == f.busy {
+		return
+	}
+	f.busy = busy
+	if busy {
+		f.cl.UpdateFetchMaxBytes(f.maxBytes, f.partBytes)
+		return
+	}
+	f.cl.UpdateFetchMaxBytes(min(f.maxBytes, idleFetchBytes), f.partBytes)
+}
+
+// sizeFetches sets the fetch sizes after a poll that got records (fetches,
+// handled): busy while re-feeds are in flight, a partition holds a record
+// due within holdAhead, or a partition that got records is still fetched
+// (neither paused nor holding: it re-fed what it got); idle when everything
+// it got waits past holdAhead, paused. A poll without records changes
+// nothing: a busy relay that has re-fed everything stays busy (its fetches
+// bring nothing) until records arrive that are not due soon.
+func (s *session) sizeFetches(fetches kgo.Fetches) {
+	if fetches.NumRecords() == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	busy := len(s.inflight) > 0
+	soon := time.Now().Add(holdAhead)
+	for _, h := range s.held {
+		busy = busy || !h.due.After(soon)
+	}
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := topicPartition{p.Topic, p.Partition}
+		busy = busy || len(p.Records) > 0 && s.paused[tp] == nil && !s.holdPaused[tp]
+	})
+	s.fetch.set(busy)
 }

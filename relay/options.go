@@ -104,7 +104,9 @@ func WithLogger(l *slog.Logger) Opt {
 
 // WithClientOpts adds kgo options to the relay's clients: seed brokers,
 // TLS, SASL, a dialer. They override the relay's fetch sizes (4 MiB per
-// fetch, 1 MiB per partition); the options the relay's guarantees rest on
+// fetch, 1 MiB per partition); while nothing it fetched is due within a
+// second (as when it joins), the relay fetches at most 256 KiB, or the
+// size given here if smaller. The options the relay's guarantees rest on
 // (group, topics, commit mode, partitioner, acks, fetch max wait) are set
 // after these and win. Default: none (kgo's default seed, localhost:9092).
 func WithClientOpts(opts ...kgo.Opt) Opt {

@@ -316,6 +316,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 		}
 	}
 	s.cons = cons
+	s.fetch = newFetchSizes(cons)
 	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","), "exactly_once", r.cfg.exactlyOnce)
 
 	var wake time.Time // when to poll again, data or not; see nextWake
@@ -355,6 +356,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 			s.log.Error("kretry relay fetch failed; kgo retries", "topic", topic, "partition", p, "error", err)
 		})
 		s.handle(ctx, fetches)
+		s.sizeFetches(fetches)
 		if s.txn != nil && s.dirty.Load() && (time.Since(s.lastEnd) >= r.cfg.commitInterval || s.idle(fetches.NumRecords() > 0)) {
 			if err := s.endTxnWithin(true); err != nil {
 				return s.closeFenced(err)
@@ -417,6 +419,7 @@ type session struct {
 	r     *Relay
 	prod  *kgo.Client
 	cons  *kgo.Client
+	fetch *fetchSizes        // cons's, idle or busy
 	parts *partitions.Counts // of the main and DLQ topics
 	log   *slog.Logger
 
