@@ -33,6 +33,7 @@ type Brief struct {
 func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 	var b Brief
 	var seen uint32 // by index in known, and 1<<nKnown for kretry-traceparent
+	var day aDay    // the times of a record nearly always share their date
 	const traceBit = 1 << nKnown
 	if group == "" || tier == "" {
 		return b, false
@@ -68,7 +69,7 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 		case 3: // kretry-tier
 			ok = string(v) == tier
 		case 4: // kretry-due-at
-			b.DueAt, ok = briefTime(v)
+			b.DueAt, ok = briefTime(v, &day)
 		case 5: // kretry-original-topic
 			switch {
 			case string(v) == topic && topic != "":
@@ -85,9 +86,9 @@ func ReadBrief(hs []kgo.RecordHeader, group, tier, topic string) (Brief, bool) {
 		case 7: // kretry-original-offset
 			b.OriginalOffset, ok = canonicalIntIn(v, 0, 1<<63-1)
 		case 8, 9: // kretry-original-timestamp, kretry-first-failure-at
-			_, _, ok = timeFields(v)
+			_, _, ok = timeFieldsOn(v, &day)
 		case 10: // kretry-last-failure-at
-			b.LastFailureAt, ok = briefTime(v)
+			b.LastFailureAt, ok = briefTime(v, &day)
 		case 11: // kretry-error
 			ok = len(v) > 0 && len(v) <= MaxErrorLen && utf8.Valid(v)
 		case 13: // kretry-replays
@@ -126,9 +127,9 @@ func canonicalIntIn[S string | []byte](v S, lo, hi int64) (int64, bool) {
 }
 
 // briefTime reads v as Decode reads a time, in Unix nanoseconds, for the
-// years 1700 to 2200, which they hold.
-func briefTime(v []byte) (int64, bool) {
-	sec, nsec, ok := timeFields(v)
+// years 1700 to 2200, which they hold; day as in timeFieldsOn.
+func briefTime(v []byte, day *aDay) (int64, bool) {
+	sec, nsec, ok := timeFieldsOn(v, day)
 	const from, to = -8520336000, 7289654400 // 1700-01-01, 2201-01-01
 	if !ok || sec < from || sec >= to {
 		return 0, false

@@ -292,6 +292,7 @@ type decoder struct {
 	vals [nKnown]string // the text values (isText), copied or reused
 	have [nKnown]bool
 	err  *HeaderError
+	day  aDay // the date of the last time read: a record's times nearly always share it
 }
 
 func (d *decoder) text(i int, nonEmpty bool) string {
@@ -366,7 +367,7 @@ func (d *decoder) time(i int) time.Time {
 		d.err = &HeaderError{Header: name, Err: errMissing}
 		return time.Time{}
 	}
-	if sec, nsec, ok := timeFields(d.raw[i]); ok {
+	if sec, nsec, ok := timeFieldsOn(d.raw[i], &d.day); ok {
 		return time.Unix(sec, nsec).UTC()
 	}
 	v := string(d.raw[i])

@@ -42,23 +42,38 @@ func TestFastTimeMatchesTimePackage(t *testing.T) {
 
 // parseTime agrees with time.Parse on valid times with one byte changed to
 // any other: each digit and separator is checked, not only the ones the
-// fixed cases change.
+// fixed cases change. So does timeFieldsOn with the date of the time before
+// (of a few dates, so that it is often the same): a date remembered is only
+// reused for the same ten bytes.
 func TestFastTimeRefusesAsTimePackage(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for range 200_000 {
-		tm := time.Unix(r.Int64N(253402300800+62167219200)-62167219200, r.Int64N(1e9)).UTC()
+	var day aDay
+	days := []int64{0, 1, 59, 60, 365, 20_000, 20_430, -1, 2_932_896}
+	for range 400_000 {
+		sec := r.Int64N(253402300800+62167219200) - 62167219200
+		if r.IntN(2) == 0 {
+			sec = days[r.IntN(len(days))]*86400 + r.Int64N(86400)
+		}
+		tm := time.Unix(sec, r.Int64N(1e9)).UTC()
 		b := []byte(tm.Format(TimeLayout))
-		i := r.IntN(len(b))
-		b[i] = byte(r.IntN(256))
-		if r.IntN(4) == 0 {
-			b[i] = "0123456789:-.TZ/;"[r.IntN(17)] // near misses
+		if r.IntN(3) > 0 {
+			i := r.IntN(len(b))
+			b[i] = byte(r.IntN(256))
+			if r.IntN(4) == 0 {
+				b[i] = "0123456789:-.TZ/;"[r.IntN(17)] // near misses
+			}
 		}
 		v := string(b)
-		pt, ok := parseTime(v)
 		ref, err := time.Parse(TimeLayout, v)
 		refOK := err == nil && ref.Format(TimeLayout) == v
+		pt, ok := parseTime(v)
 		if ok != refOK || (ok && !pt.Equal(ref)) {
 			t.Fatalf("parseTime(%q) = %v, %v; time.Parse agrees: %v (%v)", v, pt, ok, refOK, err)
+		}
+		before := day
+		sec, nsec, ok := timeFieldsOn(b, &day)
+		if ok != refOK || (ok && !time.Unix(sec, nsec).Equal(ref)) {
+			t.Fatalf("timeFieldsOn(%q) after a time of day %d = %v, %v; time.Parse agrees: %v (%v)", v, before.days, time.Unix(sec, nsec).UTC(), ok, refOK, err)
 		}
 	}
 }

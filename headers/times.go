@@ -34,6 +34,20 @@ func parseTime(v string) (time.Time, bool) {
 // without time.Date: Decode reads five times per record. It checks the 24
 // bytes as three words, the 17 digits and 7 separators of each at once.
 func timeFields[S string | []byte](v S) (sec, nsec int64, ok bool) {
+	return timeFieldsOn(v, nil)
+}
+
+// aDay is the date of the last time timeFieldsOn read (its first ten
+// bytes) and its day number: the times of one record nearly always share
+// their date. The zero aDay holds none.
+type aDay struct {
+	date, dd uint64 // the first 8 bytes of the time, the 2 after them
+	days     int64
+}
+
+// timeFieldsOn is timeFields, reusing and keeping the day number of a date
+// in day when it is not nil.
+func timeFieldsOn[S string | []byte](v S, day *aDay) (sec, nsec int64, ok bool) {
 	if len(v) != len(TimeLayout) {
 		return 0, 0, false
 	}
@@ -57,12 +71,24 @@ func timeFields[S string | []byte](v S) (sec, nsec int64, ok bool) {
 		return 0, 0, false
 	}
 	b := func(w uint64, i int) int { return int(w >> (8 * i) & 0xff) }
-	y, mo, dd := b(d0, 0)*1000+b(d0, 1)*100+b(d0, 2)*10+b(d0, 3), b(d0, 5)*10+b(d0, 6), b(d1, 0)*10+b(d1, 1)
+	var days int64
+	if day != nil && day.date == w0 && day.dd == w1&0xffff {
+		days = day.days
+	} else {
+		y, mo, dd := b(d0, 0)*1000+b(d0, 1)*100+b(d0, 2)*10+b(d0, 3), b(d0, 5)*10+b(d0, 6), b(d1, 0)*10+b(d1, 1)
+		if mo < 1 || mo > 12 || dd < 1 || dd > daysIn(mo, y) {
+			return 0, 0, false
+		}
+		days = daysSinceEpoch(y, mo, dd)
+		if day != nil {
+			*day = aDay{date: w0, dd: w1 & 0xffff, days: days}
+		}
+	}
 	h, mi, s, ms := b(d1, 3)*10+b(d1, 4), b(d1, 6)*10+b(d1, 7), b(d2, 1)*10+b(d2, 2), b(d2, 4)*100+b(d2, 5)*10+b(d2, 6)
-	if mo < 1 || mo > 12 || dd < 1 || dd > daysIn(mo, y) || h > 23 || mi > 59 || s > 59 {
+	if h > 23 || mi > 59 || s > 59 {
 		return 0, 0, false
 	}
-	return daysSinceEpoch(y, mo, dd)*86400 + int64(h*3600+mi*60+s), int64(ms) * int64(time.Millisecond), true
+	return days*86400 + int64(h*3600+mi*60+s), int64(ms) * int64(time.Millisecond), true
 }
 
 // word returns the 8 bytes of v from i, little-endian.
