@@ -11,6 +11,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
+// requestKey is the API key of the request p, one write of kgo's (kgo
+// writes one request a call: its size, then its API key), or -1.
+func requestKey(p []byte) int16 {
+	if len(p) < 6 {
+		return -1
+	}
+	return int16(binary.BigEndian.Uint16(p[4:6]))
+}
+
 // EndTxnLoser is a kgo.Dialer for tests of a transaction end whose outcome
 // the client never learns: once armed, it lets the next EndTxn request
 // through to the broker and then breaks that connection, dropping the
@@ -42,10 +51,10 @@ type endTxnLosingConn struct {
 	cut atomic.Bool
 }
 
-// Write sends one request (kgo writes one a call: its size, then its API key).
+// Write sends one request.
 func (c *endTxnLosingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if err == nil && len(p) >= 6 && int16(binary.BigEndian.Uint16(p[4:6])) == kmsg.EndTxn.Int16() && c.d.arm.CompareAndSwap(true, false) {
+	if err == nil && requestKey(p) == kmsg.EndTxn.Int16() && c.d.arm.CompareAndSwap(true, false) {
 		c.cut.Store(true)
 	}
 	return n, err
@@ -95,14 +104,11 @@ type endHoldingConn struct {
 	h *EndHolder
 }
 
-// Write sends one request (kgo writes one a call: its size, then its API
-// key), after the hold when it ends a transaction.
+// Write sends one request, after the hold when it ends a transaction.
 func (c *endHoldingConn) Write(p []byte) (int, error) {
-	if len(p) >= 6 {
-		if k := int16(binary.BigEndian.Uint16(p[4:6])); k == kmsg.AddOffsetsToTxn.Int16() || k == kmsg.EndTxn.Int16() {
-			for c.h.held.Load() {
-				time.Sleep(10 * time.Millisecond)
-			}
+	if k := requestKey(p); k == kmsg.AddOffsetsToTxn.Int16() || k == kmsg.EndTxn.Int16() {
+		for c.h.held.Load() {
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return c.Conn.Write(p)

@@ -2,7 +2,6 @@ package kafkatest
 
 import (
 	"context"
-	"encoding/binary"
 	"net"
 	"os"
 	"sync/atomic"
@@ -56,10 +55,10 @@ type outageConn struct {
 	d *TxnCoordinatorOutage
 }
 
-// Write sends one request (kgo writes one a call: its size, then its API
-// key), or breaks the connection instead during the outage.
+// Write sends one request, or breaks the connection instead during the
+// outage.
 func (c *outageConn) Write(p []byte) (int, error) {
-	if len(p) >= 6 && c.d.on.Load() && txnCoordinatorKeys[int16(binary.BigEndian.Uint16(p[4:6]))] {
+	if c.d.on.Load() && txnCoordinatorKeys[requestKey(p)] {
 		c.d.cuts.Add(1)
 		c.Conn.Close()
 		// As a broker that went away: the connection reset.
