@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -128,14 +129,20 @@ func (e *relayEnv) read(topic string) []*kgo.Record {
 	if err != nil {
 		e.t.Fatalf("end offsets of %s: %v", topic, err)
 	}
+	starts, err := e.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		e.t.Fatalf("start offsets of %s: %v", topic, err)
+	}
 	want := map[int32]int64{}
 	start := map[int32]kgo.Offset{}
+	unseen := map[int32]bool{} // partitions with records that gave none yet
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Err != nil {
 			e.t.Fatalf("end offset of %s[%d]: %v", topic, o.Partition, o.Err)
 		}
-		if o.Offset > 0 {
+		if s, _ := starts.Lookup(topic, o.Partition); o.Offset > s.Offset {
 			want[o.Partition], start[o.Partition] = o.Offset, kgo.NewOffset().AtStart()
+			unseen[o.Partition] = true
 		}
 	})
 	if len(want) == 0 {
@@ -149,15 +156,21 @@ func (e *relayEnv) read(topic string) []*kgo.Record {
 	byPart := map[int32][]*kgo.Record{}
 	for quiet := 0; len(want) > 0; {
 		// A topic written in transactions ends with a commit marker, which
-		// is not a record: three seconds without records end the read. One
-		// was not enough in virtual time: a poll could time out while the
-		// reader was still setting up (a CI run read 1 of 6 records).
+		// is not a record: three seconds without records end the read, once
+		// every partition with records gave some (read_uncommitted, so
+		// each has one at least). Quiet seconds alone were not enough in
+		// virtual time: a poll could time out while the reader was still
+		// setting up (CI runs read 1 of 6 records, and 5 of 6 with a whole
+		// partition missing).
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := rd.PollFetches(pctx)
 		cancel()
 		if pctx.Err() != nil && fs.NumRecords() == 0 {
-			if quiet++; quiet == 3 {
+			if quiet++; quiet >= 3 && len(unseen) == 0 {
 				break
+			}
+			if quiet == 120 {
+				e.t.Fatalf("read %s: partitions %v gave no record in %d quiet seconds", topic, slices.Sorted(maps.Keys(unseen)), quiet)
 			}
 			continue
 		}
@@ -166,6 +179,7 @@ func (e *relayEnv) read(topic string) []*kgo.Record {
 			e.t.Fatalf("read %s: %v", topic, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
+			delete(unseen, r.Partition)
 			byPart[r.Partition] = append(byPart[r.Partition], r)
 			if r.Offset+1 >= want[r.Partition] {
 				delete(want, r.Partition)
