@@ -3,6 +3,7 @@ package headers
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -67,18 +68,20 @@ func Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
 
 // A Decoder reads headers as Decode does, keeping the text values of its
 // last call that read without error (kretry-group, kretry-tier,
-// kretry-original-topic, kretry-error, kretry-reason, kretry-route): a value
-// equal to the last one of its header is returned as the same string, not
-// copied again, so that the records of one group, tier and error decode
-// without allocating. The zero Decoder is ready to use; a Decoder is not
-// safe for concurrent use.
+// kretry-original-topic, kretry-error, kretry-reason, kretry-route,
+// kretry-traceparent): a value equal to the last one of its header is
+// returned as the same string, not copied or checked again, so that the
+// records of one group, tier and error decode without allocating. The zero
+// Decoder is ready to use; a Decoder is not safe for concurrent use.
 type Decoder struct {
-	last [nKnown]string // by index in known; text headers only
+	last  [nKnown]string // by index in known; text headers only
+	trace string         // the last valid kretry-traceparent
+	day   aDay           // the date of the last time read: the next record's times nearly always share it
 }
 
 // Decode is Decode, reusing the text values of d's last call.
 func (d *Decoder) Decode(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
-	return decode(hs, &d.last)
+	return decode(hs, d)
 }
 
 func hasKretryHeader(hs []kgo.RecordHeader) bool {
@@ -90,86 +93,124 @@ func hasKretryHeader(hs []kgo.RecordHeader) bool {
 	return false
 }
 
-// isText says which headers of known Metadata holds as text (the others it
-// holds as numbers and times, read from the values in place).
-var isText = [nKnown]bool{iGroup: true, iTier: true, iOriginalTopic: true, iErrorText: true, iReason: true, iRoute: true}
+// textHeaders has the bit (1<<i) of each header of known that Metadata
+// holds as text; it holds the others as numbers and times, read from the
+// values in place.
+const textHeaders = 1<<iGroup | 1<<iTier | 1<<iOriginalTopic | 1<<iErrorText | 1<<iReason | 1<<iRoute
 
-// decode reads hs; last, when not nil, holds the text values of the last
+// decode reads hs; reuse, when not nil, holds the text values of the last
 // call, reused when equal and updated on success.
-func decode(hs []kgo.RecordHeader, last *[nKnown]string) (md Metadata, ok bool, err error) {
+func decode(hs []kgo.RecordHeader, reuse *Decoder) (md Metadata, ok bool, err error) {
 	var d decoder
-	raw, have := &d.raw, &d.have
-	found := false
-	for _, h := range hs {
-		if !strings.HasPrefix(h.Key, HeaderPrefix) {
-			continue
-		}
-		i := indexOf(h.Key)
-		if i < 0 {
-			continue
-		}
-		if have[i] {
-			return Metadata{}, false, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
-		}
-		have[i], raw[i], found = true, h.Value, true
+	d.hs, d.reuse = hs, reuse
+	if reuse != nil {
+		d.day = reuse.day
 	}
-	if !found {
+	trace := -1 // the index in hs of the only kretry-traceparent; -2: more than one
+	for j := range hs {
+		k := hs[j].Key
+		if len(k) < len(HeaderPrefix) || k[:len(HeaderPrefix)] != HeaderPrefix {
+			continue
+		}
+		i := indexOf(k)
+		if i < 0 {
+			if k == HeaderTraceParent {
+				if trace == -1 {
+					trace = j
+				} else {
+					trace = -2
+				}
+			}
+			continue
+		}
+		if d.has(i) {
+			return Metadata{}, false, &HeaderError{Header: k, Value: string(hs[j].Value), Err: errRepeated}
+		}
+		d.have |= 1 << i
+		d.at[i] = int32(j)
+	}
+	if d.have == 0 {
 		return Metadata{}, false, nil
 	}
-	// The text values not reused from last are copied into one string and
-	// sliced from it: one allocation per record at most, not one per header.
+	// The text values not reused from the last call are copied into one
+	// string and sliced from it: one allocation per record at most, not
+	// one per header.
+	var fresh uint32
 	size := 0
-	for i := range have {
-		if have[i] && isText[i] {
-			if last != nil && string(raw[i]) == last[i] {
-				d.vals[i] = last[i]
-			} else {
-				size += len(raw[i])
-			}
+	for m := d.have & textHeaders; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros32(m)
+		v := d.raw(i)
+		// A non-empty last value was checked when it was read: its
+		// header's rule is the same on every path.
+		if reuse != nil && len(v) > 0 && string(v) == reuse.last[i] {
+			d.vals[i] = reuse.last[i]
+			d.checked |= 1 << i
+			continue
 		}
+		fresh |= 1 << i
+		size += len(v)
 	}
 	if size > 0 {
 		var b strings.Builder
 		b.Grow(size)
-		var end [nKnown]int
-		for i := range have {
-			if have[i] && isText[i] && (last == nil || string(raw[i]) != last[i]) {
-				b.Write(raw[i])
-			}
-			end[i] = b.Len()
+		var from [nKnown]int32
+		for m := fresh; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			from[i] = int32(b.Len())
+			b.Write(d.raw(i))
 		}
 		all := b.String()
-		for i := range have {
-			if have[i] && isText[i] && (last == nil || string(raw[i]) != last[i]) {
-				d.vals[i] = all[end[i]-len(raw[i]) : end[i]]
-			}
+		for m := fresh; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			d.vals[i] = all[from[i] : int(from[i])+len(d.raw(i))]
 		}
 	}
-	md, ok, err = d.metadata(hs)
-	if err == nil && last != nil {
-		for i := range have {
-			if have[i] && isText[i] {
-				last[i] = d.vals[i]
-			}
+	d.trace = trace
+	md, ok, err = d.metadata()
+	if reuse != nil {
+		reuse.day = d.day
+	}
+	if err != nil {
+		return md, ok, err
+	}
+	if reuse != nil {
+		for m := fresh; m != 0; m &= m - 1 {
+			i := bits.TrailingZeros32(m)
+			reuse.last[i] = d.vals[i]
 		}
 	}
-	return md, ok, err
+	return md, ok, nil
 }
 
-// metadata reads the headers d found in hs.
-func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err error) {
-	have := &d.have
-	if have[iVersion] && (len(d.raw[iVersion]) != 1 || d.raw[iVersion][0] != '0'+Version) {
-		return Metadata{}, false, &HeaderError{HeaderVersion, string(d.raw[iVersion]),
-			fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
+// traceParentOf is v as a valid kretry-traceparent, "" when it is not one;
+// reuse's last one when it is that one again.
+func traceParentOf(v []byte, reuse *Decoder) string {
+	if reuse != nil && reuse.trace != "" && string(v) == reuse.trace {
+		return reuse.trace
 	}
-	if !have[iGroup] {
+	if !validTraceParent(v) {
+		return ""
+	}
+	s := string(v)
+	if reuse != nil {
+		reuse.trace = s
+	}
+	return s
+}
+
+// metadata reads the headers d found.
+func (d *decoder) metadata() (md Metadata, ok bool, err error) {
+	if d.has(iVersion) {
+		if v := d.raw(iVersion); len(v) != 1 || v[0] != '0'+Version {
+			return Metadata{}, false, &HeaderError{HeaderVersion, string(v),
+				fmt.Errorf("unsupported version: this kretry reads version %d", Version)}
+		}
+	}
+	if !d.has(iGroup) {
 		// Without a group, only a DLQ replay's count may be present.
-		for i, name := range known {
-			if have[i] && name != HeaderVersion && name != HeaderReplays {
-				return Metadata{}, false, &HeaderError{HeaderGroup, "",
-					fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, name)}
-			}
+		if other := d.have &^ (1<<iVersion | 1<<iReplays); other != 0 {
+			return Metadata{}, false, &HeaderError{HeaderGroup, "",
+				fmt.Errorf("%w: the record carries %s, which needs it", ErrHeaderMissing, known[bits.TrailingZeros32(other)])}
 		}
 		md.Replays = int(d.int(iReplays, false, 0, MaxAttempts))
 		if d.err != nil {
@@ -178,10 +219,10 @@ func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err err
 		return md, true, nil
 	}
 
-	if !have[iVersion] {
+	if !d.has(iVersion) {
 		return Metadata{}, false, &HeaderError{Header: HeaderVersion, Err: errMissing}
 	}
-	if !have[iAttempts] && have[iReplays] {
+	if !d.has(iAttempts) && d.has(iReplays) {
 		return d.replayed()
 	}
 	md.Group = d.text(iGroup, true)
@@ -194,10 +235,10 @@ func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err err
 	md.OriginalTimestamp = d.time(iOriginalTimestamp)
 	md.FirstFailureAt = d.time(iFirstFailureAt)
 	md.LastFailureAt = d.time(iLastFailureAt)
-	if have[iErrorText] {
+	if d.has(iErrorText) {
 		md.Error = d.text(iErrorText, false)
 	}
-	if v := d.vals[iReason]; have[iReason] && d.err == nil {
+	if v := d.vals[iReason]; d.has(iReason) && d.err == nil {
 		if r := Reason(v); r.Valid() {
 			md.Reason = r
 		} else {
@@ -206,13 +247,15 @@ func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err err
 	}
 	md.Replays = int(d.int(iReplays, false, 0, MaxAttempts))
 	md.InPlaceRetries = int(d.int(iInPlaceRetries, false, 1, MaxAttempts))
-	if have[iRoute] {
+	if d.has(iRoute) {
 		md.Route = d.text(iRoute, true)
 	}
 	if d.err != nil {
 		return Metadata{}, false, d.err
 	}
-	md.TraceParent = traceParent(hs)
+	if d.trace >= 0 {
+		md.TraceParent = traceParentOf(d.hs[d.trace].Value, d.reuse)
+	}
 	return md, true, nil
 }
 
@@ -221,24 +264,18 @@ func (d *decoder) metadata(hs []kgo.RecordHeader) (md Metadata, ok bool, err err
 // delivery is known, the four kretry-original-* headers; no attempt yet, so
 // no other kretry header.
 func (d *decoder) replayed() (md Metadata, ok bool, err error) {
-	for i, name := range known {
-		switch name {
-		case HeaderTier, HeaderDueAt, HeaderFirstFailureAt, HeaderLastFailureAt, HeaderErrorText, HeaderReason, HeaderInPlaceRetries, HeaderRoute:
-			if d.have[i] {
-				return Metadata{}, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
-			}
-		}
+	const attemptOnly = 1<<iTier | 1<<iDueAt | 1<<iFirstFailureAt | 1<<iLastFailureAt | 1<<iErrorText | 1<<iReason | 1<<iInPlaceRetries | 1<<iRoute
+	if d.have&attemptOnly != 0 {
+		return Metadata{}, false, &HeaderError{Header: HeaderAttempts, Err: errMissing}
 	}
 	md.Group = d.text(iGroup, true)
 	md.Replays = int(d.int(iReplays, true, 1, MaxAttempts))
-	for _, i := range []int{iOriginalTopic, iOriginalPartition, iOriginalOffset, iOriginalTimestamp} {
-		if d.have[i] {
-			md.OriginalTopic = d.text(iOriginalTopic, true)
-			md.OriginalPartition = int32(d.int(iOriginalPartition, true, 0, 1<<31-1))
-			md.OriginalOffset = int64(d.int(iOriginalOffset, true, 0, 1<<63-1))
-			md.OriginalTimestamp = d.time(iOriginalTimestamp)
-			break
-		}
+	const original = 1<<iOriginalTopic | 1<<iOriginalPartition | 1<<iOriginalOffset | 1<<iOriginalTimestamp
+	if d.have&original != 0 {
+		md.OriginalTopic = d.text(iOriginalTopic, true)
+		md.OriginalPartition = int32(d.int(iOriginalPartition, true, 0, 1<<31-1))
+		md.OriginalOffset = int64(d.int(iOriginalOffset, true, 0, 1<<63-1))
+		md.OriginalTimestamp = d.time(iOriginalTimestamp)
 	}
 	if d.err != nil {
 		return Metadata{}, false, d.err
@@ -288,20 +325,32 @@ func indexOf(name string) int {
 
 // decoder keeps the first error, so Decode reads as a list of fields.
 type decoder struct {
-	raw  [nKnown][]byte // the values as found, by index in known; read, never kept
-	vals [nKnown]string // the text values (isText), copied or reused
-	have [nKnown]bool
-	err  *HeaderError
-	day  aDay // the date of the last time read: a record's times nearly always share it
+	hs      []kgo.RecordHeader
+	at      [nKnown]int32  // the index in hs of each header of known it has
+	vals    [nKnown]string // the text values (textHeaders), copied or reused
+	have    uint32         // the bit (1<<i) of each header of known hs has
+	checked uint32         // the bits of the text values reused: read without error before
+	trace   int            // the index in hs of the only kretry-traceparent, or < 0
+	err     *HeaderError
+	day     aDay     // the date of the last time read: a record's times nearly always share it
+	reuse   *Decoder // nil: Decode
 }
+
+// has reports whether hs has header i of known.
+func (d *decoder) has(i int) bool { return d.have&(1<<i) != 0 }
+
+// raw is the value of header i of known, which hs has; read, never kept.
+func (d *decoder) raw(i int) []byte { return d.hs[d.at[i]].Value }
 
 func (d *decoder) text(i int, nonEmpty bool) string {
 	name := known[i]
-	v, ok := d.vals[i], d.have[i]
+	v, ok := d.vals[i], d.has(i)
 	switch {
 	case d.err != nil:
 	case !ok:
 		d.err = &HeaderError{Header: name, Err: errMissing}
+	case d.checked&(1<<i) != 0:
+		return v
 	case !utf8.ValidString(v):
 		d.err = &HeaderError{name, v, errors.New("want UTF-8 text")}
 	case nonEmpty && v == "":
@@ -320,16 +369,16 @@ func (d *decoder) int(i int, required bool, lo, hi int64) int64 {
 	if d.err != nil {
 		return 0
 	}
-	if !d.have[i] {
+	if !d.has(i) {
 		if required {
 			d.err = &HeaderError{Header: name, Err: errMissing}
 		}
 		return 0
 	}
-	if n, ok := canonicalIntIn(d.raw[i], lo, hi); ok {
+	if n, ok := canonicalIntIn(d.raw(i), lo, hi); ok {
 		return n // as kretry writes it: nothing to explain
 	}
-	v := string(d.raw[i])
+	v := string(d.raw(i))
 	n, err := strconv.ParseInt(v, 10, 64)
 	tooBig := errors.Is(err, strconv.ErrRange) && v[0] != '-' || err == nil && n > hi
 	switch {
@@ -363,14 +412,14 @@ func (d *decoder) time(i int) time.Time {
 	if d.err != nil {
 		return time.Time{}
 	}
-	if !d.have[i] {
+	if !d.has(i) {
 		d.err = &HeaderError{Header: name, Err: errMissing}
 		return time.Time{}
 	}
-	if sec, nsec, ok := timeFieldsOn(d.raw[i], &d.day); ok {
+	if sec, nsec, ok := timeFieldsOn(d.raw(i), &d.day); ok {
 		return time.Unix(sec, nsec).UTC()
 	}
-	v := string(d.raw[i])
+	v := string(d.raw(i))
 	t, err := time.Parse(TimeLayout, v)
 	if err != nil || FormatTime(t) != v {
 		d.err = &HeaderError{name, v, errors.New("want an RFC 3339 UTC time with milliseconds, like 2026-11-25T10:00:05.123Z")}

@@ -626,3 +626,32 @@ func TestDecoderReusesTextValues(t *testing.T) {
 		t.Errorf("Decoder.Decode after the error changed = Error %q, Group %q", md.Error, md.Group)
 	}
 }
+
+// DecodeReplays reads kretry-replays alone, also next to kretry headers
+// that do not read.
+func TestDecodeReplays(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hs   []kgo.RecordHeader
+		want int
+		err  bool
+	}{
+		{"none", hdr("a", "1"), 0, false},
+		{"alone", hdr("kretry-replays", "3"), 3, false},
+		{"among others", append(sampleHeaders(), hdr("x", "y")...), 1, false},
+		{"next to a malformed header", hdr("kretry-attempts", "x", "kretry-replays", "7"), 7, false},
+		{"malformed", hdr("kretry-replays", "-1"), 0, true},
+		{"repeated", hdr("kretry-replays", "1", "kretry-replays", "2"), 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := headers.DecodeReplays(tc.hs)
+			if n != tc.want || (err != nil) != tc.err {
+				t.Errorf("DecodeReplays = %d, %v; want %d, error %v", n, err, tc.want, tc.err)
+			}
+			var he *headers.HeaderError
+			if err != nil && (!errors.As(err, &he) || he.Header != headers.HeaderReplays) {
+				t.Errorf("DecodeReplays error %v does not name %s", err, headers.HeaderReplays)
+			}
+		})
+	}
+}

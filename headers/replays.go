@@ -12,16 +12,16 @@ func Reasons() []Reason {
 // record has none, a *HeaderError when it is repeated or malformed. It reads
 // the count of a record whose other kretry headers may not read.
 func DecodeReplays(hs []kgo.RecordHeader) (int, error) {
-	var d decoder
-	i := iReplays
-	for _, h := range hs {
+	d := decoder{hs: hs}
+	for j, h := range hs {
 		if h.Key != HeaderReplays {
 			continue
 		}
-		if d.have[i] {
+		if d.has(iReplays) {
 			return 0, &HeaderError{Header: h.Key, Value: string(h.Value), Err: errRepeated}
 		}
-		d.have[i], d.vals[i] = true, string(h.Value)
+		d.have |= 1 << iReplays
+		d.at[iReplays] = int32(j)
 	}
 	n := d.int(iReplays, false, 0, MaxAttempts)
 	if d.err != nil {

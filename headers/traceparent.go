@@ -1,7 +1,5 @@
 package headers
 
-import "github.com/twmb/franz-go/pkg/kgo"
-
 // ValidTraceParent reports whether v is a W3C traceparent as kretry writes
 // it: version 00, a 32-digit trace id and a 16-digit span id, neither all
 // zeros, and 2 digits of flags, in lower-case hex.
@@ -27,22 +25,4 @@ func validTraceParent[S string | []byte](v S) bool {
 	spanOK, spanNZ := hex(36, 52)
 	flagsOK, _ := hex(53, 55)
 	return traceOK && traceNZ && spanOK && spanNZ && flagsOK
-}
-
-// traceParent returns the valid kretry-traceparent of hs, "" when there is
-// none, or more than one, or it is malformed.
-func traceParent(hs []kgo.RecordHeader) string {
-	found := ""
-	for _, h := range hs {
-		if h.Key == HeaderTraceParent {
-			if found != "" {
-				return ""
-			}
-			found = string(h.Value)
-		}
-	}
-	if !ValidTraceParent(found) {
-		return ""
-	}
-	return found
 }

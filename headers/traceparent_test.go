@@ -58,3 +58,32 @@ func TestTraceParentRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A Decoder reads kretry-traceparent as Decode does, and gives the last
+// one again, without copying it, when the next record carries it too.
+func TestDecoderTraceParent(t *testing.T) {
+	at := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	rec := &kgo.Record{Topic: "orders", Timestamp: at}
+	md := headers.Metadata{}.Failed("g", rec, at, "boom").InTier("retry-5s", at.Add(5*time.Second))
+	md.TraceParent = tp
+	hs := headers.Encode(nil, md)
+	var d headers.Decoder
+	if got, ok, err := d.Decode(hs); err != nil || !ok || got.TraceParent != tp {
+		t.Fatalf("Decoder.Decode = %q, %v, %v; want %q", got.TraceParent, ok, err, tp)
+	}
+	var got headers.Metadata
+	if n := testing.AllocsPerRun(100, func() { got, _, _ = d.Decode(hs) }); n != 0 || got.TraceParent != tp {
+		t.Errorf("Decoder.Decode of the same kretry-traceparent again: %v allocations, %q; want 0, %q", n, got.TraceParent, tp)
+	}
+	md.TraceParent = ""
+	for name, extra := range map[string][]kgo.RecordHeader{
+		"malformed": {{Key: headers.HeaderTraceParent, Value: []byte("00-xyz")}},
+		"repeated":  {{Key: headers.HeaderTraceParent, Value: []byte(tp)}, {Key: headers.HeaderTraceParent, Value: []byte(tp)}},
+		"absent":    nil,
+	} {
+		got, ok, err := d.Decode(append(headers.Encode(nil, md), extra...))
+		if err != nil || !ok || got.TraceParent != "" {
+			t.Errorf("%s kretry-traceparent after a valid one: Decoder.Decode = %q, %v, %v; want it dropped, no error", name, got.TraceParent, ok, err)
+		}
+	}
+}
