@@ -3,11 +3,14 @@ package consumer_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
@@ -76,4 +79,93 @@ func TestAttemptOfAPlainRecord(t *testing.T) {
 	if md := consumer.RecordMetadata(&kgo.Record{Context: context.Background()}); md != (consumer.Metadata{Attempt: 1}) {
 		t.Errorf("RecordMetadata = %+v", md)
 	}
+}
+
+// Re-fed records of the group go on with the run of handler calls timed
+// together (handle), one clock read per run; a record that may not reach the
+// handler (here another group's) ends it. Every call is counted once in
+// kretry_handler_duration_seconds, with the exact sum (virtual time stands
+// still while the worker works).
+func TestHandlerDurationOverRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		reg := prometheus.NewRegistry()
+		now := time.Now()
+		refed := func(group string) []kgo.RecordHeader {
+			return headers.Encode(nil, headers.Metadata{Group: group, Attempts: 1, Tier: "retry-5s", DueAt: now, OriginalTopic: testTopic,
+				OriginalTimestamp: now, FirstFailureAt: now, LastFailureAt: now, Error: "boom"})
+		}
+		var recs []*kgo.Record
+		calls := 0 // of the handler: the plain records and the group's retries
+		for i := range 300 {
+			r := &kgo.Record{Key: []byte("fast")}
+			switch {
+			case i%4 == 1:
+				r.Headers = refed(testGroup)
+			case i%40 == 2:
+				r.Headers = refed("another-group") // skipped
+			}
+			if i == 121 || i == 201 { // retries, each before another group's
+				r.Key = []byte("slow")
+			}
+			if r.Headers == nil || i%4 == 1 {
+				calls++
+			}
+			recs = append(recs, r)
+		}
+		var handled atomic.Int64
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			handled.Add(1)
+			if string(r.Key) == "slow" {
+				time.Sleep(3 * time.Millisecond)
+			}
+			return nil
+		})
+		// The worker's clock runs a minute before the records: a run timed
+		// from the wrong start shows in the sum.
+		c.produce(&kgo.Record{Key: []byte("first")})
+		calls++
+		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+		waitFor(t, "the first call", func() bool { return handled.Load() == 1 })
+		time.Sleep(time.Minute)
+		c.produce(recs...)
+		waitFor(t, "every call", func() bool { return handled.Load() >= int64(calls) })
+		waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == int64(1+len(recs)) })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if n := handled.Load(); n != int64(calls) {
+			t.Fatalf("%d handler calls, want %d", n, calls)
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, mf := range mfs {
+			if mf.GetName() != "kretry_handler_duration_seconds" {
+				continue
+			}
+			found = true
+			hist := mf.GetMetric()[0].GetHistogram()
+			if got := hist.GetSampleCount(); got != uint64(calls) {
+				t.Errorf("count = %d, want the %d calls", got, calls)
+			}
+			if sum := hist.GetSampleSum(); math.Abs(sum-0.006) > 1e-9 {
+				t.Errorf("sum = %v s, want the slow calls' 2 × 3 ms", sum)
+			}
+			for _, b := range hist.GetBucket() {
+				want := uint64(calls - 2)
+				if b.GetUpperBound() >= 0.003 {
+					want = uint64(calls)
+				}
+				if b.GetCumulativeCount() != want {
+					t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+				}
+			}
+		}
+		if !found {
+			t.Error("no kretry_handler_duration_seconds")
+		}
+	})
 }

@@ -292,8 +292,7 @@ func (w *worker) giveBack(rec *kgo.Record) {
 	n := int64(1 + len(w.taken) + len(w.queue))
 	clear(w.taken)
 	w.taken = nil
-	clear(w.queue)
-	w.queue, w.queuedBytes = nil, 0
+	w.dropQueued()
 	if w.paused {
 		w.paused = false
 		w.s.cl.ResumeFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})

@@ -22,28 +22,27 @@ func (w *worker) process(rec *kgo.Record) bool {
 	start := w.handlerEnd // see handle
 	w.handlerEnd = 0
 	w.inPlaceRetries = 0
-	kretry := hasKretryHeader(rec.Headers)
-	if w.runN > 0 && (w.maxAge > 0 || w.breaker != nil || w.refused != nil || kretry) {
-		// Not a plain record: the run of calls before it ends here,
-		// whichever way it goes.
+	w.failedAt = time.Time{}
+	var md headers.Metadata
+	var mdErr error
+	if hasKretryHeader(rec.Headers) { // a first delivery has none: nothing to decode or copy
+		md, _, mdErr = w.dec.Decode(rec.Headers)
+	}
+	ours := mdErr == nil && (md.Group == "" || md.Group == s.c.cfg.Group)
+	if w.runN > 0 && (w.maxAge > 0 || w.breaker != nil || w.refused != nil || !ours) {
+		// The record may not reach the handler: the run of calls before
+		// it ends here, whichever way it goes. (A retry of this group's
+		// goes on with the run: decoding its headers is bookkeeping
+		// between calls, as handle says.)
 		now := w.since()
 		w.observeRun(now - start)
 		start = now
 	}
-	var md headers.Metadata
-	if kretry { // a first delivery has none: nothing to decode or copy
-		var hasMD bool
-		var err error
-		md, hasMD, err = w.dec.Decode(rec.Headers)
-		if hasMD {
-			start = 0 // decoding kretry headers is not the handler's time
-		}
-		if err != nil {
-			return w.deadLetter(rec, headers.Metadata{}, headers.ReasonInvalidMetadata,
-				"unreadable kretry headers: "+err.Error())
-		}
+	if mdErr != nil {
+		return w.deadLetter(rec, headers.Metadata{}, headers.ReasonInvalidMetadata,
+			"unreadable kretry headers: "+mdErr.Error())
 	}
-	if md.Group != "" && md.Group != s.c.cfg.Group {
+	if !ours {
 		// Another group's retry, re-fed to the topic we share with it.
 		s.c.metrics.Records.WithLabelValues(topic, metrics.OutcomeSkipped).Inc()
 		return w.mark(rec)
@@ -147,6 +146,7 @@ func (w *worker) process(rec *kgo.Record) bool {
 
 // call runs the handler once and produces the outputs of a successful call.
 func (w *worker) call(rec *kgo.Record, start time.Duration) (herr error, panicked bool) {
+	w.failedAt = time.Time{} // a failure of this call's outputs is now's
 	w.emit.start()
 	herr, panicked = w.handle(rec, start)
 	if emitted := w.emit.finish(); len(emitted) > 0 && herr == nil {
@@ -213,9 +213,10 @@ func (w *worker) sleep(d time.Duration) bool {
 // handle runs the handler, recovering a panic into an error "panic: <value>".
 // start is when the call starts on the worker's clock, or 0 to read it now: a
 // call straight after a successful one starts at its end (handlerEnd); the
-// bookkeeping between is far below 0.5 ms, the first bucket. Calls that
-// return nil back to back are timed in runs of up to runMax (observeRun):
-// one clock read per run, not per call.
+// bookkeeping between (a retry's header decode included) is far below 0.5
+// ms, the first bucket. Calls that return nil back to back are timed in runs
+// of up to runMax (observeRun): one clock read per run, not per call. A call
+// that fails notes its end in failedAt, the failure's time.
 func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panicked bool) {
 	if start == 0 {
 		start = w.since()
@@ -227,7 +228,14 @@ func (w *worker) handle(rec *kgo.Record, start time.Duration) (err error, panick
 			w.handlerEnd = start // the run goes on: timed when it ends
 			return
 		}
-		end := w.since()
+		var end time.Duration
+		if v == nil && err == nil {
+			end = w.since()
+		} else {
+			// One clock read for the call's end and the failure's time.
+			w.failedAt = time.Now()
+			end = w.failedAt.Sub(w.clock0)
+		}
 		w.observeRun(end - start)
 		if v != nil {
 			err, panicked = fmt.Errorf("panic: %v", v), true
@@ -334,7 +342,7 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 				"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "retry_after", ra, "retry_after_max", limit)
 		}
 	}
-	now := time.Now()
+	now := w.failureTime()
 	if due := now.Add(wait); !expiry.IsZero() && due.After(expiry) {
 		// Waiting a tier would only end in the DLQ as expired.
 		return w.deadLetter(rec, md, headers.ReasonExpired, fmt.Sprintf(
@@ -347,6 +355,15 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 		next.Attempts = attempts // an attempt of the tier RetryAfter chose
 	}
 	return w.forward(rec, step.Topic, next)
+}
+
+// failureTime is when the record in hand failed: when its last handler call
+// returned (failedAt), or now when it failed without one.
+func (w *worker) failureTime() time.Time {
+	if w.failedAt.IsZero() {
+		return time.Now()
+	}
+	return w.failedAt
 }
 
 // jitterDraw returns u uniform in [0, 1) for a tier's jitter, from the
@@ -390,7 +407,7 @@ func (w *worker) deadLetter(rec *kgo.Record, md headers.Metadata, reason headers
 	if _, known := w.ladder.StepByName(md.Tier); known {
 		tier = md.Tier
 	}
-	now := time.Now()
+	now := w.failureTime()
 	next := md.Failed(w.s.c.cfg.Group, rec, now, errText).DeadLettered(reason, tier, now)
 	next = w.withInPlace(md, next)
 	return w.forward(rec, w.ladder.DLQ(), next)
@@ -428,7 +445,7 @@ func (w *worker) deadLetterTo(rec *kgo.Record, md headers.Metadata, route string
 	if _, known := w.ladder.StepByName(md.Tier); known {
 		tier = md.Tier
 	}
-	now := time.Now()
+	now := w.failureTime()
 	next := md.Failed(w.s.c.cfg.Group, rec, now, herr.Error()).DeadLettered(headers.ReasonPermanent, tier, now)
 	next.Route = route
 	next = w.withInPlace(md, next)

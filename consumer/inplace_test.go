@@ -160,3 +160,50 @@ func TestWithRetryInPlaceChecked(t *testing.T) {
 		t.Errorf("WithRetryInPlace with 3 attempts at the defaults: %v", err)
 	}
 }
+
+// A record whose in-place retry returns nil but whose output is refused
+// fails then, not at the in-place failure before it: kretry-last-failure-at
+// is the output's failure, and kretry-due-at is the tier's delay after it.
+func TestOutputRefusedAfterInPlaceRetryFailsThen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t, 1, 1)
+		c.cfg.Topics[0].RetryInPlace = &config.RetryInPlace{Attempts: 1, Backoff: time.Second, MaxBackoff: time.Second}
+		const out = "orders.out"
+		if _, err := c.adm.CreateTopics(context.Background(), 1, 1, nil, out); err != nil {
+			t.Fatal(err)
+		}
+		var calls []time.Time // one partition: one call at a time
+		h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+			calls = append(calls, time.Now())
+			if len(calls) == 1 {
+				return errTransient
+			}
+			time.Sleep(2 * time.Second) // the output fails after the call's start
+			// Larger than the producer takes for a topic it knows no limit of.
+			return consumer.Emit(ctx, &kgo.Record{Topic: out, Value: make([]byte, 1_100_000)})
+		})
+		c.produce(&kgo.Record{Key: []byte("k")})
+		r := c.start(h, consumer.WithRelay(false))
+		tier := c.ladder.Steps()[0]
+		waitFor(t, "the forward to the tier", func() bool { return len(c.read(tier.Topic)) == 1 })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		md, err := headersOf(c.read(tier.Topic)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 2 {
+			t.Fatalf("%d calls before the forward, want 2 (one in place)", len(calls))
+		}
+		if want := calls[1].Add(2 * time.Second); md.LastFailureAt.Before(want.Truncate(time.Millisecond)) {
+			t.Errorf("kretry-last-failure-at %v, before the output failed (%v): the in-place failure's (%v)", md.LastFailureAt, want, calls[0])
+		}
+		if md.DueAt != md.LastFailureAt.Add(tier.Delay) {
+			t.Errorf("kretry-due-at %v, want %v after kretry-last-failure-at %v", md.DueAt, tier.Delay, md.LastFailureAt)
+		}
+		if !strings.Contains(md.Error, "output") {
+			t.Errorf("kretry-error %q, want the output's failure", md.Error)
+		}
+	})
+}

@@ -94,3 +94,67 @@ func TestPendingQueueOrder(t *testing.T) {
 		t.Fatal("clear left records")
 	}
 }
+
+// The queue's bytes (enqueueBytes, take's dequeueBytes) are counted by
+// batch: exact while no batch is partly taken or the records are of one
+// size, never negative, and 0 once the queue is empty, however fetches and
+// takes interleave.
+func TestQueuedBytes(t *testing.T) {
+	for _, uniform := range []bool{true, false} {
+		r := rand.New(rand.NewPCG(5, 6))
+		var w worker
+		var sizes []int   // of the queued records, oldest first
+		var batches []int // records of each batch still queued, oldest first
+		partly := false   // the oldest batch is partly taken
+		exactChecks := 0
+		for step := range 20000 {
+			if r.IntN(2) == 0 {
+				recs := make([]*kgo.Record, 1+r.IntN(300))
+				for i := range recs {
+					v := make([]byte, 100)
+					if !uniform {
+						v = make([]byte, r.IntN(2000))
+					}
+					recs[i] = &kgo.Record{Value: v, Headers: []kgo.RecordHeader{{Key: "k", Value: v[:len(v)/2]}}}
+					sizes = append(sizes, recordBytes(recs[i]))
+				}
+				w.enqueueBytes(recs)
+				batches = append(batches, len(recs))
+			} else if len(sizes) > 0 {
+				n := min(len(sizes), 1+r.IntN(takeMax))
+				if r.IntN(3) == 0 {
+					n = batches[0] // to the oldest batch's end
+				}
+				w.dequeueBytes(n)
+				sizes = sizes[n:]
+				for n > 0 {
+					if n < batches[0] {
+						batches[0] -= n
+						partly = true
+						break
+					}
+					n -= batches[0]
+					batches, partly = batches[1:], false
+				}
+			}
+			exact := 0
+			for _, s := range sizes {
+				exact += s
+			}
+			switch {
+			case w.queuedBytes < 0:
+				t.Fatalf("uniform %v, step %d: queuedBytes %d < 0", uniform, step, w.queuedBytes)
+			case len(sizes) == 0 && w.queuedBytes != 0:
+				t.Fatalf("uniform %v, step %d: queuedBytes %d with the queue empty", uniform, step, w.queuedBytes)
+			case uniform || !partly:
+				exactChecks++
+				if w.queuedBytes != exact {
+					t.Fatalf("uniform %v, step %d: queuedBytes %d, want %d", uniform, step, w.queuedBytes, exact)
+				}
+			}
+		}
+		if exactChecks < 1000 {
+			t.Fatalf("uniform %v: only %d steps checked exactly", uniform, exactChecks)
+		}
+	}
+}

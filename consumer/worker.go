@@ -29,6 +29,10 @@ type worker struct {
 	queue       []*kgo.Record
 	qarr        []*kgo.Record // queue's backing array from its start, len 0 (queueRecs)
 	queuedBytes int
+	// batches are the queue's records as enqueue got them, oldest first
+	// from bhead: take counts the bytes it takes by batch, not by record.
+	batches []queuedBatch
+	bhead   int
 	// taken are records next took off the queue, in order, not yet
 	// handed out; worker goroutine only. Taking up to takeMax at a time
 	// keeps w.mu off the per-record path.
@@ -79,6 +83,7 @@ type worker struct {
 	// as one by observeRun); runMax is how many a run may take.
 	clock0     time.Time
 	handlerEnd time.Duration
+	failedAt   time.Time // when the last call of the record in hand failed; zero: none
 	runN       int
 	runMax     int
 
@@ -208,9 +213,7 @@ func (w *worker) take() bool {
 	w.taken = w.hand[:n]
 	clear(w.queue[:n])
 	w.queue = w.queue[n:]
-	for _, rec := range w.taken {
-		w.queuedBytes -= recordBytes(rec)
-	}
+	w.dequeueBytes(n)
 	if w.paused && len(w.queue) <= o.resumeAt && w.queuedBytes <= o.pauseBytes/4 {
 		w.paused = false
 		w.endRun() // resuming is not the handler's time
@@ -239,9 +242,7 @@ func (w *worker) enqueue(recs []*kgo.Record) bool {
 		w.s.undone.Add(int64(len(recs)))
 	}
 	w.queueRecs(recs)
-	for _, r := range recs {
-		w.queuedBytes += recordBytes(r)
-	}
+	w.enqueueBytes(recs)
 	if !w.paused && (len(w.queue) >= o.pauseAt || w.queuedBytes >= o.pauseBytes) {
 		w.paused = true
 		w.s.cl.PauseFetchPartitions(map[string][]int32{w.tp.topic: {w.tp.partition}})
@@ -278,6 +279,55 @@ func (w *worker) queueRecs(recs []*kgo.Record) {
 	if cap(w.queue) != c { // a new backing array
 		w.qarr = w.queue[:0]
 	}
+}
+
+// queuedBatch is a batch of records enqueue queued: how many are still
+// queued, and their bytes (recordBytes).
+type queuedBatch struct{ n, bytes int }
+
+// enqueueBytes adds the bytes of recs, just queued, to queuedBytes. w.mu held.
+func (w *worker) enqueueBytes(recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	b := queuedBatch{n: len(recs)}
+	for _, r := range recs {
+		b.bytes += recordBytes(r)
+	}
+	w.queuedBytes += b.bytes
+	w.batches = append(w.batches, b)
+}
+
+// dequeueBytes takes the bytes of the n oldest queued records off
+// queuedBytes: whole batches exactly, part of one in proportion to its
+// records, so that the queue's bytes are back to 0 once it is empty and no
+// record's headers are read twice. w.mu held.
+func (w *worker) dequeueBytes(n int) {
+	for n > 0 && w.bhead < len(w.batches) {
+		b := &w.batches[w.bhead]
+		if n < b.n {
+			part := b.bytes * n / b.n
+			b.n, b.bytes = b.n-n, b.bytes-part
+			w.queuedBytes -= part
+			return
+		}
+		n -= b.n
+		w.queuedBytes -= b.bytes
+		w.bhead++
+	}
+	if w.bhead == len(w.batches) {
+		w.batches, w.bhead = w.batches[:0], 0
+	} else if w.bhead >= 64 && w.bhead > len(w.batches)/2 {
+		k := copy(w.batches, w.batches[w.bhead:])
+		w.batches, w.bhead = w.batches[:k], 0
+	}
+}
+
+// dropQueued drops every queued record. w.mu held.
+func (w *worker) dropQueued() {
+	clear(w.queue)
+	w.queue, w.queuedBytes = nil, 0
+	w.batches, w.bhead = w.batches[:0], 0
 }
 
 // recordBytes is what a queued record costs, roughly.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/headers"
+	"github.com/kretry/kretry/internal/bench"
 	"github.com/kretry/kretry/internal/metrics"
 	"github.com/kretry/kretry/internal/partitions"
 	"github.com/kretry/kretry/ladder"
@@ -62,12 +63,20 @@ func benchRecords(n int) []*kgo.Record {
 	return recs
 }
 
+// cpuFrom reports the process's CPU time per op since cpu0 (cpu-ns/op):
+// steadier than ns/op on a shared machine, where ns/op counts the waits for
+// a core too. It counts every goroutine of the process (kfake's too).
+func cpuFrom(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64(bench.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
 // runBench takes b.N records through the worker's loop (next, process,
 // settle), queued 1,000 at a time as a poll hands them over.
 func runBench(b *testing.B, w *worker) {
 	recs := benchRecords(1000)
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer cpuFrom(b, bench.SelfCPU())
 	for i := 0; i < b.N; i++ {
 		if i%len(recs) == 0 {
 			w.enqueue(recs)
@@ -107,6 +116,7 @@ func BenchmarkWorkerRefed(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer cpuFrom(b, bench.SelfCPU())
 	for i := 0; i < b.N; i++ {
 		if i%len(recs) == 0 {
 			for _, r := range recs {
