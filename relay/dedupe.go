@@ -28,15 +28,17 @@ const copiesKept = 4096
 //
 // Every re-feed looks an identity up and remembers one, so it is a hash
 // table of its own rather than a map: ring holds the identities, and slots
-// indexes them by a hash of the integers, with linear probing. An identity
+// indexes them by a hash of the integers, with linear probing; a slot also
+// holds 16 bits of its identity's hash, so that a look-up reads ring (a
+// cache miss, most of the time) only for a likely match. An identity
 // forgotten (its place in ring taken by a new one) leaves its slot pointing
-// at the new one, which is found from there as well as from its own slot,
-// and is never found itself again; once half the slots are taken they are
-// built again from ring.
+// at the new one, which is found from its own slot, and is never found
+// itself again; once half the slots are taken they are built again from
+// ring.
 type refedIDs struct {
 	ring  []refedAt // in the order remembered, up to copiesKept; next is the oldest once full
 	next  int
-	slots []uint16 // 1 + an index into ring, 0 for a free slot; a power of two long
+	slots []uint32 // tag<<16 | 1 + an index into ring (see find), 0 for a free slot; a power of two long
 	used  int      // slots not free
 	seed  uint64   // of the hash, so that forged headers cannot choose to collide
 
@@ -71,7 +73,7 @@ const (
 	maxSlots = 4 * copiesKept
 )
 
-// An index into ring, plus one, fits a slot.
+// An index into ring, plus one, fits the low 16 bits of a slot.
 const _ = uint16(copiesKept)
 
 // maxTopics bounds the original topics remembered: past it (a tier whose
@@ -115,15 +117,18 @@ func (m *refedIDs) hash(k copyKey) uint64 {
 	return h ^ h>>32
 }
 
-// find returns the slot of k, or the free slot where it would go.
-func (m *refedIDs) find(k copyKey) (slot int, ok bool) {
+// find returns the slot of k, or the free slot where it would go, and k's
+// tag: the top 16 bits of its hash, in the top 16 bits of a slot.
+func (m *refedIDs) find(k copyKey) (slot int, tag uint32, ok bool) {
+	h := m.hash(k)
+	tag = uint32(h>>48) << 16
 	mask := len(m.slots) - 1
-	for i := int(m.hash(k)) & mask; ; i = (i + 1) & mask {
+	for i := int(h) & mask; ; i = (i + 1) & mask {
 		switch s := m.slots[i]; {
 		case s == 0:
-			return i, false
-		case m.ring[s-1].k == k:
-			return i, true
+			return i, tag, false
+		case s&^0xffff == tag && m.ring[s&0xffff-1].k == k:
+			return i, tag, true
 		}
 	}
 }
@@ -141,8 +146,8 @@ func (m *refedIDs) copyOf(id copyID, offset int64) bool {
 	if !ok {
 		return false
 	}
-	i, ok := m.find(k)
-	return ok && m.ring[m.slots[i]-1].at < offset
+	i, _, ok := m.find(k)
+	return ok && m.ring[m.slots[i]&0xffff-1].at < offset
 }
 
 // remember records that the record at offset carrying id is being re-fed.
@@ -155,11 +160,11 @@ func (m *refedIDs) remember(id copyID, offset int64) {
 	}
 	k, _ := m.key(id, true)
 	if m.slots == nil {
-		m.slots, m.seed = make([]uint16, minSlots), rand.Uint64()
+		m.slots, m.seed = make([]uint32, minSlots), rand.Uint64()
 	}
-	i, ok := m.find(k)
+	i, tag, ok := m.find(k)
 	if ok {
-		if e := &m.ring[m.slots[i]-1]; e.at > offset { // rewound before it: the lower offset is the one re-fed
+		if e := &m.ring[m.slots[i]&0xffff-1]; e.at > offset { // rewound before it: the lower offset is the one re-fed
 			e.at = offset
 		}
 		return
@@ -167,10 +172,10 @@ func (m *refedIDs) remember(id copyID, offset int64) {
 	e := refedAt{k: k, at: offset}
 	if len(m.ring) < copiesKept {
 		m.ring = append(m.ring, e)
-		m.slots[i] = uint16(len(m.ring))
+		m.slots[i] = tag | uint32(len(m.ring))
 	} else { // the oldest is forgotten
 		m.ring[m.next] = e
-		m.slots[i] = uint16(m.next + 1)
+		m.slots[i] = tag | uint32(m.next+1)
 		m.next = (m.next + 1) % copiesKept
 	}
 	if m.used++; 2*m.used >= len(m.slots) {
@@ -188,11 +193,11 @@ func (m *refedIDs) rebuild() {
 	if n == len(m.slots) {
 		clear(m.slots)
 	} else {
-		m.slots = make([]uint16, n)
+		m.slots = make([]uint32, n)
 	}
 	for j, e := range m.ring {
-		i, _ := m.find(e.k)
-		m.slots[i] = uint16(j + 1)
+		i, tag, _ := m.find(e.k)
+		m.slots[i] = tag | uint32(j+1)
 	}
 	m.used = len(m.ring)
 }

@@ -10,12 +10,12 @@ import (
 // ring is found there and that no slot points past ring.
 func (m *refedIDs) indexed() int {
 	for _, s := range m.slots {
-		if int(s) > len(m.ring) {
-			panic(fmt.Sprintf("a slot indexes ring[%d] of %d", s-1, len(m.ring)))
+		if int(s&0xffff) > len(m.ring) {
+			panic(fmt.Sprintf("a slot indexes ring[%d] of %d", s&0xffff-1, len(m.ring)))
 		}
 	}
 	for j, e := range m.ring {
-		if i, ok := m.find(e.k); !ok || m.slots[i] != uint16(j+1) {
+		if i, _, ok := m.find(e.k); !ok || m.slots[i]&0xffff != uint32(j+1) {
 			panic(fmt.Sprintf("ring[%d] is not found from its hash, or is in ring twice", j))
 		}
 	}

@@ -68,9 +68,9 @@ func (s *session) finish(outs []*outcome) {
 	pauses := map[string][]int32{}
 	rewinds := map[string]map[int32]kgo.EpochOffset{}
 	for _, o := range outs {
-		s.mark(o.done)
+		s.markDone(o)
 		if o.rewind == nil {
-			if len(o.done) > 0 {
+			if o.done != nil {
 				delete(s.failures, o.tp)
 				s.r.health.Wrote(o.tp.topic, o.tp.partition, nil)
 			}
@@ -80,7 +80,7 @@ func (s *session) finish(outs []*outcome) {
 			n := s.failures[o.tp]
 			s.failures[o.tp] = n + 1
 			o.until = time.Now().Add(min(s.r.cfg.retryBackoff<<min(n, 16), s.r.cfg.maxRetryBackoff))
-		} else if len(o.done) > 0 {
+		} else if o.done != nil {
 			delete(s.failures, o.tp)
 		}
 		pauses[o.tp.topic] = append(pauses[o.tp.topic], o.tp.partition)
@@ -215,13 +215,11 @@ func recordsSize(recs []*kgo.Record) int {
 	return n
 }
 
-// internKeys makes the kretry header keys of recs, records about to be
-// held, the package's constants, so that the copies kgo allocated for them
-// are freed while the records wait.
-func internKeys(recs []*kgo.Record) {
-	for _, r := range recs {
-		for j := range r.Headers {
-			r.Headers[j].Key = internKey(r.Headers[j].Key)
-		}
+// internKeys makes the kretry header keys of r, a record about to be held,
+// the package's constants, so that the copies kgo allocated for them are
+// freed while the record waits.
+func internKeys(r *kgo.Record) {
+	for j := range r.Headers {
+		r.Headers[j].Key = internKey(r.Headers[j].Key)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // outcome is what became of one partition's records of a poll.
 type outcome struct {
 	tp      topicPartition
-	done    []*kgo.Record // re-fed, forwarded or skipped: to mark
+	done    *kgo.Record   // the last record re-fed, forwarded or skipped, in offset order: marked (it and all before it)
 	rewind  *kgo.Record   // the first record not done, if any
 	until   time.Time     // when to fetch rewind again
 	failure bool          // rewind is for a failed produce, not a due time
@@ -50,7 +50,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
 			tp := topicPartition{p.Topic, p.Partition}
-			recs[tp] = append(slices.Clip(recs[tp]), p.Records...)
+			recs[tp] = append(recs[tp], p.Records...) // in place: only the partition's hold refers to what it held
 			sizes[tp] += recordsSize(p.Records)
 		}
 	})
@@ -136,6 +136,11 @@ func (s *session) bound(ctx context.Context, outs map[topicPartition]*outcome, n
 // shorter than recs); size is recordSize of recs, summed.
 func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, reads []read, size int) {
 	t := s.r.tiers[o.tp.topic]
+	limit := s.limits.Of(t.ladder.Topic()) // read once: kgo asks for it once per partition too
+	// now is read again before a record counts as not yet due (or not yet
+	// after: see repark), so that a record due meanwhile is not held; a due
+	// record is never re-fed before it is due, whatever now lags.
+	now := time.Now()
 	for i, rec := range recs {
 		if ctx.Err() != nil {
 			return // shutting down: what is not marked is fetched again by the next owner
@@ -158,7 +163,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 					o.rewind, o.failure = rec, true
 					return
 				}
-				o.done = append(o.done, rec)
+				o.done = rec
 				continue
 			}
 			if md.Group != t.ladder.Group() {
@@ -167,7 +172,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 				continue
 			}
-			r = readOf(t, md, canonical, rec.Headers, time.Now())
+			r = readOf(t, md, canonical, rec.Headers, now)
 		}
 		if o.refed.copyOf(r.id, rec.Offset) {
 			// A copy of an attempt re-fed from an earlier offset (its
@@ -176,15 +181,19 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			o.queue = append(o.queue, &refeed{rec: rec, copyOf: r.id})
 			continue
 		}
-		if due := time.Unix(0, r.due); time.Now().Before(due) {
+		if r.due > now.UnixNano() {
+			now = time.Now()
+		}
+		if r.due > now.UnixNano() {
+			due := time.Unix(0, r.due)
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
 			o.wbytes = size - recordsSize(recs[:i])
 			known := reads[min(i, len(reads)):]
-			internKeys(o.waiting[len(known):]) // newly waiting: held from now on
-			if len(known) == 0 {
+			if len(known) == 0 { // rec is read: readAll interns and reads the records after it
+				internKeys(rec)
 				known = []read{r}
 			}
-			o.wreads = s.readAll(t, o.waiting, known)
+			o.wreads = s.readAll(t, o.waiting, known, now)
 			o.tailDue = due
 			if last := o.wreads[len(o.wreads)-1]; last.ok && last.due > r.due {
 				o.tailDue = time.Unix(0, last.due)
@@ -192,7 +201,10 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			return
 		}
 		if r.repark {
-			if after := time.Unix(0, r.after); time.Now().Before(after) {
+			if r.after > now.UnixNano() {
+				now = time.Now()
+			}
+			if r.after > now.UnixNano() {
 				// Held its tier's delay and still not due: written again to
 				// the tier, not remembered (its copy there is no duplicate).
 				o.queue = append(o.queue, s.repark(ctx, t, rec, r))
@@ -201,7 +213,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			r.due, r.repark = r.after, false // due meanwhile
 		}
 		o.refed.remember(r.id, rec.Offset)
-		o.queue = append(o.queue, s.refeed(ctx, t, rec, r))
+		o.queue = append(o.queue, s.refeed(ctx, t, rec, r, limit))
 	}
 }
 
@@ -269,21 +281,20 @@ func readOf(t tierOf, md headers.Metadata, canonical bool, hs []kgo.RecordHeader
 	return r
 }
 
-// readAll returns what is read of waiting, by index: known (what earlier
-// polls read of them, by index; it may be shorter), then the rest read now.
+// readAll returns what is read of waiting at now, by index: known (what
+// earlier polls read of them, by index; it may be shorter), then the rest,
+// whose header keys it interns (see internKeys): they are held from now on.
 // It grows known in place, which only the partition's hold refers to.
-func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read) []read {
-	out := known
-	if n := len(waiting) - len(out); n > 0 {
-		out = append(out, make([]read, n)...)
-	}
-	now := time.Now()
+func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read, now time.Time) []read {
+	out := slices.Grow(known, len(waiting)-len(known))[:len(waiting)]
 	for i := len(known); i < len(waiting); i++ {
+		internKeys(waiting[i])
+		out[i] = read{}
 		if md, ok, canonical, err := readHeaders(t, waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
 			out[i] = readOf(t, md, canonical, waiting[i].Headers, now)
 		}
 	}
-	return out[:len(waiting)]
+	return out
 }
 
 // nextWake returns when the poll loop must look at the held records again,

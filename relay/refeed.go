@@ -71,8 +71,9 @@ func (s *session) recycle(f *refeed) {
 // (modulo the main topic's partition count, refreshed when the original
 // partition is not below it: see partitions.Counts). The kretry headers go on
 // as they are: when they are canonical (as kretry writes them) rec's headers
-// are reused, otherwise Encode rewrites them.
-func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
+// are reused, otherwise Encode rewrites them. limit is the main topic's
+// batch limit.
+func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read, limit int32) *refeed {
 	main := t.ladder.Topic()
 	f := s.newRefeed()
 	f.rec, f.due, f.attempts, f.untrusted, f.produced = rec, time.Unix(0, r.due), r.attempts, r.untrusted, true
@@ -92,7 +93,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		Value:     rec.Value,
 		Headers:   hs,
 	}
-	if size, limit := batchSize(&f.out), s.limits.Of(main); size > int(limit) {
+	if size := batchSize(&f.out); size > int(limit) {
 		// Not produced: settle dead-letters it (too-large), as the client or
 		// the broker would refuse it, which in a transaction would doom it.
 		f.produced, f.at = false, time.Now()
@@ -101,7 +102,9 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read)
 		f.acked.Store(true)
 		return f
 	}
-	s.dirty.Store(true)
+	if !s.dirty.Load() { // a store on every re-feed, from every partition's goroutine, would contend
+		s.dirty.Store(true)
+	}
 	// The producer's RecordDeliveryTimeout bounds the wait; a context could
 	// not cut it shorter once the record is sent (idempotence).
 	s.prod.Produce(context.Background(), &f.out, f.promise)
@@ -130,7 +133,7 @@ const maxInflight = 4 * maxPollRecords
 const settleEvery = 10 * time.Millisecond
 
 // settle takes the re-feeds at the front of o.queue that are acknowledged
-// and appends their records to o.done, in order; with stop set it waits for
+// and makes the last of their records o.done; with stop set it waits for
 // the others until stop is closed. What is not acknowledged stays in
 // o.queue. At the first failed one it waits for the rest of the queue (at
 // most until stop, or the clients' context, is done), drops it, and makes
@@ -145,7 +148,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 		if f.err != nil && isTooLarge(f.err) && s.deadLetterTooLarge(t, f) {
 			// Done. After a refusal by the client or the broker the re-feeds
 			// behind it failed with it, and the next one is the rewind.
-			o.done = append(o.done, f.rec)
+			o.done = f.rec
 			continue
 		}
 		if f.err != nil {
@@ -167,7 +170,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			o.rewind, o.failure, o.waiting = f.rec, true, nil
 			return
 		}
-		o.done = append(o.done, f.rec)
+		o.done = f.rec
 		if f.parked {
 			s.reparked(t, f)
 		} else if f.produced {
@@ -178,6 +181,14 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 		}
 	}
 	o.queue = nil
+}
+
+// markDone marks o.done, and so every record of o's partition before it:
+// kgo sorted and walked every record done when given them all.
+func (s *session) markDone(o *outcome) {
+	if o.done != nil {
+		s.mark([]*kgo.Record{o.done})
+	}
 }
 
 // settleAll waits for the re-feeds in flight of the partitions in tps (all
@@ -198,7 +209,7 @@ func (s *session) settleAll(tps map[string][]int32, stop <-chan struct{}) {
 	abandoned := 0
 	for _, o := range outs {
 		s.settle(o, stop)
-		s.mark(o.done)
+		s.markDone(o)
 		abandoned += len(o.queue)
 		if len(o.queue) > 0 && s.txn != nil { // kept for endTxn to see
 			s.mu.Lock()
