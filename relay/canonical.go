@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -20,20 +22,50 @@ func decode(hs []kgo.RecordHeader) (md headers.Metadata, ok, canonical bool, err
 	return md, ok, isCanonical(hs, md), nil
 }
 
-// readHeaders reads the kretry headers of a record in tier t as decode
-// does. Headers exactly as kretry writes them for t's group and tier, nearly
-// every record, are read by headers.ReadBrief: the Metadata then holds what
-// readOf reads (group, attempts, tier, due time, the first delivery but its
-// timestamp, last failure, replays) and nothing else; a non-canonical
-// re-feed decodes the headers again in full.
-func readHeaders(t tierOf, hs []kgo.RecordHeader) (md headers.Metadata, ok, canonical bool, err error) {
-	b, ok := headers.ReadBrief(hs, t.ladder.Group(), t.step.Name, t.ladder.Topic())
-	if !ok {
-		return decode(hs)
+// readTier reads the kretry headers hs of a record in tier t at now, as
+// readOf reads what decode reads of them. Headers exactly as kretry writes
+// them for t's group and tier, nearly every record, are read by
+// headers.ReadBrief, without building a Metadata. A record of another group
+// has no read; group is its kretry-group. err: the headers cannot be read,
+// or carry no kretry-group.
+func readTier(t tierOf, hs []kgo.RecordHeader, now time.Time) (r read, group string, err error) {
+	if b, ok := headers.ReadBrief(hs, t.ladder.Group(), t.step.Name, t.ladder.Topic()); ok {
+		return readBrief(t, b), t.ladder.Group(), nil
 	}
-	return headers.Metadata{Group: t.ladder.Group(), Attempts: b.Attempts, Tier: t.step.Name,
-		DueAt: time.Unix(0, b.DueAt).UTC(), OriginalTopic: b.OriginalTopic, OriginalPartition: b.OriginalPartition,
-		OriginalOffset: b.OriginalOffset, LastFailureAt: time.Unix(0, b.LastFailureAt).UTC(), Replays: b.Replays}, true, true, nil
+	md, ok, canonical, err := decode(hs)
+	if err == nil && (!ok || md.Group == "") {
+		err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", headers.HeaderGroup, headers.ErrHeaderMissing)
+	}
+	if err != nil || md.Group != t.ladder.Group() {
+		return read{}, md.Group, err
+	}
+	return readOf(t, md, canonical, hs, now), md.Group, nil
+}
+
+// readBrief is readOf of canonical headers of t's group and tier, read as
+// b, in integer nanoseconds: the times b holds (years 1700 to 2200) and a
+// tier's delay or a ladder's RetryAfterMax add without overflow (addNanos
+// saturates for longer ones).
+func readBrief(t tierOf, b headers.Brief) read {
+	r := read{due: b.DueAt, attempts: int32(b.Attempts), partition: b.OriginalPartition, canonical: true, ok: true,
+		id: copyID{topic: b.OriginalTopic, offset: b.OriginalOffset, partition: b.OriginalPartition, attempts: b.Attempts, replays: b.Replays}}
+	bound := addNanos(b.LastFailureAt, t.step.Delay)
+	if trusted := addNanos(b.LastFailureAt, max(t.step.Delay, t.ladder.RetryAfterMax())); b.DueAt > addNanos(trusted, dueSlack) {
+		r.due, r.untrusted, r.canonical = bound, true, false
+		return r
+	}
+	if b.DueAt > addNanos(bound, dueSlack) {
+		r.after, r.due, r.repark = r.due, bound, true
+	}
+	return r
+}
+
+// addNanos returns t+d, Unix nanoseconds, saturated at the largest int64.
+func addNanos(t int64, d time.Duration) int64 {
+	if d > 0 && t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	return t + int64(d)
 }
 
 // isCanonical reports whether hs, whose kretry headers read as md, carry no

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -75,9 +76,10 @@ func sortedHeaders(hs []kgo.RecordHeader) []string {
 	return out
 }
 
-// readHeaders, brief or not, reads what decode reads as far as readOf goes:
-// the same read of every record, canonical or not, trusted or not.
-func TestReadHeadersAsDecode(t *testing.T) {
+// readTier, brief or not, reads what readOf reads of what decode reads:
+// the same read of every record, canonical or not, trusted or not, and
+// the same group or error.
+func TestReadTierAsDecode(t *testing.T) {
 	l, err := ladder.New("orders", "g", []ladder.Tier{{Delay: 5 * time.Second, Attempts: 1}})
 	if err != nil {
 		t.Fatal(err)
@@ -106,28 +108,48 @@ func TestReadHeadersAsDecode(t *testing.T) {
 	forged2 := md
 	forged2.DueAt = now.Add(48 * time.Hour)
 	variants["a due time past the longest RetryAfter"] = forged2
+	variants["a due time past its bound, never re-parked"] = forged
+	cases := map[string][]kgo.RecordHeader{"no kretry headers": {{Key: "trace", Value: []byte("t1")}}}
 	for name, m := range variants {
 		hs := headers.Encode([]kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}, m)
 		if name == "a due time past its bound" {
 			// A re-parked record: never canonical, its bound counts from kretry-parked-at.
 			hs = append(hs, kgo.RecordHeader{Key: headers.HeaderParkedAt, Value: []byte(headers.FormatTime(now.Add(time.Second)))})
 		}
-		want, wok, wcanonical, werr := decode(hs)
-		got, ok, canonical, err := readHeaders(tier, hs)
-		if ok != wok || canonical != wcanonical || (err == nil) != (werr == nil) || got.Group != want.Group {
-			t.Errorf("%s: readHeaders = %v, %v, %v; decode = %v, %v, %v", name, ok, canonical, err, wok, wcanonical, werr)
-			continue
+		cases[name] = hs
+	}
+	bad := headers.Encode(nil, md)
+	for i := range bad {
+		if bad[i].Key == headers.HeaderAttempts {
+			bad[i].Value = []byte("x")
 		}
-		if want.Group == l.Group() {
-			if a, b := readOf(tier, got, canonical, hs, now.Add(time.Minute)), readOf(tier, want, wcanonical, hs, now.Add(time.Minute)); a != b {
-				t.Errorf("%s: readOf of readHeaders = %+v, of decode = %+v", name, a, b)
+	}
+	cases["unreadable kretry-attempts"] = bad
+	for name, hs := range cases {
+		at := now.Add(time.Minute)
+		want, wok, wcanonical, werr := decode(hs)
+		got, group, err := readTier(tier, hs, at)
+		switch {
+		case werr != nil || !wok:
+			if err == nil {
+				t.Errorf("%s: readTier = %+v, %q; decode = %v, %v", name, got, group, wok, werr)
+			}
+		case err != nil || group != want.Group:
+			t.Errorf("%s: readTier: group %q, %v; want %q", name, group, err, want.Group)
+		case want.Group != l.Group():
+			if got != (read{}) {
+				t.Errorf("%s: readTier of another group's record = %+v, want no read", name, got)
+			}
+		default:
+			if w := readOf(tier, want, wcanonical, hs, at); got != w {
+				t.Errorf("%s: readTier = %+v, readOf of decode = %+v", name, got, w)
 			}
 		}
 	}
 }
 
 // BenchmarkReadTierRecord is what reading a tier record's headers costs the
-// relay before it re-feeds it: readHeaders, then readOf.
+// relay before it re-feeds it (readTier).
 func BenchmarkReadTierRecord(b *testing.B) {
 	l, err := ladder.New("orders", "svc", []ladder.Tier{{Delay: time.Second, Attempts: 1}})
 	if err != nil {
@@ -141,12 +163,29 @@ func BenchmarkReadTierRecord(b *testing.B) {
 	hs := headers.Encode(nil, md)
 	b.ReportAllocs()
 	for b.Loop() {
-		got, ok, canonical, err := readHeaders(tier, hs)
-		if !ok || !canonical || err != nil {
+		if r, _, err := readTier(tier, hs, now); !r.ok || !r.canonical || err != nil {
 			b.Fatal("not read")
 		}
-		if r := readOf(tier, got, canonical, hs, now); !r.ok {
-			b.Fatal("not read")
+	}
+}
+
+// addNanos saturates instead of wrapping: a tier delay or RetryAfterMax of
+// centuries after a last failure in 2200 is later than any due time, not
+// before them all.
+func TestAddNanos(t *testing.T) {
+	for _, tc := range []struct {
+		t    int64
+		d    time.Duration
+		want int64
+	}{
+		{1, time.Second, 1 + int64(time.Second)},
+		{-5, 3, -2},
+		{math.MaxInt64 - 10, 10, math.MaxInt64},
+		{math.MaxInt64 - 10, 11, math.MaxInt64},
+		{7_289_654_400e9, 200 * 365 * 24 * time.Hour, math.MaxInt64},
+	} {
+		if got := addNanos(tc.t, tc.d); got != tc.want {
+			t.Errorf("addNanos(%d, %v) = %d, want %d", tc.t, tc.d, got, tc.want)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -150,11 +149,9 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			r = reads[i]
 		}
 		if !r.ok {
-			md, ok, canonical, err := readHeaders(t, rec.Headers)
-			if err == nil && (!ok || md.Group == "") {
-				err = fmt.Errorf("kretry header %s: %w: a record in a retry tier must carry the kretry headers", headers.HeaderGroup, headers.ErrHeaderMissing)
-			}
-			if err != nil {
+			var group string
+			var err error
+			if r, group, err = readTier(t, rec.Headers, now); err != nil {
 				// Rare: the dead letter is written after everything before it.
 				if s.settle(o, ctx.Done()); o.rewind != nil || len(o.queue) > 0 {
 					return // a failure before it, or shutting down
@@ -166,13 +163,12 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 				o.done = rec
 				continue
 			}
-			if md.Group != t.ladder.Group() {
+			if !r.ok {
 				s.log.Debug("kretry relay skips another group's record", "topic", rec.Topic, "partition", rec.Partition,
-					"offset", rec.Offset, "record_group", safetext.Quoted(md.Group))
+					"offset", rec.Offset, "record_group", safetext.Quoted(group))
 				o.queue = append(o.queue, &refeed{rec: rec}) // done in its turn
 				continue
 			}
-			r = readOf(t, md, canonical, rec.Headers, now)
 		}
 		if o.refed.copyOf(r.id, rec.Offset) {
 			// A copy of an attempt re-fed from an earlier offset (its
@@ -289,10 +285,7 @@ func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read, now tim
 	out := slices.Grow(known, len(waiting)-len(known))[:len(waiting)]
 	for i := len(known); i < len(waiting); i++ {
 		internKeys(waiting[i])
-		out[i] = read{}
-		if md, ok, canonical, err := readHeaders(t, waiting[i].Headers); err == nil && ok && md.Group == t.ladder.Group() {
-			out[i] = readOf(t, md, canonical, waiting[i].Headers, now)
-		}
+		out[i], _, _ = readTier(t, waiting[i].Headers, now) // unread (zero) when it cannot be re-fed
 	}
 	return out
 }
