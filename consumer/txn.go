@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
+	"github.com/kretry/kretry/internal/backlog"
 )
 
 // Exactly-once mode (exactly_once: true).
@@ -58,6 +59,10 @@ type txnState struct {
 	// in it (a failed produce, a worker stopped with records left): the
 	// transaction must abort.
 	broken atomic.Bool
+	// backlog holds the partitions that have more records to fetch than
+	// the open transaction's polls brought (see idleNow; poll's goroutine
+	// only).
+	backlog backlog.Partitions
 	// rebalances counts the revoke and lost callbacks (see pollTxn).
 	rebalances atomic.Uint64
 	// open is whether a transaction was begun and not ended, begun when,
@@ -210,6 +215,7 @@ txns:
 				s.cl.AllowRebalance()
 				continue txns
 			}
+			s.backlog.Note(fetches, nil) // before the workers have the records
 			s.handOut(fetches)
 			s.applyRewinds()
 			if fetches.NumRecords() > 0 {
@@ -251,13 +257,15 @@ func (s *session) idleBy(boundary time.Time) time.Time {
 
 // idleNow reports whether the open transaction may end before its commit
 // interval, after a poll that fetched nothing: every record handed out in
-// it is done, and it is at least config.MinCommitInterval old. So what a
-// quiet consumer forwarded and emitted becomes visible to read_committed
-// readers as soon as it is done, not up to a commit interval later, while a
-// busy consumer ends one transaction per commit interval and an idle one at
-// most ten a second.
+// it is done, no partition has more records to fetch than its polls brought
+// (a poll without records is then the round trip of the next fetch, see
+// package backlog), and it is at least config.MinCommitInterval old. So
+// what a quiet consumer forwarded and emitted becomes visible to
+// read_committed readers as soon as it is done, not up to a commit interval
+// later, while a busy consumer ends one transaction per commit interval and
+// an idle one at most ten a second.
 func (s *session) idleNow() bool {
-	return s.undone.Load() == 0 && time.Since(s.begun) >= config.MinCommitInterval
+	return s.undone.Load() == 0 && !s.backlog.Behind() && time.Since(s.begun) >= config.MinCommitInterval
 }
 
 // restartTxn ends the open transaction before anything was handed out in
@@ -324,6 +332,7 @@ func (s *session) endTxn(ctx context.Context, done bool) bool {
 	committed, err := s.ender.End(ectx, s.txn, try)
 	cancel()
 	s.open = false
+	s.backlog.Reset()
 	s.hooks.TxnEnded(committed && err == nil)
 	s.broken.Store(false)
 	switch {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kretry/kretry/internal/backlog"
 	"github.com/kretry/kretry/internal/batchlimit"
 	"github.com/kretry/kretry/internal/dlhook"
 	"github.com/kretry/kretry/internal/healthtrack"
@@ -357,6 +358,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 		})
 		s.handle(ctx, fetches)
 		s.sizeFetches(fetches)
+		s.noteBacklog(fetches)
 		if s.txn != nil && s.dirty.Load() && (time.Since(s.lastEnd) >= r.cfg.commitInterval || s.idle(fetches.NumRecords() > 0)) {
 			if err := s.endTxnWithin(true); err != nil {
 				return s.closeFenced(err)
@@ -464,4 +466,7 @@ type session struct {
 	unconfirmed bool
 	doomed      atomic.Bool
 	lastEnd     time.Time
+	// backlog: the partitions re-fed in the open transaction that have
+	// more records to fetch (noteBacklog; poll goroutine only).
+	backlog backlog.Partitions
 }

@@ -147,6 +147,7 @@ func (s *session) endTxn(ctx context.Context, commit, next bool) error {
 	s.dirty.Store(false)
 	s.failed.Store(false)
 	s.lastEnd = time.Now()
+	s.backlog.Reset()
 	if !next || s.broken || s.hard.Err() != nil {
 		return nil // shutting down, or ended again after a backoff
 	}
@@ -185,14 +186,17 @@ func fenced(err error) bool {
 const idleGap = 50 * time.Millisecond
 
 // idle reports whether the open transaction may end before its commit
-// interval: the last poll fetched nothing, no held record falls due within
-// idleGap, and the last end is at least minCommitInterval ago. So a quiet
+// interval: the last poll fetched nothing, no partition it re-feeds has
+// more records to fetch than its polls brought (a poll without records is
+// then the round trip of the next fetch, see package backlog), no held
+// record falls due within idleGap, and the last end is at least
+// minCommitInterval ago. So a quiet
 // relay's re-feeds become visible to read_committed readers as soon as they
 // are acknowledged, not up to a commit interval later, while a busy relay
 // ends one transaction per commit interval and an idle one at most ten a
 // second.
 func (s *session) idle(fetched bool) bool {
-	if fetched || time.Since(s.lastEnd) < minCommitInterval {
+	if fetched || s.backlog.Behind() || time.Since(s.lastEnd) < minCommitInterval {
 		return false
 	}
 	soon := time.Now().Add(idleGap)
@@ -204,6 +208,22 @@ func (s *session) idle(fetched bool) bool {
 		}
 	}
 	return true
+}
+
+// noteBacklog notes, after a poll was handled, which partitions it re-feeds
+// have more committed records to fetch (see package backlog): one neither
+// paused nor holding records not yet due.
+func (s *session) noteBacklog(fetches kgo.Fetches) {
+	if s.txn == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backlog.Note(fetches, func(topic string, partition int32) bool {
+		tp := topicPartition{topic, partition}
+		_, held := s.held[tp]
+		return held || s.paused[tp] != nil || s.holdPaused[tp]
+	})
 }
 
 // endTxnWithin is endTxn while running: within the delivery timeout, then
