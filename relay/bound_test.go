@@ -17,18 +17,20 @@ import (
 // flight, and then until half of it is left, counting what each partition
 // has acknowledged in order: it does not wait for whole partitions.
 func TestBoundWaitsOnlyPastMaxInflight(t *testing.T) {
-	const late = time.Hour // when the re-feeds not acknowledged after a second are
+	const late = time.Hour                       // when the re-feeds not acknowledged after a second are
+	const atBound = maxInflight / maxPollRecords // partitions of a full poll each in flight, at maxInflight
 	for _, tc := range []struct {
 		name       string
 		partitions int // of maxPollRecords re-feeds in flight each
 		ackedFirst int // of each partition's, the oldest, acknowledged after a second; the rest after late
 		wantLeft   int // in flight after bound: all of them when it does not wait
 	}{
-		{"below maxInflight", 3, maxPollRecords, 3 * maxPollRecords},
-		{"at it", 4, maxPollRecords, 4 * maxPollRecords},
-		// 15,000 acknowledged, 10,000 left: half of maxInflight, so bound
-		// returns after a second, without the newest of any partition.
-		{"past it, the oldest acknowledged", 5, 3000, 10000},
+		{"below maxInflight", atBound - 1, maxPollRecords, (atBound - 1) * maxPollRecords},
+		{"at it", atBound, maxPollRecords, atBound * maxPollRecords},
+		// Half of maxInflight left once the oldest of each partition are
+		// acknowledged, so bound returns after a second, without the
+		// newest of any partition.
+		{"past it, the oldest acknowledged", atBound + 1, maxPollRecords - maxInflight/2/(atBound+1), maxInflight / 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

@@ -45,7 +45,7 @@ var ErrRunTwice = errors.New("relay: Run may be called once per Relay: build a n
 // Per tier partition, records are re-fed in offset order: due records are
 // produced back to back (acks=all, idempotent, so a main partition receives
 // them in that order and nothing after a failed one), the relay polls on
-// without waiting for the acknowledgements (at most 20,000 re-feeds in
+// without waiting for the acknowledgements (at most 45,000 re-feeds in
 // flight), and a record's offset is marked for commit only after its
 // re-feed and every one before it are acknowledged.
 //
