@@ -25,7 +25,7 @@ const (
 	holdFar = 10 * time.Second
 )
 
-// holdBudget is what the relay may hold: records and bytes (recordsSize), in
+// holdBudget is what the relay may hold: records and bytes (holdRecord), in
 // all and of records due later than holdAhead (a sixteenth: they are fetched
 // again a second before they are due when they do not fit, and each held
 // record costs about twice its bytes in kgo's structures); a holding
@@ -52,7 +52,7 @@ type held struct {
 	reads []read    // of recs, by index
 	due   time.Time // of recs[0]
 	tail  time.Time // of the last of recs, as far as it can be read
-	size  int       // recordSize of recs, summed
+	size  int       // of recs, as holdRecord sizes them
 }
 
 // pause is a paused partition's timer, which resumes it.
@@ -201,25 +201,17 @@ func (s *session) resume(tp topicPartition, p *pause) {
 	s.cons.ResumeFetchPartitions(map[string][]int32{tp.topic: {tp.partition}})
 }
 
-// recordsSize is what recs hold in keys, values and headers: what the hold
-// budget counts. Each record is counted when it is fetched and when it leaves
-// what its partition holds, not on every poll.
-func recordsSize(recs []*kgo.Record) int {
-	n := 0
-	for _, r := range recs {
-		n += len(r.Key) + len(r.Value)
-		for _, h := range r.Headers {
-			n += len(h.Key) + len(h.Value)
-		}
+// holdRecord readies r, a record about to be held, and returns its size as
+// the hold budget counts it: keys, values and headers. Its kretry header
+// keys become the package's constants, so that the copies kgo allocated for
+// them are freed while it waits. Each record is sized once, when it starts
+// to wait: read.size keeps it.
+func holdRecord(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for j := range r.Headers {
+		h := &r.Headers[j]
+		h.Key = internKey(h.Key)
+		n += len(h.Key) + len(h.Value)
 	}
 	return n
-}
-
-// internKeys makes the kretry header keys of r, a record about to be held,
-// the package's constants, so that the copies kgo allocated for them are
-// freed while the record waits.
-func internKeys(r *kgo.Record) {
-	for j := range r.Headers {
-		r.Headers[j].Key = internKey(r.Headers[j].Key)
-	}
 }

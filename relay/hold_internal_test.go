@@ -7,6 +7,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/kretry/kretry/headers"
 )
 
@@ -42,5 +44,64 @@ func TestHeldKeysInterned(t *testing.T) {
 				t.Fatalf("%v record %d has %d kretry headers: the test shows nothing", tp, i, kretryKeys)
 			}
 		}
+	}
+}
+
+// recordsSize is what recs hold in keys, values and headers: what the hold
+// budget counts of them.
+func recordsSize(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			n += len(h.Key) + len(h.Value)
+		}
+	}
+	return n
+}
+
+// What a partition holds counts the size of exactly the records it holds
+// (the budget and kretry_held_bytes go by it), over polls that add to a
+// hold, re-feed part of it, or re-feed all it held and start a new hold in
+// one poll.
+func TestHeldSize(t *testing.T) {
+	f := newPollFixture(t, 2)
+	ctx := context.Background()
+	holds := 0
+	check := func(step string) {
+		t.Helper()
+		total := 0
+		for tp, h := range f.s.held {
+			if want := recordsSize(h.recs); h.size != want {
+				t.Fatalf("%s: %v holds %d records of %d bytes, counted as %d", step, tp, len(h.recs), want, h.size)
+			}
+			total += h.size
+			holds++
+		}
+		if f.s.heldBytes != total {
+			t.Fatalf("%s: the relay counts %d bytes held, its partitions hold %d", step, f.s.heldBytes, total)
+		}
+	}
+	first := time.Now().Add(400 * time.Millisecond)
+	f.s.handle(ctx, f.poll(20, first))
+	check("held")
+	f.s.handle(ctx, f.poll(30, time.Now().Add(3*time.Second)))
+	check("added to the holds")
+	time.Sleep(time.Until(first.Add(5 * time.Millisecond)))
+	f.s.handle(ctx, nil)
+	check("the first records re-fed")
+	second := time.Now().Add(300 * time.Millisecond)
+	f.s.handle(ctx, f.poll(10, second)) // due before the rest: held behind them
+	check("added again")
+
+	g := newPollFixture(t, 2)
+	due := time.Now().Add(300 * time.Millisecond)
+	g.s.handle(ctx, g.poll(20, due))
+	time.Sleep(time.Until(due.Add(5 * time.Millisecond)))
+	g.s.handle(ctx, g.poll(25, time.Now().Add(3*time.Second))) // re-feeds all it held, holds what it got
+	f = g
+	check("held anew")
+	if holds == 0 {
+		t.Fatal("nothing was held: the test shows nothing")
 	}
 }

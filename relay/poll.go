@@ -22,7 +22,7 @@ type outcome struct {
 	failure bool          // rewind is for a failed produce, not a due time
 	waiting []*kgo.Record // for a not-due rewind: it and the records after it in this poll
 	wreads  []read        // what was read of waiting, by index
-	wbytes  int           // recordSize of waiting, summed
+	wbytes  int           // the size of waiting, as holdRecord sizes records
 	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
 	queue   []*refeed     // the partition's re-feeds in flight, oldest first
 	refed   *refedIDs     // what the partition re-fed in this session
@@ -39,7 +39,7 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	s.mu.Lock()
 	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
 	reads := make(map[topicPartition][]read, len(s.held))
-	sizes := make(map[topicPartition]int, len(s.held)) // recordSize of recs, summed
+	sizes := make(map[topicPartition]int, len(s.held)) // of what the partitions held
 	for tp, h := range s.held {
 		recs[tp], reads[tp], sizes[tp] = h.recs, h.reads, h.size
 	}
@@ -50,7 +50,6 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		if len(p.Records) > 0 {
 			tp := topicPartition{p.Topic, p.Partition}
 			recs[tp] = append(recs[tp], p.Records...) // in place: only the partition's hold refers to what it held
-			sizes[tp] += recordsSize(p.Records)
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
@@ -131,8 +130,8 @@ func (s *session) bound(ctx context.Context, outs map[topicPartition]*outcome, n
 // the first failure; the partition is rewound there, and a later record that
 // was acknowledged anyway (only possible when it went to another main
 // partition) is re-fed again: a duplicate, never a loss.
-// reads holds what earlier polls read of recs' headers, by index (it may be
-// shorter than recs); size is recordSize of recs, summed.
+// reads holds what earlier polls read of recs' headers, by index: of the
+// records the partition held, which come first; size is what they held.
 func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, reads []read, size int) {
 	t := s.r.tiers[o.tp.topic]
 	limit := s.limits.Of(t.ladder.Topic()) // read once: kgo asks for it once per partition too
@@ -183,13 +182,19 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 		if r.due > now.UnixNano() {
 			due := time.Unix(0, r.due)
 			o.rewind, o.until, o.waiting = rec, due, recs[i:]
-			o.wbytes = size - recordsSize(recs[:i])
 			known := reads[min(i, len(reads)):]
-			if len(known) == 0 { // rec is read: readAll interns and reads the records after it
-				internKeys(rec)
+			o.wbytes = size
+			for _, d := range reads[:len(reads)-len(known)] { // held until now, done
+				o.wbytes -= int(d.size)
+			}
+			if len(known) == 0 { // rec is read: readAll readies and reads the records after it
+				r.size = int32(holdRecord(rec))
+				o.wbytes += int(r.size)
 				known = []read{r}
 			}
-			o.wreads = s.readAll(t, o.waiting, known, now)
+			var added int
+			o.wreads, added = s.readAll(t, o.waiting, known, now)
+			o.wbytes += added
 			o.tailDue = due
 			if last := o.wreads[len(o.wreads)-1]; last.ok && last.due > r.due {
 				o.tailDue = time.Unix(0, last.due)
@@ -218,13 +223,14 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 // it is re-fed without reading them again when it falls due, in a burst. The
 // zero read is unread, as is a record of another group or with headers that
 // cannot be read: the poll that finds it due reads it again and acts.
-type read struct {
+type read struct { // 80 bytes, its fields ordered so: one for every held record
 	due       int64 // kretry-due-at, or the bound it is held to (see readOf), Unix nanoseconds
 	after     int64 // with repark: kretry-due-at, later than due
-	repark    bool  // at due it is re-parked in its tier, not re-fed (see readOf)
 	attempts  int32
 	partition int32 // kretry-original-partition
-	canonical bool  // see decodeHeaders; false also when the relay rewrites kretry-due-at or kretry-tier
+	size      int32 // in a hold's reads: the record's size, as holdRecord gives it
+	repark    bool  // at due it is re-parked in its tier, not re-fed (see readOf)
+	canonical bool  // see decode; false also when the relay rewrites kretry-due-at or kretry-tier
 	untrusted bool  // kretry-due-at was past its bound
 	ok        bool
 	id        copyID // the attempt it carries, which its copies carry too
@@ -279,15 +285,17 @@ func readOf(t tierOf, md headers.Metadata, canonical bool, hs []kgo.RecordHeader
 
 // readAll returns what is read of waiting at now, by index: known (what
 // earlier polls read of them, by index; it may be shorter), then the rest,
-// whose header keys it interns (see internKeys): they are held from now on.
-// It grows known in place, which only the partition's hold refers to.
-func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read, now time.Time) []read {
+// which it readies to be held (holdRecord); and their size, summed. It
+// grows known in place, which only the partition's hold refers to.
+func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read, now time.Time) (reads []read, size int) {
 	out := slices.Grow(known, len(waiting)-len(known))[:len(waiting)]
 	for i := len(known); i < len(waiting); i++ {
-		internKeys(waiting[i])
-		out[i], _, _ = readTier(t, waiting[i].Headers, now) // unread (zero) when it cannot be re-fed
+		n := holdRecord(waiting[i])
+		out[i], _, _ = readTier(t, waiting[i].Headers, now) // unread when it cannot be re-fed
+		out[i].size = int32(n)
+		size += n
 	}
-	return out
+	return out, size
 }
 
 // nextWake returns when the poll loop must look at the held records again,
