@@ -124,8 +124,8 @@ func TestTxnLimit(t *testing.T) {
 	}{
 		{0, time.Second, txnFirstLimit},
 		{10, time.Second, txnMinLimit},
-		{1000, time.Second, 2000},
-		{1000, 5 * time.Second, 10000},
+		{1000, time.Second, 500},
+		{1000, 5 * time.Second, 2500},
 	} {
 		ts := txnState{rate: tc.rate}
 		if got := ts.txnLimit(tc.interval); got != tc.want {
