@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -43,6 +44,11 @@ type Encoder struct {
 	// The date of the last time written, which the next one usually shares.
 	day  int64
 	date [11]byte // "2006-01-02T"
+	// The last time this call wrote, at buf[timeAt:] (timeAt < 0: none):
+	// a record's times are often the same (its first and last failure, a
+	// dead letter's due time), and copied it costs less than formatted.
+	timeSec, timeMs int64
+	timeAt          int
 }
 
 // Reset drops the Encoder's references to the headers and values of its last
@@ -62,9 +68,10 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 		}
 	}
 	errText := md.Error
-	if errText != "" {
-		errText = safetext.CutUTF8(strings.ToValidUTF8(errText, "\uFFFD"), MaxErrorLen)
+	if !utf8.ValidString(errText) { // ValidString reads ASCII 8 bytes at a time
+		errText = strings.ToValidUTF8(errText, "\uFFFD")
 	}
+	errText = safetext.CutUTF8(errText, MaxErrorLen)
 	replayedHome := md.Group != "" && md.Attempts == 0 && md.Replays > 0 // to the group that failed it
 	// Every value is appended to one buffer and sliced from it: one
 	// allocation for all of them instead of one per header; both sized
@@ -103,6 +110,7 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 	} else {
 		e.buf = e.buf[:0]
 	}
+	e.timeAt = -1
 	for _, h := range hs {
 		if !strings.HasPrefix(h.Key, HeaderPrefix) {
 			e.out = append(e.out, h)
@@ -185,7 +193,15 @@ func (e *Encoder) int(k string, v int64) {
 
 func (e *Encoder) time(k string, t time.Time) {
 	n := len(e.buf)
-	e.buf = e.appendTime(e.buf, t)
+	sec, ms := t.Unix(), int64(t.Nanosecond()/int(time.Millisecond))
+	if e.timeAt >= 0 && sec == e.timeSec && ms == e.timeMs {
+		e.buf = append(e.buf, e.buf[e.timeAt:e.timeAt+len(TimeLayout)]...)
+	} else {
+		e.buf = e.appendTime(e.buf, t)
+		if len(e.buf)-n == len(TimeLayout) { // not a year past 9999 or before 0
+			e.timeSec, e.timeMs, e.timeAt = sec, ms, n
+		}
+	}
 	e.add(k, n)
 }
 

@@ -655,3 +655,42 @@ func TestDecodeReplays(t *testing.T) {
 		})
 	}
 }
+
+// An Encoder writes each time header as FormatTime does, whichever times of
+// a record are equal to one another: to the millisecond (its first and last
+// failure), in the same second but another millisecond, in another second
+// with the same milliseconds, or out of the four-digit years; and it writes
+// the same for its next record.
+func TestEncoderEqualTimes(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 123_000_000, time.UTC)
+	times := []time.Time{
+		at,
+		at.Add(400 * time.Microsecond), // the same millisecond
+		at.Add(time.Millisecond),
+		at.Add(time.Second), // the same milliseconds, another second
+		at.Add(-time.Second),
+		at.Add(24 * time.Hour),
+		at.In(time.FixedZone("x", 5*3600)), // the same instant elsewhere
+		{},
+		time.Date(10000, 1, 1, 0, 0, 0, 123_000_000, time.UTC),
+		time.Date(-1, 1, 1, 0, 0, 0, 123_000_000, time.UTC),
+	}
+	var e headers.Encoder
+	for i, due := range times {
+		for j, first := range times {
+			for k, last := range times {
+				md := sampleMetadata()
+				md.DueAt, md.OriginalTimestamp, md.FirstFailureAt, md.LastFailureAt = due, times[(i+j+k)%len(times)], first, last
+				for _, hs := range [][]kgo.RecordHeader{headers.Encode(nil, md), e.Encode(hdr("u", "1"), md)} {
+					for key, want := range map[string]time.Time{headers.HeaderDueAt: md.DueAt,
+						headers.HeaderOriginalTimestamp: md.OriginalTimestamp, headers.HeaderFirstFailureAt: first,
+						headers.HeaderLastFailureAt: last} {
+						if got := value(hs, key); got != want.UTC().Format(headers.TimeLayout) {
+							t.Fatalf("times %d, %d, %d: %s = %q, want %q", i, j, k, key, got, want.UTC().Format(headers.TimeLayout))
+						}
+					}
+				}
+			}
+		}
+	}
+}
