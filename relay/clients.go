@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -116,22 +117,46 @@ const idleFetchBytes = 256 << 10
 // of MiB (B4). Busy, a burst coming due is fetched in full batches of every
 // partition at once.
 type fetchSizes struct {
-	cl                  *kgo.Client
-	maxBytes, partBytes int32 // as configured
+	mu                  sync.Mutex
+	cl                  *kgo.Client // nil until start
+	maxBytes, partBytes int32       // as configured
 	busy                bool
 }
 
-// newFetchSizes reads cl's configured fetch sizes and sets the idle one:
-// before its first fetch, the relay knows of nothing due.
-func newFetchSizes(cl *kgo.Client) *fetchSizes {
-	f := &fetchSizes{cl: cl, busy: true}
+// start reads cl's configured fetch sizes and sets the idle one, once:
+// before its first fetch, the relay knows of nothing due. The group's
+// assigned callback calls it (see assigned; kgo runs that before the
+// partitions' first fetch), and so does runSession once the client is
+// built: a group joined on a loaded machine could fetch before that.
+func (f *fetchSizes) start(cl *kgo.Client) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cl != nil {
+		return
+	}
+	f.cl, f.busy = cl, true
 	f.maxBytes, _ = cl.OptValue(kgo.FetchMaxBytes).(int32)
 	f.partBytes, _ = cl.OptValue(kgo.FetchMaxPartitionBytes).(int32)
-	f.set(false)
-	return f
+	f.setLocked(false)
+}
+
+// assigned is the group's assigned callback next, after start.
+func (f *fetchSizes) assigned(next func(context.Context, *kgo.Client, map[string][]int32)) func(context.Context, *kgo.Client, map[string][]int32) {
+	return func(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+		f.start(cl)
+		next(ctx, cl, assigned)
+	}
 }
 
 func (f *fetchSizes) set(busy bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cl != nil {
+		f.setLocked(busy)
+	}
+}
+
+func (f *fetchSizes) setLocked(busy bool) {
 	if busy == f.busy {
 		return
 	}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ func TestSizeFetches(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer cl.Close()
-			s := &session{cons: cl, fetch: newFetchSizes(cl), paused: map[topicPartition]*pause{}, holdPaused: map[topicPartition]bool{},
+			s := &session{cons: cl, fetch: started(cl), paused: map[topicPartition]*pause{}, holdPaused: map[topicPartition]bool{},
 				held: map[topicPartition]held{}, inflight: map[topicPartition][]*refeed{}}
 			sizes := func(when, want string) {
 				t.Helper()
@@ -90,8 +91,40 @@ func TestSizeFetches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	newFetchSizes(cl)
+	started(cl)
 	if got, gotPart := cl.OptValue(kgo.FetchMaxBytes), cl.OptValue(kgo.FetchMaxPartitionBytes); got != int32(100<<10) || gotPart != int32(50<<10) {
 		t.Errorf("configured 100 KiB and 50 KiB, idle: fetch max bytes %v, per partition %v; want them as they are", got, gotPart)
+	}
+}
+
+// started is the fetch sizes of cl, started as runSession starts them.
+func started(cl *kgo.Client) *fetchSizes {
+	f := &fetchSizes{}
+	f.start(cl)
+	return f
+}
+
+// The group's assigned callback sets the idle size before the partitions'
+// first fetch, whether or not runSession has started the sizes yet, and a
+// second start does not take the idle size for the configured one.
+func TestFetchSizesStartAtAssign(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	f := &fetchSizes{}
+	f.set(true) // before start: nothing to size yet
+	var atAssign any
+	f.assigned(func(_ context.Context, cl *kgo.Client, _ map[string][]int32) {
+		atAssign = cl.OptValue(kgo.FetchMaxBytes)
+	})(context.Background(), cl, map[string][]int32{"t": {0}})
+	if atAssign != int32(idleFetchBytes) {
+		t.Errorf("fetch max bytes %v when the partitions were assigned; want the idle %d", atAssign, idleFetchBytes)
+	}
+	f.start(cl) // runSession, after the client is built
+	f.set(true)
+	if got := cl.OptValue(kgo.FetchMaxBytes); got != int32(4<<20) {
+		t.Errorf("busy after two starts: fetch max bytes %v; want the configured %d", got, 4<<20)
 	}
 }

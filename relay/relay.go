@@ -286,6 +286,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 		paused: map[topicPartition]*pause{}, held: map[topicPartition]held{}, holdPaused: map[topicPartition]bool{},
 		inflight: map[topicPartition][]*refeed{}, refedIDs: map[topicPartition]*refedIDs{}, failures: map[topicPartition]int{}, budget: newHoldBudget(r.cfg.holdBytes),
 		hard: hard, ackc: make(chan struct{}, 1), marks: map[topicPartition]kgo.EpochOffset{}, limits: limits}
+	s.fetch = &fetchSizes{}
 	s.hooks = r.startHooks(context.WithoutCancel(ctx))
 	defer s.hooks.Close() // after the last transaction ended: its calls are queued
 	var cons *kgo.Client
@@ -295,7 +296,7 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 		fence := r.newFencer()
 		s.ender = txnend.New(r.cfg.logger)
 		txn, err := kgo.NewGroupTransactSession(r.clientOpts(true, consHooks, kgo.WithContext(hard), s.ender.Opt(),
-			kgo.OnPartitionsAssigned(r.onAssigned(fence)), kgo.WithHooks(r.health, fence),
+			kgo.OnPartitionsAssigned(s.fetch.assigned(r.onAssigned(fence))), kgo.WithHooks(r.health, fence),
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost), kgo.ProducerBatchMaxBytesFn(limits.Of))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
@@ -310,14 +311,14 @@ func (r *Relay) runSession(ctx, hard context.Context, prod *kgo.Client, parts ma
 	} else {
 		var err error
 		cons, err = kgo.NewClient(r.clientOpts(true, consHooks, kgo.WithContext(hard),
-			kgo.OnPartitionsAssigned(r.health.Assigned), kgo.WithHooks(r.health), // joined, and the error that lost the group
+			kgo.OnPartitionsAssigned(s.fetch.assigned(r.health.Assigned)), kgo.WithHooks(r.health), // joined, and the error that lost the group
 			kgo.OnPartitionsRevoked(s.revoked), kgo.OnPartitionsLost(s.lost))...)
 		if err != nil {
 			return fmt.Errorf("relay: building the Kafka client: %w", err)
 		}
 	}
 	s.cons = cons
-	s.fetch = newFetchSizes(cons)
+	s.fetch.start(cons)
 	s.log.Info("kretry relay started", "group", r.cfg.group, "topics", strings.Join(r.topics, ","), "exactly_once", r.cfg.exactlyOnce)
 
 	var wake time.Time // when to poll again, data or not; see nextWake
