@@ -16,28 +16,6 @@ import (
 	"github.com/kretry/kretry/internal/kafkatest"
 )
 
-// slowFetches holds each fetch response a client reads for delay before the
-// client takes it, as a busy broker or network does, and counts the EndTxn
-// requests the client writes.
-type slowFetches struct {
-	delay   time.Duration
-	endTxns atomic.Int64
-}
-
-func (h *slowFetches) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	const fetchKey = 1
-	if key == fetchKey && err == nil {
-		time.Sleep(h.delay)
-	}
-}
-
-func (h *slowFetches) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	const endTxnKey = 26
-	if key == endTxnKey && err == nil {
-		h.endTxns.Add(1)
-	}
-}
-
 // An exactly-once consumer handles a backlog that takes dozens of fetches,
 // each answered 80 ms late. Between two fetches its polls bring nothing
 // while every record handed out is done; it does not take that for idle: it
@@ -70,7 +48,7 @@ func TestExactlyOnceBacklogEndsOnceOnRealBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	var handled atomic.Int64
-	hook := &slowFetches{delay: 80 * time.Millisecond}
+	hook := &kafkatest.SlowFetches{Delay: 80 * time.Millisecond}
 	stop := b.run(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
 		handled.Add(1)
 		return nil
@@ -78,7 +56,7 @@ func TestExactlyOnceBacklogEndsOnceOnRealBroker(t *testing.T) {
 	kafkatest.WaitFor(t, "every record committed", 100*time.Millisecond, time.Minute, func() bool {
 		return b.committedSum(b.cfg.Group, b.ladder.Topic()) >= records
 	})
-	ends := hook.endTxns.Load()
+	ends := hook.EndTxns.Load()
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}

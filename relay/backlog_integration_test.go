@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,28 +17,6 @@ import (
 	"github.com/kretry/kretry/ladder"
 	"github.com/kretry/kretry/relay"
 )
-
-// slowFetches holds each fetch response a client reads for delay before the
-// client takes it, as a busy broker or network does, and counts the EndTxn
-// requests the client writes.
-type slowFetches struct {
-	delay   time.Duration
-	endTxns atomic.Int64
-}
-
-func (h *slowFetches) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	const fetchKey = 1
-	if key == fetchKey && err == nil {
-		time.Sleep(h.delay)
-	}
-}
-
-func (h *slowFetches) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	const endTxnKey = 26
-	if key == endTxnKey && err == nil {
-		h.endTxns.Add(1)
-	}
-}
 
 // TestRelayExactlyOnceBacklogEndsOnceRealBroker: an exactly-once relay
 // drains a backlog of due records that takes dozens of fetches, each
@@ -79,7 +56,7 @@ func TestRelayExactlyOnceBacklogEndsOnceRealBroker(t *testing.T) {
 	if err := w.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	hook := &slowFetches{delay: 80 * time.Millisecond}
+	hook := &kafkatest.SlowFetches{Delay: 80 * time.Millisecond}
 	r, err := relay.New([]*ladder.Ladder{l}, relay.WithExactlyOnce(true), relay.WithCommitInterval(time.Minute),
 		relay.WithClientOpts(kgo.SeedBrokers(brokers...), kgo.FetchMaxBytes(64<<10), kgo.FetchMaxPartitionBytes(32<<10), kgo.WithHooks(hook)),
 		relay.WithLogger(testLogger(t, slog.LevelInfo)))
@@ -93,7 +70,7 @@ func TestRelayExactlyOnceBacklogEndsOnceRealBroker(t *testing.T) {
 		seen = readCommitted(t, ctx, brokers, main)
 		return len(seen) >= records
 	})
-	ends := hook.endTxns.Load()
+	ends := hook.EndTxns.Load()
 	stop()
 	for k, n := range seen {
 		if n != 1 {
