@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -21,8 +22,8 @@ import (
 // With the consumer protocol the broker, not the client, owns the session
 // timeout and the heartbeat interval (the group configs
 // consumer.session.timeout.ms and consumer.heartbeat.interval.ms, 45s and 5s
-// by default): SetGroupSessionTimeout sets the former where the brokers
-// allow it.
+// by default): SetGroupSessionTimeout and SetGroupHeartbeatInterval
+// set them where the brokers allow it.
 func (c *Config) GroupOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SessionTimeout(c.sessionTimeout()),
@@ -109,17 +110,19 @@ func cmpOr(v, def time.Duration) time.Duration {
 	return v
 }
 
-// GroupConfigSessionTimeout is the group config (KIP-848) that holds a
-// consumer-protocol group's session timeout on the brokers.
-const GroupConfigSessionTimeout = "consumer.session.timeout.ms"
+// The group configs (KIP-848) that hold a consumer-protocol group's session
+// timeout and heartbeat interval on the brokers.
+const (
+	GroupConfigSessionTimeout    = "consumer.session.timeout.ms"
+	GroupConfigHeartbeatInterval = "consumer.heartbeat.interval.ms"
+)
 
-// SetGroupSessionTimeout makes the session timeout (session_timeout, default
-// 10s) the brokers' session timeout of group when GroupProtocol is
-// "consumer": with KIP-848 the brokers, not the members, own it, so it is
-// the group config consumer.session.timeout.ms, set with
-// IncrementalAlterConfigs (Kafka 4.0+; the ALTER_CONFIGS permission on the
-// group). It does nothing with the classic protocol, where the members send
-// it when they join.
+// SetGroupSessionTimeout makes session_timeout (default 10s) the brokers'
+// session timeout of group when GroupProtocol is "consumer": with KIP-848
+// the brokers, not the members, own it, as the group config
+// consumer.session.timeout.ms, set with IncrementalAlterConfigs (Kafka 4.0+;
+// the ALTER_CONFIGS permission on the group). It does nothing with the
+// classic protocol, where the members send it when they join.
 //
 // The brokers accept a value between their group.consumer.min.session.timeout.ms
 // and group.consumer.max.session.timeout.ms only, 45s and 60s by default: with
@@ -132,26 +135,7 @@ func (c *Config) SetGroupSessionTimeout(ctx context.Context, cl *kgo.Client, gro
 		return nil
 	}
 	st := c.sessionTimeout()
-	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
-	res := kmsg.NewIncrementalAlterConfigsRequestResource()
-	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
-	res.ResourceName = group
-	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
-	cfg.Name = GroupConfigSessionTimeout
-	cfg.Op = kmsg.IncrementalAlterConfigOpSet
-	cfg.Value = kmsg.StringPtr(strconv.FormatInt(st.Milliseconds(), 10))
-	res.Configs = append(res.Configs, cfg)
-	req.Resources = append(req.Resources, res)
-	resp, err := req.RequestWith(ctx, cl)
-	if err == nil && len(resp.Resources) == 1 {
-		r := resp.Resources[0]
-		if err = kerr.ErrorForCode(r.ErrorCode); err != nil && r.ErrorMessage != nil {
-			err = fmt.Errorf("%w: %s", err, *r.ErrorMessage)
-		}
-	} else if err == nil {
-		err = fmt.Errorf("the brokers answered for %d resources, want 1", len(resp.Resources))
-	}
-	if err != nil {
+	if err := setGroupConfig(ctx, cl, group, GroupConfigSessionTimeout, st); err != nil {
 		return fmt.Errorf("group_protocol: consumer: session_timeout %v could not be set as group %s's %s: %w; "+
 			"a killed member's partitions move after the brokers' group.consumer.session.timeout.ms (45s by default) instead: "+
 			"the brokers accept values between group.consumer.min.session.timeout.ms and group.consumer.max.session.timeout.ms (45s and 60s by default), "+
@@ -159,4 +143,75 @@ func (c *Config) SetGroupSessionTimeout(ctx context.Context, cl *kgo.Client, gro
 			st, group, GroupConfigSessionTimeout, err)
 	}
 	return nil
+}
+
+// SetGroupHeartbeatInterval makes the heartbeat interval that follows
+// session_timeout (HeartbeatInterval, 1s by default) the brokers' heartbeat
+// interval of group when GroupProtocol is "consumer", as the group config
+// consumer.heartbeat.interval.ms; call it after SetGroupSessionTimeout (the
+// brokers want it below the session timeout). A killed member's partitions
+// move when its session expires and each survivor learns of it at its next
+// heartbeat: up to the session timeout plus a heartbeat interval after the
+// kill, 11s with the defaults.
+//
+// The brokers accept a value between their group.consumer.min.heartbeat.interval.ms
+// and group.consumer.max.heartbeat.interval.ms only, 5s and 15s by default:
+// with those defaults 1s is refused, the error says so, and the members
+// heartbeat every 5s (the brokers' group.consumer.heartbeat.interval.ms), so
+// partitions move up to 4s later. The caller logs the error and goes on.
+func (c *Config) SetGroupHeartbeatInterval(ctx context.Context, cl *kgo.Client, group string) error {
+	if c.GroupProtocol != GroupProtocolConsumer {
+		return nil
+	}
+	hb := c.HeartbeatInterval()
+	if err := setGroupConfig(ctx, cl, group, GroupConfigHeartbeatInterval, hb); err != nil {
+		return fmt.Errorf("group_protocol: consumer: the heartbeat interval %v (a tenth of session_timeout %v, at most %v) could not be set as group %s's %s: %w; "+
+			"members heartbeat at the brokers' group.consumer.heartbeat.interval.ms (5s by default) instead, so a killed member's partitions move up to that long "+
+			"after its session expired: the brokers accept values between group.consumer.min.heartbeat.interval.ms and group.consumer.max.heartbeat.interval.ms "+
+			"(5s and 15s by default), so lower that minimum on the brokers",
+			hb, c.sessionTimeout(), MaxHeartbeatInterval, group, GroupConfigHeartbeatInterval, err)
+	}
+	return nil
+}
+
+// SetGroupTimeouts runs SetGroupSessionTimeout, then SetGroupHeartbeatInterval
+// if the first succeeded, and logs a refusal: of the session timeout as a
+// warning, of the heartbeat interval (which costs a few seconds at most) as
+// information. It does nothing with the classic protocol.
+func (c *Config) SetGroupTimeouts(ctx context.Context, cl *kgo.Client, group string, log *slog.Logger) {
+	if err := c.SetGroupSessionTimeout(ctx, cl, group); err != nil {
+		if ctx.Err() == nil {
+			log.Warn("kretry could not set its group's session timeout", "group", group, "error", err)
+		}
+		return
+	}
+	if err := c.SetGroupHeartbeatInterval(ctx, cl, group); err != nil && ctx.Err() == nil {
+		log.Info("kretry could not set its group's heartbeat interval", "group", group, "error", err)
+	}
+}
+
+// setGroupConfig sets group's config name to d in milliseconds.
+func setGroupConfig(ctx context.Context, cl *kgo.Client, group, name string, d time.Duration) error {
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
+	res.ResourceName = group
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name = name
+	cfg.Op = kmsg.IncrementalAlterConfigOpSet
+	cfg.Value = kmsg.StringPtr(strconv.FormatInt(d.Milliseconds(), 10))
+	res.Configs = append(res.Configs, cfg)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if len(resp.Resources) != 1 {
+		return fmt.Errorf("the brokers answered for %d resources, want 1", len(resp.Resources))
+	}
+	r := resp.Resources[0]
+	if err = kerr.ErrorForCode(r.ErrorCode); err != nil && r.ErrorMessage != nil {
+		err = fmt.Errorf("%w: %s", err, *r.ErrorMessage)
+	}
+	return err
 }

@@ -77,11 +77,17 @@ func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
 // describe it.
 func groupSessionTimeout(ctx context.Context, t *testing.T, cl *kgo.Client, group string) string {
 	t.Helper()
+	return groupConfig(ctx, t, cl, group, config.GroupConfigSessionTimeout)
+}
+
+// groupConfig is the config name of group as the brokers describe it.
+func groupConfig(ctx context.Context, t *testing.T, cl *kgo.Client, group, name string) string {
+	t.Helper()
 	req := kmsg.NewPtrDescribeConfigsRequest()
 	res := kmsg.NewDescribeConfigsRequestResource()
 	res.ResourceType = kmsg.ConfigResourceTypeGroupConfig
 	res.ResourceName = group
-	res.ConfigNames = []string{config.GroupConfigSessionTimeout}
+	res.ConfigNames = []string{name}
 	req.Resources = append(req.Resources, res)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
@@ -89,7 +95,7 @@ func groupSessionTimeout(ctx context.Context, t *testing.T, cl *kgo.Client, grou
 	}
 	for _, r := range resp.Resources {
 		for _, c := range r.Configs {
-			if c.Name == config.GroupConfigSessionTimeout && c.Value != nil {
+			if c.Name == name && c.Value != nil {
 				return *c.Value
 			}
 		}
@@ -98,4 +104,42 @@ func groupSessionTimeout(ctx context.Context, t *testing.T, cl *kgo.Client, grou
 		}
 	}
 	return ""
+}
+
+// TestIntegrationSetGroupHeartbeatInterval sets the heartbeat interval that
+// follows session_timeout (1s with the default 10s) as a consumer-protocol
+// group's consumer.heartbeat.interval.ms on the real broker: with the
+// brokers' default group.consumer.min.heartbeat.interval.ms (5s) it is
+// refused with an error naming that broker setting; a broker that allows it
+// then describes the group with 1000.
+func TestIntegrationSetGroupHeartbeatInterval(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measurement
+	defer cancel()
+	group := kafkatest.Name(t, "groupcfg")
+	c := &config.Config{Brokers: seeds, Group: group, GroupProtocol: config.GroupProtocolConsumer}
+	err = c.SetGroupHeartbeatInterval(ctx, cl, group)
+	if err != nil {
+		t.Logf("1s refused: %v", err)
+		for _, want := range []string{"heartbeat interval 1s", group, config.GroupConfigHeartbeatInterval, "group.consumer.min.heartbeat.interval.ms"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("the refusal of 1s does not name %q: %v", want, err)
+			}
+		}
+		return
+	}
+	var got string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = groupConfig(ctx, t, cl, group, config.GroupConfigHeartbeatInterval); got == "1000" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got != "1000" {
+		t.Fatalf("%s of group %s is %q 15s after setting 1s, want 1000", config.GroupConfigHeartbeatInterval, group, got)
+	}
 }

@@ -327,10 +327,9 @@ func (s *session) run() error {
 	return errors.Join(s.failErr, err)
 }
 
-// setGroupSessionTimeouts makes session_timeout the brokers' session timeout
-// of the consumer's group and of its relay's with group_protocol: consumer,
-// where the brokers own it; where they refuse, it says so (a killed member's
-// partitions then move after the brokers' own, 45s by default).
+// setGroupSessionTimeouts makes session_timeout and the heartbeat interval
+// that follows it the brokers' settings of the consumer's group and of its
+// relay's with group_protocol: consumer (config.Config.SetGroupTimeouts).
 func (s *session) setGroupSessionTimeouts(ctx context.Context) {
 	groups := []string{s.c.cfg.Group}
 	if r, ok := s.c.relay.(interface{ Group() string }); ok {
@@ -338,11 +337,8 @@ func (s *session) setGroupSessionTimeouts(ctx context.Context) {
 	}
 	for _, g := range groups {
 		sctx, cancel := context.WithTimeout(ctx, commitTimeout)
-		err := s.c.cfg.SetGroupSessionTimeout(sctx, s.cl, g)
+		s.c.cfg.SetGroupTimeouts(sctx, s.cl, g, s.log)
 		cancel()
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("kretry consumer could not set its group's session timeout", "group", g, "error", err)
-		}
 	}
 }
 

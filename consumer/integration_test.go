@@ -43,7 +43,12 @@ type realBroker struct {
 
 func newRealBroker(t *testing.T, parts int32) *realBroker {
 	t.Helper()
-	seeds := kafkatest.Brokers(t)
+	return newRealBrokerAt(t, kafkatest.Brokers(t), parts)
+}
+
+// newRealBrokerAt is newRealBroker on the brokers of seeds.
+func newRealBrokerAt(t *testing.T, seeds []string, parts int32) *realBroker {
+	t.Helper()
 	cfg := &config.Config{
 		Brokers: seeds,
 		Group:   kafkatest.Name(t, "g"),

@@ -11,7 +11,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/internal/kafkatest"
 )
 
@@ -175,6 +177,44 @@ func TestIntegrationRelayExactlyOnce(t *testing.T) {
 	seeds := kafkatest.Brokers(t)
 	main := realMain(t, seeds)
 	relayRoundTripWith(t, seeds, main, false, "exactly_once: true\ninstance_id: it-0\n")
+}
+
+// TestIntegrationRelayGroupProtocolConsumer: kretry relay with
+// group_protocol: consumer makes session_timeout its group's
+// consumer.session.timeout.ms, as the consumer does for its in-process relay;
+// the broker's default bounds (45s to 60s) refuse the default 10s, which the
+// relay logs, naming its group, and runs on. Before, a standalone relay set
+// nothing and kept the brokers' 45s without a word.
+func TestIntegrationRelayGroupProtocolConsumer(t *testing.T) {
+	seeds := kafkatest.Brokers(t)
+	main := realMain(t, seeds)
+	logs := relayRoundTripWith(t, seeds, main, false, "group_protocol: consumer\n")
+	group := main + "-group-relay"
+	if strings.Contains(logs, "session_timeout 10s could not be set as group "+group+"'s consumer.session.timeout.ms") {
+		return
+	}
+	// A broker whose bounds take 10s: the relay's group has it.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(t.Context(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Resources {
+		for _, c := range r.Configs {
+			if c.Name == config.GroupConfigSessionTimeout && c.Value != nil && *c.Value == "10000" {
+				return
+			}
+		}
+	}
+	t.Errorf("relay neither logged a refused session timeout for its group %s nor set it to 10s:\n%s", group, logs)
 }
 
 // TestIntegrationTopicsMainTopicAndConfigs: checkMainTopicAndConfigs on the

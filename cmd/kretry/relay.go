@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/relay"
@@ -105,6 +106,7 @@ func (a *app) relay(ctx context.Context, level slog.Level, metricsAddr string) e
 	if err != nil {
 		return err
 	}
+	setRelayGroupTimeouts(ctx, cfg, opts, r.Group(), logger)
 	if metricsAddr != "" {
 		ln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
@@ -150,4 +152,22 @@ func checkListenAddr(addr string) error {
 		}
 	}
 	return nil
+}
+
+// setRelayGroupTimeouts makes session_timeout and the heartbeat interval that
+// follows it the brokers' settings of the relay's group with group_protocol:
+// consumer, as the consumer does for its in-process relay.
+func setRelayGroupTimeouts(ctx context.Context, cfg *config.Config, opts []kgo.Opt, group string, log *slog.Logger) {
+	if cfg.GroupProtocol != config.GroupProtocolConsumer {
+		return
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		log.Warn("kretry relay could not set its group's session timeout", "group", group, "error", err)
+		return
+	}
+	defer cl.Close()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cfg.SetGroupTimeouts(sctx, cl, group, log)
 }

@@ -47,9 +47,10 @@ func relayRoundTrip(t *testing.T, seeds []string, main string, metrics bool) {
 }
 
 // relayRoundTripWith is relayRoundTrip with top-level keys added to the
-// config (extra: YAML lines at column 0). With exactly_once the re-feed is
-// read read_committed: visible only once its transaction committed.
-func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool, extra string) {
+// config (extra: YAML lines at column 0), and returns what the relay logged.
+// With exactly_once the re-feed is read read_committed: visible only once
+// its transaction committed.
+func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool, extra string) string {
 	t.Helper()
 	cfg := writeConfig(t, seeds, main, extra)
 	if r := kretry(t, "topics", "apply", "-c", cfg); r.code != 0 {
@@ -135,6 +136,7 @@ func relayRoundTripWith(t *testing.T, seeds []string, main string, metrics bool,
 	if o, ok := offs.Lookup(main+".retry-5s", 2); !ok || o.At != 1 {
 		t.Errorf("relay group offset on %s.retry-5s/2: %+v (found %v), want 1", main, o, ok)
 	}
+	return stderr.String()
 }
 
 // checkRefedMetric scrapes the /metrics that the relay logged it serves until

@@ -248,11 +248,12 @@ func firstLine(s string) string {
 	return s
 }
 
-// KIP848SessionSetting lets KIP-848 groups of the 1-node cluster use
-// kretry's default session_timeout (10s): the brokers' default minimum is 45s,
-// which would make scenario (h) measure the brokers' setting, not kretry's.
-// Classic groups (every other scenario) do not read it.
-const KIP848SessionSetting = "group.consumer.min.session.timeout.ms=10000"
+// KIP848Settings let KIP-848 groups of the 1-node cluster use kretry's
+// default session_timeout (10s) and the heartbeat interval that follows it
+// (1s): the brokers' default minimums are 45s and 5s, which would make
+// scenario (h) measure the brokers' settings, not kretry's. Classic groups
+// (every other scenario) do not read them.
+var KIP848Settings = []string{"group.consumer.min.session.timeout.ms=10000", "group.consumer.min.heartbeat.interval.ms=1000"}
 
 func (e *Env) cluster(ctx context.Context, nodes int) (*Cluster, error) {
 	if nodes >= 3 {
@@ -268,7 +269,7 @@ func (e *Env) cluster(ctx context.Context, nodes int) (*Cluster, error) {
 	}
 	if e.Single == nil {
 		e.logf("starting a 1-node cluster with cluster.sh")
-		c, err := StartCluster(ctx, e.Root, 1, KIP848SessionSetting)
+		c, err := StartCluster(ctx, e.Root, 1, KIP848Settings...)
 		if err != nil {
 			return nil, err
 		}

@@ -49,7 +49,7 @@ func Scenarios(s Size) []Scenario {
 	// One kill, no restart; production goes on for tail, and the records
 	// the killed worker left are handled once its partitions move (with
 	// KIP-848 after the group's session timeout, which the 1-node cluster
-	// lets kretry set to 10s: KIP848SessionSetting).
+	// lets kretry set to 10s, heartbeats to 1s: KIP848Settings).
 	failover := func(ctx context.Context, r *Run) error {
 		if err := sleep(ctx, 8*time.Second); err != nil {
 			return err
