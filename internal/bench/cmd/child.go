@@ -83,6 +83,7 @@ type window struct {
 	n        int64
 	capped   atomic.Bool
 	count    atomic.Int64
+	shards   []shard // see tickPartition
 	once     sync.Once
 	start    time.Time
 	cpu0     time.Duration
@@ -97,14 +98,60 @@ func newWindow(n int64) *window {
 	return &window{n: n, done: make(chan struct{}), started: make(chan struct{})}
 }
 
-// tick counts k records; it is safe for concurrent use.
+// tick counts k records; it is safe for concurrent use. A k of 0 only
+// opens the window.
 func (w *window) tick(k int64) {
 	w.once.Do(func() {
 		w.start, w.cpu0 = time.Now(), bench.SelfCPU()
 		close(w.started)
 	})
+	if k == 0 {
+		return
+	}
 	if c := w.count.Add(k); c >= w.n && c-k < w.n {
 		w.close()
+	}
+}
+
+// shard is one partition's share of a window's count, for handlers that
+// count one record per call: each adds to the window's counter once per
+// shardFlush records, not on every call from every partition's goroutine.
+type shard struct {
+	pending atomic.Int64
+	_       [56]byte // a cache line of its own
+}
+
+const shardFlush = 256
+
+// withShards gives w a shard per partition and returns it.
+func (w *window) withShards(partitions int) *window {
+	w.shards = make([]shard, partitions)
+	return w
+}
+
+// tickPartition counts one record of partition p; it is safe for concurrent
+// use. Near the end (fewer records missing than the shards may hold) it
+// moves every shard's count to the window's, so that the window closes at
+// its n-th record.
+func (w *window) tickPartition(p int32) {
+	if len(w.shards) == 0 {
+		w.tick(1)
+		return
+	}
+	sh := &w.shards[int(p)%len(w.shards)]
+	end := w.count.Load() >= w.n-2*shardFlush*int64(len(w.shards))
+	if sh.pending.Add(1) < shardFlush && !end {
+		w.tick(0)
+		return
+	}
+	if !end {
+		w.tick(sh.pending.Swap(0))
+		return
+	}
+	for i := range w.shards {
+		if k := w.shards[i].pending.Swap(0); k > 0 {
+			w.tick(k)
+		}
 	}
 }
 

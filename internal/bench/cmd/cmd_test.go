@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +34,41 @@ func TestWindowClosesAtN(t *testing.T) {
 	w.fill(&r)
 	if r.Records != 12 || r.Capped {
 		t.Errorf("records %d capped %v; want 12 (counted when it closed), false", r.Records, r.Capped)
+	}
+}
+
+// TestWindowShardsCloseAtN: counted per partition, unevenly (partition 0
+// gets few records and none near the end, so its count waits in its shard),
+// from a goroutine per partition, the window still closes at its n-th
+// record, with every record counted, and not before.
+func TestWindowShardsCloseAtN(t *testing.T) {
+	const n = 20_000
+	per := []int{37, 4_963, 5_000, 10_000 - 1} // n - 1
+	w := newWindow(n).withShards(len(per))
+	var wg sync.WaitGroup
+	for p, k := range per {
+		wg.Go(func() {
+			for range k {
+				w.tickPartition(int32(p))
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-w.done:
+		t.Fatalf("the window closed at %d of %d records", n-1, n)
+	default:
+	}
+	w.tickPartition(3)
+	select {
+	case <-w.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the window did not close at its %d-th record: count %d", n, w.count.Load())
+	}
+	var r result
+	w.fill(&r)
+	if r.Records != n {
+		t.Errorf("records %d, want %d", r.Records, n)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,23 +90,27 @@ var errFailOnce = errors.New("bench: every first delivery fails")
 // runRetryKretry fails every record on its first delivery and counts it when
 // it comes back from the tier, with the lateness of its re-feed.
 func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
-	w := newWindow(cf.n)
-	late := make([]float64, cf.n)
-	refeedLate := make([]float64, cf.n)
-	var nLate, failures atomic.Int64
+	w := newWindow(cf.n).withShards(cf.partitions)
+	// Each partition's figures are written by the goroutine that handles
+	// its records (kretry calls a partition's handler from one goroutine
+	// at a time), so the handlers of different partitions share no
+	// counter: the bookkeeping is not what B2 and B3 measure.
+	parts := make([]partitionFigures, cf.partitions)
+	for i := range parts {
+		per := int(cf.n)/len(parts) + int(cf.n)/len(parts)/4 // records spread about evenly
+		parts[i].late, parts[i].refeedLate = make([]float64, 0, per), make([]float64, 0, per)
+	}
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		pf := &parts[int(r.Partition)%len(parts)]
 		due, ok := dueAt(r.Headers)
 		if !ok {
-			failures.Add(1)
+			pf.failures++
 			w.tick(0)
 			return errFailOnce
 		}
-		ms := float64(time.Since(due)) / float64(time.Millisecond)
-		if i := nLate.Add(1) - 1; i < int64(len(late)) {
-			late[i] = ms
-			refeedLate[i] = float64(r.Timestamp.Sub(due)) / float64(time.Millisecond)
-		}
-		w.tick(1)
+		pf.late = append(pf.late, float64(time.Since(due))/float64(time.Millisecond))
+		pf.refeedLate = append(pf.refeedLate, float64(r.Timestamp.Sub(due))/float64(time.Millisecond))
+		w.tickPartition(r.Partition)
 		return nil
 	})
 	reg := prometheus.NewRegistry()
@@ -142,7 +145,7 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		defer func() { rcancel(); <-rdone }()
 	}
 	stopProgress := progress(func() string {
-		return fmt.Sprintf("failed once %d, handled ok %d", failures.Load(), w.count.Load())
+		return fmt.Sprintf("handled ok %d", w.count.Load())
 	})
 	err = runConsumer(ctx, c, w, cf.cap)
 	stopProgress()
@@ -150,16 +153,25 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	w.fill(&r)
 	r.ExcludedSeconds = cf.delay.Seconds()
 	r.Note = note
-	r.Failures = failures.Load()
-	n := min(nLate.Load(), int64(len(late)))
-	if n > 0 {
-		xs := late[:n]
-		r.Lateness = &latency{Count: n, P50: bench.Percentile(xs, 50), P99: bench.Percentile(xs, 99), Max: slices.Max(xs)}
-		xs = refeedLate[:n]
-		r.RefeedLateness = &latency{Count: n, P50: bench.Percentile(xs, 50), P99: bench.Percentile(xs, 99), Max: slices.Max(xs)}
+	var late, refeedLate []float64
+	for _, pf := range parts {
+		r.Failures += pf.failures
+		late, refeedLate = append(late, pf.late...), append(refeedLate, pf.refeedLate...)
+	}
+	if n := int64(len(late)); n > 0 {
+		r.Lateness = &latency{Count: n, P50: bench.Percentile(late, 50), P99: bench.Percentile(late, 99), Max: slices.Max(late)}
+		r.RefeedLateness = &latency{Count: n, P50: bench.Percentile(refeedLate, 50), P99: bench.Percentile(refeedLate, 99), Max: slices.Max(refeedLate)}
 	}
 	r.RelayLateness = histogramLatency(reg, "kretry_refeed_lateness_seconds")
 	return r, err
+}
+
+// partitionFigures are what the handler of runRetryKretry records of one
+// partition.
+type partitionFigures struct {
+	failures         int64
+	late, refeedLate []float64
+	_                [64]byte // apart from the next partition's
 }
 
 // dueAt reads kretry-due-at; false when the record has none (a first delivery).
