@@ -4,6 +4,7 @@ package consumer_test
 
 import (
 	"context"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/kretry/kretry/config"
 	"github.com/kretry/kretry/consumer"
+	"github.com/kretry/kretry/internal/chaos"
+	"github.com/kretry/kretry/internal/kafkatest"
 )
 
 // With group_protocol: consumer (KIP-848) the brokers own the session
@@ -23,6 +26,35 @@ func TestRunSetsConsumerProtocolSessionTimeout(t *testing.T) {
 	b := newRealBroker(t, 1)
 	b.cfg.GroupProtocol = config.GroupProtocolConsumer
 	b.cfg.SessionTimeout = 50 * time.Second
+	b.runUntilGroupConfigs(map[string]string{config.GroupConfigSessionTimeout: "50000"})
+}
+
+// With group_protocol: consumer and brokers that allow kretry's defaults
+// (a broker of this test's own, with the fault suite's settings), Run makes
+// the default session_timeout (10s) and the heartbeat interval that follows
+// it (1s) the group configs of its group and of its relay's. Before, only the
+// session timeout was set, and members heartbeated at the brokers' 5s: a
+// killed member's partitions moved up to 15s after the kill.
+func TestRunSetsConsumerProtocolHeartbeatInterval(t *testing.T) {
+	kafkatest.Brokers(t) // skips or fails like every integration test without a broker
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster, err := chaos.StartCluster(t.Context(), root, 1, chaos.KIP848Settings...)
+	if err != nil {
+		t.Fatalf("a broker of this test's own: %v", err)
+	}
+	t.Cleanup(func() { _ = cluster.Down() })
+	b := newRealBrokerAt(t, cluster.Brokers, 1)
+	b.cfg.GroupProtocol = config.GroupProtocolConsumer
+	b.runUntilGroupConfigs(map[string]string{config.GroupConfigSessionTimeout: "10000", config.GroupConfigHeartbeatInterval: "1000"})
+}
+
+// runUntilGroupConfigs runs a consumer of b.cfg until the group configs of
+// its group and of its relay's have the values of want.
+func (b *realBroker) runUntilGroupConfigs(want map[string]string) {
+	t := b.t
 	c, err := consumer.New(b.cfg, consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +69,11 @@ func TestRunSetsConsumerProtocolSessionTimeout(t *testing.T) {
 		}
 	}()
 	for _, g := range []string{b.cfg.Group, b.cfg.Relay.Group} {
-		var got string
-		waitReal(t, 30*time.Second, "group "+g+"'s "+config.GroupConfigSessionTimeout+" set to 50000", func() bool {
-			got = b.groupConfig(g, config.GroupConfigSessionTimeout)
-			return got == "50000"
-		})
+		for name, value := range want {
+			waitReal(t, 30*time.Second, "group "+g+"'s "+name+" set to "+value, func() bool {
+				return b.groupConfig(g, name) == value
+			})
+		}
 	}
 }
 
