@@ -304,8 +304,9 @@ func TestExactlyOnceTransactionHoldsAboutACommitIntervalOfWork(t *testing.T) {
 }
 
 // Exactly once: after a transaction end that failed, the hold asks the
-// coordinators (a DescribeTransactions) once before the next transaction,
-// whose commit ends the row; none is asked before the failure nor after.
+// coordinators once before the next transaction, whose commit ends the row;
+// none is asked before the failure nor after. (The probe's DescribeGroups
+// is counted: a commit describes the transaction too, awaitPreviousTxn.)
 func TestExactlyOnceHoldProbesOncePerFailure(t *testing.T) {
 	c := newClusterOn(t, 1, 1, false)
 	c.cfg.ExactlyOnce = true
@@ -317,7 +318,7 @@ func TestExactlyOnceHoldProbesOncePerFailure(t *testing.T) {
 		}
 		return nil, errors.New("connection lost"), true
 	})
-	c.fake.ControlKey(int16(kmsg.DescribeTransactions), func(kmsg.Request) (kmsg.Response, error, bool) {
+	c.fake.ControlKey(int16(kmsg.DescribeGroups), func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.fake.KeepControl()
 		probes.Add(1)
 		return nil, nil, false
