@@ -47,7 +47,7 @@ func readTier(t tierOf, hs []kgo.RecordHeader, now time.Time) (r read, group str
 // tier's delay or a ladder's RetryAfterMax add without overflow (addNanos
 // saturates for longer ones).
 func readBrief(t tierOf, b headers.Brief) read {
-	r := read{due: b.DueAt, attempts: int32(b.Attempts), partition: b.OriginalPartition, canonical: true, ok: true,
+	r := read{due: b.DueAt, canonical: true, ok: true,
 		id: copyID{topic: b.OriginalTopic, offset: b.OriginalOffset, partition: b.OriginalPartition, attempts: b.Attempts, replays: b.Replays}}
 	bound := addNanos(b.LastFailureAt, t.step.Delay)
 	if trusted := addNanos(b.LastFailureAt, max(t.step.Delay, t.ladder.RetryAfterMax())); b.DueAt > addNanos(trusted, dueSlack) {

@@ -37,11 +37,10 @@ type outcome struct {
 func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	// What partitions held from earlier polls comes before what they got now.
 	s.mu.Lock()
+	holds := maps.Clone(s.held)
 	recs := make(map[topicPartition][]*kgo.Record, len(s.held))
-	reads := make(map[topicPartition][]read, len(s.held))
-	sizes := make(map[topicPartition]int, len(s.held)) // of what the partitions held
 	for tp, h := range s.held {
-		recs[tp], reads[tp], sizes[tp] = h.recs, h.reads, h.size
+		recs[tp] = h.recs
 	}
 	clear(s.held)
 	inflight := maps.Clone(s.inflight)
@@ -53,11 +52,19 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
+	now := time.Now()
 	var wg sync.WaitGroup
 	for tp, rs := range recs {
-		o := &outcome{tp: tp, queue: inflight[tp], refed: s.refedOf(tp)}
+		o := &outcome{tp: tp, queue: inflight[tp]}
 		outs[tp] = o
-		wg.Go(func() { s.partition(ctx, o, rs, reads[tp], sizes[tp]) })
+		h := holds[tp]
+		if len(rs) == len(h.recs) && h.due.After(now) && ctx.Err() == nil {
+			// Held, nothing new, its head not due: it waits as partition would find.
+			o.rewind, o.until, o.waiting, o.wreads, o.wbytes, o.tailDue = rs[0], h.due, rs, h.reads, h.size, h.tail
+			continue
+		}
+		o.refed = s.refedOf(tp)
+		wg.Go(func() { s.partition(ctx, o, rs, h.reads, h.size) })
 	}
 	wg.Wait()
 	// Settle every partition with re-feeds in flight, polled now or not;
@@ -223,17 +230,15 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 // it is re-fed without reading them again when it falls due, in a burst. The
 // zero read is unread, as is a record of another group or with headers that
 // cannot be read: the poll that finds it due reads it again and acts.
-type read struct { // 80 bytes, its fields ordered so: one for every held record
+type read struct { // 72 bytes, its fields ordered so: one for every held record
 	due       int64 // kretry-due-at, or the bound it is held to (see readOf), Unix nanoseconds
 	after     int64 // with repark: kretry-due-at, later than due
-	attempts  int32
-	partition int32 // kretry-original-partition
 	size      int32 // in a hold's reads: the record's size, as holdRecord gives it
 	repark    bool  // at due it is re-parked in its tier, not re-fed (see readOf)
 	canonical bool  // see decode; false also when the relay rewrites kretry-due-at or kretry-tier
 	untrusted bool  // kretry-due-at was past its bound
 	ok        bool
-	id        copyID // the attempt it carries, which its copies carry too
+	id        copyID // the attempt it carries, which its copies carry too: kretry-attempts, -original-partition
 }
 
 // dueSlack is how far kretry-due-at may be past its bound and still be
@@ -259,7 +264,7 @@ const dueSlack = time.Millisecond
 // A kretry-tier that is not t's name is not propagated: the re-feed carries
 // t's name.
 func readOf(t tierOf, md headers.Metadata, canonical bool, hs []kgo.RecordHeader, now time.Time) read {
-	r := read{due: md.DueAt.UnixNano(), attempts: int32(md.Attempts), partition: md.OriginalPartition, canonical: canonical, ok: true,
+	r := read{due: md.DueAt.UnixNano(), canonical: canonical, ok: true,
 		id: copyID{topic: md.OriginalTopic, offset: md.OriginalOffset, partition: md.OriginalPartition, attempts: md.Attempts, replays: md.Replays}}
 	if r.id.topic == t.ladder.Topic() {
 		r.id.topic = t.ladder.Topic() // one string for every record of the main topic, not one each

@@ -76,7 +76,7 @@ func (s *session) recycle(f *refeed) {
 func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read, limit int32) *refeed {
 	main := t.ladder.Topic()
 	f := s.newRefeed()
-	f.rec, f.due, f.attempts, f.untrusted, f.produced = rec, time.Unix(0, r.due), r.attempts, r.untrusted, true
+	f.rec, f.due, f.attempts, f.untrusted, f.produced = rec, time.Unix(0, r.due), int32(r.id.attempts), r.untrusted, true
 	hs := rec.Headers
 	if !r.canonical {
 		md, _, _ := headers.Decode(rec.Headers) // read once already
@@ -88,7 +88,7 @@ func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read,
 	}
 	f.out = kgo.Record{
 		Topic:     main,
-		Partition: s.parts.Partition(ctx, main, r.partition),
+		Partition: s.parts.Partition(ctx, main, r.id.partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   hs,

@@ -201,3 +201,22 @@ func benchRefeedPoll(b *testing.B, hold bool) {
 		b.Fatal("nothing re-fed")
 	}
 }
+
+// BenchmarkHeldWake is a poll without records while 8 partitions hold
+// records not yet due, one op per poll: the wake-ups of a relay that holds
+// a burst while re-feeds in flight or earlier heads bring it back to poll.
+func BenchmarkHeldWake(b *testing.B) {
+	f := newPollFixture(b, 8)
+	s, ctx := f.s, context.Background()
+	s.handle(ctx, f.poll(500, time.Now().Add(5*time.Second)))
+	if len(s.held) != 8 {
+		b.Fatalf("%d partitions hold records, want 8", len(s.held))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.handle(ctx, nil)
+	}
+	if len(s.held) != 8 {
+		b.Fatalf("%d partitions hold records, want 8", len(s.held))
+	}
+}

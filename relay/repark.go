@@ -22,12 +22,12 @@ import (
 // offset), so a re-park is never lost, and a re-park written twice (a crash
 // before the mark) is skipped as a copy once the first is re-fed.
 func (s *session) repark(ctx context.Context, t tierOf, rec *kgo.Record, r read) *refeed {
-	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: r.attempts, produced: true, parked: true, ackc: s.ackc}
+	f := &refeed{rec: rec, due: time.Unix(0, r.due), attempts: int32(r.id.attempts), produced: true, parked: true, ackc: s.ackc}
 	f.dueAt = time.Unix(0, r.after)
 	tier := rec.Topic
 	f.out = kgo.Record{
 		Topic:     tier,
-		Partition: s.parts.Partition(ctx, tier, r.partition),
+		Partition: s.parts.Partition(ctx, tier, r.id.partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
 		Headers:   withParkedAt(rec.Headers, time.Now()),
