@@ -349,12 +349,13 @@ func (w *worker) failed(rec *kgo.Record, md headers.Metadata, herr error) bool {
 			"the next attempt, due at %s after %s, would be past max_age %v; last error: %s",
 			headers.FormatTime(due), step.Name, w.maxAge, herr.Error()))
 	}
-	next := md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(wait))
-	next = w.withInPlace(md, next)
+	f := w.newForward()
+	f.md = md.Failed(s.c.cfg.Group, rec, now, herr.Error()).InTier(step.Name, now.Add(wait))
+	w.withInPlace(&md, &f.md)
 	if attempts > 0 {
-		next.Attempts = attempts // an attempt of the tier RetryAfter chose
+		f.md.Attempts = attempts // an attempt of the tier RetryAfter chose
 	}
-	return w.forward(rec, step.Topic, next)
+	return w.forward(rec, step.Topic, f)
 }
 
 // failureTime is when the record in hand failed: when its last handler call
@@ -408,17 +409,18 @@ func (w *worker) deadLetter(rec *kgo.Record, md headers.Metadata, reason headers
 		tier = md.Tier
 	}
 	now := w.failureTime()
-	next := md.Failed(w.s.c.cfg.Group, rec, now, errText).DeadLettered(reason, tier, now)
-	next = w.withInPlace(md, next)
-	return w.forward(rec, w.ladder.DLQ(), next)
+	f := w.newForward()
+	f.md = md.Failed(w.s.c.cfg.Group, rec, now, errText).DeadLettered(reason, tier, now)
+	w.withInPlace(&md, &f.md)
+	return w.forward(rec, w.ladder.DLQ(), f)
 }
 
-// withInPlace is next with the in-place retries of this delivery: counted
+// withInPlace adds to next the in-place retries of this delivery: counted
 // after md's (if rec came through this group's ladder), saturating, and the
 // first of them as the first failure of a record that had none.
-func (w *worker) withInPlace(md, next headers.Metadata) headers.Metadata {
+func (w *worker) withInPlace(md, next *headers.Metadata) {
 	if w.inPlaceRetries == 0 {
-		return next
+		return
 	}
 	n := 0
 	if md.Group == w.s.c.cfg.Group && md.Attempts > 0 {
@@ -427,7 +429,6 @@ func (w *worker) withInPlace(md, next headers.Metadata) headers.Metadata {
 		next.FirstFailureAt = w.inPlaceFirst
 	}
 	next.InPlaceRetries = min(n, headers.MaxAttempts-w.inPlaceRetries) + w.inPlaceRetries
-	return next
 }
 
 // deadLetterTo forwards rec to the topic of its ladder's DLQ route, or to
@@ -446,10 +447,11 @@ func (w *worker) deadLetterTo(rec *kgo.Record, md headers.Metadata, route string
 		tier = md.Tier
 	}
 	now := w.failureTime()
-	next := md.Failed(w.s.c.cfg.Group, rec, now, herr.Error()).DeadLettered(headers.ReasonPermanent, tier, now)
-	next.Route = route
-	next = w.withInPlace(md, next)
-	return w.forward(rec, topic, next)
+	f := w.newForward()
+	f.md = md.Failed(w.s.c.cfg.Group, rec, now, herr.Error()).DeadLettered(headers.ReasonPermanent, tier, now)
+	f.md.Route = route
+	w.withInPlace(&md, &f.md)
+	return w.forward(rec, topic, f)
 }
 
 // hasKretryHeader says whether hs holds a header of kretry's contract, one

@@ -122,23 +122,22 @@ func (f *pendingForward) ack(_ *kgo.Record, err error) {
 	}
 }
 
-// forward starts producing rec's key, value and user headers with md to
-// topic, at rec's partition modulo topic's count, and holds rec until the
-// forward is acknowledged; false: stopped while settling, mark nothing more.
-func (w *worker) forward(rec *kgo.Record, topic string, md headers.Metadata) bool {
+// forward starts producing rec's key, value and user headers with f.md, the
+// next hop's metadata (f from newForward), to topic, at rec's partition
+// modulo topic's count, and holds rec until the forward is acknowledged;
+// false: stopped while settling, mark nothing more.
+func (w *worker) forward(rec *kgo.Record, topic string, f *pendingForward) bool {
 	if w.attempt != nil {
-		w.traceForward(&md)
+		w.traceForward(&f.md)
 	}
-	f := w.newForward()
 	f.out = kgo.Record{
 		Topic:     topic,
 		Partition: w.s.partitions.Partition(w.ctx, topic, rec.Partition),
 		Key:       rec.Key,
 		Value:     rec.Value,
-		Headers:   f.enc.Encode(rec.Headers, md),
-		Timestamp: md.LastFailureAt,
+		Headers:   f.enc.Encode(rec.Headers, f.md),
+		Timestamp: f.md.LastFailureAt,
 	}
-	f.md = md
 	return w.send(rec, f)
 }
 
