@@ -49,6 +49,9 @@ type Encoder struct {
 	// dead letter's due time), and copied it costs less than formatted.
 	timeSec, timeMs int64
 	timeAt          int
+	// The last error text (errIn, at most MaxErrorLen bytes) and what it
+	// is written as: a forward's error is usually the one before's.
+	errIn, errOut string
 }
 
 // Reset drops the Encoder's references to the headers and values of its last
@@ -67,11 +70,17 @@ func (e *Encoder) Encode(hs []kgo.RecordHeader, md Metadata) []kgo.RecordHeader 
 			users++
 		}
 	}
-	errText := md.Error
-	if !utf8.ValidString(errText) { // ValidString reads ASCII 8 bytes at a time
-		errText = strings.ToValidUTF8(errText, "\uFFFD")
+	errText := e.errOut
+	if md.Error != e.errIn {
+		errText = md.Error
+		if !utf8.ValidString(errText) { // ValidString reads ASCII 8 bytes at a time
+			errText = strings.ToValidUTF8(errText, "\uFFFD")
+		}
+		errText = safetext.CutUTF8(errText, MaxErrorLen)
+		if len(md.Error) <= MaxErrorLen { // keeps no long error alive
+			e.errIn, e.errOut = md.Error, errText
+		}
 	}
-	errText = safetext.CutUTF8(errText, MaxErrorLen)
 	replayedHome := md.Group != "" && md.Attempts == 0 && md.Replays > 0 // to the group that failed it
 	// Every value is appended to one buffer and sliced from it: one
 	// allocation for all of them instead of one per header; both sized

@@ -2,6 +2,7 @@ package headers
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,27 @@ func BenchmarkEncoderRing(b *testing.B) {
 		md.DueAt = md.DueAt.Add(time.Millisecond)
 		_ = es[i%len(es)].Encode(nil, md)
 		i++
+	}
+}
+
+// A reused Encoder writes each error text as a new one would: cut at
+// MaxErrorLen on a UTF-8 boundary and with invalid bytes replaced, whatever
+// the text of its call before (the same, another, or one too long to keep).
+func TestEncoderReusedErrorText(t *testing.T) {
+	long := strings.Repeat("é", MaxErrorLen)
+	texts := []string{"", "boom", "boom", "bang", "bad \xff byte", "bad \xff byte", "bad \xfe byte", long, long, "boom", "", long[:MaxErrorLen-1] + "\xc3", "boom"}
+	var e Encoder
+	for i, text := range texts {
+		md := Metadata{Group: "g", Attempts: 1, Tier: "retry-5s", OriginalTopic: "t", Error: text}
+		got, want := e.Encode(nil, md), Encode(nil, md)
+		if len(got) != len(want) {
+			t.Fatalf("call %d (%.20q): %d headers, want %d", i, text, len(got), len(want))
+		}
+		for j := range got {
+			if got[j].Key != want[j].Key || string(got[j].Value) != string(want[j].Value) {
+				t.Fatalf("call %d (%.20q): header %s = %.40q, want %s = %.40q", i, text, got[j].Key, got[j].Value, want[j].Key, want[j].Value)
+			}
+		}
+		e.Reset()
 	}
 }
