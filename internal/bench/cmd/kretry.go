@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,7 +105,7 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		pf := &parts[int(r.Partition)%len(parts)]
 		due, ok := dueAt(r.Headers)
 		if !ok {
-			pf.failures++
+			pf.failures.Add(1) // one partition's goroutine: no other core writes it
 			w.tick(0)
 			return errFailOnce
 		}
@@ -145,7 +146,11 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 		defer func() { rcancel(); <-rdone }()
 	}
 	stopProgress := progress(func() string {
-		return fmt.Sprintf("handled ok %d", w.count.Load())
+		var failed int64
+		for i := range parts {
+			failed += parts[i].failures.Load()
+		}
+		return fmt.Sprintf("failed once %d, handled ok %d", failed, w.count.Load())
 	})
 	err = runConsumer(ctx, c, w, cf.cap)
 	stopProgress()
@@ -154,8 +159,9 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	r.ExcludedSeconds = cf.delay.Seconds()
 	r.Note = note
 	var late, refeedLate []float64
-	for _, pf := range parts {
-		r.Failures += pf.failures
+	for i := range parts {
+		pf := &parts[i]
+		r.Failures += pf.failures.Load()
 		late, refeedLate = append(late, pf.late...), append(refeedLate, pf.refeedLate...)
 	}
 	if n := int64(len(late)); n > 0 {
@@ -169,7 +175,7 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 // partitionFigures are what the handler of runRetryKretry records of one
 // partition.
 type partitionFigures struct {
-	failures         int64
+	failures         atomic.Int64
 	late, refeedLate []float64
 	_                [64]byte // apart from the next partition's
 }
