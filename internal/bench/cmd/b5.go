@@ -70,7 +70,7 @@ func runB5Kretry(ctx context.Context, cf childFlags) (result, error) {
 		return nil
 	})
 	reg := prometheus.NewRegistry()
-	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg))
+	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg), warnings)
 	if err != nil {
 		return result{}, err
 	}

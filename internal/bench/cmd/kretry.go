@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"slices"
@@ -51,6 +52,11 @@ func benchConfig(cf childFlags) *config.Config {
 	}
 }
 
+// warnings makes a child's consumer and relay log their warnings and errors
+// on its stderr, which the report's run prints: a run whose figures are off
+// says why (a stall, a retry, a lost group).
+var warnings = consumer.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
 // runConsumer runs c until w has counted its records, then stops it and waits.
 func runConsumer(ctx context.Context, c *consumer.Consumer, w *window, cap time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -76,7 +82,7 @@ func runB1Kretry(ctx context.Context, cf childFlags) (result, error) {
 		w.tick(1)
 		return nil
 	})
-	c, err := consumer.New(benchConfig(cf), h, consumer.WithRelay(cf.relay))
+	c, err := consumer.New(benchConfig(cf), h, consumer.WithRelay(cf.relay), warnings)
 	if err != nil {
 		return result{}, err
 	}
@@ -116,14 +122,14 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	})
 	reg := prometheus.NewRegistry()
 	cfg := benchConfig(cf)
-	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg))
+	c, err := consumer.New(cfg, h, consumer.WithRegisterer(reg), warnings)
 	var note string
 	var rl *relay.Relay
 	if err != nil {
 		// Until the consumer runs its relay in process, run one next to it,
 		// built as the consumer builds it.
 		var rerr error
-		c, rerr = consumer.New(cfg, h, consumer.WithRegisterer(reg), consumer.WithRelay(false))
+		c, rerr = consumer.New(cfg, h, consumer.WithRegisterer(reg), consumer.WithRelay(false), warnings)
 		if rerr != nil {
 			return result{}, err
 		}
