@@ -22,15 +22,7 @@ import (
 // refused with an error naming that broker setting, and the group keeps its
 // value; with the classic protocol nothing is sent.
 func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
-	seeds := kafkatest.Brokers(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measurement
-	defer cancel()
-	group := kafkatest.Name(t, "groupcfg")
+	seeds, cl, ctx, group := groupConfigSetup(t)
 
 	c := &config.Config{Brokers: seeds, Group: group, GroupProtocol: config.GroupProtocolConsumer, SessionTimeout: 50 * time.Second}
 	if err := c.SetGroupSessionTimeout(ctx, cl, group); err != nil {
@@ -50,7 +42,7 @@ func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
 	}
 
 	c.SessionTimeout = 0 // the default, 10s
-	err = c.SetGroupSessionTimeout(ctx, cl, group)
+	err := c.SetGroupSessionTimeout(ctx, cl, group)
 	if err == nil {
 		t.Skipf("the broker took a 10s consumer session timeout: its group.consumer.min.session.timeout.ms is not the default 45s")
 	}
@@ -71,6 +63,21 @@ func TestIntegrationSetGroupSessionTimeout(t *testing.T) {
 	if got := groupSessionTimeout(ctx, t, cl, group+"-classic"); got != "45000" {
 		t.Errorf("classic protocol: %s of group %s is %q, want the brokers' default 45000 (nothing set)", config.GroupConfigSessionTimeout, group+"-classic", got)
 	}
+}
+
+// groupConfigSetup returns the real broker's seeds, a client of it, a
+// guard of a minute (not a measurement) and a group name of t's.
+func groupConfigSetup(t *testing.T) ([]string, *kgo.Client, context.Context, string) {
+	t.Helper()
+	seeds := kafkatest.Brokers(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return seeds, cl, ctx, kafkatest.Name(t, "groupcfg")
 }
 
 // groupSessionTimeout is consumer.session.timeout.ms of group as the brokers
@@ -113,17 +120,9 @@ func groupConfig(ctx context.Context, t *testing.T, cl *kgo.Client, group, name 
 // refused with an error naming that broker setting; a broker that allows it
 // then describes the group with 1000.
 func TestIntegrationSetGroupHeartbeatInterval(t *testing.T) {
-	seeds := kafkatest.Brokers(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard, not a measurement
-	defer cancel()
-	group := kafkatest.Name(t, "groupcfg")
+	seeds, cl, ctx, group := groupConfigSetup(t)
 	c := &config.Config{Brokers: seeds, Group: group, GroupProtocol: config.GroupProtocolConsumer}
-	err = c.SetGroupHeartbeatInterval(ctx, cl, group)
+	err := c.SetGroupHeartbeatInterval(ctx, cl, group)
 	if err != nil {
 		t.Logf("1s refused: %v", err)
 		for _, want := range []string{"heartbeat interval 1s", group, config.GroupConfigHeartbeatInterval, "group.consumer.min.heartbeat.interval.ms"} {

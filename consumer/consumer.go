@@ -279,7 +279,7 @@ func (s *session) start(ctx context.Context) error {
 	}
 	s.partitions = partitions.New(cl, s.log, counts)
 	s.readLimits(ctx, counts)
-	s.setGroupSessionTimeouts(ctx)
+	s.setGroupTimeouts(ctx)
 	return nil
 }
 
@@ -327,10 +327,10 @@ func (s *session) run() error {
 	return errors.Join(s.failErr, err)
 }
 
-// setGroupSessionTimeouts makes session_timeout and the heartbeat interval
+// setGroupTimeouts makes session_timeout and the heartbeat interval
 // that follows it the brokers' settings of the consumer's group and of its
 // relay's with group_protocol: consumer (config.Config.SetGroupTimeouts).
-func (s *session) setGroupSessionTimeouts(ctx context.Context) {
+func (s *session) setGroupTimeouts(ctx context.Context) {
 	groups := []string{s.c.cfg.Group}
 	if r, ok := s.c.relay.(interface{ Group() string }); ok {
 		groups = append(groups, r.Group())
