@@ -134,6 +134,33 @@ func TestTxnLimit(t *testing.T) {
 	}
 }
 
+// A transaction that follows none with a rate raises its limit to half a
+// commit interval at the rate its workers have had so far in it, never
+// below txnFirstLimit; one that follows a measured rate keeps txnLimit's.
+func TestLearnLimit(t *testing.T) {
+	begun := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name           string
+		rate           float64
+		elapsed        time.Duration
+		handed, undone int64
+		want           int64
+	}{
+		{"fast workers", 0, 100 * time.Millisecond, 12000, 2000, 50000},
+		{"slow workers", 0, 100 * time.Millisecond, 1000, 990, txnFirstLimit},
+		{"too soon to tell", 0, txnLearnAfter / 2, 12000, 0, 7},
+		{"a measured rate", 5000, 100 * time.Millisecond, 12000, 2000, 7},
+	} {
+		ts := txnState{rate: tc.rate, begun: begun, handed: tc.handed}
+		ts.undone.Store(tc.undone)
+		ts.limit.Store(7)
+		ts.learnLimit(time.Second, begun.Add(tc.elapsed))
+		if got := ts.limit.Load(); got != tc.want {
+			t.Errorf("%s: limit %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 // The hold probes the coordinators once after each transaction that did not
 // commit: a hold that let a transaction through since the last failure
 // returns at once, without a probe (this session has no client: a probe
