@@ -196,6 +196,7 @@ type childFlags struct {
 	heapProf   string        // with memTrace: an in-use heap profile at the live heap's peak
 	relay      bool          // kretry sides: run the relay in process (consumer.WithRelay)
 	eos        bool          // kretry sides: exactly_once
+	lateEvery  int           // retry-kretry: read the lateness of every so many re-fed records of a partition
 	b5Breaker  bool          // B5: the topic has a circuit_breaker
 	b5Outage   time.Duration // B5: how long the dependency fails every call
 }
@@ -223,6 +224,7 @@ func childMain(args []string) int {
 	fs.StringVar(&cf.heapProf, "heapprofile", "", "with -memtrace: write an in-use heap profile here at each new peak of the live heap")
 	fs.BoolVar(&cf.relay, "relay", true, "kretry sides: run the relay in process")
 	fs.BoolVar(&cf.eos, "eos", false, "kretry sides: exactly_once (Kafka transactions)")
+	fs.IntVar(&cf.lateEvery, "late-every", 1, "retry-kretry: read the lateness of every so many re-fed records of a partition (1: all)")
 	fs.BoolVar(&cf.b5Breaker, "b5-breaker", false, "B5: give the topic a circuit_breaker")
 	fs.DurationVar(&cf.b5Outage, "b5-outage", time.Minute, "B5: how long the dependency fails every call, from the first call")
 	if err := fs.Parse(args[1:]); err != nil {

@@ -57,7 +57,7 @@ func (b *benches) eos(ctx context.Context) error {
 				return err
 			}
 			group := b.adm.group(fmt.Sprintf("eos-b2-%s-r%d", modeName(eos), round))
-			args := append([]string{"-delay", rf.b2Delay.String(), "-eos=" + strconv.FormatBool(eos)}, capArg...)
+			args := append([]string{"-delay", rf.b2Delay.String(), "-late-every", strconv.Itoa(b2LateEvery), "-eos=" + strconv.FormatBool(eos)}, capArg...)
 			r, err := runChild(ctx, "retry-kretry", b.childArgs(topic, group, rf.eosB2Records, args...)...)
 			if err != nil {
 				return fmt.Errorf("B2 %s: %w", modeName(eos), err)
