@@ -72,8 +72,9 @@ func (q *pendingQueue) clear() {
 }
 
 // pendingForward is a record's forward to a retry tier or the DLQ, produced
-// and not yet settled. One acknowledged without error is recycled (Consumer.forwards):
-// kgo does not touch a record once its promise has run.
+// and not yet settled. One acknowledged without error is recycled
+// (worker.free, Consumer.forwards): kgo does not touch a record once its
+// promise has run.
 type pendingForward struct {
 	out  kgo.Record
 	md   headers.Metadata // out's, for the metrics and log line once acked
@@ -85,15 +86,30 @@ type pendingForward struct {
 	enc     headers.Encoder          // out.Headers' storage, when forward wrote them
 }
 
-// newForward returns a pendingForward for w, recycled when one is free.
+// newForward returns a pendingForward for w, recycled when one is free: the
+// worker's newest, else one of the consumer's.
 func (w *worker) newForward() *pendingForward {
-	f, _ := w.s.c.forwards.Get().(*pendingForward)
-	if f == nil {
+	var f *pendingForward
+	if n := len(w.free); n > 0 {
+		f = w.free[n-1]
+		w.free[n-1] = nil
+		w.free = w.free[:n-1]
+	} else if f, _ = w.s.c.forwards.Get().(*pendingForward); f == nil {
 		f = &pendingForward{}
 		f.promise = f.ack
 	}
 	f.acks = w.acks
 	return f
+}
+
+// spillFree gives the worker's free forwards to the consumer's pool, which
+// the GC trims: an idle worker keeps none.
+func (w *worker) spillFree() {
+	for i, f := range w.free {
+		w.s.c.forwards.Put(f)
+		w.free[i] = nil
+	}
+	w.free = w.free[:0]
 }
 
 // recycle gives f back once its forward is settled, acknowledged without
@@ -108,7 +124,7 @@ func (w *worker) recycle(f *pendingForward) {
 	f.md.Error, f.acks = "", nil // any length; the worker
 	f.enc.Reset()
 	f.done.Store(false)
-	w.s.c.forwards.Put(f)
+	w.free = append(w.free, f)
 }
 
 // ack is f's produce promise.

@@ -60,6 +60,10 @@ type worker struct {
 	// The forward pipeline (forward.go); worker goroutine only but acks.
 	pending pendingQueue  // in offset order: decided, not yet marked
 	acks    chan struct{} // cap 1: a forward's promise has run
+	// free are the forwards recycled since the worker was last idle,
+	// newest last: no more than it had in flight, taken without
+	// sync.Pool's cost; spilled to Consumer.forwards when idle.
+	free []*pendingForward
 
 	// The marks (marks.go): the worker and the session's flusher take
 	// unmarked; markMu orders them, finished stops the flusher once run
@@ -142,6 +146,7 @@ func (w *worker) run() {
 			}
 		}
 	}()
+	defer w.spillFree()
 	// At stop, forwards in flight still get the grace period to be acked.
 	defer w.settle(true)
 	for {
@@ -184,6 +189,7 @@ func (w *worker) next() (*kgo.Record, bool) {
 			}
 			continue
 		}
+		w.spillFree()
 		select {
 		case <-w.quit:
 			return nil, false

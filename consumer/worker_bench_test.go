@@ -131,3 +131,21 @@ func BenchmarkWorkerRefed(b *testing.B) {
 	}
 	w.settle(true)
 }
+
+// BenchmarkForwardRecycle is a forward's storage taken for a failed record
+// and given back once acknowledged, as each retried record of B2 does.
+func BenchmarkForwardRecycle(b *testing.B) {
+	w := benchWorker(b, HandlerFunc(func(context.Context, *kgo.Record) error { return nil }))
+	fs := make([]*pendingForward, 64) // an acknowledged produce batch
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range fs {
+			fs[i] = w.newForward()
+		}
+		for _, f := range fs {
+			f.done.Store(true)
+			w.recycle(f)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(fs)), "ns/forward")
+}
