@@ -57,6 +57,11 @@ type pollFixture struct {
 	value     []byte
 	offset    int64 // of the next tier record
 	nextFirst int64 // kretry-original-offset of the next record
+	// asWritten: a record's kretry-last-failure-at is its due time less
+	// the tier's delay, as a consumer writes it, so that it is held until
+	// then however far ahead; otherwise it is the poll's time, and a
+	// record due more than the delay later is re-parked at now + delay.
+	asWritten bool
 }
 
 func newPollFixture(tb testing.TB, parts int32) *pollFixture {
@@ -119,9 +124,13 @@ func (f *pollFixture) poll(perPart int, due time.Time) kgo.Fetches {
 	for p := range f.parts {
 		fp := kgo.FetchPartition{Partition: p}
 		for j := range int64(perPart) {
+			last := now
+			if f.asWritten {
+				last = due.Add(-f.tier.Delay).UTC().Truncate(time.Millisecond)
+			}
 			md := headers.Metadata{Group: "svc", Attempts: 1, Tier: f.tier.Name, DueAt: due.UTC().Truncate(time.Millisecond),
 				OriginalTopic: "orders", OriginalPartition: p, OriginalOffset: f.nextFirst, OriginalTimestamp: now,
-				FirstFailureAt: now, LastFailureAt: now, Error: "bench: every first delivery fails"}
+				FirstFailureAt: now, LastFailureAt: last, Error: "bench: every first delivery fails"}
 			hs := headers.Encode(nil, md)
 			for i := range hs {
 				hs[i].Key, hs[i].Value = strings.Clone(hs[i].Key), []byte(string(hs[i].Value))
@@ -205,8 +214,11 @@ func benchRefeedPoll(b *testing.B, hold bool) {
 // BenchmarkHeldWake is a poll without records while 8 partitions hold
 // records not yet due, one op per poll: the wake-ups of a relay that holds
 // a burst while re-feeds in flight or earlier heads bring it back to poll.
+// The records are held for 5 seconds (not re-parked at the tier's delay of
+// 1s), longer than the loop runs.
 func BenchmarkHeldWake(b *testing.B) {
 	f := newPollFixture(b, 8)
+	f.asWritten = true
 	s, ctx := f.s, context.Background()
 	s.handle(ctx, f.poll(500, time.Now().Add(5*time.Second)))
 	if len(s.held) != 8 {
