@@ -28,9 +28,7 @@ func FencedError(t *testing.T, err error) error {
 
 // RecycledRefeeds reports whether r has a re-feed recycled for reuse.
 func RecycledRefeeds(r *Relay) bool {
-	f, _ := r.refeeds.Get().(*refeed)
-	if f != nil {
-		r.refeeds.Put(f)
-	}
-	return f != nil
+	r.refeeds.mu.Lock()
+	defer r.refeeds.mu.Unlock()
+	return len(r.refeeds.list) > 0
 }

@@ -26,6 +26,8 @@ type outcome struct {
 	tailDue time.Time     // the due time of the last of waiting (until when it cannot be read)
 	queue   []*refeed     // the partition's re-feeds in flight, oldest first
 	refed   *refedIDs     // what the partition re-fed in this session
+	free    []*refeed     // re-feeds to reuse, taken from and given back to the relay's (see newRefeed)
+	drained bool          // the relay's free re-feeds ran out in this poll
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
@@ -80,6 +82,9 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		n += len(o.queue)
 	}
 	s.bound(ctx, outs, n)
+	for _, o := range outs {
+		s.giveBack(o)
+	}
 	s.mu.Lock()
 	for _, o := range outs {
 		if len(o.queue) > 0 {
@@ -221,7 +226,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			r.due, r.repark = r.after, false // due meanwhile
 		}
 		o.refed.remember(r.id, rec.Offset)
-		o.queue = append(o.queue, s.refeed(ctx, t, rec, r, limit))
+		o.queue = append(o.queue, s.refeed(ctx, o, t, rec, r, limit))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // refeed is one re-feed in flight, or with produced false a record that
 // needs none (another group's, or a copy of one re-fed: copyOf set) and is
 // done in its turn. The produced record and its result live in it; one
-// re-fed without error is recycled (Relay.refeeds): kgo does not touch a
+// re-fed without error is recycled (freeRefeeds): kgo does not touch a
 // record once its promise has run.
 type refeed struct {
 	rec       *kgo.Record
@@ -50,10 +51,57 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 	}
 }
 
-// newRefeed returns a re-feed of s, recycled when one is free.
-func (s *session) newRefeed() *refeed {
-	f, _ := s.r.refeeds.Get().(*refeed)
-	if f == nil {
+// refeedsKept bounds the re-feeds kept for reuse: what one poll re-feeds.
+// A poll's re-feeds are acknowledged and settled by the next few polls, so
+// in a steady flow nearly every re-feed is a recycled one.
+const refeedsKept = maxPollRecords
+
+// refeedChunk is how many re-feeds a partition's goroutine takes from the
+// free list at a time: a lock per chunk, not per re-feed.
+const refeedChunk = 64
+
+// freeRefeeds is the relay's free list of re-feeds, acknowledged without
+// error and reset. A sync.Pool would cost a pin and an atomic per Get and
+// Put, and lose its re-feeds to every second GC, which a busy relay runs
+// several times a second.
+type freeRefeeds struct {
+	mu   sync.Mutex
+	list []*refeed
+}
+
+// take moves up to n re-feeds of the list to dst.
+func (l *freeRefeeds) take(dst []*refeed, n int) []*refeed {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n = min(n, len(l.list))
+	dst = append(dst, l.list[len(l.list)-n:]...)
+	clear(l.list[len(l.list)-n:])
+	l.list = l.list[:len(l.list)-n]
+	return dst
+}
+
+// give puts fs on the list, as far as refeedsKept allows, and clears fs.
+func (l *freeRefeeds) give(fs []*refeed) {
+	if len(fs) == 0 {
+		return
+	}
+	l.mu.Lock()
+	n := min(len(fs), refeedsKept-len(l.list))
+	l.list = append(l.list, fs[:n]...)
+	l.mu.Unlock()
+	clear(fs)
+}
+
+// newRefeed returns a re-feed for o's partition, recycled when one is free.
+func (s *session) newRefeed(o *outcome) *refeed {
+	if len(o.free) == 0 && !o.drained {
+		o.free = s.r.refeeds.take(o.free, refeedChunk)
+		o.drained = len(o.free) == 0 // allocate for the rest of the poll
+	}
+	var f *refeed
+	if n := len(o.free); n > 0 {
+		f, o.free = o.free[n-1], o.free[:n-1]
+	} else {
 		f = &refeed{}
 		f.promise = f.ack
 	}
@@ -61,10 +109,18 @@ func (s *session) newRefeed() *refeed {
 	return f
 }
 
-// recycle gives f back, a re-feed settled and acknowledged without error.
-func (s *session) recycle(f *refeed) {
+// recycle resets f, a re-feed of o's partition settled and acknowledged
+// without error, onto o's free re-feeds; giveBack returns them to the
+// relay's.
+func (o *outcome) recycle(f *refeed) {
 	*f = refeed{promise: f.promise}
-	s.r.refeeds.Put(f)
+	o.free = append(o.free, f)
+}
+
+// giveBack returns o's free re-feeds to the relay's free list.
+func (s *session) giveBack(o *outcome) {
+	s.r.refeeds.give(o.free)
+	o.free = o.free[:0]
 }
 
 // refeed starts producing rec to its main topic, at its original partition
@@ -73,9 +129,9 @@ func (s *session) recycle(f *refeed) {
 // as they are: when they are canonical (as kretry writes them) rec's headers
 // are reused, otherwise Encode rewrites them. limit is the main topic's
 // batch limit.
-func (s *session) refeed(ctx context.Context, t tierOf, rec *kgo.Record, r read, limit int32) *refeed {
+func (s *session) refeed(ctx context.Context, o *outcome, t tierOf, rec *kgo.Record, r read, limit int32) *refeed {
 	main := t.ladder.Topic()
-	f := s.newRefeed()
+	f := s.newRefeed(o)
 	f.rec, f.due, f.attempts, f.untrusted, f.produced = rec, time.Unix(0, r.due), int32(r.id.attempts), r.untrusted, true
 	hs := rec.Headers
 	if !r.canonical {
@@ -179,7 +235,7 @@ func (s *session) settle(o *outcome, stop <-chan struct{}) {
 			s.reparked(t, f)
 		} else if f.produced {
 			s.refed(t, f)
-			s.recycle(f)
+			o.recycle(f)
 		} else if f.copyOf != (copyID{}) {
 			s.skippedCopy(t, f)
 		}
@@ -213,6 +269,7 @@ func (s *session) settleAll(tps map[string][]int32, stop <-chan struct{}) {
 	abandoned := 0
 	for _, o := range outs {
 		s.settle(o, stop)
+		s.giveBack(o)
 		s.markDone(o)
 		abandoned += len(o.queue)
 		if len(o.queue) > 0 && s.txn != nil { // kept for endTxn to see

@@ -71,7 +71,7 @@ type Relay struct {
 	metrics *metrics.Metrics
 	health  *healthtrack.Tracker
 	started atomic.Bool // by Run: a Relay runs once
-	refeeds sync.Pool   // of *refeed, recycled once acknowledged
+	refeeds freeRefeeds // recycled once acknowledged
 
 	// idMu guards cfg.instanceID, which a new session after a fence
 	// replaces when it is random (randomID: no WithInstanceID).
