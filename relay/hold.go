@@ -53,6 +53,38 @@ type held struct {
 	due   time.Time // of recs[0]
 	tail  time.Time // of the last of recs, as far as it can be read
 	size  int       // of recs, as holdRecord sizes them
+
+	// The arrays recs and reads lie in, from their start: the next polls
+	// add at the back of recs and reads and re-feed from their front, in
+	// these arrays as long as they have room (see grow).
+	recsArr  []*kgo.Record
+	readsArr []read
+}
+
+// grow returns s with n elements more at its end, to be set, and the array
+// it then lies in, from its start. s lies at the end of arr (the array a
+// call returned; nil: none), which it checks. It grows in place when s has room after it;
+// else it moves to the start of arr when arr has room for s twice over, so
+// that each element added costs at most one moved, and clears the rest of
+// arr, which only elements dropped before s and copies of s fill; else it
+// moves to a new array with room for as much again.
+//
+// A hold so keeps its arrays while records come in at the back as fast as
+// they are re-fed from the front, where appending to what is left of them
+// would allocate anew every few polls.
+func grow[T any](arr, s []T, n int) (grown, grownArr []T) {
+	need := len(s) + n
+	if need <= cap(s) {
+		return s[:need], arr
+	}
+	if all := arr[:cap(arr)]; len(s)+need <= len(all) && cap(s) > 0 && &all[len(all)-cap(s)] == &s[:1][0] {
+		copy(all, s)
+		clear(all[len(s):])
+		return all[:need], all
+	}
+	grown = make([]T, need, len(s)+need)
+	copy(grown, s)
+	return grown, grown
 }
 
 // pause is a paused partition's timer, which resumes it.
@@ -139,7 +171,8 @@ func (s *session) hold(outs []*outcome) {
 			continue // paused and rewound
 		}
 		n, size = n+len(o.waiting), size+o.wbytes
-		s.held[o.tp] = held{recs: o.waiting, reads: o.wreads, due: o.until, tail: o.tailDue, size: o.wbytes}
+		s.held[o.tp] = held{recs: o.waiting, reads: o.wreads, due: o.until, tail: o.tailDue, size: o.wbytes,
+			recsArr: o.waitingArr, readsArr: o.wreadsArr}
 		o.rewind = nil
 	}
 	s.heldRecords, s.heldBytes = n, size

@@ -105,3 +105,53 @@ func TestHeldSize(t *testing.T) {
 		t.Fatal("nothing was held: the test shows nothing")
 	}
 }
+
+// grow keeps a hold's elements in order whichever way it grows: in place,
+// moved to the start of the hold's array (clearing the rest, so that no
+// record re-fed stays reachable from it), or in a new array, which it also
+// takes for a slice that does not lie at the end of the array it is given.
+func TestGrow(t *testing.T) {
+	ptrs := func(n int) []*int {
+		out := make([]*int, n)
+		for i := range out {
+			out[i] = new(int)
+			*out[i] = i
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		arr     func() ([]*int, []*int) // the array and s in it
+		n       int
+		sameArr bool // grows in arr
+	}{
+		{"in place", func() ([]*int, []*int) { a := ptrs(10); return a, a[6:8] }, 2, true},
+		{"moved to the start", func() ([]*int, []*int) { a := ptrs(10); return a, a[8:] }, 3, true},
+		{"no room twice over", func() ([]*int, []*int) { a := ptrs(10); return a, a[4:] }, 4, false},
+		{"not at the end of arr", func() ([]*int, []*int) { a := ptrs(10); return a, append([]*int(nil), a[8:]...) }, 3, false},
+		{"no arr", func() ([]*int, []*int) { return nil, ptrs(3) }, 2, false},
+		{"nothing", func() ([]*int, []*int) { return nil, nil }, 4, false},
+	} {
+		arr, s := tc.arr()
+		want := append([]*int(nil), s...)
+		got, gotArr := grow(arr, s, tc.n)
+		if len(got) != len(want)+tc.n || &gotArr[:cap(gotArr)][cap(gotArr)-cap(got)] != &got[:1][0] {
+			t.Fatalf("%s: grew to %d elements, want %d, at the end of the array returned", tc.name, len(got), len(want)+tc.n)
+		}
+		for i, p := range want {
+			if got[i] != p {
+				t.Fatalf("%s: element %d is %v, want %v", tc.name, i, got[i], p)
+			}
+		}
+		if same := cap(arr) > 0 && &gotArr[:1][0] == &arr[:1][0]; same != tc.sameArr {
+			t.Fatalf("%s: grew in the array given: %v, want %v", tc.name, same, tc.sameArr)
+		}
+		if tc.sameArr && &got[0] == &gotArr[0] {
+			for i, p := range gotArr[len(got):cap(gotArr)] {
+				if p != nil {
+					t.Fatalf("%s: element %d after the grown slice still refers to %d", tc.name, len(got)+i, *p)
+				}
+			}
+		}
+	}
+}

@@ -28,6 +28,10 @@ type outcome struct {
 	refed   *refedIDs     // what the partition re-fed in this session
 	free    []*refeed     // re-feeds to reuse, taken from and given back to the relay's (see newRefeed)
 	drained bool          // the relay's free re-feeds ran out in this poll
+
+	// The arrays waiting and wreads lie in, from their start (see grow).
+	waitingArr []*kgo.Record
+	wreadsArr  []read
 }
 
 // handle processes one poll: the partitions in parallel, each in offset
@@ -50,7 +54,11 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
 			tp := topicPartition{p.Topic, p.Partition}
-			recs[tp] = append(recs[tp], p.Records...) // in place: only the partition's hold refers to what it held
+			h, rs := holds[tp], recs[tp]
+			// In the array of the partition's hold: only the hold refers to it.
+			recs[tp], h.recsArr = grow(h.recsArr, rs, len(p.Records))
+			copy(recs[tp][len(rs):], p.Records)
+			holds[tp] = h
 		}
 	})
 	outs := make(map[topicPartition]*outcome, len(recs))
@@ -63,10 +71,11 @@ func (s *session) handle(ctx context.Context, fetches kgo.Fetches) {
 		if len(rs) == len(h.recs) && h.due.After(now) && ctx.Err() == nil {
 			// Held, nothing new, its head not due: it waits as partition would find.
 			o.rewind, o.until, o.waiting, o.wreads, o.wbytes, o.tailDue = rs[0], h.due, rs, h.reads, h.size, h.tail
+			o.waitingArr, o.wreadsArr = h.recsArr, h.readsArr
 			continue
 		}
 		o.refed = s.refedOf(tp)
-		wg.Go(func() { s.partition(ctx, o, rs, h.reads, h.size) })
+		wg.Go(func() { s.partition(ctx, o, rs, h) })
 	}
 	wg.Wait()
 	// Settle every partition with re-feeds in flight, polled now or not;
@@ -142,9 +151,11 @@ func (s *session) bound(ctx context.Context, outs map[topicPartition]*outcome, n
 // the first failure; the partition is rewound there, and a later record that
 // was acknowledged anyway (only possible when it went to another main
 // partition) is re-fed again: a duplicate, never a loss.
-// reads holds what earlier polls read of recs' headers, by index: of the
-// records the partition held, which come first; size is what they held.
-func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, reads []read, size int) {
+// h is what the partition held, its records first in recs: h.reads what
+// earlier polls read of their headers, by index, h.size their size; recs
+// lies in h.recsArr, h.reads in h.readsArr (see grow).
+func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record, h held) {
+	reads, size := h.reads, h.size
 	t := s.r.tiers[o.tp.topic]
 	limit := s.limits.Of(t.ladder.Topic()) // read once: kgo asks for it once per partition too
 	// now is read again before a record counts as not yet due (or not yet
@@ -193,7 +204,7 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 		}
 		if r.due > now.UnixNano() {
 			due := time.Unix(0, r.due)
-			o.rewind, o.until, o.waiting = rec, due, recs[i:]
+			o.rewind, o.until, o.waiting, o.waitingArr = rec, due, recs[i:], h.recsArr
 			known := reads[min(i, len(reads)):]
 			o.wbytes = size
 			for _, d := range reads[:len(reads)-len(known)] { // held until now, done
@@ -202,10 +213,11 @@ func (s *session) partition(ctx context.Context, o *outcome, recs []*kgo.Record,
 			if len(known) == 0 { // rec is read: readAll readies and reads the records after it
 				r.size = int32(holdRecord(rec))
 				o.wbytes += int(r.size)
-				known = []read{r}
+				known, h.readsArr = grow(h.readsArr, known, 1) // the hold's array, if any: its reads are done
+				known[0] = r
 			}
 			var added int
-			o.wreads, added = s.readAll(t, o.waiting, known, now)
+			o.wreads, o.wreadsArr, added = s.readAll(t, o.waiting, known, h.readsArr, now)
 			o.wbytes += added
 			o.tailDue = due
 			if last := o.wreads[len(o.wreads)-1]; last.ok && last.due > r.due {
@@ -295,17 +307,18 @@ func readOf(t tierOf, md headers.Metadata, canonical bool, hs []kgo.RecordHeader
 
 // readAll returns what is read of waiting at now, by index: known (what
 // earlier polls read of them, by index; it may be shorter), then the rest,
-// which it readies to be held (holdRecord); and their size, summed. It
-// grows known in place, which only the partition's hold refers to.
-func (s *session) readAll(t tierOf, waiting []*kgo.Record, known []read, now time.Time) (reads []read, size int) {
-	out := slices.Grow(known, len(waiting)-len(known))[:len(waiting)]
+// which it readies to be held (holdRecord); the array they lie in; and
+// their size, summed. It grows known in arr, the array it lies in, which
+// only the partition's hold refers to (see grow).
+func (s *session) readAll(t tierOf, waiting []*kgo.Record, known, arr []read, now time.Time) (reads, readsArr []read, size int) {
+	out, arr := grow(arr, known, len(waiting)-len(known))
 	for i := len(known); i < len(waiting); i++ {
 		n := holdRecord(waiting[i])
 		out[i], _, _ = readTier(t, waiting[i].Headers, now) // unread when it cannot be re-fed
 		out[i].size = int32(n)
 		size += n
 	}
-	return out, size
+	return out, arr, size
 }
 
 // nextWake returns when the poll loop must look at the held records again,

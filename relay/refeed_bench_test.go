@@ -35,6 +35,7 @@ func BenchmarkRefeedPoll(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) { benchRefeedPoll(b, hold) })
 	}
+	b.Run("sliding", benchSlidingHold)
 }
 
 // cpuTime is the user and system CPU time of the process so far.
@@ -155,22 +156,8 @@ func benchRefeedPoll(b *testing.B, hold bool) {
 		}
 	}
 
-	// The process's CPU time and mallocs in the timed parts: steadier than
-	// ns/op on a shared machine, and allocs/op to the tenth.
-	var cpu time.Duration
-	var mallocs uint64
-	var ms runtime.MemStats
-	start := func() {
-		runtime.GC() // of the poll built, and of kfake's work: not timed
-		runtime.ReadMemStats(&ms)
-		cpu, mallocs = cpu-cpuTime(b), mallocs-ms.Mallocs
-		b.StartTimer()
-	}
-	stop := func() {
-		b.StopTimer()
-		runtime.ReadMemStats(&ms)
-		cpu, mallocs = cpu+cpuTime(b), mallocs+ms.Mallocs
-	}
+	var m meter
+	start, stop := func() { m.start(b) }, func() { m.stop(b) }
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.StopTimer()
@@ -201,13 +188,90 @@ func benchRefeedPoll(b *testing.B, hold bool) {
 		settled()
 		stop()
 	}
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
-	b.ReportMetric(float64(mallocs)/float64(b.N), "mallocs/op")
+	m.report(b)
 	if hold && heldParts < polls*parts/2 {
 		b.Fatalf("%d of %d partition polls held their records: the benchmark measures the wrong thing", heldParts, polls*parts)
 	}
 	if n := s.refedIDs[topicPartition{f.tier.Topic, 0}]; n == nil || len(n.ring) == 0 {
 		b.Fatal("nothing re-fed")
+	}
+}
+
+// meter is the process's CPU time and mallocs in the timed parts of a
+// benchmark: steadier than ns/op on a shared machine, and allocs/op to the
+// tenth.
+type meter struct {
+	cpu     time.Duration
+	mallocs uint64
+	ms      runtime.MemStats
+}
+
+func (m *meter) start(b *testing.B) {
+	runtime.GC() // of the poll built, and of kfake's work: not timed
+	runtime.ReadMemStats(&m.ms)
+	m.cpu, m.mallocs = m.cpu-cpuTime(b), m.mallocs-m.ms.Mallocs
+	b.StartTimer()
+}
+
+func (m *meter) stop(b *testing.B) {
+	b.StopTimer()
+	runtime.ReadMemStats(&m.ms)
+	m.cpu, m.mallocs = m.cpu+cpuTime(b), m.mallocs+m.ms.Mallocs
+}
+
+func (m *meter) report(b *testing.B) {
+	b.ReportMetric(float64(m.cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(m.mallocs)/float64(b.N), "mallocs/op")
+}
+
+// benchSlidingHold is a steady flow, as in make bench's B2 when the relay
+// keeps up: a poll every 10ms brings every partition records due 100ms
+// later, and re-feeds from memory those of earlier polls that fell due, so
+// that each partition holds about ten polls' records at a time, adding at
+// the back of its hold what it re-feeds from the front.
+func benchSlidingHold(b *testing.B) {
+	const parts, perPart, pace, ahead = 8, 100, 10 * time.Millisecond, 100 * time.Millisecond
+	f := newPollFixture(b, parts)
+	s, prod, ctx := f.s, f.prod, context.Background()
+	var m meter
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.StopTimer()
+	holding, polls := 0, 0
+	next := time.Now()
+	for done := 0; done < b.N; done += parts * perPart {
+		time.Sleep(time.Until(next))
+		next = next.Add(pace)
+		fetches := f.poll(perPart, time.Now().Add(ahead))
+		polls++
+		m.start(b)
+		s.handle(ctx, fetches)
+		m.stop(b)
+		for _, h := range s.held {
+			if len(h.recs) > 2*perPart {
+				holding++
+			}
+		}
+		if err := prod.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	time.Sleep(ahead + 5*time.Millisecond)
+	m.start(b)
+	s.handle(ctx, nil)
+	m.stop(b)
+	if err := prod.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	m.start(b)
+	s.settleAll(nil, nil)
+	m.stop(b)
+	if len(s.held) > 0 || len(s.paused) > 0 {
+		b.Fatalf("held %d partitions, paused %d: want every record re-fed", len(s.held), len(s.paused))
+	}
+	m.report(b)
+	if polls > 20 && holding < polls*parts/2 {
+		b.Fatalf("%d of %d partition polls held more than two polls' records: the benchmark measures the wrong thing", holding, polls*parts)
 	}
 }
 
