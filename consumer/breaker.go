@@ -254,6 +254,7 @@ func (w *worker) admit(rec *kgo.Record) (probe, admitted, ok bool) {
 			w.giveBack(rec)
 			return false, false, true
 		}
+		w.spillFree() // idle until the breaker lets records through
 		select {
 		case <-ch:
 		case <-w.quit:

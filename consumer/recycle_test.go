@@ -110,3 +110,31 @@ func TestRecycledForwardKeepsWhatWasProduced(t *testing.T) {
 		})
 	}
 }
+
+// A worker that has returned keeps none of the forwards it recycled: they
+// are in the consumer's pool, which the GC trims.
+func TestWorkerKeepsNoFreeForwardsOnceStopped(t *testing.T) {
+	fail := errors.New("fail")
+	w := benchWorker(t, HandlerFunc(func(context.Context, *kgo.Record) error { return fail }))
+	stop := time.AfterFunc(time.Minute, w.cancel) // fail, not hang
+	defer stop.Stop()
+	w.enqueue(benchRecords(300))
+	for range 300 {
+		rec, ok := w.next()
+		if !ok || !w.process(rec) || !w.settle(false) {
+			t.Fatal("worker stopped")
+		}
+	}
+	if !w.settle(true) || len(w.free) == 0 {
+		t.Fatalf("%d free forwards after 300 acknowledged: the test shows nothing", len(w.free))
+	}
+	go w.run()
+	w.stop(time.Minute)
+	w.wait()
+	if len(w.free) != 0 {
+		t.Errorf("a stopped worker keeps %d free forwards, want 0", len(w.free))
+	}
+	if f, _ := w.s.c.forwards.Get().(*pendingForward); f == nil {
+		t.Error("no forward in the consumer's pool after the worker stopped")
+	}
+}
