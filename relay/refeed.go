@@ -51,44 +51,58 @@ func (f *refeed) ack(_ *kgo.Record, err error) {
 	}
 }
 
-// refeedsKept bounds the re-feeds kept for reuse: what one poll re-feeds.
-// A poll's re-feeds are acknowledged and settled by the next few polls, so
-// in a steady flow nearly every re-feed is a recycled one.
+// refeedsKept bounds the re-feeds kept on the free list: what one poll
+// re-feeds. A poll's re-feeds are settled by the next few polls, so in a
+// steady flow nearly every re-feed is a recycled one; those settled beyond
+// it at once (after bound waited) spill to a sync.Pool, which the GC
+// empties, so that a burst costs no memory for long.
 const refeedsKept = maxPollRecords
 
 // refeedChunk is how many re-feeds a partition's goroutine takes from the
 // free list at a time: a lock per chunk, not per re-feed.
 const refeedChunk = 64
 
-// freeRefeeds is the relay's free list of re-feeds, acknowledged without
-// error and reset. A sync.Pool would cost a pin and an atomic per Get and
-// Put, and lose its re-feeds to every second GC, which a busy relay runs
-// several times a second.
+// freeRefeeds is the relay's re-feeds acknowledged without error and
+// reset, for reuse: a list of at most refeedsKept, and a sync.Pool beyond
+// it. The list costs no pin and atomics per re-feed, and loses none to the
+// GC, which a busy relay runs several times a second.
 type freeRefeeds struct {
-	mu   sync.Mutex
-	list []*refeed
+	mu    sync.Mutex
+	list  []*refeed
+	spill sync.Pool // of *refeed
 }
 
-// take moves up to n re-feeds of the list to dst.
+// take moves up to n free re-feeds to dst, from the list first.
 func (l *freeRefeeds) take(dst []*refeed, n int) []*refeed {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	n = min(n, len(l.list))
-	dst = append(dst, l.list[len(l.list)-n:]...)
-	clear(l.list[len(l.list)-n:])
-	l.list = l.list[:len(l.list)-n]
+	k := min(n, len(l.list))
+	dst = append(dst, l.list[len(l.list)-k:]...)
+	clear(l.list[len(l.list)-k:])
+	l.list = l.list[:len(l.list)-k]
+	l.mu.Unlock()
+	for ; k < n; k++ {
+		f, _ := l.spill.Get().(*refeed)
+		if f == nil {
+			break
+		}
+		dst = append(dst, f)
+	}
 	return dst
 }
 
-// give puts fs on the list, as far as refeedsKept allows, and clears fs.
+// give puts fs on the list, as far as refeedsKept allows, the rest in the
+// pool, and clears fs.
 func (l *freeRefeeds) give(fs []*refeed) {
 	if len(fs) == 0 {
 		return
 	}
 	l.mu.Lock()
-	n := min(len(fs), refeedsKept-len(l.list))
-	l.list = append(l.list, fs[:n]...)
+	k := min(len(fs), refeedsKept-len(l.list))
+	l.list = append(l.list, fs[:k]...)
 	l.mu.Unlock()
+	for _, f := range fs[k:] {
+		l.spill.Put(f)
+	}
 	clear(fs)
 }
 
