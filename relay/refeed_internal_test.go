@@ -21,9 +21,11 @@ func TestFreeRefeedsSpill(t *testing.T) {
 	if len(l.list) != refeedsKept {
 		t.Fatalf("the list keeps %d re-feeds, want %d", len(l.list), refeedsKept)
 	}
+	// All of the spill comes back, but under the race detector sync.Pool
+	// drops a quarter of what it is given, at random: some must come back.
 	got := l.take(nil, len(given)+10)
-	if len(got) != len(given) {
-		t.Fatalf("took back %d re-feeds of %d given", len(got), len(given))
+	if len(got) <= refeedsKept || len(got) > len(given) {
+		t.Fatalf("took back %d re-feeds of %d given (%d kept in the list): want more than the list kept, and no more than were given", len(got), len(given), refeedsKept)
 	}
 	for _, f := range got {
 		if !seen[f] {
