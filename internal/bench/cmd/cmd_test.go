@@ -153,3 +153,12 @@ func TestCommas(t *testing.T) {
 		}
 	}
 }
+
+func TestRunMainRefusesNoRounds(t *testing.T) {
+	for _, flag := range []string{"-b2-rounds", "-b3-rounds", "-eos-rounds"} {
+		// A broker is named so that only the rounds are wrong; none is dialled.
+		if got := runMain([]string{"-brokers", "127.0.0.1:1", flag, "0"}); got != 2 {
+			t.Errorf("runMain with %s 0 = %d, want 2 (bad usage)", flag, got)
+		}
+	}
+}
