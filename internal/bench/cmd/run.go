@@ -69,7 +69,7 @@ func runMain(args []string) int {
 	fs.StringVar(&rf.command, "command", "go run ./internal/bench/cmd", "the command to name in the report")
 	fs.StringVar(&rf.kafkaVer, "kafka-version", "", "Kafka version to name in the report when it cannot be read from the running broker")
 	fs.BoolVar(&rf.keep, "keep", false, "keep the topics and groups of this run")
-	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1, of every side of B2 (round 1) and of the B3 burst into this directory")
+	fs.StringVar(&rf.profileDir, "profile", "", "write CPU and allocation profiles of both sides of B1, of every side of B2 (round 1) and of the first B3 burst into this directory")
 	fs.IntVar(&rf.partitions, "partitions", 8, "partitions of every topic")
 	fs.IntVar(&rf.valueBytes, "value-bytes", 256, "record value size")
 	fs.IntVar(&rf.b1Records, "b1-records", 1_000_000, "B1 records")
@@ -597,7 +597,7 @@ func methodSection(rf runFlags) bench.Section {
 				"CPU seconds are the child's user+system time (getrusage) over the same window as the records/s.",
 			"- A throughput window runs from the first record the handler sees to the last one counted, so group joins and client start-up are left out of both sides alike.",
 			"- The broker, the producer that fills the topics, and both sides share this machine's cores; ratios measured in one run are the figures to trust, absolute rates vary with the machine and its load.",
-			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B1eos and B2eos median exactly-once/at-least-once ratios of B1's and B2's kretry sides, B2floor kretry / 3 hops with kretry headers (records/s) and B2cpu the ratio of their CPU per retried record (see B2 context), B3 the re-feed lateness of the burst run (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay, B5 the share of the offered records dead-lettered during a dependency outage with and without circuit_breaker.",
+			"- The summary lines at the end are for scripts: B1 and B2 are median kretry/raw ratios, B1eos and B2eos median exactly-once/at-least-once ratios of B1's and B2's kretry sides, B2floor kretry / 3 hops with kretry headers (records/s) and B2cpu the ratio of their CPU per retried record (see B2 context), B3 the median over the burst runs of their re-feed lateness (re-fed record's timestamp − kretry-due-at), B4 the largest peak RSS of the relay, B5 the share of the offered records dead-lettered during a dependency outage with and without circuit_breaker.",
 		},
 	}
 }
