@@ -504,3 +504,62 @@ func TestCircuitBreakerTracing(t *testing.T) {
 		}
 	})
 }
+
+// Records the classifier dead-letters, and records whose handler panics,
+// are bad records, not an outage: as failures of the breaker, a run of them
+// opened it, and the record whose failure opened it, handled again
+// half-open, failed again and opened it again, for ever: the partition was
+// wedged. They count as nothing, as discards do: every record reaches the
+// DLQ and is committed, and the breaker stays closed.
+func TestCircuitBreakerDeadLetters(t *testing.T) {
+	errInvalid := errors.New("invalid order")
+	for _, tc := range []struct {
+		name string
+		h    func(r *kgo.Record) error
+	}{
+		{"dead-lettered by the classifier", func(r *kgo.Record) error { return fmt.Errorf("order %s: %w", r.Key, errInvalid) }},
+		{"panicked", func(r *kgo.Record) error { panic("order " + string(r.Key) + ": nil customer") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := newConfig()
+				cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
+				c := newClusterWith(t, cfg, 1, 1)
+				classify := func(err error) consumer.Decision {
+					if errors.Is(err, errInvalid) {
+						return consumer.DeadLetter
+					}
+					return consumer.DefaultClassifier(err)
+				}
+				const records = 50
+				for i := range records {
+					c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
+				}
+				var calls counter
+				h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+					calls.add(r.Key)
+					return tc.h(r)
+				})
+				reg := prometheus.NewRegistry()
+				r := c.start(h, consumer.WithRelay(false), consumer.WithClassifier(classify), consumer.WithRegisterer(reg))
+				waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
+				waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
+				if err := r.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				m, _ := metrics.New(reg)
+				if opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic)); opened != 0 {
+					t.Errorf("breaker opened %v times, want never", opened)
+				}
+				if n := len(c.read(c.ladder.DLQ())); n != records {
+					t.Errorf("DLQ holds %d, want %d", n, records)
+				}
+				for i := range records {
+					if n := calls.get(strconv.Itoa(i)); n != 1 {
+						t.Errorf("record %d handled %d times, want once", i, n)
+					}
+				}
+			})
+		})
+	}
+}

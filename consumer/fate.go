@@ -106,15 +106,14 @@ func (w *worker) process(rec *kgo.Record) bool {
 			w.breaker.release(probe) // the record is delivered again: no outcome
 			break
 		}
-		if herr != nil && !panicked {
-			if !w.decided {
-				w.decided, w.decision = true, w.classify(rec, herr)
-			}
-			if w.decision == Discard {
-				// The error does not matter: neither a failure nor a success.
-				w.breaker.release(probe)
-				break
-			}
+		if herr != nil && !panicked && !w.decided {
+			w.decided, w.decision = true, w.classify(rec, herr)
+		}
+		if herr != nil && (panicked || w.decision != Retry) {
+			// Discarded, dead-lettered or panicked: the record's fate, not
+			// the dependency's; neither a failure nor a success.
+			w.breaker.release(probe)
+			break
 		}
 		if !w.breaker.result(time.Now(), herr != nil, probe) {
 			break
