@@ -27,7 +27,10 @@ import (
 // the failure that opened it) is not forwarded: it waits and is handled
 // again. After open_for: half-open, fetching resumes and half_open_records
 // records are let through; as many successes close it, a failure opens it
-// again. A revoked partition's worker stops waiting at once and its records
+// again, and the probe that failed takes the ladder like any failure, not
+// held again: a record that fails whatever the dependency does (a bad
+// record the classifier retries) would otherwise fail every probe, and the
+// topic would never move again. A revoked partition's worker stops waiting at once and its records
 // stay uncommitted for their next owner: the breaker holds no partition past
 // a rebalance, and drops no record. In exactly-once mode a worker does not
 // wait while the breaker is open: it gives its records back (giveBack).
@@ -138,7 +141,7 @@ func (b *breaker) result(now time.Time, failed, probe bool) (hold bool) {
 		switch {
 		case failed:
 			b.open(now, "a half-open probe failed")
-			return true
+			return !probe // a failed probe is not held again: see the package doc
 		case probe:
 			if b.probeOK++; b.probeOK >= b.cfg.Probes() {
 				b.close()

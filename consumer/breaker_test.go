@@ -563,3 +563,41 @@ func TestCircuitBreakerDeadLetters(t *testing.T) {
 		})
 	}
 }
+
+// Records that fail whatever the dependency does, with an error the
+// classifier retries (a plain error: the default classifier retries it),
+// open the breaker as an outage does; but a half-open probe that fails takes
+// the ladder like any failure, so such records cannot hold the topic for
+// ever: each probe that fails moves on, and every record reaches the first
+// tier and is committed. Before, the record whose failure opened the
+// breaker was held back and failed every probe: the partition never moved.
+func TestCircuitBreakerFailedProbeForwarded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := newConfig()
+		cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
+		c := newClusterWith(t, cfg, 1, 1)
+		const records = 30
+		for i := range records {
+			c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
+		}
+		var calls counter
+		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+			calls.add(r.Key)
+			return fmt.Errorf("order %s: unparsable", r.Key)
+		})
+		reg := prometheus.NewRegistry()
+		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
+		waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
+		waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
+		if err := r.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		m, _ := metrics.New(reg)
+		if opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic)); opened < 2 {
+			t.Errorf("breaker opened %v times, want at least twice (by the run of failures, then by a failed probe)", opened)
+		}
+		if n := len(c.read(c.ladder.Steps()[0].Topic)); n != records {
+			t.Errorf("the first tier holds %d, want %d", n, records)
+		}
+	})
+}
