@@ -196,10 +196,9 @@ func batchSize(rec *kgo.Record) int {
 // poll waits for acknowledgements until half of it is left (bound). It and
 // the poll after it stay within kgo's MaxBufferedRecords (50,000 by
 // default), so that Produce does not block before the relay chooses to wait.
-// Every wait delays the due records behind it: with 20,000, a burst of
-// records falling due together (B3) waited 40-470 ms in bound per run on a
-// loaded machine, and re-fed with a p99 lateness of 60-295 ms (median 118);
-// with 45,000 it waited in 1 run of 6, p99 51-121 ms (median 66).
+// Every wait delays the due records behind it, as in a burst of records
+// falling due together when the broker's acknowledgements lag (B3); a
+// higher bound would move the wait into kgo's buffer, not shorten it.
 const maxInflight = 9 * maxPollRecords
 
 // settleEvery is how soon the poll loop comes back to mark re-feeds in
