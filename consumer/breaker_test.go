@@ -406,9 +406,6 @@ func TestCircuitBreakerDiscards(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cfg := newConfig()
-				cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
-				c := newClusterWith(t, cfg, 1, 1)
 				errGone := errors.New("customer deleted")
 				classify := func(err error) consumer.Decision {
 					if errors.Is(err, errGone) {
@@ -417,13 +414,8 @@ func TestCircuitBreakerDiscards(t *testing.T) {
 					return consumer.DefaultClassifier(err)
 				}
 				const records = 200
-				for i := range records {
-					c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
-				}
 				start := time.Now()
-				var calls counter
-				h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-					calls.add(r.Key)
+				c, m, _ := breakerRecords(t, records, classify, func(r *kgo.Record) error {
 					i, _ := strconv.Atoi(string(r.Key))
 					switch {
 					case tc.failEach > 0 && i%tc.failEach == 0 && time.Since(start) < time.Minute:
@@ -433,14 +425,6 @@ func TestCircuitBreakerDiscards(t *testing.T) {
 					}
 					return fmt.Errorf("order %d: %w", i, errGone)
 				})
-				reg := prometheus.NewRegistry()
-				r := c.start(h, consumer.WithRelay(false), consumer.WithClassifier(classify), consumer.WithRegisterer(reg))
-				waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
-				waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
-				if err := r.stop(); err != nil {
-					t.Fatalf("Run: %v", err)
-				}
-				m, _ := metrics.New(reg)
 				opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic))
 				if (opened > 0) != tc.wantOpen {
 					t.Errorf("breaker opened %v times, want open %v", opened, tc.wantOpen)
@@ -459,6 +443,42 @@ func TestCircuitBreakerDiscards(t *testing.T) {
 			})
 		})
 	}
+}
+
+// breakerRecords runs a consumer without its relay, its topic's breaker
+// {0.5, 10, 30s, 5s}, with classify (nil: the default) and h as its handler,
+// on records records keyed 0, 1, ... of one partition, until they are all
+// committed. It returns the cluster, the consumer's metrics and the
+// handler's calls, by key.
+func breakerRecords(t *testing.T, records int, classify consumer.Classifier, h func(*kgo.Record) error) (*cluster, *metrics.Metrics, *counter) {
+	t.Helper()
+	cfg := newConfig()
+	cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
+	c := newClusterWith(t, cfg, 1, 1)
+	for i := range records {
+		c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
+	}
+	calls := &counter{}
+	handler := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		calls.add(r.Key)
+		return h(r)
+	})
+	reg := prometheus.NewRegistry()
+	opts := []consumer.Opt{consumer.WithRelay(false), consumer.WithRegisterer(reg)}
+	if classify != nil {
+		opts = append(opts, consumer.WithClassifier(classify))
+	}
+	r := c.start(handler, opts...)
+	waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
+	waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == int64(records) })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	m, err := metrics.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, m, calls
 }
 
 // A traced record the breaker keeps from its handler (here: a, whose
@@ -522,9 +542,6 @@ func TestCircuitBreakerDeadLetters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cfg := newConfig()
-				cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
-				c := newClusterWith(t, cfg, 1, 1)
 				classify := func(err error) consumer.Decision {
 					if errors.Is(err, errInvalid) {
 						return consumer.DeadLetter
@@ -532,22 +549,7 @@ func TestCircuitBreakerDeadLetters(t *testing.T) {
 					return consumer.DefaultClassifier(err)
 				}
 				const records = 50
-				for i := range records {
-					c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
-				}
-				var calls counter
-				h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-					calls.add(r.Key)
-					return tc.h(r)
-				})
-				reg := prometheus.NewRegistry()
-				r := c.start(h, consumer.WithRelay(false), consumer.WithClassifier(classify), consumer.WithRegisterer(reg))
-				waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
-				waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
-				if err := r.stop(); err != nil {
-					t.Fatalf("Run: %v", err)
-				}
-				m, _ := metrics.New(reg)
+				c, m, calls := breakerRecords(t, records, classify, tc.h)
 				if opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic)); opened != 0 {
 					t.Errorf("breaker opened %v times, want never", opened)
 				}
@@ -573,26 +575,10 @@ func TestCircuitBreakerDeadLetters(t *testing.T) {
 // breaker was held back and failed every probe: the partition never moved.
 func TestCircuitBreakerFailedProbeForwarded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cfg := newConfig()
-		cfg.Topics[0].CircuitBreaker = &config.CircuitBreaker{FailureRatio: 0.5, MinRecords: 10, Window: 30 * time.Second, OpenFor: 5 * time.Second}
-		c := newClusterWith(t, cfg, 1, 1)
 		const records = 30
-		for i := range records {
-			c.produce(&kgo.Record{Key: fmt.Appendf(nil, "%d", i)})
-		}
-		var calls counter
-		h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-			calls.add(r.Key)
+		c, m, _ := breakerRecords(t, records, nil, func(r *kgo.Record) error {
 			return fmt.Errorf("order %s: unparsable", r.Key)
 		})
-		reg := prometheus.NewRegistry()
-		r := c.start(h, consumer.WithRelay(false), consumer.WithRegisterer(reg))
-		waitFor(t, "the last record handled", func() bool { return calls.get(strconv.Itoa(records-1)) > 0 })
-		waitFor(t, "every record committed", func() bool { return c.committed(testGroup, testTopic)[0] == records })
-		if err := r.stop(); err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-		m, _ := metrics.New(reg)
 		if opened := metricValue(t, m.CircuitOpened.WithLabelValues(testTopic)); opened < 2 {
 			t.Errorf("breaker opened %v times, want at least twice (by the run of failures, then by a failed probe)", opened)
 		}
