@@ -46,7 +46,10 @@ test-unit: vet
 # test brings the broker up first (so a restart of a shared one is short), then
 # vet, unit and integration tests. It stops the broker afterwards, pass or
 # fail, only if it started it: a running broker (someone's `make kafka-up`) or
-# KRETRY_BROKERS is left alone.
+# KRETRY_BROKERS is left alone. The integration pass runs the tests of the
+# files built with the integration tag and those the unit pass skipped
+# (scripts/integration-run.sh), not again the unit tests that passed: with
+# -tags integration ./... runs those too.
 test:
 	@t0=$$(date +%s); started=; release=; brokers=$${KRETRY_BROKERS:-}; \
 	if [[ -z $$brokers ]]; then \
@@ -57,15 +60,16 @@ test:
 		fi; \
 		release=$$($(KAFKA) version); \
 	fi; \
-	if [[ -n $$started ]]; then trap '$(KAFKA) down || true' EXIT; fi; \
+	unitlog=$$(mktemp); trap 'rm -f "$$unitlog"; if [[ -n $$started ]]; then $(KAFKA) down || true; fi' EXIT; \
 	echo "+ $(GO) vet ./... (and -tags integration)"; \
 	$(GO) vet ./...; $(GO) vet -tags integration ./...; \
-	echo "+ $(GO) test -race -timeout $(UNIT_TIMEOUT) ./..."; \
-	$(GOTEST) "unit tests" -race -timeout $(UNIT_TIMEOUT) ./...; \
-	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v ./..."; \
+	echo "+ $(GO) test -race -count=1 -timeout $(UNIT_TIMEOUT) ./..."; \
+	$(GOTEST) "unit tests" -race -count=1 -timeout $(UNIT_TIMEOUT) ./... | tee "$$unitlog"; \
+	run=$$(bash scripts/integration-run.sh "$$unitlog"); \
+	echo "+ KRETRY_BROKERS=$$brokers $(GO) test -race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -v -run '<the integration tests>' ./..."; \
 	status=0; \
 	KRETRY_BROKERS=$$brokers KRETRY_KAFKA_VERSION=$$release $(GOTEST) "integration tests (with subtests)" \
-		-race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) ./... || status=$$?; \
+		-race -count=1 -tags integration -timeout $(INTEGRATION_TIMEOUT) -run "$$run" ./... || status=$$?; \
 	echo "make test took $$(( $$(date +%s) - t0 ))s"; \
 	exit $$status
 
