@@ -224,9 +224,9 @@ type Topic struct {
 
 // CircuitBreaker is a topic's circuit_breaker: when, over the last Window,
 // at least MinRecords records were handled and the share that failed with
-// an error the classifier retries is at least FailureRatio, the consumer stops fetching and handling the topic
-// for OpenFor, then lets a few records through and closes again when they
-// succeed.
+// an error the classifier retries is at least FailureRatio, the consumer
+// stops fetching and handling the topic for OpenFor, then lets a few
+// records through and closes again when they succeed.
 type CircuitBreaker struct {
 	FailureRatio float64       // 0 < ratio ≤ 1
 	MinRecords   int           // ≥ 1
