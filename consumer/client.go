@@ -82,7 +82,6 @@ func (s *session) newClient() (*kgo.Client, *telemetry.ClientMetrics, error) {
 		// id: the fencer tells a dead member's open transaction by it.
 		kgo.ClientID(id),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 	)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("consumer: building the transactional Kafka client: %w", err)

@@ -163,6 +163,8 @@ func (w *worker) call(rec *kgo.Record, start time.Duration) (herr error, panicke
 // attempts, after each wait; it returns the last call's outcome. A
 // RetryAfter longer than the next wait ends it (the ladder waits that long);
 // stopped: a revoke or shutdown ended a wait, rec is to be left unmarked.
+//
+//lint:ignore ST1008 the error is the handler's, paired with panicked as call returns them, not a failure of retryInPlace
 func (w *worker) retryInPlace(rec, arrived *kgo.Record, md headers.Metadata, herr error) (_ error, panicked, stopped bool) {
 	r := w.inPlace
 	for k := 1; k <= r.Attempts; k++ {

@@ -122,7 +122,7 @@ func (r *Record) decodeSpring() {
 	}
 	var errs []error
 	bad := func(name string, v []byte, want string) {
-		errs = append(errs, fmt.Errorf("Spring header %s: invalid value 0x%x: want %s", name, v, want))
+		errs = append(errs, fmt.Errorf("spring-kafka header %s: invalid value 0x%x: want %s", name, v, want))
 	}
 	text := func(name string) string {
 		_, v, _ := get(name)
@@ -139,7 +139,7 @@ func (r *Record) decodeSpring() {
 	case len(o) != 8 || int64(binary.BigEndian.Uint64(o)) < 0:
 		bad(on, o, "an 8-byte big-endian offset ≥ 0")
 	case topic == "":
-		errs = append(errs, fmt.Errorf("Spring header %s: missing or empty, with %s and %s", springHeaderOriginalTopic, pn, on))
+		errs = append(errs, fmt.Errorf("spring-kafka header %s: missing or empty, with %s and %s", springHeaderOriginalTopic, pn, on))
 	default:
 		md.OriginalTopic, md.OriginalPartition, md.OriginalOffset = topic, int32(binary.BigEndian.Uint32(p)), int64(binary.BigEndian.Uint64(o))
 		r.known |= FieldOriginal

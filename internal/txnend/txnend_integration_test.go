@@ -58,7 +58,7 @@ func TestEndAbortsAfterTheBrokerRestarted(t *testing.T) {
 	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...),
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.TransactionalID(group), kgo.TransactionTimeout(5*time.Minute), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(), kgo.BlockRebalanceOnPoll(), kgo.HeartbeatInterval(500*time.Millisecond), e.Opt())
+		kgo.BlockRebalanceOnPoll(), kgo.HeartbeatInterval(500*time.Millisecond), e.Opt())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func session(t *testing.T, seeds []string, e *Ender, group, in, out string) *kgo
 	t.Helper()
 	sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...),
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionalID(group+"-txn"), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+		kgo.TransactionalID(group+"-txn"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.BlockRebalanceOnPoll(), kgo.HeartbeatInterval(100*time.Millisecond), e.Opt())
 	if err != nil {
 		t.Fatal(err)
