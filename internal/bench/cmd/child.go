@@ -29,13 +29,11 @@ import (
 
 // result is what a child reports.
 type result struct {
-	Mode    string  `json:"mode"`
-	Records int64   `json:"records"` // records counted in the window
-	Seconds float64 `json:"seconds"` // first counted record to last
-	CPU     float64 `json:"cpu"`     // process CPU seconds over the same window
-	// ExcludedSeconds is time taken out of Seconds (B2: the tier delay).
-	ExcludedSeconds float64 `json:"excluded_seconds,omitempty"`
-	Failures        int64   `json:"failures,omitempty"` // first deliveries failed on purpose
+	Mode     string  `json:"mode"`
+	Records  int64   `json:"records"`            // records counted in the window
+	Seconds  float64 `json:"seconds"`            // first counted record to last
+	CPU      float64 `json:"cpu"`                // process CPU seconds over the same window
+	Failures int64   `json:"failures,omitempty"` // first deliveries failed on purpose
 	// Lateness of re-fed records as the main consumer's handler saw them:
 	// handling time − kretry-due-at, in milliseconds.
 	Lateness *latency `json:"lateness,omitempty"`
@@ -62,11 +60,10 @@ type latency struct {
 }
 
 func (r result) rate() float64 {
-	s := r.Seconds - r.ExcludedSeconds
-	if s <= 0 {
+	if r.Seconds <= 0 {
 		return 0
 	}
-	return float64(r.Records) / s
+	return float64(r.Records) / r.Seconds
 }
 
 // cpuPerMillion is CPU seconds per million records.

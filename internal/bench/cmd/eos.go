@@ -76,7 +76,7 @@ func (b *benches) eos(ctx context.Context) error {
 		Title: "B1eos and B2eos: exactly_once against at-least-once",
 		Text: []string{fmt.Sprintf("B1's and B2's kretry sides, each run in both modes in every round (which goes first alternates), "+
 			"%d rounds: B1eos with %s records and a no-op handler, B2eos with %s records that each fail once and succeed when re-fed "+
-			"(B2's rate, the tier delay excluded, capped at %s). In exactly_once the consumer's forwards and offsets, and the relay's "+
+			"(B2's rate and tier, capped at %s). In exactly_once the consumer's forwards and offsets, and the relay's "+
 			"re-feeds and offsets, commit in Kafka transactions, one per commit interval (1s) while busy and sooner once idle, and both read read_committed. "+
 			"Records/s counts handler calls (B2: of re-fed records, which the relay reads only once the forward's transaction "+
 			"committed, and the consumer only once the re-feed's did); in exactly_once a record's offset commits at the end of its "+

@@ -176,7 +176,6 @@ func runRetryKretry(ctx context.Context, cf childFlags) (result, error) {
 	stopProgress()
 	var r result
 	w.fill(&r)
-	r.ExcludedSeconds = cf.delay.Seconds()
 	r.Note = note
 	var late, refeedLate []float64
 	for i := range parts {
