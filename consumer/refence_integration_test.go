@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -178,8 +179,10 @@ func testFencedConsumer(t *testing.T, static bool) {
 		select {
 		case <-doneA:
 		case <-time.After(2 * time.Minute):
-			// Seen once in nine runs (session 14): A's log says where it waits.
-			t.Fatalf("A, with instance_id, still runs 2 minutes after its transaction was fenced (fences by B: %v); A's log:\n%s", fenced(), logA.String())
+			// Seen once in nine runs (session 14), not in 45 since: A's log
+			// and the consumers' goroutines say where it waits.
+			t.Fatalf("A, with instance_id, still runs 2 minutes after its transaction was fenced (fences by B: %v); A's log:\n%s\nthe goroutines in package consumer:\n%s",
+				fenced(), logA.String(), consumerStacks())
 		}
 		if !errors.Is(errA, kerr.ProducerFenced) && !errors.Is(errA, kerr.InvalidProducerEpoch) {
 			t.Errorf("A's Run returned %v, want the fence (PRODUCER_FENCED or INVALID_PRODUCER_EPOCH)", errA)
@@ -271,6 +274,20 @@ func checkOutputsOnce(t *testing.T, b *realBroker, out string, keys []string) {
 	if len(seen) != len(keys) {
 		t.Errorf("a read_committed reader sees %d distinct outputs, want %d", len(seen), len(keys))
 	}
+}
+
+// consumerStacks returns the stacks of the goroutines running code of
+// package consumer (both consumers of a test), from a dump of all.
+func consumerStacks() string {
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "kretry/kretry/consumer.(") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // grepLines returns the lines of s that contain sub.
