@@ -1,7 +1,7 @@
 # kretry — make targets. `make test` is what CI runs (.ci/run).
 #
 #   make demo              kretry end to end on an embedded broker
-#   make test              vet + unit tests (race) + integration tests on a real Apache Kafka broker
+#   make test              vet + staticcheck + unit tests (race) + integration tests on a real Apache Kafka broker
 #   make test-unit         vet + unit tests (race)
 #   make test-integration  integration tests on $KRETRY_BROKERS, or on the broker of `make kafka-up`
 #   make kafka-up          start (or reuse) the local broker; last line: KRETRY_BROKERS=127.0.0.1:PORT
@@ -44,7 +44,8 @@ test-unit: vet
 	@$(GOTEST) "unit tests" -race -timeout $(UNIT_TIMEOUT) ./...
 
 # test brings the broker up first (so a restart of a shared one is short), then
-# vet, unit and integration tests. It stops the broker afterwards, pass or
+# vet, staticcheck (a deprecation or a lint finding fails it, as make lint does),
+# unit and integration tests. It stops the broker afterwards, pass or
 # fail, only if it started it: a running broker (someone's `make kafka-up`) or
 # KRETRY_BROKERS is left alone. The integration pass runs the tests of the
 # files built with the integration tag and those the unit pass skipped
@@ -63,6 +64,8 @@ test:
 	unitlog=$$(mktemp); trap 'rm -f "$$unitlog"; if [[ -n $$started ]]; then $(KAFKA) down || true; fi' EXIT; \
 	echo "+ $(GO) vet ./... (and -tags integration)"; \
 	$(GO) vet ./...; $(GO) vet -tags integration ./...; \
+	echo "+ staticcheck ./... (and -tags integration)"; \
+	$(GO) run $(STATICCHECK) ./...; $(GO) run $(STATICCHECK) -tags integration ./...; \
 	echo "+ $(GO) test -race -count=1 -timeout $(UNIT_TIMEOUT) ./..."; \
 	$(GOTEST) "unit tests" -race -count=1 -timeout $(UNIT_TIMEOUT) ./... | tee "$$unitlog"; \
 	run=$$(bash scripts/integration-run.sh "$$unitlog"); \
