@@ -26,6 +26,9 @@ INTEGRATION_TIMEOUT ?= 10m
 # Every fuzz target (a Fuzz function in any package) runs this long in make fuzz.
 FUZZTIME ?= 30s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# staticcheck over every package, with and without the integration tag: make
+# test and make lint both run it.
+RUN_STATICCHECK = $(GO) run $(STATICCHECK) ./...; $(GO) run $(STATICCHECK) -tags integration ./...
 
 # go test -v with a summary line that counts panics, timeouts and build
 # failures as failures.
@@ -65,7 +68,7 @@ test:
 	echo "+ $(GO) vet ./... (and -tags integration)"; \
 	$(GO) vet ./...; $(GO) vet -tags integration ./...; \
 	echo "+ staticcheck ./... (and -tags integration)"; \
-	$(GO) run $(STATICCHECK) ./...; $(GO) run $(STATICCHECK) -tags integration ./...; \
+	$(RUN_STATICCHECK); \
 	echo "+ $(GO) test -race -count=1 -timeout $(UNIT_TIMEOUT) ./..."; \
 	$(GOTEST) "unit tests" -race -count=1 -timeout $(UNIT_TIMEOUT) ./... | tee "$$unitlog"; \
 	run=$$(bash scripts/integration-run.sh "$$unitlog"); \
@@ -121,5 +124,4 @@ chaos:
 lint: vet
 	cd internal/kafkatest/dockerkafka && $(GO) vet ./...
 	@out=$$(gofmt -l .); if [[ -n $$out ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
-	$(GO) run $(STATICCHECK) ./...
-	$(GO) run $(STATICCHECK) -tags integration ./...
+	$(RUN_STATICCHECK)

@@ -32,8 +32,9 @@ import (
 // record the classifier retries) would otherwise fail every probe, and the
 // topic would never move again. A revoked partition's worker stops waiting
 // at once and its records stay uncommitted for their next owner: the
-// breaker holds no partition past a rebalance, and drops no record. In exactly-once mode a worker does not
-// wait while the breaker is open: it gives its records back (giveBack).
+// breaker holds no partition past a rebalance, and drops no record. In
+// exactly-once mode a worker does not wait while the breaker is open: it
+// gives its records back (giveBack).
 
 const breakerBuckets = 10
 
